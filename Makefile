@@ -1,0 +1,169 @@
+# One entry point for the certified-training engine.
+#
+#   make            build the library, binaries (build/bin/) and test binaries
+#   make run        the main job: certified training of CONV on FashionMNIST (see README)
+#   make test       install missing dependencies, build, run every test suite
+#   make bench      the benchmarks (kernels, training steps, bounds, data loading)
+#   make deps       install the Debian packages we need (or print the command)
+#
+# Knobs: CUDA=auto|0|1  (auto: build the CUDA backend when nvcc is found)
+#        CUDA_ARCH=80   (compute capability to compile for; PTX is embedded too)
+#        EMU=1          (release binaries get the SIMT emulator as their CUDA backend)
+#        SAN=address|thread (sanitizer for the release build; tests always use both)
+# No fast-math anywhere and no reduced-precision tensor-core math: a certified
+# bound must not depend on the math mode.
+
+SHELL := /bin/bash
+CXX ?= g++
+CUDA ?= auto
+CUDA_ARCH ?= 80
+EMU ?= 0
+CUDA_HOME ?= /usr/local/cuda
+NVCC := $(shell command -v nvcc 2>/dev/null || (test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc))
+
+# ---------------------------------------------------------------- what we found
+OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
+HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes)
+HAVE_CUBLAS := $(shell test -f $(CUDA_HOME)/include/cublas_v2.h && ls $(CUDA_HOME)/lib64/libcublas.so >/dev/null 2>&1 && echo yes)
+HAVE_CUDNN := $(shell (test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h) && echo yes)
+ifeq ($(CUDA),auto)
+  USE_CUDA := $(if $(and $(NVCC),$(HAVE_CUBLAS),$(HAVE_CUDNN)),1,0)
+else
+  USE_CUDA := $(CUDA)
+endif
+ifeq ($(EMU),1)
+  USE_CUDA := 0
+endif
+ifeq ($(filter deps clean,$(MAKECMDGOALS)),)
+$(info [build] nvcc:     $(if $(NVCC),found ($(NVCC)),missing))
+$(info [build] cuBLAS:   $(if $(HAVE_CUBLAS),found,missing))
+$(info [build] cuDNN:    $(if $(HAVE_CUDNN),found,missing))
+$(info [build] OpenBLAS: $(if $(HAVE_OPENBLAS),found,missing (run: make deps)))
+$(info [build] CUDA backend of the binaries: $(if $(filter 1,$(USE_CUDA)),real CUDA (sm_$(CUDA_ARCH) + PTX),SIMT emulator (no nvcc or CUDA=0: --device cuda needs CTE_EMULATE_CUDA=1)))
+endif
+
+# ---------------------------------------------------------------- flags
+WARN := -Wall -Wextra -Werror
+INCLUDES := -I. -I$(OPENBLAS_INC)
+CXXSTD := -std=c++20
+BASE_FLAGS := $(CXXSTD) $(WARN) $(INCLUDES) -MMD -MP -fno-fast-math -ffp-contract=off
+REL_FLAGS := $(BASE_FLAGS) -O3 -march=native -fopenmp -g1
+ASAN_FLAGS := $(BASE_FLAGS) -O1 -g -fopenmp -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
+# ThreadSanitizer cannot see inside libgomp, so its build is single-threaded on
+# the host side; the emulator's CUDA threads are real threads it does watch.
+TSAN_FLAGS := $(BASE_FLAGS) -O1 -g -fsanitize=thread -Wno-unknown-pragmas
+ifeq ($(SAN),address)
+  REL_FLAGS += -fsanitize=address,undefined -fno-omit-frame-pointer
+endif
+ifeq ($(SAN),thread)
+  REL_FLAGS := $(TSAN_FLAGS)
+endif
+EMU_DEFS := -DCTE_EMULATOR
+NVCC_FLAGS := -std=c++20 -O3 $(INCLUDES) -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
+              -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --fmad=true
+LIBS := -lopenblas -lmatio -lz -lpthread
+CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcudnn
+
+# ---------------------------------------------------------------- sources
+MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
+LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
+              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp))
+CU_SRCS := $(wildcard kernels/cuda/*.cu)
+EMU_SRCS := $(wildcard kernels/emu/*.cpp)
+TEST_SRCS := $(wildcard tests/*.cpp)
+TEST_CU_SRCS := $(wildcard tests/*.cu)
+
+obj = $(patsubst %,build/$(1)/%.o,$(2))
+
+REL_OBJS := $(call obj,rel,$(LIB_SRCS))
+ifeq ($(USE_CUDA),1)
+  REL_CU_OBJS := $(call obj,rel-nvcc,$(CU_SRCS))
+  REL_LINK := $(CUDA_LIBS)
+else
+  REL_CU_OBJS := $(call obj,rel,$(CU_SRCS) $(EMU_SRCS))
+  REL_LINK :=
+endif
+ASAN_OBJS := $(call obj,asan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(TEST_CU_SRCS))
+TSAN_OBJS := $(call obj,tsan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(TEST_CU_SRCS))
+BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(s)))))
+BINS := $(addprefix build/bin/,$(BIN_NAMES))
+
+.PHONY: all run test bench deps clean test-build gpu-test
+all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu)
+
+# ---------------------------------------------------------------- compile rules
+build/rel/%.cpp.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) -c $< -o $@
+build/rel/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
+build/rel-nvcc/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(NVCC) $(NVCC_FLAGS) -c $< -o $@
+build/asan/%.cpp.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(ASAN_FLAGS) $(EMU_DEFS) -c $< -o $@
+build/asan/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(ASAN_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
+build/tsan/%.cpp.o: %.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(TSAN_FLAGS) $(EMU_DEFS) -c $< -o $@
+build/tsan/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(CXX) $(TSAN_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
+
+# ---------------------------------------------------------------- link rules
+build/bin/%: build/rel/train/%_main.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(REL_LINK)
+build/bin/%: build/rel/tools/%_main.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(REL_LINK)
+build/bin/%: build/rel/tools/bench/%.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(REL_LINK)
+build/test/tests: $(ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(LIBS)
+build/test/tests_tsan: $(TSAN_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(LIBS)
+# The same suites against the real CUDA backend, for machines with a GPU.
+# (The emulator's own tests exercise the emulator, so they stay out of it.)
+GPU_TEST_SRCS := $(filter-out tests/test_emulator.cpp,$(TEST_SRCS))
+GPU_TEST_CU_SRCS := $(filter-out tests/emu_test_kernels.cu,$(TEST_CU_SRCS))
+build/test/tests_gpu: $(call obj,rel,$(GPU_TEST_SRCS)) $(call obj,rel-nvcc,$(GPU_TEST_CU_SRCS)) $(REL_OBJS) $(REL_CU_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(CUDA_LIBS)
+
+# ---------------------------------------------------------------- jobs
+deps:
+	@bash tools/deps.sh
+
+test-build: deps
+	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan
+
+# Tests: the full suite on the CPU and the emulated CUDA backend under
+# AddressSanitizer; the emulator and kernel-parity suites under ThreadSanitizer;
+# proofs that both sanitizers catch deliberately broken kernels; the same
+# suites on a real GPU when one is present (CTE_TEST_GPU=1 forces them).
+test: test-build
+	@bash tests/run_all.sh
+
+gpu-test: build/test/tests_gpu
+	CTE_TEST_GPU=1 build/test/tests_gpu
+
+bench: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@bash tools/bench/run_all.sh
+
+run: deps
+	@$(MAKE) --no-print-directory $(BINS)
+	@bash tools/run_demo.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

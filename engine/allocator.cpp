@@ -1,0 +1,147 @@
+// The caching allocator behind every tensor (see allocator.h for the policy).
+#include "engine/allocator.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <new>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernels/gpu_runtime.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define CTE_ASAN 1
+#endif
+
+namespace cte {
+namespace {
+
+constexpr size_t kAlignment = 64;
+
+// Sizes round up to 512 bytes below 1 MiB and to 64 KiB above, so slightly
+// different batch sizes (the last batch of an epoch) still share blocks.
+size_t rounded_size(size_t bytes) {
+  const size_t granule = bytes < (size_t(1) << 20) ? 512 : (size_t(1) << 16);
+  return bytes == 0 ? granule : (bytes + granule - 1) / granule * granule;
+}
+
+#ifdef CTE_ASAN
+// Poisoning is only meaningful where "device" memory is host memory.
+bool host_addressable(Device device) {
+  return device == Device::cpu || gpu::compiled_backend() == gpu::Backend::emulator;
+}
+#endif
+
+void poison(Device device, void* ptr, size_t bytes) {
+#ifdef CTE_ASAN
+  if (host_addressable(device)) ASAN_POISON_MEMORY_REGION(ptr, bytes);
+#else
+  (void)device, (void)ptr, (void)bytes;
+#endif
+}
+void unpoison(Device device, void* ptr, size_t bytes) {
+#ifdef CTE_ASAN
+  if (host_addressable(device)) ASAN_UNPOISON_MEMORY_REGION(ptr, bytes);
+#else
+  (void)device, (void)ptr, (void)bytes;
+#endif
+}
+
+class CachingAllocator {
+ public:
+  explicit CachingAllocator(Device device) : device_(device) {}
+
+  void* allocate(size_t bytes) {
+    const size_t size = rounded_size(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    void* ptr = nullptr;
+    auto& bin = free_lists_[size];
+    if (!bin.empty()) {
+      ptr = bin.back();
+      bin.pop_back();
+      stats_.bytes_cached -= size;
+    } else {
+      ptr = raw_allocate(size);
+      ++stats_.raw_allocations;
+    }
+    stats_.bytes_in_use += size;
+    if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
+      stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    unpoison(device_, ptr, bytes);
+    poison(device_, static_cast<char*>(ptr) + bytes, size - bytes);
+    return ptr;
+  }
+
+  void release(void* ptr, size_t bytes) {
+    const size_t size = rounded_size(bytes);
+    std::lock_guard<std::mutex> lock(mutex_);
+    poison(device_, ptr, size);
+    free_lists_[size].push_back(ptr);
+    stats_.bytes_in_use -= size;
+    stats_.bytes_cached += size;
+  }
+
+  void empty_cache() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    for (auto& [size, bin] : free_lists_) {
+      for (void* ptr : bin) {
+        unpoison(device_, ptr, size);
+        raw_free(ptr);
+        ++stats_.raw_frees;
+      }
+      bin.clear();
+    }
+    stats_.bytes_cached = 0;
+  }
+
+  AllocatorStats stats() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return stats_;
+  }
+  void reset_peak() {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stats_.peak_bytes_in_use = stats_.bytes_in_use;
+  }
+
+ private:
+  void* raw_allocate(size_t size) {
+    if (device_ == Device::cuda) return gpu::malloc_raw(size);
+    void* ptr = std::aligned_alloc(kAlignment, size);
+    if (!ptr) fail("allocator", "out of host memory allocating " + std::to_string(size) + " bytes");
+    return ptr;
+  }
+  void raw_free(void* ptr) {
+    if (device_ == Device::cuda) gpu::free_raw(ptr);
+    else std::free(ptr);
+  }
+
+  Device device_;
+  std::mutex mutex_;
+  std::unordered_map<size_t, std::vector<void*>> free_lists_;
+  AllocatorStats stats_;
+};
+
+// Intentionally leaked: tensors destroyed during static destruction (globals
+// in tests and tools) must still find their allocator alive.
+CachingAllocator& allocator_for(Device device) {
+  static CachingAllocator* cpu = new CachingAllocator(Device::cpu);
+  static CachingAllocator* cuda = new CachingAllocator(Device::cuda);
+  return device == Device::cpu ? *cpu : *cuda;
+}
+
+}  // namespace
+
+void* device_allocate(Device device, size_t bytes) { return allocator_for(device).allocate(bytes); }
+void device_free(Device device, void* ptr, size_t bytes) { allocator_for(device).release(ptr, bytes); }
+AllocatorStats allocator_stats(Device device) { return allocator_for(device).stats(); }
+void reset_peak_bytes(Device device) { allocator_for(device).reset_peak(); }
+void empty_cache(Device device) { allocator_for(device).empty_cache(); }
+
+Buffer::Buffer(Device device_, size_t bytes_) : bytes(bytes_), device(device_) {
+  ptr = static_cast<float*>(device_allocate(device, bytes));
+}
+Buffer::~Buffer() { device_free(device, ptr, bytes); }
+
+}  // namespace cte

@@ -1,0 +1,154 @@
+// The checkpoint format described in checkpoint.h: writer and checked reader.
+#include "engine/checkpoint.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+namespace cte {
+namespace {
+
+constexpr char kMagic[8] = {'C', 'T', 'E', 'C', 'K', 'P', 'T', '\0'};
+
+template <typename T>
+void put(std::string& out, T value) {
+  out.append(reinterpret_cast<const char*>(&value), sizeof(T));
+}
+
+class Reader {
+ public:
+  Reader(const std::string& bytes, const std::string& path) : bytes_(bytes), path_(path) {}
+  template <typename T>
+  T get(const char* what) {
+    T value;
+    need(sizeof(T), what);
+    std::memcpy(&value, bytes_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return value;
+  }
+  std::string get_bytes(size_t n, const char* what) {
+    need(n, what);
+    std::string s = bytes_.substr(pos_, n);
+    pos_ += n;
+    return s;
+  }
+  const char* here() const { return bytes_.data() + pos_; }
+  void skip(size_t n, const char* what) {
+    need(n, what);
+    pos_ += n;
+  }
+
+ private:
+  void need(size_t n, const char* what) {
+    if (bytes_.size() - pos_ < n)
+      fail("checkpoint", path_ + ": truncated while reading " + what + " (offset " +
+                             std::to_string(pos_) + ", file has " + std::to_string(bytes_.size()) + " bytes)");
+  }
+  const std::string& bytes_;
+  const std::string& path_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+const Tensor* Checkpoint::find(const std::string& name) const {
+  for (const auto& [n, t] : tensors)
+    if (n == name) return &t;
+  return nullptr;
+}
+
+void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
+  std::string out;
+  out.append(kMagic, sizeof(kMagic));
+  put<uint32_t>(out, kCheckpointVersion);
+  put<uint32_t>(out, uint32_t(checkpoint.tensors.size()));
+  put<uint64_t>(out, uint64_t(checkpoint.metadata.size()));
+  out += checkpoint.metadata;
+  for (const auto& [name, tensor] : checkpoint.tensors) {
+    put<uint32_t>(out, uint32_t(name.size()));
+    out += name;
+    put<uint32_t>(out, uint32_t(tensor.ndim()));
+    for (int d = 0; d < tensor.ndim(); ++d) put<int64_t>(out, tensor.shape()[d]);
+    const std::vector<float> values = tensor.to_vector();
+    out.append(reinterpret_cast<const char*>(values.data()), values.size() * sizeof(float));
+  }
+  put<uint32_t>(out, uint32_t(crc32(0L, reinterpret_cast<const Bytef*>(out.data()), uInt(out.size()))));
+
+  const std::string tmp = path + ".tmp";
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  if (fd < 0) fail("checkpoint", tmp + ": cannot create: " + std::strerror(errno));
+  size_t written = 0;
+  while (written < out.size()) {
+    const ssize_t n = ::write(fd, out.data() + written, out.size() - written);
+    if (n < 0) {
+      const std::string why = std::strerror(errno);
+      ::close(fd);
+      std::remove(tmp.c_str());
+      fail("checkpoint", tmp + ": write failed: " + why);
+    }
+    written += size_t(n);
+  }
+  if (::fsync(fd) != 0 || ::close(fd) != 0) {
+    std::remove(tmp.c_str());
+    fail("checkpoint", tmp + ": flush failed: " + std::strerror(errno));
+  }
+  if (std::rename(tmp.c_str(), path.c_str()) != 0)
+    fail("checkpoint", "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+}
+
+Checkpoint load_checkpoint(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("checkpoint", path + ": cannot open (missing or unreadable)");
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0)
+    fail("checkpoint", path + ": not a checkpoint (wrong magic; expected \"CTECKPT\")");
+  if (bytes.size() < sizeof(kMagic) + 4 + 4)
+    fail("checkpoint", path + ": truncated header");
+  Reader r(bytes, path);
+  r.skip(sizeof(kMagic), "magic");
+  const uint32_t version = r.get<uint32_t>("version");
+  if (version != kCheckpointVersion)
+    fail("checkpoint", path + ": format version " + std::to_string(version) + ", this build reads version " +
+                           std::to_string(kCheckpointVersion));
+  uint32_t stored_crc;
+  std::memcpy(&stored_crc, bytes.data() + bytes.size() - 4, 4);
+  const uint32_t crc = uint32_t(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size() - 4)));
+  const uint32_t count = r.get<uint32_t>("tensor count");
+  Checkpoint ck;
+  const uint64_t meta_len = r.get<uint64_t>("metadata length");
+  if (meta_len > bytes.size()) fail("checkpoint", path + ": truncated (metadata length " + std::to_string(meta_len) + ")");
+  ck.metadata = r.get_bytes(size_t(meta_len), "metadata");
+  for (uint32_t i = 0; i < count; ++i) {
+    const uint32_t name_len = r.get<uint32_t>("tensor name length");
+    if (name_len > bytes.size()) fail("checkpoint", path + ": truncated (tensor name length)");
+    std::string name = r.get_bytes(name_len, "tensor name");
+    const uint32_t rank = r.get<uint32_t>("tensor rank");
+    if (rank > 4) fail("checkpoint", path + ": tensor '" + name + "' has rank " + std::to_string(rank) + " (at most 4)");
+    std::vector<int64_t> dims;
+    for (uint32_t d = 0; d < rank; ++d) {
+      const int64_t extent = r.get<int64_t>("tensor extents");
+      if (extent < 0 || extent > int64_t(bytes.size()))
+        fail("checkpoint", path + ": tensor '" + name + "' has an impossible extent " + std::to_string(extent));
+      dims.push_back(extent);
+    }
+    const Shape shape(dims);
+    std::vector<float> values(static_cast<size_t>(shape.numel()));
+    const size_t value_bytes = values.size() * sizeof(float);
+    if (value_bytes > bytes.size())
+      fail("checkpoint", path + ": truncated in the values of tensor '" + name + "' " + shape.str());
+    const char* src = r.here();
+    r.skip(value_bytes, ("values of tensor '" + name + "'").c_str());
+    std::memcpy(values.data(), src, value_bytes);
+    ck.tensors.emplace_back(std::move(name), Tensor::from_vector(values, shape, Device::cpu));
+  }
+  r.skip(4, "CRC");
+  if (crc != stored_crc) fail("checkpoint", path + ": CRC mismatch (the file is corrupt)");
+  return ck;
+}
+
+}  // namespace cte

@@ -1,0 +1,72 @@
+// The softmax family over the last axis: log_softmax, logsumexp and the fused,
+// numerically stable softmax cross-entropy (which saves the probabilities for
+// its backward instead of recomputing them).
+#include "engine/dispatch.h"
+#include "engine/ops.h"
+#include "engine/tape.h"
+
+namespace cte::ops {
+namespace {
+struct Rows {
+  int64_t rows, cols;
+};
+Rows rows_of(const char* op, const Tensor& x) {
+  if (x.ndim() < 1) fail(op, "needs at least one axis, got shape " + x.shape().str());
+  const int64_t cols = x.shape()[-1];
+  return {cols == 0 ? 0 : x.numel() / cols, cols};
+}
+}  // namespace
+
+Tensor log_softmax(const Tensor& x) {
+  const Rows r = rows_of("log_softmax", x);
+  Tensor y = Tensor::empty(x.shape(), x.device());
+  CTE_RUN(x.device(), log_softmax, x.data(), y.data(), r.rows, r.cols);
+  if (should_record({&x}))
+    record("log_softmax", {x}, y, [x, y, r](const Tensor& g) {
+      Tensor dx = Tensor::empty(x.shape(), x.device());
+      CTE_RUN(x.device(), log_softmax_backward, g.data(), y.data(), dx.data(), r.rows, r.cols);
+      accumulate_grad(x, dx);
+    });
+  return y;
+}
+
+Tensor logsumexp(const Tensor& x) {
+  const Rows r = rows_of("logsumexp", x);
+  std::vector<int64_t> dims = x.shape().dims();
+  dims.pop_back();
+  Tensor y = Tensor::empty(Shape(dims), x.device());
+  CTE_RUN(x.device(), logsumexp, x.data(), y.data(), r.rows, r.cols);
+  if (should_record({&x}))
+    record("logsumexp", {x}, y, [x, y, r](const Tensor& g) {
+      Tensor dx = Tensor::empty(x.shape(), x.device());
+      CTE_RUN(x.device(), logsumexp_backward, g.data(), x.data(), y.data(), dx.data(), r.rows, r.cols);
+      accumulate_grad(x, dx);
+    });
+  return y;
+}
+
+Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
+  const Device device = common_device("softmax_cross_entropy", {&logits, &labels});
+  if (logits.ndim() != 2 || labels.ndim() != 1 || labels.shape()[0] != logits.shape()[0])
+    fail("softmax_cross_entropy", "logits are " + logits.shape().str() + " and labels " +
+                                      labels.shape().str() + " (expects (N, K) and (N))");
+  const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  // Labels are user data: check the range once on the host before a kernel indexes with them.
+  for (float label : labels.to_vector())
+    if (!(label >= 0.0f && label < float(cols) && label == float(int64_t(label))))
+      fail("softmax_cross_entropy", "label " + std::to_string(label) + " is not a class index in [0, " +
+                                        std::to_string(cols) + ")");
+  Tensor loss = Tensor::empty(Shape{rows}, device);
+  Tensor probs = Tensor::empty(logits.shape(), device);
+  CTE_RUN(device, softmax_xent, logits.data(), labels.data(), loss.data(), probs.data(), rows, cols);
+  if (should_record({&logits}))
+    record("softmax_cross_entropy", {logits, labels}, loss, [logits, labels, probs, rows, cols](const Tensor& g) {
+      Tensor dlogits = Tensor::empty(logits.shape(), logits.device());
+      CTE_RUN(logits.device(), softmax_xent_backward, g.data(), probs.data(), labels.data(),
+              dlogits.data(), rows, cols);
+      accumulate_grad(logits, dlogits);
+    });
+  return loss;
+}
+
+}  // namespace cte::ops

@@ -1,0 +1,113 @@
+// Adam and SGD over fused kernels, and the learning-rate schedules.
+#include "engine/optim.h"
+
+#include <cmath>
+
+#include "engine/dispatch.h"
+
+namespace cte {
+
+void Optimizer::zero_grad() {
+  for (Tensor& p : params_) p.zero_grad();
+}
+
+Adam::Adam(std::vector<Tensor> params, float lr, float beta1, float beta2, float eps)
+    : Optimizer(std::move(params), lr), beta1_(beta1), beta2_(beta2), eps_(eps) {
+  for (const Tensor& p : params_) {
+    m_.push_back(Tensor::zeros(p.shape(), p.device()));
+    v_.push_back(Tensor::zeros(p.shape(), p.device()));
+  }
+}
+
+void Adam::step() {
+  ++step_;
+  const float bc1 = 1.0f - std::pow(beta1_, float(step_));
+  const float bc2 = 1.0f - std::pow(beta2_, float(step_));
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;  // a parameter the loss did not reach
+    CTE_RUN(p.device(), adam_step, p.data(), g.data(), m_[i].data(), v_[i].data(), p.numel(), lr_,
+            beta1_, beta2_, eps_, bc1, bc2);
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Adam::state() const {
+  std::vector<std::pair<std::string, Tensor>> s;
+  s.emplace_back("adam.step", Tensor::scalar(float(step_), Device::cpu));
+  for (size_t i = 0; i < m_.size(); ++i) {
+    s.emplace_back("adam.m." + std::to_string(i), m_[i]);
+    s.emplace_back("adam.v." + std::to_string(i), v_[i]);
+  }
+  return s;
+}
+
+void Adam::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  size_t found = 0;
+  for (const auto& [name, t] : state) {
+    if (name == "adam.step") {
+      step_ = int64_t(t.item());
+      ++found;
+      continue;
+    }
+    for (size_t i = 0; i < m_.size(); ++i) {
+      Tensor* target = nullptr;
+      if (name == "adam.m." + std::to_string(i)) target = &m_[i];
+      if (name == "adam.v." + std::to_string(i)) target = &v_[i];
+      if (!target) continue;
+      if (t.shape() != target->shape())
+        fail("adam", "checkpoint state " + name + " has shape " + t.shape().str() + ", expected " +
+                         target->shape().str());
+      target->copy_from(t);
+      ++found;
+    }
+  }
+  if (found != 1 + 2 * m_.size())
+    fail("adam", "checkpoint holds " + std::to_string(found) + " of the " +
+                     std::to_string(1 + 2 * m_.size()) + " optimizer state tensors");
+}
+
+Sgd::Sgd(std::vector<Tensor> params, float lr, float momentum)
+    : Optimizer(std::move(params), lr), momentum_(momentum) {
+  for (const Tensor& p : params_) buffers_.push_back(Tensor::zeros(p.shape(), p.device()));
+}
+
+void Sgd::step() {
+  for (size_t i = 0; i < params_.size(); ++i) {
+    Tensor& p = params_[i];
+    const Tensor g = p.grad();
+    if (!g.defined()) continue;
+    CTE_RUN(p.device(), sgd_step, p.data(), g.data(), buffers_[i].data(), p.numel(), lr_, momentum_);
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Sgd::state() const {
+  std::vector<std::pair<std::string, Tensor>> s;
+  for (size_t i = 0; i < buffers_.size(); ++i) s.emplace_back("sgd.buf." + std::to_string(i), buffers_[i]);
+  return s;
+}
+
+void Sgd::load_state(const std::vector<std::pair<std::string, Tensor>>& state) {
+  for (const auto& [name, t] : state)
+    for (size_t i = 0; i < buffers_.size(); ++i)
+      if (name == "sgd.buf." + std::to_string(i)) {
+        if (t.shape() != buffers_[i].shape())
+          fail("sgd", "checkpoint state " + name + " has shape " + t.shape().str());
+        buffers_[i].copy_from(t);
+      }
+}
+
+float lr_milestones(float base, double epoch, const std::vector<int>& milestones, float factor) {
+  float lr = base;
+  for (int m : milestones)
+    if (epoch >= m) lr *= factor;
+  return lr;
+}
+
+float lr_step(float base, double epoch, int start, int every, float factor) {
+  if (every <= 0 || epoch < start) return base;
+  const int halvings = int((epoch - start) / every);
+  return base * std::pow(factor, float(halvings));
+}
+
+}  // namespace cte

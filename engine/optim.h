@@ -1,0 +1,62 @@
+// Optimisers and learning-rate schedules. Adam runs one fused kernel per
+// parameter tensor (kernels adam_step_cpu / adam_step_cuda); its moments live
+// beside the parameters on the same device and are part of a checkpoint.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "engine/tensor.h"
+
+namespace cte {
+
+class Optimizer {
+ public:
+  virtual ~Optimizer() = default;
+  virtual void step() = 0;                     // applies the accumulated gradients
+  void zero_grad();                            // clears every parameter's gradient
+  void set_learning_rate(float lr) { lr_ = lr; }
+  float learning_rate() const { return lr_; }
+  const std::vector<Tensor>& parameters() const { return params_; }
+  // State for checkpoints (moments, step count) as named tensors.
+  virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state) = 0;
+
+ protected:
+  Optimizer(std::vector<Tensor> params, float lr) : params_(std::move(params)), lr_(lr) {}
+  std::vector<Tensor> params_;
+  float lr_;
+};
+
+class Adam : public Optimizer {
+ public:
+  Adam(std::vector<Tensor> params, float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
+  void step() override;
+  int64_t steps_taken() const { return step_; }
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
+
+ private:
+  float beta1_, beta2_, eps_;
+  int64_t step_ = 0;
+  std::vector<Tensor> m_, v_;
+};
+
+class Sgd : public Optimizer {
+ public:
+  Sgd(std::vector<Tensor> params, float lr, float momentum = 0.0f);
+  void step() override;
+  std::vector<std::pair<std::string, Tensor>> state() const override;
+  void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
+
+ private:
+  float momentum_;
+  std::vector<Tensor> buffers_;
+};
+
+// Learning rate at a (fractional) epoch.
+// milestones: base * factor^(number of milestones <= epoch), e.g. x0.1 at 130 and 190.
+float lr_milestones(float base, double epoch, const std::vector<int>& milestones, float factor = 0.1f);
+// step: halve every `every` epochs counted from `start` (the end of the ramp-up).
+float lr_step(float base, double epoch, int start, int every, float factor = 0.5f);
+
+}  // namespace cte

@@ -1,0 +1,23 @@
+// CPU twins of the fused optimizer steps; the per-element rule is shared with
+// the CUDA kernels through kernels/common/optim_math.h.
+#include "kernels/common/optim_math.h"
+#include "kernels/kernels.h"
+
+namespace cte::kern {
+
+void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                   float beta1, float beta2, float eps, float bias_correction1,
+                   float bias_correction2) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i)
+    adam_update(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps, bias_correction1,
+                bias_correction2);
+}
+
+void sgd_step_cpu(float* param, const float* grad, float* buf, int64_t n, float lr,
+                  float momentum) {
+#pragma omp parallel for simd schedule(static) if (n > (1 << 15))
+  for (int64_t i = 0; i < n; ++i) sgd_update(param[i], grad[i], buf[i], lr, momentum);
+}
+
+}  // namespace cte::kern

@@ -1,0 +1,38 @@
+// The engine's only door to a GPU: device discovery, raw memory and copies.
+// Implemented in kernels/cuda/runtime.cu, which is compiled either by nvcc
+// (a real GPU) or by the host compiler with the SIMT emulator's shim
+// (kernels/emu/), in which case the "device" is emulated on the CPU and only
+// becomes visible after enable_emulator() (tests) or CTE_EMULATE_CUDA=1.
+// Nothing here knows about tensors; engine/ builds its caching allocator on it.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cte::gpu {
+
+enum class Backend { real_cuda, emulator };
+Backend compiled_backend();  // what this binary's CUDA kernels were compiled for
+
+// Number of usable CUDA devices (0 on a machine without a GPU; for the
+// emulator, 1 once enabled). Never throws.
+int device_count();
+// Emulator builds only: make the emulated device visible. No-op on real CUDA.
+void enable_emulator();
+// One line for the start-up banner: GPU name, compute capability, CUDA,
+// cuBLAS and cuDNN versions (or "SIMT emulator on the CPU").
+std::string describe_device();
+
+void* malloc_raw(size_t bytes);  // cudaMalloc; throws std::runtime_error naming the size on failure
+void free_raw(void* ptr);        // cudaFree
+void copy_host_to_device(void* dst, const void* src, size_t bytes);
+void copy_device_to_host(void* dst, const void* src, size_t bytes);
+void copy_device_to_device(void* dst, const void* src, size_t bytes);
+void synchronize();  // cudaDeviceSynchronize, checked
+
+// Counts of raw cudaMalloc / cudaFree calls since start (tests assert that a
+// steady-state training step makes none).
+struct RawAllocCounters { uint64_t mallocs = 0, frees = 0; };
+RawAllocCounters raw_alloc_counters();
+
+}  // namespace cte::gpu

@@ -1,0 +1,114 @@
+// The kernel table: every compute kernel of the engine, declared once with its
+// argument shapes. Each entry expands to two functions with identical
+// signatures: name_cpu (kernels/cpu/*.cpp, host pointers) and name_cuda
+// (kernels/cuda/*.cu, device pointers). The engine's dispatch is the only place
+// that picks one. Kernels know nothing about tensors or the tape: raw pointers,
+// sizes, and the shapes written beside each argument. Every kernel fully
+// overwrites its outputs (no accumulation) unless its comment says otherwise.
+#pragma once
+#include <cstdint>
+
+namespace cte::kern {
+
+enum class UnaryOp : int {
+  relu,       // max(x, 0)
+  abs,        // |x|
+  neg,        // -x
+  scale,      // alpha * x
+  add_scalar, // x + alpha
+  clamp,      // min(max(x, alpha), beta)
+  exp,        // e^x
+  log,        // ln x
+  sqrt,       // sqrt x
+  square,     // x * x
+  positive,   // 1 if x > 0 else 0   (ReLU's derivative mask)
+  sign,       // -1, 0 or 1
+};
+
+enum class BinaryOp : int {
+  add, sub, mul, div, min, max,
+  gt, ge, lt, le, eq,  // comparison masks: 1.0f where true, 0.0f otherwise
+};
+
+// Numpy-style broadcasting of two operands, padded on the left to 4 dims.
+// out[i0,i1,i2,i3] = op(a[sum ik*a_stride[k]], b[sum ik*b_stride[k]]);
+// a stride is 0 on a dimension where that operand has extent 1.
+struct Broadcast4 {
+  int64_t out[4];
+  int64_t a_stride[4];
+  int64_t b_stride[4];
+};
+
+// Geometry of a 2-D convolution in NCHW / OIHW layout (cross-correlation, as
+// cuDNN's CUDNN_CROSS_CORRELATION and PyTorch's conv2d).
+struct ConvGeometry {
+  int n, c_in, h_in, w_in;
+  int c_out, kh, kw;
+  int stride, padding;
+  int h_out, w_out;  // (h_in + 2*padding - kh) / stride + 1, likewise w
+};
+
+// X(name, parameter list). Shapes are row-major, outermost first.
+#define CTE_KERNELS(X)                                                                  \
+  X(fill, (float* out /*[n]*/, int64_t n, float value))                                 \
+  X(unary, (UnaryOp op, const float* x /*[n]*/, float* y /*[n]*/, int64_t n,            \
+            float alpha, float beta))                                                   \
+  X(binary, (BinaryOp op, const float* a /*broadcast*/, const float* b /*broadcast*/,   \
+             float* out /*[out0,out1,out2,out3]*/, Broadcast4 shape))                  \
+  X(select, (const float* mask /*[n]*/, const float* a /*[n]*/, const float* b /*[n]*/, \
+             float* out /*[n] = mask != 0 ? a : b*/, int64_t n))                      \
+  X(reduce_sum, (const float* x /*[outer,reduce,inner]*/, float* y /*[outer,inner]*/,   \
+                 int64_t outer, int64_t reduce, int64_t inner, float scale))           \
+  /* Row-major C = alpha * op(A) * op(B) + beta * C for each of `batch` matrices;   */ \
+  /* op(A) is [m,k], op(B) is [k,n]; beta == 0 ignores C's old contents (NaN too). */  \
+  X(gemm, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,    \
+           const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,  \
+           int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,       \
+           int64_t batch))                                                              \
+  X(conv2d_forward, (const float* x /*[n,c_in,h_in,w_in]*/,                             \
+                     const float* w /*[c_out,c_in,kh,kw]*/,                             \
+                     float* y /*[n,c_out,h_out,w_out]*/, ConvGeometry g))               \
+  X(conv2d_backward_data, (const float* dy /*[n,c_out,h_out,w_out]*/,                   \
+                           const float* w /*[c_out,c_in,kh,kw]*/,                       \
+                           float* dx /*[n,c_in,h_in,w_in]*/, ConvGeometry g))           \
+  X(conv2d_backward_filter, (const float* x /*[n,c_in,h_in,w_in]*/,                     \
+                             const float* dy /*[n,c_out,h_out,w_out]*/,                 \
+                             float* dw /*[c_out,c_in,kh,kw]*/, ConvGeometry g))         \
+  X(transpose, (const float* x /*[batch,rows,cols]*/, float* y /*[batch,cols,rows]*/,   \
+                int64_t batch, int64_t rows, int64_t cols))                             \
+  X(log_softmax, (const float* x /*[rows,cols]*/, float* y /*[rows,cols]*/,             \
+                  int64_t rows, int64_t cols))                                          \
+  /* dx = dy - exp(y) * sum_j dy */                                                     \
+  X(log_softmax_backward, (const float* dy /*[rows,cols]*/, const float* y /*[rows,cols]*/, \
+                           float* dx /*[rows,cols]*/, int64_t rows, int64_t cols))      \
+  X(logsumexp, (const float* x /*[rows,cols]*/, float* y /*[rows]*/, int64_t rows,      \
+                int64_t cols))                                                          \
+  /* dx = dy[row] * exp(x - y[row]) */                                                  \
+  X(logsumexp_backward, (const float* dy /*[rows]*/, const float* x /*[rows,cols]*/,    \
+                         const float* y /*[rows]*/, float* dx /*[rows,cols]*/,          \
+                         int64_t rows, int64_t cols))                                   \
+  /* loss[r] = logsumexp(logits[r]) - logits[r, labels[r]]; probs = softmax(logits). */ \
+  /* labels hold class indices as floats (exact below 2^24).                          */ \
+  X(softmax_xent, (const float* logits /*[rows,cols]*/, const float* labels /*[rows]*/, \
+                   float* loss /*[rows]*/, float* probs /*[rows,cols]*/, int64_t rows,  \
+                   int64_t cols))                                                       \
+  /* dlogits = dloss[r] * (probs - onehot(labels[r])) */                                \
+  X(softmax_xent_backward, (const float* dloss /*[rows]*/, const float* probs           \
+                            /*[rows,cols]*/, const float* labels /*[rows]*/,            \
+                            float* dlogits /*[rows,cols]*/, int64_t rows, int64_t cols)) \
+  /* In place: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                           */ \
+  /* p -= lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).           */ \
+  X(adam_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* m /*[n]*/,      \
+                float* v /*[n]*/, int64_t n, float lr, float beta1, float beta2,         \
+                float eps, float bias_correction1, float bias_correction2))             \
+  /* In place: buf = momentum * buf + g; p -= lr * buf (PyTorch's SGD).              */ \
+  X(sgd_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* buf /*[n]*/,     \
+               int64_t n, float lr, float momentum))
+
+#define CTE_DECLARE_KERNEL_TWINS(name, params) \
+  void name##_cpu params;                      \
+  void name##_cuda params;
+CTE_KERNELS(CTE_DECLARE_KERNEL_TWINS)
+#undef CTE_DECLARE_KERNEL_TWINS
+
+}  // namespace cte::kern

@@ -1,0 +1,73 @@
+// Convex relaxations of ReLU networks as differentiable layers (paper section
+// 2, appendix A). Given a network, an input box [lower0, upper0] per sample
+// and optionally a specification matrix C per sample, compute_bounds returns
+// lower and upper bounds of C z (z: the logits) as tensors on the tape, so
+// the loss of the worst-case logits backpropagates through the relaxation
+// into the weights (through the intermediate bounds l, u as well; the choice
+// of case - stable or unstable, CROWN's adaptive slope - has no gradient).
+//
+//   box         interval arithmetic as a centre-radius forward pass (IBP)
+//   hbox        DiffAI's hybrid zonotope: input error terms kept symbolic,
+//               an unstable ReLU becomes centre u/2, box radius u/2 (what the
+//               paper's numbers measured)
+//   hbox_fresh  backsubstitution where an unstable ReLU is a fresh variable in [0, u]
+//   deepz       backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l
+//   crown       as deepz but the lower slope is 0 when -l >= u, else 1
+//   crown0      as crown with the lower slope always 0 for unstable ReLUs
+//   crown_ibp   Box intermediate bounds, CROWN backsubstitution for the output
+// Stable ReLUs in every backsubstitution: u <= 0 gives 0, l >= 0 the identity
+// (the identity wins when l = u = 0).
+#pragma once
+#include <cstddef>
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/tensor.h"
+
+namespace cte {
+
+enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown_ibp };
+// Accepts the names above and the dashed spellings (hbox-fresh, crown-ibp,
+// crown-ibp-r); throws "[relaxation] unknown ..." listing the valid names.
+Relaxation parse_relaxation(const std::string& name);
+const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown-ibp"
+std::vector<Relaxation> all_relaxations();
+
+struct BoundOptions {
+  // Fold C into the last linear layer (last-layer elision) instead of
+  // bounding the logits first. The paper's default, for every relaxation.
+  bool elide_last_layer = true;
+  // Budget for one chunk of backsubstitution workspace (bytes). Intermediate
+  // bounds of wide layers are computed this many neurons at a time, each
+  // chunk gradient-checkpointed, so peak memory stays near the cap.
+  size_t memory_cap_bytes = size_t(1) << 30;
+};
+
+struct Bounds {
+  Tensor lower, upper;  // (N, K): K = rows of C, or the number of logits without a spec
+};
+
+// lower0, upper0: (N, input_shape...) with lower0 <= upper0 (the caller clips
+// to the data range). spec: (N, K, n_logits), or undefined for the logits'
+// own bounds. Tensors on the network's device.
+Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                      Relaxation relaxation, const BoundOptions& options = {});
+
+// The margin specification for labels y (N): rows e_{y'} - e_y for every
+// y' != y, in increasing y': (N, K-1, K). A sample is certified when every
+// upper bound is below 0.
+Tensor margin_spec(const std::vector<int>& labels, int num_classes, Device device);
+
+// The input box of an L-inf ball: [x - eps, x + eps], clipped to [0, 1] unless clip is false.
+std::pair<Tensor, Tensor> input_box(const Tensor& x, float eps, bool clip = true);
+
+// Certified: every margin bound (upper bound of z_y' - z_y) is below 0. (N) booleans.
+std::vector<bool> certified(const Bounds& margin_bounds);
+
+// Worst-case logits for the certified-training loss from margin bounds:
+// (N, K) with 0 at the true class and upper(z_y' - z_y) elsewhere, so that
+// softmax_cross_entropy(worst, y) is the paper's L_CE(z_hat, y) shifted by z_y.
+Tensor worst_case_logits(const Bounds& margin_bounds, const std::vector<int>& labels, int num_classes);
+
+}  // namespace cte

@@ -1,0 +1,133 @@
+// Checkpoints and network JSON: round trips, and the errors a user sees for
+// corrupt files and inconsistent shapes.
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "engine/checkpoint.h"
+#include "engine/netjson.h"
+#include "engine/ops.h"
+#include "tests/test_util.h"
+
+namespace cte::test {
+namespace {
+
+std::string temp_path(const std::string& name) {
+  const auto dir = std::filesystem::temp_directory_path() / "cte-tests";
+  std::filesystem::create_directories(dir);
+  return (dir / name).string();
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+}
+void write_file(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary);
+  out << bytes;
+}
+
+}  // namespace
+
+TEST_CASE("checkpoint: round trip of tensors and metadata, no temp file left") {
+  Rng rng(7);
+  Checkpoint ck;
+  ck.metadata = R"({"epoch": 3})";
+  ck.tensors.emplace_back("w", random_tensor(Shape{3, 4}, rng));
+  ck.tensors.emplace_back("scalar", Tensor::scalar(5.0f, Device::cpu));
+  ck.tensors.emplace_back("conv", random_tensor(Shape{2, 1, 3, 3}, rng));
+  const std::string path = temp_path("roundtrip.ckpt");
+  save_checkpoint(path, ck);
+  CHECK_FALSE(std::filesystem::exists(path + ".tmp"));
+  const Checkpoint back = load_checkpoint(path);
+  CHECK(back.metadata == ck.metadata);
+  REQUIRE(back.tensors.size() == 3);
+  for (size_t i = 0; i < 3; ++i) {
+    CHECK(back.tensors[i].first == ck.tensors[i].first);
+    CHECK(back.tensors[i].second.shape() == ck.tensors[i].second.shape());
+    CHECK(back.tensors[i].second.to_vector() == ck.tensors[i].second.to_vector());
+  }
+}
+
+TEST_CASE("checkpoint: wrong magic, version, truncation and corruption are clear errors") {
+  Checkpoint ck;
+  ck.tensors.emplace_back("w", Tensor::full(Shape{10}, 1.0f, Device::cpu));
+  const std::string path = temp_path("bad.ckpt");
+  save_checkpoint(path, ck);
+  const std::string good = read_file(path);
+
+  write_file(path, "NOTACKPT" + good.substr(8));
+  CHECK_THROWS_WITH_AS(load_checkpoint(path), doctest::Contains("wrong magic"), std::runtime_error);
+
+  std::string bad_version = good;
+  bad_version[8] = 9;
+  write_file(path, bad_version);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path), doctest::Contains("format version 9"), std::runtime_error);
+
+  write_file(path, good.substr(0, good.size() - 20));
+  CHECK_THROWS_WITH_AS(load_checkpoint(path), doctest::Contains("truncated"), std::runtime_error);
+
+  std::string flipped = good;
+  flipped[flipped.size() - 10] ^= 0x40;
+  write_file(path, flipped);
+  CHECK_THROWS_WITH_AS(load_checkpoint(path), doctest::Contains("CRC mismatch"), std::runtime_error);
+
+  CHECK_THROWS_WITH_AS(load_checkpoint(temp_path("missing.ckpt")), doctest::Contains("missing.ckpt"), std::runtime_error);
+}
+
+TEST_CASE("network json: round trip preserves every layer and the function") {
+  Rng rng(3);
+  std::vector<Layer> layers;
+  layers.push_back(make_normalize({0.5f}, {0.25f}));
+  layers.push_back(make_conv(1, 2, 3, 2, 1, rng));
+  layers.push_back(make_relu());
+  layers.push_back(make_flatten());
+  layers.push_back(make_linear(2 * 3 * 3, 4, rng));
+  const Network net(Shape{1, 6, 6}, std::move(layers));
+  const Network back = network_from_json(network_to_json(net));
+  CHECK(back.describe() == net.describe());
+  const Tensor x = random_tensor(Shape{2, 1, 6, 6}, rng, Device::cpu, 0.0f, 1.0f);
+  CHECK(back.forward(x).to_vector() == net.forward(x).to_vector());
+}
+
+TEST_CASE("network json: malformed input names the layer and the shapes") {
+  CHECK_THROWS_WITH_AS(network_from_json("{not json", "net.json"), doctest::Contains("net.json: parse error"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(network_from_json(R"({"layers": []})", "net.json"), doctest::Contains("input_shape"),
+                       std::runtime_error);
+  CHECK_THROWS_WITH_AS(
+      network_from_json(R"({"input_shape": [3], "layers": [{"type": "linear", "W": [[1, 2]], "b": [0]}]})", "n.json"),
+      doctest::Contains("layer 0 (linear): input is (3) but weight (1,2)"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(
+      network_from_json(R"({"input_shape": [2], "layers": [{"type": "linear", "W": [[1, 2], [3]]}]})", "n.json"),
+      doctest::Contains("ragged"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(network_from_json(R"({"input_shape": [2], "layers": [{"type": "softmax"}]})", "n.json"),
+                       doctest::Contains("unknown layer type \"softmax\""), std::runtime_error);
+  CHECK_THROWS_WITH_AS(
+      network_from_json(R"({"input_shape": [1, 4, 4], "layers": [{"type": "conv", "W": [[[[1]]], [[[1]]]], "b": [0]}]})", "n.json"),
+      doctest::Contains("bias (1) does not match weight (2,1,1,1)"), std::runtime_error);
+}
+
+TEST_CASE("nn: PyTorch-default initialisation bounds and the linear/conv forward") {
+  Rng rng(11);
+  Layer fc = make_linear(400, 10, rng);
+  const float bound = 1.0f / 20.0f;  // 1/sqrt(400)
+  float max_abs = 0.0f;
+  for (float v : fc.weight.to_vector()) max_abs = std::max(max_abs, std::fabs(v));
+  CHECK(max_abs <= bound);
+  CHECK(max_abs > 0.9f * bound);  // the whole range is used
+  // y = W x + b by hand for a 2x3 layer.
+  std::vector<Layer> layers;
+  Layer l;
+  l.kind = LayerKind::linear;
+  l.weight = Tensor::from_vector({1, 2, 3, -1, 0, 1}, Shape{2, 3}, Device::cpu);
+  l.bias = Tensor::from_vector({0.5f, -0.5f}, Shape{2}, Device::cpu);
+  layers.push_back(l);
+  const Network net(Shape{3}, layers);
+  const Tensor y = net.forward(Tensor::from_vector({1, 1, 2}, Shape{1, 3}, Device::cpu));
+  CHECK(y.to_vector() == std::vector<float>{9.5f, 0.5f});
+}
+
+}  // namespace cte::test

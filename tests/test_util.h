@@ -1,0 +1,56 @@
+// Helpers shared by the test suites: the devices to run on, seeded random
+// tensors, and tolerant comparisons |a - b| <= atol + rtol * |b| that report
+// the first offending element.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/random.h"
+#include "engine/tensor.h"
+
+namespace cte::test {
+
+// CPU always; CUDA (real or emulated) when a device is visible.
+inline std::vector<Device> devices() {
+  std::vector<Device> d{Device::cpu};
+  if (cuda_available()) d.push_back(Device::cuda);
+  return d;
+}
+
+inline std::vector<float> random_values(int64_t n, Rng& rng, float lo = -1.0f, float hi = 1.0f) {
+  std::vector<float> v(static_cast<size_t>(n));
+  for (float& x : v) x = rng.uniform(lo, hi);
+  return v;
+}
+
+inline Tensor random_tensor(const Shape& shape, Rng& rng, Device device = Device::cpu, float lo = -1.0f,
+                            float hi = 1.0f) {
+  return Tensor::from_vector(random_values(shape.numel(), rng, lo, hi), shape, device);
+}
+
+// Returns "" when every element agrees, else a description of the worst one.
+inline std::string mismatch(const std::vector<float>& got, const std::vector<float>& want, double atol,
+                            double rtol) {
+  if (got.size() != want.size())
+    return "sizes differ: " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    const double a = got[i], b = want[i];
+    const bool both_nan = std::isnan(a) && std::isnan(b);
+    if (both_nan) continue;
+    if (!(std::fabs(a - b) <= atol + rtol * std::fabs(b)))
+      return "element " + std::to_string(i) + ": got " + std::to_string(a) + ", want " + std::to_string(b);
+  }
+  return "";
+}
+
+#define CHECK_CLOSE_VEC(got, want, atol, rtol)                                    \
+  do {                                                                            \
+    const std::string cte_why_ = ::cte::test::mismatch((got), (want), (atol), (rtol)); \
+    CHECK_MESSAGE(cte_why_.empty(), cte_why_);                                    \
+  } while (0)
+
+}  // namespace cte::test

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs the Debian packages the project needs, when run as root; otherwise
+# prints the exact command. Called by `make deps` (and so by make test/run).
+set -euo pipefail
+packages=(
+  g++ make
+  libopenblas-dev      # CPU GEMM
+  doctest-dev          # test framework
+  libstb-dev           # image-folder data sets (stb_image)
+  zlib1g-dev           # gzipped IDX, checkpoint CRC
+  libmatio-dev         # SVHN .mat files
+  nlohmann-json3-dev   # network JSON, metrics
+  libcli11-dev         # command-line flags
+  dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests
+  gnuplot-nox          # figures
+)
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "[deps] all Debian packages present"
+  exit 0
+fi
+echo "[deps] missing: ${missing[*]}"
+if [ "$(id -u)" -eq 0 ]; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "[deps] run: sudo apt-get update && sudo apt-get install -y ${missing[*]}"
+  exit 1
+fi
