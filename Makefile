@@ -22,7 +22,10 @@ CUDA_HOME ?= /usr/local/cuda
 NVCC := $(shell command -v nvcc 2>/dev/null || (test -x $(CUDA_HOME)/bin/nvcc && echo $(CUDA_HOME)/bin/nvcc))
 
 # ---------------------------------------------------------------- what we found
-OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-pthread
+# The OpenMP build of OpenBLAS shares libgomp's thread pool with our kernels;
+# the pthread build would add a second pool that fights it for the cores.
+OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes)
 HAVE_CUBLAS := $(shell test -f $(CUDA_HOME)/include/cublas_v2.h && ls $(CUDA_HOME)/lib64/libcublas.so >/dev/null 2>&1 && echo yes)
 HAVE_CUDNN := $(shell (test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h) && echo yes)
@@ -61,7 +64,7 @@ endif
 EMU_DEFS := -DCTE_EMULATOR
 NVCC_FLAGS := -std=c++20 -O3 $(INCLUDES) -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
               -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --fmad=true
-LIBS := -lopenblas -lmatio -lz -lpthread
+LIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lmatio -lz -lpthread
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcudnn
 
 # ---------------------------------------------------------------- sources

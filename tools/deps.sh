@@ -4,7 +4,7 @@
 set -euo pipefail
 packages=(
   g++ make
-  libopenblas-dev      # CPU GEMM
+  libopenblas-openmp-dev  # CPU GEMM (OpenMP build: one thread pool with our kernels)
   doctest-dev          # test framework
   libstb-dev           # image-folder data sets (stb_image)
   zlib1g-dev           # gzipped IDX, checkpoint CRC
