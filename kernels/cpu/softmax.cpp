@@ -59,7 +59,10 @@ void softmax_xent_cpu(const float* logits, const float* labels, float* loss, flo
     const float* row = logits + r * cols;
     const float lse = row_logsumexp(row, cols);
     for (int64_t j = 0; j < cols; ++j) probs[r * cols + j] = std::exp(row[j] - lse);
-    loss[r] = lse - row[int64_t(labels[r])];
+    // A label that is not a class index gives NaN (as the CUDA twin does), never an out-of-bounds read.
+    const float label = labels[r];
+    const bool valid = label >= 0.0f && label < float(cols);
+    loss[r] = valid ? lse - row[int64_t(label)] : NAN;
   }
 }
 
@@ -67,9 +70,10 @@ void softmax_xent_backward_cpu(const float* dloss, const float* probs, const flo
                                float* dlogits, int64_t rows, int64_t cols) {
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
   for (int64_t r = 0; r < rows; ++r) {
-    const int64_t label = int64_t(labels[r]);
+    const bool valid = labels[r] >= 0.0f && labels[r] < float(cols);
+    const int64_t label = valid ? int64_t(labels[r]) : -1;
     for (int64_t j = 0; j < cols; ++j)
-      dlogits[r * cols + j] = dloss[r] * (probs[r * cols + j] - (j == label ? 1.0f : 0.0f));
+      dlogits[r * cols + j] = valid ? dloss[r] * (probs[r * cols + j] - (j == label ? 1.0f : 0.0f)) : NAN;
   }
 }
 

@@ -1,0 +1,56 @@
+// Internal to kernels/cuda/: deterministic block-wide reductions (sum, max) for
+// the row-wise kernels (reduce.cu, softmax.cu): a warp shuffle butterfly, then
+// the per-warp partials through shared memory. Every thread gets the total, and
+// every thread combines the partials in the same order, so the result is
+// bit-identical across threads and across runs.
+#pragma once
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/common/elementwise_ops.h"
+
+namespace cte::gpu {
+
+constexpr int kWarpSize = 32;
+constexpr unsigned kFullWarpMask = 0xffffffffu;
+
+struct SumOp {
+  __device__ float operator()(float a, float b) const { return a + b; }
+};
+// NaN-propagating, so a NaN in a row is never hidden by the max.
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return kern::nan_propagating_max(a, b); }
+};
+
+// Threads for a block that reduces `length` items: whole warps, at most kBlock,
+// and no more than the items (a row of 10 logits gets one warp, not 256 threads).
+inline int block_threads_for(int64_t length) {
+  const int64_t max_warps = kBlock / kWarpSize;
+  int64_t warps = (length + kWarpSize - 1) / kWarpSize;
+  warps = warps < 1 ? 1 : (warps > max_warps ? max_warps : warps);
+  return int(warps) * kWarpSize;
+}
+
+// Shared memory a block of `threads` threads needs for block_reduce.
+inline size_t block_reduce_shared_bytes(int threads) {
+  return size_t(threads / kWarpSize) * sizeof(float);
+}
+
+// Requires blockDim.x to be a multiple of 32 and every thread of the block to
+// call it (the full-mask shuffles and __syncthreads need the whole warp and
+// block); `shared` holds at least blockDim.x / 32 floats. Safe to call
+// repeatedly with the same `shared`.
+template <typename Op>
+__device__ float block_reduce(float value, float* shared, Op op) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    value = op(value, __shfl_xor_sync(kFullWarpMask, value, offset));
+  const int lane = int(threadIdx.x) % kWarpSize;
+  const int warp = int(threadIdx.x) / kWarpSize;
+  const int warps = int(blockDim.x) / kWarpSize;
+  __syncthreads();  // the previous call's readers are done with `shared`
+  if (lane == 0) shared[warp] = value;
+  __syncthreads();
+  float total = shared[0];
+  for (int w = 1; w < warps; ++w) total = op(total, shared[w]);
+  return total;
+}
+
+}  // namespace cte::gpu

@@ -1,0 +1,41 @@
+// CUDA twins of the fused optimizer steps (adam_step, sgd_step): one thread per
+// parameter, updating param and its optimizer state in place in one pass. The
+// per-element rule is kernels/common/optim_math.h, shared with the CPU twins.
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/common/optim_math.h"
+#include "kernels/kernels.h"
+
+namespace cte::kern {
+namespace {
+
+// param, grad, m, v: [n]; param, m and v are updated in place.
+__global__ void adam_step_kernel(float* param, const float* grad, float* m, float* v, int64_t n,
+                                 float lr, float beta1, float beta2, float eps,
+                                 float bias_correction1, float bias_correction2) {
+  CTE_GRID_STRIDE_LOOP(i, n) {
+    adam_update(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps, bias_correction1,
+                bias_correction2);
+  }
+}
+
+// param, grad, buf: [n]; param and buf are updated in place.
+__global__ void sgd_step_kernel(float* param, const float* grad, float* buf, int64_t n, float lr,
+                                float momentum) {
+  CTE_GRID_STRIDE_LOOP(i, n) { sgd_update(param[i], grad[i], buf[i], lr, momentum); }
+}
+
+}  // namespace
+
+void adam_step_cuda(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                    float beta1, float beta2, float eps, float bias_correction1,
+                    float bias_correction2) {
+  gpu::launch_1d("adam_step", n, adam_step_kernel, param, grad, m, v, n, lr, beta1, beta2, eps,
+                 bias_correction1, bias_correction2);
+}
+
+void sgd_step_cuda(float* param, const float* grad, float* buf, int64_t n, float lr,
+                   float momentum) {
+  gpu::launch_1d("sgd_step", n, sgd_step_kernel, param, grad, buf, n, lr, momentum);
+}
+
+}  // namespace cte::kern

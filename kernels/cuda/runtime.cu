@@ -1,0 +1,175 @@
+// The CUDA runtime layer of the engine (kernels/gpu_runtime.h): device
+// discovery and the start-up banner, raw device memory with cudaMalloc/cudaFree
+// counters, checked copies, the CUDA/cuBLAS/cuDNN error reporting behind
+// CTE_CUDA_CHECK, and the lazily created library handles and grow-only
+// workspace of kernels/cuda/handles.cuh. Compiled by nvcc for a real GPU, or
+// as C++ with CTE_EMULATOR against the SIMT emulator, whose device stays
+// invisible until enable_emulator() or CTE_EMULATE_CUDA=1.
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/handles.cuh"
+#include "kernels/gpu_runtime.h"
+
+namespace cte::gpu {
+
+[[noreturn]] void fail(const char* statement, const char* file, int line, const char* what) {
+  throw std::runtime_error(std::string("CUDA error: ") + what + " in `" + statement + "` at " +
+                           file + ":" + std::to_string(line));
+}
+
+const char* status_string(cublasStatus_t s) { return cublasGetStatusString(s); }
+
+Backend compiled_backend() {
+#ifdef CTE_EMULATOR
+  return Backend::emulator;
+#else
+  return Backend::real_cuda;
+#endif
+}
+
+void enable_emulator() {
+#ifdef CTE_EMULATOR
+  ::emu::set_device_visible(true);
+#endif
+}
+
+int device_count() {
+#ifdef CTE_EMULATOR
+  static std::once_flag env_checked;
+  std::call_once(env_checked, [] {
+    const char* flag = std::getenv("CTE_EMULATE_CUDA");
+    if (flag != nullptr && std::strcmp(flag, "1") == 0) ::emu::set_device_visible(true);
+  });
+#endif
+  int count = 0;
+  if (cudaGetDeviceCount(&count) != cudaSuccess) {
+    (void)cudaGetLastError();  // no driver / no device: clear the error, report none
+    return 0;
+  }
+  return count;
+}
+
+std::string describe_device() {
+#ifdef CTE_EMULATOR
+  return "CUDA backend: SIMT emulator on the CPU (no GPU)";
+#else
+  if (device_count() == 0) return "CUDA backend: no CUDA device found";
+  cudaDeviceProp prop{};
+  CTE_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  int runtime_version = 0, driver_version = 0;
+  CTE_CUDA_CHECK(cudaRuntimeGetVersion(&runtime_version));
+  CTE_CUDA_CHECK(cudaDriverGetVersion(&driver_version));
+  int cublas_major = 0, cublas_minor = 0, cublas_patch = 0;
+  CTE_CUDA_CHECK(cublasGetProperty(MAJOR_VERSION, &cublas_major));
+  CTE_CUDA_CHECK(cublasGetProperty(MINOR_VERSION, &cublas_minor));
+  CTE_CUDA_CHECK(cublasGetProperty(PATCH_LEVEL, &cublas_patch));
+  int cudnn_major = 0, cudnn_minor = 0, cudnn_patch = 0;
+  CTE_CUDA_CHECK(cudnnGetProperty(MAJOR_VERSION, &cudnn_major));
+  CTE_CUDA_CHECK(cudnnGetProperty(MINOR_VERSION, &cudnn_minor));
+  CTE_CUDA_CHECK(cudnnGetProperty(PATCH_LEVEL, &cudnn_patch));
+  char line[512];
+  std::snprintf(line, sizeof line,
+                "CUDA device 0: %s, compute capability %d.%d, %d SMs, %.1f GiB; CUDA runtime "
+                "%d.%d, driver %d.%d, cuBLAS %d.%d.%d, cuDNN %d.%d.%d",
+                prop.name, prop.major, prop.minor, prop.multiProcessorCount,
+                double(prop.totalGlobalMem) / double(1ull << 30), runtime_version / 1000,
+                runtime_version % 1000 / 10, driver_version / 1000, driver_version % 1000 / 10,
+                cublas_major, cublas_minor, cublas_patch, cudnn_major, cudnn_minor, cudnn_patch);
+  return line;
+#endif
+}
+
+namespace {
+std::atomic<uint64_t> raw_mallocs{0}, raw_frees{0};
+}
+
+void* malloc_raw(size_t bytes) {
+  if (bytes == 0) return nullptr;  // nothing to allocate; free_raw(nullptr) is a no-op
+  void* ptr = nullptr;
+  const cudaError_t status = cudaMalloc(&ptr, bytes);
+  raw_mallocs.fetch_add(1, std::memory_order_relaxed);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();  // an out-of-memory error is not sticky; leave the device usable
+    throw std::runtime_error("CUDA error: cudaMalloc of " + std::to_string(bytes) + " bytes (" +
+                             std::to_string(bytes >> 20) + " MiB) failed: " +
+                             cudaGetErrorString(status));
+  }
+  return ptr;
+}
+
+void free_raw(void* ptr) {
+  if (ptr == nullptr) return;
+  raw_frees.fetch_add(1, std::memory_order_relaxed);
+  CTE_CUDA_CHECK(cudaFree(ptr));
+}
+
+void copy_host_to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
+}
+
+void copy_device_to_host(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
+}
+
+void copy_device_to_device(void* dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+}
+
+void synchronize() { CTE_CUDA_CHECK(cudaDeviceSynchronize()); }
+
+RawAllocCounters raw_alloc_counters() {
+  return {raw_mallocs.load(std::memory_order_relaxed), raw_frees.load(std::memory_order_relaxed)};
+}
+
+// The handles are created once and deliberately never destroyed: destroying
+// them from a static destructor can run after the CUDA runtime has shut down.
+cublasHandle_t cublas_handle() {
+  static const cublasHandle_t handle = [] {
+    cublasHandle_t h = nullptr;
+    CTE_CUDA_CHECK(cublasCreate(&h));
+    // Plain FP32 math: a certified bound must not depend on TF32 / reduced-
+    // precision tensor-core arithmetic, whose rounding the bound does not model.
+    CTE_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
+    return h;
+  }();
+  return handle;
+}
+
+cudnnHandle_t cudnn_handle() {
+  static const cudnnHandle_t handle = [] {
+    cudnnHandle_t h = nullptr;
+    CTE_CUDA_CHECK(cudnnCreate(&h));
+    // The FP32-only math type is set per convolution descriptor (kernels/cuda/conv.cu).
+    return h;
+  }();
+  return handle;
+}
+
+void* workspace(size_t bytes) {
+  static std::mutex mutex;
+  static void* buffer = nullptr;
+  static size_t capacity = 0;
+  if (bytes == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex);
+  if (bytes > capacity) {
+    // cudaFree synchronizes the device, so no queued kernel still reads the old buffer.
+    free_raw(buffer);
+    buffer = nullptr;
+    capacity = 0;
+    buffer = malloc_raw(bytes);
+    capacity = bytes;
+  }
+  return buffer;
+}
+
+}  // namespace cte::gpu
