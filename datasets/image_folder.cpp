@@ -1,0 +1,176 @@
+// Reader for a folder-per-class image data set (root/<class>/*.png|*.jpg|*.jpeg)
+// decoded with stb_image; this is the one translation unit that compiles the
+// stb_image implementation. Classes are the sub-folders in sorted order, files
+// are read in sorted order, and every image must match the first one in size
+// and channel count. Alpha is dropped (gray+alpha -> 1 channel, RGBA -> 3)
+// because the networks we certify take gray or RGB input, and exported PNGs
+// often carry an opaque alpha channel. Decoding runs in parallel with OpenMP,
+// but errors are reported for the first bad file in sorted order so messages
+// do not depend on thread timing.
+#define STB_IMAGE_IMPLEMENTATION
+#define STBI_FAILURE_USERMSG
+#include <stb/stb_image.h>
+
+#include <algorithm>
+#include <cctype>
+#include <filesystem>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+
+namespace cte {
+namespace {
+
+namespace fs = std::filesystem;
+
+constexpr size_t kMaxClasses = 256;  // labels are uint8
+
+[[noreturn]] void fail(const std::string& path, const std::string& what) {
+  throw std::runtime_error("[folder] " + path + ": " + what);
+}
+
+bool is_hidden(const fs::path& p) {
+  std::string n = p.filename().string();
+  return !n.empty() && n[0] == '.';
+}
+
+bool has_image_extension(const fs::path& p) {
+  std::string ext = p.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg";
+}
+
+// Non-hidden entries of `dir` accepted by `keep`, sorted by name. Entries whose
+// type cannot be read (a dangling link, say) are simply not accepted.
+template <typename Keep>
+std::vector<fs::path> sorted_entries(const fs::path& dir, Keep keep) {
+  std::vector<fs::path> out;
+  std::error_code ec;
+  fs::directory_iterator it(dir, ec), end;
+  for (; !ec && it != end; it.increment(ec)) {
+    std::error_code type_ec;
+    if (!is_hidden(it->path()) && keep(*it, type_ec)) out.push_back(it->path());
+  }
+  if (ec) fail(dir.string(), "cannot list directory: " + ec.message());
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+int kept_channels(int channels_in_file) {
+  return channels_in_file >= 3 ? 3 : 1;
+}
+
+std::string describe_shape(int w, int h, int channels_in_file) {
+  std::string s = std::to_string(w) + "x" + std::to_string(h) + " with " +
+                  std::to_string(kept_channels(channels_in_file)) + " channel" +
+                  (kept_channels(channels_in_file) > 1 ? "s" : "");
+  if (channels_in_file == 2 || channels_in_file == 4) s += " (alpha dropped)";
+  return s;
+}
+
+// Owns one stb_image result.
+struct Decoded {
+  stbi_uc* pixels = nullptr;
+  int width = 0, height = 0, channels_in_file = 0;
+  Decoded() = default;
+  Decoded(const Decoded&) = delete;
+  Decoded& operator=(const Decoded&) = delete;
+  ~Decoded() { stbi_image_free(pixels); }
+  // Returns an empty string on success, else stb's reason.
+  std::string load(const std::string& path) {
+    pixels = stbi_load(path.c_str(), &width, &height, &channels_in_file, 0);
+    if (pixels) return "";
+    const char* reason = stbi_failure_reason();
+    return reason ? reason : "unknown reason";
+  }
+};
+
+// Interleaved HWC (with channels_in_file components) -> planar CHW with the kept channels.
+void to_chw(const Decoded& img, uint8_t* out) {
+  const int kept = kept_channels(img.channels_in_file);
+  const size_t plane = size_t(img.width) * img.height;
+  for (int c = 0; c < kept; ++c)
+    for (size_t i = 0; i < plane; ++i) out[c * plane + i] = img.pixels[i * img.channels_in_file + c];
+}
+
+}  // namespace
+
+Dataset read_image_folder(const std::string& root) {
+  std::error_code ec;
+  if (!fs::exists(root, ec)) fail(root, "missing directory");
+  if (!fs::is_directory(root, ec)) fail(root, "not a directory");
+
+  std::vector<std::string> classes;
+  for (const fs::path& p : sorted_entries(root, [](const fs::directory_entry&e, std::error_code&type_ec) {
+         return e.is_directory(type_ec);
+       }))
+    classes.push_back(p.filename().string());
+  if (classes.empty()) fail(root, "no class folders (expected " + root + "/<class>/*.png|*.jpg|*.jpeg)");
+  if (classes.size() > kMaxClasses)
+    fail(root, std::to_string(classes.size()) + " class folders, at most " + std::to_string(kMaxClasses) +
+                   " are supported");
+
+  std::vector<std::string> files;
+  std::vector<uint8_t> file_labels;
+  for (size_t c = 0; c < classes.size(); ++c) {
+    const fs::path dir = fs::path(root) / classes[c];
+    std::vector<fs::path> in_class =
+        sorted_entries(dir, [](const fs::directory_entry& e, std::error_code& type_ec) {
+          return has_image_extension(e.path()) && e.is_regular_file(type_ec);
+        });
+    if (in_class.empty()) fail(dir.string(), "class folder has no .png, .jpg or .jpeg images");
+    for (const fs::path& p : in_class) files.push_back(p.string());
+    file_labels.insert(file_labels.end(), in_class.size(), uint8_t(c));
+  }
+
+  // The first image fixes the shape for all others.
+  Decoded first;
+  if (std::string why = first.load(files[0]); !why.empty()) fail(files[0], "cannot decode image: " + why);
+
+  Dataset ds;
+  ds.name = "folder";
+  ds.channels = kept_channels(first.channels_in_file);
+  ds.height = first.height;
+  ds.width = first.width;
+  ds.num_classes = int(classes.size());
+  ds.class_names = classes;
+  const size_t numel = ds.image_numel();
+  try {
+    ds.images.resize(files.size() * numel);
+  } catch (const std::bad_alloc&) {
+    fail(root, std::to_string(files.size()) + " images of " +
+                   describe_shape(ds.width, ds.height, first.channels_in_file) + " need " +
+                   std::to_string(files.size() * numel) + " bytes, more than memory allows");
+  }
+  ds.labels = file_labels;
+  to_chw(first, ds.images.data());
+
+  // Errors cannot leave an OpenMP loop as exceptions; keep one per file and
+  // report the first in sorted order afterwards.
+  std::vector<std::string> errors(files.size());
+  const long long count = (long long)files.size();
+#pragma omp parallel for schedule(dynamic, 16)
+  for (long long i = 1; i < count; ++i) {
+    Decoded img;
+    if (std::string why = img.load(files[i]); !why.empty()) {
+      errors[i] = "cannot decode image: " + why;
+      continue;
+    }
+    if (img.width != ds.width || img.height != ds.height ||
+        kept_channels(img.channels_in_file) != ds.channels) {
+      errors[i] = "image is " + describe_shape(img.width, img.height, img.channels_in_file) +
+                  " but the first image " + files[0] + " is " +
+                  describe_shape(first.width, first.height, first.channels_in_file);
+      continue;
+    }
+    to_chw(img, ds.images.data() + size_t(i) * numel);
+  }
+  for (size_t i = 1; i < files.size(); ++i)
+    if (!errors[i].empty()) fail(files[i], errors[i]);
+  return ds;
+}
+
+}  // namespace cte
