@@ -132,7 +132,7 @@ build/test/tests: $(ASAN_OBJS)
 	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(LIBS)
 build/test/tests_tsan: $(TSAN_OBJS)
 	@mkdir -p $(@D)
-	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(LIBS)
+	$(CXX) $(TSAN_FLAGS) $^ -o $@ $(LIBS) -lgomp
 # The same suites against the real CUDA backend, for machines with a GPU.
 # (The emulator's own tests exercise the emulator, so they stay out of it.)
 GPU_TEST_SRCS := $(filter-out tests/test_emulator.cpp,$(TEST_SRCS))

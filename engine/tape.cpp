@@ -51,8 +51,10 @@ void accumulate_grad(const Tensor& t, const Tensor& grad) {
                          t.shape().str());
   TensorImpl* impl = t.impl();
   if (!impl->grad) {
-    // Own a copy: `grad` may alias another tensor's storage (e.g. reshape's).
-    impl->grad = grad.clone().impl_ptr();
+    // Adopt a gradient nothing else refers to (the common case: a fresh
+    // result); copy one that is shared, since accumulation writes into it.
+    const bool sole_owner = grad.impl_ptr().use_count() == 1 && grad.impl()->buffer.use_count() == 1;
+    impl->grad = sole_owner ? grad.impl_ptr() : grad.clone().impl_ptr();
     return;
   }
   Tensor existing = Tensor::wrap(impl->grad);

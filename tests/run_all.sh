@@ -22,8 +22,9 @@ step "unit and parity tests (CPU + emulated CUDA, ASan/UBSan)"
 run build/test/tests
 
 step "emulator and kernel parity under ThreadSanitizer"
-# OpenBLAS's own worker threads are invisible to TSan: keep the CPU GEMM single-threaded here.
-run env OPENBLAS_NUM_THREADS=1 build/test/tests_tsan -tc="emulator:*,parity:*"
+# OpenBLAS's own worker threads (OpenMP ones, in the build we link) are
+# invisible to TSan: keep the CPU GEMM single-threaded here.
+run env OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 build/test/tests_tsan -tc="emulator:*,parity:*"
 
 step "the sanitizers catch deliberately broken kernels"
 run bash tests/expect_sanitizer_failure.sh build/test/tests "emulator: deliberately out-of-bounds kernel" "heap-buffer-overflow"

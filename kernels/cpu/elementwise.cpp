@@ -42,24 +42,38 @@ void unary_cpu(UnaryOp op, const float* x, float* y, int64_t n, float alpha, flo
 namespace {
 
 // The common cases get tight loops; anything else walks the 4-D index.
+// True when `stride` walks the output shape densely (row-major), ignoring
+// extent-1 dimensions, whose stride never matters.
+bool dense_strides(const int64_t* stride, const int64_t* out) {
+  int64_t expected = 1;
+  for (int d = 3; d >= 0; --d) {
+    if (out[d] != 1 && stride[d] != expected) return false;
+    expected *= out[d];
+  }
+  return true;
+}
+
+// Broadcast of a trailing row: stride 1 over the last dimension, 0 elsewhere.
+bool row_strides(const int64_t* stride, const int64_t* out) {
+  if (out[3] != 1 && stride[3] != 1) return false;
+  for (int d = 0; d < 3; ++d)
+    if (out[d] != 1 && stride[d] != 0) return false;
+  return true;
+}
+
+// The common cases get tight loops; anything else walks the 4-D index.
 template <BinaryOp op>
 void binary_typed(const float* a, const float* b, float* out, const Broadcast4& shape) {
   const int64_t n = broadcast_numel(shape);
   const int64_t inner = shape.out[3];
-  const bool a_dense = shape.a_stride[3] == 1 && shape.a_stride[2] == inner &&
-                       shape.a_stride[1] == inner * shape.out[2] &&
-                       shape.a_stride[0] == inner * shape.out[2] * shape.out[1];
-  const bool b_same = shape.b_stride[0] == shape.a_stride[0] && shape.b_stride[1] == shape.a_stride[1] &&
-                      shape.b_stride[2] == shape.a_stride[2] && shape.b_stride[3] == shape.a_stride[3];
-  if (a_dense && b_same) {
+  const bool a_dense = dense_strides(shape.a_stride, shape.out);
+  if (a_dense && dense_strides(shape.b_stride, shape.out)) {
 #pragma omp parallel for simd schedule(static) if (n > kParallelThreshold)
     for (int64_t i = 0; i < n; ++i) out[i] = apply_binary(op, a[i], b[i]);
     return;
   }
-  // Broadcast over the last dimension's rows ([rows, inner] op [inner]), e.g. a bias.
-  const bool b_row = shape.b_stride[3] == 1 && shape.b_stride[2] == 0 && shape.b_stride[1] == 0 &&
-                     shape.b_stride[0] == 0;
-  if (a_dense && b_row) {
+  // [rows, inner] op [inner], e.g. adding a bias.
+  if (a_dense && row_strides(shape.b_stride, shape.out)) {
     const int64_t rows = n / (inner == 0 ? 1 : inner);
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
     for (int64_t r = 0; r < rows; ++r)
