@@ -35,8 +35,10 @@ const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "dee
 std::vector<Relaxation> all_relaxations();
 
 struct BoundOptions {
-  // Fold C into the last linear layer (last-layer elision) instead of
-  // bounding the logits first. The paper's default, for every relaxation.
+  // Fold C into the last linear layer (last-layer elision, the paper's
+  // default). Without it, Box and hBox bound the logits first and apply C by
+  // interval arithmetic; the backsubstitution relaxations start from C either
+  // way (backsubstitution through an affine layer is exact, so the two agree).
   bool elide_last_layer = true;
   // Budget for one chunk of backsubstitution workspace (bytes). Intermediate
   // bounds of wide layers are computed this many neurons at a time, each

@@ -1,12 +1,13 @@
 // CPU twins of the fused relaxation kernels (kernels/relax_kernels.h): the
-// Box and hBox ReLU steps and the backsubstitution step through a ReLU, with
-// their backward kernels, on OpenMP. The per-neuron formulas come from
-// kernels/common/relu_relaxation.h, shared with kernels/cuda/relax.cu. The
-// backsubstitution kernels first tabulate each neuron's linear bounds (and
-// their derivatives) once per (sample, neuron), since every one of the `rows`
-// coefficient rows of a sample reads the same neuron's bounds. Sums over rows
-// run in the order k = 0, 1, ... like the CUDA twin, and no two threads write
-// one element, so results do not depend on the thread count.
+// Box and hBox ReLU steps, the backsubstitution step through a ReLU and the
+// input step, with their backward kernels, on OpenMP. The per-neuron formulas
+// come from kernels/common/relu_relaxation.h, shared with kernels/cuda/relax.cu.
+// The ReLU step first tabulates each neuron's linear bounds (and their
+// derivatives) once per (sample, neuron), one array per coefficient so the
+// loops over neurons vectorize, since all `rows` coefficient rows of a sample
+// read the same neuron's bounds. Sums over rows run in the order k = 0, 1, ...
+// like the CUDA twin (sums over neurons are vectorized), and no two threads
+// write one element, so results do not depend on the thread count.
 #include <cstddef>
 #include <vector>
 
@@ -18,28 +19,60 @@ namespace {
 constexpr int64_t kParallelThreshold = 1 << 14;  // elements below which threads cost more than they save
 
 // Per-thread scratch reused across calls (a training step must not allocate).
-template <typename T>
-T* scratch_table(size_t count) {
-  thread_local std::vector<T> table;
+float* scratch_floats(size_t count) {
+  thread_local std::vector<float> table;
   if (table.size() < count) table.resize(count);
   return table.data();
 }
 
-// bounds[s * n + j] for every neuron of every sample.
-const ReluLinearBounds* tabulate_bounds(ReluRule rule, const float* lower, const float* upper,
-                                        int64_t count) {
-  ReluLinearBounds* table = scratch_table<ReluLinearBounds>(size_t(count));
+// Each neuron's four coefficients (and, for the backward, their eight
+// partial derivatives), tabulated once per (sample, neuron) as separate
+// arrays so the loops over neurons vectorize.
+struct BoundsTable {
+  const float *ls, *li, *us, *ui;
+  ReluLinearBounds at(int64_t i) const { return {ls[i], li[i], us[i], ui[i]}; }
+  BoundsTable row(int64_t offset) const { return {ls + offset, li + offset, us + offset, ui + offset}; }
+};
+struct BoundsGradTable {
+  const float* d[8];  // d/dl of ls, li, us, ui, then d/du of the same
+  // The table of one sample, its pointers in locals the vectorizer can keep in registers.
+  struct Row {
+    const float *l0, *l1, *l2, *l3, *u0, *u1, *u2, *u3;
+    ReluLinearBoundsGrad at(int64_t j) const { return {{l0[j], l1[j], l2[j], l3[j]}, {u0[j], u1[j], u2[j], u3[j]}}; }
+  };
+  Row row(int64_t offset) const {
+    return {d[0] + offset, d[1] + offset, d[2] + offset, d[3] + offset,
+            d[4] + offset, d[5] + offset, d[6] + offset, d[7] + offset};
+  }
+};
+
+BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* upper, int64_t count, float* storage) {
+  float* ls = storage;
+  float* li = ls + count;
+  float* us = li + count;
+  float* ui = us + count;
 #pragma omp parallel for schedule(static) if (count > kParallelThreshold)
-  for (int64_t i = 0; i < count; ++i) table[i] = relu_linear_bounds(rule, lower[i], upper[i]);
-  return table;
+  for (int64_t i = 0; i < count; ++i) {
+    const ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
+    ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
+  }
+  return {ls, li, us, ui};
 }
 
-const ReluLinearBoundsGrad* tabulate_bounds_grad(ReluRule rule, const float* lower, const float* upper,
-                                                 int64_t count) {
-  ReluLinearBoundsGrad* table = scratch_table<ReluLinearBoundsGrad>(size_t(count));
+BoundsGradTable tabulate_bounds_grad(ReluRule rule, const float* lower, const float* upper, int64_t count,
+                                     float* storage) {
+  BoundsGradTable t;
+  float* d[8];
+  for (int k = 0; k < 8; ++k) t.d[k] = d[k] = storage + k * count;
 #pragma omp parallel for schedule(static) if (count > kParallelThreshold)
-  for (int64_t i = 0; i < count; ++i) table[i] = relu_linear_bounds_grad(rule, lower[i], upper[i]);
-  return table;
+  for (int64_t i = 0; i < count; ++i) {
+    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
+    d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
+    d[3][i] = g.d_l.upper_intercept;
+    d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
+    d[7][i] = g.d_u.upper_intercept;
+  }
+  return t;
 }
 
 }  // namespace
@@ -94,17 +127,19 @@ void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* l
                               float* bias_upper, int64_t batch, int64_t rows, int64_t n,
                               bool shared) {
   if (batch == 0 || rows == 0) return;
-  const ReluLinearBounds* bounds = tabulate_bounds(rule, lower, upper, batch * n);
+  const int64_t count = batch * n;
+  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, count, scratch_floats(size_t(4 * count)));
   const int64_t total_rows = batch * rows;
 #pragma omp parallel for schedule(static) if (total_rows * n > kParallelThreshold)
   for (int64_t row = 0; row < total_rows; ++row) {
     const int64_t s = row / rows, k = row % rows;
     const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
-    const ReluLinearBounds* b = bounds + s * n;
     float* out = coeffs_out + row * n;
+    const BoundsTable sample_bounds = bounds.row(s * n);
     float sum_lower = 0.0f, sum_upper = 0.0f;
+#pragma omp simd reduction(+ : sum_lower, sum_upper)
     for (int64_t j = 0; j < n; ++j) {
-      const BacksubElement e = backsub_relu_element(b[j], a[j]);
+      const BacksubElement e = backsub_relu_element(sample_bounds.at(j), a[j]);
       out[j] = e.coeff_out;
       sum_lower += e.bias_lower;
       sum_upper += e.bias_upper;
@@ -125,42 +160,116 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
     return;
   }
   const int64_t count = batch * n;
-  const ReluLinearBounds* bounds = tabulate_bounds(rule, lower, upper, count);
-  const ReluLinearBoundsGrad* grads = tabulate_bounds_grad(rule, lower, upper, count);
-  auto element_grad = [&](int64_t s, int64_t k, int64_t j) {
-    const int64_t row = s * rows + k;
-    const float a = coeffs[((shared ? 0 : s) * rows + k) * n + j];
-    return backsub_relu_element_grad(bounds[s * n + j], grads[s * n + j], a, d_coeffs_out[row * n + j],
-                                     d_bias_lower ? d_bias_lower[row] : 0.0f,
-                                     d_bias_upper ? d_bias_upper[row] : 0.0f);
-  };
-  // d_lower, d_upper: each thread owns whole samples and sums their rows in order.
+  float* storage = scratch_floats(size_t(12 * count));
+  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, count, storage);
+  const BoundsGradTable grads = tabulate_bounds_grad(rule, lower, upper, count, storage + 4 * count);
+  // Each thread owns whole samples: it writes their coefficient gradients (not
+  // shared) and sums their rows into d_lower, d_upper in order, in one pass.
 #pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
   for (int64_t s = 0; s < batch; ++s) {
     float* dl = d_lower + s * n;
     float* du = d_upper + s * n;
     for (int64_t j = 0; j < n; ++j) dl[j] = du[j] = 0.0f;
-    for (int64_t k = 0; k < rows; ++k)
-      for (int64_t j = 0; j < n; ++j) {
-        const BacksubElementGrad g = element_grad(s, k, j);
-        dl[j] += g.d_l;
-        du[j] += g.d_u;
+    const BoundsGradTable::Row sample_grads = grads.row(s * n);
+    const BoundsTable sample_bounds = bounds.row(s * n);
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t row = s * rows + k;
+      const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
+      const float* d_out = d_coeffs_out + row * n;
+      const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
+      if (!shared) {
+        float* d_a = d_coeffs + row * n;
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          const BacksubElementGrad g =
+              backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
+          d_a[j] = g.d_coeff;
+          dl[j] += g.d_l;
+          du[j] += g.d_u;
+        }
+      } else {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) {
+          const BacksubElementGrad g =
+              backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
+          dl[j] += g.d_l;
+          du[j] += g.d_u;
+        }
       }
+    }
   }
-  if (rows == 0) return;
-  if (!shared) {
-#pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
-    for (int64_t row = 0; row < batch * rows; ++row)
-      for (int64_t j = 0; j < n; ++j) d_coeffs[row * n + j] = element_grad(row / rows, row % rows, j).d_coeff;
-    return;
-  }
+  if (!shared || rows == 0) return;
   // Shared coefficients: each thread owns whole rows and sums the samples in order.
 #pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
   for (int64_t k = 0; k < rows; ++k) {
     float* out = d_coeffs + k * n;
+    const float* a = coeffs + k * n;
     for (int64_t j = 0; j < n; ++j) out[j] = 0.0f;
-    for (int64_t s = 0; s < batch; ++s)
-      for (int64_t j = 0; j < n; ++j) out[j] += element_grad(s, k, j).d_coeff;
+    for (int64_t s = 0; s < batch; ++s) {
+      const int64_t row = s * rows + k;
+      const float* d_out = d_coeffs_out + row * n;
+      const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
+      const BoundsGradTable::Row sample_grads = grads.row(s * n);
+      const BoundsTable sample_bounds = bounds.row(s * n);
+#pragma omp simd
+      for (int64_t j = 0; j < n; ++j)
+        out[j] += backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu).d_coeff;
+    }
+  }
+}
+
+void backsub_input_forward_cpu(const float* coeffs, const float* centre, const float* radius, float* centre_term,
+                               float* spread, int64_t batch, int64_t rows, int64_t n) {
+  const int64_t total_rows = batch * rows;
+#pragma omp parallel for schedule(static) if (total_rows * n > kParallelThreshold)
+  for (int64_t row = 0; row < total_rows; ++row) {
+    const float* a = coeffs + row * n;
+    const float* c = centre + (row / rows) * n;
+    const float* r = radius + (row / rows) * n;
+    float sum_centre = 0.0f, sum_spread = 0.0f;
+#pragma omp simd reduction(+ : sum_centre, sum_spread)
+    for (int64_t j = 0; j < n; ++j) {
+      sum_centre += a[j] * c[j];
+      sum_spread += (a[j] < 0.0f ? -a[j] : a[j]) * r[j];
+    }
+    centre_term[row] = sum_centre;
+    spread[row] = sum_spread;
+  }
+}
+
+void backsub_input_backward_cpu(const float* coeffs, const float* centre, const float* radius,
+                                const float* d_centre_term, const float* d_spread, float* d_coeffs, float* d_centre,
+                                float* d_radius, int64_t batch, int64_t rows, int64_t n) {
+  const int64_t total_rows = batch * rows;
+#pragma omp parallel for schedule(static) if (total_rows * n > kParallelThreshold)
+  for (int64_t row = 0; row < total_rows; ++row) {
+    const float* a = coeffs + row * n;
+    const float* c = centre + (row / rows) * n;
+    const float* r = radius + (row / rows) * n;
+    const float dc = d_centre_term ? d_centre_term[row] : 0.0f, ds = d_spread ? d_spread[row] : 0.0f;
+    float* out = d_coeffs + row * n;
+#pragma omp simd
+    for (int64_t j = 0; j < n; ++j) out[j] = dc * c[j] + ds * abs_derivative(a[j]) * r[j];
+  }
+  if (!d_centre && !d_radius) return;
+  // Each thread owns whole samples and sums their rows in order.
+#pragma omp parallel for schedule(static) if (total_rows * n > kParallelThreshold)
+  for (int64_t s = 0; s < batch; ++s) {
+    float* dcen = d_centre ? d_centre + s * n : nullptr;
+    float* drad = d_radius ? d_radius + s * n : nullptr;
+    for (int64_t j = 0; j < n; ++j) {
+      if (dcen) dcen[j] = 0.0f;
+      if (drad) drad[j] = 0.0f;
+    }
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t row = s * rows + k;
+      const float* a = coeffs + row * n;
+      const float dc = d_centre_term ? d_centre_term[row] : 0.0f, ds = d_spread ? d_spread[row] : 0.0f;
+      for (int64_t j = 0; j < n; ++j) {
+        if (dcen) dcen[j] += dc * a[j];
+        if (drad) drad[j] += ds * (a[j] < 0.0f ? -a[j] : a[j]);
+      }
+    }
   }
 }
 

@@ -1,0 +1,207 @@
+// The per-neuron ReLU relaxations, written once as CTE_HD functions and used
+// verbatim by the CPU twins (kernels/cpu/relax.cpp) and the CUDA kernels
+// (kernels/cuda/relax.cu), so the CPU run checks the very formula the GPU
+// runs. For y = relu(x) with x in [l, u], a backsubstitution rule gives a
+// lower and an upper linear bound  ls*x + li <= y <= us*x + ui  and their
+// partial derivatives in l and u (the backward pass differentiates through
+// lambda and the intercepts; the choice of case and CROWN's 0/1 slope have no
+// gradient, as in the paper). Also here: the interval (Box) ReLU on a centre
+// and radius, and DiffAI's hybrid-zonotope (hBox) ReLU, with their
+// derivatives. Stable cases are tested first, l >= 0 before u <= 0, so
+// l = u = 0 is the identity. Plain IEEE arithmetic only (no fast intrinsics):
+// a NaN in l or u falls through to the unstable case and propagates.
+#pragma once
+#include "kernels/common/hd.h"
+
+namespace cte::kern {
+
+// Which linear bounds an unstable ReLU (l < 0 < u) gets; lambda = u / (u - l).
+enum class ReluRule : int {
+  deepz,          // lower (lambda, 0),            upper (lambda, -lambda l)
+  crown,          // lower (0 if -l >= u else 1, 0), upper (lambda, -lambda l)
+  crown0,         // lower (0, 0),                 upper (lambda, -lambda l)
+  hbox_fresh,     // lower (0, 0),                 upper (0, u): a fresh variable in [0, u]
+  hbox_symbolic,  // lower (0, 0),                 upper (0, 0): the part of an hBox neuron
+                  // that stays symbolic in the input error terms (its box part
+                  // is carried separately by hbox_relu_*); identity when l >= 0
+};
+constexpr int kNumReluRules = 5;
+
+// True for rules whose lower and upper slopes are always equal: one
+// coefficient matrix then serves the lower and the upper bound of a linear
+// function, with two intercept sums (see backsub_relu_forward).
+CTE_HD inline bool relu_rule_symmetric(ReluRule rule) {
+  return rule == ReluRule::deepz || rule == ReluRule::hbox_fresh || rule == ReluRule::hbox_symbolic;
+}
+
+struct ReluLinearBounds {
+  float lower_slope, lower_intercept, upper_slope, upper_intercept;
+};
+
+// Partial derivatives of the four coefficients in l and in u.
+struct ReluLinearBoundsGrad {
+  ReluLinearBounds d_l, d_u;
+};
+
+enum class ReluCase : int { dead, identity, unstable };
+
+CTE_HD inline ReluCase relu_case(float l, float u) {
+  if (l >= 0.0f) return ReluCase::identity;  // first: l = u = 0 is the identity
+  if (u <= 0.0f) return ReluCase::dead;
+  return ReluCase::unstable;                 // also where l or u is NaN
+}
+
+CTE_HD inline ReluLinearBounds relu_linear_bounds(ReluRule rule, float l, float u) {
+  switch (relu_case(l, u)) {
+    case ReluCase::identity: return {1.0f, 0.0f, 1.0f, 0.0f};
+    case ReluCase::dead: return {0.0f, 0.0f, 0.0f, 0.0f};
+    case ReluCase::unstable: break;
+  }
+  const float lambda = u / (u - l);
+  const float chord_intercept = -lambda * l;
+  switch (rule) {
+    case ReluRule::deepz: return {lambda, 0.0f, lambda, chord_intercept};
+    case ReluRule::crown: return {(-l >= u) ? 0.0f : 1.0f, 0.0f, lambda, chord_intercept};
+    case ReluRule::crown0: return {0.0f, 0.0f, lambda, chord_intercept};
+    case ReluRule::hbox_fresh: return {0.0f, 0.0f, 0.0f, u};
+    case ReluRule::hbox_symbolic: return {0.0f, 0.0f, 0.0f, 0.0f};
+  }
+  return {0.0f, 0.0f, 0.0f, 0.0f};  // unreachable for valid rules
+}
+
+CTE_HD inline ReluLinearBoundsGrad relu_linear_bounds_grad(ReluRule rule, float l, float u) {
+  ReluLinearBoundsGrad g{{0.0f, 0.0f, 0.0f, 0.0f}, {0.0f, 0.0f, 0.0f, 0.0f}};
+  if (relu_case(l, u) != ReluCase::unstable) return g;  // constant coefficients
+  const float width = u - l;
+  const float width_sq = width * width;
+  // lambda = u / (u - l): d/dl = u / (u-l)^2, d/du = -l / (u-l)^2.
+  // chord intercept -lambda l = -l u / (u - l): d/dl = -u^2 / (u-l)^2, d/du = l^2 / (u-l)^2.
+  const float dlambda_dl = u / width_sq, dlambda_du = -l / width_sq;
+  const float dchord_dl = -(u * u) / width_sq, dchord_du = (l * l) / width_sq;
+  switch (rule) {
+    case ReluRule::deepz:
+      g.d_l = {dlambda_dl, 0.0f, dlambda_dl, dchord_dl};
+      g.d_u = {dlambda_du, 0.0f, dlambda_du, dchord_du};
+      break;
+    case ReluRule::crown:
+    case ReluRule::crown0:
+      g.d_l = {0.0f, 0.0f, dlambda_dl, dchord_dl};
+      g.d_u = {0.0f, 0.0f, dlambda_du, dchord_du};
+      break;
+    case ReluRule::hbox_fresh: g.d_u.upper_intercept = 1.0f; break;
+    case ReluRule::hbox_symbolic: break;
+  }
+  return g;
+}
+
+// One element of a backsubstitution step through a ReLU (see
+// backsub_relu_forward in kernels/relax_kernels.h): coefficient a of the
+// neuron's output becomes a coefficient of its input, and the intercepts add
+// to the lower / upper bias. The sign of a picks the side; the pick has no
+// gradient.
+struct BacksubElement {
+  float coeff_out, bias_lower, bias_upper;
+};
+
+CTE_HD inline BacksubElement backsub_relu_element(const ReluLinearBounds b, float a) {
+  const bool positive = a >= 0.0f;
+  return {a * (positive ? b.lower_slope : b.upper_slope),
+          a * (positive ? b.lower_intercept : b.upper_intercept),
+          a * (positive ? b.upper_intercept : b.lower_intercept)};
+}
+
+struct BacksubElementGrad {
+  float d_coeff, d_l, d_u;  // d_l, d_u: this element's share of the neuron's gradient
+};
+
+CTE_HD inline BacksubElementGrad backsub_relu_element_grad(const ReluLinearBounds b,
+                                                           const ReluLinearBoundsGrad g, float a,
+                                                           float d_coeff_out, float d_bias_lower,
+                                                           float d_bias_upper) {
+  const bool positive = a >= 0.0f;
+  const float slope = positive ? b.lower_slope : b.upper_slope;
+  const float icpt_lo = positive ? b.lower_intercept : b.upper_intercept;
+  const float icpt_up = positive ? b.upper_intercept : b.lower_intercept;
+  const ReluLinearBounds dl = g.d_l;
+  const ReluLinearBounds du = g.d_u;
+  const float dslope_dl = positive ? dl.lower_slope : dl.upper_slope;
+  const float dslope_du = positive ? du.lower_slope : du.upper_slope;
+  const float dlo_dl = positive ? dl.lower_intercept : dl.upper_intercept;
+  const float dlo_du = positive ? du.lower_intercept : du.upper_intercept;
+  const float dup_dl = positive ? dl.upper_intercept : dl.lower_intercept;
+  const float dup_du = positive ? du.upper_intercept : du.lower_intercept;
+  BacksubElementGrad out;
+  out.d_coeff = d_coeff_out * slope + d_bias_lower * icpt_lo + d_bias_upper * icpt_up;
+  out.d_l = a * (d_coeff_out * dslope_dl + d_bias_lower * dlo_dl + d_bias_upper * dup_dl);
+  out.d_u = a * (d_coeff_out * dslope_du + d_bias_lower * dlo_du + d_bias_upper * dup_du);
+  return out;
+}
+
+// The derivative of |a| as ops::abs defines it: sign(a), 0 at 0 (NaN stays NaN).
+CTE_HD inline float abs_derivative(float a) {
+  if (a > 0.0f) return 1.0f;
+  if (a < 0.0f) return -1.0f;
+  return a == 0.0f ? 0.0f : a;
+}
+
+// ---------------------------------------------------------------- Box (IBP)
+// Centre c and radius r of [l, u] = [c - r, c + r] through a ReLU:
+// l' = relu(l), u' = relu(u), c' = (u' + l') / 2, r' = (u' - l') / 2.
+struct CentreRadius {
+  float centre, radius;
+};
+
+CTE_HD inline float relu_keep_nan(float x) { return x < 0.0f ? 0.0f : x; }  // NaN passes through
+
+CTE_HD inline CentreRadius box_relu(float c, float r) {
+  const float l = relu_keep_nan(c - r), u = relu_keep_nan(c + r);
+  return {(u + l) * 0.5f, (u - l) * 0.5f};
+}
+
+// Gradients of (c, r) from those of (c', r'); relu's derivative is 1 where its input is > 0.
+CTE_HD inline CentreRadius box_relu_grad(float c, float r, float d_centre_out, float d_radius_out) {
+  const float d_l = (c - r) > 0.0f ? (d_centre_out - d_radius_out) * 0.5f : 0.0f;
+  const float d_u = (c + r) > 0.0f ? (d_centre_out + d_radius_out) * 0.5f : 0.0f;
+  return {d_l + d_u, d_u - d_l};
+}
+
+// ---------------------------------------------------------------- hBox
+// A hybrid-zonotope neuron c + g.e + [-b, b] (e: the input error terms, only
+// the L1 norm g_norm = ||g||_1 matters here) through a ReLU, with
+// l = c - g_norm - b and u = c + g_norm + b:
+//   l >= 0: unchanged (keep = 1: the symbolic row survives);
+//   u <= 0: c = b = 0 (keep = 0);
+//   unstable: c = u/2, b = u/2, symbolic row dropped (keep = 0).
+struct HboxNeuron {
+  float centre, box, lower, upper;
+};
+
+CTE_HD inline HboxNeuron hbox_relu(float c, float g_norm, float b) {
+  const float l = c - g_norm - b, u = c + g_norm + b;
+  switch (relu_case(l, u)) {
+    case ReluCase::identity: return {c, b, l, u};
+    case ReluCase::dead: return {0.0f, 0.0f, l, u};
+    case ReluCase::unstable: break;
+  }
+  const float half_u = 0.5f * u;
+  return {half_u, half_u, l, u};
+}
+
+struct HboxNeuronGrad {
+  float d_centre, d_g_norm, d_box;
+};
+
+CTE_HD inline HboxNeuronGrad hbox_relu_grad(float c, float g_norm, float b, float d_centre_out,
+                                            float d_box_out) {
+  const float l = c - g_norm - b, u = c + g_norm + b;
+  switch (relu_case(l, u)) {
+    case ReluCase::identity: return {d_centre_out, 0.0f, d_box_out};
+    case ReluCase::dead: return {0.0f, 0.0f, 0.0f};
+    case ReluCase::unstable: break;
+  }
+  // c' = b' = u / 2 and du/dc = du/dg_norm = du/db = 1.
+  const float d_u = 0.5f * (d_centre_out + d_box_out);
+  return {d_u, d_u, d_u};
+}
+
+}  // namespace cte::kern

@@ -1,0 +1,309 @@
+// CUDA twins of the fused relaxation kernels (kernels/relax_kernels.h): the
+// Box and hBox ReLU steps (one thread per neuron), the backsubstitution step
+// through a ReLU and the input step, with their backward kernels. The
+// per-neuron formulas come from kernels/common/relu_relaxation.h, shared with
+// kernels/cpu/relax.cpp. Launches go through cte::gpu::launch only. Every
+// reduction has a fixed order and no atomics, so results are deterministic
+// run to run:
+//  - a forward step gives each coefficient row (sample s, row k) one block,
+//    whose threads stride over the neurons and whose sums meet in a block
+//    reduction (kernels/cuda/block_reduce.cuh);
+//  - a backward step gives each neuron (s, j) one thread that sums its rows
+//    k = 0, 1, ... in order (loads coalesce along j), and computes the
+//    coefficient gradients element-wise (or, for a shared coefficient block,
+//    one thread per (k, j) summing the samples in order).
+#include "kernels/cuda/block_reduce.cuh"  // first: the emulator shim defines CTE_HD's qualifiers
+#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/common/relu_relaxation.h"
+#include "kernels/relax_kernels.h"
+
+namespace cte::kern {
+namespace {
+
+// centre, radius, centre_out, radius_out: [n]
+__global__ void box_relu_forward_kernel(const float* centre, const float* radius, float* centre_out,
+                                        float* radius_out, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, n) {
+    const CentreRadius out = box_relu(centre[i], radius[i]);
+    centre_out[i] = out.centre;
+    radius_out[i] = out.radius;
+  }
+}
+
+// every argument: [n]
+__global__ void box_relu_backward_kernel(const float* centre, const float* radius,
+                                         const float* d_centre_out, const float* d_radius_out,
+                                         float* d_centre, float* d_radius, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, n) {
+    const CentreRadius g = box_relu_grad(centre[i], radius[i], d_centre_out[i], d_radius_out[i]);
+    d_centre[i] = g.centre;
+    d_radius[i] = g.radius;
+  }
+}
+
+// every argument: [n]
+__global__ void hbox_relu_forward_kernel(const float* centre, const float* g_norm, const float* box,
+                                         float* centre_out, float* box_out, float* lower_out,
+                                         float* upper_out, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, n) {
+    const HboxNeuron out = hbox_relu(centre[i], g_norm[i], box[i]);
+    centre_out[i] = out.centre;
+    box_out[i] = out.box;
+    lower_out[i] = out.lower;
+    upper_out[i] = out.upper;
+  }
+}
+
+// every argument: [n]
+__global__ void hbox_relu_backward_kernel(const float* centre, const float* g_norm, const float* box,
+                                          const float* d_centre_out, const float* d_box_out,
+                                          float* d_centre, float* d_g_norm, float* d_box, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, n) {
+    const HboxNeuronGrad g = hbox_relu_grad(centre[i], g_norm[i], box[i], d_centre_out[i], d_box_out[i]);
+    d_centre[i] = g.d_centre;
+    d_g_norm[i] = g.d_g_norm;
+    d_box[i] = g.d_box;
+  }
+}
+
+// coeffs: [shared ? 1 : batch, rows, n]; lower, upper: [batch, n];
+// coeffs_out: [batch, rows, n]; bias_lower, bias_upper: [batch, rows] or nullptr.
+// One block per (s, k) row, grid-stride over rows; blockDim.x is a multiple of 32.
+__global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, const float* lower,
+                                            const float* upper, float* coeffs_out, float* bias_lower,
+                                            float* bias_upper, int64_t batch, int64_t rows, int64_t n,
+                                            bool shared) {
+  CTE_DYNAMIC_SHARED(float, partials);
+  const bool want_bias = bias_lower != nullptr || bias_upper != nullptr;  // uniform over the block
+  for (int64_t row = blockIdx.x; row < batch * rows; row += gridDim.x) {
+    const int64_t s = row / rows, k = row % rows;
+    const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
+    float sum_lower = 0.0f, sum_upper = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
+      const BacksubElement e = backsub_relu_element(b, a[j]);
+      coeffs_out[row * n + j] = e.coeff_out;
+      sum_lower += e.bias_lower;
+      sum_upper += e.bias_upper;
+    }
+    if (!want_bias) continue;
+    const float total_lower = gpu::block_reduce(sum_lower, partials, gpu::SumOp{});
+    const float total_upper = gpu::block_reduce(sum_upper, partials, gpu::SumOp{});
+    if (threadIdx.x == 0) {
+      if (bias_lower) bias_lower[row] = total_lower;
+      if (bias_upper) bias_upper[row] = total_upper;
+    }
+  }
+}
+
+// One thread per neuron (s, j): d_lower[s, j] and d_upper[s, j] summed over rows in order.
+// Shapes as in backsub_relu_backward (kernels/relax_kernels.h).
+__global__ void backsub_relu_backward_bounds_kernel(ReluRule rule, const float* coeffs,
+                                                    const float* lower, const float* upper,
+                                                    const float* d_coeffs_out,
+                                                    const float* d_bias_lower,
+                                                    const float* d_bias_upper, float* d_lower,
+                                                    float* d_upper, int64_t batch, int64_t rows,
+                                                    int64_t n, bool shared) {
+  CTE_GRID_STRIDE_LOOP(i, batch * n) {
+    const int64_t s = i / n, j = i % n;
+    const ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
+    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
+    float dl = 0.0f, du = 0.0f;
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t row = s * rows + k;
+      const float a = coeffs[((shared ? 0 : s) * rows + k) * n + j];
+      const BacksubElementGrad e = backsub_relu_element_grad(
+          b, g, a, d_coeffs_out[row * n + j], d_bias_lower ? d_bias_lower[row] : 0.0f,
+          d_bias_upper ? d_bias_upper[row] : 0.0f);
+      dl += e.d_l;
+      du += e.d_u;
+    }
+    d_lower[i] = dl;
+    d_upper[i] = du;
+  }
+}
+
+// d_coeffs[s, k, j] element-wise (not shared). Shapes as in backsub_relu_backward.
+__global__ void backsub_relu_backward_coeffs_kernel(ReluRule rule, const float* coeffs,
+                                                    const float* lower, const float* upper,
+                                                    const float* d_coeffs_out,
+                                                    const float* d_bias_lower,
+                                                    const float* d_bias_upper, float* d_coeffs,
+                                                    int64_t batch, int64_t rows, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, batch * rows * n) {
+    const int64_t row = i / n, j = i % n, s = row / rows;
+    const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
+    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[s * n + j], upper[s * n + j]);
+    d_coeffs[i] = backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[i],
+                                            d_bias_lower ? d_bias_lower[row] : 0.0f,
+                                            d_bias_upper ? d_bias_upper[row] : 0.0f)
+                      .d_coeff;
+  }
+}
+
+// d_coeffs[k, j] of a shared block ([1, rows, n]): one thread per (k, j) sums the samples in order.
+__global__ void backsub_relu_backward_shared_coeffs_kernel(ReluRule rule, const float* coeffs,
+                                                           const float* lower, const float* upper,
+                                                           const float* d_coeffs_out,
+                                                           const float* d_bias_lower,
+                                                           const float* d_bias_upper,
+                                                           float* d_coeffs, int64_t batch,
+                                                           int64_t rows, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, rows * n) {
+    const int64_t k = i / n, j = i % n;
+    float sum = 0.0f;
+    for (int64_t s = 0; s < batch; ++s) {
+      const int64_t row = s * rows + k;
+      const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
+      const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[s * n + j], upper[s * n + j]);
+      sum += backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[row * n + j],
+                                       d_bias_lower ? d_bias_lower[row] : 0.0f,
+                                       d_bias_upper ? d_bias_upper[row] : 0.0f)
+                 .d_coeff;
+    }
+    d_coeffs[i] = sum;
+  }
+}
+
+// coeffs: [batch, rows, n]; centre, radius: [batch, n]; centre_term, spread: [batch, rows].
+// One block per row, grid-stride over rows; blockDim.x is a multiple of 32.
+__global__ void backsub_input_forward_kernel(const float* coeffs, const float* centre, const float* radius,
+                                             float* centre_term, float* spread, int64_t batch, int64_t rows,
+                                             int64_t n) {
+  CTE_DYNAMIC_SHARED(float, partials);
+  for (int64_t row = blockIdx.x; row < batch * rows; row += gridDim.x) {
+    const int64_t s = row / rows;
+    float sum_centre = 0.0f, sum_spread = 0.0f;
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+      const float a = coeffs[row * n + j];
+      sum_centre += a * centre[s * n + j];
+      sum_spread += fabsf(a) * radius[s * n + j];
+    }
+    const float total_centre = gpu::block_reduce(sum_centre, partials, gpu::SumOp{});
+    const float total_spread = gpu::block_reduce(sum_spread, partials, gpu::SumOp{});
+    if (threadIdx.x == 0) {
+      centre_term[row] = total_centre;
+      spread[row] = total_spread;
+    }
+  }
+}
+
+// d_coeffs[s, k, j] element-wise. Shapes as in backsub_input_backward.
+__global__ void backsub_input_backward_coeffs_kernel(const float* coeffs, const float* centre,
+                                                     const float* radius, const float* d_centre_term,
+                                                     const float* d_spread, float* d_coeffs, int64_t batch,
+                                                     int64_t rows, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, batch * rows * n) {
+    const int64_t row = i / n, j = i % n, s = row / rows;
+    const float dc = d_centre_term ? d_centre_term[row] : 0.0f, ds = d_spread ? d_spread[row] : 0.0f;
+    d_coeffs[i] = dc * centre[s * n + j] + ds * abs_derivative(coeffs[i]) * radius[s * n + j];
+  }
+}
+
+// One thread per input neuron (s, j): d_centre, d_radius summed over rows in order.
+__global__ void backsub_input_backward_box_kernel(const float* coeffs, const float* d_centre_term,
+                                                  const float* d_spread, float* d_centre, float* d_radius,
+                                                  int64_t batch, int64_t rows, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, batch * n) {
+    const int64_t s = i / n, j = i % n;
+    float dcen = 0.0f, drad = 0.0f;
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t row = s * rows + k;
+      const float a = coeffs[row * n + j];
+      if (d_centre_term) dcen += d_centre_term[row] * a;
+      if (d_spread) drad += d_spread[row] * fabsf(a);
+    }
+    if (d_centre) d_centre[i] = dcen;
+    if (d_radius) d_radius[i] = drad;
+  }
+}
+
+// Threads per block for a row of n neurons: a multiple of 32 (block_reduce needs whole warps).
+unsigned threads_for_row(int64_t n) {
+  int64_t threads = (n + gpu::kWarpSize - 1) / gpu::kWarpSize * gpu::kWarpSize;
+  if (threads < gpu::kWarpSize) threads = gpu::kWarpSize;
+  if (threads > gpu::kBlock) threads = gpu::kBlock;
+  return unsigned(threads);
+}
+
+}  // namespace
+
+void box_relu_forward_cuda(const float* centre, const float* radius, float* centre_out,
+                           float* radius_out, int64_t n) {
+  gpu::launch_1d("box_relu_forward", n, box_relu_forward_kernel, centre, radius, centre_out,
+                 radius_out, n);
+}
+
+void box_relu_backward_cuda(const float* centre, const float* radius, const float* d_centre_out,
+                            const float* d_radius_out, float* d_centre, float* d_radius, int64_t n) {
+  gpu::launch_1d("box_relu_backward", n, box_relu_backward_kernel, centre, radius, d_centre_out,
+                 d_radius_out, d_centre, d_radius, n);
+}
+
+void hbox_relu_forward_cuda(const float* centre, const float* g_norm, const float* box,
+                            float* centre_out, float* box_out, float* lower_out, float* upper_out,
+                            int64_t n) {
+  gpu::launch_1d("hbox_relu_forward", n, hbox_relu_forward_kernel, centre, g_norm, box, centre_out,
+                 box_out, lower_out, upper_out, n);
+}
+
+void hbox_relu_backward_cuda(const float* centre, const float* g_norm, const float* box,
+                             const float* d_centre_out, const float* d_box_out, float* d_centre,
+                             float* d_g_norm, float* d_box, int64_t n) {
+  gpu::launch_1d("hbox_relu_backward", n, hbox_relu_backward_kernel, centre, g_norm, box,
+                 d_centre_out, d_box_out, d_centre, d_g_norm, d_box, n);
+}
+
+void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* lower,
+                               const float* upper, float* coeffs_out, float* bias_lower,
+                               float* bias_upper, int64_t batch, int64_t rows, int64_t n,
+                               bool shared) {
+  const int64_t total_rows = batch * rows;
+  if (total_rows <= 0) return;
+  const unsigned threads = threads_for_row(n);
+  const unsigned blocks = unsigned(total_rows < gpu::kMaxBlocks ? total_rows : gpu::kMaxBlocks);
+  gpu::launch("backsub_relu_forward", dim3(blocks), dim3(threads),
+              gpu::block_reduce_shared_bytes(int(threads)), backsub_relu_forward_kernel, rule,
+              coeffs, lower, upper, coeffs_out, bias_lower, bias_upper, batch, rows, n, shared);
+}
+
+void backsub_relu_backward_cuda(ReluRule rule, const float* coeffs, const float* lower,
+                                const float* upper, const float* d_coeffs_out,
+                                const float* d_bias_lower, const float* d_bias_upper,
+                                float* d_coeffs, float* d_lower, float* d_upper, int64_t batch,
+                                int64_t rows, int64_t n, bool shared) {
+  gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
+                 rule, coeffs, lower, upper, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
+                 d_upper, batch, rows, n, shared);
+  if (shared)
+    gpu::launch_1d("backsub_relu_backward_shared_coeffs", rows * n,
+                   backsub_relu_backward_shared_coeffs_kernel, rule, coeffs, lower, upper,
+                   d_coeffs_out, d_bias_lower, d_bias_upper, d_coeffs, batch, rows, n);
+  else
+    gpu::launch_1d("backsub_relu_backward_coeffs", batch * rows * n,
+                   backsub_relu_backward_coeffs_kernel, rule, coeffs, lower, upper, d_coeffs_out,
+                   d_bias_lower, d_bias_upper, d_coeffs, batch, rows, n);
+}
+
+void backsub_input_forward_cuda(const float* coeffs, const float* centre, const float* radius, float* centre_term,
+                                float* spread, int64_t batch, int64_t rows, int64_t n) {
+  const int64_t total_rows = batch * rows;
+  if (total_rows <= 0) return;
+  const unsigned threads = threads_for_row(n);
+  const unsigned blocks = unsigned(total_rows < gpu::kMaxBlocks ? total_rows : gpu::kMaxBlocks);
+  gpu::launch("backsub_input_forward", dim3(blocks), dim3(threads), gpu::block_reduce_shared_bytes(int(threads)),
+              backsub_input_forward_kernel, coeffs, centre, radius, centre_term, spread, batch, rows, n);
+}
+
+void backsub_input_backward_cuda(const float* coeffs, const float* centre, const float* radius,
+                                 const float* d_centre_term, const float* d_spread, float* d_coeffs, float* d_centre,
+                                 float* d_radius, int64_t batch, int64_t rows, int64_t n) {
+  gpu::launch_1d("backsub_input_backward_coeffs", batch * rows * n, backsub_input_backward_coeffs_kernel, coeffs,
+                 centre, radius, d_centre_term, d_spread, d_coeffs, batch, rows, n);
+  if (d_centre || d_radius)
+    gpu::launch_1d("backsub_input_backward_box", batch * n, backsub_input_backward_box_kernel, coeffs,
+                   d_centre_term, d_spread, d_centre, d_radius, batch, rows, n);
+}
+
+}  // namespace cte::kern

@@ -1,0 +1,87 @@
+// The fused kernels of the convex relaxations (relaxations/), declared once
+// with their argument shapes. Like kernels/kernels.h, each entry expands to a
+// name_cpu twin (kernels/cpu/relax.cpp, host pointers, OpenMP) and a
+// name_cuda twin (kernels/cuda/relax.cu, device pointers); the per-neuron
+// arithmetic both use lives in kernels/common/relu_relaxation.h. Every kernel
+// fully overwrites its outputs and is deterministic (fixed summation order,
+// no atomics), so gradient checkpointing may recompute it.
+//
+// Backsubstitution coefficients are laid out [batch, rows, n]: for each
+// sample, `rows` linear functions of the n neurons of one layer. A `shared`
+// coefficient block ([1, rows, n], e.g. weight rows before the first ReLU is
+// crossed) is read by every sample.
+#pragma once
+#include <cstdint>
+
+#include "kernels/common/relu_relaxation.h"
+#include "kernels/kernels.h"
+
+namespace cte::kern {
+
+// X(name, parameter list). Shapes are row-major, outermost first.
+#define CTE_RELAX_KERNELS(X)                                                                   \
+  /* Box ReLU: l = c - r, u = c + r -> c' = (relu(u) + relu(l)) / 2, r' = (relu(u) - relu(l)) / 2 */ \
+  X(box_relu_forward, (const float* centre /*[n]*/, const float* radius /*[n]*/,               \
+                       float* centre_out /*[n]*/, float* radius_out /*[n]*/, int64_t n))        \
+  X(box_relu_backward, (const float* centre /*[n]*/, const float* radius /*[n]*/,              \
+                        const float* d_centre_out /*[n]*/, const float* d_radius_out /*[n]*/,   \
+                        float* d_centre /*[n]*/, float* d_radius /*[n]*/, int64_t n))           \
+  /* hBox ReLU on centre, L1 norm of the symbolic row and box radius (relu_relaxation.h); */   \
+  /* lower_out/upper_out = c -+ (g_norm + b) are side outputs without gradient.          */   \
+  X(hbox_relu_forward, (const float* centre /*[n]*/, const float* g_norm /*[n]*/,              \
+                        const float* box /*[n]*/, float* centre_out /*[n]*/,                    \
+                        float* box_out /*[n]*/, float* lower_out /*[n]*/,                       \
+                        float* upper_out /*[n]*/, int64_t n))                                   \
+  X(hbox_relu_backward, (const float* centre /*[n]*/, const float* g_norm /*[n]*/,             \
+                         const float* box /*[n]*/, const float* d_centre_out /*[n]*/,           \
+                         const float* d_box_out /*[n]*/, float* d_centre /*[n]*/,               \
+                         float* d_g_norm /*[n]*/, float* d_box /*[n]*/, int64_t n))             \
+  /* One backsubstitution step through y = relu(x), x in [lower, upper], per element   */     \
+  /* a = coeffs[s or 0, k, j] with the rule's bounds (ls, li, us, ui) of neuron (s, j): */     \
+  /*   coeffs_out[s,k,j] = a * (a >= 0 ? ls : us)                                        */     \
+  /*   bias_lower[s,k]   = sum_j a * (a >= 0 ? li : ui)   (lower bound of a.y)           */     \
+  /*   bias_upper[s,k]   = sum_j a * (a >= 0 ? ui : li)   (upper bound of a.y; only for  */     \
+  /*                       symmetric rules, where ls == us). Either bias may be nullptr. */     \
+  X(backsub_relu_forward, (ReluRule rule,                                                      \
+                           const float* coeffs /*[shared ? 1 : batch, rows, n]*/,               \
+                           const float* lower /*[batch, n]*/, const float* upper /*[batch, n]*/, \
+                           float* coeffs_out /*[batch, rows, n]*/,                              \
+                           float* bias_lower /*[batch, rows] or nullptr*/,                      \
+                           float* bias_upper /*[batch, rows] or nullptr*/, int64_t batch,       \
+                           int64_t rows, int64_t n, bool shared))                              \
+  /* Its adjoint: d_coeffs (summed over samples when shared), d_lower and d_upper      */     \
+  /* (each summed over the rows in a fixed order). A nullptr d_bias_* counts as zero.  */     \
+  X(backsub_relu_backward, (ReluRule rule,                                                     \
+                            const float* coeffs /*[shared ? 1 : batch, rows, n]*/,              \
+                            const float* lower /*[batch, n]*/, const float* upper /*[batch, n]*/, \
+                            const float* d_coeffs_out /*[batch, rows, n]*/,                     \
+                            const float* d_bias_lower /*[batch, rows] or nullptr*/,             \
+                            const float* d_bias_upper /*[batch, rows] or nullptr*/,             \
+                            float* d_coeffs /*[shared ? 1 : batch, rows, n]*/,                  \
+                            float* d_lower /*[batch, n]*/, float* d_upper /*[batch, n]*/,       \
+                            int64_t batch, int64_t rows, int64_t n, bool shared))      \
+  /* The input step of a backsubstitution over an input box with centre c, radius r: */     \
+  /*   centre_term[s,k] = sum_j a[s,k,j] c[s,j],  spread[s,k] = sum_j |a[s,k,j]| r[s,j] */     \
+  /* (lower bound = bias + centre_term - spread, upper = bias + centre_term + spread). */     \
+  X(backsub_input_forward, (const float* coeffs /*[batch, rows, n]*/,                          \
+                            const float* centre /*[batch, n]*/, const float* radius /*[batch, n]*/, \
+                            float* centre_term /*[batch, rows]*/, float* spread /*[batch, rows]*/, \
+                            int64_t batch, int64_t rows, int64_t n))                           \
+  /* Its adjoint; d |a| / da = sign(a) (0 at 0, as ops::abs). A nullptr d_centre_term  */     \
+  /* or d_spread counts as zero; d_centre / d_radius may be nullptr (not computed).    */     \
+  X(backsub_input_backward, (const float* coeffs /*[batch, rows, n]*/,                         \
+                             const float* centre /*[batch, n]*/, const float* radius /*[batch, n]*/, \
+                             const float* d_centre_term /*[batch, rows] or nullptr*/,           \
+                             const float* d_spread /*[batch, rows] or nullptr*/,                \
+                             float* d_coeffs /*[batch, rows, n]*/,                              \
+                             float* d_centre /*[batch, n] or nullptr*/,                         \
+                             float* d_radius /*[batch, n] or nullptr*/, int64_t batch,          \
+                             int64_t rows, int64_t n))
+
+#define CTE_DECLARE_RELAX_KERNEL_TWINS(name, params) \
+  void name##_cpu params;                            \
+  void name##_cuda params;
+CTE_RELAX_KERNELS(CTE_DECLARE_RELAX_KERNEL_TWINS)
+#undef CTE_DECLARE_RELAX_KERNEL_TWINS
+
+}  // namespace cte::kern

@@ -1,0 +1,451 @@
+// Backsubstitution (paper section 2, appendix A): DeepZ, CROWN, CROWN-0,
+// hbox-fresh and CROWN-IBP, plus the walker hBox uses for its symbolic part.
+//
+// K linear functions of the neurons at one level are held as coefficients A
+// ((K, n) shared by every sample, or (N, K, n)) and biases. Walking down:
+// linear  q += A b, A = A W (fused op backsub_linear);  conv  q += A b_full,
+// A = the transposed convolution of A (backsub_conv, never a dense matrix);
+// normalize  q += A (-mean * inv_std), A = A * inv_std;  flatten  nothing
+// (the layout is flat throughout); ReLU  the fused backsub_relu op. At the
+// input, lower = q + A c0 - |A| r0 (upper: + |A| r0), with c0 and r0 the
+// centre and radius of the input box (backsub_input). A leading normalize is
+// folded into that box (it maps a box onto a box exactly).
+//
+// Symmetric rules (deepz, hbox_fresh) keep one A and two intercept sums;
+// CROWN and CROWN-0 stack [C; -C] and read the upper bounds as -lower(-C).
+// Until the first ReLU is crossed A does not depend on the sample, so it
+// starts as the weight rows of the layer below (no identity) and stays
+// shared; the first affine layer's own bounds (no ReLU below) are computed
+// forward, W c0 + b -+ |W| r0, which is the same number without forming A.
+// Intermediate bounds are computed in chunks of neurons sized to
+// memory_cap_bytes. A layer's whole workspace goes on the tape while the
+// tape budget (memory_cap_bytes per compute_bounds call) lasts, saving the
+// recomputation; beyond it every chunk is gradient-checkpointed, so the tape
+// keeps only the chunk's bounds and peak memory stays near the cap.
+#include <algorithm>
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/tape.h"
+#include "relaxations/relax_ops.h"
+
+namespace cte::relax {
+namespace {
+
+// Bytes of workspace per coefficient element: the coefficients, their gradient
+// and one temporary (|A|, a transposed-convolution buffer) at a time.
+constexpr size_t kWorkspaceFactor = 3;
+
+// K linear functions of the neurons at one level:
+//   lower = A x + bias + relu_lower,  upper = A x + bias + relu_upper
+// (relu_upper only in symmetric mode). Undefined biases are zero.
+struct LinearForm {
+  Tensor coeffs;                  // (K, n) shared, or (N, K, n)
+  Tensor bias;                    // (K) or (N, K): the affine layers' share
+  Tensor relu_lower, relu_upper;  // (N, K): the ReLU intercepts' share
+  bool shared() const { return coeffs.ndim() == 2; }
+};
+
+Tensor add_defined(const Tensor& a, const Tensor& b) {
+  if (!a.defined()) return b;
+  if (!b.defined()) return a;
+  return ops::add(a, b);
+}
+
+int64_t level_width(const Network& net, size_t level) {
+  return level == 0 ? net.input_shape().numel() : net.layers()[level - 1].out_shape.numel();
+}
+
+// coeffs (K, n) or (N, K, n) times a vector v (n): (K) or (N, K).
+Tensor times_vector(const Tensor& coeffs, const Tensor& v) {
+  const int64_t n = v.numel();
+  const Tensor product = ops::matmul(coeffs, ops::reshape(v, Shape{n, 1}));
+  return coeffs.ndim() == 2 ? ops::reshape(product, Shape{coeffs.size(0)})
+                            : ops::reshape(product, Shape{coeffs.size(0), coeffs.size(1)});
+}
+
+Tensor identity_rows(int64_t rows, int64_t n, int64_t first, Device device) {
+  std::vector<float> values(size_t(rows * n), 0.0f);
+  for (int64_t k = 0; k < rows; ++k) values[size_t(k * n + first + k)] = 1.0f;
+  return Tensor::from_vector(values, Shape{rows, n}, device);
+}
+
+// [T; -T] along the rows: T (K, n) or (K) shared, stacked along axis 0.
+Tensor stack_negated_shared(const Tensor& t) { return ops::concat_batch({t, ops::neg(t)}); }
+
+// [C; -C] along axis 1 of a per-sample spec (N, K, L): (N, 2K, L).
+Tensor stack_negated_spec(const Tensor& spec) {
+  const int64_t rows = spec.size(1);
+  std::vector<float> signs(size_t(rows * 2 * rows), 0.0f);  // [I, -I]: (K, 2K)
+  for (int64_t k = 0; k < rows; ++k) {
+    signs[size_t(k * 2 * rows + k)] = 1.0f;
+    signs[size_t(k * 2 * rows + rows + k)] = -1.0f;
+  }
+  const Tensor stacker = Tensor::from_vector(signs, Shape{rows, 2 * rows}, spec.device());
+  return ops::transpose(ops::matmul(ops::transpose(spec), stacker));  // (N, L, K)(K, 2K) -> (N, 2K, L)
+}
+
+// One step down through layers[index]: f describes functions of its output
+// and afterwards of its input.
+void step_down(const BacksubContext& ctx, size_t index, LinearForm& f) {
+  const Layer& layer = ctx.net->layers()[index];
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  switch (layer.kind) {
+    case LayerKind::linear: {
+      const BacksubAffineResult r = backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias);
+      f.coeffs = r.coeffs;
+      f.bias = add_defined(f.bias, r.bias_term);
+      return;
+    }
+    case LayerKind::conv: {
+      const BacksubAffineResult r = backsub_conv(f.coeffs, ctx.weight[index], ctx.bias[index], layer.stride,
+                                                 layer.padding, layer.in_shape, layer.out_shape, track_bias);
+      f.coeffs = r.coeffs;
+      f.bias = add_defined(f.bias, r.bias_term);
+      return;
+    }
+    case LayerKind::normalize: {
+      if (track_bias) f.bias = add_defined(f.bias, times_vector(f.coeffs, ctx.norm_shift[index]));
+      f.coeffs = ops::mul(f.coeffs, ctx.norm_scale[index]);
+      return;
+    }
+    case LayerKind::flatten: return;  // coefficients are flat at every level
+    case LayerKind::relu: {
+      const bool want_upper = ctx.mode == BacksubMode::bounds_symmetric;
+      BacksubReluResult r = backsub_relu(ctx.rule, f.coeffs, ctx.relu_lower[index], ctx.relu_upper[index],
+                                         track_bias, want_upper);
+      f.coeffs = r.coeffs;
+      f.relu_lower = add_defined(f.relu_lower, r.bias_lower);
+      f.relu_upper = add_defined(f.relu_upper, r.bias_upper);
+      return;
+    }
+  }
+  fail("bounds", layer_label(*ctx.net, index) + ": not supported by backsubstitution");
+}
+
+// The input step: lower = q + A c0 - |A| r0 and upper = q + A c0 + |A| r0
+// (mode bounds_*), or the generator norm |A| r0 (mode generator_norm).
+BacksubResult finish_at_input(const BacksubContext& ctx, const LinearForm& f) {
+  Tensor centre_term, spread;
+  if (f.shared()) {  // (N, n0)(K, n0)^T: plain GEMMs serve every sample at once
+    spread = ops::matmul(ctx.radius0, ops::abs(f.coeffs), false, true);
+    if (ctx.mode != BacksubMode::generator_norm) centre_term = ops::matmul(ctx.centre0, f.coeffs, false, true);
+  } else {
+    const BacksubInputResult r = backsub_input(f.coeffs, ctx.centre0, ctx.radius0);
+    centre_term = r.centre_term;
+    spread = r.spread;
+  }
+  BacksubResult result;
+  if (ctx.mode == BacksubMode::generator_norm) {
+    result.g_norm = spread;
+    return result;
+  }
+  const Tensor centre = add_defined(centre_term, f.bias);
+  result.lower = ops::sub(add_defined(centre, f.relu_lower), spread);
+  if (ctx.mode == BacksubMode::bounds_symmetric) result.upper = ops::add(add_defined(centre, f.relu_upper), spread);
+  return result;
+}
+
+// Columns [0, K) and [K, 2K) of (N, 2K), each transposed: (K, N).
+std::pair<Tensor, Tensor> split_rows_transposed(const Tensor& stacked) {
+  const int64_t rows = stacked.size(1) / 2;
+  const Tensor t = ops::transpose(stacked);
+  return {ops::slice_batch(t, 0, rows), ops::slice_batch(t, rows, 2 * rows)};
+}
+
+// Bounds of neurons [first, first + count) at level `top`, transposed to (count, N).
+std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t top, int64_t first, int64_t count) {
+  const std::vector<Layer>& layers = ctx.net->layers();
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  LinearForm f;
+  size_t level = top;
+  if (top >= 1 && layers[top - 1].kind == LayerKind::linear) {
+    // Start from the weight rows: A = W[first:first+count], q = b[first:first+count].
+    f.coeffs = ops::slice_batch(ctx.weight[top - 1], first, first + count);
+    if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
+    level = top - 1;
+  } else {
+    f.coeffs = identity_rows(count, level_width(*ctx.net, top), first, ctx.centre0.device());
+  }
+  if (ctx.mode == BacksubMode::bounds_stacked) {
+    f.coeffs = stack_negated_shared(f.coeffs);
+    if (f.bias.defined()) f.bias = stack_negated_shared(f.bias);
+  }
+  for (size_t i = level; i-- > ctx.input_level;) step_down(ctx, i, f);
+  const BacksubResult r = finish_at_input(ctx, f);
+  switch (ctx.mode) {
+    case BacksubMode::generator_norm: return {ops::transpose(r.g_norm)};
+    case BacksubMode::bounds_symmetric: return {ops::transpose(r.lower), ops::transpose(r.upper)};
+    case BacksubMode::bounds_stacked: {
+      auto [lower, negated_upper] = split_rows_transposed(r.lower);
+      return {lower, ops::neg(negated_upper)};
+    }
+  }
+  return {};
+}
+
+// The tensors of ctx that gradients may flow into, in a fixed order, and the
+// inverse: a copy of ctx reading them from `packed` (checkpointing's stand-ins).
+std::vector<Tensor> pack(const BacksubContext& ctx) {
+  std::vector<Tensor> packed;
+  auto add = [&packed](const Tensor& t) {
+    if (t.defined()) packed.push_back(t);
+  };
+  for (size_t i = 0; i < ctx.weight.size(); ++i) {
+    add(ctx.weight[i]);
+    add(ctx.bias[i]);
+    add(ctx.relu_lower[i]);
+    add(ctx.relu_upper[i]);
+  }
+  add(ctx.centre0);
+  add(ctx.radius0);
+  return packed;
+}
+
+BacksubContext unpack(const BacksubContext& like, const std::vector<Tensor>& packed) {
+  BacksubContext ctx = like;
+  size_t next = 0;
+  auto take = [&packed, &next](Tensor& t) {
+    if (t.defined()) t = packed[next++];
+  };
+  for (size_t i = 0; i < ctx.weight.size(); ++i) {
+    take(ctx.weight[i]);
+    take(ctx.bias[i]);
+    take(ctx.relu_lower[i]);
+    take(ctx.relu_upper[i]);
+  }
+  take(ctx.centre0);
+  take(ctx.radius0);
+  return ctx;
+}
+
+// Sum of the widths at which the coefficients of a backsubstitution from
+// `top` are per-sample: every level at and below the highest ReLU under top.
+int64_t per_sample_widths(const Network& net, size_t top) {
+  const std::vector<Layer>& layers = net.layers();
+  int64_t sum = 0;
+  bool crossed = false;
+  for (size_t i = top; i-- > 0;) {
+    crossed = crossed || layers[i].kind == LayerKind::relu;
+    if (crossed) sum += layers[i].in_shape.numel();
+  }
+  return sum;
+}
+
+thread_local BacksubChunkStats g_chunk_stats;
+
+// True when between the (possibly normalized) input box and level `top` lie
+// only flatten layers and at most one linear or conv layer: the bounds are
+// then those of one affine map over a box, W c + b -+ |W| r, which a forward
+// pass computes without forming any coefficient matrix (for a conv layer the
+// backsubstitution would start from an identity over all its outputs).
+bool single_affine_layer(const BacksubContext& ctx, size_t top) {
+  int affine = 0;
+  for (size_t i = ctx.input_level; i < top; ++i) {
+    const LayerKind kind = ctx.net->layers()[i].kind;
+    if (kind == LayerKind::linear || kind == LayerKind::conv) ++affine;
+    else if (kind != LayerKind::flatten) return false;
+  }
+  return affine <= 1;
+}
+
+BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
+  const std::vector<Layer>& layers = ctx.net->layers();
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  Tensor c = ctx.centre0, r = ctx.radius0;  // (N, n) at the current level, reshaped per layer
+  for (size_t i = ctx.input_level; i < top; ++i) {
+    const Layer& layer = layers[i];
+    if (layer.kind == LayerKind::linear) {
+      if (track_bias) c = ops::linear(c, ctx.weight[i], ctx.bias[i]);
+      r = ops::matmul(r, ops::abs(ctx.weight[i]), false, true);
+    } else if (layer.kind == LayerKind::conv) {
+      const Shape in = layer.in_shape;
+      const Shape image{ctx.batch, in[0], in[1], in[2]};
+      if (track_bias) c = ops::conv2d(ops::reshape(c, image), ctx.weight[i], ctx.bias[i], layer.stride, layer.padding);
+      r = ops::conv2d(ops::reshape(r, image), ops::abs(ctx.weight[i]), Tensor(), layer.stride, layer.padding);
+    }
+  }
+  const Shape flat{ctx.batch, level_width(*ctx.net, top)};
+  r = ops::reshape(r, flat);
+  BacksubResult result;
+  if (!track_bias) {
+    result.g_norm = r;
+    return result;
+  }
+  c = ops::reshape(c, flat);
+  result.lower = ops::sub(c, r);
+  result.upper = ops::add(c, r);
+  return result;
+}
+
+}  // namespace
+
+BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
+void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
+
+BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0, ReluRule rule,
+                                    BacksubMode mode, size_t memory_cap_bytes) {
+  BacksubContext ctx;
+  ctx.net = &net;
+  ctx.rule = rule;
+  ctx.mode = mode;
+  ctx.memory_cap_bytes = memory_cap_bytes;
+  ctx.tape_budget_bytes = memory_cap_bytes;
+  ctx.batch = lower0.size(0);
+  const Shape flat{ctx.batch, net.input_shape().numel()};
+  ctx.centre0 = ops::reshape(ops::scale(ops::add(upper0, lower0), 0.5f), flat);
+  ctx.radius0 = ops::reshape(ops::scale(ops::sub(upper0, lower0), 0.5f), flat);
+  const std::vector<Layer>& layers = net.layers();
+  const size_t count = layers.size();
+  ctx.weight.resize(count);
+  ctx.bias.resize(count);
+  ctx.relu_lower.resize(count);
+  ctx.relu_upper.resize(count);
+  ctx.norm_scale.resize(count);
+  ctx.norm_shift.resize(count);
+  for (size_t i = 0; i < count; ++i) {
+    const Layer& layer = layers[i];
+    if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv) {
+      ctx.weight[i] = layer.weight;
+      ctx.bias[i] = layer.bias;
+    }
+    if (layer.kind == LayerKind::normalize) {
+      // Constants (the statistics are not trained): expanded to every neuron.
+      const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
+      const int64_t n = layer.in_shape.numel();
+      const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
+      std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
+        scale[size_t(j)] = inv_std[c];
+        shift[size_t(j)] = -mean[c] * inv_std[c];
+      }
+      ctx.norm_scale[i] = Tensor::from_vector(scale, Shape{n}, lower0.device());
+      ctx.norm_shift[i] = Tensor::from_vector(shift, Shape{n}, lower0.device());
+    }
+  }
+  if (count > 0 && layers[0].kind == LayerKind::normalize) {
+    // A leading normalize maps the input box onto a box exactly (inv_std > 0):
+    // start from the normalized box and let every walk stop above it.
+    ctx.centre0 = ops::add(ops::mul(ctx.centre0, ctx.norm_scale[0]), ctx.norm_shift[0]);
+    ctx.radius0 = ops::mul(ctx.radius0, ctx.norm_scale[0]);
+    ctx.input_level = 1;
+  }
+  return ctx;
+}
+
+BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top) {
+  const Network& net = *ctx.net;
+  if (single_affine_layer(ctx, top)) return single_affine_bounds(ctx, top);
+  const int64_t neurons = level_width(net, top);
+  const int64_t batch = ctx.batch;
+  const size_t rows_per_neuron = ctx.mode == BacksubMode::bounds_stacked ? 2 : 1;
+  // Workspace per neuron: per-sample coefficients at every level under the
+  // top ReLU, or (all shared) the shared ones plus the (N, n) results.
+  int64_t widths = per_sample_widths(net, top) * batch;
+  if (widths == 0)
+    for (size_t i = 0; i <= top; ++i) widths += level_width(net, i) + batch;
+  const size_t bytes_per_neuron = std::max<size_t>(1, size_t(widths) * sizeof(float) * rows_per_neuron * kWorkspaceFactor);
+  const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_neuron), 1, std::max<int64_t>(neurons, 1));
+  const std::vector<Tensor> packed = pack(ctx);
+  const bool recording = should_record(packed);
+  const size_t total_bytes = bytes_per_neuron * size_t(neurons);
+  const bool on_tape = !recording || total_bytes <= ctx.tape_budget_bytes;
+  if (recording && on_tape) ctx.tape_budget_bytes -= total_bytes;
+
+  std::vector<std::vector<Tensor>> pieces;  // per output, the chunks' (count, N) blocks
+  for (int64_t first = 0; first < neurons; first += chunk) {
+    const int64_t count = std::min(chunk, neurons - first);
+    std::vector<Tensor> outputs;
+    ++g_chunk_stats.chunks;
+    if (on_tape) {
+      outputs = chunk_bounds_transposed(ctx, top, first, count);
+    } else {
+      ++g_chunk_stats.checkpointed_chunks;
+      const BacksubContext like = ctx;
+      outputs = checkpointed("backsub_chunk", packed, [like, top, first, count](const std::vector<Tensor>& in) {
+        return chunk_bounds_transposed(unpack(like, in), top, first, count);
+      });
+    }
+    pieces.resize(outputs.size());
+    for (size_t k = 0; k < outputs.size(); ++k) pieces[k].push_back(outputs[k]);
+  }
+  auto assemble = [&](size_t k) {
+    const Tensor all = pieces[k].size() == 1 ? pieces[k][0] : ops::concat_batch(pieces[k]);
+    return ops::transpose(all);  // (n, N) -> (N, n)
+  };
+  BacksubResult result;
+  if (neurons == 0) {  // nothing to bound: empty results of the right shape
+    const Tensor empty = Tensor::zeros(Shape{batch, 0}, ctx.centre0.device());
+    result.lower = result.upper = result.g_norm = empty;
+    return result;
+  }
+  if (ctx.mode == BacksubMode::generator_norm) {
+    result.g_norm = assemble(0);
+  } else {
+    result.lower = assemble(0);
+    result.upper = assemble(1);
+  }
+  return result;
+}
+
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide) {
+  const std::vector<Layer>& layers = ctx.net->layers();
+  const size_t top = layers.size();
+  if (!spec.defined()) return backsub_all_neurons(ctx, top);
+  const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const Tensor rows = stacked ? stack_negated_spec(spec) : spec;  // (N, K', L)
+  LinearForm f;
+  size_t level = top;
+  if (elide && top >= 1 && layers[top - 1].kind == LayerKind::linear) {
+    // Last-layer elision: W' = C W (N, K', n_in), b' = C b (N, K').
+    const BacksubAffineResult r = backsub_linear(rows, ctx.weight[top - 1], ctx.bias[top - 1], track_bias);
+    f.coeffs = r.coeffs;
+    f.bias = r.bias_term;
+    level = top - 1;
+  } else {
+    f.coeffs = rows;
+  }
+  for (size_t i = level; i-- > ctx.input_level;) step_down(ctx, i, f);
+  BacksubResult r = finish_at_input(ctx, f);
+  if (!stacked) return r;
+  auto [lower, negated_upper] = split_rows_transposed(r.lower);
+  r.lower = ops::transpose(lower);
+  r.upper = ops::neg(ops::transpose(negated_upper));
+  return r;
+}
+
+Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                      Relaxation relaxation, const BoundOptions& options) {
+  ReluRule rule = ReluRule::crown;
+  switch (relaxation) {
+    case Relaxation::deepz: rule = ReluRule::deepz; break;
+    case Relaxation::crown: rule = ReluRule::crown; break;
+    case Relaxation::crown0: rule = ReluRule::crown0; break;
+    case Relaxation::hbox_fresh: rule = ReluRule::hbox_fresh; break;
+    case Relaxation::crown_ibp: rule = ReluRule::crown; break;
+    default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");
+  }
+  const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
+  BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes);
+  const std::vector<Layer>& layers = net.layers();
+  if (relaxation == Relaxation::crown_ibp) {
+    size_t last_relu = 0;
+    for (size_t i = 0; i < layers.size(); ++i)
+      if (layers[i].kind == LayerKind::relu) last_relu = i + 1;
+    box_forward(net, ops::scale(ops::add(upper0, lower0), 0.5f), ops::scale(ops::sub(upper0, lower0), 0.5f), last_relu,
+                &ctx.relu_lower, &ctx.relu_upper);
+  } else {
+    for (size_t i = 0; i < layers.size(); ++i) {
+      if (layers[i].kind != LayerKind::relu) continue;
+      const BacksubResult r = backsub_all_neurons(ctx, i);
+      ctx.relu_lower[i] = r.lower;
+      ctx.relu_upper[i] = r.upper;
+    }
+  }
+  const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer);
+  return Bounds{r.lower, r.upper};
+}
+
+}  // namespace cte::relax

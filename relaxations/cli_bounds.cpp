@@ -1,0 +1,222 @@
+// `certify bounds` (see cli_bounds.h): flag parsing with CLI11, reading the
+// network and the inputs, input checks that name the flag or file at fault,
+// compute_bounds without gradients, and the JSON answer on stdout.
+#include "relaxations/cli_bounds.h"
+
+#include <CLI/CLI.hpp>
+
+#include <charconv>
+#include <cmath>
+#include <cstdio>
+#include <exception>
+#include <fstream>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/netjson.h"
+#include "engine/tape.h"
+#include "relaxations/relaxations.h"
+
+namespace cte {
+namespace {
+
+using nlohmann::json;
+
+// An input error: printed as "<where>: <what>".
+struct InputError : std::runtime_error {
+  InputError(const std::string& where, const std::string& what) : std::runtime_error(where + ": " + what) {}
+};
+
+struct Inputs {
+  std::vector<std::vector<float>> x;
+  std::vector<int> y;
+  bool has_y = false;
+};
+
+// Appends every number of a (possibly nested) list to `out`.
+void flatten_numbers(const json& value, const std::string& path, const std::string& where, std::vector<float>& out) {
+  if (value.is_number()) {
+    const double v = value.get<double>();
+    out.push_back(float(v));
+    return;
+  }
+  if (!value.is_array()) throw InputError(path, where + " holds " + value.type_name() + ", expected numbers");
+  for (const json& item : value) flatten_numbers(item, path, where, out);
+}
+
+Inputs read_inputs(const std::string& path) {
+  std::ifstream file(path);
+  if (!file) throw InputError(path, "cannot open the file");
+  json doc;
+  try {
+    doc = json::parse(file);
+  } catch (const json::exception& e) {
+    throw InputError(path, std::string("not valid JSON: ") + e.what());
+  }
+  if (!doc.is_object() || !doc.contains("x"))
+    throw InputError(path, "expected an object {\"x\": [[...], ...], \"y\": [...]}");
+  const json& xs = doc["x"];
+  if (!xs.is_array() || xs.empty()) throw InputError(path, "\"x\" must be a non-empty list of inputs");
+  Inputs inputs;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    std::vector<float> row;
+    flatten_numbers(xs[i], path, "x[" + std::to_string(i) + "]", row);
+    inputs.x.push_back(std::move(row));
+  }
+  if (doc.contains("y")) {
+    const json& ys = doc["y"];
+    if (!ys.is_array()) throw InputError(path, "\"y\" must be a list of labels");
+    for (size_t i = 0; i < ys.size(); ++i) {
+      if (!ys[i].is_number_integer())
+        throw InputError(path, "y[" + std::to_string(i) + "] = " + ys[i].dump() + " is not an integer label");
+      inputs.y.push_back(ys[i].get<int>());
+    }
+    inputs.has_y = true;
+  }
+  return inputs;
+}
+
+// The shortest decimal that reads back as the same value (a float prints as
+// itself, not as the double it widens to); JSON has no NaN or infinity, so
+// those print as null, and -0 prints as 0.
+template <typename T>
+std::string number_text(T v) {
+  if (!std::isfinite(v)) return "null";
+  if (v == T(0)) return "0";
+  char buffer[64];
+  const auto result = std::to_chars(buffer, buffer + sizeof(buffer), v);
+  return std::string(buffer, result.ptr);
+}
+
+std::string rows_json(const std::vector<float>& values, int64_t rows, int64_t cols) {
+  std::string out = "[";
+  for (int64_t r = 0; r < rows; ++r) {
+    out += r ? ", [" : "[";
+    for (int64_t c = 0; c < cols; ++c) {
+      if (c) out += ", ";
+      out += number_text(values[size_t(r * cols + c)]);
+    }
+    out += "]";
+  }
+  return out + "]";
+}
+
+std::string shape_text(const Shape& s) {
+  std::string out;
+  for (int d = 0; d < s.ndim(); ++d) out += (d ? "x" : "") + std::to_string(s[d]);
+  return out;
+}
+
+}  // namespace
+
+int certify_bounds_command(int argc, char** argv) {
+  CLI::App app{"certify bounds: lower and upper bounds of a network's logits (or, with --spec label, of the "
+               "margins z_y' - z_y) over the L-inf ball of radius eps around each input, by one convex relaxation"};
+  std::string net_path, x_path, relaxation_arg, spec, device_arg = "auto";
+  double eps = 0.0;
+  bool no_clip = false, no_elide = false;
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--net", net_path, "network JSON (engine/netjson.h format)")->required();
+  app.add_option("--x", x_path,
+                 "inputs JSON: {\"x\": [[values in C,H,W order, in [0, 1]], ...], \"y\": [labels]} "
+                 "(\"y\" only needed with --spec label)")
+      ->required();
+  app.add_option("--eps", eps, "L-inf radius of the ball around each input (>= 0)")->required();
+  app.add_option("--relaxation", relaxation_arg, "box, hbox, hbox-fresh, deepz, crown, crown0 or crown-ibp")->required();
+  app.add_option("--spec", spec,
+                 "label: bound the margins z_y' - z_y for every y' != y (increasing y') instead of the logits")
+      ->check(CLI::IsMember({"label"}));
+  app.add_flag("--no-clip", no_clip, "do not clip the input box [x - eps, x + eps] to [0, 1]");
+  app.add_flag("--no-elide", no_elide,
+               "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
+  app.add_option("--device", device_arg, "cpu, cuda or auto (CUDA when a GPU is present)")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+
+  try {
+    if (!std::isfinite(eps) || eps < 0.0)
+      throw InputError("--eps", "must be a finite number >= 0, got " + (std::isnan(eps) ? std::string("nan") : number_text(eps)));
+    Relaxation relaxation;
+    try {
+      relaxation = parse_relaxation(relaxation_arg);
+    } catch (const std::exception& e) {
+      throw InputError("--relaxation", e.what());
+    }
+    Device device;
+    try {
+      device = parse_device(device_arg);
+    } catch (const std::exception& e) {
+      throw InputError("--device", e.what());
+    }
+    std::fprintf(stderr, "%s\n", device_banner(device).c_str());
+
+    Network net;
+    try {
+      net = load_network_json(net_path);
+    } catch (const std::exception& e) {
+      throw InputError(net_path, e.what());
+    }
+    const Inputs inputs = read_inputs(x_path);
+    const Shape input_shape = net.input_shape();
+    const int64_t n0 = input_shape.numel(), batch = int64_t(inputs.x.size());
+    std::vector<float> flat;
+    flat.reserve(size_t(batch * n0));
+    for (size_t i = 0; i < inputs.x.size(); ++i) {
+      const std::vector<float>& row = inputs.x[i];
+      if (int64_t(row.size()) != n0)
+        throw InputError(x_path, "x[" + std::to_string(i) + "] has " + std::to_string(row.size()) +
+                                     " values but the network takes " + std::to_string(n0) + " (" +
+                                     shape_text(input_shape) + ")");
+      for (size_t j = 0; j < row.size(); ++j)
+        if (!(row[j] >= 0.0f && row[j] <= 1.0f))
+          throw InputError(x_path, "x[" + std::to_string(i) + "][" + std::to_string(j) + "] = " +
+                                       number_text(row[j]) + " is outside [0, 1]");
+      flat.insert(flat.end(), row.begin(), row.end());
+    }
+    const int64_t classes = net.output_shape().numel();
+    Tensor spec_tensor;
+    if (spec == "label") {
+      if (!inputs.has_y) throw InputError("--spec label", x_path + " has no \"y\" labels");
+      if (int64_t(inputs.y.size()) != batch)
+        throw InputError(x_path, "\"y\" has " + std::to_string(inputs.y.size()) + " labels for " +
+                                     std::to_string(batch) + " inputs");
+      for (size_t i = 0; i < inputs.y.size(); ++i)
+        if (inputs.y[i] < 0 || inputs.y[i] >= classes)
+          throw InputError(x_path, "y[" + std::to_string(i) + "] = " + std::to_string(inputs.y[i]) +
+                                       " is outside [0, " + std::to_string(classes) + ")");
+      spec_tensor = margin_spec(inputs.y, int(classes), device);
+    }
+
+    net.to(device);
+    std::vector<int64_t> dims{batch};
+    for (int64_t d : input_shape.dims()) dims.push_back(d);
+    const Tensor x = Tensor::from_vector(flat, Shape(dims), device);
+    NoGrad no_grad;
+    const auto [lower0, upper0] = input_box(x, float(eps), !no_clip);
+    BoundOptions options;
+    options.elide_last_layer = !no_elide;
+    Bounds bounds;
+    try {
+      bounds = compute_bounds(net, lower0, upper0, spec_tensor, relaxation, options);
+    } catch (const std::exception& e) {
+      throw InputError(net_path, e.what());  // unsupported layers, NaN weights: the network's fault
+    }
+    const int64_t cols = bounds.lower.size(1);
+    std::printf("{\"relaxation\": \"%s\", \"lower\": %s, \"upper\": %s}\n", relaxation_name(relaxation),
+                rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
+                rows_json(bounds.upper.to_vector(), batch, cols).c_str());
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+}
+
+}  // namespace cte

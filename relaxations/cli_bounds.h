@@ -1,0 +1,20 @@
+// `certify bounds`: bounds of a network (engine/netjson.h format) on the
+// L-inf balls around given inputs, from the command line:
+//
+//   certify bounds --net NET.json --x X.json --eps E --relaxation R
+//                  [--spec label] [--no-clip] [--no-elide] [--device cpu|cuda|auto]
+//
+// X.json is {"x": [[values in C,H,W order], ...], "y": [labels]} ("y" only
+// needed with --spec label). Prints {"relaxation": R, "lower": [[...]],
+// "upper": [[...]]} (one row per input: the logits' bounds, or with --spec
+// label the margins z_y' - z_y for y' != y in increasing y') on stdout and the
+// start-up banner on stderr. Bad input gives a message on stderr that starts
+// with the flag or file at fault, and a non-zero exit status.
+#pragma once
+
+namespace cte {
+
+// argv[0] is the subcommand's name ("bounds"); returns the exit status.
+int certify_bounds_command(int argc, char** argv);
+
+}  // namespace cte

@@ -1,0 +1,176 @@
+// The fused differentiable ops of the relaxations and the building blocks
+// that relaxations/{box,hbox,backsub}.cpp share.
+//
+// Fused ops (relax_ops.cpp): each has its shape checks, the forward kernel
+// call and the backward rule side by side, and dispatches to the twins of
+// kernels/relax_kernels.h (the affine steps to the GEMM and convolution
+// twins of kernels/kernels.h). CTE_RELAXATION_OPS lists them in the format of
+// engine/op_table.h, X(name, "kernel stems", differentiable), and
+// tests/test_relaxation_fused.cpp walks it: every op must have a
+// fused-vs-generic-ops check of values and gradients on every device.
+//
+// Building blocks: the Box forward pass (used by crown_ibp for its
+// intermediate bounds) and the backsubstitution walker (used by every
+// backsubstitution relaxation, and by hBox for the L1 norms of its symbolic
+// rows). They are internal to relaxations/; the public API is relaxations.h.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/tensor.h"
+#include "kernels/common/relu_relaxation.h"
+#include "relaxations/relaxations.h"
+
+// X(name, "kernel stems", differentiable)
+#define CTE_RELAXATION_OPS(X)                                                        \
+  X(box_relu, "box_relu_forward box_relu_backward", true)                            \
+  X(hbox_relu, "hbox_relu_forward hbox_relu_backward", true)                         \
+  X(backsub_relu, "backsub_relu_forward backsub_relu_backward", true)                \
+  X(backsub_linear, "gemm", true)                                                    \
+  X(backsub_conv, "conv2d_backward_data conv2d_forward conv2d_backward_filter gemm binary fill reduce_sum", true) \
+  X(backsub_input, "backsub_input_forward backsub_input_backward", true)
+
+namespace cte::relax {
+
+using kern::ReluRule;
+
+// ---------------------------------------------------------------- fused ops
+
+// Box ReLU on a centre-radius pair of one shape (any): l = c - r, u = c + r,
+// c' = (relu(u) + relu(l)) / 2, r' = (relu(u) - relu(l)) / 2.
+struct CentreRadiusPair {
+  Tensor centre, radius;
+};
+CentreRadiusPair box_relu(const Tensor& centre, const Tensor& radius);
+
+// hBox ReLU on centre c, L1 norm g of the symbolic row and box radius b (one
+// shape, any): see kernels/common/relu_relaxation.h. centre and box are
+// differentiable in all three inputs; lower = c - g - b and upper = c + g + b
+// are returned without gradient (they only choose cases downstream).
+struct HboxReluResult {
+  Tensor centre, box, lower, upper;
+};
+HboxReluResult hbox_relu(const Tensor& centre, const Tensor& g_norm, const Tensor& box);
+
+// One backsubstitution step through a ReLU whose input lies in [lower, upper]
+// (N, n): coeffs (N, K, n), or (K, n) shared by every sample, become the
+// coefficients (N, K, n) of the ReLU's input; bias_lower (N, K) collects the
+// intercepts of the lower bound of each row, bias_upper (N, K) those of the
+// upper bound (symmetric rules only; see kern::relu_rule_symmetric). Either
+// bias is skipped (left undefined) when not wanted.
+struct BacksubReluResult {
+  Tensor coeffs, bias_lower, bias_upper;
+};
+BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor& lower,
+                               const Tensor& upper, bool want_bias_lower, bool want_bias_upper);
+
+// One backsubstitution step through a linear layer x_out = W x_in + b:
+// coeffs (N, K, n_out), or (K, n_out) shared, become coeffs W (N, K, n_in)
+// (or (K, n_in)), and bias_term = coeffs b ((N, K) or (K)) is the bias's share
+// of the bound (left undefined without a bias or when not wanted). Fused so
+// that backward writes the coefficients' gradient once: dA = dA' W^T + dq b^T
+// in one buffer, dW = A^T dA', db = A^T dq, all GEMMs.
+struct BacksubAffineResult {
+  Tensor coeffs, bias_term;
+};
+BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, bool want_bias);
+
+// The same through a convolution (weight (O, C, kh, kw), bias (O)) from
+// per-sample shape in_shape (C, H, W) to out_shape (O, H', W'): coeffs over
+// out_shape's neurons become coeffs over in_shape's by the transposed
+// convolution (cuDNN's backward-data; never a dense matrix), and
+// bias_term = sum over (o, y, x) of coeffs * b[o].
+BacksubAffineResult backsub_conv(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, int stride,
+                                 int padding, const Shape& in_shape, const Shape& out_shape, bool want_bias);
+
+// The input step for per-sample coefficients (N, K, n0) over an input box with
+// centre and radius (N, n0): centre_term = A c (N, K) and spread = |A| r (N, K).
+struct BacksubInputResult {
+  Tensor centre_term, spread;
+};
+BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, const Tensor& radius);
+
+// ---------------------------------------------------------------- shared building blocks
+
+// "[bounds] layer 3 (conv)" and friends, for error messages.
+std::string layer_label(const Network& net, size_t index);
+
+// Box (interval) forward pass. Returns the centre and radius of the output of
+// layers [0, end), flattened per sample to (N, n); the pre-activation bounds
+// of every ReLU before `end` are stored in relu_lower/relu_upper (indexed by
+// layer, (N, n), undefined elsewhere) when those are non-null.
+CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0,
+                             size_t end, std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper);
+
+// Bounds of the logits' linear images C z from their centre and radius by
+// interval arithmetic: C c -+ |C| r. centre, radius (N, L); spec (N, K, L).
+Bounds interval_spec(const Tensor& centre, const Tensor& radius, const Tensor& spec);
+
+// What one backsubstitution computes at the input.
+enum class BacksubMode {
+  bounds_symmetric,  // one coefficient matrix, lower and upper intercept sums (symmetric rules)
+  bounds_stacked,    // rows [C; -C]: lower bounds only, the upper ones are -lower(-C)
+  generator_norm,    // |A| . radius0 only (hBox's symbolic part: no biases at all)
+};
+
+// Everything a backsubstitution reads. The tensors are handles, so the walker
+// can run on stand-ins (gradient checkpointing re-runs it on leaves).
+struct BacksubContext {
+  const Network* net = nullptr;
+  std::vector<Tensor> weight, bias;            // per layer (linear, conv), else undefined
+  std::vector<Tensor> relu_lower, relu_upper;  // per ReLU layer: its input's bounds (N, n)
+  std::vector<Tensor> norm_scale, norm_shift;  // per normalize layer: inv_std and -mean*inv_std, (n)
+  Tensor centre0, radius0;                     // the box at input_level, (N, n)
+  size_t input_level = 0;                      // 1 when a leading normalize is folded into the box
+  int64_t batch = 0;
+  ReluRule rule = ReluRule::deepz;
+  BacksubMode mode = BacksubMode::bounds_symmetric;
+  size_t memory_cap_bytes = size_t(1) << 30;
+  size_t tape_budget_bytes = size_t(1) << 30;  // workspace still allowed on the tape unchecked
+};
+
+BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0,
+                                    ReluRule rule, BacksubMode mode, size_t memory_cap_bytes);
+
+// Result of a backsubstitution: for bounds modes lower/upper (N, K); for
+// generator_norm, g_norm (N, K).
+struct BacksubResult {
+  Tensor lower, upper, g_norm;
+};
+
+// Bounds (or generator norms) of every neuron of the output of layers
+// [0, top), flattened: (N, n_top). Intermediate bounds of ReLU layer `top`
+// come from here. With no ReLU under `top` and one affine layer, a forward
+// pass W c + b -+ |W| r gives them directly. Otherwise it works in chunks of
+// neurons sized by memory_cap_bytes; the layer's workspace goes on the tape
+// while ctx.tape_budget_bytes lasts, and beyond that each chunk is
+// gradient-checkpointed (the tape then holds only its outputs and recomputes
+// it in backward).
+BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top);
+
+// Counts of backsub_all_neurons' chunks on this thread since the last reset
+// (tests check that a small memory cap really chunks and checkpoints).
+struct BacksubChunkStats {
+  uint64_t chunks = 0, checkpointed_chunks = 0;
+};
+BacksubChunkStats backsub_chunk_stats();
+void reset_backsub_chunk_stats();
+
+// Bounds (or norms) of C z with z the network's output: spec (N, K, L),
+// folded into the last linear layer when `elide` (for backsubstitution this
+// is the same computation: C is simply the starting coefficient matrix).
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide);
+
+// ---------------------------------------------------------------- the relaxations
+// compute_bounds (relaxations.cpp) validates its arguments and dispatches here.
+Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                  const BoundOptions& options);                                        // box.cpp
+Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                   const BoundOptions& options);                                       // hbox.cpp
+// deepz, crown, crown0, hbox_fresh (intermediate bounds by the same
+// backsubstitution) and crown_ibp (intermediate bounds by Box).      backsub.cpp
+Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                      Relaxation relaxation, const BoundOptions& options);
+
+}  // namespace cte::relax

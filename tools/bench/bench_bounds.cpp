@@ -1,0 +1,173 @@
+// bench_bounds: the cost of one certified-training step's relaxation. For the
+// paper's FC (784-400-200-100-100-10) and CONV (conv 1->16 4x4 s2 p1, FC 100,
+// FC 10) on 28x28 inputs at batch 50 and 100, and CONV+ (conv 3->16 4x4 s2,
+// conv 16->32 4x4 s1, FC 100, FC 10) on 32x32x3 inputs at batch 50, and for
+// each relaxation, it times compute_bounds with the margin specification +
+// the worst-case-logits cross-entropy + backward (median of a few runs after a
+// warm-up; PyTorch-default random init, eps 0.1 around random inputs in
+// [0, 1]) and reports the allocator's peak memory during the step.
+// Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets FC,CONV,CONV+]
+//                     [--relaxations box,crown,...] [--memory-cap-mb M]
+#include <CLI/CLI.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/allocator.h"
+#include "engine/device.h"
+#include "engine/nn.h"
+#include "engine/ops.h"
+#include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
+#include "relaxations/relaxations.h"
+
+namespace {
+
+using namespace cte;
+using Clock = std::chrono::steady_clock;
+
+struct BenchNet {
+  std::string name;
+  Network net;
+  std::vector<int> batches;
+};
+
+Network make_fc(Rng& rng) {
+  return Network(Shape{1, 28, 28}, {make_flatten(), make_linear(784, 400, rng), make_relu(), make_linear(400, 200, rng),
+                                    make_relu(), make_linear(200, 100, rng), make_relu(), make_linear(100, 100, rng),
+                                    make_relu(), make_linear(100, 10, rng)});
+}
+
+Network make_conv_net(Rng& rng) {
+  return Network(Shape{1, 28, 28}, {make_conv(1, 16, 4, 2, 1, rng), make_relu(), make_flatten(),
+                                    make_linear(16 * 14 * 14, 100, rng), make_relu(), make_linear(100, 10, rng)});
+}
+
+Network make_conv_plus(Rng& rng) {
+  return Network(Shape{3, 32, 32}, {make_conv(3, 16, 4, 2, 0, rng), make_relu(), make_conv(16, 32, 4, 1, 0, rng),
+                                    make_relu(), make_flatten(), make_linear(32 * 12 * 12, 100, rng), make_relu(),
+                                    make_linear(100, 10, rng)});
+}
+
+std::vector<std::string> split_list(const std::string& text) {
+  std::vector<std::string> items;
+  std::stringstream in(text);
+  std::string item;
+  while (std::getline(in, item, ','))
+    if (!item.empty()) items.push_back(item);
+  return items;
+}
+
+struct Measurement {
+  double median_s = 0, min_s = 0;
+  size_t peak_bytes = 0;
+  int runs = 0;
+};
+
+// One step: bounds of the margins, the certified cross-entropy, backward.
+double one_step(const Network& net, const Tensor& x, const std::vector<int>& labels, const Tensor& label_tensor,
+                Relaxation relaxation, const BoundOptions& options, Device device) {
+  for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
+  if (device == Device::cuda) gpu::synchronize();
+  const auto start = Clock::now();
+  const auto [lower0, upper0] = input_box(x, 0.1f);
+  const Tensor spec = margin_spec(labels, 10, device);
+  const Bounds bounds = compute_bounds(net, lower0, upper0, spec, relaxation, options);
+  const Tensor worst = worst_case_logits(bounds, labels, 10);
+  const Tensor loss = ops::mean(ops::softmax_cross_entropy(worst, label_tensor));
+  backward(loss);
+  if (device == Device::cuda) gpu::synchronize();
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+Measurement measure(const Network& net, int batch, Relaxation relaxation, const BoundOptions& options, Device device,
+                    int runs, Rng& rng) {
+  std::vector<int64_t> dims{batch};
+  for (int64_t d : net.input_shape().dims()) dims.push_back(d);
+  std::vector<float> xs(size_t(Shape(dims).numel()));
+  for (float& v : xs) v = rng.uniform(0.0f, 1.0f);
+  const Tensor x = Tensor::from_vector(xs, Shape(dims), device);
+  std::vector<int> labels(static_cast<size_t>(batch));
+  std::vector<float> label_values(static_cast<size_t>(batch));
+  for (int i = 0; i < batch; ++i) labels[size_t(i)] = int(rng.below(10)), label_values[size_t(i)] = float(labels[size_t(i)]);
+  const Tensor label_tensor = Tensor::from_vector(label_values, Shape{batch}, device);
+
+  Measurement m;
+  reset_peak_bytes(device);
+  const size_t base = allocator_stats(device).bytes_in_use;
+  const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device);
+  m.peak_bytes = allocator_stats(device).peak_bytes_in_use - base;
+  // Slow configurations (CONV+ on a CPU) get one timed run instead of several.
+  const int timed = warmup > 5.0 ? 1 : runs;
+  std::vector<double> times;
+  for (int r = 0; r < timed; ++r) {
+    reset_peak_bytes(device);
+    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device));
+    m.peak_bytes = std::max(m.peak_bytes, allocator_stats(device).peak_bytes_in_use - base);
+  }
+  std::sort(times.begin(), times.end());
+  m.median_s = times[times.size() / 2];
+  m.min_s = times.front();
+  m.runs = timed;
+  return m;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
+  std::string device_name_arg = "cpu", nets_arg = "FC,CONV,CONV+", relaxations_arg = "box,hbox,hbox-fresh,deepz,crown,crown0,crown-ibp";
+  int runs = 5;
+  double cap_mb = 1024;
+  app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--runs", runs, "timed runs per configuration after one warm-up (median reported)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--nets", nets_arg, "comma-separated subset of FC, CONV, CONV+")->capture_default_str();
+  app.add_option("--relaxations", relaxations_arg, "comma-separated relaxations")->capture_default_str();
+  app.add_option("--memory-cap-mb", cap_mb, "BoundOptions::memory_cap_bytes in MiB (chunking of intermediate bounds)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  CLI11_PARSE(app, argc, argv);
+  try {
+    const Device device = parse_device(device_name_arg);
+    std::fprintf(stderr, "%s\n", device_banner(device).c_str());
+    std::vector<Relaxation> relaxations;
+    for (const std::string& name : split_list(relaxations_arg)) relaxations.push_back(parse_relaxation(name));
+    BoundOptions options;
+    options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
+    std::vector<BenchNet> nets;
+    Rng init(2024);
+    for (const std::string& name : split_list(nets_arg)) {
+      if (name == "FC") nets.push_back({name, make_fc(init), {50, 100}});
+      else if (name == "CONV") nets.push_back({name, make_conv_net(init), {50, 100}});
+      else if (name == "CONV+") nets.push_back({name, make_conv_plus(init), {50}});
+      else throw std::runtime_error("[bench_bounds] unknown net '" + name + "' (expected FC, CONV, CONV+)");
+    }
+    std::printf("bench_bounds on %s: bound (margin spec) + certified cross-entropy + backward, eps 0.1\n",
+                device_name(device));
+    std::printf("%-6s %5s  %-10s %10s %10s %5s %12s\n", "net", "batch", "relaxation", "median s", "min s", "runs",
+                "peak MiB");
+    Rng data(7);
+    for (BenchNet& b : nets) {
+      b.net.to(device);
+      b.net.set_requires_grad(true);
+      for (int batch : b.batches)
+        for (Relaxation r : relaxations) {
+          const Measurement m = measure(b.net, batch, r, options, device, runs, data);
+          std::printf("%-6s %5d  %-10s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, relaxation_name(r),
+                      m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0));
+          std::fflush(stdout);
+        }
+    }
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
+  return 0;
+}
