@@ -1,0 +1,182 @@
+#!/usr/bin/env bash
+# Integration tests of build/bin/train and build/bin/certify (built by make;
+# this script builds nothing). In a temp folder:
+#  1. bad input (unknown method/net/dataset, negative eps, a ramp-up longer
+#     than training, batch size 0, a missing data set, CUDA without a GPU, an
+#     unknown flag or config key) stops with its message and a non-zero exit,
+#     before creating the output folder;
+#  2. a tiny real run on FashionMNIST writes metrics.jsonl, config.json and a
+#     checkpoint and prints accuracy, PGD accuracy and certified accuracy;
+#  3. --resume after a 1-epoch run, and after a run killed (SIGTERM) in its
+#     second epoch, reaches the uninterrupted run's weights bit for bit
+#     (the trainer prints an FNV-1a hash of the parameters);
+#  4. certify eval on that checkpoint agrees with the trainer's evaluation,
+#     and refuses a checkpoint of another network on resume.
+# Parts 2-4 are skipped (exit 0) when FashionMNIST is not installed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+TRAIN=build/bin/train
+CERTIFY=build/bin/certify
+for b in "$TRAIN" "$CERTIFY"; do
+  [ -x "$b" ] || { echo "[train_cli] $b is missing: run make first"; exit 1; }
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; failures=$((failures + 1)); }
+
+# expect_error WANT ARGS...: train ARGS must fail, print WANT, and leave --out uncreated.
+expect_error() {
+  local want="$1"; shift
+  local out rc
+  out=$("$TRAIN" --out "$tmp/never" --threads 1 "$@" 2>&1); rc=$?
+  if [ "$rc" -ne 0 ] && grep -qF -- "$want" <<<"$out" && [ ! -e "$tmp/never" ]; then
+    ok "train $* -> exit $rc: $want"
+  else
+    bad "train $* -> exit $rc, wanted '$want'; output: $out"
+  fi
+}
+
+# weights_hash OUTPUT: the hash from the trainer's "[result] weights fnv1a64 H" line.
+weights_hash() { grep -o 'weights fnv1a64 [0-9a-f]*' <<<"$1" | awk '{print $3}'; }
+
+echo "== bad input"
+expect_error "--method 'ibp++' is unknown" --method ibp++
+expect_error "--net 'resnet' is unknown" --net resnet
+expect_error "--net nope.json: no such network JSON file" --net nope.json
+expect_error "--dataset 'imagenet' is unknown" --dataset imagenet
+expect_error "--eps-train -0.1 must be a number >= 0" --eps-train -0.1
+expect_error "--eps-test nan must be a number >= 0" --eps-test nan
+expect_error "is longer than --epochs 10" --epochs 10 --warmup 5 --rampup 6
+expect_error "--batch-size 0 must be at least 1" --batch-size 0
+expect_error "[mnist] data set not found" --dataset mnist --data-dir "$tmp/no-such-dir"
+expect_error "The following argument was not expected: --frobnicate" --frobnicate
+echo '{"epoch": 3}' > "$tmp/bad.json"
+expect_error "unknown key 'epoch'" --config "$tmp/bad.json"
+if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; then
+  expect_error "[device] CUDA was requested but no CUDA device is available" --device cuda
+fi
+out=$("$CERTIFY" eval --checkpoint "$tmp/none.ckpt" 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF "cannot open" <<<"$out"; then ok "certify eval with a missing checkpoint -> exit $rc"; else bad "certify eval missing checkpoint: exit $rc: $out"; fi
+out=$("$CERTIFY" frob 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF "unknown command 'frob'" <<<"$out"; then ok "certify frob -> exit $rc"; else bad "certify frob: exit $rc: $out"; fi
+
+fm=""
+for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
+  if ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1; then fm=$d; break; fi
+done
+if [ -z "$fm" ]; then
+  echo "[train_cli] FashionMNIST is not installed (make deps installs dataset-fashion-mnist): skipping the runs"
+  [ "$failures" -eq 0 ]; exit $?
+fi
+
+common=(--dataset fashion-mnist --data-dir "$fm" --net conv --method box --train-subset 500 --test-subset 100
+        --rampup 1 --eps-train 0.1 --eps-test 0.1 --pgd-steps 10 --milestones 2 --threads 1 --seed 5)
+
+echo "== a tiny run"
+# --eval-every 1 evaluates after epoch 1 too; the resumed runs below evaluate
+# only at the end and must still match: evaluation leaves training alone.
+out_a=$("$TRAIN" "${common[@]}" --epochs 2 --eval-every 1 --out "$tmp/a" 2>&1); rc=$?
+hash_a=$(weights_hash "$out_a")
+if [ "$rc" -eq 0 ] && [ -n "$hash_a" ] && grep -q "^backend: " <<<"$(head -1 <<<"$out_a")" &&
+   grep -q "\[result\] accuracy" <<<"$out_a" && grep -q "\[result\] PGD accuracy" <<<"$out_a" &&
+   grep -q "\[result\] certified (box)" <<<"$out_a"; then
+  ok "train 2 epochs: banner first, accuracy / PGD / certified lines, weights $hash_a"
+else
+  bad "tiny run: exit $rc: $out_a"
+fi
+lines=$(wc -l < "$tmp/a/metrics.jsonl" 2>/dev/null || echo 0)
+if [ -f "$tmp/a/checkpoint.ckpt" ] && [ -f "$tmp/a/config.json" ] && [ "$lines" -eq 3 ] &&
+   grep -q '"final":true' "$tmp/a/metrics.jsonl" && grep '"epoch":1,' "$tmp/a/metrics.jsonl" | grep -q '"eval"'; then
+  ok "checkpoint.ckpt, config.json and metrics.jsonl (2 epochs, the first with --eval-every 1, + final line)"
+else
+  bad "outputs of the tiny run: $(ls "$tmp/a" 2>&1); metrics lines $lines"
+fi
+
+echo "== resume after a 1-epoch run"
+"$TRAIN" "${common[@]}" --epochs 1 --out "$tmp/b" >/dev/null 2>&1
+out_b=$("$TRAIN" "${common[@]}" --epochs 2 --out "$tmp/b" --resume 2>&1); rc=$?
+hash_b=$(weights_hash "$out_b")
+if [ "$rc" -eq 0 ] && [ "$hash_b" = "$hash_a" ] && grep -q "continuing with epoch 2 of 2" <<<"$out_b"; then
+  ok "1 epoch + --resume to 2 gives the uninterrupted weights ($hash_b)"
+else
+  bad "resume: exit $rc, hash '$hash_b' vs '$hash_a': $out_b"
+fi
+if [ "$(grep -c '"epoch":' "$tmp/b/metrics.jsonl")" -eq 3 ]; then ok "resumed metrics.jsonl has epochs 1, 2 and the final line"; else bad "resumed metrics: $(cat "$tmp/b/metrics.jsonl")"; fi
+
+echo "== resume after a kill"
+long=("${common[@]}" --train-subset 1500 --epochs 3 --eval-every 0)
+ref=$(weights_hash "$("$TRAIN" "${long[@]}" --out "$tmp/ref" 2>&1)")
+"$TRAIN" "${long[@]}" --out "$tmp/k" >"$tmp/k.log" 2>&1 &
+pid=$!
+for _ in $(seq 1 1200); do
+  [ -s "$tmp/k/metrics.jsonl" ] && [ -f "$tmp/k/checkpoint.ckpt" ] && break
+  kill -0 "$pid" 2>/dev/null || break
+  sleep 0.05
+done
+kill -TERM "$pid" 2>/dev/null
+wait "$pid"; rc=$?
+if [ "$rc" -eq 143 ] && grep -q "interrupted (signal 15)" "$tmp/k.log" && grep -q "continue with the same command and --resume" "$tmp/k.log"; then
+  ok "SIGTERM in epoch $(grep -c '"epoch":' "$tmp/k/metrics.jsonl")+1 -> exit 143, says where the checkpoint is"
+elif [ "$rc" -eq 0 ]; then
+  echo "note the run finished before the kill arrived; resume is checked on the finished run"
+else
+  bad "killed run: exit $rc: $(cat "$tmp/k.log")"
+fi
+out_k=$("$TRAIN" "${long[@]}" --out "$tmp/k" --resume 2>&1); rc=$?
+hash_k=$(weights_hash "$out_k")
+if [ "$rc" -eq 0 ] && [ -n "$ref" ] && [ "$hash_k" = "$ref" ]; then
+  ok "killed + --resume gives the uninterrupted weights ($hash_k)"
+else
+  bad "resume after kill: exit $rc, hash '$hash_k' vs '$ref': $out_k"
+fi
+
+echo "== a checkpoint of another network"
+out=$("$TRAIN" "${common[@]}" --net fc --epochs 2 --out "$tmp/b" --resume 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF "[resume] $tmp/b/checkpoint.ckpt holds a network" <<<"$out" && grep -qF "but --net fc builds" <<<"$out"; then
+  ok "--resume with --net fc on a conv checkpoint is refused"
+else
+  bad "resume with another network: exit $rc: $out"
+fi
+
+echo "== a network JSON"
+out=$("$TRAIN" "${common[@]}" --net "$tmp/a/network.json" --epochs 1 --out "$tmp/j" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q "conv(1->16, 4x4, s2, p1)" <<<"$out" && [ -f "$tmp/j/checkpoint.ckpt" ]; then
+  ok "--net PATH.json (the trained network.json) trains on"
+else
+  bad "--net network.json: exit $rc: $out"
+fi
+
+echo "== certify eval"
+out=$("$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box --eps 0.1 --test-subset 100 --pgd \
+      --pgd-steps 10 --threads 1 --json 2>&1); rc=$?
+json=$(tail -1 <<<"$out")
+final=$(grep '"final":true' "$tmp/a/metrics.jsonl")
+if [ "$rc" -eq 0 ] && command -v python3 >/dev/null; then
+  if python3 - "$json" "$final" "$hash_a" <<'EOF'
+import json, sys
+ev, final, h = json.loads(sys.argv[1]), json.loads(sys.argv[2])["eval"], sys.argv[3]
+assert ev["weights_hash"] == h, (ev["weights_hash"], h)
+assert ev["n"] == final["n"] == 100
+assert ev["accuracy"] == final["accuracy"], (ev["accuracy"], final["accuracy"])
+a, b = ev["radii"][0], final["radii"][0]
+assert a["certified"]["box"] == b["certified"]["box"], (a, b)
+assert a["pgd_accuracy"] == b["pgd_accuracy"], (a, b)
+EOF
+  then ok "certify eval --json matches the trainer's final evaluation"; else bad "certify eval disagrees: $out"; fi
+elif [ "$rc" -eq 0 ] && grep -q '"weights_hash":"'"$hash_a"'"' <<<"$json"; then
+  ok "certify eval --json (python3 absent: checked the hash only)"
+else
+  bad "certify eval: exit $rc: $out"
+fi
+out=$("$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box,hbox,deepz,crown,crown-ibp \
+      --eps 0.05,0.1 --test-subset 20 --threads 1 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q "^crown-ibp" <<<"$out" && grep -q "eps=0.05" <<<"$out"; then
+  ok "certify eval table: 5 relaxations x 2 radii"
+else
+  bad "certify eval table: exit $rc: $out"
+fi
+
+if [ "$failures" -eq 0 ]; then echo "[train_cli] all passed"; else echo "[train_cli] $failures failed"; fi
+[ "$failures" -eq 0 ]

@@ -1,0 +1,617 @@
+// Tests of the training binary's library (train/): schedules (warm-up, ramps,
+// beta, learning rates), the network builders, PGD (stays in the ball and
+// [0, 1]; finds what brute force finds on a 2-D network), a short Box run
+// whose certified accuracy rises, bitwise resume, checkpoints, and the
+// messages for bad input. Small networks on synthetic data, CPU only.
+#include <doctest/doctest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <functional>
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "engine/device.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/random.h"
+#include "engine/tape.h"
+#include "relaxations/relaxations.h"
+#include "tests/test_util.h"
+#include "train/config.h"
+#include "train/networks.h"
+#include "train/pgd.h"
+#include "train/schedule.h"
+#include "train/trainer.h"
+
+namespace fs = std::filesystem;
+using namespace cte;
+using namespace cte::train;
+
+namespace {
+
+// A fresh folder under the system temp dir, removed when the test ends.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& tag) {
+    path = fs::temp_directory_path() / ("cte-test-train-" + tag + "-" + std::to_string(::getpid()));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+  std::string str(const std::string& sub = "") const { return (path / sub).string(); }
+};
+
+// Synthetic 1x4x4 images of `classes` classes: each class is a prototype
+// pattern plus bounded noise, so a small network separates them with margin.
+Dataset synthetic_split(size_t n, int classes, uint64_t seed, const std::vector<std::vector<int>>& prototypes) {
+  Dataset d;
+  d.name = "folder";
+  d.channels = 1;
+  d.height = 4;
+  d.width = 4;
+  d.num_classes = classes;
+  Rng rng(seed);
+  for (size_t i = 0; i < n; ++i) {
+    const int y = int(i % size_t(classes));
+    d.labels.push_back(uint8_t(y));
+    for (int k = 0; k < 16; ++k) {
+      const int v = prototypes[size_t(y)][size_t(k)] + int(rng.below(41)) - 20;
+      d.images.push_back(uint8_t(std::clamp(v, 0, 255)));
+    }
+  }
+  for (int c = 0; c < classes; ++c) d.class_names.push_back(std::to_string(c));
+  return d;
+}
+
+DatasetSplits synthetic_data(int classes = 3) {
+  Rng rng(7);
+  std::vector<std::vector<int>> prototypes(size_t(classes), std::vector<int>(16));
+  for (auto& p : prototypes)
+    for (int& v : p) v = 40 + int(rng.below(176));
+  DatasetSplits s;
+  s.train = synthetic_split(600, classes, 1, prototypes);
+  s.test = synthetic_split(150, classes, 2, prototypes);
+  s.dir = "<synthetic>";
+  return s;
+}
+
+TrainConfig small_config(const std::string& out) {
+  TrainConfig c;
+  c.dataset = "folder";
+  c.data_dir = "<synthetic>";
+  c.net = "fc-small";
+  c.method = "box";
+  c.epochs = 4;
+  c.warmup = 0;
+  c.rampup = 2;
+  c.eps_train = 0.04;
+  c.eps_test = 0.04;
+  c.kappa_end = 0.0;
+  c.lr = 2e-3;
+  c.milestones = {};
+  c.batch_size = 50;
+  c.pgd_steps = 10;
+  c.pgd_step_size = 0.01;
+  c.device = "cpu";
+  c.out = out;
+  c.quiet = true;
+  c.seed = 3;
+  return c;
+}
+
+std::string message_of(const std::function<void()>& fn) {
+  try {
+    fn();
+  } catch (const std::exception& e) {
+    return e.what();
+  }
+  return "(no exception)";
+}
+
+double certified_fraction(const EvalReport& r) {
+  return r.n ? double(r.radii.at(0).certified.at(0).second) / double(r.n) : 0.0;
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- schedules
+
+TEST_CASE("train: schedule warm-up, ramp-up and constant phase") {
+  TrainConfig c;
+  c.epochs = 10;
+  c.warmup = 2;
+  c.rampup = 4;
+  c.eps_train = 0.2;
+  c.eps_start = 0.0;
+  c.kappa_start = 1.0;
+  c.kappa_end = 0.5;
+  c.method = "crown-ibp";
+  // warm-up: natural training
+  for (double t : {0.0, 1.0, 1.999}) {
+    CHECK(in_warmup(c, t));
+    CHECK(schedule_eps(c, t) == 0.0f);
+    CHECK(schedule_kappa(c, t) == 1.0f);
+    CHECK(schedule_beta(c, t) == 1.0f);
+  }
+  // end of the warm-up = start of the ramp-up
+  CHECK_FALSE(in_warmup(c, 2.0));
+  CHECK(schedule_eps(c, 2.0) == 0.0f);
+  CHECK(schedule_kappa(c, 2.0) == 1.0f);
+  CHECK(schedule_beta(c, 2.0) == 1.0f);
+  // mid ramp
+  CHECK(ramp_fraction(c, 4.0) == doctest::Approx(0.5));
+  CHECK(schedule_eps(c, 4.0) == doctest::Approx(0.1).epsilon(1e-7));
+  CHECK(schedule_kappa(c, 4.0) == doctest::Approx(0.75).epsilon(1e-7));
+  CHECK(schedule_beta(c, 4.0) == doctest::Approx(0.5).epsilon(1e-7));
+  // a quarter of the way, per batch: epoch 3, batch 0 of 100 -> t = 3
+  const ScheduleValues q = schedule_at(c, 3, 0, 100);
+  CHECK(q.t == 3.0);
+  CHECK(q.eps == doctest::Approx(0.05).epsilon(1e-6));
+  CHECK(q.kappa == doctest::Approx(0.875).epsilon(1e-6));
+  CHECK(q.beta == doctest::Approx(0.75).epsilon(1e-6));
+  // per batch: epoch 3, batch 50 of 100 -> t = 3.5
+  CHECK(schedule_time(3, 50, 100) == 3.5);
+  CHECK(schedule_at(c, 3, 50, 100).eps == doctest::Approx(0.2 * 1.5 / 4).epsilon(1e-6));
+  // end of the ramp and after
+  for (double t : {6.0, 7.5, 9.99}) {
+    CHECK(schedule_eps(c, t) == doctest::Approx(0.2).epsilon(1e-7));
+    CHECK(schedule_kappa(c, t) == doctest::Approx(0.5).epsilon(1e-7));
+    CHECK(schedule_beta(c, t) == 0.0f);
+  }
+  // eps_start
+  c.eps_start = 0.001;
+  CHECK(schedule_eps(c, 2.0) == doctest::Approx(0.001).epsilon(1e-6));
+  CHECK(schedule_eps(c, 4.0) == doctest::Approx(0.1005).epsilon(1e-6));
+  CHECK(schedule_eps(c, 1.0) == 0.0f);  // still warm-up
+  // no ramp-up: the end values right after the warm-up
+  c.rampup = 0;
+  CHECK(schedule_eps(c, 2.0) == doctest::Approx(0.2).epsilon(1e-7));
+  CHECK(schedule_kappa(c, 2.0) == doctest::Approx(0.5).epsilon(1e-7));
+  CHECK(schedule_beta(c, 2.0) == 0.0f);
+  // crown-ibp-r keeps beta at 1
+  c.rampup = 4;
+  c.method = "crown-ibp-r";
+  CHECK(schedule_beta(c, 4.0) == 1.0f);
+  CHECK(schedule_beta(c, 9.0) == 1.0f);
+}
+
+TEST_CASE("train: learning-rate milestones and steps") {
+  TrainConfig c;
+  c.lr = 5e-4;
+  c.lr_schedule = "milestones";
+  c.milestones = {130, 190};
+  CHECK(schedule_lr(c, 0.0) == doctest::Approx(5e-4).epsilon(1e-6));
+  CHECK(schedule_lr(c, 129.99) == doctest::Approx(5e-4).epsilon(1e-6));
+  CHECK(schedule_lr(c, 130.0) == doctest::Approx(5e-5).epsilon(1e-6));
+  CHECK(schedule_lr(c, 189.5) == doctest::Approx(5e-5).epsilon(1e-6));
+  CHECK(schedule_lr(c, 190.0) == doctest::Approx(5e-6).epsilon(1e-6));
+  c.lr_schedule = "steps";
+  c.lr = 1e-3;
+  c.warmup = 10;
+  c.rampup = 50;
+  c.lr_step_every = 20;
+  CHECK(schedule_lr(c, 0.0) == doctest::Approx(1e-3).epsilon(1e-6));
+  CHECK(schedule_lr(c, 60.0) == doctest::Approx(1e-3).epsilon(1e-6));   // end of the ramp-up
+  CHECK(schedule_lr(c, 79.99) == doctest::Approx(1e-3).epsilon(1e-6));
+  CHECK(schedule_lr(c, 80.0) == doctest::Approx(5e-4).epsilon(1e-6));
+  CHECK(schedule_lr(c, 100.0) == doctest::Approx(2.5e-4).epsilon(1e-6));
+  CHECK(schedule_lr(c, 139.0) == doctest::Approx(1.25e-4).epsilon(1e-6));
+  // per batch: the value at epoch 79, last batch, is still the undecayed one
+  CHECK(schedule_at(c, 79, 99, 100).lr == doctest::Approx(1e-3).epsilon(1e-6));
+  CHECK(schedule_at(c, 80, 0, 100).lr == doctest::Approx(5e-4).epsilon(1e-6));
+}
+
+// ---------------------------------------------------------------- networks
+
+TEST_CASE("train: network builders follow the paper's architectures") {
+  const Normalization fm = dataset_normalization("fashion-mnist");
+  CHECK(fm.mean == std::vector<float>{0.2861f});
+  CHECK(fm.std == std::vector<float>{0.3530f});
+  CHECK(dataset_normalization("cifar10").mean.size() == 3);
+  const Shape mnist{1, 28, 28};
+  const Network fc = build_network("fc", mnist, 10, fm, 0);
+  CHECK(fc.describe() ==
+        "input(1,28,28) -> normalize -> flatten -> linear(784->400) -> relu -> linear(400->200) -> relu -> "
+        "linear(200->100) -> relu -> linear(100->100) -> relu -> linear(100->10)");
+  CHECK(fc.num_parameters() == 314000 + 80200 + 20100 + 10100 + 1010);
+  const Network conv = build_network("conv", mnist, 10, fm, 0);
+  CHECK(conv.describe() ==
+        "input(1,28,28) -> normalize -> conv(1->16, 4x4, s2, p1) -> relu -> flatten -> linear(3136->100) -> relu -> "
+        "linear(100->10)");
+  CHECK(conv.num_parameters() == 314982);
+  const Network convp = build_network("conv+", mnist, 10, fm, 0);
+  CHECK(convp.describe() ==
+        "input(1,28,28) -> normalize -> conv(1->16, 4x4, s2, p0) -> relu -> conv(16->32, 4x4, s1, p0) -> relu -> "
+        "flatten -> linear(3200->100) -> relu -> linear(100->10)");
+  const Network cifar = build_network("conv+", Shape{3, 32, 32}, 10, dataset_normalization("cifar10"), 0);
+  CHECK(cifar.layers()[0].mean_values.size() == 3);
+  CHECK(cifar.num_parameters() == 784 + 8224 + 460900 + 1010);
+  const Network small = build_network("fc-small", mnist, 10, fm, 0);
+  CHECK(small.num_parameters() == 78500 + 10100 + 1010);
+  // The normalisation is the first layer, with the data set's statistics.
+  CHECK(conv.layers()[0].kind == LayerKind::normalize);
+  CHECK(conv.layers()[0].mean_values == std::vector<float>{0.2861f});
+  // Same seed, same weights; another seed, others.
+  CHECK(parameter_hash(build_network("conv", mnist, 10, fm, 0)) == parameter_hash(conv));
+  CHECK(parameter_hash(build_network("conv", mnist, 10, fm, 1)) != parameter_hash(conv));
+}
+
+// ---------------------------------------------------------------- PGD
+
+TEST_CASE("train: PGD never leaves the eps-ball or [0, 1]") {
+  Rng rng(11);
+  Network net = build_network("fc-small", Shape{1, 4, 4}, 3, Normalization{{0.5f}, {0.25f}}, 5);
+  net.set_requires_grad(true);  // as in training: the attack must still leave them alone
+  std::vector<float> xs(32 * 16);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = i % 7 == 0 ? 0.0f : i % 11 == 0 ? 1.0f : float(rng.uniform());
+  const Tensor x = Tensor::from_vector(xs, Shape{32, 1, 4, 4}, Device::cpu);
+  std::vector<int> labels(32);
+  for (int i = 0; i < 32; ++i) labels[size_t(i)] = i % 3;
+  for (bool training : {false, true}) {
+    PgdOptions o;
+    o.eps = 0.3f;
+    o.steps = 25;
+    o.step_size = 0.1f;  // large steps that would overshoot without projection
+    o.restarts = training ? 0 : 2;
+    o.random_start = training;
+    o.stop_at_success = !training;
+    o.track = !training;
+    o.seed = 9;
+    const PgdResult r = pgd_attack(net, x, labels, o);
+    const std::vector<float> adv = r.x_adv.to_vector();
+    REQUIRE(adv.size() == xs.size());
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const float lo = std::max(0.0f, xs[i] - o.eps), hi = std::min(1.0f, xs[i] + o.eps);
+      CHECK(adv[i] >= lo - 1e-6f);
+      CHECK(adv[i] <= hi + 1e-6f);
+      CHECK(adv[i] >= 0.0f);
+      CHECK(adv[i] <= 1.0f);
+    }
+  }
+  CHECK(tape_size() == 0);
+  // The parameters received no gradient.
+  for (const Tensor& p : net.parameters()) CHECK_FALSE(p.grad().defined());
+}
+
+TEST_CASE("train: PGD finds an adversarial example wherever brute force finds one (2-D network)") {
+  // A 2 -> 16 -> 16 -> 2 ReLU network trained naturally on x0 + x1 > 1.
+  Rng rng(21);
+  std::vector<Layer> layers{make_linear(2, 16, rng), make_relu(), make_linear(16, 16, rng), make_relu(),
+                            make_linear(16, 2, rng)};
+  Network net(Shape{2}, std::move(layers));
+  net.set_requires_grad(true);
+  const int n = 256;
+  std::vector<float> points(size_t(2 * n));
+  std::vector<int> labels(static_cast<size_t>(n));
+  for (int i = 0; i < n; ++i) {
+    points[size_t(2 * i)] = float(rng.uniform());
+    points[size_t(2 * i + 1)] = float(rng.uniform());
+    labels[size_t(i)] = points[size_t(2 * i)] + points[size_t(2 * i + 1)] > 1.0f ? 1 : 0;
+  }
+  const Tensor x = Tensor::from_vector(points, Shape{n, 2}, Device::cpu);
+  TrainConfig c;
+  c.method = "natural";
+  c.l1 = 0;
+  Adam adam(net.parameters(), 1e-2f);
+  TrainStep step(net, adam, c, 2);
+  ScheduleValues s;
+  s.lr = 1e-2f;
+  for (int i = 0; i < 300; ++i) step.run(x, labels, s, uint64_t(i));
+  const StepStats final_stats = step.run(x, labels, s, 999);
+  REQUIRE(final_stats.correct >= n * 9 / 10);
+
+  // Test points near the boundary; brute force over a 101 x 101 grid of the ball.
+  const float eps = 0.08f;
+  std::vector<float> probe;
+  std::vector<int> probe_labels;
+  for (int i = 0; i < 40; ++i) {
+    const float a = 0.15f + 0.7f * float(i) / 39.0f;
+    const float offset = (i % 2 ? 1.0f : -1.0f) * (0.02f + 0.04f * float(i % 3) / 2.0f);
+    probe.push_back(a);
+    probe.push_back(1.0f - a + offset);
+    probe_labels.push_back(offset > 0 ? 1 : 0);
+  }
+  const int m = int(probe_labels.size());
+  const Tensor xp = Tensor::from_vector(probe, Shape{m, 2}, Device::cpu);
+  std::vector<bool> brute(size_t(m), false);
+  {
+    NoGrad no_grad;
+    const int g = 101;
+    std::vector<float> grid(size_t(g * g * 2));
+    for (int s_i = 0; s_i < m; ++s_i) {
+      for (int i = 0; i < g; ++i)
+        for (int j = 0; j < g; ++j) {
+          const float u = std::clamp(probe[size_t(2 * s_i)] - eps + 2 * eps * float(i) / float(g - 1), 0.0f, 1.0f);
+          const float v = std::clamp(probe[size_t(2 * s_i + 1)] - eps + 2 * eps * float(j) / float(g - 1), 0.0f, 1.0f);
+          grid[size_t(2 * (i * g + j))] = u;
+          grid[size_t(2 * (i * g + j) + 1)] = v;
+        }
+      const Tensor gx = Tensor::from_vector(grid, Shape{g * g, 2}, Device::cpu);
+      const std::vector<bool> wrong =
+          misclassified(net.forward(gx), std::vector<int>(size_t(g * g), probe_labels[size_t(s_i)]));
+      for (bool w : wrong) brute[size_t(s_i)] = brute[size_t(s_i)] || w;
+    }
+  }
+  PgdOptions o;
+  o.eps = eps;
+  o.steps = 100;
+  o.step_size = 0.01f;
+  o.seed = 1;
+  const PgdResult r = pgd_attack(net, xp, probe_labels, o);
+  int with_counterexample = 0;
+  const std::vector<bool> adv_wrong = misclassified(net.forward(r.x_adv.detach()), probe_labels);
+  tape_reset();
+  for (int i = 0; i < m; ++i) {
+    if (brute[size_t(i)]) {
+      ++with_counterexample;
+      CHECK_MESSAGE(r.adversarial[size_t(i)], "probe " << i << ": brute force found a counterexample, PGD did not");
+      CHECK(adv_wrong[size_t(i)]);  // the returned point is one
+    }
+    // PGD never claims more than exists: its points lie in the ball, which the grid covers.
+    if (r.adversarial[size_t(i)]) CHECK(adv_wrong[size_t(i)]);
+  }
+  CHECK(with_counterexample >= 10);
+}
+
+// ---------------------------------------------------------------- training
+
+TEST_CASE("train: a short Box run on synthetic data raises certified accuracy") {
+  TempDir dir("rise");
+  const TrainConfig c = small_config(dir.str("run"));
+  std::ostringstream log;
+  Trainer trainer(c, synthetic_data(), &log);
+  EvalOptions eo;
+  eo.eps = {float(c.eps_test)};
+  eo.relaxations = {Relaxation::box};
+  eo.pgd = false;
+  const DatasetSplits data = synthetic_data();
+  const double before = certified_fraction(evaluate(trainer.network(), data.test, eo));
+  const TrainSummary s = trainer.run();
+  const double after = certified_fraction(s.final_eval);
+  MESSAGE("certified accuracy (box, eps 0.04): " << before << " -> " << after);
+  CHECK_FALSE(s.interrupted);
+  CHECK(s.epochs_done == 4);
+  CHECK(after >= before + 0.3);
+  CHECK(after >= 0.6);
+  CHECK(s.final_eval.accuracy() >= after);
+  CHECK(s.final_eval.radii.at(0).pgd_robust >= s.final_eval.radii.at(0).certified.at(0).second);
+  // metrics.jsonl: one line per epoch and a final one
+  std::ifstream in(dir.str("run/metrics.jsonl"));
+  std::string line;
+  int lines = 0, final_lines = 0;
+  while (std::getline(in, line)) {
+    const nlohmann::json j = nlohmann::json::parse(line);
+    if (j.value("final", false)) {
+      ++final_lines;
+      CHECK(j.at("eval").at("radii").at(0).at("certified").at("box").get<double>() == doctest::Approx(after));
+    } else {
+      ++lines;
+      CHECK(j.at("epoch").get<int>() == lines);
+      for (const char* key : {"lr", "eps", "kappa", "beta", "train_loss", "train_accuracy", "images_per_s"})
+        CHECK_MESSAGE(j.contains(key), key);
+    }
+  }
+  CHECK(lines == 4);
+  CHECK(final_lines == 1);
+  CHECK(fs::exists(dir.str("run/checkpoint.ckpt")));
+  CHECK(fs::exists(dir.str("run/config.json")));
+}
+
+TEST_CASE("train: every method takes a finite training step") {
+  const DatasetSplits data = synthetic_data();
+  for (const std::string& method : train_methods()) {
+    CAPTURE(method);
+    TrainConfig c = small_config("unused");
+    c.method = method;
+    c.train_pgd_steps = 3;
+    validate_config(c);
+    Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 1);
+    net.set_requires_grad(true);
+    Adam adam(net.parameters(), 1e-3f);
+    TrainStep step(net, adam, c, 3);
+    std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 20 * 16);
+    for (float& v : xs) v /= 255.0f;
+    std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 20);
+    ScheduleValues s;
+    s.eps = 0.05f;
+    s.kappa = 0.5f;
+    s.beta = 0.5f;
+    s.lr = 1e-3f;
+    const uint64_t before = parameter_hash(net);
+    const StepStats st = step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
+    CHECK(std::isfinite(st.loss));
+    CHECK(st.count == 20);
+    CHECK(parameter_hash(net) != before);
+    CHECK(tape_size() == 0);
+  }
+}
+
+TEST_CASE("train: resume continues a run to the same weights bit for bit") {
+  TempDir dir("resume");
+  // sabr exercises everything random: data order, PGD random starts, Box.
+  TrainConfig c = small_config(dir.str("straight"));
+  c.method = "sabr";
+  c.train_pgd_steps = 2;
+  c.epochs = 2;
+  c.rampup = 1;
+  c.pgd_steps = 5;
+  std::ostringstream quiet;
+  const TrainSummary straight = Trainer(c, synthetic_data(), &quiet).run();
+
+  TrainConfig first = c;
+  first.out = dir.str("killed");
+  first.epochs = 1;
+  Trainer(first, synthetic_data(), &quiet).run();
+  TrainConfig second = first;
+  second.epochs = 2;
+  second.resume = true;
+  std::ostringstream log;
+  Trainer resumed(second, synthetic_data(), &log);
+  CHECK(resumed.start_epoch() == 1);
+  const TrainSummary continued = resumed.run();
+  CHECK(log.str().find("continuing with epoch 2 of 2") != std::string::npos);
+  CHECK(continued.weights_hash == straight.weights_hash);
+  CHECK(hex64(continued.weights_hash) == hex64(parameter_hash(resumed.network())));
+  CHECK(continued.final_eval.to_json()["radii"] == straight.final_eval.to_json()["radii"]);
+
+  // The checkpoint rebuilds the same network.
+  nlohmann::json meta;
+  const Network loaded = network_from_checkpoint(dir.str("killed/checkpoint.ckpt"), &meta);
+  CHECK(loaded.describe() == resumed.network().describe());
+  CHECK(parameter_hash(loaded) == continued.weights_hash);
+  CHECK(meta.at("epoch").get<int>() == 2);
+  CHECK(meta.at("global_step").get<int64_t>() == 2 * 12);
+
+  // A checkpoint of another network is refused before any work.
+  TrainConfig other = second;
+  other.net = "fc";
+  const std::string msg = message_of([&] { Trainer(other, synthetic_data(), &quiet); });
+  CHECK(msg.find("[resume]") != std::string::npos);
+  CHECK(msg.find("holds a network") != std::string::npos);
+  CHECK(msg.find("--net fc builds") != std::string::npos);
+}
+
+// ---------------------------------------------------------------- bad input
+
+TEST_CASE("train: bad input stops before any work with a message naming the flag") {
+  const TrainConfig good = small_config("unused");
+  CHECK_NOTHROW(validate_config(good));
+  struct Case {
+    std::function<void(TrainConfig&)> change;
+    std::string expected;
+  };
+  const std::vector<Case> cases = {
+      {[](TrainConfig& c) { c.method = "ibp++"; }, "--method 'ibp++' is unknown"},
+      {[](TrainConfig& c) { c.net = "resnet"; }, "--net 'resnet' is unknown"},
+      {[](TrainConfig& c) { c.net = "/no/such/net.json"; }, "--net /no/such/net.json: no such network JSON file"},
+      {[](TrainConfig& c) { c.dataset = "imagenet"; }, "--dataset 'imagenet' is unknown"},
+      {[](TrainConfig& c) { c.eps_train = -0.1; }, "--eps-train -0.1 must be a number >= 0"},
+      {[](TrainConfig& c) { c.eps_test = std::numeric_limits<double>::quiet_NaN(); }, "--eps-test nan"},
+      {[](TrainConfig& c) { c.eps_start = -1; }, "--eps-start -1"},
+      {[](TrainConfig& c) { c.warmup = 3; c.rampup = 2; c.epochs = 4; }, "--warmup 3 + --rampup 2 = 5 epochs is longer than --epochs 4"},
+      {[](TrainConfig& c) { c.batch_size = 0; }, "--batch-size 0 must be at least 1"},
+      {[](TrainConfig& c) { c.kappa_end = 1.5; }, "--kappa-end 1.5 must lie in [0, 1]"},
+      {[](TrainConfig& c) { c.lr_schedule = "cosine"; }, "--lr-schedule 'cosine' is unknown"},
+      {[](TrainConfig& c) { c.certify_with = {"box", "zono"}; }, "--certify-with 'zono'"},
+      {[](TrainConfig& c) { c.device = "tpu"; }, "--device 'tpu' is unknown"},
+  };
+  for (const Case& k : cases) {
+    TrainConfig c = good;
+    k.change(c);
+    const std::string msg = message_of([&] { validate_config(c); });
+    CHECK_MESSAGE(msg.find(k.expected) != std::string::npos, "got: " << msg << "\nwanted: " << k.expected);
+    CHECK(msg.rfind("[train]", 0) == 0);
+  }
+  // A missing data set: find_data_dir's message, naming where it looked.
+  TempDir dir("bad");
+  TrainConfig missing = good;
+  missing.dataset = "mnist";
+  missing.data_dir = dir.str("no-such-dir");
+  const std::string msg = message_of([&] { Trainer t(missing); });
+  CHECK(msg.find("[mnist]") != std::string::npos);
+  CHECK(msg.find("no-such-dir") != std::string::npos);
+  CHECK_FALSE(fs::exists("unused"));  // failed before creating --out
+  // A device that is not there.
+  if (!cuda_available()) {
+    TrainConfig gpu = good;
+    gpu.device = "cuda";
+    CHECK(message_of([&] { prepare_runtime(gpu); }).find("[device]") != std::string::npos);
+  }
+}
+
+TEST_CASE("train: config JSON round trip, --config merge and unknown keys") {
+  TrainConfig c;
+  c.method = "crown-ibp";
+  c.milestones = {10, 20};
+  c.certify_with = {"box", "crown"};
+  c.elide = false;
+  c.seed = 12345678901ull;
+  TrainConfig back;
+  apply_config_json(config_to_json(c), back, "test");
+  CHECK(config_to_json(back) == config_to_json(c));
+  CHECK(message_of([&] { apply_config_json(nlohmann::json{{"epoch", 3}}, back, "f.json"); })
+            .find("[config] f.json: unknown key 'epoch'") != std::string::npos);
+  CHECK(message_of([&] { apply_config_json(nlohmann::json{{"epochs", "many"}}, back, "f.json"); })
+            .find("key 'epochs' must be a number") != std::string::npos);
+  // Lists as strings, as on the command line.
+  apply_config_json(nlohmann::json{{"milestones", "5,9"}, {"certify-with", "deepz"}}, back, "f.json");
+  CHECK(back.milestones == std::vector<int>{5, 9});
+  CHECK(back.certify_with == std::vector<std::string>{"deepz"});
+
+  // --config FILE with a flag overriding one of its keys.
+  TempDir dir("config");
+  {
+    std::ofstream out(dir.str("c.json"));
+    out << R"({"epochs": 7, "lr": 0.001, "method": "crown", "elide": false, "milestones": [3, 5]})";
+  }
+  const std::string path = dir.str("c.json");
+  std::vector<std::string> args{"train", "--config", path, "--epochs", "9", "--elide"};
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  TrainConfig parsed;
+  CHECK(parse_train_args(int(argv.size()), argv.data(), parsed) == -1);
+  CHECK(parsed.epochs == 9);
+  CHECK(parsed.lr == doctest::Approx(0.001));
+  CHECK(parsed.method == "crown");
+  CHECK(parsed.elide);
+  CHECK(parsed.milestones == std::vector<int>{3, 5});
+  CHECK(certify_relaxations(parsed) == std::vector<Relaxation>{Relaxation::crown});
+  parsed.method = "crown-ibp";
+  CHECK(certify_relaxations(parsed) == std::vector<Relaxation>{Relaxation::box});
+  parsed.method = "crown-ibp-r";
+  CHECK(certify_relaxations(parsed) == std::vector<Relaxation>{Relaxation::crown_ibp});
+}
+
+// ---------------------------------------------------------------- CUDA backend
+
+TEST_CASE("train: training steps and evaluation on the CUDA backend match the CPU") {
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device (real or emulated): skipped");
+    return;
+  }
+  const DatasetSplits data = synthetic_data();
+  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 12 * 16);
+  for (float& v : xs) v /= 255.0f;
+  const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 12);
+  for (const std::string method : {"natural", "box", "crown-ibp", "sabr"}) {
+    CAPTURE(method);
+    TrainConfig c = small_config("unused");
+    c.method = method;
+    c.train_pgd_steps = 2;
+    std::vector<std::vector<float>> after;
+    for (Device device : {Device::cpu, Device::cuda}) {
+      Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
+      net.to(device);
+      net.set_requires_grad(true);
+      Adam adam(net.parameters(), 1e-3f);
+      TrainStep step(net, adam, c, 3);
+      ScheduleValues s;
+      s.eps = 0.05f;
+      s.kappa = 0.5f;
+      s.beta = 0.5f;
+      s.lr = 1e-3f;
+      const Tensor x = Tensor::from_vector(xs, Shape{12, 1, 4, 4}, device);
+      for (int i = 0; i < 2; ++i) CHECK(std::isfinite(step.run(x, labels, s, uint64_t(i)).loss));
+      std::vector<float> flat;
+      for (const Tensor& p : net.parameters())
+        for (float v : p.to_vector()) flat.push_back(v);
+      after.push_back(flat);
+      if (method == "box") {
+        EvalOptions eo;
+        eo.eps = {0.02f};
+        eo.pgd_options.steps = 3;
+        eo.subset = 30;
+        const EvalReport r = evaluate(net, data.test, eo);
+        CHECK(r.n == 30);
+        if (device == Device::cuda) MESSAGE("evaluation on the CUDA backend: " << r.to_json().dump());
+      }
+    }
+    CHECK_CLOSE_VEC(after[1], after[0], 1e-4, 1e-3);
+  }
+}

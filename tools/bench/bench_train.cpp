@@ -1,0 +1,146 @@
+// bench_train: images/s of a full training step (clean forward, the method's
+// robust term, loss, backward, Adam) for every training method on FC and
+// CONV, on synthetic MNIST-shaped data (1x28x28, 10 classes), at batch 100 by
+// default. It runs the trainer's own TrainStep, so what it times is what
+// `train` runs. Schedule values are those of the ramp-up (eps 0.1, kappa 0.5,
+// beta 0.5: crown-ibp computes both of its bounds), the worst case per step.
+// Each (network, method) runs for --seconds after its warm-up (at least one
+// timed step). Besides wall-clock images/s it prints images per CPU-second
+// (process CPU time), which a busy shared machine distorts less.
+//
+// Usage: bench_train [--nets fc,conv] [--methods box,crown,...] [--batch 100]
+//                    [--seconds 3] [--train-pgd-steps 10] [--threads N]
+//                    [--device cpu|cuda|auto] [--json FILE]
+#include <CLI/CLI.hpp>
+
+#include <time.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "engine/device.h"
+#include "engine/optim.h"
+#include "engine/random.h"
+#include "engine/tape.h"
+#include "train/config.h"
+#include "train/networks.h"
+#include "train/trainer.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// CPU seconds of the whole process (all threads): on a shared machine the
+// wall clock also counts other people's work, this does not.
+double process_cpu_seconds() {
+  timespec ts{};
+  clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return double(ts.tv_sec) + 1e-9 * double(ts.tv_nsec);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  using namespace cte;
+  using namespace cte::train;
+  CLI::App app{"bench_train: images/s of one training step per method and network"};
+  std::vector<std::string> nets{"fc", "conv"};
+  std::vector<std::string> methods = train_methods();
+  int batch = 100, train_pgd_steps = 10, threads = 0;
+  double seconds = 3.0;
+  std::string device_name = "auto", json_path;
+  app.add_option("--nets", nets, "networks to time")->delimiter(',');
+  app.add_option("--methods", methods, "training methods to time")->delimiter(',');
+  app.add_option("--batch", batch, "batch size");
+  app.add_option("--seconds", seconds, "time per (network, method) after two warm-up steps");
+  app.add_option("--train-pgd-steps", train_pgd_steps, "PGD steps inside a pgd/sabr training step");
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
+  app.add_option("--device", device_name, "cpu | cuda | auto");
+  app.add_option("--json", json_path, "also write the results as JSON to this file");
+  CLI11_PARSE(app, argc, argv);
+
+  TrainConfig config;
+  config.threads = threads;
+  config.device = device_name;
+  config.batch_size = batch;
+  config.train_pgd_steps = train_pgd_steps;
+  Device device;
+  try {
+    device = prepare_runtime(config);
+  } catch (const std::exception& e) {
+    std::cerr << e.what() << "\n";
+    return 1;
+  }
+  std::printf("%s\n", device_banner(device).c_str());
+  std::printf("bench_train: one full training step (forward, bounds, loss, backward, Adam), batch %d, synthetic "
+              "1x28x28 data, eps 0.1, kappa 0.5, beta 0.5, PGD/SABR with %d steps\n",
+              batch, train_pgd_steps);
+
+  Rng rng(1);
+  std::vector<float> images(size_t(batch) * 784);
+  for (float& v : images) v = float(rng.uniform());
+  std::vector<int> labels(static_cast<size_t>(batch));
+  for (int& y : labels) y = int(rng.below(10));
+  ScheduleValues sched;
+  sched.eps = 0.1f;
+  sched.kappa = 0.5f;
+  sched.beta = 0.5f;
+  sched.lr = 5e-4f;
+
+  nlohmann::json results = nlohmann::json::array();
+  for (const std::string& net_name : nets) {
+    for (const std::string& method : methods) {
+      config.method = method;
+      config.net = net_name;
+      try {
+        validate_config(config);
+        Network net = build_network(net_name, Shape{1, 28, 28}, 10, dataset_normalization("mnist"), 0);
+        net.to(device);
+        net.set_requires_grad(true);
+        Adam adam(net.parameters(), 5e-4f);
+        TrainStep step(net, adam, config, 10);
+        const Tensor x = Tensor::from_vector(images, Shape{batch, 1, 28, 28}, device);
+        // Warm-up (allocator caches, BLAS buffers): two steps, or one for a slow method.
+        const auto warm = Clock::now();
+        step.run(x, labels, sched, 0);
+        if (std::chrono::duration<double>(Clock::now() - warm).count() < seconds / 4) step.run(x, labels, sched, 1);
+        int64_t steps = 0;
+        const auto start = Clock::now();
+        const double cpu_start = process_cpu_seconds();
+        double elapsed = 0;
+        float loss = 0;
+        do {
+          loss = step.run(x, labels, sched, uint64_t(100 + steps)).loss;
+          ++steps;
+          elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+        } while (elapsed < seconds);
+        const double cpu = process_cpu_seconds() - cpu_start;
+        const double ips = double(steps) * batch / elapsed;
+        const double ips_cpu = double(steps) * batch / std::max(1e-9, cpu);
+        std::printf("%-5s %-12s %9.0f images/s  (%4lld steps in %5.2f s, %7.2f ms/step; %8.0f images per CPU-second; "
+                    "loss %.3f)\n",
+                    net_name.c_str(), method.c_str(), ips, static_cast<long long>(steps), elapsed,
+                    1000.0 * elapsed / double(steps), ips_cpu, double(loss));
+        std::fflush(stdout);
+        results.push_back({{"net", net_name}, {"method", method}, {"images_per_s", ips}, {"images_per_cpu_s", ips_cpu}, {"batch", batch},
+                           {"steps", steps}, {"seconds", elapsed}});
+      } catch (const std::exception& e) {
+        tape_reset();
+        std::printf("%-5s %-12s failed: %s\n", net_name.c_str(), method.c_str(), e.what());
+        results.push_back({{"net", net_name}, {"method", method}, {"error", e.what()}});
+      }
+    }
+  }
+  if (!json_path.empty()) {
+    std::ofstream out(json_path);
+    out << nlohmann::json{{"device", device_banner(device)}, {"results", results}}.dump(2) << "\n";
+  }
+  return 0;
+}

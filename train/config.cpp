@@ -1,0 +1,384 @@
+// TrainConfig: the flag table (CLI11), the JSON form (same key names), the
+// --config merge (flags win) and validation before any work.
+#include "train/config.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "train/networks.h"
+
+namespace cte::train {
+namespace {
+
+using json = nlohmann::json;
+
+[[noreturn]] void bad(const std::string& message) { throw std::invalid_argument("[train] " + message); }
+
+std::string join(const std::vector<std::string>& items, const char* sep = ", ") {
+  std::string s;
+  for (size_t i = 0; i < items.size(); ++i) s += (i ? sep : "") + items[i];
+  return s;
+}
+
+// One configuration key: how to write it to JSON and read it back.
+struct Field {
+  const char* name;
+  std::function<json(const TrainConfig&)> get;
+  std::function<void(const json&, TrainConfig&, const std::string& where)> set;
+};
+
+template <typename T>
+T json_number(const json& v, const std::string& where) {
+  if (!v.is_number()) throw std::invalid_argument(where + " must be a number, got " + v.dump());
+  if constexpr (std::is_integral_v<T>) {
+    const double d = v.get<double>();
+    if (d != std::floor(d)) throw std::invalid_argument(where + " must be an integer, got " + v.dump());
+    if constexpr (std::is_unsigned_v<T>) {
+      if (d < 0) throw std::invalid_argument(where + " must not be negative, got " + v.dump());
+      if (v.is_number_unsigned()) return T(v.get<uint64_t>());
+    }
+    if (v.is_number_integer()) return T(v.get<int64_t>());
+  }
+  return T(v.get<double>());
+}
+
+std::string json_string(const json& v, const std::string& where) {
+  if (!v.is_string()) throw std::invalid_argument(where + " must be a string, got " + v.dump());
+  return v.get<std::string>();
+}
+
+// A list given as a JSON array or as one comma-separated string.
+std::vector<std::string> json_list(const json& v, const std::string& where) {
+  std::vector<std::string> out;
+  if (v.is_string()) {
+    std::stringstream ss(v.get<std::string>());
+    std::string item;
+    while (std::getline(ss, item, ','))
+      if (!item.empty()) out.push_back(item);
+    return out;
+  }
+  if (!v.is_array()) throw std::invalid_argument(where + " must be a list, got " + v.dump());
+  for (const json& item : v) {
+    if (item.is_string()) out.push_back(item.get<std::string>());
+    else if (item.is_number()) out.push_back(item.dump());
+    else throw std::invalid_argument(where + " holds " + item.dump() + ", expected strings or numbers");
+  }
+  return out;
+}
+
+#define CTE_FIELD_NUM(key, member)                                                          \
+  Field{key, [](const TrainConfig& c) { return json(c.member); },                           \
+        [](const json& v, TrainConfig& c, const std::string& w) {                           \
+          c.member = json_number<decltype(c.member)>(v, w);                                 \
+        }}
+#define CTE_FIELD_STR(key, member)                                                          \
+  Field{key, [](const TrainConfig& c) { return json(c.member); },                           \
+        [](const json& v, TrainConfig& c, const std::string& w) { c.member = json_string(v, w); }}
+#define CTE_FIELD_BOOL(key, member)                                                         \
+  Field{key, [](const TrainConfig& c) { return json(c.member); },                           \
+        [](const json& v, TrainConfig& c, const std::string& w) {                           \
+          if (!v.is_boolean()) throw std::invalid_argument(w + " must be true or false, got " + v.dump()); \
+          c.member = v.get<bool>();                                                         \
+        }}
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = {
+      CTE_FIELD_STR("dataset", dataset),
+      CTE_FIELD_STR("data-dir", data_dir),
+      CTE_FIELD_STR("net", net),
+      CTE_FIELD_STR("method", method),
+      CTE_FIELD_NUM("epochs", epochs),
+      CTE_FIELD_NUM("warmup", warmup),
+      CTE_FIELD_NUM("rampup", rampup),
+      CTE_FIELD_NUM("eps-train", eps_train),
+      CTE_FIELD_NUM("eps-test", eps_test),
+      CTE_FIELD_NUM("eps-start", eps_start),
+      CTE_FIELD_NUM("kappa-start", kappa_start),
+      CTE_FIELD_NUM("kappa-end", kappa_end),
+      CTE_FIELD_NUM("lr", lr),
+      CTE_FIELD_STR("lr-schedule", lr_schedule),
+      Field{"milestones", [](const TrainConfig& c) { return json(c.milestones); },
+            [](const json& v, TrainConfig& c, const std::string& w) {
+              c.milestones.clear();
+              for (const std::string& s : json_list(v, w)) {
+                try {
+                  size_t used = 0;
+                  const int m = std::stoi(s, &used);
+                  if (used != s.size()) throw std::invalid_argument(s);
+                  c.milestones.push_back(m);
+                } catch (const std::exception&) {
+                  throw std::invalid_argument(w + " holds '" + s + "', expected whole epochs");
+                }
+              }
+            }},
+      CTE_FIELD_NUM("lr-step-every", lr_step_every),
+      CTE_FIELD_NUM("l1", l1),
+      CTE_FIELD_NUM("batch-size", batch_size),
+      CTE_FIELD_BOOL("elide", elide),
+      CTE_FIELD_BOOL("augment", augment),
+      CTE_FIELD_NUM("seed", seed),
+      CTE_FIELD_NUM("pgd-steps", pgd_steps),
+      CTE_FIELD_NUM("pgd-step-size", pgd_step_size),
+      CTE_FIELD_NUM("pgd-restarts", pgd_restarts),
+      CTE_FIELD_NUM("train-pgd-steps", train_pgd_steps),
+      CTE_FIELD_NUM("sabr-lambda", sabr_lambda),
+      CTE_FIELD_STR("device", device),
+      CTE_FIELD_STR("out", out),
+      CTE_FIELD_BOOL("resume", resume),
+      CTE_FIELD_NUM("eval-every", eval_every),
+      Field{"certify-with", [](const TrainConfig& c) { return json(c.certify_with); },
+            [](const json& v, TrainConfig& c, const std::string& w) { c.certify_with = json_list(v, w); }},
+      CTE_FIELD_NUM("test-subset", test_subset),
+      CTE_FIELD_NUM("train-subset", train_subset),
+      CTE_FIELD_NUM("threads", threads),
+      CTE_FIELD_BOOL("quiet", quiet),
+  };
+  return table;
+}
+
+#undef CTE_FIELD_NUM
+#undef CTE_FIELD_STR
+#undef CTE_FIELD_BOOL
+
+bool finite_nonneg(double v) { return std::isfinite(v) && v >= 0; }
+
+void check_eps(const char* flag, double v) {
+  if (!finite_nonneg(v)) bad(std::string("--") + flag + " " + format_number(v) + " must be a number >= 0");
+}
+
+void check_unit(const char* flag, double v) {
+  if (!(std::isfinite(v) && v >= 0 && v <= 1))
+    bad(std::string("--") + flag + " " + format_number(v) + " must lie in [0, 1]");
+}
+
+}  // namespace
+
+std::string format_number(double value) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%g", value);
+  return buffer;
+}
+
+const std::vector<std::string>& train_methods() {
+  static const std::vector<std::string> methods = {"natural", "pgd",   "box",         "hbox",
+                                                   "hbox-fresh", "deepz", "crown",  "crown0",
+                                                   "crown-ibp-r", "crown-ibp", "sabr"};
+  return methods;
+}
+
+bool is_certified_method(const std::string& method) { return method != "natural" && method != "pgd"; }
+
+Relaxation training_relaxation(const std::string& method) {
+  if (method == "crown-ibp" || method == "crown-ibp-r") return Relaxation::crown_ibp;
+  if (method == "sabr") return Relaxation::box;
+  if (!is_certified_method(method)) bad("method " + method + " trains on no relaxation");
+  return parse_relaxation(method);
+}
+
+std::vector<Relaxation> certify_relaxations(const TrainConfig& config) {
+  std::vector<Relaxation> out;
+  for (const std::string& name : config.certify_with) {
+    const Relaxation r = parse_relaxation(name);
+    bool seen = false;
+    for (Relaxation have : out) seen = seen || have == r;
+    if (!seen) out.push_back(r);
+  }
+  if (!out.empty()) return out;
+  const std::string& m = config.method;
+  if (m == "natural" || m == "pgd" || m == "sabr" || m == "crown-ibp") return {Relaxation::box};
+  return {training_relaxation(m)};
+}
+
+std::string output_dir(const TrainConfig& config) {
+  if (!config.out.empty()) return config.out;
+  std::string net = config.net;
+  if (!is_builtin_network(net)) net = std::filesystem::path(net).stem().string();
+  return "runs/" + config.dataset + "-" + net + "-" + config.method;
+}
+
+void validate_config(const TrainConfig& c) {
+  static const std::vector<std::string> datasets = {"mnist", "fashion-mnist", "svhn", "cifar10", "folder"};
+  bool known = false;
+  for (const auto& d : datasets) known = known || d == c.dataset;
+  if (!known) bad("--dataset '" + c.dataset + "' is unknown; expected one of " + join(datasets));
+  if (c.dataset == "folder" && c.data_dir.empty()) bad("--dataset folder needs --data-dir ROOT");
+  known = false;
+  for (const auto& m : train_methods()) known = known || m == c.method;
+  if (!known) bad("--method '" + c.method + "' is unknown; expected one of " + join(train_methods()));
+  if (!is_builtin_network(c.net)) {
+    const std::filesystem::path p(c.net);
+    if (p.extension() != ".json")
+      bad("--net '" + c.net + "' is unknown; expected one of " + join(builtin_networks()) +
+          " or a network JSON file (PATH.json)");
+    if (!std::filesystem::is_regular_file(p)) bad("--net " + c.net + ": no such network JSON file");
+  }
+  if (c.epochs < 1) bad("--epochs " + std::to_string(c.epochs) + " must be at least 1");
+  if (c.warmup < 0) bad("--warmup " + std::to_string(c.warmup) + " must be >= 0");
+  if (c.rampup < 0) bad("--rampup " + std::to_string(c.rampup) + " must be >= 0");
+  if (int64_t(c.warmup) + c.rampup > c.epochs)
+    bad("--warmup " + std::to_string(c.warmup) + " + --rampup " + std::to_string(c.rampup) + " = " +
+        std::to_string(int64_t(c.warmup) + c.rampup) + " epochs is longer than --epochs " +
+        std::to_string(c.epochs));
+  check_eps("eps-train", c.eps_train);
+  check_eps("eps-test", c.eps_test);
+  check_eps("eps-start", c.eps_start);
+  if (c.eps_start > c.eps_train)
+    bad("--eps-start " + format_number(c.eps_start) + " is larger than --eps-train " + format_number(c.eps_train));
+  check_unit("kappa-start", c.kappa_start);
+  check_unit("kappa-end", c.kappa_end);
+  if (!(std::isfinite(c.lr) && c.lr > 0)) bad("--lr " + format_number(c.lr) + " must be > 0");
+  if (c.lr_schedule != "milestones" && c.lr_schedule != "steps")
+    bad("--lr-schedule '" + c.lr_schedule + "' is unknown; expected milestones or steps");
+  for (size_t i = 0; i < c.milestones.size(); ++i) {
+    if (c.milestones[i] < 0) bad("--milestones " + std::to_string(c.milestones[i]) + " must be >= 0");
+    if (i && c.milestones[i] <= c.milestones[i - 1])
+      bad("--milestones must increase, got " + std::to_string(c.milestones[i - 1]) + " then " +
+          std::to_string(c.milestones[i]));
+  }
+  if (c.lr_step_every < 1) bad("--lr-step-every " + std::to_string(c.lr_step_every) + " must be at least 1");
+  if (!finite_nonneg(c.l1)) bad("--l1 " + format_number(c.l1) + " must be >= 0");
+  if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
+  if (c.pgd_steps < 0) bad("--pgd-steps " + std::to_string(c.pgd_steps) + " must be >= 0");
+  if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
+  if (!(std::isfinite(c.pgd_step_size) && c.pgd_step_size > 0))
+    bad("--pgd-step-size " + format_number(c.pgd_step_size) + " must be > 0");
+  if (c.pgd_restarts < 0) bad("--pgd-restarts " + std::to_string(c.pgd_restarts) + " must be >= 0");
+  if (!(std::isfinite(c.sabr_lambda) && c.sabr_lambda > 0 && c.sabr_lambda <= 1))
+    bad("--sabr-lambda " + format_number(c.sabr_lambda) + " must lie in (0, 1]");
+  if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")
+    bad("--device '" + c.device + "' is unknown; expected cpu, cuda or auto");
+  if (c.eval_every < 0) bad("--eval-every " + std::to_string(c.eval_every) + " must be >= 0");
+  if (c.test_subset < 0) bad("--test-subset " + std::to_string(c.test_subset) + " must be >= 0 (0: all)");
+  if (c.train_subset < 0) bad("--train-subset " + std::to_string(c.train_subset) + " must be >= 0 (0: all)");
+  if (c.threads < 0) bad("--threads " + std::to_string(c.threads) + " must be >= 0 (0: OpenMP's default)");
+  for (const std::string& name : c.certify_with) {
+    try {
+      parse_relaxation(name);
+    } catch (const std::exception& e) {
+      bad("--certify-with '" + name + "': " + e.what());
+    }
+  }
+}
+
+json config_to_json(const TrainConfig& config) {
+  json j = json::object();
+  for (const Field& f : fields()) j[f.name] = f.get(config);
+  return j;
+}
+
+void apply_config_json(const json& j, TrainConfig& config, const std::string& source,
+                       bool (*skip)(const std::string& key, void* context), void* context) {
+  if (!j.is_object()) throw std::invalid_argument("[config] " + source + ": expected a JSON object of flag names");
+  for (auto it = j.begin(); it != j.end(); ++it) {
+    const Field* field = nullptr;
+    for (const Field& f : fields())
+      if (it.key() == f.name) field = &f;
+    if (!field) {
+      std::vector<std::string> names;
+      for (const Field& f : fields()) names.push_back(f.name);
+      throw std::invalid_argument("[config] " + source + ": unknown key '" + it.key() +
+                                  "' (keys are the long flag names: " + join(names) + ")");
+    }
+    if (skip && skip(it.key(), context)) continue;
+    field->set(it.value(), config, "[config] " + source + ": key '" + it.key() + "'");
+  }
+}
+
+int parse_train_args(int argc, char** argv, TrainConfig& c) {
+  CLI::App app{
+      "train: certified training of ReLU networks with convex relaxations (Box, hBox, DeepZ, CROWN, "
+      "CROWN-IBP, ...), PGD and natural training. Defaults: the paper's best MNIST CONV Box setting "
+      "(table 6, eps_test 0.1)."};
+  // A repeated flag takes its last value, so a script can append overrides.
+  app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  std::string config_path;
+  app.add_option("--config", config_path,
+                 "JSON file of settings whose keys are the long flag names (e.g. {\"epochs\": 30}); "
+                 "flags on the command line override it");
+  app.add_option("--dataset", c.dataset, "mnist | fashion-mnist | svhn | cifar10 | folder");
+  app.add_option("--data-dir", c.data_dir,
+                 "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
+                 "Debian's FashionMNIST)");
+  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json (a network JSON, trained from its weights)");
+  app.add_option("--method", c.method,
+                 "natural | pgd | box | hbox | hbox-fresh | deepz | crown | crown0 | crown-ibp-r | "
+                 "crown-ibp (beta*CROWN-IBP(R) + (1-beta)*Box bounds) | sabr");
+  app.add_option("--epochs", c.epochs, "training epochs");
+  app.add_option("--warmup", c.warmup, "N_w: epochs of natural training first");
+  app.add_option("--rampup", c.rampup,
+                 "N_r: epochs over which eps goes linearly from --eps-start to --eps-train and kappa "
+                 "from --kappa-start to --kappa-end (per batch)");
+  app.add_option("--eps-train", c.eps_train, "L-inf radius trained for (inputs in [0, 1])");
+  app.add_option("--eps-test", c.eps_test, "L-inf radius evaluated at (PGD and certification)");
+  app.add_option("--eps-start", c.eps_start, "eps at the start of the ramp-up (the paper uses 0.001 for some runs)");
+  app.add_option("--kappa-start", c.kappa_start, "kappa at the start of the ramp-up; loss = kappa*CE(z) + (1-kappa)*CE(worst-case z)");
+  app.add_option("--kappa-end", c.kappa_end, "kappa after the ramp-up");
+  app.add_option("--lr", c.lr, "Adam's initial learning rate alpha");
+  app.add_option("--lr-schedule", c.lr_schedule,
+                 "milestones (x0.1 at each of --milestones) | steps (halve every --lr-step-every epochs after the ramp-up)");
+  app.add_option("--milestones", c.milestones, "epochs at which the learning rate is multiplied by 0.1, e.g. 130,190")
+      ->delimiter(',');
+  app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
+  app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
+  app.add_option("--batch-size", c.batch_size, "training batch size");
+  app.add_flag("--elide,!--no-elide", c.elide, "last-layer elision: fold the margin specification into the last linear layer (default: on)");
+  app.add_flag("--augment,!--no-augment", c.augment,
+               "the data set's default training augmentation, default on (CIFAR-10: random crop + flip, SVHN: random crop; "
+               "none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");
+  app.add_option("--seed", c.seed, "seed of initialisation, data order, augmentation and attacks");
+  app.add_option("--pgd-steps", c.pgd_steps, "PGD steps for the PGD accuracy");
+  app.add_option("--pgd-step-size", c.pgd_step_size, "PGD step size (inputs in [0, 1])");
+  app.add_option("--pgd-restarts", c.pgd_restarts, "extra PGD runs from random points of the ball (evaluation)");
+  app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
+  app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
+  app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
+  app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json (default runs/<dataset>-<net>-<method>)");
+  app.add_flag("--resume", c.resume, "continue from the last checkpoint in --out (same final weights as an uninterrupted run)");
+  app.add_option("--eval-every", c.eval_every, "also evaluate every K epochs (0: only at the end)");
+  app.add_option("--certify-with", c.certify_with,
+                 "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, sabr, crown-ibp)")
+      ->delimiter(',');
+  app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
+  app.add_option("--train-subset", c.train_subset, "train on the first N training images (0: all; for quick runs)");
+  app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");
+  app.add_flag("--quiet", c.quiet, "no progress output, only the final summary");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
+  }
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    if (!in) {
+      std::cerr << "[config] " << config_path << ": cannot open\n";
+      return 2;
+    }
+    json j;
+    try {
+      j = json::parse(in);
+    } catch (const std::exception& e) {
+      std::cerr << "[config] " << config_path << ": not valid JSON: " << e.what() << "\n";
+      return 2;
+    }
+    auto given = [](const std::string& key, void* ctx) {
+      return static_cast<CLI::App*>(ctx)->count("--" + key) > 0;
+    };
+    try {
+      apply_config_json(j, c, config_path, given, &app);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 2;
+    }
+  }
+  return -1;
+}
+
+}  // namespace cte::train

@@ -1,0 +1,97 @@
+// The training configuration: every knob of the paper's appendix G (table 6)
+// plus the run's plumbing (data, device, output, evaluation), with the
+// defaults of the paper's best MNIST CONV Box model for eps_test = 0.1
+// (eps_train 0.2, N_w 0, N_r 50, kappa_end 0.5, lambda 5e-6, alpha 5e-4,
+// milestones 130 and 190 of 200 epochs, last-layer elision, batch 100).
+//
+// One source of truth for the names: the command-line flags (CLI11), the
+// keys of a --config JSON file and the keys of the config.json a run writes
+// (and stores in its checkpoints) are the same long flag names. Flags given on
+// the command line override the --config file. validate_config checks every
+// value before any work is done and names the flag and the value in its
+// message ("[train] --eps-train -0.1 must be >= 0").
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "relaxations/relaxations.h"
+
+namespace cte::train {
+
+struct TrainConfig {
+  // data and network
+  std::string dataset = "mnist";   // mnist | fashion-mnist | svhn | cifar10 | folder
+  std::string data_dir;            // empty: find_data_dir's search
+  std::string net = "conv";        // fc | conv | conv+ | fc-small | PATH.json
+  std::string method = "box";      // see train_methods()
+  // schedule (epochs count from 0 internally; the user sees 1-based epochs)
+  int epochs = 200;
+  int warmup = 0;                  // N_w: natural training
+  int rampup = 50;                 // N_r: eps and kappa ramp linearly
+  double eps_train = 0.2, eps_test = 0.1, eps_start = 0.0;
+  double kappa_start = 1.0, kappa_end = 0.5;
+  // optimisation
+  double lr = 5e-4;                       // Adam's alpha
+  std::string lr_schedule = "milestones";  // milestones | steps
+  std::vector<int> milestones{130, 190};   // x0.1 at each
+  int lr_step_every = 20;                  // steps: halve every this many epochs after the ramp-up
+  double l1 = 5e-6;                        // lambda * sum |W| over weights
+  int batch_size = 100;
+  bool elide = true;                       // last-layer elision
+  bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
+  uint64_t seed = 0;
+  // PGD (evaluation; training with --method pgd/sabr uses --train-pgd-steps)
+  int pgd_steps = 100;
+  double pgd_step_size = 0.01;
+  int pgd_restarts = 0;
+  int train_pgd_steps = 0;                 // 0: the same as --pgd-steps
+  double sabr_lambda = 0.4;                // sabr: box radius lambda * eps
+  // run plumbing
+  std::string device = "auto";             // cpu | cuda | auto
+  std::string out;                         // empty: runs/<dataset>-<net>-<method>
+  bool resume = false;
+  int eval_every = 0;                      // evaluate every K epochs (0: only at the end)
+  std::vector<std::string> certify_with;   // empty: the training relaxation (box for crown-ibp, natural, pgd, sabr)
+  int64_t test_subset = 0;                 // 0: the whole test split
+  int64_t train_subset = 0;                // 0: the whole training split
+  int threads = 0;                         // 0: OpenMP's default
+  bool quiet = false;
+};
+
+// Training methods: natural, pgd, box, hbox, hbox-fresh, deepz, crown, crown0,
+// crown-ibp-r, crown-ibp, sabr.
+const std::vector<std::string>& train_methods();
+bool is_certified_method(const std::string& method);  // trains on relaxation bounds (not natural/pgd)
+// The relaxation whose bounds the method trains on (crown-ibp: the CROWN-IBP (R)
+// part of its mix; sabr: box). Throws for natural and pgd.
+Relaxation training_relaxation(const std::string& method);
+// --certify-with resolved: the list given, else the method's own relaxation
+// (box for natural, pgd, sabr and crown-ibp).
+std::vector<Relaxation> certify_relaxations(const TrainConfig& config);
+// The output folder: --out, else runs/<dataset>-<net stem>-<method>.
+std::string output_dir(const TrainConfig& config);
+
+// Throws std::invalid_argument "[train] --flag value ..." for the first bad value.
+// Checks only what needs no I/O beyond a stat of --net PATH.json.
+void validate_config(const TrainConfig& config);
+
+nlohmann::json config_to_json(const TrainConfig& config);
+// Sets the fields named by `j`'s keys (long flag names). `source` names the
+// file in messages. Keys for which skip(key) is true are left alone (the
+// flags given on the command line). Unknown keys and wrong types throw.
+void apply_config_json(const nlohmann::json& j, TrainConfig& config, const std::string& source,
+                       bool (*skip)(const std::string& key, void* context) = nullptr,
+                       void* context = nullptr);
+
+// Parses argv (CLI11) including --config FILE.json. Returns -1 when the run
+// should go on, else the exit code (0 after --help, 2 after a usage error,
+// with the message printed).
+int parse_train_args(int argc, char** argv, TrainConfig& config);
+
+// "%g"-style shortest text of a number, for messages and reports.
+std::string format_number(double value);
+
+}  // namespace cte::train

@@ -1,0 +1,44 @@
+// PGD (projected gradient descent, Madry et al.) in the L-inf ball: steps of
+// step_size * sign(d CE / d x), each projected back onto the ball around x
+// intersected with [0, 1], so no iterate ever leaves the allowed region.
+// Only the input gets a gradient: the attack runs on a view of the network
+// whose parameters need none, so it records no parameter gradient and
+// leaves training state untouched. All arithmetic stays on the network's
+// device; per step only the (N, K) logits come to the host, to see which
+// samples are already misclassified.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/tensor.h"
+
+namespace cte::train {
+
+struct PgdOptions {
+  float eps = 0.1f;
+  int steps = 100;
+  float step_size = 0.01f;
+  int restarts = 0;             // extra attempts from uniform random points of the ball
+  bool random_start = false;    // first attempt from a random point (training) instead of x itself
+  bool stop_at_success = true;  // evaluation: a sample stops moving once misclassified
+  bool track = true;            // check the logits every step (evaluation); training skips it
+  uint64_t seed = 0;            // random starts
+};
+
+struct PgdResult {
+  Tensor x_adv;                   // like x, inside [x - eps, x + eps] and [0, 1]
+  std::vector<bool> adversarial;  // (N) some iterate was misclassified (only when track)
+};
+
+// x: (N, net input shape...) in [0, 1]; labels: N class indices.
+// A sample counts as misclassified when some other logit is >= its true logit.
+PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>& labels, const PgdOptions& options);
+
+// The same network with parameters that share storage but need no gradient.
+Network detached_view(const Network& net);
+
+// Samples whose logits (N, K) put some other class at or above the true one.
+std::vector<bool> misclassified(const Tensor& logits, const std::vector<int>& labels);
+
+}  // namespace cte::train

@@ -1,0 +1,56 @@
+// Warm-up, ramp-up, beta and learning-rate schedules (see schedule.h).
+#include "train/schedule.h"
+
+#include "engine/optim.h"
+
+namespace cte::train {
+
+double schedule_time(int epoch, int64_t batch, int64_t batches_per_epoch) {
+  if (batches_per_epoch <= 0) return double(epoch);
+  return double(epoch) + double(batch) / double(batches_per_epoch);
+}
+
+bool in_warmup(const TrainConfig& c, double t) { return t < double(c.warmup); }
+
+double ramp_fraction(const TrainConfig& c, double t) {
+  const double start = double(c.warmup);
+  if (t < start) return 0.0;
+  if (c.rampup <= 0) return 1.0;
+  const double r = (t - start) / double(c.rampup);
+  return r >= 1.0 ? 1.0 : r;
+}
+
+float schedule_eps(const TrainConfig& c, double t) {
+  if (in_warmup(c, t)) return 0.0f;
+  const double r = ramp_fraction(c, t);
+  return float(c.eps_start + r * (c.eps_train - c.eps_start));
+}
+
+float schedule_kappa(const TrainConfig& c, double t) {
+  if (in_warmup(c, t)) return 1.0f;
+  const double r = ramp_fraction(c, t);
+  return float(c.kappa_start + r * (c.kappa_end - c.kappa_start));
+}
+
+float schedule_beta(const TrainConfig& c, double t) {
+  if (c.method == "crown-ibp-r") return 1.0f;
+  return float(1.0 - ramp_fraction(c, t));
+}
+
+float schedule_lr(const TrainConfig& c, double t) {
+  if (c.lr_schedule == "steps") return lr_step(float(c.lr), t, c.warmup + c.rampup, c.lr_step_every, 0.5f);
+  return lr_milestones(float(c.lr), t, c.milestones, 0.1f);
+}
+
+ScheduleValues schedule_at(const TrainConfig& c, int epoch, int64_t batch, int64_t batches_per_epoch) {
+  ScheduleValues v;
+  v.t = schedule_time(epoch, batch, batches_per_epoch);
+  v.warmup = in_warmup(c, v.t);
+  v.eps = schedule_eps(c, v.t);
+  v.kappa = schedule_kappa(c, v.t);
+  v.beta = schedule_beta(c, v.t);
+  v.lr = schedule_lr(c, v.t);
+  return v;
+}
+
+}  // namespace cte::train

@@ -1,0 +1,33 @@
+// train: the certified-training binary. Parses the flags (and --config JSON),
+// checks every input before any work, prints the device banner, trains with
+// checkpoints every epoch, and ends with accuracy, PGD accuracy and certified
+// accuracy (plain lines on stdout and a final JSON line in metrics.jsonl).
+// Exit status: 0 done, 1 bad input or failure, 2 usage error, 128+signal
+// when interrupted (the last completed epoch's checkpoint is on disk).
+#include <cstdio>
+#include <exception>
+#include <iostream>
+
+#include "engine/device.h"
+#include "train/config.h"
+#include "train/trainer.h"
+
+int main(int argc, char** argv) {
+  using namespace cte::train;
+  TrainConfig config;
+  const int parsed = parse_train_args(argc, argv, config);
+  if (parsed >= 0) return parsed;
+  try {
+    validate_config(config);
+    const cte::Device device = prepare_runtime(config);
+    std::cout << cte::device_banner(device) << std::endl;
+    Trainer trainer(config, &std::cout);
+    const TrainSummary summary = trainer.run();
+    if (summary.interrupted) return 128 + summary.signal;
+    return 0;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
+}

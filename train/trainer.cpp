@@ -1,0 +1,722 @@
+// The training loop, one step per method, evaluation, checkpoints and
+// reports (see trainer.h).
+#include "train/trainer.h"
+
+#include <cblas.h>
+#include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <csignal>
+#include <cstdlib>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+#include <stdexcept>
+
+#include "engine/checkpoint.h"
+#include "engine/device.h"
+#include "engine/netjson.h"
+#include "engine/ops.h"
+#include "engine/random.h"
+#include "engine/tape.h"
+#include "train/networks.h"
+
+namespace cte::train {
+
+using json = nlohmann::json;
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr uint64_t kDataTag = 0x44415441ull;   // "DATA"
+constexpr uint64_t kStepTag = 0x53544550ull;   // "STEP"
+constexpr uint64_t kEvalTag = 0x4556414Cull;   // "EVAL"
+constexpr const char* kCheckpointFormat = "cte-train-checkpoint";
+
+using Clock = std::chrono::steady_clock;
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+// (count, net input shape...) for a batch of `count` samples.
+Shape batch_shape(const Network& net, int64_t count) {
+  std::vector<int64_t> dims{count};
+  for (int64_t d : net.input_shape().dims()) dims.push_back(d);
+  return Shape(dims);
+}
+
+int64_t count_correct(const Tensor& logits, const std::vector<int>& labels) {
+  const int64_t k = logits.shape()[1];
+  const std::vector<float> z = logits.to_vector();
+  int64_t correct = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    const float* row = z.data() + int64_t(i) * k;
+    const int64_t best = std::max_element(row, row + k) - row;
+    correct += best == labels[i];
+  }
+  return correct;
+}
+
+// A float as the shortest decimal that reads back to it (0.1, not 0.10000000149).
+double json_float(float v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.9g", double(v));
+  for (int digits = 6; digits <= 9; ++digits) {
+    std::snprintf(buffer, sizeof buffer, "%.*g", digits, double(v));
+    if (std::strtof(buffer, nullptr) == v) break;
+  }
+  return std::strtod(buffer, nullptr);
+}
+
+std::string percent(double fraction) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.2f%%", 100.0 * fraction);
+  return buffer;
+}
+
+// ---- signals: the first SIGINT/SIGTERM asks the loop to stop after the
+// current batch; a second one takes the default action.
+std::atomic<int> g_stop_signal{0};
+extern "C" void on_stop_signal(int sig) {
+  g_stop_signal.store(sig);
+  std::signal(sig, SIG_DFL);
+}
+
+class SignalGuard {
+ public:
+  SignalGuard() {
+    g_stop_signal.store(0);
+    old_int_ = std::signal(SIGINT, on_stop_signal);
+    old_term_ = std::signal(SIGTERM, on_stop_signal);
+  }
+  ~SignalGuard() {
+    std::signal(SIGINT, old_int_);
+    std::signal(SIGTERM, old_term_);
+  }
+
+ private:
+  void (*old_int_)(int);
+  void (*old_term_)(int);
+};
+
+// ---- progress: an in-place bar on a terminal (stderr), nothing otherwise.
+class ProgressBar {
+ public:
+  explicit ProgressBar(bool enabled) : enabled_(enabled && isatty(STDERR_FILENO)) {}
+  void update(const std::string& prefix, int64_t done, int64_t total, const std::string& suffix) {
+    if (!enabled_) return;
+    const auto now = Clock::now();
+    if (done < total && std::chrono::duration<double>(now - last_).count() < 0.1) return;
+    last_ = now;
+    constexpr int kWidth = 24;
+    const int filled = total > 0 ? int(kWidth * done / total) : kWidth;
+    std::string bar(size_t(filled), '=');
+    bar.resize(kWidth, ' ');
+    std::fprintf(stderr, "\r\033[K%s %lld/%lld [%s] %s", prefix.c_str(), static_cast<long long>(done),
+                 static_cast<long long>(total), bar.c_str(), suffix.c_str());
+    std::fflush(stderr);
+    shown_ = true;
+  }
+  void clear() {
+    if (enabled_ && shown_) std::fprintf(stderr, "\r\033[K");
+    shown_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool shown_ = false;
+  Clock::time_point last_{};
+};
+
+}  // namespace
+
+// ================================================================ one step
+
+TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes)
+    : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes) {
+  for (const Layer& layer : net_.layers())
+    if (layer.weight.defined()) weights_.push_back(layer.weight);
+}
+
+StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
+                         uint64_t step_seed) {
+  const TrainConfig& c = config_;
+  optimizer_.set_learning_rate(s.lr);
+  optimizer_.zero_grad();
+  const Device device = x.device();
+  label_values_.assign(labels.begin(), labels.end());  // reused host buffer
+  const Tensor y = Tensor::from_vector(label_values_, Shape{int64_t(labels.size())}, device);
+  const bool robust = c.method != "natural" && s.kappa < 1.0f;
+
+  // Attacks first: PGD runs its own backward passes, which must not see this
+  // step's tape.
+  Tensor x_attack;
+  if (robust && (c.method == "pgd" || c.method == "sabr")) {
+    PgdOptions o;
+    o.eps = s.eps;
+    o.steps = c.train_pgd_steps > 0 ? c.train_pgd_steps : c.pgd_steps;
+    o.step_size = float(c.pgd_step_size);
+    o.random_start = true;
+    o.stop_at_success = false;
+    o.track = false;
+    o.seed = step_seed;
+    x_attack = pgd_attack(net_, x, labels, o).x_adv;
+  }
+
+  const Tensor logits = net_.forward(x);
+  Tensor loss = ops::mean(ops::softmax_cross_entropy(logits, y));
+  if (robust) {
+    Tensor worst;
+    if (c.method == "pgd") {
+      worst = net_.forward(x_attack);
+    } else {
+      const Tensor spec = margin_spec(labels, num_classes_, device);
+      BoundOptions bo;
+      bo.elide_last_layer = c.elide;
+      Bounds bounds;
+      if (c.method == "sabr") {
+        // A box of radius tau = lambda * eps around the PGD point, shifted to
+        // stay inside the eps-ball (clipped to [0, 1]).
+        const float tau = float(c.sabr_lambda) * s.eps;
+        Tensor lo, hi;
+        {
+          NoGrad no_grad;
+          const auto [ball_lo, ball_hi] = input_box(x.detach(), s.eps);
+          const Tensor centre = ops::minimum(ops::maximum(x_attack, ops::add_scalar(ball_lo, tau)),
+                                             ops::add_scalar(ball_hi, -tau));
+          lo = ops::maximum(ops::add_scalar(centre, -tau), ball_lo);
+          hi = ops::minimum(ops::add_scalar(centre, tau), ball_hi);
+        }
+        bounds = compute_bounds(net_, lo, hi, spec, Relaxation::box, bo);
+      } else {
+        const auto [lo, hi] = input_box(x, s.eps);
+        if (c.method == "crown-ibp") {
+          // beta * CROWN-IBP(R) + (1 - beta) * Box, computing only what has weight.
+          if (s.beta >= 1.0f) {
+            bounds = compute_bounds(net_, lo, hi, spec, Relaxation::crown_ibp, bo);
+          } else if (s.beta <= 0.0f) {
+            bounds = compute_bounds(net_, lo, hi, spec, Relaxation::box, bo);
+          } else {
+            const Bounds a = compute_bounds(net_, lo, hi, spec, Relaxation::crown_ibp, bo);
+            const Bounds b = compute_bounds(net_, lo, hi, spec, Relaxation::box, bo);
+            bounds.lower = ops::add(ops::scale(a.lower, s.beta), ops::scale(b.lower, 1.0f - s.beta));
+            bounds.upper = ops::add(ops::scale(a.upper, s.beta), ops::scale(b.upper, 1.0f - s.beta));
+          }
+        } else {
+          bounds = compute_bounds(net_, lo, hi, spec, training_relaxation(c.method), bo);
+        }
+      }
+      worst = worst_case_logits(bounds, labels, num_classes_);
+    }
+    const Tensor robust_loss = ops::mean(ops::softmax_cross_entropy(worst, y));
+    loss = s.kappa > 0.0f ? ops::add(ops::scale(loss, s.kappa), ops::scale(robust_loss, 1.0f - s.kappa))
+                          : robust_loss;
+  }
+  if (c.l1 > 0 && !weights_.empty()) {
+    Tensor l1 = ops::sum(ops::abs(weights_[0]));
+    for (size_t i = 1; i < weights_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(weights_[i])));
+    loss = ops::add(loss, ops::scale(l1, float(c.l1)));
+  }
+  backward(loss);
+  optimizer_.step();
+  optimizer_.zero_grad();
+
+  StepStats stats;
+  stats.loss = loss.item();
+  stats.count = int64_t(labels.size());
+  stats.correct = count_correct(logits.detach(), labels);
+  return stats;
+}
+
+// ================================================================ evaluation
+
+json EvalReport::to_json() const {
+  json j;
+  j["n"] = n;
+  j["accuracy"] = accuracy();
+  j["seconds"] = seconds;
+  j["radii"] = json::array();
+  for (const EvalAtRadius& r : radii) {
+    json e;
+    e["eps"] = json_float(r.eps);
+    if (r.pgd_robust >= 0) e["pgd_accuracy"] = n ? double(r.pgd_robust) / double(n) : 0.0;
+    e["certified"] = json::object();
+    for (const auto& [relaxation, count] : r.certified)
+      e["certified"][relaxation_name(relaxation)] = n ? double(count) / double(n) : 0.0;
+    j["radii"].push_back(e);
+  }
+  return j;
+}
+
+Dataset dataset_head(const Dataset& data, int64_t n) {
+  if (n <= 0 || size_t(n) >= data.size()) return data;
+  Dataset head;
+  head.name = data.name;
+  head.channels = data.channels;
+  head.height = data.height;
+  head.width = data.width;
+  head.num_classes = data.num_classes;
+  head.class_names = data.class_names;
+  head.images.assign(data.images.begin(), data.images.begin() + int64_t(n) * int64_t(data.image_numel()));
+  head.labels.assign(data.labels.begin(), data.labels.begin() + n);
+  return head;
+}
+
+EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOptions& o) {
+  const auto start = Clock::now();
+  const Dataset test = dataset_head(test_full, o.subset);
+  BatchLoader loader(test, o.batch_size, 0, /*shuffle=*/false, Augment{});
+  const Device device = net.device();
+  const int num_classes = int(net.output_shape()[0]);
+  EvalReport report;
+  for (float eps : o.eps) {
+    EvalAtRadius r;
+    r.eps = eps;
+    r.pgd_robust = o.pgd ? 0 : -1;
+    for (Relaxation relaxation : o.relaxations) r.certified.emplace_back(relaxation, 0);
+    report.radii.push_back(r);
+  }
+  BoundOptions bo;
+  bo.elide_last_layer = o.elide;
+  std::vector<float> images;
+  std::vector<int> labels;
+  int64_t batch_index = 0;
+  while (loader.next(images, labels)) {
+    const int64_t count = int64_t(labels.size());
+    const Tensor x = Tensor::from_vector(images, batch_shape(net, count), device);
+    std::vector<bool> correct(static_cast<size_t>(count), false);
+    {
+      NoGrad no_grad;
+      const std::vector<bool> wrong = misclassified(net.forward(x), labels);
+      for (int64_t i = 0; i < count; ++i) {
+        correct[size_t(i)] = !wrong[size_t(i)];
+        report.correct += correct[size_t(i)];
+      }
+    }
+    report.n += count;
+    for (EvalAtRadius& r : report.radii) {
+      if (o.pgd) {
+        PgdOptions p = o.pgd_options;
+        p.eps = r.eps;
+        p.stop_at_success = true;
+        p.track = true;
+        p.random_start = false;
+        p.seed = mix_seed(o.pgd_options.seed, kEvalTag, uint64_t(batch_index));
+        const PgdResult attack = pgd_attack(net, x, labels, p);
+        for (int64_t i = 0; i < count; ++i) r.pgd_robust += correct[size_t(i)] && !attack.adversarial[size_t(i)];
+      }
+      NoGrad no_grad;
+      const Tensor spec = margin_spec(labels, num_classes, device);
+      const auto [lo, hi] = input_box(x, r.eps);
+      for (auto& [relaxation, certified_count] : r.certified) {
+        const std::vector<bool> proven = certified(compute_bounds(net, lo, hi, spec, relaxation, bo));
+        for (int64_t i = 0; i < count; ++i) certified_count += correct[size_t(i)] && proven[size_t(i)];
+      }
+    }
+    ++batch_index;
+    if (o.on_batch) o.on_batch(report.n, int64_t(test.size()));
+  }
+  report.seconds = seconds_since(start);
+  return report;
+}
+
+// ================================================================ checkpoints
+
+std::string checkpoint_path(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoint.ckpt").string(); }
+
+json network_architecture(const Network& net) {
+  json layers = json::array();
+  for (const Layer& layer : net.layers()) {
+    json l;
+    l["type"] = layer_kind_name(layer.kind);
+    if (layer.kind == LayerKind::conv) {
+      l["stride"] = layer.stride;
+      l["padding"] = layer.padding;
+    }
+    if (layer.kind == LayerKind::normalize) {
+      l["mean"] = layer.mean_values;
+      l["std"] = layer.std_values;
+    }
+    layers.push_back(l);
+  }
+  return layers;
+}
+
+Network network_from_checkpoint(const std::string& path, json* metadata) {
+  const Checkpoint ck = load_checkpoint(path);
+  json meta;
+  try {
+    meta = json::parse(ck.metadata);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("[checkpoint] " + path + ": metadata is not JSON: " + e.what());
+  }
+  if (!meta.is_object() || meta.value("format", "") != kCheckpointFormat)
+    throw std::runtime_error("[checkpoint] " + path + ": not a checkpoint written by train (metadata format is not " +
+                             kCheckpointFormat + ")");
+  std::vector<Layer> layers;
+  const json& arch = meta.at("architecture");
+  for (size_t i = 0; i < arch.size(); ++i) {
+    const json& a = arch[i];
+    const std::string type = a.at("type").get<std::string>();
+    const std::string prefix = "net.layers." + std::to_string(i) + ".";
+    auto tensor = [&](const char* what) {
+      const Tensor* t = ck.find(prefix + what);
+      if (!t) throw std::runtime_error("[checkpoint] " + path + ": missing tensor " + prefix + what);
+      return *t;
+    };
+    Layer layer;
+    if (type == "normalize") {
+      layer = make_normalize(a.at("mean").get<std::vector<float>>(), a.at("std").get<std::vector<float>>());
+    } else if (type == "linear" || type == "conv") {
+      layer.kind = type == "conv" ? LayerKind::conv : LayerKind::linear;
+      layer.weight = tensor("weight");
+      if (ck.find(prefix + "bias")) layer.bias = tensor("bias");
+      if (type == "conv") {
+        layer.stride = a.at("stride").get<int>();
+        layer.padding = a.at("padding").get<int>();
+      }
+    } else if (type == "relu") {
+      layer = make_relu();
+    } else if (type == "flatten") {
+      layer = make_flatten();
+    } else {
+      throw std::runtime_error("[checkpoint] " + path + ": unknown layer type '" + type + "'");
+    }
+    layers.push_back(std::move(layer));
+  }
+  Network net(Shape(meta.at("input_shape").get<std::vector<int64_t>>()), std::move(layers));
+  if (metadata) *metadata = meta;
+  return net;
+}
+
+// ================================================================ the run
+
+Device prepare_runtime(const TrainConfig& config) {
+  if (config.threads > 0) {
+#ifdef _OPENMP
+    omp_set_num_threads(config.threads);
+#endif
+    openblas_set_num_threads(config.threads);
+  }
+  return parse_device(config.device);
+}
+
+Trainer::Trainer(const TrainConfig& config, std::ostream* log) : config_(config), log_(log) { setup(std::nullopt); }
+
+Trainer::Trainer(const TrainConfig& config, DatasetSplits data, std::ostream* log) : config_(config), log_(log) {
+  setup(std::move(data));
+}
+
+Trainer::~Trainer() = default;
+
+void Trainer::setup(std::optional<DatasetSplits> data) {
+  if (!log_) log_ = &std::cout;
+  validate_config(config_);
+  device_ = prepare_runtime(config_);
+  data_ = data ? std::move(*data) : load_dataset(config_.dataset, config_.data_dir);
+  if (data_.train.size() == 0 || data_.test.size() == 0)
+    throw std::runtime_error("[train] data set " + config_.dataset + " has an empty split");
+  train_set_ = dataset_head(data_.train, config_.train_subset);
+  test_set_ = dataset_head(data_.test, config_.test_subset);
+  num_classes_ = data_.train.num_classes;
+  const Shape image_shape{data_.train.channels, data_.train.height, data_.train.width};
+  net_ = build_network(config_.net, image_shape, num_classes_, dataset_normalization(config_.dataset, &data_.train),
+                       config_.seed);
+  out_dir_ = output_dir(config_);
+
+  // Resume: the checkpoint must hold this very network.
+  const std::string ckpt = checkpoint_path(out_dir_);
+  std::optional<Checkpoint> resume_from;
+  json meta;
+  if (config_.resume) {
+    if (!fs::exists(ckpt)) {
+      *log_ << "[resume] no checkpoint at " << ckpt << " yet: starting from epoch 1\n";
+    } else {
+      resume_from = load_checkpoint(ckpt);
+      try {
+        meta = json::parse(resume_from->metadata);
+      } catch (const std::exception& e) {
+        throw std::runtime_error("[resume] " + ckpt + ": metadata is not JSON: " + e.what());
+      }
+      if (!meta.is_object() || meta.value("format", "") != kCheckpointFormat)
+        throw std::runtime_error("[resume] " + ckpt + " was not written by train");
+      const std::string held = meta.value("network", "");
+      if (held != net_.describe())
+        throw std::runtime_error("[resume] " + ckpt + " holds a network " + held + " but --net " + config_.net +
+                                 " builds " + net_.describe());
+      const std::string held_data = meta.value("dataset", "");
+      if (held_data != config_.dataset)
+        throw std::runtime_error("[resume] " + ckpt + " was trained on " + held_data + " but --dataset is " +
+                                 config_.dataset);
+      const std::vector<std::string> names = net_.parameter_names();
+      const std::vector<Tensor> params = net_.parameters();
+      for (size_t i = 0; i < params.size(); ++i) {
+        const Tensor* t = resume_from->find("net." + names[i]);
+        if (!t || t->shape() != params[i].shape())
+          throw std::runtime_error("[resume] " + ckpt + ": parameter " + names[i] + " is " +
+                                   (t ? t->shape().str() : std::string("missing")) + ", the network needs " +
+                                   params[i].shape().str());
+      }
+      // Settings that change the result: say which differ (the command line wins).
+      const json now = config_to_json(config_);
+      const json then = meta.value("config", json::object());
+      static const char* kIgnored[] = {"epochs", "out", "resume", "eval-every", "test-subset", "threads",
+                                       "quiet", "device", "certify-with", "data-dir", "pgd-steps", "pgd-restarts"};
+      for (auto it = now.begin(); it != now.end(); ++it) {
+        if (std::find_if(std::begin(kIgnored), std::end(kIgnored), [&](const char* k) { return it.key() == k; }) !=
+            std::end(kIgnored))
+          continue;
+        if (then.contains(it.key()) && then[it.key()] != it.value())
+          *log_ << "[resume] note: --" << it.key() << " is " << it.value().dump() << " now, " << then[it.key()].dump()
+                << " in the checkpoint; using " << it.value().dump() << "\n";
+      }
+    }
+  }
+
+  net_.to(device_);
+  net_.set_requires_grad(true);
+  adam_ = std::make_unique<Adam>(net_.parameters(), float(config_.lr));
+  if (resume_from) {
+    const std::vector<std::string> names = net_.parameter_names();
+    std::vector<Tensor> params = net_.parameters();
+    for (size_t i = 0; i < params.size(); ++i) params[i].copy_from(*resume_from->find("net." + names[i]));
+    std::vector<std::pair<std::string, Tensor>> state;
+    for (const auto& [name, t] : resume_from->tensors)
+      if (name.rfind("adam.", 0) == 0) state.emplace_back(name, t);
+    adam_->load_state(state);
+    start_epoch_ = meta.at("epoch").get<int>();
+    global_step_ = meta.at("global_step").get<int64_t>();
+    *log_ << "[resume] " << ckpt << ": " << start_epoch_ << " epoch" << (start_epoch_ == 1 ? "" : "s")
+          << " done, continuing with epoch " << start_epoch_ + 1 << " of " << config_.epochs << "\n";
+  } else if (!config_.resume && fs::exists(ckpt)) {
+    *log_ << "[train] note: " << out_dir_ << " holds a checkpoint of an earlier run; this run overwrites it "
+          << "(--resume would continue it)\n";
+  }
+
+  // The output folder, config.json and metrics.jsonl (cut back to the resumed epoch).
+  fs::create_directories(out_dir_);
+  {
+    const std::string path = (fs::path(out_dir_) / "config.json").string();
+    std::ofstream out(path + ".tmp");
+    out << config_to_json(config_).dump(2) << "\n";
+    out.close();
+    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0)
+      throw std::runtime_error("[train] cannot write " + path);
+  }
+  const std::string metrics = (fs::path(out_dir_) / "metrics.jsonl").string();
+  std::vector<std::string> kept;
+  if (resume_from) {
+    std::ifstream in(metrics);
+    std::string line;
+    while (std::getline(in, line)) {
+      try {
+        const json j = json::parse(line);
+        if (!j.value("final", false) && j.value("epoch", 0) <= start_epoch_) kept.push_back(line);
+      } catch (const std::exception&) {
+        // a line cut by the kill: dropped
+      }
+    }
+  }
+  std::ofstream out(metrics + ".tmp", std::ios::trunc);
+  for (const std::string& line : kept) out << line << "\n";
+  out.close();
+  if (!out || std::rename((metrics + ".tmp").c_str(), metrics.c_str()) != 0)
+    throw std::runtime_error("[train] cannot write " + metrics);
+}
+
+EvalOptions Trainer::eval_options() const {
+  EvalOptions o;
+  o.eps = {float(config_.eps_test)};
+  o.relaxations = certify_relaxations(config_);
+  o.pgd = config_.pgd_steps > 0;  // --pgd-steps 0 skips the attack
+  o.pgd_options.steps = config_.pgd_steps;
+  o.pgd_options.step_size = float(config_.pgd_step_size);
+  o.pgd_options.restarts = config_.pgd_restarts;
+  o.pgd_options.seed = config_.seed;
+  o.elide = config_.elide;
+  o.batch_size = config_.batch_size;
+  o.subset = 0;  // test_set_ is already the subset
+  return o;
+}
+
+void Trainer::write_metrics_line(const json& line) {
+  std::ofstream out((fs::path(out_dir_) / "metrics.jsonl").string(), std::ios::app);
+  out << line.dump() << "\n";
+  out.flush();
+  if (!out) throw std::runtime_error("[train] cannot append to " + out_dir_ + "/metrics.jsonl");
+}
+
+void Trainer::save_epoch_checkpoint(int epochs_done) {
+  Checkpoint ck;
+  const std::vector<std::string> names = net_.parameter_names();
+  const std::vector<Tensor> params = net_.parameters();
+  for (size_t i = 0; i < params.size(); ++i) ck.tensors.emplace_back("net." + names[i], params[i]);
+  for (auto& entry : adam_->state()) ck.tensors.push_back(entry);
+  json meta;
+  meta["format"] = kCheckpointFormat;
+  meta["epoch"] = epochs_done;
+  meta["global_step"] = global_step_;
+  meta["dataset"] = config_.dataset;
+  meta["num_classes"] = num_classes_;
+  meta["input_shape"] = net_.input_shape().dims();
+  meta["network"] = net_.describe();
+  meta["architecture"] = network_architecture(net_);
+  meta["config"] = config_to_json(config_);
+  meta["weights_hash"] = hex64(parameter_hash(net_));
+  ck.metadata = meta.dump();
+  save_checkpoint(checkpoint_path(out_dir_), ck);
+}
+
+namespace {
+
+std::string eval_summary(const EvalReport& r) {
+  std::ostringstream s;
+  s << "acc " << percent(r.accuracy());
+  for (const EvalAtRadius& at : r.radii) {
+    if (at.pgd_robust >= 0) s << " pgd " << percent(r.n ? double(at.pgd_robust) / double(r.n) : 0.0);
+    for (const auto& [relaxation, count] : at.certified)
+      s << " cert(" << relaxation_name(relaxation) << ") " << percent(r.n ? double(count) / double(r.n) : 0.0);
+  }
+  return s.str();
+}
+
+}  // namespace
+
+TrainSummary Trainer::run() {
+  SignalGuard signals;
+  TrainSummary summary;
+  summary.out_dir = out_dir_;
+  const bool show = !config_.quiet;
+  ProgressBar bar(show);
+  BatchLoader loader(train_set_, config_.batch_size, mix_seed(config_.seed, kDataTag), /*shuffle=*/true,
+                     config_.augment ? default_augment(config_.dataset) : Augment{});
+  const int64_t batches = int64_t(loader.batches_per_epoch());
+  TrainStep step(net_, *adam_, config_, num_classes_);
+  std::vector<float> images;
+  std::vector<int> labels;
+  if (show && start_epoch_ < config_.epochs)
+    *log_ << "[train] " << config_.method << " on " << config_.dataset << " (" << train_set_.size() << " training, "
+          << test_set_.size() << " test images), " << net_.describe() << ", " << net_.num_parameters()
+          << " parameters; epochs " << start_epoch_ + 1 << ".." << config_.epochs << ", " << batches
+          << " batches each; out " << out_dir_ << std::endl;
+
+  int epoch = start_epoch_;
+  for (; epoch < config_.epochs; ++epoch) {
+    loader.start_epoch(epoch);
+    const auto epoch_start = Clock::now();
+    double loss_sum = 0;
+    int64_t correct = 0, seen = 0;
+    ScheduleValues sched;
+    for (int64_t b = 0; loader.next(images, labels); ++b) {
+      sched = schedule_at(config_, epoch, b, batches);
+      const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
+      const StepStats st = step.run(x, labels, sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
+      ++global_step_;
+      loss_sum += double(st.loss) * double(st.count);
+      correct += st.correct;
+      seen += st.count;
+      if (show) {
+        char suffix[160];
+        std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, sched.eps, sched.kappa,
+                      double(seen) / std::max(1e-9, seconds_since(epoch_start)));
+        bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
+                   suffix);
+      }
+      if (g_stop_signal.load() != 0) break;
+    }
+    if (g_stop_signal.load() != 0) {
+      bar.clear();
+      summary.interrupted = true;
+      summary.signal = g_stop_signal.load();
+      summary.epochs_done = epoch;
+      *log_ << "[train] interrupted (signal " << summary.signal << ") during epoch " << epoch + 1 << "; "
+            << (epoch > 0 ? "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_)
+                          : std::string("no epoch was completed, so there is no checkpoint yet"))
+            << "; continue with the same command and --resume" << std::endl;
+      return summary;
+    }
+    const double train_seconds = seconds_since(epoch_start);
+    const double images_per_s = double(seen) / std::max(1e-9, train_seconds);
+    json line;
+    line["epoch"] = epoch + 1;
+    line["lr"] = json_float(sched.lr);
+    line["eps"] = json_float(sched.eps);
+    line["kappa"] = json_float(sched.kappa);
+    line["beta"] = json_float(sched.beta);
+    line["train_loss"] = seen ? loss_sum / double(seen) : 0.0;
+    line["train_accuracy"] = seen ? double(correct) / double(seen) : 0.0;
+    line["images_per_s"] = images_per_s;
+    line["seconds"] = train_seconds;
+    line["global_step"] = global_step_;
+    std::string eval_text;
+    if (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0 && epoch + 1 < config_.epochs) {
+      bar.clear();
+      EvalOptions eo = eval_options();
+      if (show)
+        eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
+      const EvalReport r = evaluate(net_, test_set_, eo);
+      line["eval"] = r.to_json();
+      eval_text = " | " + eval_summary(r);
+    }
+    bar.clear();
+    if (show) {
+      char text[256];
+      std::snprintf(text, sizeof text,
+                    "[epoch %d/%d] loss %.4f train-acc %.2f%% eps %.4f kappa %.3f beta %.3f lr %.3g | %.0f img/s, %.1f s",
+                    epoch + 1, config_.epochs, seen ? loss_sum / double(seen) : 0.0,
+                    seen ? 100.0 * double(correct) / double(seen) : 0.0, sched.eps, sched.kappa, sched.beta, sched.lr,
+                    images_per_s, train_seconds);
+      *log_ << text << eval_text << std::endl;
+    }
+    // The metrics line first: a resume drops lines past its checkpoint.
+    write_metrics_line(line);
+    save_epoch_checkpoint(epoch + 1);
+  }
+  summary.epochs_done = epoch;
+
+  EvalOptions eo = eval_options();
+  if (show) eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
+  summary.final_eval = evaluate(net_, test_set_, eo);
+  bar.clear();
+  summary.weights_hash = parameter_hash(net_);
+  save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
+
+  const EvalReport& r = summary.final_eval;
+  char text[160];
+  *log_ << "[result] " << r.n << " test images, eps_test " << format_number(config_.eps_test) << ", after "
+        << summary.epochs_done << " epochs of " << config_.method << "\n";
+  std::snprintf(text, sizeof text, "[result] accuracy            %7.2f%%\n", 100.0 * r.accuracy());
+  *log_ << text;
+  for (const EvalAtRadius& at : r.radii) {
+    if (at.pgd_robust >= 0) {
+      std::snprintf(text, sizeof text, "[result] PGD accuracy        %7.2f%%  (%d steps of %g, %d restarts)\n",
+                    100.0 * double(at.pgd_robust) / double(std::max<int64_t>(1, r.n)), config_.pgd_steps,
+                    config_.pgd_step_size, config_.pgd_restarts);
+      *log_ << text;
+    }
+    for (const auto& [relaxation, count] : at.certified) {
+      const std::string label = std::string("certified (") + relaxation_name(relaxation) + ")";
+      std::snprintf(text, sizeof text, "[result] %-19s %7.2f%%\n", label.c_str(),
+                    100.0 * double(count) / double(std::max<int64_t>(1, r.n)));
+      *log_ << text;
+    }
+  }
+  *log_ << "[result] weights fnv1a64 " << hex64(summary.weights_hash) << "\n";
+  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json)" << std::endl;
+
+  json final_line;
+  final_line["final"] = true;
+  final_line["epoch"] = summary.epochs_done;
+  final_line["eps_test"] = config_.eps_test;
+  final_line["eval"] = r.to_json();
+  final_line["weights_hash"] = hex64(summary.weights_hash);
+  write_metrics_line(final_line);
+  return summary;
+}
+
+}  // namespace cte::train

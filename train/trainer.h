@@ -1,0 +1,169 @@
+// The training loop and everything around it: one training step per method,
+// evaluation (accuracy, PGD accuracy, certified accuracy per relaxation and
+// radius), checkpoints every epoch with bitwise-exact resume, metrics.jsonl,
+// progress output and the final report.
+//
+// Reproducibility: every random choice is a pure function of (--seed, what,
+// where): the data order and augmentation of epoch e come from BatchLoader
+// seeded with (seed, e); the random starts of a training step's PGD from
+// mix_seed(seed, tag, global step); evaluation attacks from (seed, tag). So a
+// checkpoint needs no generator state: parameters, Adam's moments and step
+// count, the number of completed epochs and the global step are enough for a
+// resumed run to produce the same final weights, bit for bit on the CPU, as
+// an uninterrupted one (same thread count).
+//
+// Checkpoint (engine/checkpoint.h) tensors: "net.layers.<i>.weight|bias" and
+// Adam's "adam.step", "adam.m.<i>", "adam.v.<i>"; metadata JSON: format,
+// epoch (completed), global_step, dataset, num_classes, input_shape, network
+// (Network::describe()), architecture (layer list without weights), config
+// (config_to_json), weights_hash.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <iosfwd>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "datasets/dataset.h"
+#include "engine/nn.h"
+#include "engine/optim.h"
+#include "relaxations/relaxations.h"
+#include "train/config.h"
+#include "train/pgd.h"
+#include "train/schedule.h"
+
+namespace cte::train {
+
+// ---------------------------------------------------------------- one step
+
+struct StepStats {
+  float loss = 0;
+  int64_t correct = 0;  // clean predictions (argmax) equal to the label
+  int64_t count = 0;
+};
+
+// One training step of any method on one batch: clean forward, the robust
+// term (relaxation bounds, PGD or SABR) when kappa < 1, the loss
+// kappa CE(z) + (1 - kappa) CE(worst-case z) + lambda sum |W|, backward and
+// the optimiser step. The trainer and bench_train run exactly this.
+class TrainStep {
+ public:
+  // Construct after the network has moved to its device (it keeps the weight tensors).
+  TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes);
+  // x: (N, net input shape) on the network's device; labels: N classes;
+  // step_seed: the randomness of this step (PGD starts).
+  StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
+
+ private:
+  Network& net_;
+  Optimizer& optimizer_;
+  TrainConfig config_;
+  int num_classes_;
+  std::vector<Tensor> weights_;       // for the L1 penalty
+  std::vector<float> label_values_;  // host staging of the labels, reused
+};
+
+// ---------------------------------------------------------------- evaluation
+
+struct EvalOptions {
+  std::vector<float> eps{0.1f};
+  std::vector<Relaxation> relaxations{Relaxation::box};
+  bool pgd = true;
+  PgdOptions pgd_options;  // eps is set per radius; stop_at_success, track on
+  bool elide = true;
+  int batch_size = 100;
+  int64_t subset = 0;  // first N test images (0: all)
+  // Called after each batch with (images done, total) (progress output).
+  std::function<void(int64_t, int64_t)> on_batch;
+};
+
+struct EvalAtRadius {
+  float eps = 0;
+  int64_t pgd_robust = -1;  // -1: not run
+  std::vector<std::pair<Relaxation, int64_t>> certified;
+};
+
+struct EvalReport {
+  int64_t n = 0, correct = 0;
+  std::vector<EvalAtRadius> radii;
+  double seconds = 0;
+  double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
+  // {"n", "accuracy", "seconds", "radii": [{"eps", "pgd_accuracy"?, "certified": {"box": ...}}]}
+  nlohmann::json to_json() const;
+};
+
+// Certified means: classified correctly and every margin's upper bound < 0.
+EvalReport evaluate(const Network& net, const Dataset& test, const EvalOptions& options);
+
+// ---------------------------------------------------------------- checkpoints
+
+std::string checkpoint_path(const std::string& out_dir);  // <out>/checkpoint.ckpt
+// The layers without weights: [{"type":"normalize","mean":[..],"std":[..]}, {"type":"conv","stride":2,"padding":1}, ...].
+nlohmann::json network_architecture(const Network& net);
+// Rebuilds the network of a trainer checkpoint (on the CPU) and returns its metadata.
+Network network_from_checkpoint(const std::string& path, nlohmann::json* metadata = nullptr);
+
+// ---------------------------------------------------------------- the run
+
+// Sets the thread count (--threads) and resolves --device (throws for CUDA
+// without a GPU). Call before printing the banner.
+Device prepare_runtime(const TrainConfig& config);
+
+struct TrainSummary {
+  EvalReport final_eval;
+  int epochs_done = 0;
+  bool interrupted = false;
+  int signal = 0;  // SIGINT or SIGTERM when interrupted
+  uint64_t weights_hash = 0;
+  std::string out_dir;
+};
+
+class Trainer {
+ public:
+  // Everything that can fail on bad input happens here, before any training:
+  // validation, the device, the data set, the network, the resume checkpoint.
+  // `log` receives the human-readable lines (the progress bar goes to stderr
+  // when it is a terminal).
+  explicit Trainer(const TrainConfig& config, std::ostream* log = nullptr);
+  // With data already in memory (tests, synthetic data); config.dataset then
+  // only names it (its normalisation: computed from the data for "folder").
+  Trainer(const TrainConfig& config, DatasetSplits data, std::ostream* log = nullptr);
+  ~Trainer();
+
+  // Trains the remaining epochs, checkpointing each, then evaluates. On
+  // SIGINT/SIGTERM it stops after the current batch; the last completed
+  // epoch's checkpoint is on disk, and the summary says interrupted.
+  TrainSummary run();
+
+  const Network& network() const { return net_; }
+  int start_epoch() const { return start_epoch_; }
+  const TrainConfig& config() const { return config_; }
+  const std::string& out_dir() const { return out_dir_; }
+
+ private:
+  void setup(std::optional<DatasetSplits> data);
+  void save_epoch_checkpoint(int epochs_done);
+  void write_metrics_line(const nlohmann::json& line);
+  EvalOptions eval_options() const;
+
+  TrainConfig config_;
+  std::ostream* log_;
+  Device device_ = Device::cpu;
+  DatasetSplits data_;
+  Dataset train_set_, test_set_;
+  int num_classes_ = 0;
+  Network net_;
+  std::unique_ptr<Adam> adam_;
+  std::string out_dir_;
+  int start_epoch_ = 0;
+  int64_t global_step_ = 0;
+};
+
+// The first n samples of a data set (n <= 0 or >= size: all of it).
+Dataset dataset_head(const Dataset& data, int64_t n);
+
+}  // namespace cte::train
