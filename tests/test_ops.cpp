@@ -100,6 +100,8 @@ std::vector<OpCase> op_cases() {
            [](V x) { return ops::conv2d(x[0], x[1], x[2], 2, 1); });
   add_case("conv2d", "1->4 4x4 stride 2 pad 1 on 8x8", {R({2, 1, 8, 8}), R({4, 1, 4, 4}), R({4})},
            [](V x) { return ops::conv2d(x[0], x[1], x[2], 2, 1); });
+  add_case("conv2d", "3x3 kernel wider than a 2x1 input, padding 1", {R({1, 1, 2, 1}), R({2, 1, 3, 3}), R({2})},
+           [](V x) { return ops::conv2d(x[0], x[1], x[2], 1, 1); });
   add_case("conv2d_transpose", "adjoint of stride 2 pad 1", {R({2, 3, 4, 3}), R({3, 2, 3, 3})},
            [](V x) { return ops::conv2d_transpose(x[0], x[1], 2, 1, 7, 6); });
   add_case("log_softmax", "(3,5)", {R({3, 5}, -3, 3)}, [](V x) { return ops::log_softmax(x[0]); });

@@ -4,6 +4,7 @@
 // The CUDA twins (kernels/cuda/conv.cu) use cuDNN with the same NCHW semantics.
 #include <cblas.h>
 
+#include <algorithm>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -13,6 +14,9 @@ namespace {
 
 int64_t col_rows(const ConvGeometry& g) { return int64_t(g.c_in) * g.kh * g.kw; }
 int64_t col_cols(const ConvGeometry& g) { return int64_t(g.n) * g.h_out * g.w_out; }
+
+// Rounds towards minus infinity (C++ division rounds towards zero).
+int floor_div(int a, int b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 
 // col[(ci*kh+ky)*kw+kx, (img*h_out+oy)*w_out+ox] = x[img, ci, oy*s-p+ky, ox*s-p+kx] or 0.
 void im2col(const float* x, float* col, const ConvGeometry& g) {
@@ -26,13 +30,20 @@ void im2col(const float* x, float* col, const ConvGeometry& g) {
       const int kx = int(row % g.kw);
       const float* plane = x + (int64_t(img) * g.c_in + ci) * g.h_in * g.w_in;
       float* out = col + row * cols + img * spatial;
+      // Output columns whose input column lies inside the image: ox in [ox_begin, ox_end).
+      const int ox_begin = std::clamp(-floor_div(kx - g.padding, g.stride), 0, g.w_out);
+      const int ox_end = std::clamp(floor_div(g.w_in - 1 + g.padding - kx, g.stride) + 1, ox_begin, g.w_out);
       for (int oy = 0; oy < g.h_out; ++oy) {
+        float* line = out + oy * g.w_out;
         const int iy = oy * g.stride - g.padding + ky;
-        for (int ox = 0; ox < g.w_out; ++ox) {
-          const int ix = ox * g.stride - g.padding + kx;
-          const bool inside = iy >= 0 && iy < g.h_in && ix >= 0 && ix < g.w_in;
-          out[oy * g.w_out + ox] = inside ? plane[iy * g.w_in + ix] : 0.0f;
+        if (iy < 0 || iy >= g.h_in) {
+          std::fill(line, line + g.w_out, 0.0f);
+          continue;
         }
+        const float* in = plane + iy * g.w_in - g.padding + kx;  // in[ox * stride] = x[iy, ix]
+        std::fill(line, line + ox_begin, 0.0f);
+        for (int ox = ox_begin; ox < ox_end; ++ox) line[ox] = in[ox * g.stride];
+        std::fill(line + ox_end, line + g.w_out, 0.0f);
       }
     }
   }
