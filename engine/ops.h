@@ -71,6 +71,7 @@ kern::ConvGeometry conv_geometry(const Shape& x, const Shape& weight, int stride
 Tensor log_softmax(const Tensor& x);
 Tensor logsumexp(const Tensor& x);  // drops the last axis
 // Per-row loss logsumexp(z) - z[label]; logits (N, K), labels (N) holding class indices.
+// A label outside [0, K) is an error on the CPU and a NaN loss on CUDA (no per-step copy back).
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 
 }  // namespace cte::ops

@@ -51,11 +51,17 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
     fail("softmax_cross_entropy", "logits are " + logits.shape().str() + " and labels " +
                                       labels.shape().str() + " (expects (N, K) and (N))");
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
-  // Labels are user data: check the range once on the host before a kernel indexes with them.
-  for (float label : labels.to_vector())
-    if (!(label >= 0.0f && label < float(cols) && label == float(int64_t(label))))
-      fail("softmax_cross_entropy", "label " + std::to_string(label) + " is not a class index in [0, " +
-                                        std::to_string(cols) + ")");
+  // Labels are user data. On the CPU, check them here (free); on CUDA a
+  // check would cost a device-to-host copy every step, so the kernel itself
+  // gives a NaN loss for a label that is not a class index (never an
+  // out-of-bounds read), and loaders validate labels when they read them.
+  if (device == Device::cpu)
+    for (const float* p = labels.data(); p != labels.data() + labels.numel(); ++p) {
+      const float label = *p;
+      if (!(label >= 0.0f && label < float(cols) && label == float(int64_t(label))))
+        fail("softmax_cross_entropy", "label " + std::to_string(label) + " is not a class index in [0, " +
+                                          std::to_string(cols) + ")");
+    }
   Tensor loss = Tensor::empty(Shape{rows}, device);
   Tensor probs = Tensor::empty(logits.shape(), device);
   CTE_RUN(device, softmax_xent, logits.data(), labels.data(), loss.data(), probs.data(), rows, cols);
