@@ -389,13 +389,15 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top) {
   return result;
 }
 
-BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide) {
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower) {
   const std::vector<Layer>& layers = ctx.net->layers();
   const size_t top = layers.size();
   if (!spec.defined()) return backsub_all_neurons(ctx, top);
   const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
-  const Tensor rows = stacked ? stack_negated_spec(spec) : spec;  // (N, K', L)
+  // Stacked rules read upper(C z) as -lower(-C z): [C; -C] for both sides, -C for the upper alone.
+  Tensor rows = spec;  // (N, K', L)
+  if (stacked) rows = need_lower ? stack_negated_spec(spec) : ops::neg(spec);
   LinearForm f;
   size_t level = top;
   if (elide && top >= 1 && layers[top - 1].kind == LayerKind::linear) {
@@ -410,6 +412,11 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide) 
   for (size_t i = level; i-- > ctx.input_level;) step_down(ctx, i, f);
   BacksubResult r = finish_at_input(ctx, f);
   if (!stacked) return r;
+  if (!need_lower) {
+    r.upper = ops::neg(r.lower);
+    r.lower = Tensor();
+    return r;
+  }
   auto [lower, negated_upper] = split_rows_transposed(r.lower);
   r.lower = ops::transpose(lower);
   r.upper = ops::neg(ops::transpose(negated_upper));
@@ -430,12 +437,17 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes);
   const std::vector<Layer>& layers = net.layers();
+  CentreRadiusPair box_output;  // crown_ibp with beta < 1: the Box pass's box at box_end
+  const float beta = options.crown_ibp_beta;
   if (relaxation == Relaxation::crown_ibp) {
-    size_t last_relu = 0;
+    if (beta <= 0.0f) return box_bounds(net, lower0, upper0, spec, options);
+    // One Box pass gives the intermediate bounds and, carried on to box_end, Box's own output box.
+    size_t end = 0;
     for (size_t i = 0; i < layers.size(); ++i)
-      if (layers[i].kind == LayerKind::relu) last_relu = i + 1;
-    box_forward(net, ops::scale(ops::add(upper0, lower0), 0.5f), ops::scale(ops::sub(upper0, lower0), 0.5f), last_relu,
-                &ctx.relu_lower, &ctx.relu_upper);
+      if (layers[i].kind == LayerKind::relu) end = i + 1;
+    if (beta < 1.0f) end = box_end(net, spec, options);
+    box_output = box_forward(net, ops::scale(ops::add(upper0, lower0), 0.5f), ops::scale(ops::sub(upper0, lower0), 0.5f),
+                             end, &ctx.relu_lower, &ctx.relu_upper);
   } else {
     for (size_t i = 0; i < layers.size(); ++i) {
       if (layers[i].kind != LayerKind::relu) continue;
@@ -444,8 +456,13 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       ctx.relu_upper[i] = r.upper;
     }
   }
-  const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer);
-  return Bounds{r.lower, r.upper};
+  const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer, options.need_lower);
+  if (relaxation != Relaxation::crown_ibp || beta >= 1.0f) return Bounds{r.lower, r.upper};
+  const Bounds box = box_output_bounds(net, box_output, spec, options);
+  auto mix = [beta](const Tensor& crown, const Tensor& ibp) {
+    return crown.defined() ? ops::add(ops::scale(crown, beta), ops::scale(ibp, 1.0f - beta)) : Tensor();
+  };
+  return Bounds{mix(r.lower, box.lower), mix(r.upper, box.upper)};
 }
 
 }  // namespace cte::relax

@@ -70,20 +70,20 @@ Bounds interval_spec(const Tensor& centre, const Tensor& radius, const Tensor& s
   return Bounds{ops::sub(c, r), ops::add(c, r)};
 }
 
-Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
-                  const BoundOptions& options) {
+size_t box_end(const Network& net, const Tensor& spec, const BoundOptions& options) {
   const std::vector<Layer>& layers = net.layers();
-  const Tensor centre0 = ops::scale(ops::add(upper0, lower0), 0.5f);
-  const Tensor radius0 = ops::scale(ops::sub(upper0, lower0), 0.5f);
   const bool elide = spec.defined() && options.elide_last_layer && !layers.empty() &&
                      layers.back().kind == LayerKind::linear;
-  if (!elide) {
-    const CentreRadiusPair z = box_forward(net, centre0, radius0, layers.size(), nullptr, nullptr);
-    if (spec.defined()) return interval_spec(z.centre, z.radius, spec);
-    return Bounds{ops::sub(z.centre, z.radius), ops::add(z.centre, z.radius)};
+  return elide ? layers.size() - 1 : layers.size();
+}
+
+Bounds box_output_bounds(const Network& net, const CentreRadiusPair& h, const Tensor& spec, const BoundOptions& options) {
+  const std::vector<Layer>& layers = net.layers();
+  if (box_end(net, spec, options) == layers.size()) {
+    if (spec.defined()) return interval_spec(h.centre, h.radius, spec);
+    return Bounds{ops::sub(h.centre, h.radius), ops::add(h.centre, h.radius)};
   }
   const Layer& last = layers.back();
-  const CentreRadiusPair h = box_forward(net, centre0, radius0, layers.size() - 1, nullptr, nullptr);
   const Tensor folded = ops::matmul(spec, last.weight);  // C W: (N, K, n_in)
   Tensor c = per_sample_apply(folded, h.centre);
   if (last.bias.defined()) {  // + C b
@@ -92,6 +92,14 @@ Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0
   }
   const Tensor r = per_sample_apply(ops::abs(folded), h.radius);
   return Bounds{ops::sub(c, r), ops::add(c, r)};
+}
+
+Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                  const BoundOptions& options) {
+  const Tensor centre0 = ops::scale(ops::add(upper0, lower0), 0.5f);
+  const Tensor radius0 = ops::scale(ops::sub(upper0, lower0), 0.5f);
+  const CentreRadiusPair h = box_forward(net, centre0, radius0, box_end(net, spec, options), nullptr, nullptr);
+  return box_output_bounds(net, h, spec, options);
 }
 
 }  // namespace cte::relax

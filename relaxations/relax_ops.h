@@ -160,12 +160,18 @@ void reset_backsub_chunk_stats();
 // Bounds (or norms) of C z with z the network's output: spec (N, K, L),
 // folded into the last linear layer when `elide` (for backsubstitution this
 // is the same computation: C is simply the starting coefficient matrix).
-BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide);
+// need_lower false (bounds modes): only the upper bounds; a stacked rule then
+// walks -C alone instead of [C; -C].
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower = true);
 
 // ---------------------------------------------------------------- the relaxations
 // compute_bounds (relaxations.cpp) validates its arguments and dispatches here.
 Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                   const BoundOptions& options);                                        // box.cpp
+// Box's last step, from the centre-radius box h of the layer box_end() says:
+// the last layer's input with last-layer elision, else the network's output.
+size_t box_end(const Network& net, const Tensor& spec, const BoundOptions& options);
+Bounds box_output_bounds(const Network& net, const CentreRadiusPair& h, const Tensor& spec, const BoundOptions& options);
 Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                    const BoundOptions& options);                                       // hbox.cpp
 // deepz, crown, crown0, hbox_fresh (intermediate bounds by the same

@@ -178,17 +178,22 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       fail("bounds", std::string("spec is on ") + device_name(spec.device()) + " but the input box is on " +
                          device_name(device));
   }
+  if (!(options.crown_ibp_beta >= 0.0f && options.crown_ibp_beta <= 1.0f))
+    fail("bounds", "crown_ibp_beta must lie in [0, 1], got " + std::to_string(options.crown_ibp_beta));
   check_network(net, device);
+  Bounds bounds;
   switch (relaxation) {
-    case Relaxation::box: return relax::box_bounds(net, lower0, upper0, spec, options);
-    case Relaxation::hbox: return relax::hbox_bounds(net, lower0, upper0, spec, options);
+    case Relaxation::box: bounds = relax::box_bounds(net, lower0, upper0, spec, options); break;
+    case Relaxation::hbox: bounds = relax::hbox_bounds(net, lower0, upper0, spec, options); break;
     case Relaxation::hbox_fresh:
     case Relaxation::deepz:
     case Relaxation::crown:
     case Relaxation::crown0:
-    case Relaxation::crown_ibp: return relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options);
+    case Relaxation::crown_ibp: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
+    default: fail("bounds", "unknown relaxation " + std::to_string(int(relaxation)));
   }
-  fail("bounds", "unknown relaxation " + std::to_string(int(relaxation)));
+  if (!options.need_lower) bounds.lower = Tensor();  // one contract for every relaxation
+  return bounds;
 }
 
 Tensor margin_spec(const std::vector<int>& labels, int num_classes, Device device) {

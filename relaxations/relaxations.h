@@ -44,6 +44,15 @@ struct BoundOptions {
   // bounds of wide layers are computed this many neurons at a time, each
   // chunk gradient-checkpointed, so peak memory stays near the cap.
   size_t memory_cap_bytes = size_t(1) << 30;
+  // False: compute only the upper bounds of C z, all that certification and
+  // the certified loss read (both use upper(z_y' - z_y) < 0); Bounds::lower
+  // is then left undefined. CROWN-style rules bound the output through
+  // [C; -C], so this halves their output backsubstitution.
+  bool need_lower = true;
+  // crown_ibp only: return beta * CROWN-IBP + (1 - beta) * Box, Zhang et
+  // al.'s combined bound (the crown-ibp training method), sharing the Box pass
+  // that gives CROWN-IBP its intermediate bounds. In [0, 1]; 0 is Box alone.
+  float crown_ibp_beta = 1.0f;
 };
 
 struct Bounds {

@@ -283,6 +283,10 @@ PARITY_CHECK(binary) {
   cases.push_back({{{1, 1, 1, 1}}, {{1, 1, 1, 257}}});      // scalar op tensor
   cases.push_back({{{1, 1, 70, 1001}}, {{1, 1, 1, 1001}}}); // many blocks, broadcast
   cases.push_back({{{2, 1, 31, 1}}, {{1, 3, 1, 257}}});     // many blocks, both broadcast
+  cases.push_back({{{4, 3, 5, 7}}, {{1, 3, 1, 1}}});        // a channel bias (NCHW): H, W merge
+  cases.push_back({{{2, 3, 5, 7}}, {{1, 1, 1, 1}}});        // tensor op scalar: one merged row
+  cases.push_back({{{2, 1, 5, 1}}, {{2, 3, 5, 1}}});        // a broadcast inside, b dense
+  cases.push_back({{{1, 1, 1, 1}}, {{1, 1, 1, 1}}});        // a single element
   cases.push_back({{{1, 1, 0, 5}}, {{1, 1, 1, 5}}});        // empty output
   const Case grid_wrap{{{1, 1, 1025, 1024}}, {{1, 1, 1025, 1}}};
   const BinaryOp ops[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,

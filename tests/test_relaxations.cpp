@@ -206,17 +206,31 @@ Tensor spec_tensor(const SpecBatch& spec, int64_t count, Device device) {
   return Tensor::from_vector(spec.values, Shape{count, spec.rows, spec.logits}, device);
 }
 
+// Extra BoundOptions a test varies (the defaults are compute_bounds's own).
+struct Variant {
+  bool need_lower = true;
+  float crown_ibp_beta = 1.0f;
+};
+
+// With need_lower false the lower bounds come back undefined (checked here)
+// and FlatBounds::lower is left empty.
 FlatBounds engine_bounds(const Network& net, const BoxBatch& box, const SpecBatch& spec, Relaxation relaxation,
-                         bool elide, Device device = Device::cpu) {
+                         bool elide, Device device = Device::cpu, Variant variant = {}) {
   const Shape shape = with_batch(net.input_shape(), box.count);
   const Tensor lower0 = Tensor::from_vector(box.lower, shape, device);
   const Tensor upper0 = Tensor::from_vector(box.upper, shape, device);
   BoundOptions options;
   options.elide_last_layer = elide;
+  options.need_lower = variant.need_lower;
+  options.crown_ibp_beta = variant.crown_ibp_beta;
   const Bounds b = compute_bounds(net, lower0, upper0, spec_tensor(spec, box.count, device), relaxation, options);
-  REQUIRE(b.lower.ndim() == 2);
+  REQUIRE(b.upper.ndim() == 2);
+  REQUIRE(b.upper.size(0) == box.count);
+  if (!variant.need_lower) {
+    REQUIRE_FALSE(b.lower.defined());
+    return {box.count, b.upper.size(1), {}, b.upper.to_vector()};
+  }
   REQUIRE(b.upper.shape() == b.lower.shape());
-  REQUIRE(b.lower.size(0) == box.count);
   return {box.count, b.lower.size(1), b.lower.to_vector(), b.upper.to_vector()};
 }
 
@@ -230,15 +244,17 @@ std::vector<ref::Interval> reference_bounds(const ref::DenseNetwork& net, const 
 
 bool close(double got, double want, double rtol) { return std::fabs(got - want) <= rtol * (1.0 + std::fabs(want)); }
 
-// "" when the engine's bounds match the reference's within rtol * (1 + |ref|).
+// "" when the engine's bounds match the reference's within rtol * (1 + |ref|)
+// (only the upper ones when the engine computed no lower bounds).
 std::string compare_with_reference(const FlatBounds& got, const std::vector<ref::Interval>& want, double rtol) {
   for (int64_t n = 0; n < got.count; ++n) {
     if (int64_t(want[size_t(n)].lower.size()) != got.rows) return "row counts differ";
     for (int64_t k = 0; k < got.rows; ++k) {
       const size_t i = size_t(n * got.rows + k);
-      const double gl = got.lower[i], gu = got.upper[i];
+      const bool has_lower = !got.lower.empty();  // need_lower false: only the upper bounds
+      const double gl = has_lower ? got.lower[i] : NAN, gu = got.upper[i];
       const double wl = want[size_t(n)].lower[size_t(k)], wu = want[size_t(n)].upper[size_t(k)];
-      if (!close(gl, wl, rtol) || !close(gu, wu, rtol)) {
+      if ((has_lower && !close(gl, wl, rtol)) || !close(gu, wu, rtol)) {
         std::ostringstream why;
         why << "sample " << n << " row " << k << ": engine [" << gl << ", " << gu << "], reference [" << wl << ", "
             << wu << "]";
@@ -407,11 +423,12 @@ std::vector<std::pair<Relaxation, Expect>> all_expect(Expect expect) {
 // ------------------------------------------------------------------ gradients
 
 // Gradient of sum(weights_lower * lower + weights_upper * upper) with respect
-// to every parameter, through the engine's tape.
+// to every parameter, through the engine's tape (without the lower term when
+// the variant computes no lower bounds).
 std::vector<std::vector<float>> engine_gradients(const Network& net, const BoxBatch& box, const SpecBatch& spec,
                                                  Relaxation relaxation, bool elide,
                                                  const std::vector<float>& weights_lower,
-                                                 const std::vector<float>& weights_upper) {
+                                                 const std::vector<float>& weights_upper, Variant variant = {}) {
   std::vector<Tensor> params = net.parameters();
   for (Tensor& p : params) {
     p.set_requires_grad(true);
@@ -420,12 +437,15 @@ std::vector<std::vector<float>> engine_gradients(const Network& net, const BoxBa
   const Shape shape = with_batch(net.input_shape(), box.count);
   BoundOptions options;
   options.elide_last_layer = elide;
+  options.need_lower = variant.need_lower;
+  options.crown_ibp_beta = variant.crown_ibp_beta;
   const Bounds b = compute_bounds(net, Tensor::from_vector(box.lower, shape, Device::cpu),
                                   Tensor::from_vector(box.upper, shape, Device::cpu),
                                   spec_tensor(spec, box.count, Device::cpu), relaxation, options);
-  const Tensor wl = Tensor::from_vector(weights_lower, b.lower.shape(), Device::cpu);
-  const Tensor wu = Tensor::from_vector(weights_upper, b.upper.shape(), Device::cpu);
-  backward(ops::add(ops::sum(ops::mul(b.lower, wl)), ops::sum(ops::mul(b.upper, wu))));
+  Tensor loss = ops::sum(ops::mul(b.upper, Tensor::from_vector(weights_upper, b.upper.shape(), Device::cpu)));
+  if (variant.need_lower)
+    loss = ops::add(loss, ops::sum(ops::mul(b.lower, Tensor::from_vector(weights_lower, b.lower.shape(), Device::cpu))));
+  backward(loss);
   std::vector<std::vector<float>> grads;
   for (Tensor& p : params) {
     grads.push_back(p.grad().defined() ? p.grad().to_vector() : std::vector<float>(size_t(p.numel()), 0.0f));
@@ -886,10 +906,36 @@ void check_agreement(const Network& net, Rng& rng, int64_t count, float max_eps,
   for (const Config& config : all_configs()) {
     CAPTURE(config.name());
     const SpecBatch spec = make_spec(config.spec, count, dense.output_size(), rng);
+    const std::vector<ref::Interval> want = reference_bounds(dense, box, spec, config.relaxation, config.elide);
     const FlatBounds got = engine_bounds(on_device, box, spec, config.relaxation, config.elide, device);
-    const std::string why =
-        compare_with_reference(got, reference_bounds(dense, box, spec, config.relaxation, config.elide), 1e-4);
+    std::string why = compare_with_reference(got, want, 1e-4);
     CHECK_MESSAGE(why.empty(), why);
+    // Only the upper bounds (what certification and the certified loss read):
+    // CROWN-style rules then walk -C instead of [C; -C].
+    const FlatBounds upper_only = engine_bounds(on_device, box, spec, config.relaxation, config.elide, device,
+                                                Variant{false, 1.0f});
+    why = compare_with_reference(upper_only, want, 1e-4);
+    CHECK_MESSAGE(why.empty(), "need_lower false: " << why);
+  }
+  // CROWN-IBP with beta: beta * CROWN-IBP + (1 - beta) * Box, from the reference's two bounds.
+  for (float beta : {0.0f, 0.3f, 0.75f}) {
+    for (bool need_lower : {true, false}) {
+      CAPTURE(beta);
+      CAPTURE(need_lower);
+      const SpecBatch spec = make_spec(SpecKind::margin, count, dense.output_size(), rng);
+      const std::vector<ref::Interval> crown = reference_bounds(dense, box, spec, Relaxation::crown_ibp, true);
+      const std::vector<ref::Interval> ibp = reference_bounds(dense, box, spec, Relaxation::box, true);
+      std::vector<ref::Interval> want = crown;
+      for (size_t n = 0; n < want.size(); ++n)
+        for (size_t k = 0; k < want[n].lower.size(); ++k) {
+          want[n].lower[k] = beta * crown[n].lower[k] + (1 - beta) * ibp[n].lower[k];
+          want[n].upper[k] = beta * crown[n].upper[k] + (1 - beta) * ibp[n].upper[k];
+        }
+      const FlatBounds got = engine_bounds(on_device, box, spec, Relaxation::crown_ibp, true, device,
+                                           Variant{need_lower, beta});
+      const std::string why = compare_with_reference(got, want, 1e-4);
+      CHECK_MESSAGE(why.empty(), why);
+    }
   }
 }
 
@@ -1101,6 +1147,51 @@ TEST_CASE("relaxations: input_box is [x - eps, x + eps], clipped to [0, 1] unles
   const auto [lo2, hi2] = input_box(x, 0.1f, false);
   CHECK_CLOSE_VEC(lo2.to_vector(), (std::vector<float>{-0.05f, 0.4f, 0.87f}), 1e-6, 0);
   CHECK_CLOSE_VEC(hi2.to_vector(), (std::vector<float>{0.15f, 0.6f, 1.07f}), 1e-6, 0);
+}
+
+TEST_CASE("relaxations: upper-only and mixed CROWN-IBP bounds have the gradients of the full computation") {
+  // The full two-sided computation's gradients are checked against finite
+  // differences above; the upper-only path (-C instead of [C; -C]) and the
+  // beta mix (one shared Box pass) must give the same gradients.
+  Rng rng(44);
+  for (const Network& net : {dense_network({6, 9, 7, 4}, rng, true), small_conv_network(rng)}) {
+    const ref::DenseNetwork dense = ref::to_dense(net);
+    const BoxBatch box = boxes_away_from_switches(dense, 3, rng, 0.4f, 0.01);
+    const SpecBatch spec = make_spec(SpecKind::margin, 3, dense.output_size(), rng);
+    const std::vector<float> wu = random_values(3 * spec.rows, rng);
+    const std::vector<float> zero(wu.size(), 0.0f);
+    auto grads_of = [&](Relaxation r, Variant v) {  // all parameters' gradients, concatenated
+      std::vector<float> all;
+      for (const std::vector<float>& g : engine_gradients(net, box, spec, r, true, zero, wu, v))
+        all.insert(all.end(), g.begin(), g.end());
+      return all;
+    };
+    for (Relaxation r : all_relaxations()) {
+      CAPTURE(name_of(r));
+      const std::vector<float> full = grads_of(r, Variant{true, 1.0f});
+      const std::vector<float> upper = grads_of(r, Variant{false, 1.0f});
+      CHECK_CLOSE_VEC(upper, full, 1e-5, 1e-5);
+    }
+    const float beta = 0.4f;
+    std::vector<float> mixed = grads_of(Relaxation::crown_ibp, Variant{false, beta});
+    const std::vector<float> crown = grads_of(Relaxation::crown_ibp, Variant{true, 1.0f});
+    const std::vector<float> ibp = grads_of(Relaxation::box, Variant{true, 1.0f});
+    std::vector<float> want(crown.size());
+    for (size_t i = 0; i < want.size(); ++i) want[i] = beta * crown[i] + (1 - beta) * ibp[i];
+    CHECK_CLOSE_VEC(mixed, want, 1e-5, 1e-5);
+  }
+}
+
+TEST_CASE("relaxations: crown_ibp_beta outside [0, 1] is refused") {
+  Rng rng(45);
+  const Network net = dense_network({3, 4, 2}, rng, false);
+  const Tensor x = Tensor::full(Shape{1, 3}, 0.5f, Device::cpu);
+  for (float beta : {-0.1f, 1.5f, NAN}) {
+    BoundOptions options;
+    options.crown_ibp_beta = beta;
+    CHECK_THROWS_WITH_AS(compute_bounds(net, x, x, Tensor(), Relaxation::crown_ibp, options),
+                         doctest::Contains("crown_ibp_beta must lie in [0, 1]"), std::runtime_error);
+  }
 }
 
 TEST_CASE("relaxations: names round-trip through parse_relaxation") {

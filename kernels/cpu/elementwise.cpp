@@ -81,10 +81,55 @@ void binary_typed(const float* a, const float* b, float* out, const Broadcast4& 
       for (int64_t i = 0; i < inner; ++i) out[r * inner + i] = apply_binary(op, a[r * inner + i], b[i]);
     return;
   }
+  // General broadcasting: merge the dimensions that both operands walk
+  // contiguously, then loop over rows of the innermost merged dimension with
+  // the offsets computed once per row (a per-element index division would
+  // cost more than the arithmetic).
+  int64_t extent[4], sa[4], sb[4];
+  int dims = 0;
+  for (int d = 0; d < 4; ++d) {
+    if (shape.out[d] == 1) continue;
+    if (dims > 0 && sa[dims - 1] == shape.a_stride[d] * shape.out[d] && sb[dims - 1] == shape.b_stride[d] * shape.out[d]) {
+      extent[dims - 1] *= shape.out[d];
+      sa[dims - 1] = shape.a_stride[d];
+      sb[dims - 1] = shape.b_stride[d];
+      continue;
+    }
+    extent[dims] = shape.out[d], sa[dims] = shape.a_stride[d], sb[dims] = shape.b_stride[d];
+    ++dims;
+  }
+  if (dims == 0) {  // a single element
+    out[0] = apply_binary(op, a[0], b[0]);
+    return;
+  }
+  const int64_t width = extent[dims - 1], step_a = sa[dims - 1], step_b = sb[dims - 1];
+  const int64_t rows = n / width;
 #pragma omp parallel for schedule(static) if (n > kParallelThreshold)
-  for (int64_t i = 0; i < n; ++i) {
-    const BroadcastOffsets off = broadcast_offsets(shape, i);
-    out[i] = apply_binary(op, a[off.a], b[off.b]);
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t rest = r, off_a = 0, off_b = 0;
+    for (int d = dims - 2; d >= 0; --d) {
+      const int64_t i = rest % extent[d];
+      rest /= extent[d];
+      off_a += i * sa[d];
+      off_b += i * sb[d];
+    }
+    const float* ra = a + off_a;
+    const float* rb = b + off_b;
+    float* ro = out + r * width;
+    if (step_a == 1 && step_b == 0) {
+      const float bv = rb[0];
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) ro[i] = apply_binary(op, ra[i], bv);
+    } else if (step_a == 0 && step_b == 1) {
+      const float av = ra[0];
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) ro[i] = apply_binary(op, av, rb[i]);
+    } else if (step_a == 1 && step_b == 1) {
+#pragma omp simd
+      for (int64_t i = 0; i < width; ++i) ro[i] = apply_binary(op, ra[i], rb[i]);
+    } else {
+      for (int64_t i = 0; i < width; ++i) ro[i] = apply_binary(op, ra[i * step_a], rb[i * step_b]);
+    }
   }
 }
 
