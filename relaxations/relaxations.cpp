@@ -31,20 +31,47 @@ bool all_finite(const Tensor& t) {
   return std::isfinite(ops::sum(ops::scale(t, 0.0f)).item());
 }
 
+// A tensor whose finiteness check_network checks, with what to call it.
+struct FiniteCheck {
+  size_t layer;
+  std::string what;
+  const Tensor* tensor;
+};
+
+// Every checked tensor is finite. On a GPU one combined sum(t * 0) over all of
+// them costs a single device-to-host copy per bound computation (one per
+// tensor would stall a training step on every parameter); only when it is not
+// finite does the per-tensor search for the culprit run.
+void check_finite(const Network& net, const std::vector<FiniteCheck>& checks, Device device) {
+  if (device != Device::cpu) {
+    NoGrad no_grad;
+    Tensor poison;
+    for (const FiniteCheck& c : checks) {
+      if (c.tensor->numel() == 0) continue;
+      const Tensor term = ops::sum(ops::scale(*c.tensor, 0.0f));
+      poison = poison.defined() ? ops::add(poison, term) : term;
+    }
+    if (!poison.defined() || std::isfinite(poison.item())) return;
+  }
+  for (const FiniteCheck& c : checks)
+    if (!all_finite(*c.tensor)) fail_layer(net, c.layer, c.what + " contains NaN or infinite values");
+}
+
 void check_parameter(const Network& net, size_t index, const char* what, const Tensor& t, const Shape& expected,
-                     Device device) {
+                     Device device, std::vector<FiniteCheck>& finite) {
   if (!t.defined()) fail_layer(net, index, std::string(what) + " is undefined");
   if (t.shape() != expected)
     fail_layer(net, index, std::string(what) + " is " + t.shape().str() + ", expected " + expected.str());
   if (t.device() != device)
     fail_layer(net, index, std::string(what) + " is on " + device_name(t.device()) + " but the input box is on " +
                                device_name(device));
-  if (!all_finite(t)) fail_layer(net, index, std::string(what) + " contains NaN or infinite values");
+  finite.push_back({index, what, &t});
 }
 
 // Every layer's parameters fit its recorded shapes, live on `device` and are finite.
 void check_network(const Network& net, Device device) {
   const std::vector<Layer>& layers = net.layers();
+  std::vector<FiniteCheck> finite;
   Shape shape = net.input_shape();
   for (size_t i = 0; i < layers.size(); ++i) {
     const Layer& layer = layers[i];
@@ -54,8 +81,8 @@ void check_network(const Network& net, Device device) {
       case LayerKind::linear: {
         if (layer.in_shape.ndim() != 1 || layer.out_shape.ndim() != 1)
           fail_layer(net, i, "input " + layer.in_shape.str() + " and output " + layer.out_shape.str() + " must be flat");
-        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0]}, device);
-        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device);
+        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0]}, device, finite);
+        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device, finite);
         break;
       }
       case LayerKind::conv: {
@@ -65,7 +92,7 @@ void check_network(const Network& net, Device device) {
                                  (layer.weight.defined() ? layer.weight.shape().str() : std::string("(undefined)")) +
                                  " must be (C,H,W), (O,H',W') and (O,C,kh,kw)");
         const Shape w = layer.weight.shape();
-        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0], w[2], w[3]}, device);
+        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0], w[2], w[3]}, device, finite);
         const int64_t h = (layer.in_shape[1] + 2 * layer.padding - w[2]) / layer.stride + 1;
         const int64_t wd = (layer.in_shape[2] + 2 * layer.padding - w[3]) / layer.stride + 1;
         if (h != layer.out_shape[1] || wd != layer.out_shape[2])
@@ -73,7 +100,7 @@ void check_network(const Network& net, Device device) {
                                  std::to_string(layer.padding) + " maps " + layer.in_shape.str() + " to (" +
                                  std::to_string(w[0]) + "," + std::to_string(h) + "," + std::to_string(wd) +
                                  "), not " + layer.out_shape.str());
-        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device);
+        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device, finite);
         break;
       }
       case LayerKind::normalize: {
@@ -87,8 +114,8 @@ void check_network(const Network& net, Device device) {
         if (layer.mean.device() != device || layer.inv_std.device() != device)
           fail_layer(net, i, std::string("statistics are on ") + device_name(layer.mean.device()) +
                                  " but the input box is on " + device_name(device));
-        if (!all_finite(layer.mean) || !all_finite(layer.inv_std))
-          fail_layer(net, i, "statistics contain NaN or infinite values");
+        finite.push_back({i, "statistics (mean)", &layer.mean});
+        finite.push_back({i, "statistics (inv_std)", &layer.inv_std});
         if (layer.out_shape != layer.in_shape)
           fail_layer(net, i, "output " + layer.out_shape.str() + " differs from input " + layer.in_shape.str());
         break;
@@ -105,6 +132,7 @@ void check_network(const Network& net, Device device) {
     }
     shape = layer.out_shape;
   }
+  check_finite(net, finite, device);
 }
 
 std::string expected_input(const Network& net) {

@@ -1182,6 +1182,37 @@ TEST_CASE("relaxations: upper-only and mixed CROWN-IBP bounds have the gradients
   }
 }
 
+TEST_CASE("relaxations: a NaN or infinite parameter is refused, naming its layer (CPU and CUDA)") {
+  std::vector<Device> devices{Device::cpu};
+  if (cuda_available()) devices.push_back(Device::cuda);
+  for (Device device : devices) {
+    CAPTURE(device_name(device));
+    struct Poison {
+      size_t layer;
+      bool bias;
+      float value;
+      const char* message;
+    };
+    for (const Poison& p : {Poison{3, true, NAN, "layer 3 (conv): bias contains NaN or infinite values"},
+                            Poison{6, false, INFINITY, "layer 6 (linear): weight contains NaN or infinite values"},
+                            Poison{0, false, NAN, "layer 0 (normalize): statistics (mean) contains NaN"}}) {
+      Rng rng(46);
+      Network net = conv_network(rng);
+      Layer& layer = net.layers()[p.layer];
+      Tensor& target = layer.kind == LayerKind::normalize ? layer.mean : p.bias ? layer.bias : layer.weight;
+      std::vector<float> values = target.to_vector();
+      values.back() = p.value;
+      target = Tensor::from_vector(values, target.shape(), Device::cpu);
+      net.to(device);
+      const Tensor x = Tensor::full(with_batch(net.input_shape(), 2), 0.5f, device);
+      for (Relaxation r : {Relaxation::box, Relaxation::crown}) {
+        CAPTURE(name_of(r));
+        CHECK_THROWS_WITH_AS(compute_bounds(net, x, x, Tensor(), r), doctest::Contains(p.message), std::runtime_error);
+      }
+    }
+  }
+}
+
 TEST_CASE("relaxations: crown_ibp_beta outside [0, 1] is refused") {
   Rng rng(45);
   const Network net = dense_network({3, 4, 2}, rng, false);
