@@ -502,6 +502,7 @@ const ConvGeometry kConvGeometries[] = {
     conv_geometry(2, 3, 10, 9, 4, 3, 2, 2, 1),     // non-square kernel
     conv_geometry(1, 1, 1, 1, 1, 1, 1, 1, 0),      // one element
     conv_geometry(2, 8, 32, 32, 35, 3, 3, 1, 1),   // ~72,000 outputs: many blocks
+    conv_geometry(13, 1, 28, 28, 16, 4, 4, 2, 1),  // the CPU threads split an odd batch of images
     conv_geometry(0, 3, 5, 5, 2, 3, 3, 1, 1),      // empty batch: the filter gradient is 0
 };
 
