@@ -170,6 +170,17 @@ elif [ "$rc" -eq 0 ] && grep -q '"weights_hash":"'"$hash_a"'"' <<<"$json"; then
 else
   bad "certify eval: exit $rc: $out"
 fi
+# Elision: without a flag certify eval must use the run's own setting (on).
+# At eps 0.005 this run certifies clearly more with elision than without, so
+# a default that silently drops it (a bug we had) shows here.
+box_at() { "$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box --eps 0.005 --test-subset 100 \
+             --threads 1 "$@" 2>&1 | awk '$1 == "box" {print $2}'; }
+default_cert=$(box_at); elide_cert=$(box_at --elide); no_elide_cert=$(box_at --no-elide)
+if [ -n "$default_cert" ] && [ "$default_cert" = "$elide_cert" ] && [ "$no_elide_cert" != "$elide_cert" ]; then
+  ok "certify eval elides as the run trained: $default_cert (--no-elide: $no_elide_cert)"
+else
+  bad "certify eval elision: default '$default_cert', --elide '$elide_cert', --no-elide '$no_elide_cert'"
+fi
 out=$("$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box,hbox,deepz,crown,crown-ibp \
       --eps 0.05,0.1 --test-subset 20 --threads 1 2>&1); rc=$?
 if [ "$rc" -eq 0 ] && grep -q "^crown-ibp" <<<"$out" && grep -q "eps=0.05" <<<"$out"; then
@@ -177,6 +188,43 @@ if [ "$rc" -eq 0 ] && grep -q "^crown-ibp" <<<"$out" && grep -q "eps=0.05" <<<"$
 else
   bad "certify eval table: exit $rc: $out"
 fi
+
+echo "== certify curve"
+out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0.01 --points 3 --relaxations box,crown \
+      --test-subset 100 --threads 1 --out "$tmp/curve" 2>&1); rc=$?
+csv="$tmp/curve/cr_curve.csv"
+if [ "$rc" -eq 0 ] && [ "$(head -1 "$csv" 2>/dev/null)" = "eps,box,crown" ] && [ "$(wc -l < "$csv")" -eq 4 ] &&
+   [ "$(cut -d, -f1 "$csv" | tr '\n' ' ')" = "eps 0 0.005 0.01 " ] && [ -f "$tmp/curve/cr_curve.gp" ]; then
+  ok "certify curve writes cr_curve.csv (3 radii x box, crown) and cr_curve.gp"
+else
+  bad "certify curve: exit $rc: $out; csv: $(cat "$csv" 2>&1)"
+fi
+if command -v gnuplot >/dev/null 2>&1; then
+  if [ -s "$tmp/curve/cr_curve.png" ]; then ok "certify curve plots cr_curve.png with gnuplot"; else bad "certify curve: no PNG: $out"; fi
+fi
+if [ "$rc" -eq 0 ] && command -v python3 >/dev/null; then
+  # At eps 0 the box is a point: every relaxation certifies exactly the
+  # correctly classified images. At 0.005 the curve must agree with certify
+  # eval. CR-AUC must be the trapezoidal area of the CSV's columns.
+  if python3 - "$csv" "$tmp/curve/cr_auc.json" "$elide_cert" <<'EOF'
+import csv, json, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+auc = json.load(open(sys.argv[2]))
+acc = 100 * auc["accuracy"]
+assert abs(float(rows[0]["box"]) - acc) < 1e-6 and abs(float(rows[0]["crown"]) - acc) < 1e-6, (rows[0], acc)
+assert abs(float(rows[1]["box"]) - float(sys.argv[3].rstrip("%"))) < 1e-6, (rows[1], sys.argv[3])
+for name in ("box", "crown"):
+    xs = [float(r["eps"]) for r in rows]; ys = [float(r[name]) for r in rows]
+    area = sum((ys[i] + ys[i - 1]) / 2 * (xs[i] - xs[i - 1]) for i in range(1, len(xs)))
+    assert abs(area - auc["cr_auc"][name]) < 1e-4, (name, area, auc["cr_auc"][name])
+EOF
+  then ok "certify curve: CR(0) = accuracy, CR(0.005) = certify eval's, CR-AUC = trapezoid of the CSV"
+  else bad "certify curve values: $(cat "$csv") $(cat "$tmp/curve/cr_auc.json")"; fi
+fi
+out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--eps-max 0 must be a number > 0" <<<"$out"; then ok "certify curve --eps-max 0 -> exit $rc"; else bad "certify curve --eps-max 0: exit $rc: $out"; fi
+out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0.1 --points 1 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--points 1 must be at least 2" <<<"$out"; then ok "certify curve --points 1 -> exit $rc"; else bad "certify curve --points 1: exit $rc: $out"; fi
 
 if [ "$failures" -eq 0 ]; then echo "[train_cli] all passed"; else echo "[train_cli] $failures failed"; fi
 [ "$failures" -eq 0 ]

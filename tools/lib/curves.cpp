@@ -1,0 +1,120 @@
+// CR curves, CR-AUC and their files (see curves.h).
+#include "tools/lib/curves.h"
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <stdexcept>
+
+namespace cte::tools {
+namespace {
+
+// Writes `text` to path via path.tmp + rename, so a reader never sees half a file.
+void write_file_atomically(const std::string& path, const std::string& text) {
+  const std::string temp = path + ".tmp";
+  {
+    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
+    if (!out) throw std::runtime_error("[curves] " + temp + ": cannot open for writing");
+    out << text;
+    out.flush();
+    if (!out) throw std::runtime_error("[curves] " + temp + ": write failed (disk full?)");
+  }
+  if (std::rename(temp.c_str(), path.c_str()) != 0)
+    throw std::runtime_error("[curves] cannot rename " + temp + " to " + path);
+}
+
+// A double as text without trailing noise (%.10g).
+std::string number(double v) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.10g", v);
+  return buffer;
+}
+
+// Quotes for a gnuplot string literal ('...' with '' for a quote).
+std::string gnuplot_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+// Quotes for the shell ('...' with '\'' for a quote).
+std::string shell_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+}  // namespace
+
+std::vector<double> linspace(double lo, double hi, int points) {
+  if (points < 2) throw std::invalid_argument("[curves] linspace needs at least 2 points, got " + std::to_string(points));
+  std::vector<double> out(static_cast<size_t>(points));
+  for (int i = 0; i < points; ++i) out[size_t(i)] = lo + (hi - lo) * double(i) / double(points - 1);
+  out.back() = hi;  // exactly, whatever the rounding above
+  return out;
+}
+
+double trapezoid_area(const std::vector<double>& x, const std::vector<double>& y) {
+  if (x.size() != y.size())
+    throw std::invalid_argument("[curves] trapezoid_area: " + std::to_string(x.size()) + " x values but " +
+                                std::to_string(y.size()) + " y values");
+  double area = 0.0;
+  for (size_t i = 1; i < x.size(); ++i) {
+    if (!(x[i] >= x[i - 1])) throw std::invalid_argument("[curves] trapezoid_area: x must be increasing");
+    area += 0.5 * (y[i] + y[i - 1]) * (x[i] - x[i - 1]);
+  }
+  return area;
+}
+
+void write_curves_csv(const std::string& path, const CrCurves& curves) {
+  std::string text = "eps";
+  for (const std::string& name : curves.names) text += "," + name;
+  text += "\n";
+  for (size_t k = 0; k < curves.eps.size(); ++k) {
+    text += number(curves.eps[k]);
+    for (const std::vector<double>& curve : curves.percent) {
+      char cell[32];
+      std::snprintf(cell, sizeof cell, ",%.4f", curve.at(k));
+      text += cell;
+    }
+    text += "\n";
+  }
+  write_file_atomically(path, text);
+}
+
+std::string write_curves_gnuplot(const std::string& csv_path, const std::string& png_path, const CrCurves& curves,
+                                 const std::string& title) {
+  const std::string script = csv_path.substr(0, csv_path.rfind('.')) + ".gp";
+  std::string text =
+      "# CR curves (certified accuracy against eps); re-plot with: gnuplot " + script + "\n"
+      "set terminal pngcairo size 900,600 font ',11'\n"
+      "set output " + gnuplot_quoted(png_path) + "\n"
+      "set datafile separator ','\n"
+      "set title " + gnuplot_quoted(title) + " noenhanced\n"
+      "set xlabel 'eps'\nset ylabel 'certified accuracy (%)'\n"
+      "set yrange [0:100]\nset key top right noenhanced\nset grid\n"
+      "plot ";
+  for (size_t c = 0; c < curves.names.size(); ++c) {
+    if (c) text += ", \\\n     ";
+    text += gnuplot_quoted(csv_path) + " using 1:" + std::to_string(c + 2) + " with lines linewidth 2 title " +
+            gnuplot_quoted(curves.names[c]);
+  }
+  text += "\n";
+  write_file_atomically(script, text);
+  return script;
+}
+
+bool run_gnuplot(const std::string& script_path, std::string* why) {
+  if (std::system("command -v gnuplot >/dev/null 2>&1") != 0) {
+    if (why) *why = "gnuplot is not installed (make deps installs gnuplot-nox)";
+    return false;
+  }
+  const std::string command = "gnuplot " + shell_quoted(script_path) + " 2>&1";
+  if (std::system(command.c_str()) != 0) {
+    if (why) *why = "gnuplot failed on " + script_path;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace cte::tools
