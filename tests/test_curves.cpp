@@ -69,12 +69,14 @@ TEST_CASE("curves: the CSV and the gnuplot script name every curve") {
         "0.05,50.0000,70.2500\n"
         "0.1,12.5000,40.0000\n");
   CHECK_FALSE(std::filesystem::exists(csv + ".tmp"));
-  const std::string script = tools::write_curves_gnuplot(csv, (dir / "cr_curve.png").string(), curves, "it's a test");
+  const std::string script = tools::write_lines_gnuplot(csv, (dir / "cr_curve.png").string(), curves.names,
+                                                        {"it's a test", "eps", "certified accuracy (%)", true});
   CHECK(script == (dir / "cr_curve.gp").string());
   const std::string text = read_all(script);
   CHECK(text.find("using 1:2 with lines linewidth 2 title 'box'") != std::string::npos);
   CHECK(text.find("using 1:3 with lines linewidth 2 title 'crown'") != std::string::npos);
   CHECK(text.find("set title 'it''s a test'") != std::string::npos);  // gnuplot's quote escaping
+  CHECK(text.find("set yrange [0:100]") != std::string::npos);
   CHECK_THROWS_WITH_AS(tools::write_curves_csv((dir / "no-such-dir" / "x.csv").string(), curves),
                        doctest::Contains("cannot open for writing"), std::runtime_error);
   std::filesystem::remove_all(dir);

@@ -14,8 +14,15 @@
 //       and their areas, CR-AUC: the paper's tightness measure (figure 2,
 //       tables 1 and 4). Writes DIR/cr_curve.csv, cr_curve.gp, cr_curve.png
 //       (when gnuplot is installed) and cr_auc.json.
+//   certify landscape --checkpoint runs/x/checkpoint.ckpt [--index I] [--eps E] [--neuron J]
+//                     [--delta-max D] [--points P] [--relaxations ...] [--direction logit|R] [--out DIR]
+//       the lower bound of output J on test image I under each relaxation as
+//       the first layer's weights move by delta along a unit gradient
+//       direction: continuity and sensitivity (the paper's figure 4). Writes
+//       landscape.csv, landscape.gp, landscape.png.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -23,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,7 +41,9 @@
 #include "relaxations/cli_bounds.h"
 #include "relaxations/relaxations.h"
 #include "train/config.h"
+#include "relaxations/relaxations.h"
 #include "tools/lib/curves.h"
+#include "tools/lib/landscape.h"
 #include "train/trainer.h"
 
 namespace {
@@ -47,7 +57,9 @@ int usage(std::FILE* out) {
                "usage: certify <command> [flags]\n"
                "  bounds   bounds of a network on given inputs (certify bounds --help)\n"
                "  eval     certified accuracy of a trained checkpoint per relaxation and radius (certify eval --help)\n"
-               "  curve    CR curves and CR-AUC (tightness) of a trained checkpoint (certify curve --help)\n");
+               "  curve    CR curves and CR-AUC (tightness) of a trained checkpoint (certify curve --help)\n"
+               "  landscape  one output bound per relaxation along a line in weight space: continuity and\n"
+               "             sensitivity (certify landscape --help)\n");
   return out == stdout ? 0 : 2;
 }
 
@@ -213,61 +225,101 @@ int certify_eval_command(int argc, char** argv) {
   }
 }
 
+// Flags that certify curve and certify landscape share.
+struct FigureFlags {
+  std::string checkpoint, dataset, data_dir, out_dir, device_name = "auto";
+  std::vector<std::string> relaxation_names{"box", "hbox", "crown-ibp", "deepz", "crown"};
+  int threads = 0;
+  bool no_plot = false;
+};
+
+void add_figure_flags(CLI::App& app, FigureFlags& f, const std::string& outputs, const std::string& per_relaxation) {
+  app.add_option("--checkpoint", f.checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
+  app.add_option("--relaxations", f.relaxation_names, "relaxations, " + per_relaxation)
+      ->delimiter(',')
+      ->capture_default_str();
+  app.add_option("--dataset", f.dataset, "data set (default: the one the checkpoint was trained on)");
+  app.add_option("--data-dir", f.data_dir, "where the data set lives (default: the run's --data-dir, else the usual search)");
+  app.add_option("--out", f.out_dir, "folder for " + outputs + " (default: the checkpoint's folder)");
+  app.add_flag("--no-plot", f.no_plot, "write the CSV and the gnuplot script but do not run gnuplot");
+  app.add_option("--device", f.device_name, "cpu | cuda | auto")->capture_default_str();
+  app.add_option("--threads", f.threads, "OpenMP and BLAS threads (0: the default)");
+}
+
+// Runs gnuplot on the script (unless --no-plot) and lists the files written.
+void finish_figure(const char* tag, std::vector<std::string> written, const std::string& script,
+                   const std::string& png, bool no_plot) {
+  std::string why;
+  const bool plotted = !no_plot && tools::run_gnuplot(script, &why);
+  if (plotted) written.push_back(png);
+  std::cout << "[" << tag << "] wrote";
+  for (size_t i = 0; i < written.size(); ++i) std::cout << (i ? ", " : " ") << written[i];
+  std::cout << std::endl;
+  if (!no_plot && !plotted) std::cerr << "[" << tag << "] no figure: " << why << std::endl;
+}
+
+// A sampled axis: its end (flag) must be a number > 0 and --points at least 2.
+void check_grid(const char* flag, double end, int points) {
+  if (!(end > 0) || !std::isfinite(end))
+    throw std::invalid_argument(std::string("[certify] ") + flag + " " + format_number(end) + " must be a number > 0");
+  if (points < 2) throw std::invalid_argument("[certify] --points " + std::to_string(points) + " must be at least 2");
+}
+
+// Checks the shared flags, creates the output folder, starts the device and
+// loads the run; returns the relaxations.
+std::vector<Relaxation> start_figure(FigureFlags& f, LoadedRun& run, Device& device) {
+  if (f.threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(f.threads) + " must be >= 0");
+  if (f.relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
+  std::vector<Relaxation> relaxations;
+  for (const std::string& name : f.relaxation_names) relaxations.push_back(parse_relaxation(name));
+  if (f.out_dir.empty()) f.out_dir = std::filesystem::path(f.checkpoint).parent_path().string();
+  if (f.out_dir.empty()) f.out_dir = ".";
+  std::error_code ec;
+  std::filesystem::create_directories(f.out_dir, ec);
+  if (ec) throw std::runtime_error("[certify] --out " + f.out_dir + ": " + ec.message());
+  TrainConfig runtime;
+  runtime.threads = f.threads;
+  runtime.device = f.device_name;
+  device = prepare_runtime(runtime);
+  std::cerr << device_banner(device) << std::endl;
+  run = load_run(f.checkpoint, f.dataset, f.data_dir);
+  run.net.to(device);
+  return relaxations;
+}
+
 int certify_curve_command(int argc, char** argv) {
   CLI::App app{"certify curve: CR curves (certified accuracy at eps evenly spaced over [0, eps-max]) of a train "
                "checkpoint under several relaxations, and their areas CR-AUC, the paper's tightness measure "
                "(figure 2, tables 1 and 4)"};
-  std::string checkpoint, dataset, data_dir, out_dir, device_name = "auto";
-  std::vector<std::string> relaxation_names{"box", "hbox", "crown-ibp", "deepz", "crown"};
+  FigureFlags f;
   double eps_max = 0.0;
-  int points = 100, batch_size = 100, threads = 0;
+  int points = 100, batch_size = 100;
   int64_t test_subset = 0;
-  bool no_plot = false;
   ElideFlags elide;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
+  add_figure_flags(app, f, "cr_curve.csv, cr_curve.gp, cr_curve.png, cr_auc.json", "one curve each");
   app.add_option("--eps-max", eps_max,
                  "largest radius (the paper: 0.07 for standard training, 0.15 and 0.4 for PGD 0.1 and 0.3)")
       ->required();
   app.add_option("--points", points, "number of radii, 0 and eps-max included")->capture_default_str();
-  app.add_option("--relaxations", relaxation_names, "relaxations, one curve each")->delimiter(',')->capture_default_str();
-  app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");
-  app.add_option("--data-dir", data_dir, "where the data set lives (default: the run's --data-dir, else the usual search)");
   app.add_option("--test-subset", test_subset, "use the first N test images (0: all)");
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   add_elide_flags(app, elide);
-  app.add_option("--out", out_dir, "folder for cr_curve.csv, cr_curve.gp, cr_curve.png, cr_auc.json (default: the checkpoint's folder)");
-  app.add_flag("--no-plot", no_plot, "write the CSV and the gnuplot script but do not run gnuplot");
-  app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
-  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   try {
-    if (!(eps_max > 0) || !std::isfinite(eps_max))
-      throw std::invalid_argument("[certify] --eps-max " + format_number(eps_max) + " must be a number > 0");
-    if (points < 2) throw std::invalid_argument("[certify] --points " + std::to_string(points) + " must be at least 2");
+    check_grid("--eps-max", eps_max, points);
     if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
     if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-    if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
-    if (relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
-    std::vector<Relaxation> relaxations;
-    for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
-    if (out_dir.empty()) out_dir = std::filesystem::path(checkpoint).parent_path().string();
-    if (out_dir.empty()) out_dir = ".";
-    std::error_code ec;
-    std::filesystem::create_directories(out_dir, ec);
-    if (ec) throw std::runtime_error("[certify] --out " + out_dir + ": " + ec.message());
-
-    TrainConfig runtime;
-    runtime.threads = threads;
-    runtime.device = device_name;
-    const Device device = prepare_runtime(runtime);
-    std::cerr << device_banner(device) << std::endl;
-    LoadedRun run = load_run(checkpoint, dataset, data_dir);
-    run.net.to(device);
+    LoadedRun run;
+    Device device = Device::cpu;
+    const std::vector<Relaxation> relaxations = start_figure(f, run, device);
+    const std::string& checkpoint = f.checkpoint;
+    const std::string& out_dir = f.out_dir;
+    const bool no_plot = f.no_plot;
 
     tools::CrCurves curves;
     curves.eps = tools::linspace(0.0, eps_max, points);
@@ -296,9 +348,8 @@ int certify_curve_command(int argc, char** argv) {
     tools::write_curves_csv(csv, curves);
     const std::string title = run.net.describe() + " on " + run.dataset + ", trained with " + run.trained.method +
                               " (" + std::to_string(r.n) + " test images)";
-    const std::string script = tools::write_curves_gnuplot(csv, png, curves, title);
-    std::string why;
-    const bool plotted = !no_plot && tools::run_gnuplot(script, &why);
+    const std::string script =
+        tools::write_lines_gnuplot(csv, png, curves.names, {title, "eps", "certified accuracy (%)", true});
 
     json auc = json::object();
     std::cout << "[curve] " << checkpoint << ": " << r.n << " test images of " << run.dataset << ", accuracy "
@@ -328,10 +379,104 @@ int certify_curve_command(int argc, char** argv) {
       out << summary.dump(2) << "\n";
       if (!out) throw std::runtime_error("[certify] cannot write " + summary_path);
     }
-    std::cout << "[curve] wrote " << csv << ", " << script << ", " << summary_path;
-    if (plotted) std::cout << ", " << png;
-    std::cout << std::endl;
-    if (!no_plot && !plotted) std::cerr << "[curve] no figure: " << why << std::endl;
+    finish_figure("curve", {csv, script, summary_path}, script, png, no_plot);
+    return 0;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
+}
+
+int certify_landscape_command(int argc, char** argv) {
+  CLI::App app{"certify landscape: the lower bound of one output under each relaxation, for one test image, as "
+               "the first layer's weights move by delta along a unit-norm gradient direction (the paper's figure "
+               "4: jumps show discontinuity, curvature sensitivity)"};
+  FigureFlags f;
+  std::string direction_name = "logit";
+  int64_t index = 0, neuron = -1;
+  double eps = -1.0, delta_max = 1.0;
+  int points = 201;
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  add_figure_flags(app, f, "landscape.csv, landscape.gp, landscape.png", "one line each");
+  app.add_option("--index", index, "test image index")->capture_default_str();
+  app.add_option("--eps", eps, "L-inf radius (default: the run's --eps-test)");
+  app.add_option("--neuron", neuron, "output neuron whose lower bound is followed (default: the image's label)");
+  app.add_option("--delta-max", delta_max, "delta runs over [-delta-max, delta-max] (the direction has unit norm)")
+      ->capture_default_str();
+  app.add_option("--points", points, "number of deltas")->capture_default_str();
+  app.add_option("--direction", direction_name,
+                 "logit: the gradient of the clean logit z_j(x); or a relaxation: the gradient of its lower bound")
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    check_grid("--delta-max", delta_max, points);
+    std::optional<Relaxation> direction_relaxation;
+    if (direction_name != "logit") {
+      try {
+        direction_relaxation = parse_relaxation(direction_name);
+      } catch (const std::exception&) {
+        throw std::invalid_argument("[certify] --direction '" + direction_name + "' is neither logit nor a relaxation");
+      }
+    }
+    LoadedRun run;
+    Device device = Device::cpu;
+    const std::vector<Relaxation> relaxations = start_figure(f, run, device);
+    const std::string& checkpoint = f.checkpoint;
+    const std::string& out_dir = f.out_dir;
+    const bool no_plot = f.no_plot;
+    const Dataset& test = run.data.test;
+    if (index < 0 || index >= int64_t(test.size()))
+      throw std::invalid_argument("[certify] --index " + std::to_string(index) + " is outside the " +
+                                  std::to_string(test.size()) + " test images");
+    if (eps < 0) eps = run.trained.eps_test;
+    if (!std::isfinite(eps)) throw std::invalid_argument("[certify] --eps must be a finite number >= 0");
+    const int label = test.labels[size_t(index)];
+    if (neuron < 0) neuron = label;
+
+    const size_t numel = test.image_numel();
+    std::vector<float> pixels(numel);
+    for (size_t i = 0; i < numel; ++i) pixels[i] = float(test.images[size_t(index) * numel + i]) / 255.0f;
+    std::vector<int64_t> dims{1};
+    for (int64_t d : run.net.input_shape().dims()) dims.push_back(d);
+    const Tensor x = Tensor::from_vector(pixels, Shape(dims), device);
+    const auto [lower0, upper0] = input_box(x, float(eps));
+
+    const tools::ParameterDirection direction =
+        tools::gradient_direction(run.net, x, lower0, upper0, neuron, direction_relaxation);
+    const std::vector<double> deltas = tools::linspace(-delta_max, delta_max, points);
+    const std::vector<std::vector<double>> lower =
+        tools::bound_landscape(run.net, lower0, upper0, neuron, relaxations, deltas, direction);
+
+    std::vector<std::string> names;
+    for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
+    const std::filesystem::path dir(out_dir);
+    const std::string csv = (dir / "landscape.csv").string(), png = (dir / "landscape.png").string();
+    tools::write_columns_csv(csv, "delta", deltas, names, lower);
+    const std::string title = "lower bound of output " + std::to_string(neuron) + ", test image " +
+                              std::to_string(index) + " (label " + std::to_string(label) + "), eps " +
+                              format_number(eps) + "; first-layer weights + delta * unit gradient of " +
+                              (direction_relaxation ? std::string(relaxation_name(*direction_relaxation)) + " bound"
+                                                    : std::string("the logit"));
+    const std::string script = tools::write_lines_gnuplot(csv, png, names, {title, "delta", "lower bound", false});
+
+    std::cout << "[landscape] " << checkpoint << ": output " << neuron << " on test image " << index << " of "
+              << run.dataset << ", eps " << format_number(eps) << ", " << points << " deltas in ["
+              << format_number(-delta_max) << ", " << format_number(delta_max) << "]\n";
+    std::cout << "relaxation    at delta=0        min        max   largest step / median step\n";
+    const size_t middle = size_t(points / 2);
+    for (size_t r = 0; r < relaxations.size(); ++r) {
+      const auto [lo, hi] = std::minmax_element(lower[r].begin(), lower[r].end());
+      char line[128];
+      std::snprintf(line, sizeof line, "%-12s %11.5g %10.5g %10.5g   %10.3g\n", names[r].c_str(),
+                    points % 2 ? lower[r][middle] : NAN, *lo, *hi, tools::largest_step_ratio(lower[r]));
+      std::cout << line;
+    }
+    finish_figure("landscape", {csv, script}, script, png, no_plot);
     return 0;
   } catch (const std::exception& e) {
     std::cout.flush();
@@ -349,6 +494,7 @@ int main(int argc, char** argv) {
   if (command == "bounds") return cte::certify_bounds_command(argc - 1, argv + 1);
   if (command == "eval") return certify_eval_command(argc - 1, argv + 1);
   if (command == "curve") return certify_curve_command(argc - 1, argv + 1);
+  if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
   std::fprintf(stderr, "[certify] unknown command '%s'\n", command.c_str());
   return usage(stderr);
 }

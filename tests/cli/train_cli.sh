@@ -10,9 +10,12 @@
 #  3. --resume after a 1-epoch run, and after a run killed (SIGTERM) in its
 #     second epoch, reaches the uninterrupted run's weights bit for bit
 #     (the trainer prints an FNV-1a hash of the parameters);
-#  4. certify eval on that checkpoint agrees with the trainer's evaluation,
-#     and refuses a checkpoint of another network on resume.
-# Parts 2-4 are skipped (exit 0) when FashionMNIST is not installed.
+#  4. certify eval on that checkpoint agrees with the trainer's evaluation
+#     (and elides as the run trained), and --resume refuses a checkpoint of
+#     another network;
+#  5. certify curve and certify landscape on that checkpoint: their files,
+#     values cross-checked against certify eval / certify bounds, bad flags.
+# Parts 2-5 are skipped (exit 0) when FashionMNIST is not installed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 TRAIN=build/bin/train
@@ -225,6 +228,45 @@ out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0 2>&1); 
 if [ "$rc" -ne 0 ] && grep -qF -- "--eps-max 0 must be a number > 0" <<<"$out"; then ok "certify curve --eps-max 0 -> exit $rc"; else bad "certify curve --eps-max 0: exit $rc: $out"; fi
 out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0.1 --points 1 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--points 1 must be at least 2" <<<"$out"; then ok "certify curve --points 1 -> exit $rc"; else bad "certify curve --points 1: exit $rc: $out"; fi
+
+echo "== certify landscape"
+out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --index 0 --eps 0.05 --delta-max 0.1 --points 5 \
+      --relaxations box,crown --threads 1 --no-plot --out "$tmp/land" 2>&1); rc=$?
+lcsv="$tmp/land/landscape.csv"
+if [ "$rc" -eq 0 ] && [ "$(head -1 "$lcsv" 2>/dev/null)" = "delta,box,crown" ] &&
+   [ "$(cut -d, -f1 "$lcsv" | tr '\n' ' ')" = "delta -0.1 -0.05 0 0.05 0.1 " ] && [ -f "$tmp/land/landscape.gp" ]; then
+  ok "certify landscape writes landscape.csv (5 deltas x box, crown) and landscape.gp"
+else
+  bad "certify landscape: exit $rc: $out; csv: $(cat "$lcsv" 2>&1)"
+fi
+if [ "$rc" -eq 0 ] && command -v python3 >/dev/null; then
+  # At delta 0 the weights are the trained ones: the bounds must be certify
+  # bounds' on the same image (test image 0, read here from the IDX file).
+  python3 - "$fm" "$tmp/x0.json" <<'EOF'
+import glob, gzip, json, sys
+path = sorted(glob.glob(sys.argv[1] + "/t10k-images-idx3-ubyte*"))[0]
+data = (gzip.open if path.endswith(".gz") else open)(path, "rb").read()
+lpath = sorted(glob.glob(sys.argv[1] + "/t10k-labels-idx1-ubyte*"))[0]
+labels = (gzip.open if lpath.endswith(".gz") else open)(lpath, "rb").read()
+json.dump({"x": [[b / 255 for b in data[16:16 + 784]]], "y": [labels[8]]}, open(sys.argv[2], "w"))
+EOF
+  label=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["y"][0])' "$tmp/x0.json")
+  for r in box crown; do
+    want=$("$CERTIFY" bounds --net "$tmp/a/network.json" --x "$tmp/x0.json" --eps 0.05 --relaxation "$r" 2>/dev/null |
+           python3 -c 'import json,sys; print(json.load(sys.stdin)["lower"][0][int(sys.argv[1])])' "$label")
+    col=$([ "$r" = box ] && echo 2 || echo 3)
+    got=$(awk -F, -v c="$col" '$1 == "0" {print $c}' "$lcsv")
+    if python3 -c 'import sys; g, w = map(float, sys.argv[1:]); sys.exit(abs(g - w) > 1e-4 * (1 + abs(w)))' "$got" "$want"; then
+      ok "certify landscape at delta 0 ($r: $got) = certify bounds' lower bound of output $label"
+    else
+      bad "certify landscape at delta 0 ($r): $got, certify bounds: $want"
+    fi
+  done
+fi
+out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --index 10000 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--index 10000 is outside the 10000 test images" <<<"$out"; then ok "certify landscape --index 10000 -> exit $rc"; else bad "certify landscape --index 10000: exit $rc: $out"; fi
+out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --direction sideways 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--direction 'sideways' is neither logit nor a relaxation" <<<"$out"; then ok "certify landscape --direction sideways -> exit $rc"; else bad "certify landscape --direction: exit $rc: $out"; fi
 
 if [ "$failures" -eq 0 ]; then echo "[train_cli] all passed"; else echo "[train_cli] $failures failed"; fi
 [ "$failures" -eq 0 ]

@@ -66,15 +66,20 @@ double trapezoid_area(const std::vector<double>& x, const std::vector<double>& y
   return area;
 }
 
-void write_curves_csv(const std::string& path, const CrCurves& curves) {
-  std::string text = "eps";
-  for (const std::string& name : curves.names) text += "," + name;
+namespace {
+
+// The CSV behind both writers: a header, then x and each column's value per row.
+void write_table(const std::string& path, const std::string& x_name, const std::vector<double>& x,
+                 const std::vector<std::string>& names, const std::vector<std::vector<double>>& columns,
+                 const char* cell_format) {
+  std::string text = x_name;
+  for (const std::string& name : names) text += "," + name;
   text += "\n";
-  for (size_t k = 0; k < curves.eps.size(); ++k) {
-    text += number(curves.eps[k]);
-    for (const std::vector<double>& curve : curves.percent) {
+  for (size_t k = 0; k < x.size(); ++k) {
+    text += number(x[k]);
+    for (const std::vector<double>& column : columns) {
       char cell[32];
-      std::snprintf(cell, sizeof cell, ",%.4f", curve.at(k));
+      std::snprintf(cell, sizeof cell, cell_format, column.at(k));
       text += cell;
     }
     text += "\n";
@@ -82,22 +87,35 @@ void write_curves_csv(const std::string& path, const CrCurves& curves) {
   write_file_atomically(path, text);
 }
 
-std::string write_curves_gnuplot(const std::string& csv_path, const std::string& png_path, const CrCurves& curves,
-                                 const std::string& title) {
+}  // namespace
+
+void write_curves_csv(const std::string& path, const CrCurves& curves) {
+  write_table(path, "eps", curves.eps, curves.names, curves.percent, ",%.4f");
+}
+
+void write_columns_csv(const std::string& path, const std::string& x_name, const std::vector<double>& x,
+                       const std::vector<std::string>& names, const std::vector<std::vector<double>>& columns) {
+  write_table(path, x_name, x, names, columns, ",%.9g");
+}
+
+std::string write_lines_gnuplot(const std::string& csv_path, const std::string& png_path,
+                                const std::vector<std::string>& names, const PlotLabels& labels) {
   const std::string script = csv_path.substr(0, csv_path.rfind('.')) + ".gp";
   std::string text =
-      "# CR curves (certified accuracy against eps); re-plot with: gnuplot " + script + "\n"
+      "# re-plot with: gnuplot " + script + "\n"
       "set terminal pngcairo size 900,600 font ',11'\n"
       "set output " + gnuplot_quoted(png_path) + "\n"
       "set datafile separator ','\n"
-      "set title " + gnuplot_quoted(title) + " noenhanced\n"
-      "set xlabel 'eps'\nset ylabel 'certified accuracy (%)'\n"
-      "set yrange [0:100]\nset key top right noenhanced\nset grid\n"
+      "set title " + gnuplot_quoted(labels.title) + " noenhanced\n"
+      "set xlabel " + gnuplot_quoted(labels.xlabel) + " noenhanced\n"
+      "set ylabel " + gnuplot_quoted(labels.ylabel) + " noenhanced\n" +
+      (labels.percent ? "set yrange [0:100]\n" : "") +
+      "set key top right noenhanced\nset grid\n"
       "plot ";
-  for (size_t c = 0; c < curves.names.size(); ++c) {
+  for (size_t c = 0; c < names.size(); ++c) {
     if (c) text += ", \\\n     ";
     text += gnuplot_quoted(csv_path) + " using 1:" + std::to_string(c + 2) + " with lines linewidth 2 title " +
-            gnuplot_quoted(curves.names[c]);
+            gnuplot_quoted(names[c]);
   }
   text += "\n";
   write_file_atomically(script, text);

@@ -27,10 +27,21 @@ struct CrCurves {
 // Written to a temporary file and renamed; errors name the path.
 void write_curves_csv(const std::string& path, const CrCurves& curves);
 
-// A gnuplot script plotting the CSV (one line per curve, the paper's figure 2
-// style) into png_path. Returns the script's path (next to the CSV).
-std::string write_curves_gnuplot(const std::string& csv_path, const std::string& png_path, const CrCurves& curves,
-                                 const std::string& title);
+// "<x_name>,<name>,..." then one row per x (values with 9 significant digits).
+void write_columns_csv(const std::string& path, const std::string& x_name, const std::vector<double>& x,
+                       const std::vector<std::string>& names, const std::vector<std::vector<double>>& columns);
+
+// Titles of a line plot; percent fixes the y range to [0, 100].
+struct PlotLabels {
+  std::string title, xlabel, ylabel;
+  bool percent = false;
+};
+
+// A gnuplot script plotting the CSV's columns 2.. against column 1 (one line
+// each, named by `names`) into png_path. Returns the script's path (the CSV's
+// with .gp for .csv).
+std::string write_lines_gnuplot(const std::string& csv_path, const std::string& png_path,
+                                const std::vector<std::string>& names, const PlotLabels& labels);
 
 // Runs `gnuplot script`; false (with the reason in *why) when gnuplot is not
 // installed or fails. The CSV and the script stay either way.

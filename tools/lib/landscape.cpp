@@ -1,0 +1,100 @@
+// Bound landscapes (see landscape.h).
+#include "tools/lib/landscape.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+#include "engine/ops.h"
+#include "engine/tape.h"
+
+namespace cte::tools {
+namespace {
+
+// A (1, K) tensor's entry k, as a double.
+double entry(const Tensor& row, int64_t k) { return double(row.to_vector().at(size_t(k))); }
+
+// sum(t * e_k) for t (1, K): the scalar z_k on the tape.
+Tensor pick(const Tensor& row, int64_t k) {
+  std::vector<float> onehot(size_t(row.numel()), 0.0f);
+  onehot[size_t(k)] = 1.0f;
+  return ops::sum(ops::mul(row, Tensor::from_vector(onehot, row.shape(), row.device())));
+}
+
+void check_neuron(const Network& net, int64_t neuron) {
+  const int64_t outputs = net.output_shape().numel();
+  if (neuron < 0 || neuron >= outputs)
+    throw std::invalid_argument("[landscape] output neuron " + std::to_string(neuron) + " is outside [0, " +
+                                std::to_string(outputs) + ")");
+}
+
+}  // namespace
+
+size_t first_affine_layer(const Network& net) {
+  const std::vector<Layer>& layers = net.layers();
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].kind == LayerKind::linear || layers[i].kind == LayerKind::conv) return i;
+  throw std::invalid_argument("[landscape] " + net.describe() + " has no linear or conv layer to move");
+}
+
+ParameterDirection gradient_direction(const Network& net, const Tensor& x, const Tensor& lower0, const Tensor& upper0,
+                                      int64_t neuron, std::optional<Relaxation> relaxation) {
+  check_neuron(net, neuron);
+  Network probe = net;  // same tensors; only the first weight gets a fresh, gradient-tracking handle
+  Layer& layer = probe.layers()[first_affine_layer(net)];
+  layer.weight = layer.weight.detach();
+  layer.weight.set_requires_grad(true);
+  Tensor target;
+  if (relaxation) {
+    const Bounds b = compute_bounds(probe, lower0, upper0, Tensor(), *relaxation);
+    target = pick(b.lower, neuron);
+  } else {
+    target = pick(probe.forward(x), neuron);
+  }
+  backward(target);
+  const Tensor g = layer.weight.grad();
+  NoGrad no_grad;
+  const double norm = g.defined() ? std::sqrt(double(ops::sum(ops::mul(g, g)).item())) : 0.0;
+  if (!(norm > 0.0) || !std::isfinite(norm))
+    throw std::runtime_error("[landscape] the gradient of output " + std::to_string(neuron) +
+                             " with respect to the first layer's weights is " +
+                             (std::isfinite(norm) ? "zero" : "not finite") + ": no direction to follow");
+  ParameterDirection d;
+  d.weight = ops::scale(g, float(1.0 / norm));
+  return d;
+}
+
+std::vector<std::vector<double>> bound_landscape(const Network& net, const Tensor& lower0, const Tensor& upper0,
+                                                 int64_t neuron, const std::vector<Relaxation>& relaxations,
+                                                 const std::vector<double>& deltas, const ParameterDirection& direction) {
+  check_neuron(net, neuron);
+  NoGrad no_grad;
+  const size_t index = first_affine_layer(net);
+  const Layer& original = net.layers()[index];
+  std::vector<std::vector<double>> lower(relaxations.size());
+  Network moved = net;
+  for (double delta : deltas) {
+    Layer& layer = moved.layers()[index];
+    const float step = float(delta);
+    layer.weight = direction.weight.defined() ? ops::add(original.weight, ops::scale(direction.weight, step))
+                                              : original.weight;
+    if (original.bias.defined())
+      layer.bias = direction.bias.defined() ? ops::add(original.bias, ops::scale(direction.bias, step)) : original.bias;
+    for (size_t r = 0; r < relaxations.size(); ++r)
+      lower[r].push_back(entry(compute_bounds(moved, lower0, upper0, Tensor(), relaxations[r]).lower, neuron));
+  }
+  return lower;
+}
+
+double largest_step_ratio(const std::vector<double>& y) {
+  std::vector<double> steps;
+  for (size_t k = 1; k < y.size(); ++k) steps.push_back(std::fabs(y[k] - y[k - 1]));
+  if (steps.empty()) return 0.0;
+  const double largest = *std::max_element(steps.begin(), steps.end());
+  if (largest == 0.0) return 0.0;
+  std::nth_element(steps.begin(), steps.begin() + long(steps.size() / 2), steps.end());
+  const double median = steps[steps.size() / 2];
+  return median > 0.0 ? largest / median : INFINITY;
+}
+
+}  // namespace cte::tools
