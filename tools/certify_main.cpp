@@ -20,6 +20,12 @@
 //       the first layer's weights move by delta along a unit gradient
 //       direction: continuity and sensitivity (the paper's figure 4). Writes
 //       landscape.csv, landscape.gp, landscape.png.
+//   certify table --checkpoints a.ckpt,b.ckpt,... [--relaxations ...] [--eps E] [--test-subset N]
+//                 [--out table.md]
+//       certified accuracy of each checkpoint (a row: how it was trained)
+//       under each relaxation (a column), at its own eps_test or --eps: the
+//       paper's table 7 (training x certification relaxation), as text and
+//       as a Markdown table.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -59,7 +65,9 @@ int usage(std::FILE* out) {
                "  eval     certified accuracy of a trained checkpoint per relaxation and radius (certify eval --help)\n"
                "  curve    CR curves and CR-AUC (tightness) of a trained checkpoint (certify curve --help)\n"
                "  landscape  one output bound per relaxation along a line in weight space: continuity and\n"
-               "             sensitivity (certify landscape --help)\n");
+               "             sensitivity (certify landscape --help)\n"
+               "  table    certified accuracy of several checkpoints under several relaxations: the paper's\n"
+               "           table 7 (certify table --help)\n");
   return out == stdout ? 0 : 2;
 }
 
@@ -485,6 +493,101 @@ int certify_landscape_command(int argc, char** argv) {
   }
 }
 
+int certify_table_command(int argc, char** argv) {
+  CLI::App app{"certify table: certified accuracy of several train checkpoints (rows: how each was trained) under "
+               "several relaxations (columns), each at its own eps_test or --eps: the paper's table 7"};
+  std::vector<std::string> checkpoints;
+  std::vector<std::string> relaxation_names{"box", "hbox", "crown-ibp", "deepz", "crown"};
+  std::string out_path, device_name = "auto", data_dir;
+  double eps = -1.0;
+  int64_t test_subset = 0;
+  int batch_size = 100, threads = 0;
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--checkpoints", checkpoints, "checkpoints written by train, one row each")->delimiter(',')->required();
+  app.add_option("--relaxations", relaxation_names, "relaxations, one column each")->delimiter(',')->capture_default_str();
+  app.add_option("--eps", eps, "radius for every row (default: each run's --eps-test)");
+  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)");
+  app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
+  app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
+  app.add_option("--out", out_path, "also write the table as Markdown to this file");
+  app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  try {
+    if (app.count("--eps") && (!(eps >= 0) || !std::isfinite(eps)))
+      throw std::invalid_argument("[certify] --eps " + format_number(eps) + " must be a number >= 0");
+    if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
+    if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
+    if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
+    std::vector<Relaxation> relaxations;
+    for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
+    TrainConfig runtime;
+    runtime.threads = threads;
+    runtime.device = device_name;
+    const Device device = prepare_runtime(runtime);
+    std::cerr << device_banner(device) << std::endl;
+
+    std::string markdown = "| net | data set | eps | trained with |";
+    for (Relaxation r : relaxations) markdown += std::string(" ") + relaxation_name(r) + " |";
+    markdown += "\n|---|---|---|---|";
+    for (size_t j = 0; j < relaxations.size(); ++j) markdown += "---|";
+    markdown += "\n";
+    std::string text = "net    data set       eps      trained with  ";
+    for (Relaxation r : relaxations) {
+      char cell[32];
+      std::snprintf(cell, sizeof cell, "%11s", relaxation_name(r));
+      text += cell;
+    }
+    text += "\n";
+    for (const std::string& checkpoint : checkpoints) {
+      LoadedRun run = load_run(checkpoint, "", data_dir);
+      run.net.to(device);
+      EvalOptions o;
+      o.eps = {float(eps >= 0 ? eps : run.trained.eps_test)};
+      o.relaxations = relaxations;
+      o.pgd = false;
+      o.elide = run.trained.elide;
+      o.batch_size = batch_size;
+      o.subset = test_subset;
+      const EvalReport r = evaluate(run.net, run.data.test, o);
+      const std::string eps_text = format_number(o.eps[0]);
+      markdown += "| " + run.trained.net + " | " + run.dataset + " | " + eps_text + " | " + run.trained.method + " |";
+      char head[96];
+      std::snprintf(head, sizeof head, "%-6s %-14s %-8s %-13s", run.trained.net.c_str(), run.dataset.c_str(),
+                    eps_text.c_str(), run.trained.method.c_str());
+      text += head;
+      for (size_t j = 0; j < relaxations.size(); ++j) {
+        const double percent = 100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n));
+        char cell[32];
+        std::snprintf(cell, sizeof cell, " %.1f |", percent);
+        markdown += cell;
+        std::snprintf(cell, sizeof cell, " %9.2f%%", percent);
+        text += cell;
+      }
+      markdown += "\n";
+      text += "\n";
+      std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
+                << std::endl;
+    }
+    std::cout << text;
+    if (!out_path.empty()) {
+      std::ofstream out(out_path);
+      out << markdown;
+      if (!out) throw std::runtime_error("[certify] --out " + out_path + ": cannot write");
+      std::cout << "[table] wrote " << out_path << std::endl;
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -495,6 +598,7 @@ int main(int argc, char** argv) {
   if (command == "eval") return certify_eval_command(argc - 1, argv + 1);
   if (command == "curve") return certify_curve_command(argc - 1, argv + 1);
   if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
+  if (command == "table") return certify_table_command(argc - 1, argv + 1);
   std::fprintf(stderr, "[certify] unknown command '%s'\n", command.c_str());
   return usage(stderr);
 }

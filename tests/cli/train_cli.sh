@@ -13,7 +13,7 @@
 #  4. certify eval on that checkpoint agrees with the trainer's evaluation
 #     (and elides as the run trained), and --resume refuses a checkpoint of
 #     another network;
-#  5. certify curve and certify landscape on that checkpoint: their files,
+#  5. certify curve, landscape and table on those checkpoints: their files,
 #     values cross-checked against certify eval / certify bounds, bad flags.
 # Parts 2-5 are skipped (exit 0) when FashionMNIST is not installed.
 set -uo pipefail
@@ -267,6 +267,18 @@ out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --index 10000 2
 if [ "$rc" -ne 0 ] && grep -qF -- "--index 10000 is outside the 10000 test images" <<<"$out"; then ok "certify landscape --index 10000 -> exit $rc"; else bad "certify landscape --index 10000: exit $rc: $out"; fi
 out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --direction sideways 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--direction 'sideways' is neither logit nor a relaxation" <<<"$out"; then ok "certify landscape --direction sideways -> exit $rc"; else bad "certify landscape --direction: exit $rc: $out"; fi
+
+echo "== certify table"
+out=$("$CERTIFY" table --checkpoints "$tmp/a/checkpoint.ckpt,$tmp/j/checkpoint.ckpt" --relaxations box,crown \
+      --eps 0.005 --test-subset 100 --threads 1 --out "$tmp/table.md" 2>&1); rc=$?
+box_cell=$(awk -F'|' 'NR == 3 {print $6 + 0}' "$tmp/table.md" 2>/dev/null)
+if [ "$rc" -eq 0 ] && [ "$(wc -l < "$tmp/table.md")" -eq 4 ] &&
+   [ "$(head -1 "$tmp/table.md")" = "| net | data set | eps | trained with | box | crown |" ] &&
+   awk -v a="$box_cell" -v b="${elide_cert%\%}" 'BEGIN {exit !(a - b < 0.05 && b - a < 0.05)}'; then
+  ok "certify table: 2 checkpoints x (box, crown) in Markdown; the first row's box cell ($box_cell) is certify eval's"
+else
+  bad "certify table: exit $rc: $out; $(cat "$tmp/table.md" 2>&1)"
+fi
 
 if [ "$failures" -eq 0 ]; then echo "[train_cli] all passed"; else echo "[train_cli] $failures failed"; fi
 [ "$failures" -eq 0 ]
