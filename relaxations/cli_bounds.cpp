@@ -126,7 +126,7 @@ int certify_bounds_command(int argc, char** argv) {
                  "(\"y\" only needed with --spec label)")
       ->required();
   app.add_option("--eps", eps, "L-inf radius of the ball around each input (>= 0)")->required();
-  app.add_option("--relaxation", relaxation_arg, "box, hbox, hbox-fresh, deepz, crown, crown0 or crown-ibp")->required();
+  app.add_option("--relaxation", relaxation_arg, "box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp, or the LP relaxations triangle and parallelogram")->required();
   app.add_option("--spec", spec,
                  "label: bound the margins z_y' - z_y for every y' != y (increasing y') instead of the logits")
       ->check(CLI::IsMember({"label"}));

@@ -9,6 +9,7 @@
 
 #include "engine/ops.h"
 #include "engine/tape.h"
+#include "relaxations/lp.h"
 #include "relaxations/relax_ops.h"
 
 namespace cte {
@@ -161,8 +162,10 @@ Relaxation parse_relaxation(const std::string& name) {
   if (name == "crown") return Relaxation::crown;
   if (name == "crown0") return Relaxation::crown0;
   if (name == "crown-ibp" || name == "crown_ibp" || name == "crown-ibp-r") return Relaxation::crown_ibp;
+  if (name == "triangle") return Relaxation::triangle;
+  if (name == "parallelogram") return Relaxation::parallelogram;
   fail("relaxation", "unknown relaxation '" + name +
-                         "' (expected box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp)");
+                         "' (expected box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp, triangle, parallelogram)");
 }
 
 const char* relaxation_name(Relaxation r) {
@@ -174,6 +177,8 @@ const char* relaxation_name(Relaxation r) {
     case Relaxation::crown: return "crown";
     case Relaxation::crown0: return "crown0";
     case Relaxation::crown_ibp: return "crown-ibp";
+    case Relaxation::triangle: return "triangle";
+    case Relaxation::parallelogram: return "parallelogram";
   }
   return "?";
 }
@@ -218,6 +223,17 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     case Relaxation::crown:
     case Relaxation::crown0:
     case Relaxation::crown_ibp: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
+    case Relaxation::triangle:
+    case Relaxation::parallelogram: {
+      std::vector<Tensor> params = net.parameters();
+      if (grad_recording_enabled() && should_record(params))
+        fail("bounds", std::string(relaxation_name(relaxation)) +
+                           " is an LP relaxation without gradients here; compute it under NoGrad (certification)");
+      bounds = relax::lp_bounds(net, lower0, upper0, spec,
+                                relaxation == Relaxation::triangle ? relax::LpRule::triangle : relax::LpRule::parallelogram,
+                                options.need_lower);
+      break;
+    }
     default: fail("bounds", "unknown relaxation " + std::to_string(int(relaxation)));
   }
   if (!options.need_lower) bounds.lower = Tensor();  // one contract for every relaxation

@@ -27,12 +27,17 @@
 
 namespace cte {
 
-enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown_ibp };
+//   triangle       the LP of the convex hull of each ReLU (section 5.2)
+//   parallelogram  the LP of y >= 0, y >= x, y <= u, y <= x - l
+// These two are certification-only here (relaxations/lp.h): computed on the
+// CPU with GLPK and made sound through the LP dual; compute_bounds refuses
+// them while gradients are recorded.
+enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown_ibp, triangle, parallelogram };
 // Accepts the names above and the dashed spellings (hbox-fresh, crown-ibp,
 // crown-ibp-r); throws "[relaxation] unknown ..." listing the valid names.
 Relaxation parse_relaxation(const std::string& name);
-const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown-ibp"
-std::vector<Relaxation> all_relaxations();
+const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown-ibp", ...
+std::vector<Relaxation> all_relaxations();  // the seven differentiable ones (not the LP relaxations)
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's

@@ -15,18 +15,10 @@
 namespace cte::test {
 namespace {
 
-Layer dense(const std::vector<float>& weight, int64_t out, int64_t in, const std::vector<float>& bias) {
-  Layer layer;
-  layer.kind = LayerKind::linear;
-  layer.weight = Tensor::from_vector(weight, Shape{out, in}, Device::cpu);
-  layer.bias = Tensor::from_vector(bias, Shape{out}, Device::cpu);
-  return layer;
-}
-
 // Section 4.1: x1 = (x0 + w, x0 + w), x2 = relu(x1), x3 = (x22 + 1, x22 - x21),
 // x0 in [-1, 1]; w is the first layer's bias (here 0, moved by delta).
 Network section_4_1_network() {
-  return Network(Shape{1}, {dense({1, 1}, 2, 1, {0, 0}), make_relu(), dense({0, 1, -1, 1}, 2, 2, {1, 0})});
+  return Network(Shape{1}, {linear_layer({{1}, {1}}, {0, 0}), make_relu(), linear_layer({{0, 1}, {-1, 1}}, {1, 0})});
 }
 
 }  // namespace
@@ -63,7 +55,7 @@ TEST_CASE("landscape: the section 4.1 bounds along w, by formula") {
 TEST_CASE("landscape: the logit gradient direction has its closed form") {
   // z = W2 (W1 x + b1) + b2: dz_j / dW1 = W2[j, :]^T x^T, here
   // W2[1, :] = (2, -1), x = (0.5, 0.25): (1, 0.5; -0.5, -0.25) / norm.
-  const Network net(Shape{2}, {dense({1, 2, 3, 4}, 2, 2, {0.1f, -0.2f}), dense({1, 1, 2, -1}, 2, 2, {0, 0})});
+  const Network net(Shape{2}, {linear_layer({{1, 2}, {3, 4}}, {0.1f, -0.2f}), linear_layer({{1, 1}, {2, -1}}, {0, 0})});
   const Tensor x = Tensor::from_vector({0.5f, 0.25f}, Shape{1, 2}, Device::cpu);
   const tools::ParameterDirection d = tools::gradient_direction(net, x, x, x, 1, std::nullopt);
   const double norm = std::sqrt(1.0 + 0.25 + 0.25 + 0.0625);

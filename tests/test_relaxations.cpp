@@ -30,17 +30,6 @@ namespace {
 // doctest prints a const char* as a pointer; a std::string as text.
 std::string name_of(Relaxation r) { return relaxation_name(r); }
 
-Layer linear_layer(const std::vector<std::vector<float>>& rows, const std::vector<float>& bias) {
-  Layer layer;
-  layer.kind = LayerKind::linear;
-  std::vector<float> flat;
-  for (const auto& row : rows) flat.insert(flat.end(), row.begin(), row.end());
-  const int64_t out = int64_t(rows.size()), in = int64_t(rows.front().size());
-  layer.weight = Tensor::from_vector(flat, Shape{out, in}, Device::cpu);
-  layer.bias = Tensor::from_vector(bias, Shape{out}, Device::cpu);
-  return layer;
-}
-
 // widths = {input, hidden..., logits}; ReLU after every hidden linear layer.
 Network dense_network(const std::vector<int64_t>& widths, Rng& rng, bool normalize_input) {
   std::vector<Layer> layers;

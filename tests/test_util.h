@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/nn.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
 
@@ -52,5 +53,17 @@ inline std::string mismatch(const std::vector<float>& got, const std::vector<flo
     const std::string cte_why_ = ::cte::test::mismatch((got), (want), (atol), (rtol)); \
     CHECK_MESSAGE(cte_why_.empty(), cte_why_);                                    \
   } while (0)
+
+// A linear layer from its weight rows and bias (the paper's small examples).
+inline Layer linear_layer(const std::vector<std::vector<float>>& rows, const std::vector<float>& bias) {
+  Layer layer;
+  layer.kind = LayerKind::linear;
+  std::vector<float> flat;
+  for (const auto& row : rows) flat.insert(flat.end(), row.begin(), row.end());
+  const int64_t out = int64_t(rows.size()), in = int64_t(rows.front().size());
+  layer.weight = Tensor::from_vector(flat, Shape{out, in}, Device::cpu);
+  layer.bias = Tensor::from_vector(bias, Shape{out}, Device::cpu);
+  return layer;
+}
 
 }  // namespace cte::test

@@ -9,6 +9,7 @@ packages=(
   libstb-dev           # image-folder data sets (stb_image)
   zlib1g-dev           # gzipped IDX, checkpoint CRC
   libmatio-dev         # SVHN .mat files
+  libglpk-dev          # the LP relaxations (Triangle, Parallelogram)
   nlohmann-json3-dev   # network JSON, metrics
   libcli11-dev         # command-line flags
   dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests

@@ -1,0 +1,309 @@
+// Triangle and Parallelogram as linear programs over every neuron, solved
+// with GLPK and turned into sound bounds through the dual (see lp.h).
+#include "relaxations/lp.h"
+
+#include <glpk.h>
+
+#include <cmath>
+#include <limits>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "relaxations/relax_ops.h"
+
+namespace cte::relax {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+using Terms = std::vector<std::pair<int, double>>;  // (variable, coefficient)
+
+// An affine layer in double precision: out_k = constant_k + sum of terms_k.
+struct AffineMap {
+  std::vector<Terms> rows;
+  std::vector<double> constant;
+  bool diagonal = false;  // maps a box onto a box (normalize)
+};
+
+std::vector<double> values_of(const Tensor& t) {
+  const std::vector<float> v = t.to_vector();
+  return std::vector<double>(v.begin(), v.end());
+}
+
+// Input variables are 0..n_in-1 in these rows; the caller shifts them.
+AffineMap affine_of(const Layer& layer) {
+  AffineMap map;
+  switch (layer.kind) {
+    case LayerKind::linear: {
+      const std::vector<double> w = values_of(layer.weight);
+      const int64_t out = layer.weight.size(0), in = layer.weight.size(1);
+      const std::vector<double> b = layer.bias.defined() ? values_of(layer.bias) : std::vector<double>(size_t(out), 0.0);
+      for (int64_t k = 0; k < out; ++k) {
+        Terms row;
+        for (int64_t j = 0; j < in; ++j)
+          if (w[size_t(k * in + j)] != 0.0) row.emplace_back(int(j), w[size_t(k * in + j)]);
+        map.rows.push_back(std::move(row));
+        map.constant.push_back(b[size_t(k)]);
+      }
+      return map;
+    }
+    case LayerKind::conv: {
+      const std::vector<double> w = values_of(layer.weight);
+      const Shape ws = layer.weight.shape();
+      const int64_t c_out = ws[0], c_in = ws[1], kh = ws[2], kw = ws[3];
+      const int64_t h_in = layer.in_shape[1], w_in = layer.in_shape[2];
+      const int64_t h_out = layer.out_shape[1], w_out = layer.out_shape[2];
+      const std::vector<double> b = layer.bias.defined() ? values_of(layer.bias) : std::vector<double>(size_t(c_out), 0.0);
+      for (int64_t o = 0; o < c_out; ++o)
+        for (int64_t oy = 0; oy < h_out; ++oy)
+          for (int64_t ox = 0; ox < w_out; ++ox) {
+            Terms row;
+            for (int64_t c = 0; c < c_in; ++c)
+              for (int64_t ky = 0; ky < kh; ++ky)
+                for (int64_t kx = 0; kx < kw; ++kx) {
+                  const int64_t iy = oy * layer.stride - layer.padding + ky;
+                  const int64_t ix = ox * layer.stride - layer.padding + kx;
+                  const double coef = w[size_t(((o * c_in + c) * kh + ky) * kw + kx)];
+                  if (iy < 0 || iy >= h_in || ix < 0 || ix >= w_in || coef == 0.0) continue;
+                  row.emplace_back(int((c * h_in + iy) * w_in + ix), coef);
+                }
+            map.rows.push_back(std::move(row));
+            map.constant.push_back(b[size_t(o)]);
+          }
+      return map;
+    }
+    case LayerKind::normalize: {
+      const std::vector<double> mean = values_of(layer.mean), inv_std = values_of(layer.inv_std);
+      const int64_t n = layer.in_shape.numel();
+      const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
+      for (int64_t j = 0; j < n; ++j) {
+        const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
+        map.rows.push_back(Terms{{int(j), inv_std[c]}});
+        map.constant.push_back(-mean[c] * inv_std[c]);
+      }
+      map.diagonal = true;
+      return map;
+    }
+    default: break;
+  }
+  fail("lp", std::string("no affine map for a ") + layer_kind_name(layer.kind) + " layer");
+}
+
+// The LP of one sample, grown layer by layer. GLPK indices are 1-based; ours 0-based.
+class Program {
+ public:
+  Program() : lp_(glp_create_prob()) {
+    glp_init_smcp(&options_);
+    options_.msg_lev = GLP_MSG_OFF;
+    options_.meth = GLP_PRIMAL;  // a new objective keeps the basis primal feasible: warm start
+  }
+  ~Program() { glp_delete_prob(lp_); }
+  Program(const Program&) = delete;
+  Program& operator=(const Program&) = delete;
+
+  int add_variable(double lo, double hi) {
+    const int j = glp_add_cols(lp_, 1);
+    lo_.push_back(lo);
+    hi_.push_back(hi);
+    set_column_bounds(j, lo, hi);
+    return j - 1;
+  }
+
+  void tighten(int var, double lo, double hi) {
+    if (lo > lo_[size_t(var)]) lo_[size_t(var)] = lo;
+    if (hi < hi_[size_t(var)]) hi_[size_t(var)] = hi;
+    if (lo_[size_t(var)] > hi_[size_t(var)]) lo_[size_t(var)] = hi_[size_t(var)] = 0.5 * (lo_[size_t(var)] + hi_[size_t(var)]);
+    set_column_bounds(var + 1, lo_[size_t(var)], hi_[size_t(var)]);
+  }
+
+  double lower(int var) const { return lo_[size_t(var)]; }
+  double upper(int var) const { return hi_[size_t(var)]; }
+
+  // lo <= sum of terms <= hi (either may be infinite; equal for an equality).
+  void add_row(const Terms& terms, double lo, double hi) {
+    const int i = glp_add_rows(lp_, 1);
+    std::vector<int> index{0};
+    std::vector<double> value{0.0};
+    for (const auto& [var, coef] : terms) {
+      index.push_back(var + 1);
+      value.push_back(coef);
+    }
+    glp_set_mat_row(lp_, i, int(terms.size()), index.data(), value.data());
+    const int type = lo == hi ? GLP_FX : std::isinf(lo) ? GLP_UP : std::isinf(hi) ? GLP_LO : GLP_DB;
+    glp_set_row_bnds(lp_, i, type, std::isinf(lo) ? 0.0 : lo, std::isinf(hi) ? 0.0 : hi);
+    rows_.push_back({terms, lo, hi});
+  }
+
+  // A sound upper bound of max objective^T x over the program (see lp.h).
+  double maximize(const Terms& objective) {
+    for (int j : objective_vars_) glp_set_obj_coef(lp_, j + 1, 0.0);
+    objective_vars_.clear();
+    glp_set_obj_dir(lp_, GLP_MAX);
+    for (const auto& [var, coef] : objective) {
+      glp_set_obj_coef(lp_, var + 1, coef);
+      objective_vars_.push_back(var);
+    }
+    const bool solved = glp_simplex(lp_, &options_) == 0 && glp_get_status(lp_) == GLP_OPT;
+    // d = c - A^T y, then the bound; y = 0 (interval arithmetic) when the solver failed.
+    std::vector<double> reduced(lo_.size(), 0.0);
+    for (const auto& [var, coef] : objective) reduced[size_t(var)] += coef;
+    double bound = 0.0;
+    for (size_t i = 0; solved && i < rows_.size(); ++i) {
+      double y = glp_get_row_dual(lp_, int(i) + 1);
+      const Row& row = rows_[i];
+      if ((y > 0 && std::isinf(row.hi)) || (y < 0 && std::isinf(row.lo)) || !std::isfinite(y)) y = 0.0;
+      if (y == 0.0) continue;
+      bound += y > 0 ? y * row.hi : y * row.lo;
+      for (const auto& [var, coef] : row.terms) reduced[size_t(var)] -= y * coef;
+    }
+    for (size_t j = 0; j < reduced.size(); ++j)
+      bound += reduced[j] > 0 ? reduced[j] * hi_[j] : reduced[j] * lo_[j];
+    return bound;
+  }
+
+ private:
+  struct Row {
+    Terms terms;
+    double lo, hi;
+  };
+  void set_column_bounds(int j, double lo, double hi) {
+    glp_set_col_bnds(lp_, j, lo == hi ? GLP_FX : GLP_DB, lo, hi);
+  }
+
+  glp_prob* lp_;
+  glp_smcp options_;
+  std::vector<double> lo_, hi_;
+  std::vector<Row> rows_;
+  std::vector<int> objective_vars_;
+};
+
+// Interval bounds of constant + terms over the variables' current bounds.
+std::pair<double, double> interval_of(const Program& p, const Terms& terms, double constant) {
+  double lo = constant, hi = constant;
+  for (const auto& [var, coef] : terms) {
+    lo += coef > 0 ? coef * p.lower(var) : coef * p.upper(var);
+    hi += coef > 0 ? coef * p.upper(var) : coef * p.lower(var);
+  }
+  return {lo, hi};
+}
+
+Terms negated(Terms terms) {
+  for (auto& term : terms) term.second = -term.second;
+  return terms;
+}
+
+// The float nearest to v on the safe side (below for a lower bound).
+float round_down(double v) {
+  float f = float(v);
+  if (double(f) > v) f = std::nextafter(f, -std::numeric_limits<float>::infinity());
+  return f;
+}
+float round_up(double v) {
+  float f = float(v);
+  if (double(f) < v) f = std::nextafter(f, std::numeric_limits<float>::infinity());
+  return f;
+}
+
+}  // namespace
+
+Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, LpRule rule,
+                 bool need_lower) {
+  glp_term_out(GLP_OFF);
+  const std::vector<Layer>& layers = net.layers();
+  std::vector<AffineMap> maps(layers.size());
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (layers[i].kind == LayerKind::linear || layers[i].kind == LayerKind::conv || layers[i].kind == LayerKind::normalize)
+      maps[i] = affine_of(layers[i]);
+  const int64_t batch = lower0.size(0), n0 = net.input_shape().numel();
+  const std::vector<double> lo0 = values_of(lower0), hi0 = values_of(upper0);
+  const std::vector<double> c = spec.defined() ? values_of(spec) : std::vector<double>();
+  const int64_t logits = net.output_shape().numel();
+  const int64_t rows = spec.defined() ? spec.size(1) : logits;
+  std::vector<float> lower(size_t(batch * rows)), upper(size_t(batch * rows));
+
+  for (int64_t s = 0; s < batch; ++s) {
+    Program p;
+    std::vector<int> current;  // the variables of the current layer's output
+    for (int64_t j = 0; j < n0; ++j)
+      current.push_back(p.add_variable(lo0[size_t(s * n0 + j)], hi0[size_t(s * n0 + j)]));
+    bool box = true;  // the feasible set of `current` is exactly their box
+    for (size_t i = 0; i < layers.size(); ++i) {
+      const Layer& layer = layers[i];
+      if (layer.kind == LayerKind::flatten) continue;
+      if (layer.kind == LayerKind::relu) {
+        std::vector<int> next;
+        for (int x : current) {
+          const double l = p.lower(x), u = p.upper(x);
+          if (u <= 0) {
+            next.push_back(p.add_variable(0.0, 0.0));
+            continue;
+          }
+          const int y = p.add_variable(std::max(l, 0.0), u);
+          next.push_back(y);
+          if (l >= 0) {  // y = x
+            p.add_row({{y, 1.0}, {x, -1.0}}, 0.0, 0.0);
+            continue;
+          }
+          box = false;
+          p.add_row({{y, 1.0}, {x, -1.0}}, 0.0, kInf);  // y >= x (y >= 0 is its column bound)
+          if (rule == LpRule::triangle) {
+            const double slope = u / (u - l);  // y <= slope (x - l)
+            p.add_row({{y, 1.0}, {x, -slope}}, -kInf, -slope * l);
+          } else {
+            p.add_row({{y, 1.0}, {x, -1.0}}, -kInf, -l);  // y <= x - l (y <= u is its column bound)
+          }
+        }
+        current = std::move(next);
+        continue;
+      }
+      // Affine: a new variable per output, tied by an equality row; bounded by
+      // interval arithmetic, tightened by the LP when the inputs are not a box
+      // and a ReLU will read the neuron.
+      const AffineMap& map = maps[i];
+      const bool feeds_relu = i + 1 < layers.size() && layers[i + 1].kind == LayerKind::relu;
+      std::vector<int> next;
+      for (size_t k = 0; k < map.rows.size(); ++k) {
+        Terms terms;
+        for (const auto& [j, coef] : map.rows[k]) terms.emplace_back(current[size_t(j)], coef);
+        const auto [lo, hi] = interval_of(p, terms, map.constant[k]);
+        const int z = p.add_variable(lo, hi);
+        Terms row = negated(terms);  // z - terms = constant
+        row.emplace_back(z, 1.0);
+        p.add_row(row, map.constant[k], map.constant[k]);
+        next.push_back(z);
+      }
+      // A neuron already stable by interval arithmetic keeps its exact ReLU
+      // constraint whatever its bounds, and the interval bounds cut nothing
+      // off the LP's feasible set, so only unstable neurons need the two LPs.
+      if (!box && feeds_relu)
+        for (int z : next) {
+          if (p.lower(z) >= 0 || p.upper(z) <= 0) continue;
+          const double hi = p.maximize({{z, 1.0}});
+          const double lo = hi > 0 ? -p.maximize({{z, -1.0}}) : p.lower(z);
+          p.tighten(z, lo, hi);
+        }
+      box = box && map.diagonal;
+      current = std::move(next);
+    }
+    for (int64_t k = 0; k < rows; ++k) {
+      Terms objective;
+      if (spec.defined()) {
+        for (int64_t l = 0; l < logits; ++l) {
+          const double coef = c[size_t((s * rows + k) * logits + l)];
+          if (coef != 0.0) objective.emplace_back(current[size_t(l)], coef);
+        }
+      } else {
+        objective.emplace_back(current[size_t(k)], 1.0);
+      }
+      upper[size_t(s * rows + k)] = round_up(p.maximize(objective));
+      if (need_lower) lower[size_t(s * rows + k)] = round_down(-p.maximize(negated(objective)));
+    }
+  }
+  Bounds out;
+  out.upper = Tensor::from_vector(upper, Shape{batch, rows}, lower0.device());
+  if (need_lower) out.lower = Tensor::from_vector(lower, Shape{batch, rows}, lower0.device());
+  return out;
+}
+
+}  // namespace cte::relax

@@ -1,0 +1,37 @@
+// Triangle and Parallelogram: LP relaxations (paper section 5.2, appendix
+// K.1), for certification and analysis. They are not differentiable layers
+// here (the paper trains them through implicit layers), so compute_bounds
+// refuses them while gradients are recorded.
+//
+// Every neuron is an LP variable. An affine layer adds equality rows; a ReLU
+// with input bounds [l, u] adds, when unstable,
+//   Triangle       y >= 0, y >= x, y <= u (x - l) / (u - l)  (the convex hull)
+//   Parallelogram  y >= 0, y >= x, y <= u, y <= x - l
+// and y = 0 (u <= 0) or y = x (l >= 0) when stable. Layer by layer, each
+// neuron's l and u are the minimum and maximum of the LP over everything
+// before it (the multi-level optimisation of equation 5), and the output's
+// bounds are the LP's optimum for each row of C.
+//
+// Soundness does not rest on the LP solver (GLPK's simplex, in floating
+// point): from its dual values y we form the bound
+//   max c^T x <= sum_i max(y_i r_i over row i's range) + sum_j max(d_j x_j over [l_j, u_j]),
+//   d = c - A^T y,
+// which holds for every y (weak duality, Neumaier and Shcherbina 2004) and is
+// evaluated in double precision. A solver failure only costs tightness.
+#pragma once
+#include "engine/nn.h"
+#include "engine/tensor.h"
+#include "relaxations/relaxations.h"
+
+namespace cte::relax {
+
+enum class LpRule { triangle, parallelogram };
+
+// Bounds of C z (spec (N, K, L)) or of z (spec undefined), per sample, on the
+// CPU in double precision (returned as float tensors on lower0's device,
+// rounded outwards so the float bounds stay sound). need_lower false skips
+// the lower bounds' LPs (Bounds::lower undefined).
+Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, LpRule rule,
+                 bool need_lower = true);
+
+}  // namespace cte::relax
