@@ -70,4 +70,39 @@ TEST_CASE("landscape: the logit gradient direction has its closed form") {
                        std::invalid_argument);
 }
 
+TEST_CASE("landscape: slopes along the line and gradient ascent on the section 4.1 network") {
+  const Network net = section_4_1_network();
+  const Tensor lower0 = Tensor::from_vector({-1.0f}, Shape{1, 1}, Device::cpu);
+  const Tensor upper0 = Tensor::from_vector({1.0f}, Shape{1, 1}, Device::cpu);
+  tools::ParameterDirection along_w;
+  along_w.bias = Tensor::from_vector({1.0f, 1.0f}, Shape{2}, Device::cpu);
+  // DeepZ l31 = (1 + w^2) / 2: slope w. CROWN l31 = 1 (slope 0) for w <= 0, w (slope 1) for w > 0.
+  for (double w : {-0.6, -0.25, 0.3, 0.7}) {
+    CAPTURE(w);
+    const tools::ValueAndSlope deepz = tools::bound_and_slope(net, lower0, upper0, 0, Relaxation::deepz, along_w, w);
+    CHECK(deepz.value == doctest::Approx((1 + w * w) / 2).epsilon(1e-5));
+    CHECK(deepz.slope == doctest::Approx(w).epsilon(1e-5));
+    const tools::ValueAndSlope crown = tools::bound_and_slope(net, lower0, upper0, 0, Relaxation::crown, along_w, w);
+    CHECK(crown.slope == doctest::Approx(w > 0 ? 1.0 : 0.0));
+  }
+  // Ascent on DeepZ from w = 0 with rate 0.5, no decay: the slope at 0 is 0, so it stays.
+  // From the hBox l32 = -1 - w (slope -1): w_t = -0.1 t, the bound 0.1 t - 1.
+  std::vector<double> deltas;
+  const std::vector<tools::ValueAndSlope> path =
+      tools::ascend(net, lower0, upper0, 1, Relaxation::hbox, along_w, 0.1, 1.0, 3, &deltas);
+  REQUIRE(path.size() == 4);
+  for (size_t t = 0; t < path.size(); ++t) {
+    CHECK(deltas[t] == doctest::Approx(-0.1 * double(t)));
+    CHECK(path[t].value == doctest::Approx(0.1 * double(t) - 1.0).epsilon(1e-5));
+  }
+  CHECK(tools::ascend(net, lower0, upper0, 0, Relaxation::deepz, along_w, 0.5, 1.0, 2, &deltas).back().value ==
+        doctest::Approx(0.5));
+  // The appendix F networks: integer weights in [-4, 4], the asked shape.
+  Rng rng(3);
+  const Network random = tools::random_integer_network(rng, 2, 10, 2, 4);
+  CHECK(random.describe() == "input(1) -> linear(1->10) -> relu -> linear(10->10) -> relu -> linear(10->2)");
+  for (const Tensor& p : random.parameters())
+    for (float v : p.to_vector()) CHECK((v == std::round(v) && std::fabs(v) <= 4));
+}
+
 }  // namespace cte::test

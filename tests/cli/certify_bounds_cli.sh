@@ -1,6 +1,5 @@
-#!/usr/bin/env bash
-# Integration tests of `certify bounds` (relaxations/cli_bounds.h), built by
-# make (this script builds nothing):
+# Integration tests of `certify bounds` (relaxations/cli_bounds.h) and
+# `certify sgd`, built by make (this script builds nothing):
 #  1. the paper's appendix A network (x1 = (x01 + x02, x01 - x02), ReLU, the
 #     same map again) on [-1, 1]^2 (x = 0, eps 1, --no-clip): DeepZ gives the
 #     appendix's l3 = (-1, -2), u3 = (3, 2); CROWN (-l >= u: lower slope 0)
@@ -10,7 +9,9 @@
 #  2. bad input stops with a message naming the flag or file and a non-zero
 #     exit: eps below 0 or NaN, an input outside [0, 1], a label out of
 #     range, a wrong input size, an unknown layer type, an infinite weight,
-#     an unknown relaxation.
+#     an unknown relaxation;
+#  3. certify sgd (the section 4.4 experiment on random 1-D networks, no data
+#     set needed): its files, determinism for a seed, a bad flag.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 CERTIFY=build/bin/certify
@@ -76,6 +77,26 @@ cat > "$tmp/infinite.json" <<'EOF'
 EOF
 expect_error "layer 0 (linear): weight contains NaN or infinite values" --net "$tmp/infinite.json" --x "$tmp/origin.json" --eps 0.1 --relaxation crown
 expect_error "--relaxation: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
+
+echo "== certify sgd"
+out=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --out "$tmp/sgd" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [ "$(head -1 "$tmp/sgd/sgd_landscape.csv" 2>/dev/null)" = "delta,box,crown" ] &&
+   [ "$(wc -l < "$tmp/sgd/sgd_landscape.csv")" -eq 22 ] &&
+   [ "$(head -1 "$tmp/sgd/sgd_path.csv")" = "step,delta_box,bound_box,delta_crown,bound_crown" ] &&
+   [ "$(wc -l < "$tmp/sgd/sgd_path.csv")" -eq 7 ] && [ "$(sed -n 2p "$tmp/sgd/sgd_path.csv" | cut -d, -f2,4)" = "0,0" ] &&
+   grep -q '"input_shape"' "$tmp/sgd/sgd_network.json" && [ -f "$tmp/sgd/sgd.gp" ]; then
+  ok "certify sgd writes the landscape (21 deltas), the paths (6 points from delta 0), the network and the script"
+else
+  bad "certify sgd: exit $rc: $out; $(cat "$tmp/sgd/sgd_path.csv" 2>&1)"
+fi
+out2=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --out "$tmp/sgd2" 2>&1)
+if cmp -s "$tmp/sgd/sgd_path.csv" "$tmp/sgd2/sgd_path.csv" && cmp -s "$tmp/sgd/sgd_landscape.csv" "$tmp/sgd2/sgd_landscape.csv"; then
+  ok "certify sgd is deterministic for a seed"
+else
+  bad "certify sgd differs between two runs: $out2"
+fi
+out=$("$CERTIFY" sgd --neuron 2 --out "$tmp/sgd3" 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--neuron 2 must be 0 or 1" <<<"$out"; then ok "certify sgd --neuron 2 -> exit $rc"; else bad "certify sgd --neuron 2: exit $rc: $out"; fi
 
 if [ "$failures" -ne 0 ]; then echo "[certify_bounds_cli] $failures failure(s)"; exit 1; fi
 echo "[certify_bounds_cli] all passed"

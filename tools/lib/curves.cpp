@@ -7,10 +7,9 @@
 #include <stdexcept>
 
 namespace cte::tools {
-namespace {
 
 // Writes `text` to path via path.tmp + rename, so a reader never sees half a file.
-void write_file_atomically(const std::string& path, const std::string& text) {
+void write_text_file(const std::string& path, const std::string& text) {
   const std::string temp = path + ".tmp";
   {
     std::ofstream out(temp, std::ios::binary | std::ios::trunc);
@@ -23,18 +22,19 @@ void write_file_atomically(const std::string& path, const std::string& text) {
     throw std::runtime_error("[curves] cannot rename " + temp + " to " + path);
 }
 
+std::string gnuplot_quoted(const std::string& s) {
+  std::string out = "'";
+  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
+  return out + "'";
+}
+
+namespace {
+
 // A double as text without trailing noise (%.10g).
 std::string number(double v) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%.10g", v);
   return buffer;
-}
-
-// Quotes for a gnuplot string literal ('...' with '' for a quote).
-std::string gnuplot_quoted(const std::string& s) {
-  std::string out = "'";
-  for (char c : s) out += c == '\'' ? std::string("''") : std::string(1, c);
-  return out + "'";
 }
 
 // Quotes for the shell ('...' with '\'' for a quote).
@@ -84,7 +84,7 @@ void write_table(const std::string& path, const std::string& x_name, const std::
     }
     text += "\n";
   }
-  write_file_atomically(path, text);
+  write_text_file(path, text);
 }
 
 }  // namespace
@@ -118,7 +118,7 @@ std::string write_lines_gnuplot(const std::string& csv_path, const std::string& 
             gnuplot_quoted(names[c]);
   }
   text += "\n";
-  write_file_atomically(script, text);
+  write_text_file(script, text);
   return script;
 }
 

@@ -43,6 +43,12 @@ struct PlotLabels {
 std::string write_lines_gnuplot(const std::string& csv_path, const std::string& png_path,
                                 const std::vector<std::string>& names, const PlotLabels& labels);
 
+// Writes text to path via path.tmp + rename; errors name the path.
+void write_text_file(const std::string& path, const std::string& text);
+
+// A gnuplot string literal: 'text' with '' for each quote.
+std::string gnuplot_quoted(const std::string& text);
+
 // Runs `gnuplot script`; false (with the reason in *why) when gnuplot is not
 // installed or fails. The CSV and the script stay either way.
 bool run_gnuplot(const std::string& script_path, std::string* why);

@@ -86,6 +86,74 @@ std::vector<std::vector<double>> bound_landscape(const Network& net, const Tenso
   return lower;
 }
 
+ValueAndSlope bound_and_slope(const Network& net, const Tensor& lower0, const Tensor& upper0, int64_t neuron,
+                              Relaxation relaxation, const ParameterDirection& direction, double delta) {
+  check_neuron(net, neuron);
+  Network moved = net;
+  Layer& layer = moved.layers()[first_affine_layer(net)];
+  {
+    NoGrad constant;
+    const float step = float(delta);
+    if (direction.weight.defined()) layer.weight = ops::add(layer.weight, ops::scale(direction.weight, step));
+    if (direction.bias.defined() && layer.bias.defined()) layer.bias = ops::add(layer.bias, ops::scale(direction.bias, step));
+  }
+  layer.weight = layer.weight.detach();
+  layer.weight.set_requires_grad(true);
+  if (layer.bias.defined()) {
+    layer.bias = layer.bias.detach();
+    layer.bias.set_requires_grad(true);
+  }
+  const Bounds b = compute_bounds(moved, lower0, upper0, Tensor(), relaxation);
+  const Tensor target = pick(b.lower, neuron);
+  ValueAndSlope out;
+  out.value = double(target.item());
+  backward(target);
+  NoGrad no_grad;
+  auto dot = [](const Tensor& grad, const Tensor& dir) {
+    return grad.defined() && dir.defined() ? double(ops::sum(ops::mul(grad, dir)).item()) : 0.0;
+  };
+  out.slope = dot(layer.weight.grad(), direction.weight) + (layer.bias.defined() ? dot(layer.bias.grad(), direction.bias) : 0.0);
+  return out;
+}
+
+std::vector<ValueAndSlope> ascend(const Network& net, const Tensor& lower0, const Tensor& upper0, int64_t neuron,
+                                  Relaxation relaxation, const ParameterDirection& direction, double lr, double decay,
+                                  int steps, std::vector<double>* deltas) {
+  std::vector<ValueAndSlope> path;
+  double delta = 0.0, rate = lr;
+  for (int t = 0; t <= steps; ++t) {
+    const ValueAndSlope at = bound_and_slope(net, lower0, upper0, neuron, relaxation, direction, delta);
+    path.push_back(at);
+    if (deltas) deltas->push_back(delta);
+    delta += rate * at.slope;
+    rate *= decay;
+  }
+  return path;
+}
+
+Network random_integer_network(Rng& rng, int hidden, int width, int outputs, int range) {
+  auto integer = [&]() { return float(int64_t(rng.below(uint64_t(2 * range + 1))) - range); };
+  auto dense = [&](int64_t in, int64_t out) {
+    Layer layer;
+    layer.kind = LayerKind::linear;
+    std::vector<float> w(static_cast<size_t>(in * out)), b(static_cast<size_t>(out));
+    for (float& v : w) v = integer();
+    for (float& v : b) v = integer();
+    layer.weight = Tensor::from_vector(w, Shape{out, in}, Device::cpu);
+    layer.bias = Tensor::from_vector(b, Shape{out}, Device::cpu);
+    return layer;
+  };
+  std::vector<Layer> layers;
+  int64_t in = 1;
+  for (int h = 0; h < hidden; ++h) {
+    layers.push_back(dense(in, width));
+    layers.push_back(make_relu());
+    in = width;
+  }
+  layers.push_back(dense(in, outputs));
+  return Network(Shape{1}, layers);
+}
+
 double largest_step_ratio(const std::vector<double>& y) {
   std::vector<double> steps;
   for (size_t k = 1; k < y.size(); ++k) steps.push_back(std::fabs(y[k] - y[k - 1]));

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/random.h"
 #include "engine/tensor.h"
 #include "relaxations/relaxations.h"
 
@@ -41,6 +42,26 @@ ParameterDirection gradient_direction(const Network& net, const Tensor& x, const
 std::vector<std::vector<double>> bound_landscape(const Network& net, const Tensor& lower0, const Tensor& upper0,
                                                  int64_t neuron, const std::vector<Relaxation>& relaxations,
                                                  const std::vector<double>& deltas, const ParameterDirection& direction);
+
+// The lower bound of output `neuron` at theta + delta * direction and its
+// derivative with respect to delta (through the tape: the gradient with
+// respect to the moved parameters, dotted with the direction).
+struct ValueAndSlope {
+  double value = 0, slope = 0;
+};
+ValueAndSlope bound_and_slope(const Network& net, const Tensor& lower0, const Tensor& upper0, int64_t neuron,
+                              Relaxation relaxation, const ParameterDirection& direction, double delta);
+
+// Gradient ascent on delta (the paper's section 4.4 experiment restricted to
+// one line): delta_{t+1} = delta_t + lr_t * slope(delta_t), lr_t = lr * decay^t,
+// from delta = 0. Returns the (delta, bound) of every step, steps + 1 points.
+std::vector<ValueAndSlope> ascend(const Network& net, const Tensor& lower0, const Tensor& upper0, int64_t neuron,
+                                  Relaxation relaxation, const ParameterDirection& direction, double lr, double decay,
+                                  int steps, std::vector<double>* deltas);
+
+// The paper's appendix F networks: 1-D input, `hidden` ReLU layers of `width`
+// neurons, `outputs` outputs, every weight and bias an integer in [-range, range].
+Network random_integer_network(Rng& rng, int hidden, int width, int outputs, int range);
 
 // The largest |y[k+1] - y[k]| divided by the median of those steps (1 when
 // the curve moves evenly; large at a jump). 0 for a flat or one-point curve.
