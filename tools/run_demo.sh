@@ -10,7 +10,7 @@
 # One thread by default: on a 2-core machine that also runs anything else,
 # two OpenMP threads spin at every barrier while the other is descheduled and
 # ran up to 15x slower than one (measured here). One thread does an epoch of
-# 60,000 images in about 20 s (12 epochs + evaluation: about 4 minutes);
+# 60,000 images in about 8 s (12 epochs + evaluation: about 1.5 minutes);
 # THREADS=2 is about 1.7x faster, but only on an idle machine
 # (OMP_WAIT_POLICY=passive limits the damage if it is not idle after all).
 # Extra arguments are passed to build/bin/train (they override the defaults).
