@@ -18,14 +18,6 @@
 #include "relaxations/relax_ops.h"
 
 namespace cte::relax {
-namespace {
-
-Tensor per_sample_apply(const Tensor& coeffs, const Tensor& x) {
-  const int64_t batch = coeffs.size(0), rows = coeffs.size(1), n = coeffs.size(2);
-  return ops::reshape(ops::matmul(coeffs, ops::reshape(x, Shape{batch, n, 1})), Shape{batch, rows});
-}
-
-}  // namespace
 
 Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                    const BoundOptions& options) {
@@ -33,9 +25,7 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, ReluRule::hbox_symbolic,
                                             BacksubMode::generator_norm, options.memory_cap_bytes);
   const int64_t batch = ctx.batch;
-  const bool elide = spec.defined() && options.elide_last_layer && !layers.empty() &&
-                     layers.back().kind == LayerKind::linear;
-  const size_t end = elide ? layers.size() - 1 : layers.size();
+  const size_t end = box_end(net, spec, options);  // the last layer's input with elision
   Tensor c = ops::scale(ops::add(upper0, lower0), 0.5f);  // (ctx.centre0 may be the normalized box)
   Tensor b;  // the box radius; undefined (zero) until a ReLU is unstable
   for (size_t i = 0; i < end; ++i) {
@@ -71,26 +61,19 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
       default: fail("bounds", layer_label(net, i) + ": not supported by hbox");
     }
   }
-  if (elide) {
-    const Layer& last = layers.back();
-    const int64_t n_in = last.in_shape.numel();
-    const Tensor folded = ops::matmul(spec, last.weight);  // C W: (N, K, n_in)
-    Tensor centre = per_sample_apply(folded, ops::reshape(c, Shape{batch, n_in}));
-    if (last.bias.defined()) {
-      const Tensor cb = ops::matmul(spec, ops::reshape(last.bias, Shape{last.bias.numel(), 1}));
-      centre = ops::add(centre, ops::reshape(cb, centre.shape()));
-    }
-    Tensor radius = backsub_spec(ctx, spec, true).g_norm;
-    if (b.defined()) radius = ops::add(radius, per_sample_apply(ops::abs(folded), ops::reshape(b, Shape{batch, n_in})));
-    return Bounds{ops::sub(centre, radius), ops::add(centre, radius)};
-  }
-  const int64_t logits = layers.empty() ? net.input_shape().numel() : layers.back().out_shape.numel();
-  const Shape flat{batch, logits};
+  // The box part c -+ b goes through Box's own last step (C folded into the
+  // last layer, or applied to the logits' box); the symbolic part adds its
+  // generator norm ||G||_1, of C z with elision, else of the logits.
+  const Shape flat{batch, end == 0 ? net.input_shape().numel() : layers[end - 1].out_shape.numel()};
   const Tensor centre = ops::reshape(c, flat);
-  Tensor radius = backsub_all_neurons(ctx, layers.size()).g_norm;
-  if (b.defined()) radius = ops::add(radius, ops::reshape(b, flat));
-  if (spec.defined()) return interval_spec(centre, radius, spec);
-  return Bounds{ops::sub(centre, radius), ops::add(centre, radius)};
+  Tensor radius = b.defined() ? ops::reshape(b, flat) : Tensor::zeros(flat, centre.device());
+  if (end == layers.size()) {
+    radius = ops::add(radius, backsub_all_neurons(ctx, layers.size()).g_norm);
+    return box_output_bounds(net, {centre, radius}, spec, options);
+  }
+  const Bounds box = box_output_bounds(net, {centre, radius}, spec, options);
+  const Tensor g_norm = backsub_spec(ctx, spec, true).g_norm;
+  return Bounds{ops::sub(box.lower, g_norm), ops::add(box.upper, g_norm)};
 }
 
 }  // namespace cte::relax

@@ -84,6 +84,18 @@ int usage(std::FILE* out) {
   return out == stdout ? 0 : 2;
 }
 
+// Checks --threads, sets the thread count and the device (prepare_runtime),
+// and prints the start-up banner to `banner`.
+Device start_device(int threads, const std::string& device_name, std::ostream& banner) {
+  if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
+  TrainConfig runtime;
+  runtime.threads = threads;
+  runtime.device = device_name;
+  const Device device = prepare_runtime(runtime);
+  banner << device_banner(device) << std::endl;
+  return device;
+}
+
 // --elide / --no-elide, defaulting to what the run trained with. (A CLI11 flag
 // pair bound to std::optional<bool> came back as false when neither flag was
 // given, which silently certified without elision.)
@@ -143,7 +155,8 @@ int certify_eval_command(int argc, char** argv) {
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
   app.add_option("--relaxations", relaxation_names,
-                 "relaxations to certify with, e.g. box,hbox,deepz,crown,crown-ibp (default: the run's --certify-with)")
+                 "relaxations to certify with, e.g. box,hbox,deepz,crown,crown-ibp, or the LP ones triangle,parallelogram "
+                 "(default: the run's --certify-with)")
       ->delimiter(',');
   app.add_option("--eps", eps_list, "radii, e.g. 0.1,0.2,0.3 (default: the run's --eps-test)")->delimiter(',');
   app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");
@@ -163,87 +176,76 @@ int certify_eval_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
   }
-  try {
-    TrainConfig runtime;
-    runtime.threads = threads;
-    runtime.device = device_name;
-    if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
-    const Device device = prepare_runtime(runtime);
-    std::cout << device_banner(device) << std::endl;
-    if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
-    if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-    if (pgd_steps < 0) throw std::invalid_argument("[certify] --pgd-steps must be >= 0");
-    for (double e : eps_list)
-      if (!(e >= 0) || !std::isfinite(e))
-        throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
+  const Device device = start_device(threads, device_name, std::cout);
+  if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
+  if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
+  if (pgd_steps < 0) throw std::invalid_argument("[certify] --pgd-steps must be >= 0");
+  for (double e : eps_list)
+    if (!(e >= 0) || !std::isfinite(e))
+      throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
 
-    LoadedRun run = load_run(checkpoint, dataset, data_dir);
-    Network& net = run.net;
-    const json& meta = run.meta;
-    const TrainConfig& trained = run.trained;
-    dataset = run.dataset;
-    const DatasetSplits& data = run.data;
-    std::vector<Relaxation> relaxations;
-    for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
-    if (relaxations.empty()) relaxations = certify_relaxations(trained);
-    if (eps_list.empty()) eps_list.push_back(trained.eps_test);
-    net.to(device);
+  LoadedRun run = load_run(checkpoint, dataset, data_dir);
+  Network& net = run.net;
+  const json& meta = run.meta;
+  const TrainConfig& trained = run.trained;
+  dataset = run.dataset;
+  const DatasetSplits& data = run.data;
+  std::vector<Relaxation> relaxations;
+  for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
+  if (relaxations.empty()) relaxations = certify_relaxations(trained);
+  if (eps_list.empty()) eps_list.push_back(trained.eps_test);
+  net.to(device);
 
-    EvalOptions o;
-    o.eps.clear();
-    for (double e : eps_list) o.eps.push_back(float(e));
-    o.relaxations = relaxations;
-    o.pgd = pgd && pgd_steps > 0;
-    o.pgd_options.steps = pgd_steps;
-    o.pgd_options.step_size = float(pgd_step_size);
-    o.pgd_options.restarts = pgd_restarts;
-    o.pgd_options.seed = trained.seed;
-    o.elide = elide.resolve(trained.elide);
-    o.batch_size = batch_size;
-    o.subset = test_subset;
-    const EvalReport r = evaluate(net, data.test, o);
+  EvalOptions o;
+  o.eps.clear();
+  for (double e : eps_list) o.eps.push_back(float(e));
+  o.relaxations = relaxations;
+  o.pgd = pgd && pgd_steps > 0;
+  o.pgd_options.steps = pgd_steps;
+  o.pgd_options.step_size = float(pgd_step_size);
+  o.pgd_options.restarts = pgd_restarts;
+  o.pgd_options.seed = trained.seed;
+  o.elide = elide.resolve(trained.elide);
+  o.batch_size = batch_size;
+  o.subset = test_subset;
+  const EvalReport r = evaluate(net, data.test, o);
 
-    std::cout << "[certify] " << checkpoint << ": " << net.describe() << ", trained with " << trained.method
-              << " (eps_train " << format_number(trained.eps_train) << ") for " << meta.value("epoch", 0)
-              << " epochs\n";
-    char cell[64];
-    std::snprintf(cell, sizeof cell, "%.2f%%", 100.0 * r.accuracy());
-    std::cout << "[certify] " << r.n << " test images of " << dataset << ", accuracy " << cell << ", "
-              << format_number(r.seconds) << " s\n";
-    std::string header = "relaxation  ";
-    for (double e : eps_list) {
-      std::snprintf(cell, sizeof cell, "  eps=%-8s", format_number(e).c_str());
-      header += cell;
-    }
-    std::cout << header << "\n";
-    auto row = [&](const std::string& name, auto value_at) {
-      std::snprintf(cell, sizeof cell, "%-12s", name.c_str());
-      std::string line = cell;
-      for (size_t k = 0; k < r.radii.size(); ++k) {
-        std::snprintf(cell, sizeof cell, "  %11.2f%%", 100.0 * value_at(r.radii[k]) / double(std::max<int64_t>(1, r.n)));
-        line += cell;
-      }
-      std::cout << line << "\n";
-    };
-    if (o.pgd) row("pgd", [](const EvalAtRadius& at) { return double(at.pgd_robust); });
-    for (size_t j = 0; j < relaxations.size(); ++j)
-      row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
-    if (want_json) {
-      json j = r.to_json();
-      j["checkpoint"] = checkpoint;
-      j["dataset"] = dataset;
-      j["network"] = net.describe();
-      j["trained_with"] = trained.method;
-      j["epoch"] = meta.value("epoch", 0);
-      j["weights_hash"] = meta.value("weights_hash", "");
-      std::cout << j.dump() << std::endl;
-    }
-    return 0;
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << e.what() << std::endl;
-    return 1;
+  std::cout << "[certify] " << checkpoint << ": " << net.describe() << ", trained with " << trained.method
+            << " (eps_train " << format_number(trained.eps_train) << ") for " << meta.value("epoch", 0)
+            << " epochs\n";
+  char cell[64];
+  std::snprintf(cell, sizeof cell, "%.2f%%", 100.0 * r.accuracy());
+  std::cout << "[certify] " << r.n << " test images of " << dataset << ", accuracy " << cell << ", "
+            << format_number(r.seconds) << " s\n";
+  std::string header = "relaxation  ";
+  for (double e : eps_list) {
+    std::snprintf(cell, sizeof cell, "  eps=%-8s", format_number(e).c_str());
+    header += cell;
   }
+  std::cout << header << "\n";
+  auto row = [&](const std::string& name, auto value_at) {
+    std::snprintf(cell, sizeof cell, "%-12s", name.c_str());
+    std::string line = cell;
+    for (size_t k = 0; k < r.radii.size(); ++k) {
+      std::snprintf(cell, sizeof cell, "  %11.2f%%", 100.0 * value_at(r.radii[k]) / double(std::max<int64_t>(1, r.n)));
+      line += cell;
+    }
+    std::cout << line << "\n";
+  };
+  if (o.pgd) row("pgd", [](const EvalAtRadius& at) { return double(at.pgd_robust); });
+  for (size_t j = 0; j < relaxations.size(); ++j)
+    row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
+  if (want_json) {
+    json j = r.to_json();
+    j["checkpoint"] = checkpoint;
+    j["dataset"] = dataset;
+    j["network"] = net.describe();
+    j["trained_with"] = trained.method;
+    j["epoch"] = meta.value("epoch", 0);
+    j["weights_hash"] = meta.value("weights_hash", "");
+    std::cout << j.dump() << std::endl;
+  }
+  return 0;
 }
 
 // Flags that certify curve and certify landscape share.
@@ -286,26 +288,28 @@ void check_grid(const char* flag, double end, int points) {
   if (points < 2) throw std::invalid_argument("[certify] --points " + std::to_string(points) + " must be at least 2");
 }
 
-// Checks the shared flags, creates the output folder, starts the device and
-// loads the run; returns the relaxations.
-std::vector<Relaxation> start_figure(FigureFlags& f, LoadedRun& run, Device& device) {
-  if (f.threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(f.threads) + " must be >= 0");
-  if (f.relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
+// What a figure command starts from: the loaded run on its device, and the
+// relaxations of --relaxations.
+struct FigureRun {
+  LoadedRun run;
+  Device device;
   std::vector<Relaxation> relaxations;
-  for (const std::string& name : f.relaxation_names) relaxations.push_back(parse_relaxation(name));
+};
+
+// Checks the shared flags, creates the output folder, starts the device and loads the run.
+FigureRun start_figure(FigureFlags& f) {
+  if (f.relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
+  FigureRun out;
+  for (const std::string& name : f.relaxation_names) out.relaxations.push_back(parse_relaxation(name));
   if (f.out_dir.empty()) f.out_dir = std::filesystem::path(f.checkpoint).parent_path().string();
   if (f.out_dir.empty()) f.out_dir = ".";
   std::error_code ec;
   std::filesystem::create_directories(f.out_dir, ec);
   if (ec) throw std::runtime_error("[certify] --out " + f.out_dir + ": " + ec.message());
-  TrainConfig runtime;
-  runtime.threads = f.threads;
-  runtime.device = f.device_name;
-  device = prepare_runtime(runtime);
-  std::cerr << device_banner(device) << std::endl;
-  run = load_run(f.checkpoint, f.dataset, f.data_dir);
-  run.net.to(device);
-  return relaxations;
+  out.device = start_device(f.threads, f.device_name, std::cerr);
+  out.run = load_run(f.checkpoint, f.dataset, f.data_dir);
+  out.run.net.to(out.device);
+  return out;
 }
 
 int certify_curve_command(int argc, char** argv) {
@@ -331,82 +335,71 @@ int certify_curve_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
-    check_grid("--eps-max", eps_max, points);
-    if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
-    if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-    LoadedRun run;
-    Device device = Device::cpu;
-    const std::vector<Relaxation> relaxations = start_figure(f, run, device);
-    const std::string& checkpoint = f.checkpoint;
-    const std::string& out_dir = f.out_dir;
-    const bool no_plot = f.no_plot;
+  check_grid("--eps-max", eps_max, points);
+  if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
+  if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
+  auto [run, device, relaxations] = start_figure(f);
 
-    tools::CrCurves curves;
-    curves.eps = tools::linspace(0.0, eps_max, points);
-    EvalOptions o;
-    o.eps.clear();
-    for (double e : curves.eps) o.eps.push_back(float(e));
-    o.relaxations = relaxations;
-    o.pgd = false;
-    o.elide = elide.resolve(run.trained.elide);
-    o.batch_size = batch_size;
-    o.subset = test_subset;
-    o.on_batch = [](int64_t done, int64_t total) {
-      std::cerr << "[curve] " << done << "/" << total << " test images" << std::endl;
-    };
-    const EvalReport r = evaluate(run.net, run.data.test, o);
+  tools::CrCurves curves;
+  curves.eps = tools::linspace(0.0, eps_max, points);
+  EvalOptions o;
+  o.eps.clear();
+  for (double e : curves.eps) o.eps.push_back(float(e));
+  o.relaxations = relaxations;
+  o.pgd = false;
+  o.elide = elide.resolve(run.trained.elide);
+  o.batch_size = batch_size;
+  o.subset = test_subset;
+  o.on_batch = [](int64_t done, int64_t total) {
+    std::cerr << "[curve] " << done << "/" << total << " test images" << std::endl;
+  };
+  const EvalReport r = evaluate(run.net, run.data.test, o);
 
-    const double n = double(std::max<int64_t>(1, r.n));
-    for (size_t j = 0; j < relaxations.size(); ++j) {
-      curves.names.push_back(relaxation_name(relaxations[j]));
-      std::vector<double> curve;
-      for (const EvalAtRadius& at : r.radii) curve.push_back(100.0 * double(at.certified[j].second) / n);
-      curves.percent.push_back(curve);
-    }
-    const std::string csv = (std::filesystem::path(out_dir) / "cr_curve.csv").string();
-    const std::string png = (std::filesystem::path(out_dir) / "cr_curve.png").string();
-    tools::write_curves_csv(csv, curves);
-    const std::string title = run.net.describe() + " on " + run.dataset + ", trained with " + run.trained.method +
-                              " (" + std::to_string(r.n) + " test images)";
-    const std::string script =
-        tools::write_lines_gnuplot(csv, png, curves.names, {title, "eps", "certified accuracy (%)", true});
-
-    json auc = json::object();
-    std::cout << "[curve] " << checkpoint << ": " << r.n << " test images of " << run.dataset << ", accuracy "
-              << format_number(100.0 * r.accuracy()) << "%, " << points << " radii in [0, " << format_number(eps_max)
-              << "], " << format_number(r.seconds) << " s\n";
-    std::cout << "relaxation      CR-AUC   certified at eps-max\n";
-    for (size_t j = 0; j < relaxations.size(); ++j) {
-      const double area = tools::trapezoid_area(curves.eps, curves.percent[j]);
-      auc[curves.names[j]] = area;
-      char line[96];
-      std::snprintf(line, sizeof line, "%-12s %9.4f   %6.2f%%\n", curves.names[j].c_str(), area, curves.percent[j].back());
-      std::cout << line;
-    }
-    json summary;
-    summary["checkpoint"] = checkpoint;
-    summary["dataset"] = run.dataset;
-    summary["network"] = run.net.describe();
-    summary["trained_with"] = run.trained.method;
-    summary["n"] = r.n;
-    summary["accuracy"] = r.accuracy();
-    summary["eps_max"] = eps_max;
-    summary["points"] = points;
-    summary["cr_auc"] = auc;
-    const std::string summary_path = (std::filesystem::path(out_dir) / "cr_auc.json").string();
-    {
-      std::ofstream out(summary_path);
-      out << summary.dump(2) << "\n";
-      if (!out) throw std::runtime_error("[certify] cannot write " + summary_path);
-    }
-    finish_figure("curve", {csv, script, summary_path}, script, png, no_plot);
-    return 0;
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << e.what() << std::endl;
-    return 1;
+  const double n = double(std::max<int64_t>(1, r.n));
+  for (size_t j = 0; j < relaxations.size(); ++j) {
+    curves.names.push_back(relaxation_name(relaxations[j]));
+    std::vector<double> curve;
+    for (const EvalAtRadius& at : r.radii) curve.push_back(100.0 * double(at.certified[j].second) / n);
+    curves.percent.push_back(curve);
   }
+  const std::string csv = (std::filesystem::path(f.out_dir) / "cr_curve.csv").string();
+  const std::string png = (std::filesystem::path(f.out_dir) / "cr_curve.png").string();
+  tools::write_curves_csv(csv, curves);
+  const std::string title = run.net.describe() + " on " + run.dataset + ", trained with " + run.trained.method +
+                            " (" + std::to_string(r.n) + " test images)";
+  const std::string script =
+      tools::write_lines_gnuplot(csv, png, curves.names, {title, "eps", "certified accuracy (%)", true});
+
+  json auc = json::object();
+  std::cout << "[curve] " << f.checkpoint << ": " << r.n << " test images of " << run.dataset << ", accuracy "
+            << format_number(100.0 * r.accuracy()) << "%, " << points << " radii in [0, " << format_number(eps_max)
+            << "], " << format_number(r.seconds) << " s\n";
+  std::cout << "relaxation      CR-AUC   certified at eps-max\n";
+  for (size_t j = 0; j < relaxations.size(); ++j) {
+    const double area = tools::trapezoid_area(curves.eps, curves.percent[j]);
+    auc[curves.names[j]] = area;
+    char line[96];
+    std::snprintf(line, sizeof line, "%-12s %9.4f   %6.2f%%\n", curves.names[j].c_str(), area, curves.percent[j].back());
+    std::cout << line;
+  }
+  json summary;
+  summary["checkpoint"] = f.checkpoint;
+  summary["dataset"] = run.dataset;
+  summary["network"] = run.net.describe();
+  summary["trained_with"] = run.trained.method;
+  summary["n"] = r.n;
+  summary["accuracy"] = r.accuracy();
+  summary["eps_max"] = eps_max;
+  summary["points"] = points;
+  summary["cr_auc"] = auc;
+  const std::string summary_path = (std::filesystem::path(f.out_dir) / "cr_auc.json").string();
+  {
+    std::ofstream out(summary_path);
+    out << summary.dump(2) << "\n";
+    if (!out) throw std::runtime_error("[certify] cannot write " + summary_path);
+  }
+  finish_figure("curve", {csv, script, summary_path}, script, png, f.no_plot);
+  return 0;
 }
 
 int certify_landscape_command(int argc, char** argv) {
@@ -434,76 +427,65 @@ int certify_landscape_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
-    check_grid("--delta-max", delta_max, points);
-    std::optional<Relaxation> direction_relaxation;
-    if (direction_name != "logit") {
-      try {
-        direction_relaxation = parse_relaxation(direction_name);
-      } catch (const std::exception&) {
-        throw std::invalid_argument("[certify] --direction '" + direction_name + "' is neither logit nor a relaxation");
-      }
+  check_grid("--delta-max", delta_max, points);
+  std::optional<Relaxation> direction_relaxation;
+  if (direction_name != "logit") {
+    try {
+      direction_relaxation = parse_relaxation(direction_name);
+    } catch (const std::exception&) {
+      throw std::invalid_argument("[certify] --direction '" + direction_name + "' is neither logit nor a relaxation");
     }
-    LoadedRun run;
-    Device device = Device::cpu;
-    const std::vector<Relaxation> relaxations = start_figure(f, run, device);
-    const std::string& checkpoint = f.checkpoint;
-    const std::string& out_dir = f.out_dir;
-    const bool no_plot = f.no_plot;
-    const Dataset& test = run.data.test;
-    if (index < 0 || index >= int64_t(test.size()))
-      throw std::invalid_argument("[certify] --index " + std::to_string(index) + " is outside the " +
-                                  std::to_string(test.size()) + " test images");
-    if (eps < 0) eps = run.trained.eps_test;
-    if (!std::isfinite(eps)) throw std::invalid_argument("[certify] --eps must be a finite number >= 0");
-    const int label = test.labels[size_t(index)];
-    if (neuron < 0) neuron = label;
-
-    const size_t numel = test.image_numel();
-    std::vector<float> pixels(numel);
-    for (size_t i = 0; i < numel; ++i) pixels[i] = float(test.images[size_t(index) * numel + i]) / 255.0f;
-    std::vector<int64_t> dims{1};
-    for (int64_t d : run.net.input_shape().dims()) dims.push_back(d);
-    const Tensor x = Tensor::from_vector(pixels, Shape(dims), device);
-    const auto [lower0, upper0] = input_box(x, float(eps));
-
-    const tools::ParameterDirection direction =
-        tools::gradient_direction(run.net, x, lower0, upper0, neuron, direction_relaxation);
-    const std::vector<double> deltas = tools::linspace(-delta_max, delta_max, points);
-    const std::vector<std::vector<double>> lower =
-        tools::bound_landscape(run.net, lower0, upper0, neuron, relaxations, deltas, direction);
-
-    std::vector<std::string> names;
-    for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
-    const std::filesystem::path dir(out_dir);
-    const std::string csv = (dir / "landscape.csv").string(), png = (dir / "landscape.png").string();
-    tools::write_columns_csv(csv, "delta", deltas, names, lower);
-    const std::string title = "lower bound of output " + std::to_string(neuron) + ", test image " +
-                              std::to_string(index) + " (label " + std::to_string(label) + "), eps " +
-                              format_number(eps) + "; first-layer weights + delta * unit gradient of " +
-                              (direction_relaxation ? std::string(relaxation_name(*direction_relaxation)) + " bound"
-                                                    : std::string("the logit"));
-    const std::string script = tools::write_lines_gnuplot(csv, png, names, {title, "delta", "lower bound", false});
-
-    std::cout << "[landscape] " << checkpoint << ": output " << neuron << " on test image " << index << " of "
-              << run.dataset << ", eps " << format_number(eps) << ", " << points << " deltas in ["
-              << format_number(-delta_max) << ", " << format_number(delta_max) << "]\n";
-    std::cout << "relaxation    at delta=0        min        max   largest step / median step\n";
-    const size_t middle = size_t(points / 2);
-    for (size_t r = 0; r < relaxations.size(); ++r) {
-      const auto [lo, hi] = std::minmax_element(lower[r].begin(), lower[r].end());
-      char line[128];
-      std::snprintf(line, sizeof line, "%-12s %11.5g %10.5g %10.5g   %10.3g\n", names[r].c_str(),
-                    points % 2 ? lower[r][middle] : NAN, *lo, *hi, tools::largest_step_ratio(lower[r]));
-      std::cout << line;
-    }
-    finish_figure("landscape", {csv, script}, script, png, no_plot);
-    return 0;
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << e.what() << std::endl;
-    return 1;
   }
+  auto [run, device, relaxations] = start_figure(f);
+  const Dataset& test = run.data.test;
+  if (index < 0 || index >= int64_t(test.size()))
+    throw std::invalid_argument("[certify] --index " + std::to_string(index) + " is outside the " +
+                                std::to_string(test.size()) + " test images");
+  if (eps < 0) eps = run.trained.eps_test;
+  if (!std::isfinite(eps)) throw std::invalid_argument("[certify] --eps must be a finite number >= 0");
+  const int label = test.labels[size_t(index)];
+  if (neuron < 0) neuron = label;
+
+  const size_t numel = test.image_numel();
+  std::vector<float> pixels(numel);
+  for (size_t i = 0; i < numel; ++i) pixels[i] = float(test.images[size_t(index) * numel + i]) / 255.0f;
+  std::vector<int64_t> dims{1};
+  for (int64_t d : run.net.input_shape().dims()) dims.push_back(d);
+  const Tensor x = Tensor::from_vector(pixels, Shape(dims), device);
+  const auto [lower0, upper0] = input_box(x, float(eps));
+
+  const tools::ParameterDirection direction =
+      tools::gradient_direction(run.net, x, lower0, upper0, neuron, direction_relaxation);
+  const std::vector<double> deltas = tools::linspace(-delta_max, delta_max, points);
+  const std::vector<std::vector<double>> lower =
+      tools::bound_landscape(run.net, lower0, upper0, neuron, relaxations, deltas, direction);
+
+  std::vector<std::string> names;
+  for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
+  const std::filesystem::path dir(f.out_dir);
+  const std::string csv = (dir / "landscape.csv").string(), png = (dir / "landscape.png").string();
+  tools::write_columns_csv(csv, "delta", deltas, names, lower);
+  const std::string title = "lower bound of output " + std::to_string(neuron) + ", test image " +
+                            std::to_string(index) + " (label " + std::to_string(label) + "), eps " +
+                            format_number(eps) + "; first-layer weights + delta * unit gradient of " +
+                            (direction_relaxation ? std::string(relaxation_name(*direction_relaxation)) + " bound"
+                                                  : std::string("the logit"));
+  const std::string script = tools::write_lines_gnuplot(csv, png, names, {title, "delta", "lower bound", false});
+
+  std::cout << "[landscape] " << f.checkpoint << ": output " << neuron << " on test image " << index << " of "
+            << run.dataset << ", eps " << format_number(eps) << ", " << points << " deltas in ["
+            << format_number(-delta_max) << ", " << format_number(delta_max) << "]\n";
+  std::cout << "relaxation    at delta=0        min        max   largest step / median step\n";
+  const size_t middle = size_t(points / 2);
+  for (size_t r = 0; r < relaxations.size(); ++r) {
+    const auto [lo, hi] = std::minmax_element(lower[r].begin(), lower[r].end());
+    char line[128];
+    std::snprintf(line, sizeof line, "%-12s %11.5g %10.5g %10.5g   %10.3g\n", names[r].c_str(),
+                  points % 2 ? lower[r][middle] : NAN, *lo, *hi, tools::largest_step_ratio(lower[r]));
+    std::cout << line;
+  }
+  finish_figure("landscape", {csv, script}, script, png, f.no_plot);
+  return 0;
 }
 
 int certify_table_command(int argc, char** argv) {
@@ -530,75 +512,64 @@ int certify_table_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
-    if (app.count("--eps") && (!(eps >= 0) || !std::isfinite(eps)))
-      throw std::invalid_argument("[certify] --eps " + format_number(eps) + " must be a number >= 0");
-    if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
-    if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-    if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
-    std::vector<Relaxation> relaxations;
-    for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
-    TrainConfig runtime;
-    runtime.threads = threads;
-    runtime.device = device_name;
-    const Device device = prepare_runtime(runtime);
-    std::cerr << device_banner(device) << std::endl;
+  if (app.count("--eps") && (!(eps >= 0) || !std::isfinite(eps)))
+    throw std::invalid_argument("[certify] --eps " + format_number(eps) + " must be a number >= 0");
+  if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
+  if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
+  std::vector<Relaxation> relaxations;
+  for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
+  const Device device = start_device(threads, device_name, std::cerr);
 
-    std::string markdown = "| net | data set | eps | trained with |";
-    for (Relaxation r : relaxations) markdown += std::string(" ") + relaxation_name(r) + " |";
-    markdown += "\n|---|---|---|---|";
-    for (size_t j = 0; j < relaxations.size(); ++j) markdown += "---|";
-    markdown += "\n";
-    std::string text = "net    data set       eps      trained with  ";
-    for (Relaxation r : relaxations) {
+  std::string markdown = "| net | data set | eps | trained with |";
+  for (Relaxation r : relaxations) markdown += std::string(" ") + relaxation_name(r) + " |";
+  markdown += "\n|---|---|---|---|";
+  for (size_t j = 0; j < relaxations.size(); ++j) markdown += "---|";
+  markdown += "\n";
+  std::string text = "net    data set       eps      trained with  ";
+  for (Relaxation r : relaxations) {
+    char cell[32];
+    std::snprintf(cell, sizeof cell, "%11s", relaxation_name(r));
+    text += cell;
+  }
+  text += "\n";
+  for (const std::string& checkpoint : checkpoints) {
+    LoadedRun run = load_run(checkpoint, "", data_dir);
+    run.net.to(device);
+    EvalOptions o;
+    o.eps = {float(eps >= 0 ? eps : run.trained.eps_test)};
+    o.relaxations = relaxations;
+    o.pgd = false;
+    o.elide = run.trained.elide;
+    o.batch_size = batch_size;
+    o.subset = test_subset;
+    const EvalReport r = evaluate(run.net, run.data.test, o);
+    const std::string eps_text = format_number(o.eps[0]);
+    markdown += "| " + run.trained.net + " | " + run.dataset + " | " + eps_text + " | " + run.trained.method + " |";
+    char head[96];
+    std::snprintf(head, sizeof head, "%-6s %-14s %-8s %-13s", run.trained.net.c_str(), run.dataset.c_str(),
+                  eps_text.c_str(), run.trained.method.c_str());
+    text += head;
+    for (size_t j = 0; j < relaxations.size(); ++j) {
+      const double percent = 100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n));
       char cell[32];
-      std::snprintf(cell, sizeof cell, "%11s", relaxation_name(r));
+      std::snprintf(cell, sizeof cell, " %.1f |", percent);
+      markdown += cell;
+      std::snprintf(cell, sizeof cell, " %9.2f%%", percent);
       text += cell;
     }
+    markdown += "\n";
     text += "\n";
-    for (const std::string& checkpoint : checkpoints) {
-      LoadedRun run = load_run(checkpoint, "", data_dir);
-      run.net.to(device);
-      EvalOptions o;
-      o.eps = {float(eps >= 0 ? eps : run.trained.eps_test)};
-      o.relaxations = relaxations;
-      o.pgd = false;
-      o.elide = run.trained.elide;
-      o.batch_size = batch_size;
-      o.subset = test_subset;
-      const EvalReport r = evaluate(run.net, run.data.test, o);
-      const std::string eps_text = format_number(o.eps[0]);
-      markdown += "| " + run.trained.net + " | " + run.dataset + " | " + eps_text + " | " + run.trained.method + " |";
-      char head[96];
-      std::snprintf(head, sizeof head, "%-6s %-14s %-8s %-13s", run.trained.net.c_str(), run.dataset.c_str(),
-                    eps_text.c_str(), run.trained.method.c_str());
-      text += head;
-      for (size_t j = 0; j < relaxations.size(); ++j) {
-        const double percent = 100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n));
-        char cell[32];
-        std::snprintf(cell, sizeof cell, " %.1f |", percent);
-        markdown += cell;
-        std::snprintf(cell, sizeof cell, " %9.2f%%", percent);
-        text += cell;
-      }
-      markdown += "\n";
-      text += "\n";
-      std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
-                << std::endl;
-    }
-    std::cout << text;
-    if (!out_path.empty()) {
-      std::ofstream out(out_path);
-      out << markdown;
-      if (!out) throw std::runtime_error("[certify] --out " + out_path + ": cannot write");
-      std::cout << "[table] wrote " << out_path << std::endl;
-    }
-    return 0;
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << e.what() << std::endl;
-    return 1;
+    std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
+              << std::endl;
   }
+  std::cout << text;
+  if (!out_path.empty()) {
+    std::ofstream out(out_path);
+    out << markdown;
+    if (!out) throw std::runtime_error("[certify] --out " + out_path + ": cannot write");
+    std::cout << "[table] wrote " << out_path << std::endl;
+  }
+  return 0;
 }
 
 // One sampled appendix F experiment: the network, the box, the direction, each
@@ -685,89 +656,83 @@ int certify_sgd_command(int argc, char** argv) {
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
-  try {
-    if (relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
-    if (search < 1) throw std::invalid_argument("[certify] --search " + std::to_string(search) + " must be at least 1");
-    if (steps < 1) throw std::invalid_argument("[certify] --steps " + std::to_string(steps) + " must be at least 1");
-    if (points < 2) throw std::invalid_argument("[certify] --points " + std::to_string(points) + " must be at least 2");
-    if (neuron < 0 || neuron > 1) throw std::invalid_argument("[certify] --neuron " + std::to_string(neuron) + " must be 0 or 1");
-    if (!(lr > 0) || !std::isfinite(lr)) throw std::invalid_argument("[certify] --lr " + format_number(lr) + " must be > 0");
-    if (!(decay > 0) || !std::isfinite(decay))
-      throw std::invalid_argument("[certify] --decay " + format_number(decay) + " must be > 0");
-    std::vector<Relaxation> relaxations;
-    for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
-    std::error_code ec;
-    std::filesystem::create_directories(out_dir, ec);
-    if (ec) throw std::runtime_error("[certify] --out " + out_dir + ": " + ec.message());
+  if (relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
+  if (search < 1) throw std::invalid_argument("[certify] --search " + std::to_string(search) + " must be at least 1");
+  if (steps < 1) throw std::invalid_argument("[certify] --steps " + std::to_string(steps) + " must be at least 1");
+  if (points < 2) throw std::invalid_argument("[certify] --points " + std::to_string(points) + " must be at least 2");
+  if (neuron < 0 || neuron > 1) throw std::invalid_argument("[certify] --neuron " + std::to_string(neuron) + " must be 0 or 1");
+  if (!(lr > 0) || !std::isfinite(lr)) throw std::invalid_argument("[certify] --lr " + format_number(lr) + " must be > 0");
+  if (!(decay > 0) || !std::isfinite(decay))
+    throw std::invalid_argument("[certify] --decay " + format_number(decay) + " must be > 0");
+  std::vector<Relaxation> relaxations;
+  for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
+  std::error_code ec;
+  std::filesystem::create_directories(out_dir, ec);
+  if (ec) throw std::runtime_error("[certify] --out " + out_dir + ": " + ec.message());
 
-    SgdExperiment best;
-    double best_score = -INFINITY;
-    for (int k = 0; k < search; ++k) {
-      SgdExperiment e = run_sgd_experiment(seed + uint64_t(k), relaxations, neuron, lr, decay, steps, points);
-      const double score = paradox_score(e);
-      if (k == 0 || (e.usable && (!best.usable || score > best_score))) {
-        best_score = score;
-        best = std::move(e);
-      }
+  SgdExperiment best;
+  double best_score = -INFINITY;
+  for (int k = 0; k < search; ++k) {
+    SgdExperiment e = run_sgd_experiment(seed + uint64_t(k), relaxations, neuron, lr, decay, steps, points);
+    const double score = paradox_score(e);
+    if (k == 0 || (e.usable && (!best.usable || score > best_score))) {
+      best_score = score;
+      best = std::move(e);
     }
-    if (!best.usable)
-      throw std::runtime_error("[certify] every sampled network is dead at its input (no gradient): try other seeds");
-
-    std::vector<std::string> names;
-    for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
-    const std::filesystem::path dir(out_dir);
-    const std::string landscape_csv = (dir / "sgd_landscape.csv").string(), path_csv = (dir / "sgd_path.csv").string();
-    tools::write_columns_csv(landscape_csv, "delta", best.deltas, names, best.landscape);
-    std::string text = "step";
-    for (const std::string& name : names) text += ",delta_" + name + ",bound_" + name;
-    text += "\n";
-    for (size_t t = 0; t < best.path.front().size(); ++t) {
-      text += std::to_string(t);
-      for (size_t r = 0; r < names.size(); ++r) {
-        char cells[64];
-        std::snprintf(cells, sizeof cells, ",%.9g,%.9g", best.path_delta[r][t], best.path[r][t].value);
-        text += cells;
-      }
-      text += "\n";
-    }
-    tools::write_text_file(path_csv, text);
-    const std::string png = (dir / "sgd.png").string(), script = (dir / "sgd.gp").string();
-    std::string gp = "# re-plot with: gnuplot " + script + "\nset terminal pngcairo size 900,600 font ',11'\n" +
-                     "set output " + tools::gnuplot_quoted(png) + "\nset datafile separator ','\n" +
-                     "set title " + tools::gnuplot_quoted("seed " + std::to_string(best.seed) + ", x = " +
-                                                          format_number(best.x) + ", eps = " + format_number(best.eps)) +
-                     " noenhanced\nset xlabel 'delta'\nset ylabel " +
-                     tools::gnuplot_quoted("lower bound of output " + std::to_string(neuron)) +
-                     "\nset key bottom right noenhanced\nset grid\nplot ";
-    for (size_t r = 0; r < names.size(); ++r) {
-      if (r) gp += ", \\\n     ";
-      gp += tools::gnuplot_quoted(landscape_csv) + " using 1:" + std::to_string(r + 2) +
-            " with lines linewidth 2 linecolor " + std::to_string(r + 1) + " title " + tools::gnuplot_quoted(names[r]) +
-            ", \\\n     " + tools::gnuplot_quoted(path_csv) + " using " + std::to_string(2 * r + 2) + ":" +
-            std::to_string(2 * r + 3) + " with linespoints pointtype 7 linecolor " + std::to_string(r + 1) +
-            " title " + tools::gnuplot_quoted(names[r] + ": gradient ascent");
-    }
-    tools::write_text_file(script, gp + "\n");
-    const std::string net_json = (dir / "sgd_network.json").string();
-    save_network_json(net_json, best.net);
-
-    std::cout << "[sgd] network seed " << best.seed << " (" << search << " sampled): x = " << format_number(best.x)
-              << ", eps = " << format_number(best.eps) << ", output " << neuron << "\n";
-    std::cout << "relaxation        start        end   end delta   best on the line\n";
-    for (size_t r = 0; r < names.size(); ++r) {
-      char line[128];
-      std::snprintf(line, sizeof line, "%-12s %10.4g %10.4g %11.4g %14.4g\n", names[r].c_str(),
-                    best.path[r].front().value, best.path[r].back().value, best.path_delta[r].back(),
-                    *std::max_element(best.landscape[r].begin(), best.landscape[r].end()));
-      std::cout << line;
-    }
-    finish_figure("sgd", {landscape_csv, path_csv, net_json, script}, script, png, no_plot);
-    return 0;
-  } catch (const std::exception& e) {
-    std::cout.flush();
-    std::cerr << e.what() << std::endl;
-    return 1;
   }
+  if (!best.usable)
+    throw std::runtime_error("[certify] every sampled network is dead at its input (no gradient): try other seeds");
+
+  std::vector<std::string> names;
+  for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
+  const std::filesystem::path dir(out_dir);
+  const std::string landscape_csv = (dir / "sgd_landscape.csv").string(), path_csv = (dir / "sgd_path.csv").string();
+  tools::write_columns_csv(landscape_csv, "delta", best.deltas, names, best.landscape);
+  std::string text = "step";
+  for (const std::string& name : names) text += ",delta_" + name + ",bound_" + name;
+  text += "\n";
+  for (size_t t = 0; t < best.path.front().size(); ++t) {
+    text += std::to_string(t);
+    for (size_t r = 0; r < names.size(); ++r) {
+      char cells[64];
+      std::snprintf(cells, sizeof cells, ",%.9g,%.9g", best.path_delta[r][t], best.path[r][t].value);
+      text += cells;
+    }
+    text += "\n";
+  }
+  tools::write_text_file(path_csv, text);
+  const std::string png = (dir / "sgd.png").string(), script = (dir / "sgd.gp").string();
+  std::string gp = "# re-plot with: gnuplot " + script + "\nset terminal pngcairo size 900,600 font ',11'\n" +
+                   "set output " + tools::gnuplot_quoted(png) + "\nset datafile separator ','\n" +
+                   "set title " + tools::gnuplot_quoted("seed " + std::to_string(best.seed) + ", x = " +
+                                                        format_number(best.x) + ", eps = " + format_number(best.eps)) +
+                   " noenhanced\nset xlabel 'delta'\nset ylabel " +
+                   tools::gnuplot_quoted("lower bound of output " + std::to_string(neuron)) +
+                   "\nset key bottom right noenhanced\nset grid\nplot ";
+  for (size_t r = 0; r < names.size(); ++r) {
+    if (r) gp += ", \\\n     ";
+    gp += tools::gnuplot_quoted(landscape_csv) + " using 1:" + std::to_string(r + 2) +
+          " with lines linewidth 2 linecolor " + std::to_string(r + 1) + " title " + tools::gnuplot_quoted(names[r]) +
+          ", \\\n     " + tools::gnuplot_quoted(path_csv) + " using " + std::to_string(2 * r + 2) + ":" +
+          std::to_string(2 * r + 3) + " with linespoints pointtype 7 linecolor " + std::to_string(r + 1) +
+          " title " + tools::gnuplot_quoted(names[r] + ": gradient ascent");
+  }
+  tools::write_text_file(script, gp + "\n");
+  const std::string net_json = (dir / "sgd_network.json").string();
+  save_network_json(net_json, best.net);
+
+  std::cout << "[sgd] network seed " << best.seed << " (" << search << " sampled): x = " << format_number(best.x)
+            << ", eps = " << format_number(best.eps) << ", output " << neuron << "\n";
+  std::cout << "relaxation        start        end   end delta   best on the line\n";
+  for (size_t r = 0; r < names.size(); ++r) {
+    char line[128];
+    std::snprintf(line, sizeof line, "%-12s %10.4g %10.4g %11.4g %14.4g\n", names[r].c_str(),
+                  best.path[r].front().value, best.path[r].back().value, best.path_delta[r].back(),
+                  *std::max_element(best.landscape[r].begin(), best.landscape[r].end()));
+    std::cout << line;
+  }
+  finish_figure("sgd", {landscape_csv, path_csv, net_json, script}, script, png, no_plot);
+  return 0;
 }
 
 }  // namespace
@@ -777,11 +742,18 @@ int main(int argc, char** argv) {
   const std::string command = argv[1];
   if (command == "-h" || command == "--help" || command == "help") return usage(stdout);
   if (command == "bounds") return cte::certify_bounds_command(argc - 1, argv + 1);
-  if (command == "eval") return certify_eval_command(argc - 1, argv + 1);
-  if (command == "curve") return certify_curve_command(argc - 1, argv + 1);
-  if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
-  if (command == "table") return certify_table_command(argc - 1, argv + 1);
-  if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
+  // The other commands throw on bad input or failure: one message, exit 1.
+  try {
+    if (command == "eval") return certify_eval_command(argc - 1, argv + 1);
+    if (command == "curve") return certify_curve_command(argc - 1, argv + 1);
+    if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
+    if (command == "table") return certify_table_command(argc - 1, argv + 1);
+    if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
+  } catch (const std::exception& e) {
+    std::cout.flush();
+    std::cerr << e.what() << std::endl;
+    return 1;
+  }
   std::fprintf(stderr, "[certify] unknown command '%s'\n", command.c_str());
   return usage(stderr);
 }
