@@ -52,12 +52,7 @@ Dataset read_cifar10_bins(const std::vector<std::string>& paths) {
     total += records[f];
   }
 
-  Dataset ds;
-  ds.name = "cifar10";
-  ds.channels = kCifarChannels;
-  ds.height = ds.width = kCifarSide;
-  ds.num_classes = kCifarClasses;
-  for (int c = 0; c < kCifarClasses; ++c) ds.class_names.push_back(std::to_string(c));
+  Dataset ds = numbered_classes_dataset("cifar10", kCifarChannels, kCifarSide, kCifarSide, kCifarClasses);
   ds.labels.resize(total);
   ds.images.resize(total * kPixelBytes);
 

@@ -163,4 +163,15 @@ DatasetSplits load_dataset(const std::string& name, const std::string& flag_dir)
   return s;
 }
 
+Dataset numbered_classes_dataset(const std::string& name, int channels, int height, int width, int classes) {
+  Dataset ds;
+  ds.name = name;
+  ds.channels = channels;
+  ds.height = height;
+  ds.width = width;
+  ds.num_classes = classes;
+  for (int c = 0; c < classes; ++c) ds.class_names.push_back(std::to_string(c));
+  return ds;
+}
+
 }  // namespace cte

@@ -48,6 +48,10 @@ DatasetSplits load_dataset(const std::string& name, const std::string& flag_dir)
 
 // Per-format readers (used by load_dataset and by tests on small files the tests write).
 
+// An empty data set of `classes` classes named "0", "1", ... (the digit data
+// sets and CIFAR-10), images of channels x height x width; the loaders fill it.
+Dataset numbered_classes_dataset(const std::string& name, int channels, int height, int width, int classes);
+
 // IDX image file (magic 0x00000803) + label file (magic 0x00000801), plain or
 // gzip (detected by the magic bytes 1f 8b). A path given without ".gz" that does
 // not exist falls back to its ".gz" sibling. `name` is the data set name used in

@@ -219,15 +219,9 @@ Dataset read_idx_pair(const std::string& images_path, const std::string& labels_
            "label " + std::to_string(labels.data[i]) + " of item " + std::to_string(i) +
                " is out of range (expected 0.." + std::to_string(kIdxClasses - 1) + ")");
 
-  Dataset ds;
-  ds.name = name;
-  ds.channels = 1;
-  ds.height = int(images.dims[1]);
-  ds.width = int(images.dims[2]);
-  ds.num_classes = kIdxClasses;
+  Dataset ds = numbered_classes_dataset(name, 1, int(images.dims[1]), int(images.dims[2]), kIdxClasses);
   ds.images = std::move(images.data);
   ds.labels = std::move(labels.data);
-  for (int c = 0; c < kIdxClasses; ++c) ds.class_names.push_back(std::to_string(c));
   return ds;
 }
 

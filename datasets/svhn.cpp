@@ -310,12 +310,7 @@ Dataset read_with_matio(const std::string& path) {
     fail(path,
          "X has " + std::to_string(count) + " images but y has " + std::to_string(label_count) + " labels");
 
-  Dataset ds;
-  ds.name = "svhn";
-  ds.channels = kSvhnChannels;
-  ds.height = ds.width = kSvhnSide;
-  ds.num_classes = kSvhnClasses;
-  for (int c = 0; c < kSvhnClasses; ++c) ds.class_names.push_back(std::to_string(c));
+  Dataset ds = numbered_classes_dataset("svhn", kSvhnChannels, kSvhnSide, kSvhnSide, kSvhnClasses);
 
   ds.labels.resize(count);
   for (size_t i = 0; i < count; ++i) {
