@@ -23,6 +23,7 @@
 // recomputation; beyond it every chunk is gradient-checkpointed, so the tape
 // keeps only the chunk's bounds and peak memory stays near the cap.
 #include <algorithm>
+#include <initializer_list>
 #include <string>
 
 #include "engine/ops.h"
@@ -43,6 +44,7 @@ struct LinearForm {
   Tensor coeffs;                  // (K, n) shared, or (N, K, n)
   Tensor bias;                    // (K) or (N, K): the affine layers' share
   Tensor relu_lower, relu_upper;  // (N, K): the ReLU intercepts' share
+  Tensor slack;                   // (N, K), sound mode: sum over the steps so far of |A_k| s_k
   bool shared() const { return coeffs.ndim() == 2; }
 };
 
@@ -85,11 +87,45 @@ Tensor stack_negated_spec(const Tensor& spec) {
   return ops::transpose(ops::matmul(ops::transpose(spec), stacker));  // (N, L, K)(K, 2K) -> (N, 2K, L)
 }
 
+// Sound mode: f.slack += |A| s for a slack vector s (N, n) over f's level.
+void add_slack(LinearForm& f, const Tensor& s) {
+  if (s.defined()) f.slack = add_defined(f.slack, abs_coeffs_times(f.coeffs, s));
+}
+
+const Tensor& magnitude_at(const BacksubContext& ctx, size_t level) {
+  if (!ctx.magnitude[level].defined())
+    fail("bounds", "sound mode: no magnitude bound at level " + std::to_string(level) +
+                       " (its ReLU bounds are not known yet)");
+  return ctx.magnitude[level];
+}
+
+// Sound mode: the slack of stepping down through layers[index], over its output (N, n_out).
+Tensor step_slack(const BacksubContext& ctx, size_t index) {
+  const Layer& layer = ctx.net->layers()[index];
+  if (layer.kind == LayerKind::relu) return relu_slack(ctx.relu_lower[index], ctx.relu_upper[index]);
+  if (layer.kind == LayerKind::flatten) return Tensor();
+  return affine_slack(layer, magnitude_at(ctx, index), ctx.batch);
+}
+
+// Sound mode: the slack of the input step (rounded box, A c0 and |A| r0), (N, n0).
+Tensor input_slack(const BacksubContext& ctx) {
+  Tensor m = ops::add(ops::abs(ctx.centre0), ctx.radius0);
+  if (ctx.input_level == 1) m = ops::add(m, ops::abs(ctx.norm_shift[0]));
+  return ops::scale(m, 2.0f * rounding_gamma(ctx.centre0.size(1)));
+}
+
+// Columns [first, first + count) of a slack (N, n), twice side by side when stacked ([C; -C] rows).
+Tensor slack_columns(const Tensor& s, int64_t first, int64_t count, bool stacked) {
+  const Tensor rows = ops::slice_batch(ops::transpose(s), first, first + count);  // (count, N)
+  return ops::transpose(stacked ? ops::concat_batch({rows, rows}) : rows);
+}
+
 // One step down through layers[index]: f describes functions of its output
 // and afterwards of its input.
 void step_down(const BacksubContext& ctx, size_t index, LinearForm& f) {
   const Layer& layer = ctx.net->layers()[index];
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  if (ctx.sound) add_slack(f, step_slack(ctx, index));
   switch (layer.kind) {
     case LayerKind::linear: {
       const BacksubAffineResult r = backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias);
@@ -136,13 +172,26 @@ BacksubResult finish_at_input(const BacksubContext& ctx, const LinearForm& f) {
     spread = r.spread;
   }
   BacksubResult result;
+  Tensor slack;  // sound mode: the steps' slack, the input step's, and the rounding of the sums below
+  if (ctx.sound) {
+    slack = add_defined(f.slack, abs_coeffs_times(f.coeffs, input_slack(ctx)));
+    Tensor terms = spread;
+    for (const Tensor* t : std::initializer_list<const Tensor*>{&centre_term, &f.bias, &f.relu_lower, &f.relu_upper})
+      if (t->defined()) terms = ops::add(terms, ops::abs(*t));
+    slack = ops::add(slack, roundoff(terms, 8.0f));
+  }
   if (ctx.mode == BacksubMode::generator_norm) {
-    result.g_norm = spread;
+    result.g_norm = ctx.sound ? widen(Bounds{Tensor(), spread}, slack).upper : spread;
     return result;
   }
   const Tensor centre = add_defined(centre_term, f.bias);
   result.lower = ops::sub(add_defined(centre, f.relu_lower), spread);
   if (ctx.mode == BacksubMode::bounds_symmetric) result.upper = ops::add(add_defined(centre, f.relu_upper), spread);
+  if (ctx.sound) {
+    const Bounds widened = widen(Bounds{result.lower, result.upper}, slack);
+    result.lower = widened.lower;
+    result.upper = widened.upper;
+  }
   return result;
 }
 
@@ -164,6 +213,9 @@ std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t to
     f.coeffs = ops::slice_batch(ctx.weight[top - 1], first, first + count);
     if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
     level = top - 1;
+    if (ctx.sound)  // the skipped step's slack: that of the top layer's own rows
+      f.slack = slack_columns(affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch), first, count,
+                              ctx.mode == BacksubMode::bounds_stacked);
   } else {
     f.coeffs = identity_rows(count, level_width(*ctx.net, top), first, ctx.centre0.device());
   }
@@ -267,26 +319,56 @@ BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
   }
   const Shape flat{ctx.batch, level_width(*ctx.net, top)};
   r = ops::reshape(r, flat);
+  Tensor slack;  // sound mode: the input step's slack carried up by |W|, each layer's own, the final sums
+  if (ctx.sound) {
+    slack = input_slack(ctx);
+    for (size_t i = ctx.input_level; i < top; ++i) {
+      slack = abs_layer_image(layers[i], slack, ctx.batch, false);
+      const Tensor own = step_slack(ctx, i);
+      if (own.defined()) slack = ops::add(slack, own);
+    }
+  }
   BacksubResult result;
   if (!track_bias) {
-    result.g_norm = r;
+    result.g_norm = ctx.sound ? widen(Bounds{Tensor(), r}, ops::add(slack, roundoff(r, 8.0f))).upper : r;
     return result;
   }
   c = ops::reshape(c, flat);
   result.lower = ops::sub(c, r);
   result.upper = ops::add(c, r);
+  if (ctx.sound) {
+    const Bounds widened = widen(Bounds{result.lower, result.upper},
+                                 ops::add(slack, roundoff(ops::add(ops::abs(c), r), 8.0f)));
+    result.lower = widened.lower;
+    result.upper = widened.upper;
+  }
   return result;
 }
 
 }  // namespace
 
+NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
+  // Constants (the statistics are not trained): expanded to every neuron.
+  const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
+  const int64_t n = layer.in_shape.numel();
+  const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
+  std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
+    scale[size_t(j)] = inv_std[c];
+    shift[size_t(j)] = -mean[c] * inv_std[c];
+  }
+  return {Tensor::from_vector(scale, Shape{n}, device), Tensor::from_vector(shift, Shape{n}, device)};
+}
+
 BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
 void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0, ReluRule rule,
-                                    BacksubMode mode, size_t memory_cap_bytes) {
+                                    BacksubMode mode, size_t memory_cap_bytes, bool sound) {
   BacksubContext ctx;
   ctx.net = &net;
+  ctx.sound = sound;
   ctx.rule = rule;
   ctx.mode = mode;
   ctx.memory_cap_bytes = memory_cap_bytes;
@@ -310,18 +392,9 @@ BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, co
       ctx.bias[i] = layer.bias;
     }
     if (layer.kind == LayerKind::normalize) {
-      // Constants (the statistics are not trained): expanded to every neuron.
-      const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
-      const int64_t n = layer.in_shape.numel();
-      const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
-      std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
-      for (int64_t j = 0; j < n; ++j) {
-        const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
-        scale[size_t(j)] = inv_std[c];
-        shift[size_t(j)] = -mean[c] * inv_std[c];
-      }
-      ctx.norm_scale[i] = Tensor::from_vector(scale, Shape{n}, lower0.device());
-      ctx.norm_shift[i] = Tensor::from_vector(shift, Shape{n}, lower0.device());
+      const NormalizeExpansion e = expand_normalize(layer, lower0.device());
+      ctx.norm_scale[i] = e.scale;
+      ctx.norm_shift[i] = e.shift;
     }
   }
   if (count > 0 && layers[0].kind == LayerKind::normalize) {
@@ -331,7 +404,35 @@ BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, co
     ctx.radius0 = ops::mul(ctx.radius0, ctx.norm_scale[0]);
     ctx.input_level = 1;
   }
+  if (sound) {
+    ctx.magnitude.resize(count + 1);
+    ctx.magnitude[0] = ops::reshape(ops::maximum(ops::abs(lower0), ops::abs(upper0)), flat);  // exact
+    extend_magnitudes(ctx);
+  }
   return ctx;
+}
+
+void extend_magnitudes(BacksubContext& ctx) {
+  if (!ctx.sound) return;
+  const std::vector<Layer>& layers = ctx.net->layers();
+  std::vector<Tensor>& magnitude = ctx.magnitude;
+  if (!magnitude[ctx.input_level].defined()) {
+    // The box itself, plus the rounding of folding a leading normalize into
+    // it and of the float32 pass's normalize.
+    const Tensor box = ops::add(ops::abs(ctx.centre0), ctx.radius0);
+    const Tensor folded = ctx.input_level == 1 ? ops::add(box, ops::abs(ctx.norm_shift[0])) : box;
+    magnitude[ctx.input_level] = ops::add(box, roundoff(folded, 16.0f));
+  }
+  for (size_t level = ctx.input_level + 1; level <= layers.size(); ++level) {
+    if (magnitude[level].defined()) continue;
+    const Layer& below = layers[level - 1];
+    if (below.kind == LayerKind::relu) {
+      if (!ctx.relu_upper[level - 1].defined()) return;  // known once that ReLU is bounded
+      magnitude[level] = ops::relu(ctx.relu_upper[level - 1]);
+    } else {
+      magnitude[level] = magnitude_after(below, magnitude[level - 1], ctx.batch);
+    }
+  }
 }
 
 BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top) {
@@ -402,6 +503,8 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
   size_t level = top;
   if (elide && top >= 1 && layers[top - 1].kind == LayerKind::linear) {
     // Last-layer elision: W' = C W (N, K', n_in), b' = C b (N, K').
+    if (ctx.sound)  // the last layer's slack, with C folded into it
+      f.slack = abs_coeffs_times(rows, affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch, rows.size(1)));
     const BacksubAffineResult r = backsub_linear(rows, ctx.weight[top - 1], ctx.bias[top - 1], track_bias);
     f.coeffs = r.coeffs;
     f.bias = r.bias_term;
@@ -435,7 +538,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");
   }
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
-  BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes);
+  BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes, options.sound);
   const std::vector<Layer>& layers = net.layers();
   CentreRadiusPair box_output;  // crown_ibp with beta < 1: the Box pass's box at box_end
   const float beta = options.crown_ibp_beta;
@@ -446,14 +549,16 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     for (size_t i = 0; i < layers.size(); ++i)
       if (layers[i].kind == LayerKind::relu) end = i + 1;
     if (beta < 1.0f) end = box_end(net, spec, options);
-    box_output = box_forward(net, ops::scale(ops::add(upper0, lower0), 0.5f), ops::scale(ops::sub(upper0, lower0), 0.5f),
-                             end, &ctx.relu_lower, &ctx.relu_upper);
+    const CentreRadiusPair box0 = box_of(lower0, upper0, options.sound);
+    box_output = box_forward(net, box0.centre, box0.radius, end, &ctx.relu_lower, &ctx.relu_upper, options.sound);
+    extend_magnitudes(ctx);
   } else {
     for (size_t i = 0; i < layers.size(); ++i) {
       if (layers[i].kind != LayerKind::relu) continue;
       const BacksubResult r = backsub_all_neurons(ctx, i);
       ctx.relu_lower[i] = r.lower;
       ctx.relu_upper[i] = r.upper;
+      extend_magnitudes(ctx);
     }
   }
   const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer, options.need_lower);
@@ -462,7 +567,16 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   auto mix = [beta](const Tensor& crown, const Tensor& ibp) {
     return crown.defined() ? ops::add(ops::scale(crown, beta), ops::scale(ibp, 1.0f - beta)) : Tensor();
   };
-  return Bounds{mix(r.lower, box.lower), mix(r.upper, box.upper)};
+  const Bounds mixed{mix(r.lower, box.lower), mix(r.upper, box.upper)};
+  if (!options.sound) return mixed;
+  // A convex combination of two sound bounds is sound; only its rounding is added.
+  auto rounding = [](const Tensor& crown, const Tensor& ibp) {
+    return roundoff(ops::add(ops::abs(crown), ops::abs(ibp)), 4.0f);
+  };
+  Bounds sound;
+  if (mixed.lower.defined()) sound.lower = widen(Bounds{mixed.lower, Tensor()}, rounding(r.lower, box.lower)).lower;
+  sound.upper = widen(Bounds{Tensor(), mixed.upper}, rounding(r.upper, box.upper)).upper;
+  return sound;
 }
 
 }  // namespace cte::relax

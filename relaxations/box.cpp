@@ -20,13 +20,28 @@ Tensor per_sample_apply(const Tensor& coeffs, const Tensor& x) {
 
 }  // namespace
 
+CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound) {
+  const Tensor centre = ops::scale(ops::add(upper0, lower0), 0.5f);
+  const Tensor radius = ops::scale(ops::sub(upper0, lower0), 0.5f);
+  if (!sound) return {centre, radius};
+  // [c - r, c + r] must contain [lower0, upper0] although c and r are rounded.
+  return {centre, ops::add(radius, roundoff(ops::add(ops::abs(centre), radius), 4.0f))};
+}
+
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0, size_t end,
-                             std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper) {
+                             std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper, bool sound) {
   const std::vector<Layer>& layers = net.layers();
   const int64_t batch = centre0.size(0);
   Tensor c = centre0, r = radius0;
   for (size_t i = 0; i < end; ++i) {
     const Layer& layer = layers[i];
+    // Sound mode: the slack of this layer for inputs |a| <= |c| + r (computed before c and r move on).
+    Tensor slack;
+    if (sound && layer.kind != LayerKind::flatten) {
+      const Shape flat{batch, layer.in_shape.numel()};
+      const Tensor magnitude = ops::reshape(ops::add(ops::abs(c), r), flat);
+      slack = layer.kind == LayerKind::relu ? roundoff(magnitude, 8.0f) : affine_slack(layer, magnitude, batch);
+    }
     switch (layer.kind) {
       case LayerKind::linear:
         c = ops::linear(c, layer.weight, layer.bias);
@@ -51,6 +66,11 @@ CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Te
           const Tensor cf = ops::reshape(c, flat), rf = ops::reshape(r, flat);
           (*relu_lower)[i] = ops::sub(cf, rf);
           (*relu_upper)[i] = ops::add(cf, rf);
+          if (sound) {  // the rounding of c -+ r
+            const Tensor rounding = roundoff(ops::add(ops::abs(cf), rf), 4.0f);
+            (*relu_lower)[i] = ops::sub((*relu_lower)[i], rounding);
+            (*relu_upper)[i] = ops::add((*relu_upper)[i], rounding);
+          }
         }
         const CentreRadiusPair out = box_relu(c, r);
         c = out.centre;
@@ -59,6 +79,7 @@ CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Te
       }
       default: fail("bounds", layer_label(net, i) + ": not supported by box");
     }
+    if (slack.defined()) r = ops::add(r, ops::reshape(slack, r.shape()));
   }
   const Shape flat{batch, end == 0 ? net.input_shape().numel() : layers[end - 1].out_shape.numel()};
   return {ops::reshape(c, flat), ops::reshape(r, flat)};
@@ -79,9 +100,16 @@ size_t box_end(const Network& net, const Tensor& spec, const BoundOptions& optio
 
 Bounds box_output_bounds(const Network& net, const CentreRadiusPair& h, const Tensor& spec, const BoundOptions& options) {
   const std::vector<Layer>& layers = net.layers();
+  const Tensor magnitude = options.sound ? ops::add(ops::abs(h.centre), h.radius) : Tensor();  // (N, n)
   if (box_end(net, spec, options) == layers.size()) {
-    if (spec.defined()) return interval_spec(h.centre, h.radius, spec);
-    return Bounds{ops::sub(h.centre, h.radius), ops::add(h.centre, h.radius)};
+    if (!spec.defined()) {
+      const Bounds b{ops::sub(h.centre, h.radius), ops::add(h.centre, h.radius)};
+      return options.sound ? widen(b, roundoff(magnitude, 4.0f)) : b;
+    }
+    const Bounds b = interval_spec(h.centre, h.radius, spec);
+    if (!options.sound) return b;
+    const float gamma = rounding_gamma(spec.size(2));  // C c and |C| r: dot products over the logits
+    return widen(b, ops::scale(abs_coeffs_times(spec, magnitude), 2.0f * gamma));
   }
   const Layer& last = layers.back();
   const Tensor folded = ops::matmul(spec, last.weight);  // C W: (N, K, n_in)
@@ -91,14 +119,18 @@ Bounds box_output_bounds(const Network& net, const CentreRadiusPair& h, const Te
     c = ops::add(c, ops::reshape(cb, c.shape()));
   }
   const Tensor r = per_sample_apply(ops::abs(folded), h.radius);
-  return Bounds{ops::sub(c, r), ops::add(c, r)};
+  const Bounds b{ops::sub(c, r), ops::add(c, r)};
+  if (!options.sound) return b;
+  // The last layer's slack with C folded into it, and the rounding of c -+ r.
+  const Tensor last_slack = affine_slack(last, magnitude, h.centre.size(0), spec.size(1));
+  return widen(b, ops::add(abs_coeffs_times(spec, last_slack), roundoff(ops::add(ops::abs(c), r), 8.0f)));
 }
 
 Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                   const BoundOptions& options) {
-  const Tensor centre0 = ops::scale(ops::add(upper0, lower0), 0.5f);
-  const Tensor radius0 = ops::scale(ops::sub(upper0, lower0), 0.5f);
-  const CentreRadiusPair h = box_forward(net, centre0, radius0, box_end(net, spec, options), nullptr, nullptr);
+  const CentreRadiusPair box0 = box_of(lower0, upper0, options.sound);
+  const CentreRadiusPair h = box_forward(net, box0.centre, box0.radius, box_end(net, spec, options), nullptr, nullptr,
+                                         options.sound);
   return box_output_bounds(net, h, spec, options);
 }
 

@@ -118,7 +118,7 @@ int certify_bounds_command(int argc, char** argv) {
                "margins z_y' - z_y) over the L-inf ball of radius eps around each input, by one convex relaxation"};
   std::string net_path, x_path, relaxation_arg, spec, device_arg = "auto";
   double eps = 0.0;
-  bool no_clip = false, no_elide = false;
+  bool no_clip = false, no_elide = false, unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--net", net_path, "network JSON (engine/netjson.h format)")->required();
   app.add_option("--x", x_path,
@@ -133,6 +133,9 @@ int certify_bounds_command(int argc, char** argv) {
   app.add_flag("--no-clip", no_clip, "do not clip the input box [x - eps, x + eps] to [0, 1]");
   app.add_flag("--no-elide", no_elide,
                "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
+  app.add_flag("--unsound-fast", unsound_fast,
+               "the fast bounds of training instead of the sound ones (which hold for the real network and the "
+               "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
   app.add_option("--device", device_arg, "cpu, cuda or auto (CUDA when a GPU is present)")->capture_default_str();
   try {
     app.parse(argc, argv);
@@ -199,9 +202,10 @@ int certify_bounds_command(int argc, char** argv) {
     for (int64_t d : input_shape.dims()) dims.push_back(d);
     const Tensor x = Tensor::from_vector(flat, Shape(dims), device);
     NoGrad no_grad;
-    const auto [lower0, upper0] = input_box(x, float(eps), !no_clip);
+    const auto [lower0, upper0] = input_box(x, float(eps), !no_clip, !unsound_fast);
     BoundOptions options;
     options.elide_last_layer = !no_elide;
+    options.sound = !unsound_fast;
     Bounds bounds;
     try {
       bounds = compute_bounds(net, lower0, upper0, spec_tensor, relaxation, options);
@@ -209,8 +213,8 @@ int certify_bounds_command(int argc, char** argv) {
       throw InputError(net_path, e.what());  // unsupported layers, NaN weights: the network's fault
     }
     const int64_t cols = bounds.lower.size(1);
-    std::printf("{\"relaxation\": \"%s\", \"lower\": %s, \"upper\": %s}\n", relaxation_name(relaxation),
-                rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
+    std::printf("{\"relaxation\": \"%s\", \"sound\": %s, \"lower\": %s, \"upper\": %s}\n", relaxation_name(relaxation),
+                options.sound ? "true" : "false", rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
                 rows_json(bounds.upper.to_vector(), batch, cols).c_str());
     return 0;
   } catch (const std::exception& e) {

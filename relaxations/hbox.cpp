@@ -23,13 +23,18 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
                    const BoundOptions& options) {
   const std::vector<Layer>& layers = net.layers();
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, ReluRule::hbox_symbolic,
-                                            BacksubMode::generator_norm, options.memory_cap_bytes);
+                                            BacksubMode::generator_norm, options.memory_cap_bytes, options.sound);
   const int64_t batch = ctx.batch;
   const size_t end = box_end(net, spec, options);  // the last layer's input with elision
   Tensor c = ops::scale(ops::add(upper0, lower0), 0.5f);  // (ctx.centre0 may be the normalized box)
   Tensor b;  // the box radius; undefined (zero) until a ReLU is unstable
   for (size_t i = 0; i < end; ++i) {
     const Layer& layer = layers[i];
+    // Sound mode: the rounding of this affine layer (forward pass, c' and b')
+    // goes into the box radius; ctx.magnitude bounds its input (from hBox's
+    // own widened ReLU bounds). The rounding of the input box itself is in
+    // the generator norms (the walker's input slack).
+    const Tensor slack = options.sound ? affine_slack(layer, ctx.magnitude[i], batch) : Tensor();
     switch (layer.kind) {
       case LayerKind::linear:
         c = ops::linear(c, layer.weight, layer.bias);
@@ -49,16 +54,23 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
         break;
       case LayerKind::relu: {
         const Shape shape = c.shape(), flat{batch, layer.in_shape.numel()};
-        const Tensor g_norm = backsub_all_neurons(ctx, i).g_norm;
+        Tensor g_norm = backsub_all_neurons(ctx, i).g_norm;
         const Tensor box = b.defined() ? ops::reshape(b, flat) : Tensor::zeros(flat, c.device());
+        if (options.sound)  // the rounding of l, u = c -+ (g + b) and of u / 2, carried by g
+          g_norm = ops::add(g_norm, roundoff(ops::add(ops::add(ops::abs(ops::reshape(c, flat)), g_norm), box), 8.0f));
         const HboxReluResult r = hbox_relu(ops::reshape(c, flat), g_norm, box);
         ctx.relu_lower[i] = r.lower;  // the keep masks of later backsubstitutions
         ctx.relu_upper[i] = r.upper;
+        extend_magnitudes(ctx);
         c = ops::reshape(r.centre, shape);
         b = ops::reshape(r.box, shape);
         break;
       }
       default: fail("bounds", layer_label(net, i) + ": not supported by hbox");
+    }
+    if (slack.defined()) {
+      const Tensor widening = ops::reshape(slack, c.shape());
+      b = b.defined() ? ops::add(b, widening) : widening;
     }
   }
   // The box part c -+ b goes through Box's own last step (C folded into the

@@ -91,7 +91,58 @@ struct BacksubInputResult {
 };
 BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, const Tensor& radius);
 
+// ---------------------------------------------------------------- sound mode (sound.cpp)
+// BoundOptions::sound: every floating-point rounding of the float32 forward
+// pass and of the relaxation's own arithmetic is covered by a slack term
+// (the argument is written at the top of relaxations/sound.cpp). Slack
+// vectors are nonnegative, per sample and flat: (N, n) at one level.
+
+// Higham's gamma_m = m u / (1 - m u) for m + 16 terms (a little to spare for
+// the few extra roundings around each step), u = 2^-24, rounded up to float.
+float rounding_gamma(int64_t terms);
+
+// A bound on |a'| for a' = layer(a) or its float32 evaluation, given |a| <= magnitude
+// (N, n_in); linear, conv, normalize and flatten. Returns (N, n_out).
+Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch);
+
+// The slack of one affine layer (linear, conv, normalize) for inputs |a| <= magnitude
+// (N, n_in): 3 gamma (|W| M + |b|), covering the float32 forward pass's rounding,
+// a relaxation's rounding of W a + b and a fold of up to extra_terms rows into W
+// (last-layer elision). Returns (N, n_out); undefined for flatten and relu.
+Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms = 0);
+
+// The slack of one backsubstitution step through a ReLU whose input lies in
+// [lower, upper] (N, n): the rounded slopes and intercepts of its linear
+// bounds and the intercepts' dot product, gamma(n) max(|l|, |u|).
+Tensor relu_slack(const Tensor& lower, const Tensor& upper);
+
+// |W| v (+ |b| with with_bias) through one layer, v (N, n_in) flat -> (N, n_out)
+// flat; normalize uses inv_std and |mean * inv_std|; ReLU and flatten pass v.
+Tensor abs_layer_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias);
+
+// |A| v per sample: coeffs (K, n) shared or (N, K, n), v (N, n) >= 0 -> (N, K).
+Tensor abs_coeffs_times(const Tensor& coeffs, const Tensor& v);
+
+// The unit roundoff times v: 2^-24 * v, for terms of a final sum.
+Tensor roundoff(const Tensor& v, float ulps);
+
+// lower - s and upper + s (either may be undefined), s = 1.03 slack plus the
+// rounding of these subtractions themselves.
+Bounds widen(const Bounds& bounds, const Tensor& slack);
+
+// A bound on |z_float - z_real| (N, L) of the float32 forward pass against
+// the real-valued network, over the box [lower0, upper0] (an absolute-value
+// pass; used where a relaxation is sound for the real network only: the LPs).
+Tensor forward_rounding_bound(const Network& net, const Tensor& lower0, const Tensor& upper0);
+
 // ---------------------------------------------------------------- shared building blocks
+
+// A normalize layer as a per-neuron affine map y = scale x + shift over its
+// flattened input: scale = inv_std, shift = -mean * inv_std, each (n).
+struct NormalizeExpansion {
+  Tensor scale, shift;
+};
+NormalizeExpansion expand_normalize(const Layer& layer, Device device);
 
 // "[bounds] layer 3 (conv)" and friends, for error messages.
 std::string layer_label(const Network& net, size_t index);
@@ -100,8 +151,14 @@ std::string layer_label(const Network& net, size_t index);
 // layers [0, end), flattened per sample to (N, n); the pre-activation bounds
 // of every ReLU before `end` are stored in relu_lower/relu_upper (indexed by
 // layer, (N, n), undefined elsewhere) when those are non-null.
+// With `sound`, the radius is widened at every layer by the slack of its
+// rounding (and the stored ReLU bounds with it).
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0,
-                             size_t end, std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper);
+                             size_t end, std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper,
+                             bool sound = false);
+// The centre and radius of the input box [lower0, upper0], flattened or not
+// as given; with `sound` the radius covers the rounding of both.
+CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound);
 
 // Bounds of the logits' linear images C z from their centre and radius by
 // interval arithmetic: C c -+ |C| r. centre, radius (N, L); spec (N, K, L).
@@ -128,10 +185,20 @@ struct BacksubContext {
   BacksubMode mode = BacksubMode::bounds_symmetric;
   size_t memory_cap_bytes = size_t(1) << 30;
   size_t tape_budget_bytes = size_t(1) << 30;  // workspace still allowed on the tape unchecked
+  // Sound mode: every result is widened by the slack of its rounding, and
+  // magnitude[level] (N, n) bounds |activations| at each level (filled by
+  // extend_magnitudes as intermediate bounds become known).
+  bool sound = false;
+  std::vector<Tensor> magnitude;  // per level 0..layers.size()
 };
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0,
-                                    ReluRule rule, BacksubMode mode, size_t memory_cap_bytes);
+                                    ReluRule rule, BacksubMode mode, size_t memory_cap_bytes, bool sound = false);
+
+// Sound mode: fills ctx.magnitude upwards from the input box as far as the
+// known ReLU bounds allow (a ReLU's output is bounded by relu(upper)); call
+// after setting ctx.relu_lower/relu_upper of a layer. No-op otherwise.
+void extend_magnitudes(BacksubContext& ctx);
 
 // Result of a backsubstitution: for bounds modes lower/upper (N, K); for
 // generator_norm, g_norm (N, K).

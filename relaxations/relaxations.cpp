@@ -5,6 +5,7 @@
 #include "relaxations/relaxations.h"
 
 #include <cmath>
+#include <limits>
 #include <string>
 
 #include "engine/ops.h"
@@ -232,6 +233,11 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       bounds = relax::lp_bounds(net, lower0, upper0, spec,
                                 relaxation == Relaxation::triangle ? relax::LpRule::triangle : relax::LpRule::parallelogram,
                                 options.need_lower);
+      if (options.sound) {  // the LP is sound for the real network; add the float32 pass's distance from it
+        NoGrad no_grad;
+        const Tensor distance = relax::forward_rounding_bound(net, lower0, upper0);
+        bounds = relax::widen(bounds, spec.defined() ? relax::abs_coeffs_times(spec, distance) : distance);
+      }
       break;
     }
     default: fail("bounds", "unknown relaxation " + std::to_string(int(relaxation)));
@@ -261,10 +267,18 @@ Tensor margin_spec(const std::vector<int>& labels, int num_classes, Device devic
   return Tensor::from_vector(values, Shape{n, rows, num_classes}, device);
 }
 
-std::pair<Tensor, Tensor> input_box(const Tensor& x, float eps, bool clip) {
+std::pair<Tensor, Tensor> input_box(const Tensor& x, float eps, bool clip, bool round_outward) {
   if (!(eps >= 0.0f) || !std::isfinite(eps))
     fail("input_box", "eps must be a finite number >= 0, got " + std::to_string(eps));
   Tensor lower = ops::add_scalar(x, -eps), upper = ops::add_scalar(x, eps);
+  if (round_outward && eps > 0.0f) {
+    // x -+ eps is within 2^-24 |x -+ eps| of its rounding; moving each end out
+    // by 2^-22 of its magnitude (rounded to nearest itself) plus the smallest
+    // normal float clears that, so the box contains the real ball.
+    auto outward = [](const Tensor& end) { return ops::add_scalar(ops::scale(ops::abs(end), 0x1p-22f), 0x1p-126f); };
+    lower = ops::sub(lower, outward(lower));
+    upper = ops::add(upper, outward(upper));
+  }
   if (clip) {
     lower = ops::clamp(lower, 0.0f, 1.0f);
     upper = ops::clamp(upper, 0.0f, 1.0f);
@@ -281,6 +295,21 @@ std::vector<bool> certified(const Bounds& margin_bounds) {
   for (int64_t s = 0; s < n; ++s)
     for (int64_t k = 0; k < rows; ++k)
       if (!(values[size_t(s * rows + k)] < 0.0f)) result[size_t(s)] = false;  // NaN never certifies
+  return result;
+}
+
+std::vector<float> certified_margins(const Bounds& margin_bounds) {
+  const Tensor& upper = margin_bounds.upper;
+  if (!upper.defined() || upper.ndim() != 2) fail("certified_margins", "margin bounds must be (N, K)");
+  const std::vector<float> values = upper.to_vector();
+  const int64_t n = upper.size(0), rows = upper.size(1);
+  std::vector<float> result(size_t(n), std::numeric_limits<float>::infinity());
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t k = 0; k < rows; ++k) {
+      const float v = values[size_t(s * rows + k)];
+      result[size_t(s)] = std::isnan(v) ? v : std::fmin(result[size_t(s)], -v);
+      if (std::isnan(v)) break;
+    }
   return result;
 }
 

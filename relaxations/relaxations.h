@@ -58,6 +58,13 @@ struct BoundOptions {
   // al.'s combined bound (the crown-ibp training method), sharing the Box pass
   // that gives CROWN-IBP its intermediate bounds. In [0, 1]; 0 is Box alone.
   float crown_ibp_beta = 1.0f;
+  // Sound mode (certification): the bounds hold for the real-valued network
+  // on the input box AND for the engine's float32 forward pass, every
+  // rounding of both and of the relaxation's own float32 arithmetic
+  // accounted for (relaxations/sound.cpp states the argument). Costs about
+  // one extra coefficient-times-vector product per layer; no gradients are
+  // recorded for the slack terms. Training keeps the fast bounds (false).
+  bool sound = false;
 };
 
 struct Bounds {
@@ -76,7 +83,13 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
 Tensor margin_spec(const std::vector<int>& labels, int num_classes, Device device);
 
 // The input box of an L-inf ball: [x - eps, x + eps], clipped to [0, 1] unless clip is false.
-std::pair<Tensor, Tensor> input_box(const Tensor& x, float eps, bool clip = true);
+// round_outward: each end moved outwards past the rounding of x -+ eps, so the
+// box contains the real ball (what sound certification needs).
+std::pair<Tensor, Tensor> input_box(const Tensor& x, float eps, bool clip = true, bool round_outward = false);
+
+// The margin by which a sample is certified: -max_k upper(C_k z), (N) values
+// (> 0 exactly when certified; NaN bounds give NaN).
+std::vector<float> certified_margins(const Bounds& margin_bounds);
 
 // Certified: every margin bound (upper bound of z_y' - z_y) is below 0. (N) booleans.
 std::vector<bool> certified(const Bounds& margin_bounds);

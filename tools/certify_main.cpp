@@ -110,6 +110,13 @@ void add_elide_flags(CLI::App& app, ElideFlags& flags) {
   app.add_flag("--no-elide", flags.off, "bound the logits first, then apply the specification")->excludes(on);
 }
 
+// Certification is sound by default (relaxations/sound.cpp); this flag asks for the fast bounds of training.
+void add_unsound_flag(CLI::App& app, bool& unsound_fast) {
+  app.add_flag("--unsound-fast", unsound_fast,
+               "use the fast bounds of training instead of the sound ones that account for float32 rounding "
+               "(a margin within float error of 0 can then be a false certificate)");
+}
+
 // A checkpoint with its training configuration and the test data it is evaluated on.
 struct LoadedRun {
   Network net;
@@ -150,7 +157,7 @@ int certify_eval_command(int argc, char** argv) {
   int64_t test_subset = 0;
   int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0;
   double pgd_step_size = 0.01;
-  bool pgd = false, want_json = false;
+  bool pgd = false, want_json = false, unsound_fast = false;
   ElideFlags elide;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
@@ -168,6 +175,7 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--pgd-step-size", pgd_step_size, "PGD step size");
   app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball");
   add_elide_flags(app, elide);
+  add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto");
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   app.add_flag("--json", want_json, "end with the results as one JSON line on stdout");
@@ -206,6 +214,7 @@ int certify_eval_command(int argc, char** argv) {
   o.pgd_options.restarts = pgd_restarts;
   o.pgd_options.seed = trained.seed;
   o.elide = elide.resolve(trained.elide);
+  o.sound = !unsound_fast;
   o.batch_size = batch_size;
   o.subset = test_subset;
   const EvalReport r = evaluate(net, data.test, o);
@@ -235,6 +244,13 @@ int certify_eval_command(int argc, char** argv) {
   if (o.pgd) row("pgd", [](const EvalAtRadius& at) { return double(at.pgd_robust); });
   for (size_t j = 0; j < relaxations.size(); ++j)
     row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
+  std::cout << "[certify] " << (o.sound ? "sound bounds (float32 rounding accounted for)" : "fast bounds (--unsound-fast)")
+            << "; smallest certified margin:";
+  for (const EvalAtRadius& at : r.radii)
+    for (size_t j = 0; j < relaxations.size(); ++j)
+      std::cout << " " << relaxation_name(relaxations[j]) << "@" << format_number(at.eps) << " "
+                << format_number(at.smallest_margin[j]);
+  std::cout << "\n";
   if (want_json) {
     json j = r.to_json();
     j["checkpoint"] = checkpoint;
@@ -321,6 +337,7 @@ int certify_curve_command(int argc, char** argv) {
   int points = 100, batch_size = 100;
   int64_t test_subset = 0;
   ElideFlags elide;
+  bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   add_figure_flags(app, f, "cr_curve.csv, cr_curve.gp, cr_curve.png, cr_auc.json", "one curve each");
   app.add_option("--eps-max", eps_max,
@@ -330,6 +347,7 @@ int certify_curve_command(int argc, char** argv) {
   app.add_option("--test-subset", test_subset, "use the first N test images (0: all)");
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   add_elide_flags(app, elide);
+  add_unsound_flag(app, unsound_fast);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -348,6 +366,7 @@ int certify_curve_command(int argc, char** argv) {
   o.relaxations = relaxations;
   o.pgd = false;
   o.elide = elide.resolve(run.trained.elide);
+  o.sound = !unsound_fast;
   o.batch_size = batch_size;
   o.subset = test_subset;
   o.on_batch = [](int64_t done, int64_t total) {
@@ -497,6 +516,7 @@ int certify_table_command(int argc, char** argv) {
   double eps = -1.0;
   int64_t test_subset = 0;
   int batch_size = 100, threads = 0;
+  bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoints", checkpoints, "checkpoints written by train, one row each")->delimiter(',')->required();
   app.add_option("--relaxations", relaxation_names, "relaxations, one column each")->delimiter(',')->capture_default_str();
@@ -505,6 +525,7 @@ int certify_table_command(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
   app.add_option("--out", out_path, "also write the table as Markdown to this file");
+  add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   try {
@@ -540,6 +561,7 @@ int certify_table_command(int argc, char** argv) {
     o.relaxations = relaxations;
     o.pgd = false;
     o.elide = run.trained.elide;
+    o.sound = !unsound_fast;
     o.batch_size = batch_size;
     o.subset = test_subset;
     const EvalReport r = evaluate(run.net, run.data.test, o);

@@ -136,6 +136,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("eval-every", eval_every),
       Field{"certify-with", [](const TrainConfig& c) { return json(c.certify_with); },
             [](const json& v, TrainConfig& c, const std::string& w) { c.certify_with = json_list(v, w); }},
+      CTE_FIELD_BOOL("unsound-fast", unsound_fast),
       CTE_FIELD_NUM("test-subset", test_subset),
       CTE_FIELD_NUM("train-subset", train_subset),
       CTE_FIELD_NUM("threads", threads),
@@ -346,6 +347,9 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--certify-with", c.certify_with,
                  "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, sabr, crown-ibp)")
       ->delimiter(',');
+  app.add_flag("--unsound-fast", c.unsound_fast,
+               "certify with the fast bounds training uses, not the default sound ones that account for float32 "
+               "rounding (relaxations/sound.cpp): a margin within float error of 0 can then be a false certificate");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
   app.add_option("--train-subset", c.train_subset, "train on the first N training images (0: all; for quick runs)");
   app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");

@@ -55,6 +55,7 @@ struct TrainConfig {
   bool resume = false;
   int eval_every = 0;                      // evaluate every K epochs (0: only at the end)
   std::vector<std::string> certify_with;   // empty: the training relaxation (box for crown-ibp, natural, pgd, sabr)
+  bool unsound_fast = false;               // certify with the fast bounds (float rounding not accounted for)
   int64_t test_subset = 0;                 // 0: the whole test split
   int64_t train_subset = 0;                // 0: the whole training split
   int threads = 0;                         // 0: OpenMP's default

@@ -77,6 +77,10 @@ struct EvalOptions {
   bool elide = true;
   int batch_size = 100;
   int64_t subset = 0;  // first N test images (0: all)
+  // Sound bounds (relaxations/sound.cpp) and an outward-rounded input box:
+  // a certificate then holds for the real network and the float32 forward
+  // pass. false: the fast bounds of training (--unsound-fast).
+  bool sound = true;
   // Called after each batch with (images done, total) (progress output).
   std::function<void(int64_t, int64_t)> on_batch;
 };
@@ -85,6 +89,10 @@ struct EvalAtRadius {
   float eps = 0;
   int64_t pgd_robust = -1;  // -1: not run
   std::vector<std::pair<Relaxation, int64_t>> certified;
+  // Per relaxation (as certified): the smallest margin -max_k upper(C_k z)
+  // over the images it certified (+inf when none): how close to zero the
+  // weakest certificate is.
+  std::vector<float> smallest_margin;
 };
 
 struct EvalReport {
@@ -92,7 +100,9 @@ struct EvalReport {
   std::vector<EvalAtRadius> radii;
   double seconds = 0;
   double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
-  // {"n", "accuracy", "seconds", "radii": [{"eps", "pgd_accuracy"?, "certified": {"box": ...}}]}
+  bool sound = true;
+  // {"n", "accuracy", "seconds", "sound", "radii": [{"eps", "pgd_accuracy"?, "certified": {"box": ...},
+  //  "smallest_certified_margin": {"box": ... or null}}]}
   nlohmann::json to_json() const;
 };
 

@@ -48,16 +48,58 @@ expect_error() {
   else bad "certify bounds $* -> exit $rc, wanted '$want'; output: $out"; fi
 }
 
-echo "== the appendix A network on [-1, 1]^2"
-common=(--net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --no-clip)
-expect_bounds '{"relaxation": "deepz", "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
-expect_bounds '{"relaxation": "crown", "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
-expect_bounds '{"relaxation": "box", "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
-expect_bounds '{"relaxation": "hbox", "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
-expect_bounds '{"relaxation": "deepz", "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
+echo "== the appendix A network on [-1, 1]^2 (fast bounds: the exact values of the paper)"
+common=(--net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --no-clip --unsound-fast)
+expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
+expect_bounds '{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
+expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
+expect_bounds '{"relaxation": "hbox", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
+expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
 # Clipping: x = 0, eps 1 clipped to [0, 1]^2: x1 in [0, 2] x [-1, 1]; Box: x3_1 = x21 + x22 in [0, 3].
-expect_bounds '{"relaxation": "box", "lower": [[0, -1]], "upper": [[3, 2]]}' \
-  --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --relaxation box
+expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -1]], "upper": [[3, 2]]}' \
+  --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --relaxation box --unsound-fast
+
+echo "== sound bounds (the default): outside the exact values, by float rounding only"
+# numbers_of JSON KEY: the numbers of "KEY": [[...]] in certify bounds' one-line answer, one per line.
+numbers_of() { sed -E "s/.*\"$2\": \[\[([^]]*)\]\].*/\1/" <<<"$1" | tr ',' '\n'; }
+# expect_around 'L1 L2' 'U1 U2' ARGS...: each sound lower bound lies in [L - 1e-4, L], each
+# upper in [U, U + 1e-4] (the worst-case rounding of a few float32 steps), and says "sound": true.
+expect_around() {
+  local lower="$1" upper="$2"; shift 2
+  local out rc verdict
+  out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "$@" 2>/dev/null); rc=$?
+  verdict=$( { echo "$lower"; numbers_of "$out" lower; echo "$upper"; numbers_of "$out" upper; } | awk '
+    NR == 1 { n = split($0, lo, " "); next }
+    NR <= 1 + n { g = $1 + 0; w = lo[NR - 1] + 0; if (!(g <= w && g >= w - 1e-4)) bad = 1; next }
+    NR == 2 + n { split($0, hi, " "); next }
+    { g = $1 + 0; w = hi[NR - 2 - n] + 0; if (!(g >= w && g <= w + 1e-4)) bad = 1 }
+    END { print (bad ? "no" : "yes") }')
+  if [ "$rc" -eq 0 ] && [ "$verdict" = yes ] && grep -qF '"sound": true' <<<"$out"; then
+    ok "certify bounds $* -> just outside [$lower], [$upper]: $out"
+  else bad "certify bounds $* -> exit $rc: '$out', wanted just outside [$lower], [$upper]"; fi
+}
+sound=(--net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --no-clip)
+expect_around '-1 -2' '3 2' "${sound[@]}" --relaxation deepz
+expect_around '0 -2' '3 2' "${sound[@]}" --relaxation crown
+expect_around '0 -2' '4 2' "${sound[@]}" --relaxation box
+expect_around '0 -2' '4 2' "${sound[@]}" --relaxation hbox
+expect_around '-4' '2' "${sound[@]}" --relaxation deepz --spec label
+
+echo "== a net where float32 rounding fakes a certificate (tests/test_soundness.cpp explains it)"
+cat > "$tmp/trap.json" <<'EOF'
+{"input_shape": [1],
+ "layers": [{"type": "linear", "W": [[1e8], [1e8]], "b": [3, 0]}, {"type": "relu"},
+            {"type": "linear", "W": [[0, 0], [1, -1]], "b": [0, 0]},
+            {"type": "linear", "W": [[1, 0], [0, 1]], "b": [0, -1]}]}
+EOF
+echo '{"x": [[1]], "y": [0]}' > "$tmp/one.json"
+# The real margin z1 - z0 is +2 (label 0 is not robust); fast Box says -1: a false certificate.
+expect_bounds '{"relaxation": "box", "sound": false, "lower": [[-1]], "upper": [[-1]]}' \
+  --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label --unsound-fast
+out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label 2>/dev/null)
+if awk -v lo="$(numbers_of "$out" lower)" -v hi="$(numbers_of "$out" upper)" 'BEGIN { exit !(lo + 0 <= -1 && hi + 0 >= 2) }'; then
+  ok "sound Box covers the real margin +2 and the float32 one -1: $out"
+else bad "sound Box on the trap net: $out"; fi
 
 echo "== bad input"
 expect_error "--eps: must be a finite number >= 0, got -0.1" --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps -0.1 --relaxation box

@@ -1,0 +1,170 @@
+// Sound mode (BoundOptions::sound): bounds that hold for the real-valued
+// network on the input box AND for the engine's own float32 forward pass,
+// with every rounding of both, and of the relaxation's float32 arithmetic,
+// accounted for. The fast mode (training) can be off by a few ulps, and a
+// certificate whose margin is within float error of zero can be false.
+//
+// The argument. u = 2^-24 is float32's unit roundoff, gamma_m = m u / (1 - m u).
+// 1. A dot product of m terms computed in float32 in ANY order, with or
+//    without FMA (OpenBLAS, cuBLAS, cuDNN's implicit-GEMM convolutions that
+//    kernels/cuda/conv.cu fixes), is within gamma_m * sum |terms| of the exact
+//    one (Higham, Accuracy and Stability of Numerical Algorithms, 2nd ed.,
+//    section 3.1). So the float32 forward pass is the real network with an
+//    error e_k added at every affine layer, |e_k| <= gamma_{n+1} (|W| |a| + |b|);
+//    ReLU and flatten are exact; normalize rounds twice. A bound that holds
+//    for every network of this perturbed family (e = 0 included) holds for
+//    both the float32 pass and the real network.
+// 2. A backsubstitution bound is a sum of terms A_k v_k with A_k the
+//    coefficients as computed. However rounding made A_{k-1} differ from
+//    A_k W_k, the identity A_k z_k = A_{k-1} a_{k-1} + (A_k W_k - A_{k-1}) a_{k-1}
+//    + A_k b_k holds exactly, with |residual| <= gamma |A_k| |W_k| |a_{k-1}|.
+//    The bias sums, the ReLU step (rounded slopes and intercepts whose lines
+//    may miss the ReLU by a few ulps of max(|l|, |u|); the intercepts' dot
+//    product) and the input step (rounded centre and radius) are alike. So
+//    each step adds |A_k| s_k to the error, where the slack vector s_k depends
+//    only on the layer and a bound M on the magnitude of its input:
+//      affine  3 gamma_{n+1} (|W| M + |b|)  (forward error e_k, the residual,
+//              a fold of C into W under last-layer elision)
+//      ReLU    gamma_n max(|l|, |u|)
+//      input   2 gamma_{n0} (|c0| + r0 + |normalize shift|)
+//    The walker (backsub.cpp) accumulates sum_k |A_k| s_k beside the bound.
+// 3. Intermediate bounds are widened the same way before any ReLU case is
+//    decided from them, so every relaxation's lines hold on the true range of
+//    every network of the family; the magnitudes M come from them: relu(upper)
+//    after a ReLU, magnitude_after through affine layers.
+// 4. Box and hBox are forward passes: their radius grows by the affine slack
+//    at each affine layer (which also covers the rounding of c' = W c + b and
+//    r' = |W| r) and by 8 u (|c| + r) at a ReLU; hBox's generator norms come
+//    from the walker of 2, widened the same way.
+// 5. The slack terms are themselves computed in float32 from nonnegative
+//    terms, with relative error below m u for m terms: widen() multiplies the
+//    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
+//    of the final subtraction (4 u |bound|) and 1e-30 for underflow.
+// Not covered: flush-to-zero/denormals-are-zero modes (never enabled: no
+// fast-math anywhere) and cuDNN algorithms other than the fixed ones.
+//
+// The price: about one extra |A| v product per layer, and bounds looser by
+// the worst-case rounding, which grows with width and depth (gamma_n is the
+// worst case; typical float errors are far smaller). tests/test_soundness.cpp
+// samples 10^6 points per network against the float32 and a float64 forward pass.
+#include <algorithm>
+#include <cmath>
+
+#include "engine/ops.h"
+#include "relaxations/relax_ops.h"
+
+namespace cte::relax {
+namespace {
+
+constexpr double kUnitRoundoff = 0x1p-24;
+
+Shape flat_of(int64_t batch, const Shape& per_sample) { return Shape{batch, per_sample.numel()}; }
+
+Shape image_of(int64_t batch, const Shape& per_sample) {
+  return Shape{batch, per_sample[0], per_sample[1], per_sample[2]};
+}
+
+}  // namespace
+
+Tensor abs_layer_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
+  switch (layer.kind) {
+    case LayerKind::linear: {
+      const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
+      return ops::linear(ops::reshape(v, flat_of(batch, layer.in_shape)), ops::abs(layer.weight), bias);
+    }
+    case LayerKind::conv: {
+      const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
+      const Tensor y = ops::conv2d(ops::reshape(v, image_of(batch, layer.in_shape)), ops::abs(layer.weight), bias,
+                                   layer.stride, layer.padding);
+      return ops::reshape(y, flat_of(batch, layer.out_shape));
+    }
+    case LayerKind::normalize: {
+      const NormalizeExpansion e = expand_normalize(layer, v.device());
+      const Tensor scaled = ops::mul(ops::reshape(v, flat_of(batch, layer.in_shape)), e.scale);
+      return with_bias ? ops::add(scaled, ops::abs(e.shift)) : scaled;
+    }
+    case LayerKind::flatten:
+    case LayerKind::relu: return ops::reshape(v, flat_of(batch, layer.out_shape));
+  }
+  fail("bounds", std::string("sound mode: unknown layer kind ") + layer_kind_name(layer.kind));
+}
+
+namespace {
+
+// The number of terms in one output of an affine layer (its dot product).
+int64_t dot_terms(const Layer& layer) {
+  switch (layer.kind) {
+    case LayerKind::linear: return layer.in_shape.numel();
+    case LayerKind::conv: {
+      const Shape w = layer.weight.shape();
+      return w[1] * w[2] * w[3];
+    }
+    default: return 1;
+  }
+}
+
+}  // namespace
+
+float rounding_gamma(int64_t terms) {
+  const double m = double(std::max<int64_t>(terms, 0) + 16);
+  if (m * kUnitRoundoff >= 0.01)
+    fail("bounds", "sound mode: a dot product of " + std::to_string(terms) +
+                       " terms is too long for float32's error bound (m u >= 0.01)");
+  const double gamma = m * kUnitRoundoff / (1.0 - m * kUnitRoundoff);
+  return std::nextafter(float(gamma * 1.001), 1.0f);
+}
+
+Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch) {
+  if (layer.kind == LayerKind::relu || layer.kind == LayerKind::flatten)
+    return ops::reshape(magnitude, flat_of(batch, layer.out_shape));
+  // |W| M + |b| bounds the exact image; the float32 pass adds up to gamma of
+  // it, and computing it here in float32 loses up to gamma more.
+  const float gamma = rounding_gamma(dot_terms(layer) + 1);
+  return ops::scale(abs_layer_image(layer, magnitude, batch, true), 1.0f + 2.0f * gamma);
+}
+
+Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms) {
+  if (layer.kind == LayerKind::relu || layer.kind == LayerKind::flatten) return Tensor();
+  const float gamma = rounding_gamma(dot_terms(layer) + 1 + extra_terms);
+  return ops::scale(abs_layer_image(layer, magnitude, batch, true), 3.0f * gamma);
+}
+
+Tensor relu_slack(const Tensor& lower, const Tensor& upper) {
+  const float gamma = rounding_gamma(lower.size(lower.ndim() - 1));
+  return ops::scale(ops::maximum(ops::abs(lower), ops::abs(upper)), gamma);
+}
+
+Tensor abs_coeffs_times(const Tensor& coeffs, const Tensor& v) {
+  const Tensor magnitude = ops::abs(coeffs);
+  if (coeffs.ndim() == 2) return ops::matmul(v, magnitude, false, true);  // (N, n)(K, n)^T
+  const int64_t batch = coeffs.size(0), rows = coeffs.size(1), n = coeffs.size(2);
+  return ops::reshape(ops::matmul(magnitude, ops::reshape(v, Shape{batch, n, 1})), Shape{batch, rows});
+}
+
+Tensor roundoff(const Tensor& v, float ulps) { return ops::scale(v, float(ulps * kUnitRoundoff)); }
+
+Bounds widen(const Bounds& bounds, const Tensor& slack) {
+  const Tensor margin = ops::add_scalar(ops::scale(slack, 1.03f), 1e-30f);
+  auto moved = [&margin](const Tensor& bound) { return ops::add(margin, roundoff(ops::abs(bound), 4.0f)); };
+  Bounds out;
+  if (bounds.lower.defined()) out.lower = ops::sub(bounds.lower, moved(bounds.lower));
+  if (bounds.upper.defined()) out.upper = ops::add(bounds.upper, moved(bounds.upper));
+  return out;
+}
+
+Tensor forward_rounding_bound(const Network& net, const Tensor& lower0, const Tensor& upper0) {
+  const int64_t batch = lower0.size(0);
+  const Shape flat = flat_of(batch, net.input_shape());
+  Tensor magnitude = ops::reshape(ops::maximum(ops::abs(lower0), ops::abs(upper0)), flat);
+  Tensor error = Tensor::zeros(flat, lower0.device());
+  for (const Layer& layer : net.layers()) {
+    // The error so far passes the layer (ReLU is 1-Lipschitz), and the layer adds its own.
+    const Tensor own = affine_slack(layer, magnitude, batch);
+    error = abs_layer_image(layer, error, batch, false);
+    if (own.defined()) error = ops::add(error, own);
+    magnitude = magnitude_after(layer, magnitude, batch);
+  }
+  return ops::scale(error, 1.03f);
+}
+
+}  // namespace cte::relax

@@ -1,0 +1,316 @@
+// Sound mode (BoundOptions::sound, relaxations/sound.cpp): the bounds hold,
+// with no tolerance at all, for the engine's own float32 forward pass and for
+// the real-valued network (a float64 forward pass of the same weights).
+//   * 10^6 sampled points per relaxation over 4 dense and 4 conv nets (corners, where the extremes of a
+//     linear function lie, and uniform points), dense and conv nets, with and
+//     without a leading normalize, with and without a margin spec, at radii
+//     where every ReLU is stable (each relaxation is then exact up to
+//     rounding, so a missing ulp shows) and where many are unstable: zero
+//     violations in sound mode, for every relaxation. The same samples do
+//     catch the fast mode outside its bounds (the test has teeth).
+//   * A hand-made network where float32 rounding flips a naive certificate:
+//     fast Box certifies it, the real network's margin is +2 (by hand), and
+//     every relaxation's sound mode refuses it.
+//   * The outward-rounded input box contains the real ball; the sound bounds
+//     contain the fast ones and cost little on small nets; CPU and emulated
+//     CUDA agree.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <sstream>
+
+#include "engine/ops.h"
+#include "engine/tape.h"
+#include "relaxations/relaxations.h"
+#include "tests/reference_bounds.h"
+#include "tests/test_util.h"
+
+namespace cte::test {
+namespace {
+
+Network dense_net(Rng& rng, bool normalize) {
+  std::vector<Layer> layers;
+  if (normalize) layers.push_back(make_normalize({0.4f}, {0.3f}));
+  layers.push_back(make_linear(6, 10, rng));
+  layers.push_back(make_relu());
+  layers.push_back(make_linear(10, 10, rng));
+  layers.push_back(make_relu());
+  layers.push_back(make_linear(10, 4, rng));
+  return Network(Shape{6}, layers);
+}
+
+// (1,5,5) -> [normalize] -> conv 2x3x3 s2 p1 -> relu -> flatten -> 18 -> 6 -> 3.
+Network conv_net(Rng& rng, bool normalize) {
+  std::vector<Layer> layers;
+  if (normalize) layers.push_back(make_normalize({0.1307f}, {0.3081f}));
+  layers.push_back(make_conv(1, 2, 3, 2, 1, rng));
+  layers.push_back(make_relu());
+  layers.push_back(make_flatten());
+  layers.push_back(make_linear(18, 6, rng));
+  layers.push_back(make_relu());
+  layers.push_back(make_linear(6, 3, rng));
+  return Network(Shape{1, 5, 5}, layers);
+}
+
+Shape batch_of(const Network& net, int64_t count) {
+  std::vector<int64_t> dims{count};
+  for (int64_t d : net.input_shape().dims()) dims.push_back(d);
+  return Shape(dims);
+}
+
+struct Outcome {
+  std::string name;
+  std::vector<float> lower, upper;  // (boxes, rows)
+  int64_t float_violations = 0, real_violations = 0;
+  double worst = 0;  // largest distance outside the bounds
+};
+
+// Every relaxation's bounds (fast and sound) of C z over `boxes` input boxes
+// around random centres in [0, 1] at radius eps, then `points` samples per
+// box through the float32 engine and the float64 reference, counted outside.
+struct Study {
+  std::vector<Outcome> fast, sound;
+  int64_t samples = 0;
+};
+
+Study sample_study(const Network& net_cpu, float eps, bool with_spec, int64_t boxes, int64_t points, Rng& rng,
+                   const std::vector<Relaxation>& relaxations, Device device = Device::cpu) {
+  Network net = net_cpu;
+  net.to(device);
+  const int64_t width = net.input_shape().numel();
+  const int64_t logits = net.output_shape().numel();
+  const ref::DenseNetwork dense = ref::to_dense(net_cpu);
+  const Tensor centres = random_tensor(batch_of(net, boxes), rng, Device::cpu, 0.0f, 1.0f);
+  std::vector<int> labels;
+  for (int64_t b = 0; b < boxes; ++b) labels.push_back(int(rng.below(uint64_t(logits))));
+  const Tensor spec = with_spec ? margin_spec(labels, int(logits), device) : Tensor();
+  const int64_t rows = with_spec ? logits - 1 : logits;
+
+  NoGrad no_grad;
+  const auto [lower0, upper0] = input_box(centres.to(device), eps, true, true);
+  Study study;
+  for (Relaxation r : relaxations) {
+    for (bool sound : {false, true}) {
+      BoundOptions options;
+      options.sound = sound;
+      const Bounds b = compute_bounds(net, lower0, upper0, spec, r, options);
+      Outcome o{std::string(relaxation_name(r)), b.lower.to_vector(), b.upper.to_vector(), 0, 0, 0};
+      (sound ? study.sound : study.fast).push_back(std::move(o));
+    }
+  }
+  const std::vector<float> lo = lower0.to_vector(), hi = upper0.to_vector();
+  const std::vector<float> spec_values = with_spec ? spec.to_vector() : std::vector<float>();
+  const int64_t chunk = 10000;
+  std::vector<float> inputs(size_t(chunk * width));
+  for (int64_t b = 0; b < boxes; ++b) {
+    for (int64_t done = 0; done < points; done += chunk) {
+      const int64_t count = std::min(chunk, points - done);
+      for (int64_t p = 0; p < count; ++p) {
+        // Half corners (the extremes of every linear piece), half uniform.
+        const bool corner = (done + p) % 2 == 0;
+        for (int64_t i = 0; i < width; ++i) {
+          const float l = lo[size_t(b * width + i)], h = hi[size_t(b * width + i)];
+          inputs[size_t(p * width + i)] = corner ? (rng.below(2) ? h : l) : std::fmin(h, l + (h - l) * float(rng.uniform()));
+        }
+      }
+      const Tensor x = Tensor::from_vector(std::vector<float>(inputs.begin(), inputs.begin() + count * width),
+                                           batch_of(net, count), device);
+      const std::vector<float> z32 = net.forward(x).to_vector();
+      for (int64_t p = 0; p < count; ++p) {
+        const std::vector<double> input(inputs.begin() + p * width, inputs.begin() + (p + 1) * width);
+        const std::vector<double> z64 = ref::forward(dense, input);
+        for (int64_t k = 0; k < rows; ++k) {
+          // C z in double: exact for the float32 logits (C holds 0 and -+1).
+          double c32 = 0, c64 = 0;
+          for (int64_t j = 0; j < logits; ++j) {
+            const double c = with_spec ? spec_values[size_t((b * rows + k) * logits + j)] : (j == k ? 1.0 : 0.0);
+            c32 += c * z32[size_t(p * logits + j)];
+            c64 += c * z64[size_t(j)];
+          }
+          for (std::vector<Outcome>* mode : {&study.fast, &study.sound})
+            for (Outcome& o : *mode) {
+              const double l = o.lower[size_t(b * rows + k)], u = o.upper[size_t(b * rows + k)];
+              for (auto [value, count_of] : {std::pair{c32, &o.float_violations}, std::pair{c64, &o.real_violations}}) {
+                if (value >= l && value <= u) continue;
+                ++*count_of;
+                o.worst = std::max(o.worst, std::max(l - value, value - u));
+              }
+            }
+        }
+      }
+    }
+  }
+  study.samples = boxes * points;
+  return study;
+}
+
+void check_study(const Study& study, int64_t* fast_violations) {
+  for (const Outcome& o : study.sound) {
+    CAPTURE(o.name);
+    CHECK_MESSAGE(o.float_violations == 0, o.float_violations << " of " << study.samples
+                                                                << " float32 samples outside, by up to " << o.worst);
+    CHECK_MESSAGE(o.real_violations == 0, o.real_violations << " of " << study.samples
+                                                              << " float64 samples outside, by up to " << o.worst);
+  }
+  for (size_t i = 0; i < study.fast.size(); ++i) {
+    const Outcome &fast = study.fast[i], &sound = study.sound[i];
+    CAPTURE(fast.name);
+    *fast_violations += fast.float_violations + fast.real_violations;
+    MESSAGE(fast.name << ": fast mode " << fast.float_violations << " float32 and " << fast.real_violations
+                      << " float64 of " << study.samples << " samples outside, by up to " << fast.worst);
+    // Sound bounds contain the fast ones, and on these small nets cost little.
+    for (size_t j = 0; j < fast.lower.size(); ++j) {
+      CHECK(sound.lower[j] <= fast.lower[j]);
+      CHECK(sound.upper[j] >= fast.upper[j]);
+      CHECK(fast.lower[j] - sound.lower[j] <= 1e-3 * (1.0 + std::fabs(fast.lower[j])));
+      CHECK(sound.upper[j] - fast.upper[j] <= 1e-3 * (1.0 + std::fabs(fast.upper[j])));
+    }
+  }
+}
+
+const std::vector<Relaxation> kDifferentiable = all_relaxations();
+
+}  // namespace
+
+TEST_CASE("soundness: 10^6 samples per dense net, every relaxation, float32 and float64 forward passes") {
+  Rng rng(2026);
+  int64_t fast_violations = 0;
+  // Stable radius (every relaxation exact up to rounding) and an unstable one;
+  // with and without normalize and spec: 4 nets x 4 boxes x 62,500 samples = 10^6.
+  struct Case {
+    bool normalize, spec;
+    float eps;
+  };
+  for (const Case c : {Case{false, false, 1e-3f}, Case{true, true, 1e-3f}, Case{false, true, 0.05f},
+                       Case{true, false, 0.05f}}) {
+    CAPTURE(c.normalize);
+    CAPTURE(c.spec);
+    CAPTURE(c.eps);
+    const Network net = dense_net(rng, c.normalize);
+    std::vector<Relaxation> relaxations = kDifferentiable;
+    if (c.eps > 0.01f) relaxations.insert(relaxations.end(), {Relaxation::triangle, Relaxation::parallelogram});
+    check_study(sample_study(net, c.eps, c.spec, 4, 62500, rng, relaxations), &fast_violations);
+  }
+  // The samples find the fast mode's rounding: without sound mode these
+  // bounds are violated (the issue measured 145-317 of 20,000 per relaxation).
+  CHECK(fast_violations > 0);
+}
+
+TEST_CASE("soundness: 10^6 samples per conv net, every relaxation, float32 and float64 forward passes") {
+  Rng rng(2027);
+  int64_t fast_violations = 0;
+  struct Case {
+    bool normalize, spec;
+    float eps;
+  };
+  for (const Case c : {Case{true, true, 1e-3f}, Case{false, false, 1e-3f}, Case{true, false, 0.05f},
+                       Case{false, true, 0.05f}}) {
+    CAPTURE(c.normalize);
+    CAPTURE(c.spec);
+    CAPTURE(c.eps);
+    const Network net = conv_net(rng, c.normalize);
+    check_study(sample_study(net, c.eps, c.spec, 4, 62500, rng, kDifferentiable), &fast_violations);
+  }
+  CHECK(fast_violations > 0);
+}
+
+// x = 1, eps = 0. Layer 1: h1 = 1e8 x + 3, h2 = 1e8 x (both > 0: ReLU is the
+// identity); layer 2: z1 = h1 - h2, z0 = 0; layer 3: z1 - 1, z0. Real
+// network: z1 = 3 - 1 = +2 > 0 = z0, so class 1 wins and label 0 is NOT
+// robust. float32: 1e8 + 3 rounds to 1e8 (its spacing there is 8), so the
+// engine computes z1 = 0 - 1 = -1 and a naive Box "certifies" label 0.
+Network rounding_trap() {
+  std::vector<Layer> layers{linear_layer({{1e8f}, {1e8f}}, {3.0f, 0.0f}), make_relu(),
+                            linear_layer({{0.0f, 0.0f}, {1.0f, -1.0f}}, {0.0f, 0.0f}),
+                            linear_layer({{1.0f, 0.0f}, {0.0f, 1.0f}}, {0.0f, -1.0f})};
+  return Network(Shape{1}, layers);
+}
+
+TEST_CASE("soundness: a net where float32 rounding flips a naive certificate; sound mode refuses it") {
+  const Network net = rounding_trap();
+  NoGrad no_grad;
+  const Tensor x = Tensor::from_vector({1.0f}, Shape{1, 1}, Device::cpu);
+  // The real margin z1 - z0 = (1e8 + 3 - 1e8) - 1 = 2, in double by hand:
+  const double real_margin = (1e8 * 1.0 + 3.0) - (1e8 * 1.0) - 1.0;
+  CHECK(real_margin == 2.0);
+  // The engine's float32 forward pass predicts class 0 (its margin is -1).
+  const std::vector<float> z = net.forward(x).to_vector();
+  CHECK(z[1] - z[0] == -1.0f);
+  const Tensor spec = margin_spec({0}, 2, Device::cpu);
+  const auto [lo, hi] = input_box(x, 0.0f, true, true);
+  BoundOptions fast;
+  CHECK(certified(compute_bounds(net, lo, hi, spec, Relaxation::box, fast))[0]);  // the false certificate
+  std::vector<Relaxation> all = all_relaxations();
+  all.insert(all.end(), {Relaxation::triangle, Relaxation::parallelogram});
+  for (Relaxation r : all) {
+    CAPTURE(std::string(relaxation_name(r)));
+    BoundOptions sound;
+    sound.sound = true;
+    const Bounds b = compute_bounds(net, lo, hi, spec, r, sound);
+    CHECK_FALSE(certified(b)[0]);
+    // The bound covers both the real margin (+2) and the float32 one (-1).
+    CHECK(b.upper.to_vector()[0] >= real_margin);
+    CHECK(b.lower.to_vector()[0] <= -1.0);
+  }
+}
+
+TEST_CASE("soundness: the outward-rounded input box contains the real ball; the plain one does not always") {
+  Rng rng(5);
+  int64_t plain_misses = 0;
+  for (int trial = 0; trial < 200; ++trial) {
+    const float eps = rng.uniform(1e-4f, 0.3f);
+    const Tensor x = random_tensor(Shape{50, 3}, rng, Device::cpu, 0.0f, 1.0f);
+    const std::vector<float> xs = x.to_vector();
+    NoGrad no_grad;
+    const auto [lo, hi] = input_box(x, eps, false, true);
+    const auto [plain_lo, plain_hi] = input_box(x, eps, false, false);
+    const std::vector<float> l = lo.to_vector(), h = hi.to_vector(), pl = plain_lo.to_vector(), ph = plain_hi.to_vector();
+    for (size_t i = 0; i < xs.size(); ++i) {
+      const double real_lo = double(xs[i]) - double(eps), real_hi = double(xs[i]) + double(eps);  // exact in double
+      CHECK(double(l[i]) <= real_lo);
+      CHECK(double(h[i]) >= real_hi);
+      CHECK(double(h[i]) - real_hi <= 1e-6);  // and only just
+      plain_misses += double(pl[i]) > real_lo || double(ph[i]) < real_hi;
+    }
+  }
+  CHECK(plain_misses > 0);
+}
+
+TEST_CASE("soundness: sound bounds agree on CPU and CUDA and hold there") {
+  if (!cuda_available()) return;
+  Rng rng(9);
+  {  // the CUDA forward pass (cuBLAS, cuDNN: other summation orders) against the CUDA sound bounds
+    int64_t fast_violations = 0;
+    check_study(sample_study(dense_net(rng, true), 1e-3f, false, 1, 10000, rng, all_relaxations(), Device::cuda),
+                &fast_violations);
+    check_study(sample_study(conv_net(rng, true), 1e-3f, true, 1, 10000, rng, all_relaxations(), Device::cuda),
+                &fast_violations);
+  }
+  const Network net = conv_net(rng, true);
+  Network on_cuda = net;
+  on_cuda.to(Device::cuda);
+  const Tensor x = random_tensor(Shape{3, 1, 5, 5}, rng, Device::cpu, 0.0f, 1.0f);
+  const Tensor spec = margin_spec({0, 2, 1}, 3, Device::cpu);
+  NoGrad no_grad;
+  const auto [lo, hi] = input_box(x, 0.02f, true, true);
+  for (Relaxation r : all_relaxations()) {
+    CAPTURE(std::string(relaxation_name(r)));
+    BoundOptions sound;
+    sound.sound = true;
+    const Bounds cpu = compute_bounds(net, lo, hi, spec, r, sound);
+    const Bounds gpu = compute_bounds(on_cuda, lo.to(Device::cuda), hi.to(Device::cuda), spec.to(Device::cuda), r, sound);
+    CHECK_CLOSE_VEC(gpu.lower.to_vector(), cpu.lower.to_vector(), 1e-5, 1e-4);
+    CHECK_CLOSE_VEC(gpu.upper.to_vector(), cpu.upper.to_vector(), 1e-5, 1e-4);
+  }
+}
+
+TEST_CASE("soundness: certified_margins is -max upper bound per sample, NaN stays NaN") {
+  Bounds b;
+  b.upper = Tensor::from_vector({-0.5f, -2.0f, 0.25f, -1.0f, NAN, -3.0f}, Shape{3, 2}, Device::cpu);
+  const std::vector<float> m = certified_margins(b);
+  CHECK(m[0] == 0.5f);
+  CHECK(m[1] == -0.25f);
+  CHECK(std::isnan(m[2]));
+}
+
+}  // namespace cte::test
