@@ -10,6 +10,9 @@
 // derivatives. Stable cases are tested first, l >= 0 before u <= 0, so
 // l = u = 0 is the identity. Plain IEEE arithmetic only (no fast intrinsics):
 // a NaN in l or u falls through to the unstable case and propagates.
+// Also the LP relaxations' half-planes (relaxations/lp.cpp). The relaxation
+// viewer compiles this file freestanding to WebAssembly
+// (tools/viewer/relu_rules_wasm.cpp): no standard library headers here.
 #pragma once
 #include "kernels/common/hd.h"
 
