@@ -5,6 +5,7 @@
 #   make test       install missing dependencies, build, run every test suite
 #   make bench      the benchmarks (kernels, training steps, bounds, data loading)
 #   make deps       install the Debian packages we need (or print the command)
+#   make viewer     the relaxation viewer: build/viewer/index.html (open it in a browser)
 #
 # Knobs: CUDA=auto|0|1  (auto: build the CUDA backend when nvcc is found)
 #        CUDA_ARCH=80   (compute capability to compile for; PTX is embedded too)
@@ -93,7 +94,7 @@ TSAN_OBJS := $(call obj,tsan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(T
 BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(s)))))
 BINS := $(addprefix build/bin/,$(BIN_NAMES))
 
-.PHONY: all run test bench deps clean test-build gpu-test
+.PHONY: all run test bench deps clean test-build gpu-test viewer
 all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu)
 
 # ---------------------------------------------------------------- compile rules
@@ -142,6 +143,30 @@ GPU_TEST_CU_SRCS := $(filter-out tests/emu_test_kernels.cu,$(TEST_CU_SRCS))
 build/test/tests_gpu: $(call obj,rel,$(GPU_TEST_SRCS)) $(call obj,rel-nvcc,$(GPU_TEST_CU_SRCS)) $(REL_OBJS) $(REL_CU_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(CUDA_LIBS)
+
+# ---------------------------------------------------------------- the relaxation viewer
+# The page computes one ReLU's regions with the engine's own rule code
+# (kernels/common/relu_relaxation.h) compiled to WebAssembly by clang
+# (freestanding: no libc, no emscripten); certify embeds the module with the
+# page's template, script and style (tools/viewer/), so the binary alone
+# writes the page.
+WASM_CXX ?= clang++
+WASM_FLAGS := --target=wasm32 -mbulk-memory -std=c++20 -O2 $(WARN) -I. -fno-fast-math -ffp-contract=off \
+              -ffreestanding -fno-exceptions -fno-rtti -nostdlib -Wl,--no-entry
+VIEWER_FILES := tools/viewer/viewer.html tools/viewer/viewer.js tools/viewer/viewer.css
+build/viewer/relu_rules.wasm: tools/viewer/relu_rules_wasm.cpp kernels/common/relu_relaxation.h kernels/common/hd.h
+	@mkdir -p $(@D)
+	$(WASM_CXX) $(WASM_FLAGS) $< -o $@
+# Each file as a raw string literal, then the module in base64 (see tools/viewer/viewer_assets.cpp).
+build/gen/viewer_assets.inc: $(VIEWER_FILES) build/viewer/relu_rules.wasm
+	@mkdir -p $(@D)
+	@{ for f in $(VIEWER_FILES); do printf 'R"cte_asset('; cat "$$f"; printf ')cte_asset",\n'; done; \
+	   printf '"'; base64 -w0 build/viewer/relu_rules.wasm; printf '"\n'; } > $@.tmp && mv $@.tmp $@
+build/rel/tools/viewer/viewer_assets.cpp.o: build/gen/viewer_assets.inc
+build/bin/certify: build/rel/tools/viewer/viewer_assets.cpp.o
+
+viewer: build/bin/certify
+	build/bin/certify viewer --out build/viewer
 
 # ---------------------------------------------------------------- jobs
 deps:

@@ -10,6 +10,7 @@
 #include <utility>
 #include <vector>
 
+#include "kernels/common/relu_relaxation.h"
 #include "relaxations/relax_ops.h"
 
 namespace cte::relax {
@@ -246,12 +247,19 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
             continue;
           }
           box = false;
-          p.add_row({{y, 1.0}, {x, -1.0}}, 0.0, kInf);  // y >= x (y >= 0 is its column bound)
-          if (rule == LpRule::triangle) {
-            const double slope = u / (u - l);  // y <= slope (x - l)
-            p.add_row({{y, 1.0}, {x, -slope}}, -kInf, -slope * l);
-          } else {
-            p.add_row({{y, 1.0}, {x, -1.0}}, -kInf, -l);  // y <= x - l (y <= u is its column bound)
+          // The rule's half-planes (kernels/common/relu_relaxation.h) as rows
+          // y - slope x >= or <= intercept, except y >= 0 and y <= u: the column bounds of y.
+          const kern::ReluHalfPlanes<double> planes = kern::lp_relu_half_planes(
+              rule == LpRule::triangle ? kern::LpReluRule::triangle : kern::LpReluRule::parallelogram, l, u);
+          for (int k = 0; k < planes.lower_count; ++k) {
+            const kern::ReluLine<double> line = planes.lower[k];
+            if (line.slope == 0.0 && line.intercept == 0.0) continue;
+            p.add_row({{y, 1.0}, {x, -line.slope}}, line.intercept, kInf);
+          }
+          for (int k = 0; k < planes.upper_count; ++k) {
+            const kern::ReluLine<double> line = planes.upper[k];
+            if (line.slope == 0.0 && line.intercept == u) continue;
+            p.add_row({{y, 1.0}, {x, -line.slope}}, -kInf, line.intercept);
           }
         }
         current = std::move(next);

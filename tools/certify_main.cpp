@@ -36,6 +36,8 @@
 //       the one where the first relaxation ends highest above the second
 //       although the second's landscape reaches higher. Writes
 //       sgd_landscape.csv, sgd_path.csv, sgd_network.json, sgd.gp, sgd.png.
+//   certify viewer [--out DIR] [--points N] [--relaxations ...]
+//       the relaxation viewer: one self-contained HTML page (tools/lib/viewer.h).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -61,6 +63,7 @@
 #include "relaxations/relaxations.h"
 #include "tools/lib/curves.h"
 #include "tools/lib/landscape.h"
+#include "tools/lib/viewer.h"
 #include "train/trainer.h"
 
 namespace {
@@ -80,7 +83,9 @@ int usage(std::FILE* out) {
                "  table    certified accuracy of several checkpoints under several relaxations: the paper's\n"
                "           table 7 (certify table --help)\n"
                "  sgd      gradient ascent on a relaxation's bound along a line: the paper's section 4.4\n"
-               "           (certify sgd --help)\n");
+               "           (certify sgd --help)\n"
+               "  viewer   the relaxation viewer: an HTML page with sliders for l and u and every relaxation\n"
+               "           (certify viewer --help)\n");
   return out == stdout ? 0 : 2;
 }
 
@@ -771,6 +776,7 @@ int main(int argc, char** argv) {
     if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
     if (command == "table") return certify_table_command(argc - 1, argv + 1);
     if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
+    if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << e.what() << std::endl;

@@ -14,7 +14,12 @@ packages=(
   libcli11-dev         # command-line flags
   dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests
   gnuplot-nox          # figures
+  clang lld            # the relaxation viewer's WebAssembly module (tools/viewer/)
+  chromium nodejs      # the viewer's browser test (tests/cli/viewer_browser.sh, puppeteer-core from npm)
 )
+# npm: Debian's package, unless an npm already came with another Node.js build
+# (NodeSource's nodejs bundles it and conflicts with Debian's npm package).
+command -v npm >/dev/null || packages+=(npm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -10,6 +10,9 @@
 // derivatives. Stable cases are tested first, l >= 0 before u <= 0, so
 // l = u = 0 is the identity. Plain IEEE arithmetic only (no fast intrinsics):
 // a NaN in l or u falls through to the unstable case and propagates.
+// Also the LP relaxations' half-planes (relaxations/lp.cpp). The relaxation
+// viewer compiles this file freestanding to WebAssembly
+// (tools/viewer/relu_rules_wasm.cpp): no standard library headers here.
 #pragma once
 #include "kernels/common/hd.h"
 
@@ -45,9 +48,11 @@ struct ReluLinearBoundsGrad {
 
 enum class ReluCase : int { dead, identity, unstable };
 
-CTE_HD inline ReluCase relu_case(float l, float u) {
-  if (l >= 0.0f) return ReluCase::identity;  // first: l = u = 0 is the identity
-  if (u <= 0.0f) return ReluCase::dead;
+// Templated so that the LP relaxations below decide in double precision.
+template <class Real>
+CTE_HD inline ReluCase relu_case(Real l, Real u) {
+  if (l >= Real(0)) return ReluCase::identity;  // first: l = u = 0 is the identity
+  if (u <= Real(0)) return ReluCase::dead;
   return ReluCase::unstable;                 // also where l or u is NaN
 }
 
@@ -142,6 +147,42 @@ CTE_HD inline float abs_derivative(float a) {
   if (a > 0.0f) return 1.0f;
   if (a < 0.0f) return -1.0f;
   return a == 0.0f ? 0.0f : a;
+}
+
+// ---------------------------------------------------------------- LP relaxations
+// Triangle and Parallelogram (relaxations/lp.h) bound y = relu(x), x in [l, u],
+// by half-planes: y >= every lower line and y <= every upper line. The LP
+// (relaxations/lp.cpp) turns them into rows; the relaxation viewer
+// (tools/viewer/) draws them. In the LP's double precision, or in float.
+enum class LpReluRule : int {
+  triangle,       // unstable: y >= 0, y >= x, y <= u (x - l) / (u - l)  (the convex hull)
+  parallelogram,  // unstable: y >= 0, y >= x, y <= u, y <= x - l
+};
+
+template <class Real>
+struct ReluLine {
+  Real slope, intercept;  // y = slope x + intercept
+};
+
+template <class Real>
+struct ReluHalfPlanes {
+  int lower_count, upper_count;  // 1 or 2 of each
+  ReluLine<Real> lower[2], upper[2];
+};
+
+template <class Real>
+CTE_HD inline ReluHalfPlanes<Real> lp_relu_half_planes(LpReluRule rule, Real l, Real u) {
+  const Real zero(0), one(1);
+  switch (relu_case(l, u)) {
+    case ReluCase::identity: return {1, 1, {{one, zero}, {zero, zero}}, {{one, zero}, {zero, zero}}};  // y = x
+    case ReluCase::dead: return {1, 1, {{zero, zero}, {zero, zero}}, {{zero, zero}, {zero, zero}}};    // y = 0
+    case ReluCase::unstable: break;
+  }
+  if (rule == LpReluRule::triangle) {
+    const Real slope = u / (u - l);
+    return {2, 1, {{zero, zero}, {one, zero}}, {{slope, -slope * l}, {zero, zero}}};
+  }
+  return {2, 2, {{zero, zero}, {one, zero}}, {{zero, u}, {one, -l}}};
 }
 
 // ---------------------------------------------------------------- Box (IBP)
