@@ -2,11 +2,7 @@
 // reports (see trainer.h).
 #include "train/trainer.h"
 
-#include <cblas.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -387,12 +383,7 @@ Network network_from_checkpoint(const std::string& path, json* metadata) {
 // ================================================================ the run
 
 Device prepare_runtime(const TrainConfig& config) {
-  if (config.threads > 0) {
-#ifdef _OPENMP
-    omp_set_num_threads(config.threads);
-#endif
-    openblas_set_num_threads(config.threads);
-  }
+  set_thread_count(config.threads);
   return parse_device(config.device);
 }
 

@@ -76,7 +76,7 @@ cat > "$tmp/infinite.json" <<'EOF'
 {"input_shape": [2], "layers": [{"type": "linear", "W": [[1e39, 1], [1, -1]], "b": [0, 0]}]}
 EOF
 expect_error "layer 0 (linear): weight contains NaN or infinite values" --net "$tmp/infinite.json" --x "$tmp/origin.json" --eps 0.1 --relaxation crown
-expect_error "--relaxation: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
+expect_error "--relaxations: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
 
 echo "== certify sgd"
 out=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --out "$tmp/sgd" 2>&1); rc=$?
