@@ -36,6 +36,11 @@
 //       the one where the first relaxation ends highest above the second
 //       although the second's landscape reaches higher. Writes
 //       sgd_landscape.csv, sgd_path.csv, sgd_network.json, sgd.gp, sgd.png.
+//   certify export-inputs --dataset D [--data-dir DIR] [--split test|train] [--indices 0-9,15] [--out x.json]
+//       images and labels as the x.json that certify bounds reads.
+// A run folder (train's --out) stands for its checkpoint.ckpt wherever a
+// checkpoint is asked for. Banners go to stderr, results to stdout; the
+// gnuplot scripts name their files relative to their own folder.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
