@@ -2,6 +2,7 @@
 #
 #   make            build the library, binaries (build/bin/) and test binaries
 #   make run        the main job: certified training of CONV on FashionMNIST (see README)
+#   make readme-demo  put the last `make run`'s numbers into the README
 #   make test       install missing dependencies, build, run every test suite
 #   make bench      the benchmarks (kernels, training steps, bounds, data loading)
 #   make deps       install the Debian packages we need (or print the command)
@@ -94,7 +95,7 @@ TSAN_OBJS := $(call obj,tsan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(T
 BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(s)))))
 BINS := $(addprefix build/bin/,$(BIN_NAMES))
 
-.PHONY: all run test bench deps clean test-build gpu-test viewer
+.PHONY: all run readme-demo test bench deps clean test-build gpu-test viewer
 all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu)
 
 # ---------------------------------------------------------------- compile rules
@@ -192,6 +193,10 @@ bench: deps
 run: deps
 	@$(MAKE) --no-print-directory $(BINS)
 	@bash tools/run_demo.sh
+
+# Copies the numbers of the last `make run` into the README (tools/update_readme_demo.sh).
+readme-demo:
+	@bash tools/update_readme_demo.sh
 
 clean:
 	rm -rf build

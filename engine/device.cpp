@@ -1,9 +1,11 @@
 // Device selection and the banner every binary prints at start-up.
 #include "engine/device.h"
 
+#include <cblas.h>
 #include <omp.h>
 
 #include <fstream>
+#include <stdexcept>
 
 #include "kernels/gpu_runtime.h"
 
@@ -24,6 +26,14 @@ std::string cpu_model() {
 }  // namespace
 
 bool cuda_available() { return gpu::device_count() > 0; }
+
+void set_thread_count(int threads, const std::string& flag) {
+  if (threads < 0)
+    throw std::invalid_argument(flag + " " + std::to_string(threads) + " must be >= 0 (0: OpenMP's default)");
+  if (threads == 0) return;
+  omp_set_num_threads(threads);
+  openblas_set_num_threads(threads);
+}
 
 void require_device(Device device) {
   if (device == Device::cuda && !cuda_available()) {

@@ -16,5 +16,8 @@ void require_device(Device device);  // throws unless usable
 // One line naming the backend and device: GPU name, compute capability and
 // CUDA/cuBLAS/cuDNN versions, or the CPU model, thread count and BLAS.
 std::string device_banner(Device device);
+// --threads of every binary: OpenMP and OpenBLAS threads (0: leave the
+// defaults). Throws "[<flag>] ..." for a negative count.
+void set_thread_count(int threads, const std::string& flag = "--threads");
 
 }  // namespace cte

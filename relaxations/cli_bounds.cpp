@@ -116,8 +116,10 @@ std::string shape_text(const Shape& s) {
 int certify_bounds_command(int argc, char** argv) {
   CLI::App app{"certify bounds: lower and upper bounds of a network's logits (or, with --spec label, of the "
                "margins z_y' - z_y) over the L-inf ball of radius eps around each input, by one convex relaxation"};
-  std::string net_path, x_path, relaxation_arg, spec, device_arg = "auto";
+  std::string net_path, x_path, spec, device_arg = "auto";
+  std::vector<std::string> relaxation_args;
   double eps = 0.0;
+  int threads = 0;
   bool no_clip = false, no_elide = false, unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--net", net_path, "network JSON (engine/netjson.h format)")->required();
@@ -126,17 +128,25 @@ int certify_bounds_command(int argc, char** argv) {
                  "(\"y\" only needed with --spec label)")
       ->required();
   app.add_option("--eps", eps, "L-inf radius of the ball around each input (>= 0)")->required();
-  app.add_option("--relaxation", relaxation_arg, "box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp, or the LP relaxations triangle and parallelogram")->required();
+  // --relaxations as in every other command; --relaxation, the old name, still works.
+  app.add_option("--relaxations,--relaxation", relaxation_args,
+                 "one or more of box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp, or the LP relaxations "
+                 "triangle and parallelogram (comma-separated: one output line each)")
+      ->delimiter(',')
+      ->required();
   app.add_option("--spec", spec,
                  "label: bound the margins z_y' - z_y for every y' != y (increasing y') instead of the logits")
       ->check(CLI::IsMember({"label"}));
-  app.add_flag("--no-clip", no_clip, "do not clip the input box [x - eps, x + eps] to [0, 1]");
+  app.add_flag("--no-clip", no_clip,
+               "inputs may lie outside [0, 1] and the box [x - eps, x + eps] is not clipped to [0, 1] (networks "
+               "that take other inputs, e.g. the ones certify sgd writes)");
   app.add_flag("--no-elide", no_elide,
                "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
   app.add_flag("--unsound-fast", unsound_fast,
                "the fast bounds of training instead of the sound ones (which hold for the real network and the "
                "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
   app.add_option("--device", device_arg, "cpu, cuda or auto (CUDA when a GPU is present)")->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -146,11 +156,18 @@ int certify_bounds_command(int argc, char** argv) {
   try {
     if (!std::isfinite(eps) || eps < 0.0)
       throw InputError("--eps", "must be a finite number >= 0, got " + (std::isnan(eps) ? std::string("nan") : number_text(eps)));
-    Relaxation relaxation;
+    std::vector<Relaxation> relaxations;
+    for (const std::string& name : relaxation_args) {
+      try {
+        relaxations.push_back(parse_relaxation(name));
+      } catch (const std::exception& e) {
+        throw InputError("--relaxations", e.what());
+      }
+    }
     try {
-      relaxation = parse_relaxation(relaxation_arg);
+      set_thread_count(threads);
     } catch (const std::exception& e) {
-      throw InputError("--relaxation", e.what());
+      throw InputError("--threads", e.what());
     }
     Device device;
     try {
@@ -178,9 +195,11 @@ int certify_bounds_command(int argc, char** argv) {
                                      " values but the network takes " + std::to_string(n0) + " (" +
                                      shape_text(input_shape) + ")");
       for (size_t j = 0; j < row.size(); ++j)
-        if (!(row[j] >= 0.0f && row[j] <= 1.0f))
+        if (!std::isfinite(row[j]) || (!no_clip && !(row[j] >= 0.0f && row[j] <= 1.0f)))
           throw InputError(x_path, "x[" + std::to_string(i) + "][" + std::to_string(j) + "] = " +
-                                       number_text(row[j]) + " is outside [0, 1]");
+                                       number_text(row[j]) +
+                                       (std::isfinite(row[j]) ? " is outside [0, 1] (--no-clip accepts it)"
+                                                              : " is not a finite number"));
       flat.insert(flat.end(), row.begin(), row.end());
     }
     const int64_t classes = net.output_shape().numel();
@@ -206,16 +225,19 @@ int certify_bounds_command(int argc, char** argv) {
     BoundOptions options;
     options.elide_last_layer = !no_elide;
     options.sound = !unsound_fast;
-    Bounds bounds;
-    try {
-      bounds = compute_bounds(net, lower0, upper0, spec_tensor, relaxation, options);
-    } catch (const std::exception& e) {
-      throw InputError(net_path, e.what());  // unsupported layers, NaN weights: the network's fault
+    for (Relaxation relaxation : relaxations) {
+      Bounds bounds;
+      try {
+        bounds = compute_bounds(net, lower0, upper0, spec_tensor, relaxation, options);
+      } catch (const std::exception& e) {
+        throw InputError(net_path, e.what());  // unsupported layers, NaN weights: the network's fault
+      }
+      const int64_t cols = bounds.lower.size(1);
+      std::printf("{\"relaxation\": \"%s\", \"sound\": %s, \"lower\": %s, \"upper\": %s}\n",
+                  relaxation_name(relaxation), options.sound ? "true" : "false",
+                  rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
+                  rows_json(bounds.upper.to_vector(), batch, cols).c_str());
     }
-    const int64_t cols = bounds.lower.size(1);
-    std::printf("{\"relaxation\": \"%s\", \"sound\": %s, \"lower\": %s, \"upper\": %s}\n", relaxation_name(relaxation),
-                options.sound ? "true" : "false", rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
-                rows_json(bounds.upper.to_vector(), batch, cols).c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -1,12 +1,13 @@
 // `certify bounds`: bounds of a network (engine/netjson.h format) on the
 // L-inf balls around given inputs, from the command line:
 //
-//   certify bounds --net NET.json --x X.json --eps E --relaxation R
-//                  [--spec label] [--no-clip] [--no-elide] [--device cpu|cuda|auto]
+//   certify bounds --net NET.json --x X.json --eps E --relaxations R[,R2...]
+//                  [--spec label] [--no-clip] [--no-elide] [--device cpu|cuda|auto] [--threads N]
 //
 // X.json is {"x": [[values in C,H,W order], ...], "y": [labels]} ("y" only
-// needed with --spec label). Prints {"relaxation": R, "lower": [[...]],
-// "upper": [[...]]} (one row per input: the logits' bounds, or with --spec
+// needed with --spec label); inputs lie in [0, 1] unless --no-clip. Prints
+// {"relaxation": R, "lower": [[...]], "upper": [[...]]}, one line per
+// relaxation (one row per input: the logits' bounds, or with --spec
 // label the margins z_y' - z_y for y' != y in increasing y') on stdout and the
 // start-up banner on stderr. Bad input gives a message on stderr that starts
 // with the flag or file at fault, and a non-zero exit status.

@@ -69,17 +69,47 @@ TEST_CASE("curves: the CSV and the gnuplot script name every curve") {
         "0.05,50.0000,70.2500\n"
         "0.1,12.5000,40.0000\n");
   CHECK_FALSE(std::filesystem::exists(csv + ".tmp"));
-  const std::string script = tools::write_lines_gnuplot(csv, (dir / "cr_curve.png").string(), curves.names,
-                                                        {"it's a test", "eps", "certified accuracy (%)", true});
+  tools::PlotLabels labels;
+  labels.title = "it's a test\nsubtitle";
+  labels.xlabel = "eps";
+  labels.ylabel = "certified accuracy (%)";
+  labels.percent = true;
+  labels.legend = {"box (CR-AUC 1)", "crown (CR-AUC 2)"};
+  labels.x_max = 0.1;
+  labels.y_offsets = {0.5};
+  const std::string script = tools::write_lines_gnuplot(csv, (dir / "cr_curve.png").string(), curves.names, labels);
   CHECK(script == (dir / "cr_curve.gp").string());
   const std::string text = read_all(script);
-  CHECK(text.find("using 1:2 with lines linewidth 2 title 'box'") != std::string::npos);
-  CHECK(text.find("using 1:3 with lines linewidth 2 title 'crown'") != std::string::npos);
-  CHECK(text.find("set title 'it''s a test'") != std::string::npos);  // gnuplot's quote escaping
+  // Files by name only: the script re-plots from its own folder.
+  CHECK(text.find("set output 'cr_curve.png'") != std::string::npos);
+  CHECK(text.find("'cr_curve.csv' using 1:($2 - (0.5)) with lines") != std::string::npos);
+  CHECK(text.find("'cr_curve.csv' using 1:3 with lines") != std::string::npos);
+  CHECK(text.find(dir.string()) == std::string::npos);
+  CHECK(text.find("title 'box (CR-AUC 1)'") != std::string::npos);
+  CHECK(text.find("title 'crown (CR-AUC 2)'") != std::string::npos);
+  // Two curves: two dash patterns, two marker shapes.
+  CHECK(text.find("dashtype 1") != std::string::npos);
+  CHECK(text.find("dashtype 2") != std::string::npos);
+  CHECK(text.find("pointtype 7") != std::string::npos);
+  CHECK(text.find("pointtype 5") != std::string::npos);
+  CHECK(text.find("'it''s a test'") != std::string::npos);  // gnuplot's quote escaping
+  CHECK(text.find("'subtitle'") != std::string::npos);
   CHECK(text.find("set yrange [0:100]") != std::string::npos);
+  CHECK(text.find("set xrange [0:0.1]") != std::string::npos);
+  CHECK(text.find("set key below") != std::string::npos);
   CHECK_THROWS_WITH_AS(tools::write_curves_csv((dir / "no-such-dir" / "x.csv").string(), curves),
                        doctest::Contains("cannot open for writing"), std::runtime_error);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("curves: a long subtitle wraps after ' -> ' within the width") {
+  const std::string text = tools::gnuplot_title("main\naaaa -> bbbb -> cccc -> dddd", 16);
+  // "aaaa -> bbbb ->" is 15 characters: the break comes after its arrow.
+  CHECK(text.find("set label 101 'main'") != std::string::npos);
+  CHECK(text.find("set label 102 'aaaa -> bbbb ->'") != std::string::npos);
+  CHECK(text.find("set label 103 'cccc -> dddd'") != std::string::npos);
+  CHECK(text.find("set label 104") == std::string::npos);
+  CHECK(tools::gnuplot_title("just a title").find("set label 102") == std::string::npos);
 }
 
 }  // namespace cte::test

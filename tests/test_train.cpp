@@ -105,6 +105,13 @@ TrainConfig small_config(const std::string& out) {
   return c;
 }
 
+std::string read_text(const std::string& path) {
+  std::ifstream in(path);
+  std::stringstream all;
+  all << in.rdbuf();
+  return all.str();
+}
+
 std::string message_of(const std::function<void()>& fn) {
   try {
     fn();
@@ -468,6 +475,22 @@ TEST_CASE("train: resume continues a run to the same weights bit for bit") {
   CHECK(meta.at("epoch").get<int>() == 2);
   CHECK(meta.at("global_step").get<int64_t>() == 2 * 12);
 
+  // Resuming the finished run does nothing and says so; metrics.jsonl stays as it was.
+  const std::string metrics_before = read_text(dir.str("killed/metrics.jsonl"));
+  std::ostringstream again_log;
+  Trainer again(second, synthetic_data(), &again_log);
+  CHECK(again.already_finished());
+  const TrainSummary nothing = again.run();
+  CHECK(nothing.already_finished);
+  CHECK(nothing.weights_hash == straight.weights_hash);
+  CHECK(again_log.str().find("is finished: 2 of 2 epochs") != std::string::npos);
+  CHECK(read_text(dir.str("killed/metrics.jsonl")) == metrics_before);
+  // Fewer epochs than the checkpoint has done: refused, saying what to give.
+  TrainConfig fewer = second;
+  fewer.epochs = 1;
+  CHECK(message_of([&] { Trainer(fewer, synthetic_data(), &quiet); }).find("give --epochs 2 or more") !=
+        std::string::npos);
+
   // A checkpoint of another network is refused before any work.
   TrainConfig other = second;
   other.net = "fc";
@@ -523,6 +546,58 @@ TEST_CASE("train: bad input stops before any work with a message naming the flag
     gpu.device = "cuda";
     CHECK(message_of([&] { prepare_runtime(gpu); }).find("[device]") != std::string::npos);
   }
+}
+
+TEST_CASE("train: the schedule flags a method does not read are ignored, and notes say what to change") {
+  TrainConfig c = small_config("unused");
+  c.epochs = 3;
+  c.warmup = 0;
+  c.rampup = 50;
+  c.method = "box";
+  const std::string msg = message_of([&] { validate_config(c); });
+  CHECK(msg.find("--warmup 0 + --rampup 50 = 50 epochs is longer than --epochs 3") != std::string::npos);
+  CHECK(msg.find("give --rampup 3 or less, or --epochs 50 or more") != std::string::npos);
+  c.method = "natural";  // no ramp-up in natural training
+  CHECK_NOTHROW(validate_config(c));
+  CHECK_FALSE(uses_eps_schedule("natural"));
+  CHECK(uses_eps_schedule("pgd"));  // PGD training attacks at the scheduled eps
+  CHECK(uses_beta_schedule("crown-ibp"));
+  CHECK_FALSE(uses_beta_schedule("box"));
+  CHECK_FALSE(uses_beta_schedule("crown-ibp-r"));  // beta held at 1
+  // Natural training's "steps" learning rate halves every 2 epochs from epoch
+  // 0 (no ramp-up to wait for): at t = 2 it is alpha / 2, at t = 4 alpha / 4.
+  c.lr = 0.004;
+  c.lr_schedule = "steps";
+  c.lr_step_every = 2;
+  CHECK(schedule_lr(c, 1.5) == doctest::Approx(0.004));
+  CHECK(schedule_lr(c, 2.0) == doctest::Approx(0.002));
+  CHECK(schedule_lr(c, 4.5) == doctest::Approx(0.001));
+  // Milestones at or beyond --epochs never lower the rate: a note says so.
+  c.lr_schedule = "milestones";
+  c.epochs = 2;
+  c.milestones = {1, 20, 27};
+  const std::vector<std::string> notes = config_notes(c);
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("--milestones 20,27 lie at or beyond --epochs 2") != std::string::npos);
+  c.milestones = {1};
+  CHECK(config_notes(c).empty());
+}
+
+TEST_CASE("train: --resume refuses settings that change the experiment unless --force") {
+  TrainConfig then = small_config("unused");
+  TrainConfig now = then;
+  now.epochs = then.epochs + 5;  // training on is no change of the experiment
+  now.threads = 1;
+  CHECK(check_resume_changes(now, config_to_json(then), "run/config.json").empty());
+  now.method = "crown";
+  const std::string msg = message_of([&] { check_resume_changes(now, config_to_json(then), "run/config.json"); });
+  CHECK(msg.find("[resume] --method is \"crown\" now but \"" + then.method + "\" in run/config.json") !=
+        std::string::npos);
+  CHECK(msg.find("add --force") != std::string::npos);
+  now.force = true;
+  const std::vector<std::string> notes = check_resume_changes(now, config_to_json(then), "run/config.json");
+  REQUIRE(notes.size() == 1);
+  CHECK(notes[0].find("--method") != std::string::npos);
 }
 
 TEST_CASE("train: config JSON round trip, --config merge and unknown keys") {

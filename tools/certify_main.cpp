@@ -38,6 +38,11 @@
 //       sgd_landscape.csv, sgd_path.csv, sgd_network.json, sgd.gp, sgd.png.
 //   certify viewer [--out DIR] [--points N] [--relaxations ...]
 //       the relaxation viewer: one self-contained HTML page (tools/lib/viewer.h).
+//   certify export-inputs --dataset D [--data-dir DIR] [--split test|train] [--indices 0-9,15] [--out x.json]
+//       images and labels as the x.json that certify bounds reads.
+// A run folder (train's --out) stands for its checkpoint.ckpt wherever a
+// checkpoint is asked for. Banners go to stderr, results to stdout; the
+// gnuplot scripts name their files relative to their own folder.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -49,6 +54,7 @@
 #include <fstream>
 #include <iostream>
 #include <optional>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -85,14 +91,17 @@ int usage(std::FILE* out) {
                "  sgd      gradient ascent on a relaxation's bound along a line: the paper's section 4.4\n"
                "           (certify sgd --help)\n"
                "  viewer   the relaxation viewer: an HTML page with sliders for l and u and every relaxation\n"
-               "           (certify viewer --help)\n");
+               "           (certify viewer --help)\n"
+               "  export-inputs  test images of a data set as the x.json that certify bounds reads\n"
+               "                 (certify export-inputs --help)\n"
+               "A run folder works wherever a --checkpoint is asked for (its checkpoint.ckpt is used).\n");
   return out == stdout ? 0 : 2;
 }
 
 // Checks --threads, sets the thread count and the device (prepare_runtime),
 // and prints the start-up banner to `banner`.
 Device start_device(int threads, const std::string& device_name, std::ostream& banner) {
-  if (threads < 0) throw std::invalid_argument("[certify] --threads " + std::to_string(threads) + " must be >= 0");
+  set_thread_count(threads, "[certify] --threads");
   TrainConfig runtime;
   runtime.threads = threads;
   runtime.device = device_name;
@@ -120,6 +129,13 @@ void add_unsound_flag(CLI::App& app, bool& unsound_fast) {
   app.add_flag("--unsound-fast", unsound_fast,
                "use the fast bounds of training instead of the sound ones that account for float32 rounding "
                "(a margin within float error of 0 can then be a false certificate)");
+}
+
+// --checkpoint as given: a checkpoint file, or a run folder (train's --out),
+// which stands for the checkpoint.ckpt inside it.
+std::string resolve_checkpoint(const std::string& path) {
+  if (std::filesystem::is_directory(path)) return (std::filesystem::path(path) / "checkpoint.ckpt").string();
+  return path;
 }
 
 // A checkpoint with its training configuration and the test data it is evaluated on.
@@ -165,7 +181,8 @@ int certify_eval_command(int argc, char** argv) {
   bool pgd = false, want_json = false, unsound_fast = false;
   ElideFlags elide;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
+  app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt), or its run folder")
+      ->required();
   app.add_option("--relaxations", relaxation_names,
                  "relaxations to certify with, e.g. box,hbox,deepz,crown,crown-ibp, or the LP ones triangle,parallelogram "
                  "(default: the run's --certify-with)")
@@ -173,23 +190,24 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--eps", eps_list, "radii, e.g. 0.1,0.2,0.3 (default: the run's --eps-test)")->delimiter(',');
   app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");
   app.add_option("--data-dir", data_dir, "where the data set lives (default: the run's --data-dir, else the usual search)");
-  app.add_option("--test-subset", test_subset, "evaluate on the first N test images (0: all)");
-  app.add_option("--batch-size", batch_size, "evaluation batch size");
+  app.add_option("--test-subset", test_subset, "evaluate on the first N test images (0: all)")->capture_default_str();
+  app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   app.add_flag("--pgd", pgd, "also run PGD (cross-entropy, clipped to the ball and [0, 1])");
-  app.add_option("--pgd-steps", pgd_steps, "PGD steps");
-  app.add_option("--pgd-step-size", pgd_step_size, "PGD step size");
-  app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball");
+  app.add_option("--pgd-steps", pgd_steps, "PGD steps")->capture_default_str();
+  app.add_option("--pgd-step-size", pgd_step_size, "PGD step size")->capture_default_str();
+  app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball")->capture_default_str();
   add_elide_flags(app, elide);
   add_unsound_flag(app, unsound_fast);
-  app.add_option("--device", device_name, "cpu | cuda | auto");
-  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
-  app.add_flag("--json", want_json, "end with the results as one JSON line on stdout");
+  app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  app.add_flag("--json", want_json, "end with the results as one JSON line on stdout (the banner goes to stderr)");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
   }
-  const Device device = start_device(threads, device_name, std::cout);
+  checkpoint = resolve_checkpoint(checkpoint);
+  const Device device = start_device(threads, device_name, std::cerr);
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   if (pgd_steps < 0) throw std::invalid_argument("[certify] --pgd-steps must be >= 0");
@@ -278,7 +296,8 @@ struct FigureFlags {
 };
 
 void add_figure_flags(CLI::App& app, FigureFlags& f, const std::string& outputs, const std::string& per_relaxation) {
-  app.add_option("--checkpoint", f.checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt)")->required();
+  app.add_option("--checkpoint", f.checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt), or its run folder")
+      ->required();
   app.add_option("--relaxations", f.relaxation_names, "relaxations, " + per_relaxation)
       ->delimiter(',')
       ->capture_default_str();
@@ -287,7 +306,7 @@ void add_figure_flags(CLI::App& app, FigureFlags& f, const std::string& outputs,
   app.add_option("--out", f.out_dir, "folder for " + outputs + " (default: the checkpoint's folder)");
   app.add_flag("--no-plot", f.no_plot, "write the CSV and the gnuplot script but do not run gnuplot");
   app.add_option("--device", f.device_name, "cpu | cuda | auto")->capture_default_str();
-  app.add_option("--threads", f.threads, "OpenMP and BLAS threads (0: the default)");
+  app.add_option("--threads", f.threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
 }
 
 // Runs gnuplot on the script (unless --no-plot) and lists the files written.
@@ -322,6 +341,7 @@ FigureRun start_figure(FigureFlags& f) {
   if (f.relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
   FigureRun out;
   for (const std::string& name : f.relaxation_names) out.relaxations.push_back(parse_relaxation(name));
+  f.checkpoint = resolve_checkpoint(f.checkpoint);
   if (f.out_dir.empty()) f.out_dir = std::filesystem::path(f.checkpoint).parent_path().string();
   if (f.out_dir.empty()) f.out_dir = ".";
   std::error_code ec;
@@ -349,7 +369,7 @@ int certify_curve_command(int argc, char** argv) {
                  "largest radius (the paper: 0.07 for standard training, 0.15 and 0.4 for PGD 0.1 and 0.3)")
       ->required();
   app.add_option("--points", points, "number of radii, 0 and eps-max included")->capture_default_str();
-  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)");
+  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   add_elide_flags(app, elide);
   add_unsound_flag(app, unsound_fast);
@@ -389,10 +409,20 @@ int certify_curve_command(int argc, char** argv) {
   const std::string csv = (std::filesystem::path(f.out_dir) / "cr_curve.csv").string();
   const std::string png = (std::filesystem::path(f.out_dir) / "cr_curve.png").string();
   tools::write_curves_csv(csv, curves);
-  const std::string title = run.net.describe() + " on " + run.dataset + ", trained with " + run.trained.method +
-                            " (" + std::to_string(r.n) + " test images)";
-  const std::string script =
-      tools::write_lines_gnuplot(csv, png, curves.names, {title, "eps", "certified accuracy (%)", true});
+  tools::PlotLabels labels;
+  labels.title = "CR curves: " + run.trained.method + "-trained, " + run.dataset + ", " + std::to_string(r.n) +
+                 " test images\nnetwork: " + run.net.describe();
+  labels.xlabel = "eps (L-inf radius)";
+  labels.ylabel = "certified accuracy (%)";
+  labels.percent = true;
+  labels.x_max = eps_max;
+  for (size_t j = 0; j < relaxations.size(); ++j) {
+    char entry[96];
+    std::snprintf(entry, sizeof entry, "%s (CR-AUC %.4g)", curves.names[j].c_str(),
+                  tools::trapezoid_area(curves.eps, curves.percent[j]));
+    labels.legend.push_back(entry);
+  }
+  const std::string script = tools::write_lines_gnuplot(csv, png, curves.names, labels);
 
   json auc = json::object();
   std::cout << "[curve] " << f.checkpoint << ": " << r.n << " test images of " << run.dataset << ", accuracy "
@@ -489,12 +519,27 @@ int certify_landscape_command(int argc, char** argv) {
   const std::filesystem::path dir(f.out_dir);
   const std::string csv = (dir / "landscape.csv").string(), png = (dir / "landscape.png").string();
   tools::write_columns_csv(csv, "delta", deltas, names, lower);
-  const std::string title = "lower bound of output " + std::to_string(neuron) + ", test image " +
-                            std::to_string(index) + " (label " + std::to_string(label) + "), eps " +
-                            format_number(eps) + "; first-layer weights + delta * unit gradient of " +
-                            (direction_relaxation ? std::string(relaxation_name(*direction_relaxation)) + " bound"
-                                                  : std::string("the logit"));
-  const std::string script = tools::write_lines_gnuplot(csv, png, names, {title, "delta", "lower bound", false});
+  // Each relaxation's bound minus its own value at delta 0: the bounds differ
+  // by orders of magnitude, and on one shared axis every line looked flat.
+  const std::vector<std::vector<double>> at_zero =
+      tools::bound_landscape(run.net, lower0, upper0, neuron, relaxations, {0.0}, direction);
+  tools::PlotLabels labels;
+  labels.title =
+      "Bound landscape: lower bound of output " + std::to_string(neuron) + " on test image " + std::to_string(index) +
+          " (label " + std::to_string(label) + "), eps " + format_number(eps) + ", " + run.trained.method +
+          "-trained\nfirst-layer weights + delta * unit gradient of " +
+          (direction_relaxation ? std::string("the ") + relaxation_name(*direction_relaxation) + " lower bound"
+                                : "the logit z_" + std::to_string(neuron)) +
+          "; network: " + run.net.describe();
+  labels.xlabel = "delta (step along the unit direction)";
+  labels.ylabel = "lower bound minus its value at delta = 0";
+  for (size_t r = 0; r < relaxations.size(); ++r) {
+    labels.y_offsets.push_back(at_zero[r][0]);
+    labels.legend.push_back(names[r] + " (" + format_number(at_zero[r][0]) + " at delta 0)");
+  }
+  labels.x_min = -delta_max;
+  labels.x_max = delta_max;
+  const std::string script = tools::write_lines_gnuplot(csv, png, names, labels);
 
   std::cout << "[landscape] " << f.checkpoint << ": output " << neuron << " on test image " << index << " of "
             << run.dataset << ", eps " << format_number(eps) << ", " << points << " deltas in ["
@@ -523,16 +568,18 @@ int certify_table_command(int argc, char** argv) {
   int batch_size = 100, threads = 0;
   bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--checkpoints", checkpoints, "checkpoints written by train, one row each")->delimiter(',')->required();
+  app.add_option("--checkpoints", checkpoints, "checkpoints written by train (or their run folders), one row each")
+      ->delimiter(',')
+      ->required();
   app.add_option("--relaxations", relaxation_names, "relaxations, one column each")->delimiter(',')->capture_default_str();
   app.add_option("--eps", eps, "radius for every row (default: each run's --eps-test)");
-  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)");
+  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
   app.add_option("--out", out_path, "also write the table as Markdown to this file");
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
-  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -546,19 +593,14 @@ int certify_table_command(int argc, char** argv) {
   for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
   const Device device = start_device(threads, device_name, std::cerr);
 
-  std::string markdown = "| net | data set | eps | trained with |";
-  for (Relaxation r : relaxations) markdown += std::string(" ") + relaxation_name(r) + " |";
-  markdown += "\n|---|---|---|---|";
-  for (size_t j = 0; j < relaxations.size(); ++j) markdown += "---|";
-  markdown += "\n";
-  std::string text = "net    data set       eps      trained with  ";
-  for (Relaxation r : relaxations) {
-    char cell[32];
-    std::snprintf(cell, sizeof cell, "%11s", relaxation_name(r));
-    text += cell;
-  }
-  text += "\n";
-  for (const std::string& checkpoint : checkpoints) {
+  // One row per checkpoint: its run (the folder train wrote, which tells two
+  // Box rows apart), how it was trained, then a cell per relaxation.
+  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with"};
+  const size_t first_relaxation = header.size();
+  for (Relaxation r : relaxations) header.push_back(relaxation_name(r));
+  std::vector<std::vector<std::string>> rows;
+  for (const std::string& given : checkpoints) {
+    const std::string checkpoint = resolve_checkpoint(given);
     LoadedRun run = load_run(checkpoint, "", data_dir);
     run.net.to(device);
     EvalOptions o;
@@ -570,24 +612,44 @@ int certify_table_command(int argc, char** argv) {
     o.batch_size = batch_size;
     o.subset = test_subset;
     const EvalReport r = evaluate(run.net, run.data.test, o);
-    const std::string eps_text = format_number(o.eps[0]);
-    markdown += "| " + run.trained.net + " | " + run.dataset + " | " + eps_text + " | " + run.trained.method + " |";
-    char head[96];
-    std::snprintf(head, sizeof head, "%-6s %-14s %-8s %-13s", run.trained.net.c_str(), run.dataset.c_str(),
-                  eps_text.c_str(), run.trained.method.c_str());
-    text += head;
+    std::string run_name = std::filesystem::path(checkpoint).parent_path().filename().string();
+    if (run_name.empty()) run_name = std::filesystem::path(checkpoint).stem().string();
+    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method};
     for (size_t j = 0; j < relaxations.size(); ++j) {
-      const double percent = 100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n));
       char cell[32];
-      std::snprintf(cell, sizeof cell, " %.1f |", percent);
-      markdown += cell;
-      std::snprintf(cell, sizeof cell, " %9.2f%%", percent);
-      text += cell;
+      std::snprintf(cell, sizeof cell, "%.2f%%",
+                    100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n)));
+      row.push_back(cell);
     }
-    markdown += "\n";
-    text += "\n";
+    rows.push_back(std::move(row));
     std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
               << std::endl;
+  }
+  // Text: every column as wide as its widest cell; names left, percentages right.
+  std::vector<size_t> width(header.size());
+  for (size_t c = 0; c < header.size(); ++c) {
+    width[c] = header[c].size();
+    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
+  }
+  auto text_line = [&](const std::vector<std::string>& cells) {
+    std::string line;
+    for (size_t c = 0; c < cells.size(); ++c) {
+      const std::string pad(width[c] - cells[c].size(), ' ');
+      line += (c ? "  " : "") + (c >= first_relaxation ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : ""));
+    }
+    return line + "\n";
+  };
+  auto markdown_line = [](const std::vector<std::string>& cells) {
+    std::string line = "|";
+    for (const std::string& cell : cells) line += " " + cell + " |";
+    return line + "\n";
+  };
+  std::string text = text_line(header), markdown = markdown_line(header) + "|";
+  for (size_t c = 0; c < header.size(); ++c) markdown += c >= first_relaxation ? "---:|" : "---|";
+  markdown += "\n";
+  for (const auto& row : rows) {
+    text += text_line(row);
+    markdown += markdown_line(row);
   }
   std::cout << text;
   if (!out_path.empty()) {
@@ -665,6 +727,7 @@ int certify_sgd_command(int argc, char** argv) {
   int64_t neuron = 0;
   double lr = 0.02, decay = 0.99;
   bool no_plot = false;
+  int threads = 0;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--relaxations", relaxation_names, "relaxations to ascend with (the paper: box,crown for figure 5, "
                  "box,deepz for figure 6)")->delimiter(',')->capture_default_str();
@@ -678,11 +741,14 @@ int certify_sgd_command(int argc, char** argv) {
   app.add_option("--points", points, "landscape points")->capture_default_str();
   app.add_option("--out", out_dir, "folder for sgd_landscape.csv, sgd_path.csv, sgd.gp, sgd.png")->capture_default_str();
   app.add_flag("--no-plot", no_plot, "write the CSVs and the gnuplot script but do not run gnuplot");
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
+  // The networks are tiny: the CPU, whatever the machine has.
+  start_device(threads, "cpu", std::cerr);
   if (relaxation_names.empty()) throw std::invalid_argument("[certify] --relaxations is empty");
   if (search < 1) throw std::invalid_argument("[certify] --search " + std::to_string(search) + " must be at least 1");
   if (steps < 1) throw std::invalid_argument("[certify] --steps " + std::to_string(steps) + " must be at least 1");
@@ -729,20 +795,26 @@ int certify_sgd_command(int argc, char** argv) {
   }
   tools::write_text_file(path_csv, text);
   const std::string png = (dir / "sgd.png").string(), script = (dir / "sgd.gp").string();
-  std::string gp = "# re-plot with: gnuplot " + script + "\nset terminal pngcairo size 900,600 font ',11'\n" +
-                   "set output " + tools::gnuplot_quoted(png) + "\nset datafile separator ','\n" +
-                   "set title " + tools::gnuplot_quoted("seed " + std::to_string(best.seed) + ", x = " +
-                                                        format_number(best.x) + ", eps = " + format_number(best.eps)) +
-                   " noenhanced\nset xlabel 'delta'\nset ylabel " +
+  // Paths relative to the script's folder (run_gnuplot runs it from there).
+  const std::string direction_of = relaxation_name(relaxations.front());
+  std::string gp = "# re-plot from this folder: gnuplot sgd.gp\nset terminal pngcairo size 1000,680 font ',11'\n"
+                   "set output 'sgd.png'\nset datafile separator ','\n" +
+                   tools::gnuplot_title("Gradient ascent on the lower bound of output " + std::to_string(neuron) +
+                                        ", per relaxation\nalong first-layer weights + delta * d, d = the initial "
+                                        "gradient of the " + direction_of + " bound (the same line for every "
+                                        "relaxation); random 1-D network, seed " + std::to_string(best.seed) +
+                                        ", x = " + format_number(best.x) + ", eps = " + format_number(best.eps)) +
+                   "set xlabel 'delta (distance along d)'\nset ylabel " +
                    tools::gnuplot_quoted("lower bound of output " + std::to_string(neuron)) +
-                   "\nset key bottom right noenhanced\nset grid\nplot ";
+                   " noenhanced\nset key below horizontal noenhanced\nset grid\nplot ";
   for (size_t r = 0; r < names.size(); ++r) {
     if (r) gp += ", \\\n     ";
-    gp += tools::gnuplot_quoted(landscape_csv) + " using 1:" + std::to_string(r + 2) +
-          " with lines linewidth 2 linecolor " + std::to_string(r + 1) + " title " + tools::gnuplot_quoted(names[r]) +
-          ", \\\n     " + tools::gnuplot_quoted(path_csv) + " using " + std::to_string(2 * r + 2) + ":" +
-          std::to_string(2 * r + 3) + " with linespoints pointtype 7 linecolor " + std::to_string(r + 1) +
-          " title " + tools::gnuplot_quoted(names[r] + ": gradient ascent");
+    gp += "'sgd_landscape.csv' using 1:" + std::to_string(r + 2) + " with lines " +
+          tools::gnuplot_line_style(r, true, false) + " linewidth 2 title " +
+          tools::gnuplot_quoted(names[r] + ": bound on the line") + ", \\\n     'sgd_path.csv' using " +
+          std::to_string(2 * r + 2) + ":" + std::to_string(2 * r + 3) + " with linespoints " +
+          tools::gnuplot_line_style(r, false, true) + " linewidth 1 pointsize 1.2 title " +
+          tools::gnuplot_quoted(names[r] + ": ascent steps");
   }
   tools::write_text_file(script, gp + "\n");
   const std::string net_json = (dir / "sgd_network.json").string();
@@ -762,6 +834,72 @@ int certify_sgd_command(int argc, char** argv) {
   return 0;
 }
 
+// "0-9,15,20-22" as the list of indices it names, in order; each below `size`.
+std::vector<int64_t> parse_indices(const std::string& text, int64_t size) {
+  std::vector<int64_t> out;
+  std::stringstream items(text);
+  std::string item;
+  auto number = [&](const std::string& part) {
+    size_t used = 0;
+    int64_t v = -1;
+    try {
+      v = std::stoll(part, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (part.empty() || used != part.size() || v < 0)
+      throw std::invalid_argument("[certify] --indices '" + text + "': '" + item +
+                                  "' is not an index or a range A-B of indices");
+    if (v >= size)
+      throw std::invalid_argument("[certify] --indices: " + std::to_string(v) + " is outside the " +
+                                  std::to_string(size) + " images of the split");
+    return v;
+  };
+  while (std::getline(items, item, ',')) {
+    const size_t dash = item.find('-');
+    const int64_t first = number(item.substr(0, dash));
+    const int64_t last = dash == std::string::npos ? first : number(item.substr(dash + 1));
+    if (last < first)
+      throw std::invalid_argument("[certify] --indices: the range " + item + " runs backwards");
+    for (int64_t i = first; i <= last; ++i) out.push_back(i);
+  }
+  if (out.empty()) throw std::invalid_argument("[certify] --indices '" + text + "' names no image");
+  return out;
+}
+
+int certify_export_inputs_command(int argc, char** argv) {
+  CLI::App app{"certify export-inputs: images of a data set (pixels / 255, in C,H,W order) and their labels as the "
+               "x.json that certify bounds --x reads: {\"x\": [[...], ...], \"y\": [...]}"};
+  std::string dataset, data_dir, split = "test", indices = "0-9", out_path = "x.json";
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
+  app.add_option("--dataset", dataset, "mnist | fashion-mnist | svhn | cifar10 | folder")->required();
+  app.add_option("--data-dir", data_dir, "where the data set lives (default: the usual search, as train)");
+  app.add_option("--split", split, "test | train")->capture_default_str()->check(CLI::IsMember({"test", "train"}));
+  app.add_option("--indices", indices, "images to export: indices and ranges, e.g. 0-9,15")->capture_default_str();
+  app.add_option("--out", out_path, "the JSON file to write")->capture_default_str();
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  }
+  const DatasetSplits data = load_dataset(dataset, data_dir);
+  const Dataset& images = split == "test" ? data.test : data.train;
+  const std::vector<int64_t> chosen = parse_indices(indices, int64_t(images.size()));
+  const size_t numel = images.image_numel();
+  json x = json::array(), y = json::array();
+  for (int64_t i : chosen) {
+    json row = json::array();
+    // The float that train and certify landscape feed the network (pixel / 255 in float).
+    for (size_t k = 0; k < numel; ++k) row.push_back(double(float(images.images[size_t(i) * numel + k]) / 255.0f));
+    x.push_back(std::move(row));
+    y.push_back(int(images.labels[size_t(i)]));
+  }
+  tools::write_text_file(out_path, json{{"x", x}, {"y", y}}.dump() + "\n");
+  std::cout << "[export-inputs] wrote " << out_path << ": " << chosen.size() << " " << split << " images of " << dataset
+            << " (" << images.channels << "x" << images.height << "x" << images.width << ", labels in y)" << std::endl;
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -777,6 +915,7 @@ int main(int argc, char** argv) {
     if (command == "table") return certify_table_command(argc - 1, argv + 1);
     if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
     if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());
+    if (command == "export-inputs") return certify_export_inputs_command(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << e.what() << std::endl;

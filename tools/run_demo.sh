@@ -42,10 +42,29 @@ echo "[demo] Box certified training of CONV on FashionMNIST ($data_dir): $EPOCHS
 echo "[demo] eps 0.1, then accuracy, PGD accuracy and certified accuracy on the first $TEST_SUBSET test images"
 rm -rf "$OUT"
 start=$(date +%s)
+mkdir -p "$OUT"
+log="$OUT/train.log"
 "$TRAIN" --dataset fashion-mnist --data-dir "$data_dir" --net conv --method box \
   --epochs "$EPOCHS" --warmup 0 --rampup "$rampup" --eps-train 0.1 --eps-test 0.1 \
   --kappa-start 1 --kappa-end 0.5 --l1 5e-6 --lr 5e-4 --milestones "$last" \
   --batch-size 100 --pgd-steps 100 --pgd-step-size 0.01 --certify-with box \
-  --test-subset "$TEST_SUBSET" --threads "$THREADS" --device cpu --seed 0 --out "$OUT" "$@"
-echo "[demo] finished in $(( $(date +%s) - start )) s; metrics in $OUT/metrics.jsonl;" \
-     "re-certify with: build/bin/certify eval --checkpoint $OUT/checkpoint.ckpt --relaxations box,crown-ibp --eps 0.05,0.1"
+  --test-subset "$TEST_SUBSET" --threads "$THREADS" --device cpu --seed 0 --out "$OUT" "$@" | tee "$log"
+seconds=$(( $(date +%s) - start ))
+
+# The README's demo paragraph, from this run's own [result] lines: the README
+# quotes it through `make readme-demo` (tools/update_readme_demo.sh), never retyped.
+result() { awk -v k="$1" 'index($0, "[result] " k) == 1 {for (i = 1; i <= NF; ++i) if ($i ~ /%$/) {print $i; exit}}' "$log"; }
+accuracy=$(result "accuracy"); pgd=$(result "PGD accuracy"); certified=$(result "certified (box)")
+n=$(awk '/^\[result\] [0-9]+ test images/ {print $2; exit}' "$log")
+if [ -z "$accuracy" ] || [ -z "$pgd" ] || [ -z "$certified" ] || [ -z "$n" ]; then
+  echo "[demo] no [result] lines in $log"
+  exit 1
+fi
+{
+  echo "\`make run\` (measured $(date -u +%F), $THREADS thread(s) of a $(nproc)-core CPU: $seconds s for"
+  echo "$EPOCHS epochs of 60,000 images and the evaluation) ends at $accuracy accuracy, $pgd PGD"
+  echo "accuracy and $certified Box-certified accuracy at eps 0.1 on the first $n test images."
+} > "$OUT/demo_result.md"
+echo "[demo] finished in $seconds s; metrics in $OUT/metrics.jsonl; the README's paragraph in" \
+     "$OUT/demo_result.md (make readme-demo puts it into README.md)"
+echo "[demo] re-certify with: build/bin/certify eval --checkpoint $OUT --relaxations box,crown-ibp --eps 0.05,0.1"

@@ -4,6 +4,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -160,6 +161,24 @@ void check_unit(const char* flag, double v) {
     bad(std::string("--") + flag + " " + format_number(v) + " must lie in [0, 1]");
 }
 
+// --NAME and --no-NAME as two flags, so --help shows no CLI11 "{false}"
+// marker (which read as the default).
+void add_on_off_flag(CLI::App& app, const std::string& name, bool& value, const std::string& help) {
+  app.add_flag_callback("--" + name, [&value] { value = true; }, help);
+  app.add_flag_callback("--no-" + name, [&value] { value = false; }, "turn --" + name + " off");
+}
+
+// Whether the flag of a config key was on the command line (for an on/off
+// pair: either of the two).
+bool given_on_command_line(const CLI::App& app, const std::string& key) {
+  if (app.count("--" + key) > 0) return true;
+  try {
+    return app.count("--no-" + key) > 0;
+  } catch (const CLI::OptionNotFound&) {
+    return false;
+  }
+}
+
 }  // namespace
 
 std::string format_number(double value) {
@@ -176,6 +195,10 @@ const std::vector<std::string>& train_methods() {
 }
 
 bool is_certified_method(const std::string& method) { return method != "natural" && method != "pgd"; }
+
+bool uses_eps_schedule(const std::string& method) { return method != "natural"; }
+
+bool uses_beta_schedule(const std::string& method) { return method == "crown-ibp"; }
 
 Relaxation training_relaxation(const std::string& method) {
   if (method == "crown-ibp" || method == "crown-ibp-r") return Relaxation::crown_ibp;
@@ -224,10 +247,15 @@ void validate_config(const TrainConfig& c) {
   if (c.epochs < 1) bad("--epochs " + std::to_string(c.epochs) + " must be at least 1");
   if (c.warmup < 0) bad("--warmup " + std::to_string(c.warmup) + " must be >= 0");
   if (c.rampup < 0) bad("--rampup " + std::to_string(c.rampup) + " must be >= 0");
-  if (int64_t(c.warmup) + c.rampup > c.epochs)
+  // Natural training reads neither: its --warmup and --rampup are ignored.
+  if (uses_eps_schedule(c.method) && int64_t(c.warmup) + c.rampup > c.epochs) {
+    const int64_t schedule = int64_t(c.warmup) + c.rampup;
     bad("--warmup " + std::to_string(c.warmup) + " + --rampup " + std::to_string(c.rampup) + " = " +
-        std::to_string(int64_t(c.warmup) + c.rampup) + " epochs is longer than --epochs " +
-        std::to_string(c.epochs));
+        std::to_string(schedule) + " epochs is longer than --epochs " + std::to_string(c.epochs) + ": give --rampup " +
+        std::to_string(std::max(0, c.epochs - c.warmup)) + " or less" +
+        (c.warmup > 0 ? std::string(" (or a shorter --warmup)") : std::string()) + ", or --epochs " +
+        std::to_string(schedule) + " or more");
+  }
   check_eps("eps-train", c.eps_train);
   check_eps("eps-test", c.eps_test);
   check_eps("eps-start", c.eps_start);
@@ -269,6 +297,43 @@ void validate_config(const TrainConfig& c) {
   }
 }
 
+std::vector<std::string> config_notes(const TrainConfig& c) {
+  std::vector<std::string> notes;
+  if (c.lr_schedule == "milestones") {
+    std::vector<std::string> late;
+    for (int m : c.milestones)
+      if (m >= c.epochs) late.push_back(std::to_string(m));
+    if (!late.empty())
+      notes.push_back("[train] note: --milestones " + join(late, ",") + " lie at or beyond --epochs " +
+                      std::to_string(c.epochs) + ", so the learning rate never drops there; give milestones below " +
+                      std::to_string(c.epochs) + " (e.g. --milestones " + std::to_string(std::max(1, c.epochs * 5 / 6)) +
+                      ") or --milestones '' for a constant rate");
+  }
+  return notes;
+}
+
+std::vector<std::string> check_resume_changes(const TrainConfig& config, const json& then, const std::string& source) {
+  static const char* kFree[] = {"epochs",       "out",      "resume",    "eval-every",   "test-subset", "threads",
+                                "quiet",        "device",   "certify-with", "data-dir", "pgd-steps",   "pgd-restarts"};
+  std::vector<std::string> notes;
+  const json now = config_to_json(config);
+  for (auto it = now.begin(); it != now.end(); ++it) {
+    if (std::find_if(std::begin(kFree), std::end(kFree), [&](const char* k) { return it.key() == k; }) !=
+        std::end(kFree))
+      continue;
+    if (!then.is_object() || !then.contains(it.key()) || then[it.key()] == it.value()) continue;
+    if (!config.force)
+      throw std::invalid_argument("[resume] --" + it.key() + " is " + it.value().dump() + " now but " +
+                                  then[it.key()].dump() + " in " + source +
+                                  ": that changes the experiment; leave --" + it.key() +
+                                  " out to continue the run as it was started, or add --force to continue with " +
+                                  it.value().dump());
+    notes.push_back("[resume] note: --" + it.key() + " is " + it.value().dump() + " now, " + then[it.key()].dump() +
+                    " in " + source + "; using " + it.value().dump() + " (--force)");
+  }
+  return notes;
+}
+
 json config_to_json(const TrainConfig& config) {
   json j = json::object();
   for (const Field& f : fields()) j[f.name] = f.get(config);
@@ -301,6 +366,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   // A repeated flag takes its last value, so a script can append overrides.
   app.option_defaults()->always_capture_default()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   std::string config_path;
+  json config_file = json::object();
   app.add_option("--config", config_path,
                  "JSON file of settings whose keys are the long flag names (e.g. {\"epochs\": 30}); "
                  "flags on the command line override it");
@@ -330,10 +396,11 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
   app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
   app.add_option("--batch-size", c.batch_size, "training batch size");
-  app.add_flag("--elide,!--no-elide", c.elide, "last-layer elision: fold the margin specification into the last linear layer (default: on)");
-  app.add_flag("--augment,!--no-augment", c.augment,
-               "the data set's default training augmentation, default on (CIFAR-10: random crop + flip, SVHN: random crop; "
-               "none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");
+  add_on_off_flag(app, "elide", c.elide,
+                  "last-layer elision: fold the margin specification into the last linear layer (default: on)");
+  add_on_off_flag(app, "augment", c.augment,
+                  "the data set's default training augmentation (default: on; CIFAR-10: random crop + flip, SVHN: "
+                  "random crop; none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");
   app.add_option("--seed", c.seed, "seed of initialisation, data order, augmentation and attacks");
   app.add_option("--pgd-steps", c.pgd_steps, "PGD steps for the PGD accuracy");
   app.add_option("--pgd-step-size", c.pgd_step_size, "PGD step size (inputs in [0, 1])");
@@ -342,7 +409,12 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
   app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json (default runs/<dataset>-<net>-<method>)");
-  app.add_flag("--resume", c.resume, "continue from the last checkpoint in --out (same final weights as an uninterrupted run)");
+  app.add_flag("--resume", c.resume,
+               "continue the run in --out from its last checkpoint, with its own config.json for every flag not given "
+               "(same final weights as an uninterrupted run; a larger --epochs trains on)");
+  app.add_flag("--force", c.force,
+               "with --resume: accept flags that change the experiment (--method, --eps-train, ...), which are "
+               "refused otherwise");
   app.add_option("--eval-every", c.eval_every, "also evaluate every K epochs (0: only at the end)");
   app.add_option("--certify-with", c.certify_with,
                  "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, sabr, crown-ibp)")
@@ -372,14 +444,43 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
       std::cerr << "[config] " << config_path << ": not valid JSON: " << e.what() << "\n";
       return 2;
     }
-    auto given = [](const std::string& key, void* ctx) {
-      return static_cast<CLI::App*>(ctx)->count("--" + key) > 0;
-    };
+    auto given = [](const std::string& key, void* ctx) { return given_on_command_line(*static_cast<CLI::App*>(ctx), key); };
     try {
       apply_config_json(j, c, config_path, given, &app);
+      config_file = std::move(j);
     } catch (const std::exception& e) {
       std::cerr << e.what() << "\n";
       return 2;
+    }
+  }
+  if (c.resume) {
+    // The run's own settings for everything not given: resuming a Box CONV
+    // FashionMNIST run needs neither --dataset nor --net again.
+    const std::filesystem::path run_config = std::filesystem::path(output_dir(c)) / "config.json";
+    if (std::filesystem::exists(run_config)) {
+      std::ifstream in(run_config);
+      json j;
+      try {
+        j = json::parse(in);
+      } catch (const std::exception& e) {
+        std::cerr << "[resume] " << run_config.string() << ": not valid JSON: " << e.what() << "\n";
+        return 2;
+      }
+      struct Given {
+        CLI::App* app;
+        const json* file;
+      } given{&app, &config_file};
+      auto keep = [](const std::string& key, void* ctx) {
+        const Given& g = *static_cast<Given*>(ctx);
+        return key == "resume" || key == "out" || given_on_command_line(*g.app, key) || g.file->contains(key);
+      };
+      try {
+        apply_config_json(j, c, run_config.string(), keep, &given);
+        check_resume_changes(c, j, run_config.string());  // the notes come again from the checkpoint's record
+      } catch (const std::exception& e) {
+        std::cerr << e.what() << "\n";
+        return 2;
+      }
     }
   }
   return -1;

@@ -60,12 +60,20 @@ struct TrainConfig {
   int64_t train_subset = 0;                // 0: the whole training split
   int threads = 0;                         // 0: OpenMP's default
   bool quiet = false;
+  // --force: --resume may change settings that alter the experiment. Not a
+  // key of config.json (a run's record says what it is, not how it was resumed).
+  bool force = false;
 };
 
 // Training methods: natural, pgd, box, hbox, hbox-fresh, deepz, crown, crown0,
 // crown-ibp-r, crown-ibp, sabr.
 const std::vector<std::string>& train_methods();
 bool is_certified_method(const std::string& method);  // trains on relaxation bounds (not natural/pgd)
+// What of the schedule a method reads: every method but natural trains at the
+// scheduled eps and kappa (after --warmup, over --rampup); only crown-ibp
+// reads beta (crown-ibp-r holds it at 1).
+bool uses_eps_schedule(const std::string& method);
+bool uses_beta_schedule(const std::string& method);
 // The relaxation whose bounds the method trains on (crown-ibp: the CROWN-IBP (R)
 // part of its mix; sabr: box). Throws for natural and pgd.
 Relaxation training_relaxation(const std::string& method);
@@ -78,8 +86,19 @@ std::string output_dir(const TrainConfig& config);
 // Throws std::invalid_argument "[train] --flag value ..." for the first bad value.
 // Checks only what needs no I/O beyond a stat of --net PATH.json.
 void validate_config(const TrainConfig& config);
+// Settings that are legal but probably not what was meant, each a line
+// "[train] note: ..." that says what to change (e.g. --milestones at or
+// beyond --epochs, which never lower the learning rate).
+std::vector<std::string> config_notes(const TrainConfig& config);
 
 nlohmann::json config_to_json(const TrainConfig& config);
+// --resume: the first setting of `now` that differs from the run's record
+// `then` (a config.json) in a way that changes the experiment (not --epochs,
+// evaluation or plumbing). Throws "[resume] --KEY is ... now but ... in
+// `source`: ..." naming the way out, unless now.force; with --force, returns
+// one note line per difference for the log.
+std::vector<std::string> check_resume_changes(const TrainConfig& now, const nlohmann::json& then,
+                                              const std::string& source);
 // Sets the fields named by `j`'s keys (long flag names). `source` names the
 // file in messages. Keys for which skip(key) is true are left alone (the
 // flags given on the command line). Unknown keys and wrong types throw.
@@ -87,9 +106,11 @@ void apply_config_json(const nlohmann::json& j, TrainConfig& config, const std::
                        bool (*skip)(const std::string& key, void* context) = nullptr,
                        void* context = nullptr);
 
-// Parses argv (CLI11) including --config FILE.json. Returns -1 when the run
-// should go on, else the exit code (0 after --help, 2 after a usage error,
-// with the message printed).
+// Parses argv (CLI11) including --config FILE.json. With --resume, every
+// setting given neither on the command line nor in --config comes from the
+// run's own config.json (in --out), so a run continues as it was started.
+// Returns -1 when the run should go on, else the exit code (0 after --help,
+// 2 after a usage error, with the message printed).
 int parse_train_args(int argc, char** argv, TrainConfig& config);
 
 // "%g"-style shortest text of a number, for messages and reports.

@@ -38,7 +38,11 @@ float schedule_beta(const TrainConfig& c, double t) {
 }
 
 float schedule_lr(const TrainConfig& c, double t) {
-  if (c.lr_schedule == "steps") return lr_step(float(c.lr), t, c.warmup + c.rampup, c.lr_step_every, 0.5f);
+  if (c.lr_schedule == "steps") {
+    // Natural training has no ramp-up to wait for: its steps count from epoch 0.
+    const int start = uses_eps_schedule(c.method) ? c.warmup + c.rampup : 0;
+    return lr_step(float(c.lr), t, start, c.lr_step_every, 0.5f);
+  }
   return lr_milestones(float(c.lr), t, c.milestones, 0.1f);
 }
 

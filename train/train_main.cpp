@@ -19,8 +19,10 @@ int main(int argc, char** argv) {
   if (parsed >= 0) return parsed;
   try {
     validate_config(config);
+    for (const std::string& note : config_notes(config)) std::cerr << note << std::endl;
     const cte::Device device = prepare_runtime(config);
-    std::cout << cte::device_banner(device) << std::endl;
+    // On stderr, as in every binary: stdout carries only the run's lines.
+    std::cerr << cte::device_banner(device) << std::endl;
     Trainer trainer(config, &std::cout);
     const TrainSummary summary = trainer.run();
     if (summary.interrupted) return 128 + summary.signal;

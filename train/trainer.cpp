@@ -2,11 +2,7 @@
 // reports (see trainer.h).
 #include "train/trainer.h"
 
-#include <cblas.h>
 #include <unistd.h>
-#ifdef _OPENMP
-#include <omp.h>
-#endif
 
 #include <algorithm>
 #include <atomic>
@@ -402,14 +398,29 @@ Network network_from_checkpoint(const std::string& path, json* metadata) {
 // ================================================================ the run
 
 Device prepare_runtime(const TrainConfig& config) {
-  if (config.threads > 0) {
-#ifdef _OPENMP
-    omp_set_num_threads(config.threads);
-#endif
-    openblas_set_num_threads(config.threads);
-  }
+  set_thread_count(config.threads);
   return parse_device(config.device);
 }
+
+namespace {
+
+// Whether metrics.jsonl ends a run: a "final" line written after `epochs` epochs.
+bool has_final_line(const fs::path& metrics, int epochs) {
+  std::ifstream in(metrics);
+  std::string line;
+  bool found = false;
+  while (std::getline(in, line)) {
+    try {
+      const json j = json::parse(line);
+      if (j.value("final", false)) found = j.value("epoch", -1) == epochs;
+    } catch (const std::exception&) {
+      // a line cut by a kill
+    }
+  }
+  return found;
+}
+
+}  // namespace
 
 Trainer::Trainer(const TrainConfig& config, std::ostream* log) : config_(config), log_(log) { setup(std::nullopt); }
 
@@ -467,19 +478,9 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
                                    (t ? t->shape().str() : std::string("missing")) + ", the network needs " +
                                    params[i].shape().str());
       }
-      // Settings that change the result: say which differ (the command line wins).
-      const json now = config_to_json(config_);
-      const json then = meta.value("config", json::object());
-      static const char* kIgnored[] = {"epochs", "out", "resume", "eval-every", "test-subset", "threads",
-                                       "quiet", "device", "certify-with", "data-dir", "pgd-steps", "pgd-restarts"};
-      for (auto it = now.begin(); it != now.end(); ++it) {
-        if (std::find_if(std::begin(kIgnored), std::end(kIgnored), [&](const char* k) { return it.key() == k; }) !=
-            std::end(kIgnored))
-          continue;
-        if (then.contains(it.key()) && then[it.key()] != it.value())
-          *log_ << "[resume] note: --" << it.key() << " is " << it.value().dump() << " now, " << then[it.key()].dump()
-                << " in the checkpoint; using " << it.value().dump() << "\n";
-      }
+      // Settings that change the experiment: refused unless --force (then a note).
+      for (const std::string& note : check_resume_changes(config_, meta.value("config", json::object()), ckpt))
+        *log_ << note << "\n";
     }
   }
 
@@ -496,8 +497,23 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
     adam_->load_state(state);
     start_epoch_ = meta.at("epoch").get<int>();
     global_step_ = meta.at("global_step").get<int64_t>();
-    *log_ << "[resume] " << ckpt << ": " << start_epoch_ << " epoch" << (start_epoch_ == 1 ? "" : "s")
-          << " done, continuing with epoch " << start_epoch_ + 1 << " of " << config_.epochs << "\n";
+    if (start_epoch_ > config_.epochs)
+      throw std::runtime_error("[resume] " + ckpt + " has " + std::to_string(start_epoch_) +
+                               " epochs done but --epochs is " + std::to_string(config_.epochs) + ": give --epochs " +
+                               std::to_string(start_epoch_) + " or more");
+    if (start_epoch_ == config_.epochs) {
+      if (has_final_line(fs::path(out_dir_) / "metrics.jsonl", start_epoch_)) {
+        // Nothing to do, and nothing on disk is touched.
+        already_finished_ = true;
+        *log_ << "[resume] " << out_dir_ << " is finished: " << start_epoch_ << " of " << config_.epochs
+              << " epochs trained and evaluated (see its metrics.jsonl); give a larger --epochs to train on\n";
+        return;
+      }
+      *log_ << "[resume] " << ckpt << ": all " << start_epoch_ << " epochs done; running the final evaluation\n";
+    } else {
+      *log_ << "[resume] " << ckpt << ": " << start_epoch_ << " epoch" << (start_epoch_ == 1 ? "" : "s")
+            << " done, continuing with epoch " << start_epoch_ + 1 << " of " << config_.epochs << "\n";
+    }
   } else if (!config_.resume && fs::exists(ckpt)) {
     *log_ << "[train] note: " << out_dir_ << " holds a checkpoint of an earlier run; this run overwrites it "
           << "(--resume would continue it)\n";
@@ -597,6 +613,12 @@ TrainSummary Trainer::run() {
   SignalGuard signals;
   TrainSummary summary;
   summary.out_dir = out_dir_;
+  if (already_finished_) {
+    summary.already_finished = true;
+    summary.epochs_done = start_epoch_;
+    summary.weights_hash = parameter_hash(net_);
+    return summary;
+  }
   const bool show = !config_.quiet;
   ProgressBar bar(show);
   BatchLoader loader(train_set_, config_.batch_size, mix_seed(config_.seed, kDataTag), /*shuffle=*/true,
@@ -628,8 +650,12 @@ TrainSummary Trainer::run() {
       seen += st.count;
       if (show) {
         char suffix[160];
-        std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, sched.eps, sched.kappa,
-                      double(seen) / std::max(1e-9, seconds_since(epoch_start)));
+        if (uses_eps_schedule(config_.method))
+          std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, sched.eps,
+                        sched.kappa, double(seen) / std::max(1e-9, seconds_since(epoch_start)));
+        else
+          std::snprintf(suffix, sizeof suffix, "loss %.4f %.0f img/s", st.loss,
+                        double(seen) / std::max(1e-9, seconds_since(epoch_start)));
         bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
                    suffix);
       }
@@ -671,13 +697,21 @@ TrainSummary Trainer::run() {
     }
     bar.clear();
     if (show) {
+      // Only the schedule values the method reads (natural: none; beta: crown-ibp).
       char text[256];
-      std::snprintf(text, sizeof text,
-                    "[epoch %d/%d] loss %.4f train-acc %.2f%% eps %.4f kappa %.3f beta %.3f lr %.3g | %.0f img/s, %.1f s",
-                    epoch + 1, config_.epochs, seen ? loss_sum / double(seen) : 0.0,
-                    seen ? 100.0 * double(correct) / double(seen) : 0.0, sched.eps, sched.kappa, sched.beta, sched.lr,
-                    images_per_s, train_seconds);
-      *log_ << text << eval_text << std::endl;
+      std::snprintf(text, sizeof text, "[epoch %d/%d] loss %.4f train-acc %.2f%%", epoch + 1, config_.epochs,
+                    seen ? loss_sum / double(seen) : 0.0, seen ? 100.0 * double(correct) / double(seen) : 0.0);
+      std::string epoch_line = text;
+      if (uses_eps_schedule(config_.method)) {
+        std::snprintf(text, sizeof text, " eps %.4f kappa %.3f", sched.eps, sched.kappa);
+        epoch_line += text;
+      }
+      if (uses_beta_schedule(config_.method)) {
+        std::snprintf(text, sizeof text, " beta %.3f", sched.beta);
+        epoch_line += text;
+      }
+      std::snprintf(text, sizeof text, " lr %.3g | %.0f img/s, %.1f s", sched.lr, images_per_s, train_seconds);
+      *log_ << epoch_line << text << eval_text << std::endl;
     }
     // The metrics line first: a resume drops lines past its checkpoint.
     write_metrics_line(line);

@@ -128,6 +128,7 @@ struct TrainSummary {
   int epochs_done = 0;
   bool interrupted = false;
   int signal = 0;  // SIGINT or SIGTERM when interrupted
+  bool already_finished = false;  // --resume of a run that had trained and evaluated every epoch: nothing done
   uint64_t weights_hash = 0;
   std::string out_dir;
 };
@@ -151,6 +152,8 @@ class Trainer {
 
   const Network& network() const { return net_; }
   int start_epoch() const { return start_epoch_; }
+  // --resume found the run trained for --epochs and evaluated: run() does nothing.
+  bool already_finished() const { return already_finished_; }
   const TrainConfig& config() const { return config_; }
   const std::string& out_dir() const { return out_dir_; }
 
@@ -170,6 +173,7 @@ class Trainer {
   std::unique_ptr<Adam> adam_;
   std::string out_dir_;
   int start_epoch_ = 0;
+  bool already_finished_ = false;
   int64_t global_step_ = 0;
 };
 

@@ -11,7 +11,12 @@
 #     range, a wrong input size, an unknown layer type, an infinite weight,
 #     an unknown relaxation;
 #  3. certify sgd (the section 4.4 experiment on random 1-D networks, no data
-#     set needed): its files, determinism for a seed, a bad flag.
+#     set needed): its files, determinism for a seed, a bad flag, the banner
+#     on stderr, a script that plots from its own folder, and its network
+#     re-checked by certify bounds --no-clip at its input x outside [0, 1];
+#  4. --relaxations (one line each; --relaxation still works), --threads,
+#     and --no-clip accepting inputs outside [0, 1] (x = (2, -1), eps 0 on
+#     the appendix network: x1 = (1, 3), x2 = (1, 3), x3 = (4, -2)).
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 CERTIFY=build/bin/certify
@@ -101,6 +106,18 @@ if awk -v lo="$(numbers_of "$out" lower)" -v hi="$(numbers_of "$out" upper)" 'BE
   ok "sound Box covers the real margin +2 and the float32 one -1: $out"
 else bad "sound Box on the trap net: $out"; fi
 
+echo "== --relaxations, --threads, --no-clip"
+both=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "${common[@]}" --relaxations deepz,crown --threads 1 2>/dev/null)
+if [ "$both" = '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}
+{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' ]; then ok "certify bounds --relaxations deepz,crown --threads 1: one line each"
+else bad "certify bounds --relaxations deepz,crown: '$both'"; fi
+echo '{"x": [[2, -1]]}' > "$tmp/outside_point.json"
+expect_bounds '{"relaxation": "box", "sound": false, "lower": [[4, -2]], "upper": [[4, -2]]}' \
+  --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --no-clip --relaxations box --unsound-fast
+expect_error "x[0][0] = 2 is outside [0, 1] (--no-clip accepts it)" \
+  --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --relaxations box
+expect_error "--threads -1 must be >= 0" "${common[@]}" --relaxations box --threads -1
+
 echo "== bad input"
 expect_error "--eps: must be a finite number >= 0, got -0.1" --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps -0.1 --relaxation box
 expect_error "--eps: must be a finite number >= 0, got nan" --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps nan --relaxation box
@@ -118,7 +135,7 @@ cat > "$tmp/infinite.json" <<'EOF'
 {"input_shape": [2], "layers": [{"type": "linear", "W": [[1e39, 1], [1, -1]], "b": [0, 0]}]}
 EOF
 expect_error "layer 0 (linear): weight contains NaN or infinite values" --net "$tmp/infinite.json" --x "$tmp/origin.json" --eps 0.1 --relaxation crown
-expect_error "--relaxation: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
+expect_error "--relaxations: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
 
 echo "== certify sgd"
 out=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --out "$tmp/sgd" 2>&1); rc=$?
@@ -137,6 +154,25 @@ if cmp -s "$tmp/sgd/sgd_path.csv" "$tmp/sgd2/sgd_path.csv" && cmp -s "$tmp/sgd/s
 else
   bad "certify sgd differs between two runs: $out2"
 fi
+err=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --threads 1 --out "$tmp/sgd4" 2>&1 >/dev/null)
+if grep -q "^backend: " <<<"$err"; then ok "certify sgd prints the banner on stderr"; else bad "certify sgd banner: '$err'"; fi
+if grep -qF "'sgd_landscape.csv' using 1:2" "$tmp/sgd/sgd.gp" && ! grep -qF "$tmp" "$tmp/sgd/sgd.gp" &&
+   grep -qF "initial gradient of the box bound" "$tmp/sgd/sgd.gp" && grep -qF "Gradient ascent on the lower bound of output 0" "$tmp/sgd/sgd.gp"; then
+  ok "sgd.gp: relative paths; the title says what is plotted and whose gradient sets the direction"
+else
+  bad "sgd.gp: $(cat "$tmp/sgd/sgd.gp")"
+fi
+if command -v gnuplot >/dev/null 2>&1; then
+  if (cd "$tmp/sgd" && gnuplot sgd.gp) && [ -s "$tmp/sgd/sgd.png" ]; then ok "cd DIR && gnuplot sgd.gp plots"
+  else bad "gnuplot sgd.gp from its folder failed"; fi
+fi
+# The sampled network takes its integer x in [-4, 4]: --no-clip lets certify bounds check it.
+x=$(awk '/^\[sgd\] network seed/ {for (i = 1; i <= NF; ++i) if ($i == "x") {v = $(i + 2); sub(",", "", v); print v}}' <<<"$out")
+echo "{\"x\": [[$x]]}" > "$tmp/sgd_x.json"
+out2=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/sgd/sgd_network.json" --x "$tmp/sgd_x.json" --eps 0.5 --no-clip \
+       --relaxations box 2>&1); rc=$?
+if [ -n "$x" ] && [ "$rc" -eq 0 ] && grep -q '"lower": \[\[' <<<"$out2"; then ok "certify bounds --no-clip re-checks the sgd network at x = $x"
+else bad "certify bounds on the sgd network at x = '$x': exit $rc: $out2"; fi
 out=$("$CERTIFY" sgd --neuron 2 --out "$tmp/sgd3" 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--neuron 2 must be 0 or 1" <<<"$out"; then ok "certify sgd --neuron 2 -> exit $rc"; else bad "certify sgd --neuron 2: exit $rc: $out"; fi
 

@@ -14,7 +14,13 @@
 #     (and elides as the run trained), and --resume refuses a checkpoint of
 #     another network;
 #  5. certify curve, landscape and table on those checkpoints: their files,
-#     values cross-checked against certify eval / certify bounds, bad flags.
+#     values cross-checked against certify eval / certify bounds, bad flags;
+#  6. a newcomer's conventions: schedule flags a method does not read are
+#     ignored (natural) or refused with what to change; --resume takes the
+#     run's own config.json, refuses experiment changes without --force and
+#     says when a run is finished; banners on stderr (certify eval --json is
+#     clean JSON on stdout); run folders as --checkpoint; export-inputs;
+#     gnuplot scripts that run from their own folder; an aligned table.
 # Parts 2-5 are skipped (exit 0) when FashionMNIST is not installed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -65,6 +71,22 @@ if [ "$rc" -ne 0 ] && grep -qF "cannot open" <<<"$out"; then ok "certify eval wi
 out=$("$CERTIFY" frob 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF "unknown command 'frob'" <<<"$out"; then ok "certify frob -> exit $rc"; else bad "certify frob: exit $rc: $out"; fi
 
+# Method-aware schedule flags (no data needed: the data set is missing on purpose).
+expect_error "[mnist] data set not found" --method natural --epochs 3 --dataset mnist --data-dir "$tmp/no-such-dir"
+expect_error "give --rampup 3 or less, or --epochs 50 or more" --method box --epochs 3
+out=$("$TRAIN" --method box --epochs 2 --rampup 1 --milestones 20,27 --dataset mnist --data-dir "$tmp/no-such-dir" \
+      --out "$tmp/never" 2>&1)
+if grep -qF -- "--milestones 20,27 lie at or beyond --epochs 2" <<<"$out"; then ok "--milestones 20,27 with --epochs 2 gets a note"
+else bad "--milestones beyond --epochs: no note: $out"; fi
+help=$("$TRAIN" --help)
+if ! grep -qF "{false}" <<<"$help" && grep -q -- "--no-elide" <<<"$help" && grep -q -- "--elide .*(default: on)" <<<"$help" &&
+   grep -q -- "--force" <<<"$help"; then ok "train --help: --elide shown as default on, no {false}, --force"
+else bad "train --help: $help"; fi
+help=$("$CERTIFY" eval --help)
+if grep -q -- "--batch-size INT=100" <<<"$help" && grep -q -- "--pgd-steps INT=100" <<<"$help" &&
+   grep -q -- "--threads INT=0" <<<"$help"; then ok "certify eval --help shows the defaults"
+else bad "certify eval --help: $help"; fi
+
 fm=""
 for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
   if ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1; then fm=$d; break; fi
@@ -82,12 +104,18 @@ echo "== a tiny run"
 # only at the end and must still match: evaluation leaves training alone.
 out_a=$("$TRAIN" "${common[@]}" --epochs 2 --eval-every 1 --out "$tmp/a" 2>&1); rc=$?
 hash_a=$(weights_hash "$out_a")
-if [ "$rc" -eq 0 ] && [ -n "$hash_a" ] && grep -q "^backend: " <<<"$(head -1 <<<"$out_a")" &&
+# (--milestones 2 with --epochs 2 earns a note before it, which is fine.)
+if [ "$rc" -eq 0 ] && [ -n "$hash_a" ] && grep -q "^backend: " <<<"$(grep -v '^\[train\] note' <<<"$out_a" | head -1)" &&
    grep -q "\[result\] accuracy" <<<"$out_a" && grep -q "\[result\] PGD accuracy" <<<"$out_a" &&
    grep -q "\[result\] certified (box)" <<<"$out_a"; then
   ok "train 2 epochs: banner first, accuracy / PGD / certified lines, weights $hash_a"
 else
   bad "tiny run: exit $rc: $out_a"
+fi
+if grep -q '^\[epoch 1/2\] .* eps [0-9.]* kappa [0-9.]* lr ' <<<"$out_a" && ! grep -q '^\[epoch.*beta' <<<"$out_a"; then
+  ok "box epoch lines show eps and kappa, not beta"
+else
+  bad "box epoch lines: $(grep '^\[epoch' <<<"$out_a")"
 fi
 lines=$(wc -l < "$tmp/a/metrics.jsonl" 2>/dev/null || echo 0)
 if [ -f "$tmp/a/checkpoint.ckpt" ] && [ -f "$tmp/a/config.json" ] && [ "$lines" -eq 3 ] &&
@@ -99,14 +127,30 @@ fi
 
 echo "== resume after a 1-epoch run"
 "$TRAIN" "${common[@]}" --epochs 1 --out "$tmp/b" >/dev/null 2>&1
-out_b=$("$TRAIN" "${common[@]}" --epochs 2 --out "$tmp/b" --resume 2>&1); rc=$?
+# Only --epochs and --out: the rest comes from the run's config.json.
+out_b=$("$TRAIN" --epochs 2 --out "$tmp/b" --resume 2>&1); rc=$?
 hash_b=$(weights_hash "$out_b")
 if [ "$rc" -eq 0 ] && [ "$hash_b" = "$hash_a" ] && grep -q "continuing with epoch 2 of 2" <<<"$out_b"; then
-  ok "1 epoch + --resume to 2 gives the uninterrupted weights ($hash_b)"
+  ok "1 epoch + --resume --epochs 2 (every other flag from config.json) gives the uninterrupted weights ($hash_b)"
 else
   bad "resume: exit $rc, hash '$hash_b' vs '$hash_a': $out_b"
 fi
 if [ "$(grep -c '"epoch":' "$tmp/b/metrics.jsonl")" -eq 3 ]; then ok "resumed metrics.jsonl has epochs 1, 2 and the final line"; else bad "resumed metrics: $(cat "$tmp/b/metrics.jsonl")"; fi
+
+metrics_b=$(cat "$tmp/b/metrics.jsonl")
+out=$("$TRAIN" --out "$tmp/b" --resume 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -qF "is finished: 2 of 2 epochs" <<<"$out" && [ "$(cat "$tmp/b/metrics.jsonl")" = "$metrics_b" ]; then
+  ok "--resume of a finished run says so and changes nothing"
+else
+  bad "resume of a finished run: exit $rc: $out"
+fi
+out=$("$TRAIN" --out "$tmp/b" --resume --epochs 3 --method crown 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- '--method is "crown" now but "box"' <<<"$out" && grep -qF -- "add --force" <<<"$out" &&
+   [ "$(cat "$tmp/b/metrics.jsonl")" = "$metrics_b" ]; then
+  ok "--resume with another --method is refused (without --force)"
+else
+  bad "resume with another method: exit $rc: $out"
+fi
 
 echo "== resume after a kill"
 long=("${common[@]}" --train-subset 1500 --epochs 3 --eval-every 0)
@@ -137,8 +181,11 @@ fi
 
 echo "== a checkpoint of another network"
 out=$("$TRAIN" "${common[@]}" --net fc --epochs 2 --out "$tmp/b" --resume 2>&1); rc=$?
-if [ "$rc" -ne 0 ] && grep -qF "[resume] $tmp/b/checkpoint.ckpt holds a network" <<<"$out" && grep -qF "but --net fc builds" <<<"$out"; then
-  ok "--resume with --net fc on a conv checkpoint is refused"
+out_forced=$("$TRAIN" "${common[@]}" --net fc --epochs 2 --out "$tmp/b" --resume --force 2>&1); rc_forced=$?
+if [ "$rc" -ne 0 ] && grep -qF -- '--net is "fc" now but "conv"' <<<"$out" &&
+   [ "$rc_forced" -ne 0 ] && grep -qF "[resume] $tmp/b/checkpoint.ckpt holds a network" <<<"$out_forced" &&
+   grep -qF "but --net fc builds" <<<"$out_forced"; then
+  ok "--resume with --net fc on a conv checkpoint is refused (with --force too: the weights do not fit)"
 else
   bad "resume with another network: exit $rc: $out"
 fi
@@ -149,6 +196,17 @@ if [ "$rc" -eq 0 ] && grep -q "conv(1->16, 4x4, s2, p1)" <<<"$out" && [ -f "$tmp
   ok "--net PATH.json (the trained network.json) trains on"
 else
   bad "--net network.json: exit $rc: $out"
+fi
+
+echo "== natural training"
+# The default --rampup 50 is longer than --epochs 2: natural training ignores it.
+out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc --method natural --epochs 2 --train-subset 300 \
+      --test-subset 50 --pgd-steps 0 --threads 1 --out "$tmp/nat" 2>"$tmp/nat.err"); rc=$?
+if [ "$rc" -eq 0 ] && grep -q '^\[epoch 2/2\] loss [0-9.]* train-acc [0-9.]*% lr ' <<<"$out" && ! grep -q '^\[epoch.* eps ' <<<"$out" &&
+   ! grep -q "^backend:" <<<"$out" && grep -q "^backend:" "$tmp/nat.err"; then
+  ok "natural training: --rampup ignored, epoch lines without eps/kappa/beta, banner on stderr"
+else
+  bad "natural run: exit $rc: $out $(cat "$tmp/nat.err")"
 fi
 
 echo "== certify eval"
@@ -183,6 +241,14 @@ if [ -n "$default_cert" ] && [ "$default_cert" = "$elide_cert" ] && [ "$no_elide
   ok "certify eval elides as the run trained: $default_cert (--no-elide: $no_elide_cert)"
 else
   bad "certify eval elision: default '$default_cert', --elide '$elide_cert', --no-elide '$no_elide_cert'"
+fi
+json_out=$("$CERTIFY" eval --checkpoint "$tmp/a" --relaxations box --eps 0.005 --test-subset 100 --threads 1 --json 2>/dev/null)
+if ! grep -q "^backend:" <<<"$json_out" && command -v python3 >/dev/null &&
+   python3 -c 'import json, sys; print("%.2f%%" % (100 * json.loads(sys.argv[1])["radii"][0]["certified"]["box"]))' \
+     "$(tail -1 <<<"$json_out")" | grep -qxF "$default_cert"; then
+  ok "certify eval --checkpoint RUN-FOLDER --json: no banner on stdout, box $default_cert as above"
+else
+  bad "certify eval on the run folder / --json: $json_out"
 fi
 out=$("$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box,hbox,deepz,crown,crown-ibp \
       --eps 0.05,0.1 --test-subset 20 --threads 1 2>&1); rc=$?
@@ -224,6 +290,26 @@ EOF
   then ok "certify curve: CR(0) = accuracy, CR(0.005) = certify eval's, CR-AUC = trapezoid of the CSV"
   else bad "certify curve values: $(cat "$csv") $(cat "$tmp/curve/cr_auc.json")"; fi
 fi
+gp="$tmp/curve/cr_curve.gp"
+if grep -qF "set output 'cr_curve.png'" "$gp" && grep -qF "'cr_curve.csv' using 1:2 with lines" "$gp" && ! grep -qF "$tmp" "$gp" &&
+   grep -qF "set xrange [0:0.01]" "$gp" && grep -q "title 'box (CR-AUC [0-9.e+-]*)'" "$gp" &&
+   grep -q "title 'crown (CR-AUC [0-9.e+-]*)'" "$gp" && grep -qF "dashtype 2" "$gp"; then
+  ok "cr_curve.gp: paths relative to its folder, x axis to eps-max, CR-AUC in the legend, distinct dash patterns"
+else
+  bad "cr_curve.gp: $(cat "$gp")"
+fi
+if command -v gnuplot >/dev/null 2>&1; then
+  rm -f "$tmp/curve/cr_curve.png"
+  if (cd "$tmp/curve" && gnuplot cr_curve.gp) && [ -s "$tmp/curve/cr_curve.png" ]; then ok "cd DIR && gnuplot cr_curve.gp re-plots"
+  else bad "gnuplot cr_curve.gp from its folder failed"; fi
+fi
+out=$("$CERTIFY" curve --checkpoint "$tmp/nat" --eps-max 0.01 --points 3 --relaxations box --test-subset 20 --threads 1 \
+      --no-plot 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [ -f "$tmp/nat/cr_curve.csv" ] && grep -qF "natural-trained" "$tmp/nat/cr_curve.gp"; then
+  ok "certify curve --checkpoint RUN-FOLDER writes into the run folder; the title names the method"
+else
+  bad "certify curve on a run folder: exit $rc: $out"
+fi
 out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--eps-max 0 must be a number > 0" <<<"$out"; then ok "certify curve --eps-max 0 -> exit $rc"; else bad "certify curve --eps-max 0: exit $rc: $out"; fi
 out=$("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0.1 --points 1 2>&1); rc=$?
@@ -252,7 +338,8 @@ json.dump({"x": [[b / 255 for b in data[16:16 + 784]]], "y": [labels[8]]}, open(
 EOF
   label=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["y"][0])' "$tmp/x0.json")
   for r in box crown; do
-    want=$("$CERTIFY" bounds --net "$tmp/a/network.json" --x "$tmp/x0.json" --eps 0.05 --relaxation "$r" 2>/dev/null |
+    # (landscapes study the bounds training uses: the fast ones)
+    want=$("$CERTIFY" bounds --net "$tmp/a/network.json" --x "$tmp/x0.json" --eps 0.05 --relaxation "$r" --unsound-fast 2>/dev/null |
            python3 -c 'import json,sys; print(json.load(sys.stdin)["lower"][0][int(sys.argv[1])])' "$label")
     col=$([ "$r" = box ] && echo 2 || echo 3)
     got=$(awk -F, -v c="$col" '$1 == "0" {print $c}' "$lcsv")
@@ -263,21 +350,66 @@ EOF
     fi
   done
 fi
+lgp="$tmp/land/landscape.gp"
+if grep -qF "using 1:(\$2 - (" "$lgp" && grep -qF "using 1:(\$3 - (" "$lgp" && grep -q "title 'box (.* at delta 0)'" "$lgp" &&
+   grep -qF "lower bound minus its value at delta = 0" "$lgp" && grep -qF "set key below" "$lgp" && ! grep -qF "$tmp" "$lgp"; then
+  ok "landscape.gp: each bound minus its value at delta 0, legend below the plot, relative paths"
+else
+  bad "landscape.gp: $(cat "$lgp")"
+fi
+if command -v gnuplot >/dev/null 2>&1; then
+  if (cd "$tmp/land" && gnuplot landscape.gp) && [ -s "$tmp/land/landscape.png" ]; then ok "cd DIR && gnuplot landscape.gp plots"
+  else bad "gnuplot landscape.gp from its folder failed"; fi
+fi
+if command -v python3 >/dev/null; then
+  out=$("$CERTIFY" export-inputs --dataset fashion-mnist --data-dir "$fm" --indices 0-2 --out "$tmp/x3.json" 2>&1); rc=$?
+  if [ "$rc" -eq 0 ] && python3 - "$tmp/x3.json" "$tmp/x0.json" <<'EOF'
+import json, sys
+got, want = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert len(got["x"]) == 3 and len(got["y"]) == 3 and len(got["x"][0]) == 784
+assert got["y"][0] == want["y"][0]
+assert max(abs(a - b) for a, b in zip(got["x"][0], want["x"][0])) < 1e-7
+EOF
+  then ok "certify export-inputs --indices 0-2: test image 0 and its label as read from the IDX files"
+  else bad "certify export-inputs: exit $rc: $out"; fi
+  out=$("$CERTIFY" bounds --net "$tmp/a/network.json" --x "$tmp/x3.json" --eps 0.01 --relaxations box,crown --spec label \
+        --threads 1 2>/dev/null); rc=$?
+  if [ "$rc" -eq 0 ] && [ "$(wc -l <<<"$out")" -eq 2 ] && python3 -c '
+import json, sys
+lines = [json.loads(l) for l in sys.stdin]
+assert [l["relaxation"] for l in lines] == ["box", "crown"]
+assert all(len(l["lower"]) == 3 and len(l["lower"][0]) == 9 for l in lines)' <<<"$out"; then
+    ok "certify bounds --relaxations box,crown on the exported x.json: one line per relaxation, 3 rows of 9 margins"
+  else
+    bad "certify bounds on exported inputs: exit $rc: $out"
+  fi
+fi
+out=$("$CERTIFY" export-inputs --dataset fashion-mnist --data-dir "$fm" --indices 9999-10000 --out "$tmp/bad.json" 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--indices: 10000 is outside the 10000 images" <<<"$out"; then ok "certify export-inputs --indices 9999-10000 -> exit $rc"
+else bad "certify export-inputs out of range: exit $rc: $out"; fi
 out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --index 10000 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--index 10000 is outside the 10000 test images" <<<"$out"; then ok "certify landscape --index 10000 -> exit $rc"; else bad "certify landscape --index 10000: exit $rc: $out"; fi
 out=$("$CERTIFY" landscape --checkpoint "$tmp/a/checkpoint.ckpt" --direction sideways 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--direction 'sideways' is neither logit nor a relaxation" <<<"$out"; then ok "certify landscape --direction sideways -> exit $rc"; else bad "certify landscape --direction: exit $rc: $out"; fi
 
 echo "== certify table"
-out=$("$CERTIFY" table --checkpoints "$tmp/a/checkpoint.ckpt,$tmp/j/checkpoint.ckpt" --relaxations box,crown \
-      --eps 0.005 --test-subset 100 --threads 1 --out "$tmp/table.md" 2>&1); rc=$?
-box_cell=$(awk -F'|' 'NR == 3 {print $6 + 0}' "$tmp/table.md" 2>/dev/null)
+out=$("$CERTIFY" table --checkpoints "$tmp/a,$tmp/j/checkpoint.ckpt" --relaxations box,crown-ibp \
+      --eps 0.005 --test-subset 100 --threads 1 --out "$tmp/table.md" 2>/dev/null); rc=$?
+box_cell=$(awk -F'|' 'NR == 3 {print $7 + 0}' "$tmp/table.md" 2>/dev/null)
 if [ "$rc" -eq 0 ] && [ "$(wc -l < "$tmp/table.md")" -eq 4 ] &&
-   [ "$(head -1 "$tmp/table.md")" = "| net | data set | eps | trained with | box | crown |" ] &&
+   [ "$(head -1 "$tmp/table.md")" = "| run | net | data set | eps | trained with | box | crown-ibp |" ] &&
+   [ "$(awk -F'|' 'NR == 3 {print $2}' "$tmp/table.md")" = " a " ] && [ "$(awk -F'|' 'NR == 4 {print $2}' "$tmp/table.md")" = " j " ] &&
    awk -v a="$box_cell" -v b="${elide_cert%\%}" 'BEGIN {exit !(a - b < 0.05 && b - a < 0.05)}'; then
-  ok "certify table: 2 checkpoints x (box, crown) in Markdown; the first row's box cell ($box_cell) is certify eval's"
+  ok "certify table: rows a and j (run column) x (box, crown-ibp) in Markdown; the first row's box cell ($box_cell) is certify eval's"
 else
   bad "certify table: exit $rc: $out; $(cat "$tmp/table.md" 2>&1)"
+fi
+# The text table: every line as long as the header (columns padded to their widest cell).
+widths=$(grep -v '^\[table\]' <<<"$out" | awk '{print length($0)}' | sort -u | wc -l)
+if [ "$rc" -eq 0 ] && [ "$(grep -vc '^\[table\]' <<<"$out")" -eq 3 ] && [ "$widths" -eq 1 ] && grep -q '^run ' <<<"$out"; then
+  ok "certify table text: 3 lines of one width, columns aligned"
+else
+  bad "certify table text not aligned: $out"
 fi
 
 if [ "$failures" -eq 0 ]; then echo "[train_cli] all passed"; else echo "[train_cli] $failures failed"; fi

@@ -7,11 +7,13 @@
 // warm-up; PyTorch-default random init, eps 0.1 around random inputs in
 // [0, 1]) and reports the allocator's peak memory during the step. As in
 // training, only the upper bounds of the margins are computed (need_lower).
-// Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets FC,CONV,CONV+]
-//                     [--relaxations box,crown,...] [--memory-cap-mb M]
+// Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
+//                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
+// Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <exception>
@@ -122,20 +124,22 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
-  std::string device_name_arg = "cpu", nets_arg = "FC,CONV,CONV+", relaxations_arg = "box,hbox,hbox-fresh,deepz,crown,crown0,crown-ibp";
-  int runs = 5;
+  std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg = "box,hbox,hbox-fresh,deepz,crown,crown0,crown-ibp";
+  int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--runs", runs, "timed runs per configuration after one warm-up (median reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--nets", nets_arg, "comma-separated subset of FC, CONV, CONV+")->capture_default_str();
+  app.add_option("--nets", nets_arg, "comma-separated subset of fc, conv, conv+ (train's names)")->capture_default_str();
   app.add_option("--relaxations", relaxations_arg, "comma-separated relaxations")->capture_default_str();
   app.add_option("--memory-cap-mb", cap_mb, "BoundOptions::memory_cap_bytes in MiB (chunking of intermediate bounds)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
+    set_thread_count(threads, "[bench_bounds] --threads");
     const Device device = parse_device(device_name_arg);
     std::fprintf(stderr, "%s\n", device_banner(device).c_str());
     std::vector<Relaxation> relaxations;
@@ -145,11 +149,13 @@ int main(int argc, char** argv) {
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     std::vector<BenchNet> nets;
     Rng init(2024);
-    for (const std::string& name : split_list(nets_arg)) {
-      if (name == "FC") nets.push_back({name, make_fc(init), {50, 100}});
-      else if (name == "CONV") nets.push_back({name, make_conv_net(init), {50, 100}});
-      else if (name == "CONV+") nets.push_back({name, make_conv_plus(init), {50}});
-      else throw std::runtime_error("[bench_bounds] unknown net '" + name + "' (expected FC, CONV, CONV+)");
+    for (const std::string& given : split_list(nets_arg)) {
+      std::string name = given;
+      for (char& c : name) c = char(std::tolower(static_cast<unsigned char>(c)));
+      if (name == "fc") nets.push_back({name, make_fc(init), {50, 100}});
+      else if (name == "conv") nets.push_back({name, make_conv_net(init), {50, 100}});
+      else if (name == "conv+") nets.push_back({name, make_conv_plus(init), {50}});
+      else throw std::runtime_error("[bench_bounds] --nets: unknown net '" + given + "' (expected fc, conv, conv+)");
     }
     std::printf("bench_bounds on %s: bound (margin spec) + certified cross-entropy + backward, eps 0.1\n",
                 device_name(device));

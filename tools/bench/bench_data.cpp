@@ -5,7 +5,9 @@
 // augmentation at batch 100 for one epoch or about 3 seconds, whichever comes
 // first, and prints batches/s. A synthetic CIFAR-sized set (crop 4 + flip) is
 // always measured too, so augmentation cost is visible even without CIFAR-10.
-// Usage: bench_data [seconds_per_loader]   (default 3)
+// Usage: bench_data [--seconds S per loader] [--threads N] [--device cpu|cuda|auto]
+// (the flags of the other benchmarks; loading runs on the host whatever --device).
+#include <CLI/CLI.hpp>
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -18,6 +20,7 @@
 #include <vector>
 
 #include "datasets/dataset.h"
+#include "engine/device.h"
 
 namespace {
 
@@ -75,13 +78,31 @@ cte::Dataset synthetic_cifar(size_t n) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  const double max_seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+  CLI::App app{"bench_data: load time and batches/s of each data set found, with its default augmentation"};
+  double max_seconds = 3.0;
+  int threads = 0;
+  std::string device_name = "cpu";
+  app.add_option("--seconds", max_seconds, "time per loader (at most one epoch)")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  app.add_option("--device", device_name,
+                 "cpu, cuda or auto: checked and named in the banner; data loading runs on the host either way")
+      ->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
+  try {
+    cte::set_thread_count(threads, "[bench_data] --threads");
+    std::fprintf(stderr, "%s\n", cte::device_banner(cte::parse_device(device_name)).c_str());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "%s\n", e.what());
+    return 1;
+  }
 #ifdef _OPENMP
-  const int threads = omp_get_max_threads();
+  const int threads_used = omp_get_max_threads();
 #else
-  const int threads = 1;
+  const int threads_used = 1;
 #endif
-  std::printf("bench_data: %d OpenMP threads, up to %.1f s per loader\n", threads, max_seconds);
+  std::printf("bench_data: %d OpenMP threads, up to %.1f s per loader\n", threads_used, max_seconds);
   for (const char* name : {"mnist", "fashion-mnist", "svhn", "cifar10"}) {
     std::string dir;
     try {

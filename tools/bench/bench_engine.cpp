@@ -5,7 +5,8 @@
 //  - the CONV first layer (conv 1->16, 4x4, stride 2, padding 1 on 28x28) forward;
 //  - images/s of one natural training step (forward, backward, Adam) of FC
 //    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10).
-// Usage: bench_engine [--device cpu|cuda] [--seconds S]
+// Usage: bench_engine [--device cpu|cuda|auto] [--seconds S] [--threads N]
+#include <CLI/CLI.hpp>
 #include <cblas.h>
 
 #include <chrono>
@@ -100,20 +101,18 @@ void bench_training_step(const char* label, Network net, Device device, double b
 }  // namespace
 
 int main(int argc, char** argv) {
+  CLI::App app{"bench_engine: GEMM and convolution rates of the engine's kernels, and natural training steps"};
   std::string device_name = "cpu";
   double budget = 1.0;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    if (arg == "--device" && i + 1 < argc) device_name = argv[++i];
-    else if (arg == "--seconds" && i + 1 < argc) budget = std::stod(argv[++i]);
-    else {
-      std::fprintf(stderr, "usage: bench_engine [--device cpu|cuda] [--seconds S per measurement]\n");
-      return arg == "--help" || arg == "-h" ? 0 : 2;
-    }
-  }
+  int threads = 0;
+  app.add_option("--device", device_name, "cpu, cuda or auto")->capture_default_str();
+  app.add_option("--seconds", budget, "time per measurement")->capture_default_str()->check(CLI::PositiveNumber);
+  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  CLI11_PARSE(app, argc, argv);
   try {
+    set_thread_count(threads, "[bench_engine] --threads");
     const Device device = parse_device(device_name);
-    std::printf("%s\n", device_banner(device).c_str());
+    std::fprintf(stderr, "%s\n", device_banner(device).c_str());
     set_poison_new_tensors(false);
     Rng rng(42);
     std::printf("GEMM at batch 100 (the layers of FC and CONV):\n");

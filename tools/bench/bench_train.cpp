@@ -78,7 +78,7 @@ int main(int argc, char** argv) {
     std::cerr << e.what() << "\n";
     return 1;
   }
-  std::printf("%s\n", device_banner(device).c_str());
+  std::fprintf(stderr, "%s\n", device_banner(device).c_str());
   std::printf("bench_train: one full training step (forward, bounds, loss, backward, Adam), batch %d, synthetic "
               "1x28x28 data, eps 0.1, kappa 0.5, beta 0.5, PGD/SABR with %d steps\n",
               batch, train_pgd_steps);
