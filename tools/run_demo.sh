@@ -63,7 +63,7 @@ fi
 {
   echo "\`make run\` (measured $(date -u +%F), $THREADS thread(s) of a $(nproc)-core CPU: $seconds s for"
   echo "$EPOCHS epochs of 60,000 images and the evaluation) ends at $accuracy accuracy, $pgd PGD"
-  echo "accuracy and $certified Box-certified accuracy at eps 0.1 on the first $n test images."
+  echo "accuracy and $certified Box-certified accuracy (sound bounds) at eps 0.1 on the first $n test images."
 } > "$OUT/demo_result.md"
 echo "[demo] finished in $seconds s; metrics in $OUT/metrics.jsonl; the README's paragraph in" \
      "$OUT/demo_result.md (make readme-demo puts it into README.md)"
