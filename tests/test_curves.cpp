@@ -78,7 +78,7 @@ TEST_CASE("curves: the CSV and the gnuplot script name every curve") {
   CHECK(text.find("set title 'it''s a test'") != std::string::npos);  // gnuplot's quote escaping
   CHECK(text.find("set yrange [0:100]") != std::string::npos);
   CHECK_THROWS_WITH_AS(tools::write_curves_csv((dir / "no-such-dir" / "x.csv").string(), curves),
-                       doctest::Contains("cannot open for writing"), std::runtime_error);
+                       doctest::Contains("cannot create: No such file or directory"), std::runtime_error);
   std::filesystem::remove_all(dir);
 }
 

@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -64,9 +65,11 @@ class TempDir {
 // Sets an environment variable for one scope and restores the old value.
 class ScopedEnv {
  public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+  // std::nullopt unsets the variable.
+  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    ::setenv(name, value.c_str(), 1);
+    if (value) ::setenv(name, value->c_str(), 1);
+    else ::unsetenv(name);
   }
   ~ScopedEnv() {
     if (had_)
@@ -671,15 +674,40 @@ TEST_CASE("datasets: find_data_dir and load_dataset") {
     CHECK_ERROR(cte::load_dataset("cifar10", ""), "data_batch_4.bin", "missing file");
   }
   SUBCASE("nothing found lists every place") {
-    ScopedEnv env("CTE_DATA_DIR", dir / "nowhere");
+    ScopedEnv env("CTE_DATA_DIR", std::nullopt);
     const std::string msg = error_of([&] { cte::find_data_dir("svhn", ""); });
     INFO(msg);
-    CHECK(contains(msg, dir / "nowhere/svhn"));
+    CHECK(contains(msg, "$CTE_DATA_DIR: not set"));
     CHECK(contains(msg, "data/svhn"));
     CHECK(contains(msg, "not found"));
   }
-  SUBCASE("fashion-mnist falls back to Debian's package") {
+  SUBCASE("a set CTE_DATA_DIR that does not hold the data set is an error, not a fallback") {
     ScopedEnv env("CTE_DATA_DIR", dir / "nowhere");
+    const std::string msg = error_of([&] { cte::find_data_dir("fashion-mnist", ""); });
+    INFO(msg);
+    CHECK(contains(msg, "$CTE_DATA_DIR=" + dir / "nowhere"));
+    CHECK(contains(msg, dir / "nowhere/fashion-mnist"));
+    CHECK(contains(msg, "no such directory"));
+    CHECK(!contains(msg, "/usr/share/datasets"));
+  }
+  SUBCASE("an empty CTE_DATA_DIR is an error naming the variable") {
+    ScopedEnv env("CTE_DATA_DIR", std::string());
+    const std::string msg = error_of([&] { cte::find_data_dir("fashion-mnist", ""); });
+    INFO(msg);
+    CHECK(contains(msg, "$CTE_DATA_DIR is set but empty"));
+  }
+  SUBCASE("test images shaped differently from the training images: an error at load naming both files") {
+    write_file(dir / "m/train-images-idx3-ubyte", idx_images(3, 2, 3, small_pixels()));
+    write_file(dir / "m/train-labels-idx1-ubyte", idx_labels(kSmallLabels));
+    write_file(dir / "m/t10k-images-idx3-ubyte", idx_images(3, 3, 2, small_pixels()));
+    write_file(dir / "m/t10k-labels-idx1-ubyte", idx_labels(kSmallLabels));
+    const std::string msg = error_of([&] { cte::load_dataset("mnist", dir / "m"); });
+    INFO(msg);
+    CHECK(contains(msg, dir / "m/t10k-images-idx3-ubyte: test images are 2x3x1"));
+    CHECK(contains(msg, "training images of " + dir / "m/train-images-idx3-ubyte are 3x2x1"));
+  }
+  SUBCASE("fashion-mnist falls back to Debian's package") {
+    ScopedEnv env("CTE_DATA_DIR", std::nullopt);
     const bool have_local = fs::exists("data/fashion-mnist/train-images-idx3-ubyte.gz") ||
                             fs::exists("data/fashion-mnist/train-images-idx3-ubyte");
     if (fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") && !have_local)

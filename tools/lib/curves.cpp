@@ -1,6 +1,8 @@
 // CR curves, CR-AUC and their files (see curves.h).
 #include "tools/lib/curves.h"
 
+#include "engine/file_io.h"
+
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -8,18 +10,8 @@
 
 namespace cte::tools {
 
-// Writes `text` to path via path.tmp + rename, so a reader never sees half a file.
 void write_text_file(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("[curves] " + temp + ": cannot open for writing");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("[curves] " + temp + ": write failed (disk full?)");
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error("[curves] cannot rename " + temp + " to " + path);
+  write_file_atomically(path, text, "curves");
 }
 
 std::string gnuplot_quoted(const std::string& s) {
