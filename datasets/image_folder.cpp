@@ -13,11 +13,14 @@
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 #include <filesystem>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "engine/file_io.h"
 
 #include "datasets/dataset.h"
 
@@ -71,6 +74,46 @@ std::string describe_shape(int w, int h, int channels_in_file) {
   return s;
 }
 
+// stb_image 2.27 (Debian 12's libstb) writes past the 257-entry code-length
+// array of a Huffman table when a JPEG DHT segment lists more than 256 codes
+// (found by tests/fuzz/fuzz_image_folder; stb checks this from 2.28 on). Such
+// a file is corrupt, so it is refused before stb reads it. The walk follows
+// stb's own reading: segments by their length, a DHT's tables while its
+// length lasts (bytes past the end of the file read as 0, as stb reads them),
+// and entropy-coded data skipped to the next marker.
+std::string jpeg_huffman_problem(const std::string& bytes) {
+  auto at = [&](size_t i) -> size_t { return i < bytes.size() ? uint8_t(bytes[i]) : 0; };
+  if (at(0) != 0xFF || at(1) != 0xD8) return "";  // not a JPEG
+  size_t i = 2;
+  while (i + 1 < bytes.size()) {
+    if (at(i) != 0xFF || at(i + 1) == 0xFF) {  // data between markers, or fill bytes
+      ++i;
+      continue;
+    }
+    const size_t marker = at(i + 1);
+    if (marker == 0xD9) break;  // end of image
+    if (marker == 0x00 || marker == 0x01 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
+      i += 2;  // stuffed 0xFF, TEM, SOI, RST: no length field
+      continue;
+    }
+    const size_t length = (at(i + 2) << 8) | at(i + 3);
+    if (marker == 0xC4) {
+      long left = long(length) - 2;
+      size_t table = i + 4;
+      while (left > 0) {
+        size_t codes = 0;
+        for (size_t k = 1; k <= 16; ++k) codes += at(table + k);
+        if (codes > 256)
+          return "corrupt JPEG: a Huffman table lists " + std::to_string(codes) + " codes (at most 256)";
+        table += 17 + codes;
+        left -= long(17 + codes);
+      }
+    }
+    i += 2 + std::max<size_t>(length, 2);
+  }
+  return "";
+}
+
 // Owns one stb_image result.
 struct Decoded {
   stbi_uc* pixels = nullptr;
@@ -81,7 +124,16 @@ struct Decoded {
   ~Decoded() { stbi_image_free(pixels); }
   // Returns an empty string on success, else stb's reason.
   std::string load(const std::string& path) {
-    pixels = stbi_load(path.c_str(), &width, &height, &channels_in_file, 0);
+    std::string bytes;
+    try {
+      bytes = read_whole_file(path, "folder");
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    if (std::string problem = jpeg_huffman_problem(bytes); !problem.empty()) return problem;
+    if (bytes.size() > size_t(std::numeric_limits<int>::max())) return "file too large";
+    pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
+                                   &height, &channels_in_file, 0);
     if (pixels) return "";
     const char* reason = stbi_failure_reason();
     return reason ? reason : "unknown reason";

@@ -115,14 +115,23 @@ Checkpoint checkpoint_from_bytes(const std::string& bytes, const std::string& pa
         fail("checkpoint", path + ": tensor '" + name + "' has an impossible extent " + std::to_string(extent));
       dims.push_back(extent);
     }
+    // The element count is checked against the file's size before anything
+    // is allocated, with a product that cannot overflow (four extents each
+    // up to the file size would).
+    uint64_t count = 1;
+    for (int64_t extent : dims) {
+      if (extent != 0 && count > bytes.size() / uint64_t(extent))
+        fail("checkpoint", path + ": tensor '" + name + "' has more values than the file has bytes");
+      count *= uint64_t(extent);
+    }
     const Shape shape(dims);
-    std::vector<float> values(static_cast<size_t>(shape.numel()));
-    const size_t value_bytes = values.size() * sizeof(float);
+    const size_t value_bytes = size_t(count) * sizeof(float);
     if (value_bytes > bytes.size())
       fail("checkpoint", path + ": truncated in the values of tensor '" + name + "' " + shape.str());
+    std::vector<float> values(static_cast<size_t>(count));
     const char* src = r.here();
     r.skip(value_bytes, ("values of tensor '" + name + "'").c_str());
-    std::memcpy(values.data(), src, value_bytes);
+    if (value_bytes) std::memcpy(values.data(), src, value_bytes);  // (an empty tensor has no storage)
     ck.tensors.emplace_back(std::move(name), Tensor::from_vector(values, shape, Device::cpu));
   }
   r.skip(4, "CRC");

@@ -93,6 +93,7 @@ class DuplicateKeyCheck {
         if (!frames_.empty()) frames_.pop_back();
         break;
       case json::parse_event_t::key: {
+        if (frames_.empty()) break;  // (keys only occur inside objects)
         Frame& frame = frames_.back();
         frame.pending_key = parsed.get<std::string>();
         if (!frame.keys.insert(frame.pending_key).second) {
@@ -104,6 +105,7 @@ class DuplicateKeyCheck {
         break;
       }
       case json::parse_event_t::value: {
+        if (frames_.empty()) break;  // a document that is a bare number or string (found by fuzzing)
         Frame& frame = frames_.back();
         if (!frame.is_object) ++frame.children;
         else if (frame.layer >= 0 && frame.pending_key == "type" && parsed.is_string()) frame.type = parsed.get<std::string>();

@@ -7,6 +7,9 @@
 #include <fstream>
 
 #include <unistd.h>
+#include <zlib.h>
+
+#include <cstring>
 
 #include "engine/checkpoint.h"
 #include "engine/file_io.h"
@@ -208,6 +211,48 @@ TEST_CASE("files: a folder lock refuses a second holder, naming the first one's 
   }
   CHECK_NOTHROW(DirectoryLock(dir, "train"));  // released with its holder
   std::filesystem::remove_all(dir);
+}
+
+}  // namespace cte::test
+
+namespace cte::test {
+
+// Inputs the fuzzers found (tests/fuzz/regressions/); each crashed before its fix.
+TEST_CASE("fuzz regressions: checkpoint and network JSON") {
+  SUBCASE("a checkpoint holding an empty tensor (memcpy from a null vector)") {
+    std::string bytes = read_file("tests/fuzz/regressions/checkpoint/empty_tensor").substr(1);
+    REQUIRE(bytes.size() > 4);
+    // The harness rewrites the CRC when the first byte is odd, as it is here.
+    const uint32_t crc = uint32_t(crc32(0L, reinterpret_cast<const Bytef*>(bytes.data()), uInt(bytes.size() - 4)));
+    std::memcpy(bytes.data() + bytes.size() - 4, &crc, 4);
+    try {
+      (void)checkpoint_from_bytes(bytes, "empty_tensor");
+    } catch (const std::runtime_error&) {
+      // a clean error is as good as a load
+    }
+  }
+  SUBCASE("extents whose product exceeds the file are refused before allocating") {
+    std::string bytes("CTECKPT\0", 8);
+    auto put32 = [&](uint32_t v) { bytes.append(reinterpret_cast<const char*>(&v), 4); };
+    auto put64 = [&](uint64_t v) { bytes.append(reinterpret_cast<const char*>(&v), 8); };
+    put32(kCheckpointVersion);
+    put32(1);  // one tensor
+    put64(0);  // no metadata
+    put32(1);
+    bytes += "w";
+    put32(4);
+    for (int d = 0; d < 4; ++d) put64(60);  // 60^4 values (52 MB) in a file of 69 bytes
+    put32(0);
+    CHECK_THROWS_WITH_AS(checkpoint_from_bytes(bytes, "huge.ckpt"),
+                         doctest::Contains("huge.ckpt: tensor 'w' has more values than the file has bytes"),
+                         std::runtime_error);
+  }
+  SUBCASE("a network JSON that is a bare value (the duplicate-key check had no open object)") {
+    CHECK_THROWS_WITH_AS(network_from_json("1", "n.json"), doctest::Contains("n.json: top level: expected an object"),
+                         std::runtime_error);
+    CHECK_THROWS_WITH_AS(network_from_json(read_file("tests/fuzz/regressions/netjson/bare_value"), "n.json"),
+                         doctest::Contains("n.json"), std::runtime_error);
+  }
 }
 
 }  // namespace cte::test
