@@ -14,6 +14,8 @@ packages=(
   libcli11-dev         # command-line flags
   dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests
   gnuplot-nox          # figures
+  clang-14             # the libFuzzer harnesses (make fuzz; make test runs them briefly)
+  libclang-rt-14-dev   # libFuzzer and clang's sanitizer runtimes
 )
 missing=()
 for p in "${packages[@]}"; do
