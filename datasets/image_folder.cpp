@@ -9,6 +9,13 @@
 // do not depend on thread timing.
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
+// Only the formats we document: stb otherwise decodes TGA, BMP, PSD, ... by
+// content whatever the file's name, and a fuzzed TGA header made it spend
+// minutes on one file (tests/fuzz/fuzz_image_folder). Data-set images are
+// small, so a side over 8192 pixels is refused before anything is allocated.
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_MAX_DIMENSIONS 8192
 #include <stb/stb_image.h>
 
 #include <algorithm>

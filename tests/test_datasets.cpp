@@ -650,6 +650,23 @@ TEST_CASE("datasets: a JPEG whose Huffman table lists over 256 codes is refused 
   CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/0.jpg", "corrupt JPEG: a Huffman table lists");
 }
 
+TEST_CASE("datasets: a TGA named .png is refused at once, not decoded for minutes (fuzz regression)") {
+  // stb decoded any format by content; this 33-byte TGA header claims an
+  // image large enough to keep it busy for minutes.
+  TempDir dir;
+  std::ifstream in("tests/fuzz/regressions/image_folder/tga_slow_decode", std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "r/a/0.png", Bytes(bytes.begin() + 1, bytes.end()));
+  CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/0.png", "cannot decode image: ");
+}
+
+TEST_CASE("datasets: an SVHN .mat whose header claims terabytes is refused before reading (fuzz regression)") {
+  const std::string path = "tests/fuzz/regressions/svhn/huge_claimed_dims";
+  REQUIRE(fs::exists(path));
+  CHECK_ERROR(cte::read_svhn_mat(path), path, "more than a file of 520 bytes can hold");
+}
+
 // ---------------------------------------------------------------- finding and loading
 
 TEST_CASE("datasets: find_data_dir and load_dataset") {
