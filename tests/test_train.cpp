@@ -566,6 +566,24 @@ TEST_CASE("train: bad input stops before any work with a message naming the flag
   }
 }
 
+TEST_CASE("train: integers out of range in config JSON are refused (fuzz regression)") {
+  // 3.9e50 epochs converted to int was undefined behaviour (found by
+  // tests/fuzz/fuzz_config); 2^32 + 5 would have wrapped to 5.
+  for (const char* text : {R"({"epochs": 388888888888888888888888888888888888888888888888888})",
+                           R"({"epochs": 4294967301})", R"({"epochs": -2147483649})", R"({"seed": -1})",
+                           R"({"test-subset": 9223372036854775808})"}) {
+    CAPTURE(text);
+    TrainConfig c;
+    const std::string msg = message_of([&] { apply_config_json(nlohmann::json::parse(text), c, "c.json"); });
+    CHECK(msg.find("[config] c.json: key '") != std::string::npos);
+    CHECK((msg.find("is out of range") != std::string::npos || msg.find("must not be negative") != std::string::npos));
+  }
+  TrainConfig c;
+  apply_config_json(nlohmann::json::parse(R"({"epochs": 2147483647, "test-subset": 9223372036854775807})"), c, "c.json");
+  CHECK(c.epochs == 2147483647);
+  CHECK(c.test_subset == 9223372036854775807LL);
+}
+
 TEST_CASE("train: config JSON round trip, --config merge and unknown keys") {
   TrainConfig c;
   c.method = "crown-ibp";

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
@@ -45,8 +46,19 @@ T json_number(const json& v, const std::string& where) {
     if (d != std::floor(d)) throw std::invalid_argument(where + " must be an integer, got " + v.dump());
     if constexpr (std::is_unsigned_v<T>) {
       if (d < 0) throw std::invalid_argument(where + " must not be negative, got " + v.dump());
-      if (v.is_number_unsigned()) return T(v.get<uint64_t>());
     }
+    // Out of T's range the conversion is undefined (a fuzzed 3.9e50 epochs)
+    // or wraps (2^32 + 5 epochs would be 5): refused either way. Integers are
+    // compared exactly; for other numbers T's minimum and 2^digits are exact
+    // doubles (T's maximum may not be).
+    using Limits = std::numeric_limits<T>;
+    bool in_range;
+    if (v.is_number_unsigned()) in_range = v.get<uint64_t>() <= uint64_t(Limits::max());
+    else if (v.is_number_integer()) in_range = v.get<int64_t>() >= int64_t(Limits::min()) &&
+                                               (Limits::digits >= 63 || v.get<int64_t>() <= int64_t(Limits::max()));
+    else in_range = d >= double(Limits::min()) && d < std::ldexp(1.0, Limits::digits);
+    if (!in_range) throw std::invalid_argument(where + " " + v.dump() + " is out of range");
+    if (v.is_number_unsigned()) return T(v.get<uint64_t>());
     if (v.is_number_integer()) return T(v.get<int64_t>());
   }
   return T(v.get<double>());
