@@ -84,39 +84,29 @@ std::string describe_shape(int w, int h, int channels_in_file) {
 // stb_image 2.27 (Debian 12's libstb) writes past the 257-entry code-length
 // array of a Huffman table when a JPEG DHT segment lists more than 256 codes
 // (found by tests/fuzz/fuzz_image_folder; stb checks this from 2.28 on). Such
-// a file is corrupt, so it is refused before stb reads it. The walk follows
-// stb's own reading: segments by their length, a DHT's tables while its
-// length lasts (bytes past the end of the file read as 0, as stb reads them),
-// and entropy-coded data skipped to the next marker.
+// a file is corrupt, so it is refused before stb reads it. Every FF C4 pair
+// in the file is read as a DHT segment the way stb reads one (its tables
+// while its length lasts, bytes past the end as 0): a walk of the segments
+// that tried to follow stb's own missed one of stb's paths, and the scan of
+// every position is a superset of them (a false alarm needs FF C4 inside
+// some other segment followed by counts over 256).
 std::string jpeg_huffman_problem(const std::string& bytes) {
   auto at = [&](size_t i) -> size_t { return i < bytes.size() ? uint8_t(bytes[i]) : 0; };
-  if (at(0) != 0xFF || at(1) != 0xD8) return "";  // not a JPEG
-  size_t i = 2;
-  while (i + 1 < bytes.size()) {
-    if (at(i) != 0xFF || at(i + 1) == 0xFF) {  // data between markers, or fill bytes
-      ++i;
-      continue;
+  // stb takes any run of FF bytes before the D8 of the start-of-image marker.
+  size_t start = 0;
+  while (start < bytes.size() && at(start) == 0xFF) ++start;
+  if (start == 0 || at(start) != 0xD8) return "";  // not a JPEG (PNG starts with 89)
+  for (size_t i = start + 1; i + 1 < bytes.size(); ++i) {
+    if (at(i) != 0xFF || at(i + 1) != 0xC4) continue;
+    long left = long((at(i + 2) << 8) | at(i + 3)) - 2;
+    size_t table = i + 4;
+    while (left > 0) {
+      size_t codes = 0;
+      for (size_t k = 1; k <= 16; ++k) codes += at(table + k);
+      if (codes > 256) return "corrupt JPEG: a Huffman table lists " + std::to_string(codes) + " codes (at most 256)";
+      table += 17 + codes;
+      left -= long(17 + codes);
     }
-    const size_t marker = at(i + 1);
-    if (marker == 0xD9) break;  // end of image
-    if (marker == 0x00 || marker == 0x01 || marker == 0xD8 || (marker >= 0xD0 && marker <= 0xD7)) {
-      i += 2;  // stuffed 0xFF, TEM, SOI, RST: no length field
-      continue;
-    }
-    const size_t length = (at(i + 2) << 8) | at(i + 3);
-    if (marker == 0xC4) {
-      long left = long(length) - 2;
-      size_t table = i + 4;
-      while (left > 0) {
-        size_t codes = 0;
-        for (size_t k = 1; k <= 16; ++k) codes += at(table + k);
-        if (codes > 256)
-          return "corrupt JPEG: a Huffman table lists " + std::to_string(codes) + " codes (at most 256)";
-        table += 17 + codes;
-        left -= long(17 + codes);
-      }
-    }
-    i += 2 + std::max<size_t>(length, 2);
   }
   return "";
 }
