@@ -111,6 +111,26 @@ std::string jpeg_huffman_problem(const std::string& bytes) {
   return "";
 }
 
+// stb_image 2.27 also memcpy's into a null buffer when a PNG's first IDAT
+// chunk is empty (undefined behaviour, found by the same fuzzer). An empty
+// IDAT carries no data, so such chunks are dropped before decoding. (stb
+// does not check chunk CRCs, so the rest needs no change.)
+std::string without_empty_png_idat(const std::string& bytes) {
+  static const char kSignature[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+  if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return bytes;
+  std::string out = bytes.substr(0, 8);
+  size_t i = 8;
+  while (i + 12 <= bytes.size()) {
+    const uint32_t length = (uint32_t(uint8_t(bytes[i])) << 24) | (uint32_t(uint8_t(bytes[i + 1])) << 16) |
+                            (uint32_t(uint8_t(bytes[i + 2])) << 8) | uint32_t(uint8_t(bytes[i + 3]));
+    if (length > bytes.size() - i - 12) break;  // malformed: left to stb as it is
+    if (!(length == 0 && bytes.compare(i + 4, 4, "IDAT") == 0)) out.append(bytes, i, 12 + length);
+    i += 12 + length;
+  }
+  out.append(bytes, i, std::string::npos);
+  return out;
+}
+
 // Owns one stb_image result.
 struct Decoded {
   stbi_uc* pixels = nullptr;
@@ -128,6 +148,7 @@ struct Decoded {
       return e.what();
     }
     if (std::string problem = jpeg_huffman_problem(bytes); !problem.empty()) return problem;
+    bytes = without_empty_png_idat(bytes);
     if (bytes.size() > size_t(std::numeric_limits<int>::max())) return "file too large";
     pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
                                    &height, &channels_in_file, 0);

@@ -654,6 +654,17 @@ TEST_CASE("datasets: a JPEG whose Huffman table lists over 256 codes is refused 
   }
 }
 
+TEST_CASE("datasets: a PNG with an empty first IDAT chunk decodes without undefined behaviour (fuzz regression)") {
+  // stb_image 2.27 memcpy'd into a null buffer here; the file is corrupt
+  // further on, so the result is a clean error naming it.
+  TempDir dir;
+  std::ifstream in("tests/fuzz/regressions/image_folder/png_empty_idat", std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "r/a/0.png", Bytes(bytes.begin() + 1, bytes.end()));
+  CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/0.png", "cannot decode image: ");
+}
+
 TEST_CASE("datasets: a TGA named .png is refused at once, not decoded for minutes (fuzz regression)") {
   // stb decoded any format by content; this 33-byte TGA header claims an
   // image large enough to keep it busy for minutes.
