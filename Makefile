@@ -154,7 +154,7 @@ build/test/tests_gpu: $(call obj,rel,$(GPU_TEST_SRCS)) $(call obj,rel-nvcc,$(GPU
 FUZZ_CXX ?= clang++-14
 FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := $(BASE_FLAGS) -O1 -g -Wno-unknown-pragmas -Wno-unused-const-variable \
-              -fsanitize=fuzzer-no-link,address,undefined \
+              -fsanitize=fuzzer-no-link,address,undefined -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt \
               -fno-sanitize-recover=all -fno-omit-frame-pointer $(EMU_DEFS)
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,build/fuzz/bin/%,$(FUZZ_SRCS))
