@@ -16,6 +16,14 @@
 #define STBI_ONLY_PNG
 #define STBI_ONLY_JPEG
 #define STBI_MAX_DIMENSIONS 8192
+// stb asserts its own invariants with assert(), and a corrupt JPEG can break
+// one (its Huffman decoder's, found by the fuzzer): that aborted the whole
+// trainer. Here a broken invariant throws instead, caught in Decoded::load
+// and reported as that file's decoding error (stb's buffers for that one
+// image leak; nothing else is touched).
+#include <stdexcept>
+#define STBI_ASSERT(x) \
+  ((x) ? (void)0 : throw std::runtime_error("corrupt image (stb_image's check " #x " failed)"))
 #include <stb/stb_image.h>
 
 #include <algorithm>
@@ -150,8 +158,12 @@ struct Decoded {
     if (std::string problem = jpeg_huffman_problem(bytes); !problem.empty()) return problem;
     bytes = without_empty_png_idat(bytes);
     if (bytes.size() > size_t(std::numeric_limits<int>::max())) return "file too large";
-    pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
-                                   &height, &channels_in_file, 0);
+    try {
+      pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
+                                     &height, &channels_in_file, 0);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
     if (pixels) return "";
     const char* reason = stbi_failure_reason();
     return reason ? reason : "unknown reason";
