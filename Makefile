@@ -7,11 +7,13 @@
 #   make bench      the benchmarks (kernels, training steps, bounds, data loading)
 #   make deps       install the Debian packages we need (or print the command)
 #   make viewer     the relaxation viewer: build/viewer/index.html (open it in a browser)
+#   make fuzz       build the libFuzzer harnesses (clang) and run each FUZZ_SECONDS
 #
 # Knobs: CUDA=auto|0|1  (auto: build the CUDA backend when nvcc is found)
 #        CUDA_ARCH=80   (compute capability to compile for; PTX is embedded too)
 #        EMU=1          (release binaries get the SIMT emulator as their CUDA backend)
 #        SAN=address|thread (sanitizer for the release build; tests always use both)
+#        FUZZ_SECONDS=60 (make fuzz: seconds per harness)
 # No fast-math anywhere and no reduced-precision tensor-core math: a certified
 # bound must not depend on the math mode.
 
@@ -95,7 +97,7 @@ TSAN_OBJS := $(call obj,tsan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(T
 BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(s)))))
 BINS := $(addprefix build/bin/,$(BIN_NAMES))
 
-.PHONY: all run readme-demo test bench deps clean test-build gpu-test viewer
+.PHONY: all run readme-demo test bench deps clean test-build gpu-test viewer fuzz fuzz-build
 all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu)
 
 # ---------------------------------------------------------------- compile rules
@@ -169,12 +171,38 @@ build/bin/certify: build/rel/tools/viewer/viewer_assets.cpp.o
 viewer: build/bin/certify
 	build/bin/certify viewer --out build/viewer
 
+# ---------------------------------------------------------------- fuzzing
+# libFuzzer harnesses (tests/fuzz/fuzz_*.cpp) for every parser of outside
+# input, built with Debian's clang: the library with coverage instrumentation
+# (-fsanitize=fuzzer-no-link) under ASan + UBSan, the CUDA backend emulated.
+# Like the TSan build, no OpenMP on the host side (clang's would need libomp),
+# so constants read only by OpenMP clauses go unused.
+FUZZ_CXX ?= clang++-14
+FUZZ_SECONDS ?= 60
+FUZZ_FLAGS := $(BASE_FLAGS) -O1 -g -Wno-unknown-pragmas -Wno-unused-const-variable \
+              -fsanitize=fuzzer-no-link,address,undefined -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt \
+              -fno-sanitize-recover=all -fno-omit-frame-pointer $(EMU_DEFS)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
+FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,build/fuzz/bin/%,$(FUZZ_SRCS))
+FUZZ_LIB_OBJS := $(call obj,fuzz,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS))
+build/fuzz/%.cpp.o: %.cpp
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -c $< -o $@
+build/fuzz/%.cu.o: %.cu
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -x c++ -c $< -o $@
+build/fuzz/bin/%: build/fuzz/tests/fuzz/%.cpp.o $(FUZZ_LIB_OBJS)
+	@mkdir -p $(@D)
+	$(FUZZ_CXX) $(FUZZ_FLAGS) -fsanitize=fuzzer $^ -o $@ $(LIBS) -lgomp
+fuzz-build: $(FUZZ_BINS)
+.SECONDARY: $(FUZZ_LIB_OBJS) $(call obj,fuzz,$(FUZZ_SRCS))
+
 # ---------------------------------------------------------------- jobs
 deps:
 	@bash tools/deps.sh
 
 test-build: deps
-	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan
+	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan $(FUZZ_BINS)
 
 # Tests: the full suite on the CPU and the emulated CUDA backend under
 # AddressSanitizer; the emulator and kernel-parity suites under ThreadSanitizer;
@@ -182,6 +210,12 @@ test-build: deps
 # suites on a real GPU when one is present (CTE_TEST_GPU=1 forces them).
 test: test-build
 	@bash tests/run_all.sh
+
+# Each harness FUZZ_SECONDS on its seed corpus (tests/fuzz/corpus/<name>, new
+# inputs go to build/fuzz/corpus/<name>), after replaying the regressions.
+fuzz: deps
+	@$(MAKE) --no-print-directory $(FUZZ_BINS)
+	@bash tests/fuzz/run.sh $(FUZZ_SECONDS)
 
 gpu-test: build/test/tests_gpu
 	CTE_TEST_GPU=1 build/test/tests_gpu

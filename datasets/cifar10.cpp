@@ -59,7 +59,8 @@ Dataset read_cifar10_bins(const std::vector<std::string>& paths) {
   // Read a few thousand records at a time: one fread per record would be slow,
   // and one buffer for the whole file would double the peak memory.
   constexpr size_t kRecordsPerRead = 2048;
-  std::vector<uint8_t> buffer(kRecordsPerRead * kRecordBytes);
+  const size_t most_records = *std::max_element(records.begin(), records.end());
+  std::vector<uint8_t> buffer(std::min(kRecordsPerRead, most_records) * kRecordBytes);
   size_t item = 0;
   for (size_t f = 0; f < paths.size(); ++f) {
     std::FILE* in = std::fopen(paths[f].c_str(), "rb");

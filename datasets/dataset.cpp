@@ -5,6 +5,7 @@
 // counts if it holds the data set's first training file, so an empty
 // ./data/fashion-mnist does not hide the system copy; when nothing fits, the
 // error lists every place tried and why it was rejected.
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <stdexcept>
@@ -67,6 +68,19 @@ void check_name(const std::string& name) {
   throw std::runtime_error("[" + name + "] unknown data set; known: " + kKnownNames);
 }
 
+// A network trained on one image shape cannot be evaluated on another: say so
+// at load time, naming both files, instead of failing inside a tensor op later.
+void check_same_image_shape(const std::string& name, const Dataset& train, const std::string& train_file,
+                            const Dataset& test, const std::string& test_file) {
+  if (train.channels == test.channels && train.height == test.height && train.width == test.width) return;
+  auto shape = [](const Dataset& ds) {
+    return std::to_string(ds.width) + "x" + std::to_string(ds.height) + "x" + std::to_string(ds.channels);
+  };
+  throw std::runtime_error("[" + name + "] " + test_file + ": test images are " + shape(test) +
+                           " but the training images of " + train_file + " are " + shape(train) +
+                           " (width x height x channels)");
+}
+
 DatasetSplits load_folder(const std::string& dir) {
   DatasetSplits s;
   s.dir = dir;
@@ -85,12 +99,7 @@ DatasetSplits load_folder(const std::string& dir) {
     throw std::runtime_error("[folder] " + test_dir + ": classes {" + join(s.test.class_names) +
                              "} differ from those of " + train_dir + " {" + join(s.train.class_names) + "}");
   }
-  if (s.train.channels != s.test.channels || s.train.height != s.test.height || s.train.width != s.test.width)
-    throw std::runtime_error("[folder] " + test_dir + ": images are " + std::to_string(s.test.width) + "x" +
-                             std::to_string(s.test.height) + "x" + std::to_string(s.test.channels) +
-                             " but those of " + train_dir + " are " + std::to_string(s.train.width) + "x" +
-                             std::to_string(s.train.height) + "x" + std::to_string(s.train.channels) +
-                             " (width x height x channels)");
+  check_same_image_shape("folder", s.train, train_dir, s.test, test_dir);
   return s;
 }
 
@@ -122,11 +131,18 @@ std::string find_data_dir(const std::string& name, const std::string& flag_dir) 
     throw std::runtime_error(
         "[folder] the folder data set needs its directory given explicitly "
         "(root/train/<class>/*.png|jpg and root/test/<class>/...)");
-  if (const char* env = std::getenv("CTE_DATA_DIR"); env && *env) {
+  // A set $CTE_DATA_DIR is the user's choice too: when it does not hold the
+  // data set, falling back to another copy would train on data nobody asked for.
+  if (const char* env = std::getenv("CTE_DATA_DIR")) {
+    if (!*env)
+      throw std::runtime_error("[" + name + "] $CTE_DATA_DIR is set but empty; unset it to search ./data/" +
+                               name + (name == "fashion-mnist" ? " and Debian's copy" : "") +
+                               ", or set it to the folder holding " + name + "/");
     if (std::string d = try_dir(fs::path(env) / name, "$CTE_DATA_DIR/" + name); !d.empty()) return d;
-  } else {
-    tried.emplace_back("$CTE_DATA_DIR", "not set");
+    throw std::runtime_error("[" + name + "] $CTE_DATA_DIR=" + env + ": " + tried.back().first + " " +
+                             tried.back().second + " (unset CTE_DATA_DIR to search ./data/" + name + " instead)");
   }
+  tried.emplace_back("$CTE_DATA_DIR", "not set");
   std::error_code ec;
   fs::path local = fs::absolute(fs::path("data") / name, ec);
   if (ec) local = fs::path("data") / name;
@@ -139,27 +155,35 @@ std::string find_data_dir(const std::string& name, const std::string& flag_dir) 
 
 DatasetSplits load_dataset(const std::string& name, const std::string& flag_dir) {
   const std::string dir = find_data_dir(name, flag_dir);
+  // Always said, so that a run's log shows which copy of the data it used.
+  std::fprintf(stderr, "[%s] data directory: %s\n", name.c_str(), dir.c_str());
   if (name == "folder") return load_folder(dir);
 
   DatasetSplits s;
   s.dir = dir;
   const fs::path d(dir);
+  std::string train_file, test_file;  // named when the splits disagree
   if (is_idx_name(name)) {
     // Paths without ".gz": read_idx_pair falls back to the .gz sibling.
-    s.train = read_idx_pair((d / "train-images-idx3-ubyte").string(),
-                            (d / "train-labels-idx1-ubyte").string(), name);
-    s.test =
-        read_idx_pair((d / "t10k-images-idx3-ubyte").string(), (d / "t10k-labels-idx1-ubyte").string(), name);
+    train_file = (d / "train-images-idx3-ubyte").string();
+    test_file = (d / "t10k-images-idx3-ubyte").string();
+    s.train = read_idx_pair(train_file, (d / "train-labels-idx1-ubyte").string(), name);
+    s.test = read_idx_pair(test_file, (d / "t10k-labels-idx1-ubyte").string(), name);
   } else if (name == "svhn") {
-    s.train = read_svhn_mat((d / "train_32x32.mat").string());
-    s.test = read_svhn_mat((d / "test_32x32.mat").string());
+    train_file = (d / "train_32x32.mat").string();
+    test_file = (d / "test_32x32.mat").string();
+    s.train = read_svhn_mat(train_file);
+    s.test = read_svhn_mat(test_file);
   } else {  // cifar10
     std::vector<std::string> train_files;
     for (int b = 1; b <= 5; ++b)
       train_files.push_back((d / ("data_batch_" + std::to_string(b) + ".bin")).string());
+    train_file = train_files.front();
+    test_file = (d / "test_batch.bin").string();
     s.train = read_cifar10_bins(train_files);
-    s.test = read_cifar10_bins({(d / "test_batch.bin").string()});
+    s.test = read_cifar10_bins({test_file});
   }
+  check_same_image_shape(name, s.train, train_file, s.test, test_file);
   return s;
 }
 

@@ -32,8 +32,9 @@ struct DatasetSplits {
 };
 
 // Finds the directory of data set `name`: `flag_dir` if non-empty (then only
-// there); otherwise the first that holds it of $CTE_DATA_DIR/<name> (when the
-// variable is set), ./data/<name>, and for "fashion-mnist" finally
+// there); else $CTE_DATA_DIR/<name> when the variable is set (then only there:
+// set but empty, or not holding the data set, is an error naming it); else the
+// first that holds it of ./data/<name> and for "fashion-mnist"
 // /usr/share/datasets/fashion-mnist (Debian's dataset-fashion-mnist package).
 // A candidate holds the data set if it has its first training file (for
 // cifar10 also inside a cifar-10-batches-bin sub-folder, which is what the
@@ -43,7 +44,8 @@ std::string find_data_dir(const std::string& name, const std::string& flag_dir);
 
 // name: mnist | fashion-mnist | svhn | cifar10 | folder (for folder, dir must be
 // given: root/train/<class>/*.png|jpg and root/test/<class>/...; both splits
-// must have the same class folders and image shape).
+// must have the same class folders). Train and test images must have the same
+// shape (the error names both files). Logs the directory used on stderr.
 DatasetSplits load_dataset(const std::string& name, const std::string& flag_dir);
 
 // Per-format readers (used by load_dataset and by tests on small files the tests write).

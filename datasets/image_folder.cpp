@@ -9,15 +9,33 @@
 // do not depend on thread timing.
 #define STB_IMAGE_IMPLEMENTATION
 #define STBI_FAILURE_USERMSG
+// Only the formats we document: stb otherwise decodes TGA, BMP, PSD, ... by
+// content whatever the file's name, and a fuzzed TGA header made it spend
+// minutes on one file (tests/fuzz/fuzz_image_folder). Data-set images are
+// small, so a side over 8192 pixels is refused before anything is allocated.
+#define STBI_ONLY_PNG
+#define STBI_ONLY_JPEG
+#define STBI_MAX_DIMENSIONS 8192
+// stb asserts its own invariants with assert(), and a corrupt JPEG can break
+// one (its Huffman decoder's, found by the fuzzer): that aborted the whole
+// trainer. Here a broken invariant throws instead, caught in Decoded::load
+// and reported as that file's decoding error (stb's buffers for that one
+// image leak; nothing else is touched).
+#include <stdexcept>
+#define STBI_ASSERT(x) \
+  ((x) ? (void)0 : throw std::runtime_error("corrupt image (stb_image's check " #x " failed)"))
 #include <stb/stb_image.h>
 
 #include <algorithm>
 #include <cctype>
+#include <limits>
 #include <filesystem>
 #include <new>
 #include <stdexcept>
 #include <string>
 #include <vector>
+
+#include "engine/file_io.h"
 
 #include "datasets/dataset.h"
 
@@ -71,6 +89,56 @@ std::string describe_shape(int w, int h, int channels_in_file) {
   return s;
 }
 
+// stb_image 2.27 (Debian 12's libstb) writes past the 257-entry code-length
+// array of a Huffman table when a JPEG DHT segment lists more than 256 codes
+// (found by tests/fuzz/fuzz_image_folder; stb checks this from 2.28 on). Such
+// a file is corrupt, so it is refused before stb reads it. Every FF C4 pair
+// in the file is read as a DHT segment the way stb reads one (its tables
+// while its length lasts, bytes past the end as 0): a walk of the segments
+// that tried to follow stb's own missed one of stb's paths, and the scan of
+// every position is a superset of them (a false alarm needs FF C4 inside
+// some other segment followed by counts over 256).
+std::string jpeg_huffman_problem(const std::string& bytes) {
+  auto at = [&](size_t i) -> size_t { return i < bytes.size() ? uint8_t(bytes[i]) : 0; };
+  // stb takes any run of FF bytes before the D8 of the start-of-image marker.
+  size_t start = 0;
+  while (start < bytes.size() && at(start) == 0xFF) ++start;
+  if (start == 0 || at(start) != 0xD8) return "";  // not a JPEG (PNG starts with 89)
+  for (size_t i = start + 1; i + 1 < bytes.size(); ++i) {
+    if (at(i) != 0xFF || at(i + 1) != 0xC4) continue;
+    long left = long((at(i + 2) << 8) | at(i + 3)) - 2;
+    size_t table = i + 4;
+    while (left > 0) {
+      size_t codes = 0;
+      for (size_t k = 1; k <= 16; ++k) codes += at(table + k);
+      if (codes > 256) return "corrupt JPEG: a Huffman table lists " + std::to_string(codes) + " codes (at most 256)";
+      table += 17 + codes;
+      left -= long(17 + codes);
+    }
+  }
+  return "";
+}
+
+// stb_image 2.27 also memcpy's into a null buffer when a PNG's first IDAT
+// chunk is empty (undefined behaviour, found by the same fuzzer). An empty
+// IDAT carries no data, so such chunks are dropped before decoding. (stb
+// does not check chunk CRCs, so the rest needs no change.)
+std::string without_empty_png_idat(const std::string& bytes) {
+  static const char kSignature[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
+  if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return bytes;
+  std::string out = bytes.substr(0, 8);
+  size_t i = 8;
+  while (i + 12 <= bytes.size()) {
+    const uint32_t length = (uint32_t(uint8_t(bytes[i])) << 24) | (uint32_t(uint8_t(bytes[i + 1])) << 16) |
+                            (uint32_t(uint8_t(bytes[i + 2])) << 8) | uint32_t(uint8_t(bytes[i + 3]));
+    if (length > bytes.size() - i - 12) break;  // malformed: left to stb as it is
+    if (!(length == 0 && bytes.compare(i + 4, 4, "IDAT") == 0)) out.append(bytes, i, 12 + length);
+    i += 12 + length;
+  }
+  out.append(bytes, i, std::string::npos);
+  return out;
+}
+
 // Owns one stb_image result.
 struct Decoded {
   stbi_uc* pixels = nullptr;
@@ -81,7 +149,21 @@ struct Decoded {
   ~Decoded() { stbi_image_free(pixels); }
   // Returns an empty string on success, else stb's reason.
   std::string load(const std::string& path) {
-    pixels = stbi_load(path.c_str(), &width, &height, &channels_in_file, 0);
+    std::string bytes;
+    try {
+      bytes = read_whole_file(path, "folder");
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    if (std::string problem = jpeg_huffman_problem(bytes); !problem.empty()) return problem;
+    bytes = without_empty_png_idat(bytes);
+    if (bytes.size() > size_t(std::numeric_limits<int>::max())) return "file too large";
+    try {
+      pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,
+                                     &height, &channels_in_file, 0);
+    } catch (const std::runtime_error& e) {
+      return e.what();
+    }
     if (pixels) return "";
     const char* reason = stbi_failure_reason();
     return reason ? reason : "unknown reason";

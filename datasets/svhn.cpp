@@ -269,7 +269,33 @@ std::string verify_compressed_elements(const std::string& path,
   return error;
 }
 
+// libmatio allocates whatever a variable's dimensions claim before reading
+// its data (found by tests/fuzz/fuzz_svhn: a header claiming 39 TB). So the
+// header is read first and the claimed size checked against what the file
+// can hold: zlib expands at most 1032:1, so a file of S bytes holds no
+// variable larger than about 1032 S bytes.
+void check_claimed_size(mat_t* mat, const std::string& path, const char* name) {
+  MatVar info(Mat_VarReadInfo(mat, name));
+  if (!info) return;  // Mat_VarRead below names the problem
+  std::error_code ec;
+  const uintmax_t file_bytes = std::filesystem::file_size(path, ec);
+  if (ec) return;
+  const uintmax_t limit = file_bytes * 1032 + 4096;
+  uintmax_t claimed = std::max<size_t>(class_bytes(info->class_type), 1);
+  for (int d = 0; d < info->rank; ++d) {
+    if (info->dims[d] != 0 && claimed > limit / info->dims[d]) {
+      claimed = limit + 1;
+      break;
+    }
+    claimed *= info->dims[d];
+  }
+  if (claimed > limit)
+    fail(path, std::string("variable ") + name + " claims shape " + shape_of(info.get()) + ", more than a file of " +
+                   std::to_string(file_bytes) + " bytes can hold (corrupt header)");
+}
+
 MatVar read_variable(mat_t* mat, const std::string& path, const char* name) {
+  check_claimed_size(mat, path, name);
   MatVar v(Mat_VarRead(mat, name));
   if (!v)
     fail(path,

@@ -1,14 +1,11 @@
 // The checkpoint format described in checkpoint.h: writer and checked reader.
 #include "engine/checkpoint.h"
 
-#include <fcntl.h>
-#include <unistd.h>
 #include <zlib.h>
 
-#include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
+
+#include "engine/file_io.h"
 
 namespace cte {
 namespace {
@@ -79,32 +76,14 @@ void save_checkpoint(const std::string& path, const Checkpoint& checkpoint) {
   }
   put<uint32_t>(out, uint32_t(crc32(0L, reinterpret_cast<const Bytef*>(out.data()), uInt(out.size()))));
 
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-  if (fd < 0) fail("checkpoint", tmp + ": cannot create: " + std::strerror(errno));
-  size_t written = 0;
-  while (written < out.size()) {
-    const ssize_t n = ::write(fd, out.data() + written, out.size() - written);
-    if (n < 0) {
-      const std::string why = std::strerror(errno);
-      ::close(fd);
-      std::remove(tmp.c_str());
-      fail("checkpoint", tmp + ": write failed: " + why);
-    }
-    written += size_t(n);
-  }
-  if (::fsync(fd) != 0 || ::close(fd) != 0) {
-    std::remove(tmp.c_str());
-    fail("checkpoint", tmp + ": flush failed: " + std::strerror(errno));
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0)
-    fail("checkpoint", "cannot rename " + tmp + " to " + path + ": " + std::strerror(errno));
+  write_file_atomically(path, out, "checkpoint");
 }
 
 Checkpoint load_checkpoint(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("checkpoint", path + ": cannot open (missing or unreadable)");
-  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  return checkpoint_from_bytes(read_whole_file(path, "checkpoint"), path);
+}
+
+Checkpoint checkpoint_from_bytes(const std::string& bytes, const std::string& path) {
   if (bytes.size() < sizeof(kMagic) || std::memcmp(bytes.data(), kMagic, sizeof(kMagic)) != 0)
     fail("checkpoint", path + ": not a checkpoint (wrong magic; expected \"CTECKPT\")");
   if (bytes.size() < sizeof(kMagic) + 4 + 4)
@@ -136,14 +115,23 @@ Checkpoint load_checkpoint(const std::string& path) {
         fail("checkpoint", path + ": tensor '" + name + "' has an impossible extent " + std::to_string(extent));
       dims.push_back(extent);
     }
+    // The element count is checked against the file's size before anything
+    // is allocated, with a product that cannot overflow (four extents each
+    // up to the file size would).
+    uint64_t count = 1;
+    for (int64_t extent : dims) {
+      if (extent != 0 && count > bytes.size() / uint64_t(extent))
+        fail("checkpoint", path + ": tensor '" + name + "' has more values than the file has bytes");
+      count *= uint64_t(extent);
+    }
     const Shape shape(dims);
-    std::vector<float> values(static_cast<size_t>(shape.numel()));
-    const size_t value_bytes = values.size() * sizeof(float);
+    const size_t value_bytes = size_t(count) * sizeof(float);
     if (value_bytes > bytes.size())
       fail("checkpoint", path + ": truncated in the values of tensor '" + name + "' " + shape.str());
+    std::vector<float> values(static_cast<size_t>(count));
     const char* src = r.here();
     r.skip(value_bytes, ("values of tensor '" + name + "'").c_str());
-    std::memcpy(values.data(), src, value_bytes);
+    if (value_bytes) std::memcpy(values.data(), src, value_bytes);  // (an empty tensor has no storage)
     ck.tensors.emplace_back(std::move(name), Tensor::from_vector(values, shape, Device::cpu));
   }
   r.skip(4, "CRC");

@@ -36,5 +36,7 @@ constexpr uint32_t kCheckpointVersion = 1;
 
 void save_checkpoint(const std::string& path, const Checkpoint& checkpoint);
 Checkpoint load_checkpoint(const std::string& path);
+// The reader on bytes already in memory; `path` names them in errors.
+Checkpoint checkpoint_from_bytes(const std::string& bytes, const std::string& path);
 
 }  // namespace cte

@@ -1,11 +1,12 @@
 // Reading and writing the network JSON format (see netjson.h) with nlohmann::json.
 #include "engine/netjson.h"
 
+#include "engine/file_io.h"
+
 #include <cmath>
-#include <cstdio>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
+#include <set>
+#include <vector>
 
 namespace cte {
 namespace {
@@ -66,6 +67,83 @@ json tensor_to_json(const Tensor& t) {
   return build(0, at);
 }
 
+// json::parse keeps the last of two equal keys, so a repeated "type" would
+// silently turn one layer into another. This parser callback sees every key
+// as it is read and rejects a repeat within one object, naming the layer.
+class DuplicateKeyCheck {
+ public:
+  explicit DuplicateKeyCheck(const std::string& source) : source_(source) {}
+  bool operator()(int /*depth*/, json::parse_event_t event, json& parsed) {
+    switch (event) {
+      case json::parse_event_t::object_start:
+      case json::parse_event_t::array_start: {
+        Frame frame;
+        frame.is_object = event == json::parse_event_t::object_start;
+        if (!frames_.empty()) {
+          Frame& parent = frames_.back();
+          frame.name = parent.is_object ? parent.pending_key : "";
+          frame.layer = parent.name == "layers" && frames_.size() == 2 && !parent.is_object ? parent.children : -1;
+          if (!parent.is_object) ++parent.children;
+        }
+        frames_.push_back(std::move(frame));
+        break;
+      }
+      case json::parse_event_t::object_end:
+      case json::parse_event_t::array_end:
+        if (!frames_.empty()) frames_.pop_back();
+        break;
+      case json::parse_event_t::key: {
+        if (frames_.empty()) break;  // (keys only occur inside objects)
+        Frame& frame = frames_.back();
+        frame.pending_key = parsed.get<std::string>();
+        if (!frame.keys.insert(frame.pending_key).second) {
+          std::string where = "top level";
+          for (const Frame& f : frames_)
+            if (f.layer >= 0) where = "layer " + std::to_string(f.layer) + (f.type.empty() ? "" : " (" + f.type + ")");
+          bad(source_, where, "duplicate key \"" + frame.pending_key + "\"");
+        }
+        break;
+      }
+      case json::parse_event_t::value: {
+        if (frames_.empty()) break;  // a document that is a bare number or string (found by fuzzing)
+        Frame& frame = frames_.back();
+        if (!frame.is_object) ++frame.children;
+        else if (frame.layer >= 0 && frame.pending_key == "type" && parsed.is_string()) frame.type = parsed.get<std::string>();
+        break;
+      }
+    }
+    return true;
+  }
+
+ private:
+  struct Frame {
+    bool is_object = false;
+    std::string name;         // the key this object or array sits under in its parent object
+    int layer = -1;           // index in "layers" when this is a layer object
+    std::string type;         // a layer's "type", once read
+    std::string pending_key;  // the key whose value comes next
+    std::set<std::string> keys;
+    int children = 0;         // arrays: elements so far
+  };
+  const std::string& source_;
+  std::vector<Frame> frames_;
+};
+
+// Rejects keys a layer (or the top level) does not know: a misspelt "strides"
+// would otherwise silently leave the stride at 1.
+void check_keys(const json& object, std::initializer_list<const char*> allowed, const std::string& source,
+                const std::string& where) {
+  for (auto it = object.begin(); it != object.end(); ++it) {
+    bool known = false;
+    std::string list;
+    for (const char* name : allowed) {
+      known = known || it.key() == name;
+      list += std::string(list.empty() ? "" : ", ") + name;
+    }
+    if (!known) bad(source, where, "unknown key \"" + it.key() + "\" (expected " + list + ")");
+  }
+}
+
 int int_field(const json& layer, const char* name, int fallback, const std::string& source, const std::string& where) {
   if (!layer.contains(name)) return fallback;
   if (!layer[name].is_number_integer()) bad(source, where, std::string("\"") + name + "\" must be an integer");
@@ -77,13 +155,15 @@ int int_field(const json& layer, const char* name, int fallback, const std::stri
 Network network_from_json(const std::string& text, const std::string& source) {
   json doc;
   try {
-    doc = json::parse(text);
+    doc = json::parse(text, DuplicateKeyCheck(source));
   } catch (const json::parse_error& e) {
     bad(source, "parse error", e.what());
   }
   if (!doc.is_object()) bad(source, "top level", "expected an object with input_shape and layers");
   if (!doc.contains("input_shape")) bad(source, "top level", "missing \"input_shape\"");
   if (!doc.contains("layers") || !doc["layers"].is_array()) bad(source, "top level", "missing \"layers\" array");
+  check_keys(doc, {"input_shape", "layers"}, source, "top level");
+  if (!doc["input_shape"].is_array()) bad(source, "input_shape", "must be a list, [C,H,W] or [N]");
   std::vector<int64_t> input_dims;
   for (const json& d : doc["input_shape"]) {
     if (!d.is_number_integer() || d.get<int64_t>() <= 0) bad(source, "input_shape", "extents must be positive integers");
@@ -98,7 +178,12 @@ Network network_from_json(const std::string& text, const std::string& source) {
     if (!l.is_object() || !l.contains("type") || !l["type"].is_string())
       bad(source, where, "each layer needs a \"type\" string");
     const std::string type = l["type"];
+    const std::string where_type = where + " (" + type + ")";
     Layer layer;
+    if (type == "linear") check_keys(l, {"type", "W", "b"}, source, where_type);
+    if (type == "conv") check_keys(l, {"type", "W", "b", "stride", "padding"}, source, where_type);
+    if (type == "relu" || type == "flatten") check_keys(l, {"type"}, source, where_type);
+    if (type == "normalize") check_keys(l, {"type", "mean", "std"}, source, where_type);
     if (type == "linear" || type == "conv") {
       layer.kind = type == "linear" ? LayerKind::linear : LayerKind::conv;
       if (!l.contains("W")) bad(source, where + " (" + type + ")", "missing \"W\"");
@@ -130,10 +215,7 @@ Network network_from_json(const std::string& text, const std::string& source) {
 }
 
 Network load_network_json(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) fail("network json", path + ": cannot open (missing or unreadable)");
-  const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  return network_from_json(text, path);
+  return network_from_json(read_whole_file(path, "network json"), path);
 }
 
 std::string network_to_json(const Network& net) {
@@ -164,14 +246,7 @@ std::string network_to_json(const Network& net) {
 }
 
 void save_network_json(const std::string& path, const Network& net) {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) fail("network json", tmp + ": cannot create");
-    out << network_to_json(net) << "\n";
-    if (!out.flush()) fail("network json", tmp + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) fail("network json", "cannot rename " + tmp + " to " + path);
+  write_file_atomically(path, network_to_json(net) + "\n", "network json");
 }
 
 }  // namespace cte

@@ -9,17 +9,17 @@
 #include <cmath>
 #include <cstdio>
 #include <exception>
-#include <fstream>
-#include <iterator>
 #include <nlohmann/json.hpp>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
 #include "engine/device.h"
+#include "engine/file_io.h"
 #include "engine/netjson.h"
 #include "engine/tape.h"
 #include "relaxations/relaxations.h"
+#include "tools/lib/cli_flags.h"
 
 namespace cte {
 namespace {
@@ -29,12 +29,6 @@ using nlohmann::json;
 // An input error: printed as "<where>: <what>".
 struct InputError : std::runtime_error {
   InputError(const std::string& where, const std::string& what) : std::runtime_error(where + ": " + what) {}
-};
-
-struct Inputs {
-  std::vector<std::vector<float>> x;
-  std::vector<int> y;
-  bool has_y = false;
 };
 
 // Appends every number of a (possibly nested) list to `out`.
@@ -48,12 +42,12 @@ void flatten_numbers(const json& value, const std::string& path, const std::stri
   for (const json& item : value) flatten_numbers(item, path, where, out);
 }
 
-Inputs read_inputs(const std::string& path) {
-  std::ifstream file(path);
-  if (!file) throw InputError(path, "cannot open the file");
+}  // namespace
+
+BoundsInputs bounds_inputs_from_json(const std::string& text, const std::string& path) {
   json doc;
   try {
-    doc = json::parse(file);
+    doc = json::parse(text);
   } catch (const json::exception& e) {
     throw InputError(path, std::string("not valid JSON: ") + e.what());
   }
@@ -61,7 +55,7 @@ Inputs read_inputs(const std::string& path) {
     throw InputError(path, "expected an object {\"x\": [[...], ...], \"y\": [...]}");
   const json& xs = doc["x"];
   if (!xs.is_array() || xs.empty()) throw InputError(path, "\"x\" must be a non-empty list of inputs");
-  Inputs inputs;
+  BoundsInputs inputs;
   for (size_t i = 0; i < xs.size(); ++i) {
     std::vector<float> row;
     flatten_numbers(xs[i], path, "x[" + std::to_string(i) + "]", row);
@@ -78,6 +72,12 @@ Inputs read_inputs(const std::string& path) {
     inputs.has_y = true;
   }
   return inputs;
+}
+
+namespace {
+
+BoundsInputs read_inputs(const std::string& path) {
+  return bounds_inputs_from_json(read_whole_file(path, "certify bounds"), path);
 }
 
 // The shortest decimal that reads back as the same value (a float prints as
@@ -147,6 +147,7 @@ int certify_bounds_command(int argc, char** argv) {
                "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
   app.add_option("--device", device_arg, "cpu, cuda or auto (CUDA when a GPU is present)")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -156,6 +157,7 @@ int certify_bounds_command(int argc, char** argv) {
   try {
     if (!std::isfinite(eps) || eps < 0.0)
       throw InputError("--eps", "must be a finite number >= 0, got " + (std::isnan(eps) ? std::string("nan") : number_text(eps)));
+    tools::warn_if_eps_covers_inputs("certify bounds", "--eps", eps);
     std::vector<Relaxation> relaxations;
     for (const std::string& name : relaxation_args) {
       try {
@@ -183,7 +185,7 @@ int certify_bounds_command(int argc, char** argv) {
     } catch (const std::exception& e) {
       throw InputError(net_path, e.what());
     }
-    const Inputs inputs = read_inputs(x_path);
+    const BoundsInputs inputs = read_inputs(x_path);
     const Shape input_shape = net.input_shape();
     const int64_t n0 = input_shape.numel(), batch = int64_t(inputs.x.size());
     std::vector<float> flat;

@@ -13,7 +13,19 @@
 // with the flag or file at fault, and a non-zero exit status.
 #pragma once
 
+#include <string>
+#include <vector>
+
 namespace cte {
+
+// X.json's contents; `path` names the file in errors, which throw
+// std::runtime_error "<path>: <what>".
+struct BoundsInputs {
+  std::vector<std::vector<float>> x;
+  std::vector<int> y;
+  bool has_y = false;
+};
+BoundsInputs bounds_inputs_from_json(const std::string& text, const std::string& path);
 
 // argv[0] is the subcommand's name ("bounds"); returns the exit status.
 int certify_bounds_command(int argc, char** argv);

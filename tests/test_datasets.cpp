@@ -25,6 +25,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -64,9 +65,11 @@ class TempDir {
 // Sets an environment variable for one scope and restores the old value.
 class ScopedEnv {
  public:
-  ScopedEnv(const char* name, const std::string& value) : name_(name) {
+  // std::nullopt unsets the variable.
+  ScopedEnv(const char* name, const std::optional<std::string>& value) : name_(name) {
     if (const char* old = std::getenv(name)) old_ = old, had_ = true;
-    ::setenv(name, value.c_str(), 1);
+    if (value) ::setenv(name, value->c_str(), 1);
+    else ::unsetenv(name);
   }
   ~ScopedEnv() {
     if (had_)
@@ -636,6 +639,64 @@ TEST_CASE("datasets: image folder bad inputs name the file and the problem") {
   }
 }
 
+TEST_CASE("datasets: a JPEG whose Huffman table lists over 256 codes is refused (fuzz regression)") {
+  // stb_image 2.27 wrote past its code-length array on this file (found by
+  // tests/fuzz/fuzz_image_folder; the first byte is the harness's own).
+  // The second starts FF FF D8: stb takes any run of FF before the D8.
+  for (const char* name : {"jpeg_dht_over_256_codes", "jpeg_dht_over_256_codes_2"}) {
+    CAPTURE(name);
+    TempDir dir;
+    std::ifstream in(std::string("tests/fuzz/regressions/image_folder/") + name, std::ios::binary);
+    REQUIRE(in);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_file(dir / "r/a/0.jpg", Bytes(bytes.begin() + 1, bytes.end()));
+    CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/0.jpg", "corrupt JPEG: a Huffman table lists");
+  }
+}
+
+TEST_CASE("datasets: a PNG with an empty first IDAT chunk decodes without undefined behaviour (fuzz regression)") {
+  // stb_image 2.27 memcpy'd into a null buffer here (UBSan stops the test
+  // without the fix); a decoded image or a clean error are both fine.
+  TempDir dir;
+  std::ifstream in("tests/fuzz/regressions/image_folder/png_empty_idat", std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "r/a/0.png", Bytes(bytes.begin() + 1, bytes.end()));
+  const std::string msg = error_of([&] { cte::read_image_folder(dir / "r"); });
+  INFO(msg);
+  CHECK((msg == "<no exception thrown>" || contains(msg, "cannot decode image: ")));
+}
+
+TEST_CASE("datasets: a JPEG breaking stb_image's Huffman assertion is an error, not an abort (fuzz regression)") {
+  TempDir dir;
+  std::ifstream in("tests/fuzz/regressions/image_folder/jpeg_huffman_assert", std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "r/a/0.jpg", Bytes(bytes.begin() + 1, bytes.end()));
+  // Whether the assertion breaks depends on the compiler (it reads bits a
+  // 32-bit shift left undefined): a decoded image or a clean error are both fine.
+  const std::string msg = error_of([&] { cte::read_image_folder(dir / "r"); });
+  INFO(msg);
+  CHECK((msg == "<no exception thrown>" || contains(msg, "cannot decode image: ")));
+}
+
+TEST_CASE("datasets: a TGA named .png is refused at once, not decoded for minutes (fuzz regression)") {
+  // stb decoded any format by content; this 33-byte TGA header claims an
+  // image large enough to keep it busy for minutes.
+  TempDir dir;
+  std::ifstream in("tests/fuzz/regressions/image_folder/tga_slow_decode", std::ios::binary);
+  REQUIRE(in);
+  std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  write_file(dir / "r/a/0.png", Bytes(bytes.begin() + 1, bytes.end()));
+  CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/0.png", "cannot decode image: ");
+}
+
+TEST_CASE("datasets: an SVHN .mat whose header claims terabytes is refused before reading (fuzz regression)") {
+  const std::string path = "tests/fuzz/regressions/svhn/huge_claimed_dims";
+  REQUIRE(fs::exists(path));
+  CHECK_ERROR(cte::read_svhn_mat(path), path, "more than a file of 520 bytes can hold");
+}
+
 // ---------------------------------------------------------------- finding and loading
 
 TEST_CASE("datasets: find_data_dir and load_dataset") {
@@ -671,15 +732,40 @@ TEST_CASE("datasets: find_data_dir and load_dataset") {
     CHECK_ERROR(cte::load_dataset("cifar10", ""), "data_batch_4.bin", "missing file");
   }
   SUBCASE("nothing found lists every place") {
-    ScopedEnv env("CTE_DATA_DIR", dir / "nowhere");
+    ScopedEnv env("CTE_DATA_DIR", std::nullopt);
     const std::string msg = error_of([&] { cte::find_data_dir("svhn", ""); });
     INFO(msg);
-    CHECK(contains(msg, dir / "nowhere/svhn"));
+    CHECK(contains(msg, "$CTE_DATA_DIR: not set"));
     CHECK(contains(msg, "data/svhn"));
     CHECK(contains(msg, "not found"));
   }
-  SUBCASE("fashion-mnist falls back to Debian's package") {
+  SUBCASE("a set CTE_DATA_DIR that does not hold the data set is an error, not a fallback") {
     ScopedEnv env("CTE_DATA_DIR", dir / "nowhere");
+    const std::string msg = error_of([&] { cte::find_data_dir("fashion-mnist", ""); });
+    INFO(msg);
+    CHECK(contains(msg, "$CTE_DATA_DIR=" + dir / "nowhere"));
+    CHECK(contains(msg, dir / "nowhere/fashion-mnist"));
+    CHECK(contains(msg, "no such directory"));
+    CHECK(!contains(msg, "/usr/share/datasets"));
+  }
+  SUBCASE("an empty CTE_DATA_DIR is an error naming the variable") {
+    ScopedEnv env("CTE_DATA_DIR", std::string());
+    const std::string msg = error_of([&] { cte::find_data_dir("fashion-mnist", ""); });
+    INFO(msg);
+    CHECK(contains(msg, "$CTE_DATA_DIR is set but empty"));
+  }
+  SUBCASE("test images shaped differently from the training images: an error at load naming both files") {
+    write_file(dir / "m/train-images-idx3-ubyte", idx_images(3, 2, 3, small_pixels()));
+    write_file(dir / "m/train-labels-idx1-ubyte", idx_labels(kSmallLabels));
+    write_file(dir / "m/t10k-images-idx3-ubyte", idx_images(3, 3, 2, small_pixels()));
+    write_file(dir / "m/t10k-labels-idx1-ubyte", idx_labels(kSmallLabels));
+    const std::string msg = error_of([&] { cte::load_dataset("mnist", dir / "m"); });
+    INFO(msg);
+    CHECK(contains(msg, dir / "m/t10k-images-idx3-ubyte: test images are 2x3x1"));
+    CHECK(contains(msg, "training images of " + dir / "m/train-images-idx3-ubyte are 3x2x1"));
+  }
+  SUBCASE("fashion-mnist falls back to Debian's package") {
+    ScopedEnv env("CTE_DATA_DIR", std::nullopt);
     const bool have_local = fs::exists("data/fashion-mnist/train-images-idx3-ubyte.gz") ||
                             fs::exists("data/fashion-mnist/train-images-idx3-ubyte");
     if (fs::exists("/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") && !have_local)

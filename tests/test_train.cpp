@@ -500,6 +500,46 @@ TEST_CASE("train: resume continues a run to the same weights bit for bit") {
   CHECK(msg.find("--net fc builds") != std::string::npos);
 }
 
+TEST_CASE("train: a non-finite loss stops training at once, naming epoch and step, keeping the last checkpoint") {
+  TempDir dir("nonfinite");
+  TrainConfig c = small_config(dir.str("run"));
+  c.epochs = 1;
+  c.rampup = 0;
+  std::ostringstream quiet;
+  Trainer(c, synthetic_data(), &quiet).run();
+  nlohmann::json meta;
+  const uint64_t good_hash = parameter_hash(network_from_checkpoint(dir.str("run/checkpoint.ckpt"), &meta));
+  // Resumed with a learning rate of 1e38, the first step throws the weights
+  // to +-1e38 and the second step's loss is infinite or NaN.
+  TrainConfig blowup = c;
+  blowup.epochs = 2;
+  blowup.resume = true;
+  blowup.force = true;  // a changed learning rate changes the experiment: resume refuses it otherwise
+  blowup.lr = 1e38;
+  const std::string msg = message_of([&] { Trainer(blowup, synthetic_data(), &quiet).run(); });
+  INFO(msg);
+  CHECK(msg.find("[train] the loss") != std::string::npos);
+  CHECK(msg.find("is not finite at epoch 2, step 2 of 12 (global step 14)") != std::string::npos);
+  CHECK(msg.find("The last good checkpoint (epoch 1)") != std::string::npos);
+  nlohmann::json after;
+  CHECK(parameter_hash(network_from_checkpoint(dir.str("run/checkpoint.ckpt"), &after)) == good_hash);
+  CHECK(after.at("epoch").get<int>() == 1);
+  std::ifstream metrics(dir.str("run/metrics.jsonl"));
+  const std::string lines((std::istreambuf_iterator<char>(metrics)), std::istreambuf_iterator<char>());
+  CHECK(lines.find("\"epoch\":2") == std::string::npos);  // nothing of the failed epoch
+}
+
+TEST_CASE("train: two trainers cannot share an output folder") {
+  TempDir dir("lock");
+  const TrainConfig c = small_config(dir.str("run"));
+  std::ostringstream quiet;
+  Trainer first(c, synthetic_data(), &quiet);
+  const std::string msg = message_of([&] { Trainer second(c, synthetic_data(), &quiet); });
+  INFO(msg);
+  CHECK(msg.find(dir.str("run") + " is in use by another process (pid " + std::to_string(::getpid())) !=
+        std::string::npos);
+}
+
 // ---------------------------------------------------------------- bad input
 
 TEST_CASE("train: bad input stops before any work with a message naming the flag") {
@@ -523,6 +563,8 @@ TEST_CASE("train: bad input stops before any work with a message naming the flag
       {[](TrainConfig& c) { c.lr_schedule = "cosine"; }, "--lr-schedule 'cosine' is unknown"},
       {[](TrainConfig& c) { c.certify_with = {"box", "zono"}; }, "--certify-with 'zono'"},
       {[](TrainConfig& c) { c.device = "tpu"; }, "--device 'tpu' is unknown"},
+      {[](TrainConfig& c) { c.pgd_step_size = std::numeric_limits<double>::quiet_NaN(); }, "--pgd-step-size nan must be > 0"},
+      {[](TrainConfig& c) { c.pgd_restarts = -2; }, "--pgd-restarts -2 must be >= 0"},
   };
   for (const Case& k : cases) {
     TrainConfig c = good;
@@ -598,6 +640,24 @@ TEST_CASE("train: --resume refuses settings that change the experiment unless --
   const std::vector<std::string> notes = check_resume_changes(now, config_to_json(then), "run/config.json");
   REQUIRE(notes.size() == 1);
   CHECK(notes[0].find("--method") != std::string::npos);
+}
+
+TEST_CASE("train: integers out of range in config JSON are refused (fuzz regression)") {
+  // 3.9e50 epochs converted to int was undefined behaviour (found by
+  // tests/fuzz/fuzz_config); 2^32 + 5 would have wrapped to 5.
+  for (const char* text : {R"({"epochs": 388888888888888888888888888888888888888888888888888})",
+                           R"({"epochs": 4294967301})", R"({"epochs": -2147483649})", R"({"seed": -1})",
+                           R"({"test-subset": 9223372036854775808})"}) {
+    CAPTURE(text);
+    TrainConfig c;
+    const std::string msg = message_of([&] { apply_config_json(nlohmann::json::parse(text), c, "c.json"); });
+    CHECK(msg.find("[config] c.json: key '") != std::string::npos);
+    CHECK((msg.find("is out of range") != std::string::npos || msg.find("must not be negative") != std::string::npos));
+  }
+  TrainConfig c;
+  apply_config_json(nlohmann::json::parse(R"({"epochs": 2147483647, "test-subset": 9223372036854775807})"), c, "c.json");
+  CHECK(c.epochs == 2147483647);
+  CHECK(c.test_subset == 9223372036854775807LL);
 }
 
 TEST_CASE("train: config JSON round trip, --config merge and unknown keys") {

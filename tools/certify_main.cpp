@@ -67,6 +67,7 @@
 #include "relaxations/relaxations.h"
 #include "train/config.h"
 #include "relaxations/relaxations.h"
+#include "tools/lib/cli_flags.h"
 #include "tools/lib/curves.h"
 #include "tools/lib/landscape.h"
 #include "tools/lib/viewer.h"
@@ -201,6 +202,7 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   app.add_flag("--json", want_json, "end with the results as one JSON line on stdout (the banner goes to stderr)");
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -210,10 +212,12 @@ int certify_eval_command(int argc, char** argv) {
   const Device device = start_device(threads, device_name, std::cerr);
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-  if (pgd_steps < 0) throw std::invalid_argument("[certify] --pgd-steps must be >= 0");
-  for (double e : eps_list)
+  tools::check_pgd_flags("certify", pgd_steps, pgd_step_size, pgd_restarts);
+  for (double e : eps_list) {
     if (!(e >= 0) || !std::isfinite(e))
       throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
+    tools::warn_if_eps_covers_inputs("certify", "--eps", e);
+  }
 
   LoadedRun run = load_run(checkpoint, dataset, data_dir);
   Network& net = run.net;
@@ -373,12 +377,14 @@ int certify_curve_command(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   add_elide_flags(app, elide);
   add_unsound_flag(app, unsound_fast);
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;
   }
   check_grid("--eps-max", eps_max, points);
+  tools::warn_if_eps_covers_inputs("certify", "--eps-max", eps_max);
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   auto [run, device, relaxations] = start_figure(f);
@@ -476,6 +482,7 @@ int certify_landscape_command(int argc, char** argv) {
   app.add_option("--direction", direction_name,
                  "logit: the gradient of the clean logit z_j(x); or a relaxation: the gradient of its lower bound")
       ->capture_default_str();
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -497,6 +504,7 @@ int certify_landscape_command(int argc, char** argv) {
                                 std::to_string(test.size()) + " test images");
   if (eps < 0) eps = run.trained.eps_test;
   if (!std::isfinite(eps)) throw std::invalid_argument("[certify] --eps must be a finite number >= 0");
+  tools::warn_if_eps_covers_inputs("certify", "--eps", eps);
   const int label = test.labels[size_t(index)];
   if (neuron < 0) neuron = label;
 
@@ -580,6 +588,7 @@ int certify_table_command(int argc, char** argv) {
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -587,6 +596,7 @@ int certify_table_command(int argc, char** argv) {
   }
   if (app.count("--eps") && (!(eps >= 0) || !std::isfinite(eps)))
     throw std::invalid_argument("[certify] --eps " + format_number(eps) + " must be a number >= 0");
+  if (app.count("--eps")) tools::warn_if_eps_covers_inputs("certify", "--eps", eps);
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   std::vector<Relaxation> relaxations;
@@ -742,6 +752,7 @@ int certify_sgd_command(int argc, char** argv) {
   app.add_option("--out", out_dir, "folder for sgd_landscape.csv, sgd_path.csv, sgd.gp, sgd.png")->capture_default_str();
   app.add_flag("--no-plot", no_plot, "write the CSVs and the gnuplot script but do not run gnuplot");
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -11,9 +11,12 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 
+#include "engine/file_io.h"
+#include "tools/lib/cli_flags.h"
 #include "train/networks.h"
 
 namespace cte::train {
@@ -44,8 +47,19 @@ T json_number(const json& v, const std::string& where) {
     if (d != std::floor(d)) throw std::invalid_argument(where + " must be an integer, got " + v.dump());
     if constexpr (std::is_unsigned_v<T>) {
       if (d < 0) throw std::invalid_argument(where + " must not be negative, got " + v.dump());
-      if (v.is_number_unsigned()) return T(v.get<uint64_t>());
     }
+    // Out of T's range the conversion is undefined (a fuzzed 3.9e50 epochs)
+    // or wraps (2^32 + 5 epochs would be 5): refused either way. Integers are
+    // compared exactly; for other numbers T's minimum and 2^digits are exact
+    // doubles (T's maximum may not be).
+    using Limits = std::numeric_limits<T>;
+    bool in_range;
+    if (v.is_number_unsigned()) in_range = v.get<uint64_t>() <= uint64_t(Limits::max());
+    else if (v.is_number_integer()) in_range = v.get<int64_t>() >= int64_t(Limits::min()) &&
+                                               (Limits::digits >= 63 || v.get<int64_t>() <= int64_t(Limits::max()));
+    else in_range = d >= double(Limits::min()) && d < std::ldexp(1.0, Limits::digits);
+    if (!in_range) throw std::invalid_argument(where + " " + v.dump() + " is out of range");
+    if (v.is_number_unsigned()) return T(v.get<uint64_t>());
     if (v.is_number_integer()) return T(v.get<int64_t>());
   }
   return T(v.get<double>());
@@ -242,6 +256,7 @@ void validate_config(const TrainConfig& c) {
     if (p.extension() != ".json")
       bad("--net '" + c.net + "' is unknown; expected one of " + join(builtin_networks()) +
           " or a network JSON file (PATH.json)");
+    if (std::filesystem::is_directory(p)) bad("--net " + c.net + " is a directory, expected a network JSON file");
     if (!std::filesystem::is_regular_file(p)) bad("--net " + c.net + ": no such network JSON file");
   }
   if (c.epochs < 1) bad("--epochs " + std::to_string(c.epochs) + " must be at least 1");
@@ -275,11 +290,8 @@ void validate_config(const TrainConfig& c) {
   if (c.lr_step_every < 1) bad("--lr-step-every " + std::to_string(c.lr_step_every) + " must be at least 1");
   if (!finite_nonneg(c.l1)) bad("--l1 " + format_number(c.l1) + " must be >= 0");
   if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
-  if (c.pgd_steps < 0) bad("--pgd-steps " + std::to_string(c.pgd_steps) + " must be >= 0");
+  tools::check_pgd_flags("train", c.pgd_steps, c.pgd_step_size, c.pgd_restarts);
   if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
-  if (!(std::isfinite(c.pgd_step_size) && c.pgd_step_size > 0))
-    bad("--pgd-step-size " + format_number(c.pgd_step_size) + " must be > 0");
-  if (c.pgd_restarts < 0) bad("--pgd-restarts " + std::to_string(c.pgd_restarts) + " must be >= 0");
   if (!(std::isfinite(c.sabr_lambda) && c.sabr_lambda > 0 && c.sabr_lambda <= 1))
     bad("--sabr-lambda " + format_number(c.sabr_lambda) + " must lie in (0, 1]");
   if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")
@@ -426,20 +438,23 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--train-subset", c.train_subset, "train on the first N training images (0: all; for quick runs)");
   app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");
   app.add_flag("--quiet", c.quiet, "no progress output, only the final summary");
+  tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
   }
   if (!config_path.empty()) {
-    std::ifstream in(config_path);
-    if (!in) {
-      std::cerr << "[config] " << config_path << ": cannot open\n";
+    std::string text;
+    try {
+      text = read_whole_file(config_path, "config");
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
       return 2;
     }
     json j;
     try {
-      j = json::parse(in);
+      j = json::parse(text);
     } catch (const std::exception& e) {
       std::cerr << "[config] " << config_path << ": not valid JSON: " << e.what() << "\n";
       return 2;

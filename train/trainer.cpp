@@ -20,10 +20,12 @@
 
 #include "engine/checkpoint.h"
 #include "engine/device.h"
+#include "engine/file_io.h"
 #include "engine/netjson.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "engine/tape.h"
+#include "tools/lib/cli_flags.h"
 #include "train/networks.h"
 
 namespace cte::train {
@@ -210,11 +212,24 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
     loss = ops::add(loss, ops::scale(l1, float(c.l1)));
   }
   backward(loss);
-  optimizer_.step();
-  optimizer_.zero_grad();
-
   StepStats stats;
   stats.loss = loss.item();
+  {
+    // One scalar for all gradients: sum |g| is finite iff every gradient is
+    // (or huge enough to overflow, which is no better), one read per step.
+    NoGrad no_grad;
+    Tensor total;
+    for (const Tensor& p : optimizer_.parameters()) {
+      const Tensor g = p.grad();
+      if (!g.defined()) continue;
+      const Tensor s = ops::sum(ops::abs(g));
+      total = total.defined() ? ops::add(total, s) : s;
+    }
+    stats.finite = std::isfinite(stats.loss) && (!total.defined() || std::isfinite(total.item()));
+  }
+  if (stats.finite) optimizer_.step();
+  optimizer_.zero_grad();
+
   stats.count = int64_t(labels.size());
   stats.correct = count_correct(logits.detach(), labels);
   return stats;
@@ -433,6 +448,8 @@ Trainer::~Trainer() = default;
 void Trainer::setup(std::optional<DatasetSplits> data) {
   if (!log_) log_ = &std::cout;
   validate_config(config_);
+  tools::warn_if_eps_covers_inputs("train", "--eps-train", config_.eps_train);
+  tools::warn_if_eps_covers_inputs("train", "--eps-test", config_.eps_test);
   device_ = prepare_runtime(config_);
   data_ = data ? std::move(*data) : load_dataset(config_.dataset, config_.data_dir);
   if (data_.train.size() == 0 || data_.test.size() == 0)
@@ -521,14 +538,9 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
 
   // The output folder, config.json and metrics.jsonl (cut back to the resumed epoch).
   fs::create_directories(out_dir_);
-  {
-    const std::string path = (fs::path(out_dir_) / "config.json").string();
-    std::ofstream out(path + ".tmp");
-    out << config_to_json(config_).dump(2) << "\n";
-    out.close();
-    if (!out || std::rename((path + ".tmp").c_str(), path.c_str()) != 0)
-      throw std::runtime_error("[train] cannot write " + path);
-  }
+  lock_ = std::make_unique<DirectoryLock>(out_dir_, "train");
+  write_file_atomically((fs::path(out_dir_) / "config.json").string(), config_to_json(config_).dump(2) + "\n",
+                        "train");
   const std::string metrics = (fs::path(out_dir_) / "metrics.jsonl").string();
   std::vector<std::string> kept;
   if (resume_from) {
@@ -543,11 +555,9 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
       }
     }
   }
-  std::ofstream out(metrics + ".tmp", std::ios::trunc);
-  for (const std::string& line : kept) out << line << "\n";
-  out.close();
-  if (!out || std::rename((metrics + ".tmp").c_str(), metrics.c_str()) != 0)
-    throw std::runtime_error("[train] cannot write " + metrics);
+  std::string text;
+  for (const std::string& line : kept) text += line + "\n";
+  write_file_atomically(metrics, text, "train");
 }
 
 EvalOptions Trainer::eval_options() const {
@@ -644,6 +654,17 @@ TrainSummary Trainer::run() {
       sched = schedule_at(config_, epoch, b, batches);
       const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
       const StepStats st = step.run(x, labels, sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
+      if (!st.finite) {
+        bar.clear();
+        throw std::runtime_error(
+            "[train] the loss (" + format_number(st.loss) + ") or a gradient is not finite at epoch " +
+            std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " + std::to_string(batches) +
+            " (global step " + std::to_string(global_step_ + 1) + "); training stopped. " +
+            (epoch > 0 ? "The last good checkpoint (epoch " + std::to_string(epoch) + ") is " +
+                             checkpoint_path(out_dir_)
+                       : std::string("No epoch was completed, so there is no checkpoint")) +
+            ". A lower --lr (now " + format_number(config_.lr) + ") or --eps-train may help.");
+      }
       ++global_step_;
       loss_sum += double(st.loss) * double(st.count);
       correct += st.correct;

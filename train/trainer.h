@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include "datasets/dataset.h"
+#include "engine/file_io.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "relaxations/relaxations.h"
@@ -42,6 +43,9 @@ namespace cte::train {
 
 struct StepStats {
   float loss = 0;
+  // false: the loss or a gradient was NaN or infinite, and the optimiser step
+  // was skipped (the weights are those before the step).
+  bool finite = true;
   int64_t correct = 0;  // clean predictions (argmax) equal to the label
   int64_t count = 0;
 };
@@ -49,7 +53,8 @@ struct StepStats {
 // One training step of any method on one batch: clean forward, the robust
 // term (relaxation bounds, PGD or SABR) when kappa < 1, the loss
 // kappa CE(z) + (1 - kappa) CE(worst-case z) + lambda sum |W|, backward and
-// the optimiser step. The trainer and bench_train run exactly this.
+// the optimiser step (skipped when the loss or a gradient is not finite). The
+// trainer and bench_train run exactly this.
 class TrainStep {
  public:
   // Construct after the network has moved to its device (it keeps the weight tensors).
@@ -175,6 +180,7 @@ class Trainer {
   int start_epoch_ = 0;
   bool already_finished_ = false;
   int64_t global_step_ = 0;
+  std::unique_ptr<DirectoryLock> lock_;  // out_dir_ is ours while training
 };
 
 // The first n samples of a data set (n <= 0 or >= size: all of it).

@@ -136,6 +136,24 @@ cat > "$tmp/infinite.json" <<'EOF'
 EOF
 expect_error "layer 0 (linear): weight contains NaN or infinite values" --net "$tmp/infinite.json" --x "$tmp/origin.json" --eps 0.1 --relaxation crown
 expect_error "--relaxations: [relaxation] unknown relaxation 'zonotope'" "${common[@]}" --relaxation zonotope
+# Slips a hostile user found (issue 11): each a clear error, or a warning.
+expect_error "--eps: an empty value is not a number" --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps "" --relaxation box
+cat > "$tmp/strides.json" <<'EOF'
+{"input_shape": [1, 2, 2], "layers": [{"type": "conv", "W": [[[[1]]]], "b": [0], "strides": 2}, {"type": "flatten"}]}
+EOF
+expect_error 'layer 0 (conv): unknown key "strides"' --net "$tmp/strides.json" --x "$tmp/origin.json" --eps 0.1 --relaxation box
+cat > "$tmp/twice.json" <<'EOF'
+{"input_shape": [2], "layers": [{"type": "relu", "type": "flatten"}]}
+EOF
+expect_error 'layer 0 (relu): duplicate key "type"' --net "$tmp/twice.json" --x "$tmp/origin.json" --eps 0.1 --relaxation box
+mkdir -p "$tmp/dir.json"
+expect_error "$tmp/dir.json: is a directory, expected a file" --net "$tmp/dir.json" --x "$tmp/origin.json" --eps 0.1 --relaxation box
+expect_error "$tmp/dir.json: is a directory, expected a file" --net "$tmp/appendix_a.json" --x "$tmp/dir.json" --eps 0.1 --relaxation box
+out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 2 --relaxation box 2>&1 >/dev/null); rc=$?
+if [ "$rc" -eq 0 ] && grep -qF "warning: --eps 2 is >= 1" <<<"$out"; then ok "certify bounds --eps 2 warns: $out"
+else bad "certify bounds --eps 2: exit $rc, no warning: $out"; fi
+out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 0.5 --relaxation box 2>&1 >/dev/null)
+if ! grep -qF "warning" <<<"$out"; then ok "certify bounds --eps 0.5 does not warn"; else bad "certify bounds --eps 0.5 warns: $out"; fi
 
 echo "== certify sgd"
 out=$("$CERTIFY" sgd --seed 3 --search 4 --steps 5 --points 21 --no-plot --out "$tmp/sgd" 2>&1); rc=$?

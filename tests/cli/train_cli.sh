@@ -39,7 +39,9 @@ bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 expect_error() {
   local want="$1"; shift
   local out rc
-  out=$("$TRAIN" --out "$tmp/never" --threads 1 "$@" 2>&1); rc=$?
+  local env=()
+  while [[ "${1:-}" == env-* ]]; do env+=("${1#env-}"); shift; done  # env-NAME=VALUE: set for this run
+  out=$(env "${env[@]}" "$TRAIN" --out "$tmp/never" --threads 1 "$@" 2>&1); rc=$?
   if [ "$rc" -ne 0 ] && grep -qF -- "$want" <<<"$out" && [ ! -e "$tmp/never" ]; then
     ok "train $* -> exit $rc: $want"
   else
@@ -68,6 +70,29 @@ if ! command -v nvidia-smi >/dev/null 2>&1 || ! nvidia-smi -L >/dev/null 2>&1; t
 fi
 out=$("$CERTIFY" eval --checkpoint "$tmp/none.ckpt" 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF "cannot open" <<<"$out"; then ok "certify eval with a missing checkpoint -> exit $rc"; else bad "certify eval missing checkpoint: exit $rc: $out"; fi
+# Slips a hostile user found (issue 11).
+expect_error "--eps-train: an empty value is not a number" --eps-train ""
+expect_error "--epochs: an empty value is not a number" --epochs ""
+mkdir -p "$tmp/dir.json"
+expect_error "$tmp/dir.json: is a directory, expected a file" --config "$tmp/dir.json"
+expect_error "--net $tmp/dir.json is a directory, expected a network JSON file" --net "$tmp/dir.json"
+expect_error "\$CTE_DATA_DIR=$tmp/no-data: $tmp/no-data/mnist" env-CTE_DATA_DIR="$tmp/no-data"
+expect_error "\$CTE_DATA_DIR is set but empty" env-CTE_DATA_DIR=
+expect_error "warning: --eps-test 2 is >= 1" --eps-test 2 --eps-train 2 --dataset mnist --data-dir "$tmp/no-such-dir"
+certify_error() {
+  local want="$1"; shift
+  local out rc
+  out=$("$CERTIFY" "$@" 2>&1); rc=$?
+  if [ "$rc" -ne 0 ] && grep -qF -- "$want" <<<"$out"; then ok "certify $* -> exit $rc: $want"
+  else bad "certify $* -> exit $rc, wanted '$want'; output: $out"; fi
+}
+certify_error "--pgd-step-size nan must be > 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-step-size nan
+certify_error "--pgd-step-size -1 must be > 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-step-size -1
+certify_error "--pgd-step-size inf must be > 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-step-size inf
+certify_error "--pgd-restarts -2 must be >= 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-restarts -2
+certify_error "--eps: an empty value is not a number" eval --checkpoint "$tmp/none.ckpt" --eps ""
+certify_error "--test-subset: an empty value is not a number" curve --checkpoint "$tmp/none.ckpt" --eps-max 0.1 --test-subset ""
+certify_error "$tmp/dir.json: is a directory, expected a file" eval --checkpoint "$tmp/dir.json"
 out=$("$CERTIFY" frob 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF "unknown command 'frob'" <<<"$out"; then ok "certify frob -> exit $rc"; else bad "certify frob: exit $rc: $out"; fi
 
@@ -123,6 +148,22 @@ if [ -f "$tmp/a/checkpoint.ckpt" ] && [ -f "$tmp/a/config.json" ] && [ "$lines" 
   ok "checkpoint.ckpt, config.json and metrics.jsonl (2 epochs, the first with --eval-every 1, + final line)"
 else
   bad "outputs of the tiny run: $(ls "$tmp/a" 2>&1); metrics lines $lines"
+fi
+
+if grep -qF "[fashion-mnist] data directory: $fm" <<<"$out_a"; then ok "the run names its data directory ($fm)"
+else bad "the run does not name its data directory: $out_a"; fi
+# A second trainer on a locked folder stops with the holder's pid (this shell
+# holds the lock through fd 9; the pid in the file is what a trainer writes).
+mkdir -p "$tmp/locked"
+echo 4242 > "$tmp/locked/.lock"
+exec 9<"$tmp/locked/.lock"
+flock -n 9
+out=$("$TRAIN" "${common[@]}" --epochs 1 --out "$tmp/locked" 9<&- 2>&1); rc=$?
+exec 9<&-
+if [ "$rc" -ne 0 ] && grep -qF "$tmp/locked is in use by another process (pid 4242" <<<"$out" && [ ! -e "$tmp/locked/metrics.jsonl" ]; then
+  ok "train on a folder another process holds -> exit $rc, names pid 4242"
+else
+  bad "train on a locked folder: exit $rc: $out"
 fi
 
 echo "== resume after a 1-epoch run"

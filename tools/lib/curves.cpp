@@ -8,20 +8,12 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "engine/file_io.h"
+
 namespace cte::tools {
 
-// Writes `text` to path via path.tmp + rename, so a reader never sees half a file.
 void write_text_file(const std::string& path, const std::string& text) {
-  const std::string temp = path + ".tmp";
-  {
-    std::ofstream out(temp, std::ios::binary | std::ios::trunc);
-    if (!out) throw std::runtime_error("[curves] " + temp + ": cannot open for writing");
-    out << text;
-    out.flush();
-    if (!out) throw std::runtime_error("[curves] " + temp + ": write failed (disk full?)");
-  }
-  if (std::rename(temp.c_str(), path.c_str()) != 0)
-    throw std::runtime_error("[curves] cannot rename " + temp + " to " + path);
+  write_file_atomically(path, text, "curves");
 }
 
 std::string gnuplot_quoted(const std::string& s) {

@@ -1,0 +1,58 @@
+// The shared flag checks of cli_flags.h.
+#include "tools/lib/cli_flags.h"
+
+#include <CLI/CLI.hpp>
+
+#include <cmath>
+#include <cstdio>
+#include <stdexcept>
+
+namespace cte::tools {
+namespace {
+
+std::string number(double v) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%g", v);
+  return buffer;
+}
+
+}  // namespace
+
+void reject_empty_numbers(CLI::App& app) {
+  const CLI::Validator non_empty(
+      [](std::string& value) { return value.empty() ? std::string("an empty value is not a number") : std::string(); },
+      "", "NON-EMPTY");
+  for (CLI::Option* option : app.get_options()) {
+    // CLI11 names the value type of a numeric option FLOAT, INT or UINT (with
+    // ":VALIDATOR" appended for checked ones).
+    const std::string type = option->get_type_name();
+    for (const char* numeric : {"FLOAT", "INT", "UINT", "NUMBER"}) {
+      const std::string name = numeric;
+      if (type == name || type.rfind(name + ":", 0) == 0) {
+        option->check(non_empty);
+        break;
+      }
+    }
+  }
+  for (CLI::App* sub : app.get_subcommands({})) reject_empty_numbers(*sub);
+}
+
+void check_pgd_flags(const std::string& tool, int steps, double step_size, int restarts) {
+  const std::string tag = "[" + tool + "] ";
+  if (steps < 0) throw std::invalid_argument(tag + "--pgd-steps " + std::to_string(steps) + " must be >= 0");
+  if (!(std::isfinite(step_size) && step_size > 0))
+    throw std::invalid_argument(tag + "--pgd-step-size " + number(step_size) + " must be > 0");
+  if (restarts < 0)
+    throw std::invalid_argument(tag + "--pgd-restarts " + std::to_string(restarts) + " must be >= 0");
+}
+
+bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag, double eps) {
+  if (!(eps >= 1.0)) return false;
+  std::fprintf(stderr,
+               "[%s] warning: %s %s is >= 1, a ball that covers the whole input range [0, 1]; inputs are "
+               "scaled to [0, 1], so a radius of k pixel levels is k/255 (e.g. 2/255 = %.6g)\n",
+               tool.c_str(), flag.c_str(), number(eps).c_str(), 2.0 / 255.0);
+  return true;
+}
+
+}  // namespace cte::tools

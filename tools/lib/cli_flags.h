@@ -1,0 +1,26 @@
+// Flag checks shared by train, certify and certify bounds, so that the same
+// flag means and is checked the same everywhere.
+#pragma once
+#include <string>
+
+namespace CLI {
+class App;
+}
+
+namespace cte::tools {
+
+// Makes every numeric option of `app` (and of its subcommands) refuse an
+// empty value: CLI11 reads `--eps ""` as 0, which silently certifies nothing.
+// Call after the options are added, before parsing.
+void reject_empty_numbers(CLI::App& app);
+
+// PGD's flags: steps >= 0, a finite step size > 0, restarts >= 0. Throws
+// std::invalid_argument "[tool] --pgd-step-size nan must be > 0".
+void check_pgd_flags(const std::string& tool, int steps, double step_size, int restarts);
+
+// eps >= 1 covers the whole input range [0, 1] (every image is in every
+// ball): legal, but most likely meant as pixels/255. Warns on stderr naming
+// the flag and the value; returns whether it warned.
+bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag, double eps);
+
+}  // namespace cte::tools
