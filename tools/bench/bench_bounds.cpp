@@ -7,8 +7,12 @@
 // warm-up; PyTorch-default random init, eps 0.1 around random inputs in
 // [0, 1]) and reports the allocator's peak memory during the step. As in
 // training, only the upper bounds of the margins are computed (need_lower).
+// --mode certify-fast | certify-sound times certification instead: the bounds
+// alone under NoGrad, fast or sound (relaxations/sound.cpp), for the price of
+// soundness.
 // Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
+//                     [--mode train|certify-fast|certify-sound]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -74,10 +78,19 @@ struct Measurement {
 
 // One step: bounds of the margins, the certified cross-entropy, backward.
 double one_step(const Network& net, const Tensor& x, const std::vector<int>& labels, const Tensor& label_tensor,
-                Relaxation relaxation, const BoundOptions& options, Device device) {
+                Relaxation relaxation, const BoundOptions& options, Device device, bool certify) {
   for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
   if (device == Device::cuda) gpu::synchronize();
   const auto start = Clock::now();
+  if (certify) {  // what certify eval runs per batch
+    NoGrad no_grad;
+    const auto [lower0, upper0] = input_box(x, 0.1f, true, options.sound);
+    const Tensor spec = margin_spec(labels, 10, device);
+    [[maybe_unused]] const std::vector<bool> proven =
+        certified(compute_bounds(net, lower0, upper0, spec, relaxation, options));
+    if (device == Device::cuda) gpu::synchronize();
+    return std::chrono::duration<double>(Clock::now() - start).count();
+  }
   const auto [lower0, upper0] = input_box(x, 0.1f);
   const Tensor spec = margin_spec(labels, 10, device);
   const Bounds bounds = compute_bounds(net, lower0, upper0, spec, relaxation, options);
@@ -89,7 +102,7 @@ double one_step(const Network& net, const Tensor& x, const std::vector<int>& lab
 }
 
 Measurement measure(const Network& net, int batch, Relaxation relaxation, const BoundOptions& options, Device device,
-                    int runs, Rng& rng) {
+                    int runs, Rng& rng, bool certify) {
   std::vector<int64_t> dims{batch};
   for (int64_t d : net.input_shape().dims()) dims.push_back(d);
   std::vector<float> xs(size_t(Shape(dims).numel()));
@@ -103,14 +116,14 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
   Measurement m;
   reset_peak_bytes(device);
   const size_t base = allocator_stats(device).bytes_in_use;
-  const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device);
+  const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device, certify);
   m.peak_bytes = allocator_stats(device).peak_bytes_in_use - base;
   // Slow configurations (CONV+ on a CPU) get one timed run instead of several.
   const int timed = warmup > 5.0 ? 1 : runs;
   std::vector<double> times;
   for (int r = 0; r < timed; ++r) {
     reset_peak_bytes(device);
-    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device));
+    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device, certify));
     m.peak_bytes = std::max(m.peak_bytes, allocator_stats(device).peak_bytes_in_use - base);
   }
   std::sort(times.begin(), times.end());
@@ -125,6 +138,7 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
 int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
   std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg = "box,hbox,hbox-fresh,deepz,crown,crown0,crown-ibp";
+  std::string mode = "train";
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
@@ -137,6 +151,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  app.add_option("--mode", mode,
+                 "train: bound + certified loss + backward (fast bounds); certify-fast / certify-sound: the bounds "
+                 "alone under NoGrad, as certify eval computes them, fast or sound")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"train", "certify-fast", "certify-sound"}));
   CLI11_PARSE(app, argc, argv);
   try {
     set_thread_count(threads, "[bench_bounds] --threads");
@@ -147,6 +166,8 @@ int main(int argc, char** argv) {
     BoundOptions options;
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
+    options.sound = mode == "certify-sound";
+    const bool certify = mode != "train";
     std::vector<BenchNet> nets;
     Rng init(2024);
     for (const std::string& given : split_list(nets_arg)) {
@@ -157,8 +178,9 @@ int main(int argc, char** argv) {
       else if (name == "conv+") nets.push_back({name, make_conv_plus(init), {50}});
       else throw std::runtime_error("[bench_bounds] --nets: unknown net '" + given + "' (expected fc, conv, conv+)");
     }
-    std::printf("bench_bounds on %s: bound (margin spec) + certified cross-entropy + backward, eps 0.1\n",
-                device_name(device));
+    std::printf("bench_bounds on %s: %s, eps 0.1\n", device_name(device),
+                certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
+                        : "bound (margin spec) + certified cross-entropy + backward");
     std::printf("%-6s %5s  %-10s %10s %10s %5s %12s\n", "net", "batch", "relaxation", "median s", "min s", "runs",
                 "peak MiB");
     Rng data(7);
@@ -167,7 +189,7 @@ int main(int argc, char** argv) {
       b.net.set_requires_grad(true);
       for (int batch : b.batches)
         for (Relaxation r : relaxations) {
-          const Measurement m = measure(b.net, batch, r, options, device, runs, data);
+          const Measurement m = measure(b.net, batch, r, options, device, runs, data, certify);
           std::printf("%-6s %5d  %-10s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, relaxation_name(r),
                       m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0));
           std::fflush(stdout);
