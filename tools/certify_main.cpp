@@ -135,8 +135,12 @@ void add_unsound_flag(CLI::App& app, bool& unsound_fast) {
 // --checkpoint as given: a checkpoint file, or a run folder (train's --out),
 // which stands for the checkpoint.ckpt inside it.
 std::string resolve_checkpoint(const std::string& path) {
-  if (std::filesystem::is_directory(path)) return (std::filesystem::path(path) / "checkpoint.ckpt").string();
-  return path;
+  if (!std::filesystem::is_directory(path)) return path;
+  const std::string inside = (std::filesystem::path(path) / "checkpoint.ckpt").string();
+  if (!std::filesystem::exists(inside))
+    throw std::invalid_argument("[certify] --checkpoint " + path + ": is a directory without a checkpoint.ckpt "
+                                "(give a checkpoint file, or a run folder that train wrote)");
+  return inside;
 }
 
 // A checkpoint with its training configuration and the test data it is evaluated on.

@@ -92,7 +92,7 @@ certify_error "--pgd-step-size inf must be > 0" eval --checkpoint "$tmp/none.ckp
 certify_error "--pgd-restarts -2 must be >= 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-restarts -2
 certify_error "--eps: an empty value is not a number" eval --checkpoint "$tmp/none.ckpt" --eps ""
 certify_error "--test-subset: an empty value is not a number" curve --checkpoint "$tmp/none.ckpt" --eps-max 0.1 --test-subset ""
-certify_error "$tmp/dir.json: is a directory, expected a file" eval --checkpoint "$tmp/dir.json"
+certify_error "--checkpoint $tmp/dir.json: is a directory without a checkpoint.ckpt" eval --checkpoint "$tmp/dir.json"
 out=$("$CERTIFY" frob 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF "unknown command 'frob'" <<<"$out"; then ok "certify frob -> exit $rc"; else bad "certify frob: exit $rc: $out"; fi
 
