@@ -5,6 +5,7 @@
 #     settings scaled by the schedule (hand-computed flags for two cells), and
 #     bad input (a missing recipe, an unknown --only pattern or --schedule, a
 #     table-6 row missing) stops with its message and exit 2;
+#     --slurm writes array jobs with their dependencies;
 #  2. a tiny recipe on FashionMNIST (one Box cell, its cross-certification, the
 #     SGD toy) runs with -j 2: every cell writes its JSON with its command; a
 #     re-run runs nothing;
@@ -56,6 +57,18 @@ expect_error "--only table99: matches no cell or experiment" --only table99 --li
 expect_error "--schedule weekly: the recipe has paper, short, smoke" --schedule weekly --list
 sed 's/\["conv", 0.3, "CROWN", 0.3, 10, 100/["conv", 0.35, "CROWN", 0.3, 10, 100/' recipes/paradox-fashion-mnist.toml > "$tmp/broken.toml"
 expect_error "table6 has 0 rows for (conv, 0.3, CROWN), need 1" --recipe "$tmp/broken.toml" --list
+
+echo "== Slurm"
+out=$(reproduce --only table11 --only table7 --slurm "$tmp/sweep" --sbatch=--gres=gpu:1 2>&1)
+if [ -x "$tmp/sweep/submit.sh" ] && bash -n "$tmp/sweep/submit.sh" && bash -n "$tmp/sweep/train.sbatch" \
+   && grep -qx "#SBATCH --array=0-11" "$tmp/sweep/train.sbatch" && grep -qx "#SBATCH --array=0-11" "$tmp/sweep/certify.sbatch" \
+   && grep -qx "#SBATCH --gres=gpu:1" "$tmp/sweep/train.sbatch" \
+   && grep -qF "'fmnist-conv-crown-eps0.3@short'" "$tmp/sweep/train.sbatch" \
+   && grep -qF 'sbatch --parsable $after "$here/certify.sbatch"' "$tmp/sweep/submit.sh"; then
+  ok "--slurm: 12 training tasks, then 12 certify tasks after them, then the report"
+else
+  bad "--slurm: $out"
+fi
 
 data=""
 for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
