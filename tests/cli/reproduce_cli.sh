@@ -54,7 +54,7 @@ expect_error() {  # WANT ARGS...: tools/reproduce ARGS exits 2 and prints WANT
 }
 expect_error "nope.toml: no such recipe file" --recipe "$tmp/nope.toml" --list
 expect_error "--only table99: matches no cell or experiment" --only table99 --list
-expect_error "--schedule weekly: the recipe has paper, short, smoke" --schedule weekly --list
+expect_error "--schedule weekly: the recipe has paper, short, brief, smoke" --schedule weekly --list
 sed 's/\["conv", 0.3, "CROWN", 0.3, 10, 100/["conv", 0.35, "CROWN", 0.3, 10, 100/' recipes/paradox-fashion-mnist.toml > "$tmp/broken.toml"
 expect_error "table6 has 0 rows for (conv, 0.3, CROWN), need 1" --recipe "$tmp/broken.toml" --list
 

@@ -132,7 +132,8 @@ def paradox_section(doc, recipe, cells, results, figures, net, table_name, eps_l
     paper = paper_rows(recipe)
     methods = list(recipe["methods"].keys())
     schedules = [s for s in recipe["schedules"]
-                 if any(c["kind"] == "train" and c["schedule"] == s and cid in results for cid, c in cells.items())]
+                 if any(c["kind"] == "train" and c.get("paper_method") and c["schedule"] == s and cid in results
+                        for cid, c in cells.items())]
     for eps in eps_list:
         header = ["method"]
         for s in schedules:
