@@ -1,4 +1,4 @@
-// Backsubstitution (paper section 2, appendix A): DeepZ, CROWN, CROWN-0,
+// Backsubstitution (paper section 2, appendix A): DeepZ, CROWN, CROWN-0 (both variants),
 // hbox-fresh and CROWN-IBP, plus the walker hBox uses for its symbolic part.
 //
 // K linear functions of the neurons at one level are held as coefficients A
@@ -533,6 +533,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     case Relaxation::deepz: rule = ReluRule::deepz; break;
     case Relaxation::crown: rule = ReluRule::crown; break;
     case Relaxation::crown0: rule = ReluRule::crown0; break;
+    case Relaxation::crown0_unstable: rule = ReluRule::crown0_unstable; break;
     case Relaxation::hbox_fresh: rule = ReluRule::hbox_fresh; break;
     case Relaxation::crown_ibp: rule = ReluRule::crown; break;
     default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");

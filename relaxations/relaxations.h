@@ -13,10 +13,13 @@
 //   hbox_fresh  backsubstitution where an unstable ReLU is a fresh variable in [0, u]
 //   deepz       backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l
 //   crown       as deepz but the lower slope is 0 when -l >= u, else 1
-//   crown0      as crown with the lower slope always 0 for unstable ReLUs
+//   crown0      CROWN-0 of the paper (appendix K.4): the lower bound y >= 0 on every
+//               ReLU, stable active ones included (continuous in the weights)
+//   crown0_unstable  lower slope 0 on unstable ReLUs only, stable ReLUs exact
+//               (the authors' code option '0'; what crown0 meant before)
 //   crown_ibp   Box intermediate bounds, CROWN backsubstitution for the output
-// Stable ReLUs in every backsubstitution: u <= 0 gives 0, l >= 0 the identity
-// (the identity wins when l = u = 0).
+// Stable ReLUs in every backsubstitution but crown0: u <= 0 gives 0, l >= 0 the
+// identity (the identity wins when l = u = 0).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -32,12 +35,12 @@ namespace cte {
 // These two are certification-only here (relaxations/lp.h): computed on the
 // CPU with GLPK and made sound through the LP dual; compute_bounds refuses
 // them while gradients are recorded.
-enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown_ibp, triangle, parallelogram };
+enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown0_unstable, crown_ibp, triangle, parallelogram };
 // Accepts the names above and the dashed spellings (hbox-fresh, crown-ibp,
 // crown-ibp-r); throws "[relaxation] unknown ..." listing the valid names.
 Relaxation parse_relaxation(const std::string& name);
-const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown-ibp", ...
-std::vector<Relaxation> all_relaxations();  // the seven differentiable ones (not the LP relaxations)
+const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown0-unstable", "crown-ibp", ...
+std::vector<Relaxation> all_relaxations();  // the eight differentiable ones (not the LP relaxations)
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's

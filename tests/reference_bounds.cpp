@@ -309,7 +309,7 @@ struct ReluRelaxation {
 // The per-neuron rule (ARCHITECTURE.md, relaxations/ table). The identity
 // test comes first so that l = u = 0 is the identity.
 ReluRelaxation relax_relu(Relaxation rule, double l, double u) {
-  if (l >= 0.0) return {{1.0, 0.0}, {1.0, 0.0}};
+  if (l >= 0.0) return {{rule == Relaxation::crown0 ? 0.0 : 1.0, 0.0}, {1.0, 0.0}};  // CROWN-0: y >= 0 everywhere
   if (u <= 0.0) return {{0.0, 0.0}, {0.0, 0.0}};
   const double lambda = u / (u - l);
   const LinearBound chord{lambda, -lambda * l};
@@ -317,7 +317,8 @@ ReluRelaxation relax_relu(Relaxation rule, double l, double u) {
     case Relaxation::deepz: return {{lambda, 0.0}, chord};
     case Relaxation::crown:
     case Relaxation::crown_ibp: return {{-l >= u ? 0.0 : 1.0, 0.0}, chord};
-    case Relaxation::crown0: return {{0.0, 0.0}, chord};
+    case Relaxation::crown0:
+    case Relaxation::crown0_unstable: return {{0.0, 0.0}, chord};
     case Relaxation::hbox_fresh: return {{0.0, 0.0}, {0.0, u}};
     default: throw std::invalid_argument("[ref] relax_relu: not a backsubstitution relaxation");
   }

@@ -537,6 +537,34 @@ TEST_CASE("relaxations: section 4.1 discontinuities of CROWN (l31) and hBox (l32
   }
 }
 
+TEST_CASE("relaxations: CROWN-0 (y >= 0 on every ReLU) and crown0-unstable by hand") {
+  // x0 in [-1, 1]; h1 = x0 + 2 in [1, 3] (stable active), h2 = x0 in [-1, 1]
+  // (unstable, lambda 1/2, chord (x0 + 1) / 2); z1 = y1 + y2, z2 = y1 - y2.
+  const Network net(Shape{1}, {linear_layer({{1}, {1}}, {2, 0}), make_relu(), linear_layer({{1, 1}, {1, -1}}, {0, 0})});
+  const BoxBatch box = single_box({-1}, {1});
+  // crown0: y1 in [0, x0 + 2], y2 in [0, (x0 + 1) / 2]. z1 >= 0; z1 <= 1.5 x0 + 2.5 <= 4;
+  // z2 >= -(x0 + 1) / 2 >= -1; z2 <= x0 + 2 <= 3.
+  const FlatBounds crown0 = engine_bounds(net, box, {}, Relaxation::crown0, true);
+  CHECK_CLOSE_VEC(crown0.lower, (std::vector<float>{0, -1}), 1e-6, 0);
+  CHECK_CLOSE_VEC(crown0.upper, (std::vector<float>{4, 3}), 1e-6, 0);
+  // crown0-unstable: y1 = x0 + 2 exactly. z1 >= x0 + 2 >= 1; z2 >= x0 + 2 - (x0 + 1) / 2 >= 1.
+  const FlatBounds unstable = engine_bounds(net, box, {}, Relaxation::crown0_unstable, true);
+  CHECK_CLOSE_VEC(unstable.lower, (std::vector<float>{1, 1}), 1e-6, 0);
+  CHECK_CLOSE_VEC(unstable.upper, (std::vector<float>{4, 3}), 1e-6, 0);
+
+  // Every ReLU stable active: x0 in [1, 2], z = relu(x0) - relu(2 x0) + 3 relu(x0) = 2 x0 in [2, 4].
+  // crown0 keeps y >= 0 and y <= h: z >= 0 - 2 x0 + 0 = -4 and z <= x0 - 0 + 3 x0 = 8 (not the exact [2, 4]).
+  const Network stable(Shape{1}, {linear_layer({{1}, {2}, {1}}, {0, 0, 0}), make_relu(),
+                                   linear_layer({{1, -1, 3}}, {0})});
+  const BoxBatch positive = single_box({1}, {2});
+  const FlatBounds c0 = engine_bounds(stable, positive, {}, Relaxation::crown0, true);
+  CHECK(c0.lower[0] == doctest::Approx(-4.0));
+  CHECK(c0.upper[0] == doctest::Approx(8.0));
+  const FlatBounds exact = engine_bounds(stable, positive, {}, Relaxation::crown0_unstable, true);
+  CHECK(exact.lower[0] == doctest::Approx(2.0));
+  CHECK(exact.upper[0] == doctest::Approx(4.0));
+}
+
 TEST_CASE("relaxations: without elision Box and hBox take the margins from the logits' bounds") {
   // Box and hBox without elision bound the logits and apply C by interval
   // arithmetic: the margin y' - y lies in [l_y' - u_y, u_y' - l_y]. The
@@ -736,7 +764,8 @@ TEST_CASE("relaxations: with every ReLU stable, every relaxation but Box is exac
     }
     REQUIRE(stable);
     std::vector<std::pair<Relaxation, Expect>> expect;
-    for (Relaxation r : all_relaxations()) expect.push_back({r, r == Relaxation::box ? Expect::sound : Expect::exact});
+    for (Relaxation r : all_relaxations())  // Box and CROWN-0 (y >= 0 on stable ReLUs too) are not exact
+      expect.push_back({r, r == Relaxation::box || r == Relaxation::crown0 ? Expect::sound : Expect::exact});
     check_against_exact_range(net, box, expect);
   }
 }
@@ -1215,10 +1244,12 @@ TEST_CASE("relaxations: crown_ibp_beta outside [0, 1] is refused") {
 }
 
 TEST_CASE("relaxations: names round-trip through parse_relaxation") {
-  CHECK(all_relaxations().size() == 7);
+  CHECK(all_relaxations().size() == 8);
   for (Relaxation r : all_relaxations()) CHECK(parse_relaxation(relaxation_name(r)) == r);
   CHECK(parse_relaxation("hbox_fresh") == Relaxation::hbox_fresh);
   CHECK(parse_relaxation("crown-ibp-r") == Relaxation::crown_ibp);
+  CHECK(parse_relaxation("crown0-unstable") == Relaxation::crown0_unstable);
+  CHECK(std::string(relaxation_name(Relaxation::crown0)) == "crown0");
   CHECK_THROWS_WITH_AS(parse_relaxation("zonotope"), doctest::Contains("[relaxation] unknown"), std::runtime_error);
 }
 

@@ -204,7 +204,7 @@ std::string format_number(double value) {
 const std::vector<std::string>& train_methods() {
   static const std::vector<std::string> methods = {"natural", "pgd",   "box",         "hbox",
                                                    "hbox-fresh", "deepz", "crown",  "crown0",
-                                                   "crown-ibp-r", "crown-ibp", "sabr"};
+                                                   "crown0-unstable", "crown-ibp-r", "crown-ibp", "sabr"};
   return methods;
 }
 
@@ -388,7 +388,8 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "Debian's FashionMNIST)");
   app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json (a network JSON, trained from its weights)");
   app.add_option("--method", c.method,
-                 "natural | pgd | box | hbox | hbox-fresh | deepz | crown | crown0 | crown-ibp-r | "
+                 "natural | pgd | box | hbox | hbox-fresh | deepz | crown | crown0 (y >= 0 on every ReLU) | "
+                 "crown0-unstable (y >= 0 on unstable ReLUs only) | crown-ibp-r | "
                  "crown-ibp (beta*CROWN-IBP(R) + (1-beta)*Box bounds) | sabr");
   app.add_option("--epochs", c.epochs, "training epochs");
   app.add_option("--warmup", c.warmup, "N_w: epochs of natural training first");

@@ -65,7 +65,7 @@ struct TrainConfig {
   bool force = false;
 };
 
-// Training methods: natural, pgd, box, hbox, hbox-fresh, deepz, crown, crown0,
+// Training methods: natural, pgd, box, hbox, hbox-fresh, deepz, crown, crown0, crown0-unstable,
 // crown-ibp-r, crown-ibp, sabr.
 const std::vector<std::string>& train_methods();
 bool is_certified_method(const std::string& method);  // trains on relaxation bounds (not natural/pgd)
