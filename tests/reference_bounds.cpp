@@ -397,10 +397,8 @@ Interval bounds(const DenseNetwork& net, const std::vector<double>& lower0, cons
     throw std::invalid_argument("[ref] bounds: spec has " + std::to_string(spec.cols) + " columns for " +
                                 std::to_string(net.output_size()) + " logits");
   Layers layers = net.layers;
-  // Backsubstitution through an affine layer is exact, so for the backsubstitution
-  // relaxations starting from C equals folding it in: elision only changes Box and hBox.
-  const bool backsub = relaxation != Relaxation::box && relaxation != Relaxation::hbox;
-  const bool fold = !spec.empty() && (elide_last_layer || backsub);
+  // Without elision every relaxation bounds the logits and applies C by interval arithmetic.
+  const bool fold = !spec.empty() && elide_last_layer;
   if (fold) {
     if (layers.empty() || layers.back().is_relu)
       throw std::invalid_argument("[ref] bounds: elision needs a final affine layer");

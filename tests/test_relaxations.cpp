@@ -565,36 +565,43 @@ TEST_CASE("relaxations: CROWN-0 (y >= 0 on every ReLU) and crown0-unstable by ha
   CHECK(exact.upper[0] == doctest::Approx(4.0));
 }
 
-TEST_CASE("relaxations: without elision Box and hBox take the margins from the logits' bounds") {
-  // Box and hBox without elision bound the logits and apply C by interval
-  // arithmetic: the margin y' - y lies in [l_y' - u_y, u_y' - l_y]. The
-  // backsubstitution relaxations start from C either way, which equals
-  // folding C into the last layer (backsubstitution through an affine layer
-  // is exact). On the appendix A network with label 0 under DeepZ, folding
-  // gives z2 - z1 = -2 x22 with x12/2 <= x22 <= x12/2 + 1, x12 in [-2, 2]:
-  // [-4, 2], with or without elision.
+TEST_CASE("relaxations: without elision every relaxation takes the margins from the logits' bounds") {
+  // Without elision a relaxation bounds the logits and applies C by interval
+  // arithmetic: the margin y' - y lies in [l_y' - u_y, u_y' - l_y] (the
+  // authors' --C eye). On the appendix A network with label 0 under DeepZ the
+  // logits lie in [-1, 3] and [-2, 2], so z2 - z1 in [-2 - 3, 2 + 1] = [-5, 3].
+  // Folding C into the last layer instead gives z2 - z1 = -2 x22 with
+  // x12/2 <= x22 <= x12/2 + 1, x12 in [-2, 2]: [-4, 2].
   const Network net(Shape{2}, {linear_layer({{1, 1}, {1, -1}}, {0, 0}), make_relu(),
                                linear_layer({{1, 1}, {1, -1}}, {0, 0})});
   const BoxBatch box = single_box({-1, -1}, {1, 1});
   const SpecBatch spec = margin_spec_by_hand({0}, 2);
   for (bool elide : {true, false}) {
+    CAPTURE(elide);
     const FlatBounds got = engine_bounds(net, box, spec, Relaxation::deepz, elide);
-    CHECK(got.lower[0] == doctest::Approx(-4.0));
-    CHECK(got.upper[0] == doctest::Approx(2.0));
+    CHECK(got.lower[0] == doctest::Approx(elide ? -4.0 : -5.0));
+    CHECK(got.upper[0] == doctest::Approx(elide ? 2.0 : 3.0));
     const ref::Interval ref = reference_bounds(ref::to_dense(net), box, spec, Relaxation::deepz, elide).front();
-    CHECK(ref.lower[0] == -4.0);
-    CHECK(ref.upper[0] == 2.0);
+    CHECK(ref.lower[0] == (elide ? -4.0 : -5.0));
+    CHECK(ref.upper[0] == (elide ? 2.0 : 3.0));
   }
+  // CROWN on the same network: logits (0, -2) .. (3, 2) (the worked example above), so
+  // z2 - z1 in [-2 - 3, 2 - 0] = [-5, 2] without elision.
+  const FlatBounds crown = engine_bounds(net, box, spec, Relaxation::crown, false);
+  CHECK(crown.lower[0] == doctest::Approx(-5.0));
+  CHECK(crown.upper[0] == doctest::Approx(2.0));
 
-  // Box and hBox on a random net: the non-elided margins are exactly the
-  // interval arithmetic of the engine's own logit bounds.
+  // Every relaxation on a random net: the non-elided margins are exactly the
+  // interval arithmetic of the engine's own logit bounds (in double here).
   Rng rng(3);
   const Network random_net = dense_network({4, 6, 6, 3}, rng, false);
   const BoxBatch boxes = random_boxes(4, 4, rng, 0.5f);
   const SpecBatch margins = margin_spec_by_hand({0, 2, 1, 2}, 3);
-  for (Relaxation r : {Relaxation::box, Relaxation::hbox}) {
+  int differ = 0;  // margins where elision changes the bound: the flag must do something
+  for (Relaxation r : all_relaxations()) {
     CAPTURE(name_of(r));
     const FlatBounds logits = engine_bounds(random_net, boxes, {}, r, true);
+    const FlatBounds elided = engine_bounds(random_net, boxes, margins, r, true);
     const FlatBounds got = engine_bounds(random_net, boxes, margins, r, false);
     for (int64_t n = 0; n < boxes.count; ++n) {
       const int y = margins.labels[size_t(n)];
@@ -606,11 +613,13 @@ TEST_CASE("relaxations: without elision Box and hBox take the margins from the l
         const float* u = &logits.upper[size_t(n * 3)];
         CAPTURE(n);
         CAPTURE(other);
-        CHECK(got.lower[i] == doctest::Approx(l[other] - u[y]).epsilon(1e-5));
-        CHECK(got.upper[i] == doctest::Approx(u[other] - l[y]).epsilon(1e-5));
+        CHECK(got.lower[i] == doctest::Approx(double(l[other]) - double(u[y])).epsilon(1e-5));
+        CHECK(got.upper[i] == doctest::Approx(double(u[other]) - double(l[y])).epsilon(1e-5));
+        differ += std::fabs(got.upper[i] - elided.upper[i]) > 1e-3f;
       }
     }
   }
+  CHECK(differ > 0);
 }
 
 // =================================================================== 2. soundness
