@@ -550,14 +550,15 @@ BacksubResult output_bounds(BacksubContext& ctx, const Tensor& spec, const Bound
 
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {
-  ReluRule rule = ReluRule::crown;
+  const ReluRule crown = options.crown_tie_slope == 1 ? ReluRule::crown_tie1 : ReluRule::crown;
+  ReluRule rule = crown;
   switch (relaxation) {
     case Relaxation::deepz: rule = ReluRule::deepz; break;
-    case Relaxation::crown: rule = ReluRule::crown; break;
+    case Relaxation::crown: rule = crown; break;
     case Relaxation::crown0: rule = ReluRule::crown0; break;
     case Relaxation::crown0_unstable: rule = ReluRule::crown0_unstable; break;
     case Relaxation::hbox_fresh: rule = ReluRule::hbox_fresh; break;
-    case Relaxation::crown_ibp: rule = ReluRule::crown; break;
+    case Relaxation::crown_ibp: rule = crown; break;
     default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");
   }
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;

@@ -64,6 +64,10 @@ struct BoundOptions {
   // al.'s combined bound (the crown-ibp training method), sharing the Box pass
   // that gives CROWN-IBP its intermediate bounds. In [0, 1]; 0 is Box alone.
   float crown_ibp_beta = 1.0f;
+  // CROWN's lower slope for an unstable ReLU with -l = u exactly (crown and
+  // crown-ibp; the other rules have no tie): 0, the paper's section 2 (slope
+  // 0 when -l >= u), or 1, the authors' code (slope 0 only when -l > u).
+  int crown_tie_slope = 0;
   // Sound mode (certification): the bounds hold for the real-valued network
   // on the input box AND for the engine's float32 forward pass, every
   // rounding of both and of the relaxation's own float32 arithmetic

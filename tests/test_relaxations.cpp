@@ -199,6 +199,7 @@ Tensor spec_tensor(const SpecBatch& spec, int64_t count, Device device) {
 struct Variant {
   bool need_lower = true;
   float crown_ibp_beta = 1.0f;
+  int crown_tie_slope = 0;
 };
 
 // With need_lower false the lower bounds come back undefined (checked here)
@@ -212,6 +213,7 @@ FlatBounds engine_bounds(const Network& net, const BoxBatch& box, const SpecBatc
   options.elide_last_layer = elide;
   options.need_lower = variant.need_lower;
   options.crown_ibp_beta = variant.crown_ibp_beta;
+  options.crown_tie_slope = variant.crown_tie_slope;
   const Bounds b = compute_bounds(net, lower0, upper0, spec_tensor(spec, box.count, device), relaxation, options);
   REQUIRE(b.upper.ndim() == 2);
   REQUIRE(b.upper.size(0) == box.count);
@@ -620,6 +622,36 @@ TEST_CASE("relaxations: without elision every relaxation takes the margins from 
     }
   }
   CHECK(differ > 0);
+}
+
+TEST_CASE("relaxations: CROWN's tie rule (-l = u) is selectable: slope 0 (the paper) or 1 (the authors' code)") {
+  // The section 4.1 network at w = 0: both ReLUs have l = -1, u = 1, a tie.
+  // x31 = x22 + 1: slope 0 gives l31 = 0 + 1 = 1; slope 1 gives x22 >= x0, l31 = -1 + 1 = 0.
+  // x32 = x22 - x21: the upper side of x21 is the chord either way, (x0 + 1) / 2; lower
+  // slope 0: l32 = 0 - (x0 + 1) / 2 >= -1; slope 1: x0 - (x0 + 1) / 2 = (x0 - 1) / 2 >= -1.
+  const Network net(Shape{1}, {linear_layer({{1}, {1}}, {0, 0}), make_relu(), linear_layer({{0, 1}, {-1, 1}}, {1, 0})});
+  const BoxBatch box = single_box({-1}, {1});
+  for (Relaxation r : {Relaxation::crown, Relaxation::crown_ibp}) {
+    CAPTURE(name_of(r));
+    Variant tie0, tie1;
+    tie1.crown_tie_slope = 1;
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie0).lower[0] == doctest::Approx(1.0));
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie1).lower[0] == doctest::Approx(0.0));
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie1).lower[1] == doctest::Approx(-1.0));
+  }
+  // Off the tie the setting changes nothing (w = 0.25: -l = 0.75 < u = 1.25, slope 1 either way).
+  const Network off(Shape{1}, {linear_layer({{1}, {1}}, {0.25f, 0.25f}), make_relu(),
+                               linear_layer({{0, 1}, {-1, 1}}, {1, 0})});
+  Variant tie1;
+  tie1.crown_tie_slope = 1;
+  CHECK(engine_bounds(off, box, {}, Relaxation::crown, true, Device::cpu, tie1).lower[0] == doctest::Approx(0.25));
+  CHECK(engine_bounds(off, box, {}, Relaxation::crown, true).lower[0] == doctest::Approx(0.25));
+  // Other values are refused.
+  BoundOptions bad;
+  bad.crown_tie_slope = 2;
+  const Tensor lo = Tensor::from_vector({-1.0f}, Shape{1, 1}, Device::cpu), hi = Tensor::from_vector({1.0f}, Shape{1, 1}, Device::cpu);
+  CHECK_THROWS_WITH_AS(compute_bounds(net, lo, hi, Tensor(), Relaxation::crown, bad),
+                       doctest::Contains("crown_tie_slope must be 0 or 1, got 2"), std::runtime_error);
 }
 
 // =================================================================== 2. soundness

@@ -181,8 +181,9 @@ int certify_eval_command(int argc, char** argv) {
   std::vector<std::string> relaxation_names;
   std::vector<double> eps_list;
   int64_t test_subset = 0;
-  int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0;
+  int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0, crown_tie = -1;
   double pgd_step_size = 0.01;
+  std::string pgd_start = "random";
   bool pgd = false, want_json = false, unsound_fast = false;
   ElideFlags elide;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -201,7 +202,9 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--pgd-steps", pgd_steps, "PGD steps")->capture_default_str();
   app.add_option("--pgd-step-size", pgd_step_size, "PGD step size")->capture_default_str();
   app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball")->capture_default_str();
+  tools::add_pgd_start_flag(app, pgd_start);
   add_elide_flags(app, elide);
+  tools::add_crown_tie_flag(app, crown_tie, "default: as the run trained");
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -217,6 +220,7 @@ int certify_eval_command(int argc, char** argv) {
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   tools::check_pgd_flags("certify", pgd_steps, pgd_step_size, pgd_restarts);
+  const bool pgd_random = tools::pgd_random_start("certify", pgd_start);
   for (double e : eps_list) {
     if (!(e >= 0) || !std::isfinite(e))
       throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
@@ -244,7 +248,9 @@ int certify_eval_command(int argc, char** argv) {
   o.pgd_options.step_size = float(pgd_step_size);
   o.pgd_options.restarts = pgd_restarts;
   o.pgd_options.seed = trained.seed;
+  o.pgd_random_start = pgd_random;
   o.elide = elide.resolve(trained.elide);
+  o.crown_tie_slope = crown_tie >= 0 ? crown_tie : trained.crown_tie;
   o.sound = !unsound_fast;
   o.batch_size = batch_size;
   o.subset = test_subset;
@@ -276,6 +282,8 @@ int certify_eval_command(int argc, char** argv) {
   for (size_t j = 0; j < relaxations.size(); ++j)
     row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
   std::cout << "[certify] " << (o.sound ? "sound bounds (float32 rounding accounted for)" : "fast bounds (--unsound-fast)")
+            << ", CROWN tie slope " << o.crown_tie_slope
+            << (o.pgd ? std::string(", PGD from a ") + (pgd_random ? "random point of the ball" : "zero offset") : "")
             << "; smallest certified margin:";
   for (const EvalAtRadius& at : r.radii)
     for (size_t j = 0; j < relaxations.size(); ++j)
@@ -577,7 +585,7 @@ int certify_table_command(int argc, char** argv) {
   std::string out_path, device_name = "auto", data_dir;
   double eps = -1.0;
   int64_t test_subset = 0;
-  int batch_size = 100, threads = 0;
+  int batch_size = 100, threads = 0, crown_tie = -1;
   bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoints", checkpoints, "checkpoints written by train (or their run folders), one row each")
@@ -589,6 +597,7 @@ int certify_table_command(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
   app.add_option("--out", out_path, "also write the table as Markdown to this file");
+  tools::add_crown_tie_flag(app, crown_tie, "default: as each run trained; a column of the table");
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -609,7 +618,7 @@ int certify_table_command(int argc, char** argv) {
 
   // One row per checkpoint: its run (the folder train wrote, which tells two
   // Box rows apart), how it was trained, then a cell per relaxation.
-  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with"};
+  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with", "crown tie"};
   const size_t first_relaxation = header.size();
   for (Relaxation r : relaxations) header.push_back(relaxation_name(r));
   std::vector<std::vector<std::string>> rows;
@@ -622,13 +631,15 @@ int certify_table_command(int argc, char** argv) {
     o.relaxations = relaxations;
     o.pgd = false;
     o.elide = run.trained.elide;
+    o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
     o.sound = !unsound_fast;
     o.batch_size = batch_size;
     o.subset = test_subset;
     const EvalReport r = evaluate(run.net, run.data.test, o);
     std::string run_name = std::filesystem::path(checkpoint).parent_path().filename().string();
     if (run_name.empty()) run_name = std::filesystem::path(checkpoint).stem().string();
-    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method};
+    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method,
+                                 std::to_string(o.crown_tie_slope)};
     for (size_t j = 0; j < relaxations.size(); ++j) {
       char cell[32];
       std::snprintf(cell, sizeof cell, "%.2f%%",

@@ -55,13 +55,19 @@ expect_error() {
 
 echo "== the appendix A network on [-1, 1]^2 (fast bounds: the exact values of the paper)"
 common=(--net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --no-clip --unsound-fast)
-expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
-expect_bounds '{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
-expect_bounds '{"relaxation": "hbox", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
-expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
+expect_bounds '{"relaxation": "crown", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
+expect_bounds '{"relaxation": "hbox", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
+# --no-elide: the logits' box [-1, 3] x [-2, 2] gives z2 - z1 in [-2 - 3, 2 + 1] (folding C gave [-4, 2]).
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-5]], "upper": [[3]]}' "${common[@]}" --relaxation deepz --spec label --no-elide
+# --crown-tie 1: both ReLUs have -l = u = 2, so CROWN's lower slope is 1: x31 >= x11 + x12 = 2 x01 >= -2,
+# x32 >= (x01 + x02) - ((x01 - x02) / 2 + 1) >= -3, x32 <= ((x01 + x02) / 2 + 1) - (x01 - x02) <= 3.
+expect_bounds '{"relaxation": "crown", "sound": false, "crown_tie": 1, "lower": [[-2, -3]], "upper": [[3, 3]]}' "${common[@]}" --relaxation crown --crown-tie 1
+expect_error "--crown-tie: 2 not in {0,1}" "${common[@]}" --relaxation crown --crown-tie 2
 # Clipping: x = 0, eps 1 clipped to [0, 1]^2: x1 in [0, 2] x [-1, 1]; Box: x3_1 = x21 + x22 in [0, 3].
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -1]], "upper": [[3, 2]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[0, -1]], "upper": [[3, 2]]}' \
   --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --relaxation box --unsound-fast
 
 echo "== sound bounds (the default): outside the exact values, by float rounding only"
@@ -99,7 +105,7 @@ cat > "$tmp/trap.json" <<'EOF'
 EOF
 echo '{"x": [[1]], "y": [0]}' > "$tmp/one.json"
 # The real margin z1 - z0 is +2 (label 0 is not robust); fast Box says -1: a false certificate.
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[-1]], "upper": [[-1]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[-1]], "upper": [[-1]]}' \
   --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label --unsound-fast
 out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label 2>/dev/null)
 if awk -v lo="$(numbers_of "$out" lower)" -v hi="$(numbers_of "$out" upper)" 'BEGIN { exit !(lo + 0 <= -1 && hi + 0 >= 2) }'; then
@@ -108,11 +114,11 @@ else bad "sound Box on the trap net: $out"; fi
 
 echo "== --relaxations, --threads, --no-clip"
 both=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "${common[@]}" --relaxations deepz,crown --threads 1 2>/dev/null)
-if [ "$both" = '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}
-{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' ]; then ok "certify bounds --relaxations deepz,crown --threads 1: one line each"
+if [ "$both" = '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-1, -2]], "upper": [[3, 2]]}
+{"relaxation": "crown", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[3, 2]]}' ]; then ok "certify bounds --relaxations deepz,crown --threads 1: one line each"
 else bad "certify bounds --relaxations deepz,crown: '$both'"; fi
 echo '{"x": [[2, -1]]}' > "$tmp/outside_point.json"
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[4, -2]], "upper": [[4, -2]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[4, -2]], "upper": [[4, -2]]}' \
   --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --no-clip --relaxations box --unsound-fast
 expect_error "x[0][0] = 2 is outside [0, 1] (--no-clip accepts it)" \
   --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --relaxations box
