@@ -36,6 +36,10 @@
 //       the one where the first relaxation ends highest above the second
 //       although the second's landscape reaches higher. Writes
 //       sgd_landscape.csv, sgd_path.csv, sgd_network.json, sgd.gp, sgd.png.
+//   certify toy-jumps [--points 301] [--crown-tie 0|1] [--out DIR]
+//       the paper's figure 3 (section 4.1): CROWN's and hBox's lower bounds on
+//       the toy network as w sweeps [-1, 2], jumping at w = 0 and w = 1.
+//       Writes toy_jumps.csv, toy_jumps.json, toy_jumps.gp, .png and .svg.
 //   certify viewer [--out DIR] [--points N] [--relaxations ...]
 //       the relaxation viewer: one self-contained HTML page (tools/lib/viewer.h).
 //   certify export-inputs --dataset D [--data-dir DIR] [--split test|train] [--indices 0-9,15] [--out x.json]
@@ -67,6 +71,7 @@
 #include "relaxations/relaxations.h"
 #include "train/config.h"
 #include "relaxations/relaxations.h"
+#include "tools/certify/commands.h"
 #include "tools/lib/cli_flags.h"
 #include "tools/lib/curves.h"
 #include "tools/lib/landscape.h"
@@ -91,6 +96,8 @@ int usage(std::FILE* out) {
                "           table 7 (certify table --help)\n"
                "  sgd      gradient ascent on a relaxation's bound along a line: the paper's section 4.4\n"
                "           (certify sgd --help)\n"
+               "  toy-jumps  the section 4.1 toy network's CROWN and hBox bounds as w sweeps [-1, 2]: the paper's\n"
+               "             figure 3, jumps at w = 0 and w = 1 (certify toy-jumps --help)\n"
                "  viewer   the relaxation viewer: an HTML page with sliders for l and u and every relaxation\n"
                "           (certify viewer --help)\n"
                "  export-inputs  test images of a data set as the x.json that certify bounds reads\n"
@@ -940,6 +947,7 @@ int main(int argc, char** argv) {
     if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
     if (command == "table") return certify_table_command(argc - 1, argv + 1);
     if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
+    if (command == "toy-jumps") return tools::certify_toy_jumps_command(argc - 1, argv + 1);
     if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());
     if (command == "export-inputs") return certify_export_inputs_command(argc - 1, argv + 1);
   } catch (const std::exception& e) {

@@ -14,6 +14,8 @@
 #     set needed): its files, determinism for a seed, a bad flag, the banner
 #     on stderr, a script that plots from its own folder, and its network
 #     re-checked by certify bounds --no-clip at its input x outside [0, 1];
+#  5. certify toy-jumps (figure 3): the closed forms of section 4.1 in its
+#     CSV, the jumps at w = 0 and w = 1, the figure, and --crown-tie 1;
 #  4. --relaxations (one line each; --relaxation still works), --threads,
 #     and --no-clip accepting inputs outside [0, 1] (x = (2, -1), eps 0 on
 #     the appendix network: x1 = (1, 3), x2 = (1, 3), x3 = (4, -2)).
@@ -199,6 +201,26 @@ if [ -n "$x" ] && [ "$rc" -eq 0 ] && grep -q '"lower": \[\[' <<<"$out2"; then ok
 else bad "certify bounds on the sgd network at x = '$x': exit $rc: $out2"; fi
 out=$("$CERTIFY" sgd --neuron 2 --out "$tmp/sgd3" 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--neuron 2 must be 0 or 1" <<<"$out"; then ok "certify sgd --neuron 2 -> exit $rc"; else bad "certify sgd --neuron 2: exit $rc: $out"; fi
+
+echo "== certify toy-jumps (figure 3)"
+# CROWN's l31 is 1 up to w = 0 and w after it; hBox's l32 is -1 - w on (-1, 1) and 0 from w = 1 (section 4.1).
+out=$("$CERTIFY" toy-jumps --points 31 --out "$tmp/toy" 2>/dev/null); rc=$?
+csv="$tmp/toy/toy_jumps.csv"
+if [ "$rc" -eq 0 ] && [ "$(head -1 "$csv")" = "w,crown_lower_x31,hbox_lower_x32" ] &&
+   grep -qx "0,1,-1" "$csv" && grep -qx "1,1,0" "$csv" && grep -qx -- "-0.5,1,-0.5" "$csv" &&
+   grep -qF "crown_lower_x31 jumps between w = 0 and 0.001: 1 -> " <<<"$out" &&
+   grep -qF "hbox_lower_x32 jumps between w = 0.999 and 1: " <<<"$out" &&
+   grep -qF '"crown_tie": 0' "$tmp/toy/toy_jumps.json"; then
+  ok "certify toy-jumps: the closed forms at w = -0.5, 0, 1 and the jumps at w = 0 and w = 1"
+else bad "certify toy-jumps: exit $rc: $out; $(head -3 "$csv" 2>&1)"; fi
+if command -v gnuplot >/dev/null; then
+  if [ -s "$tmp/toy/toy_jumps.png" ] && grep -q "<svg" "$tmp/toy/toy_jumps.svg"; then ok "certify toy-jumps draws toy_jumps.png and toy_jumps.svg"
+  else bad "certify toy-jumps: no figure: $(ls "$tmp/toy")"; fi
+fi
+out=$("$CERTIFY" toy-jumps --points 31 --crown-tie 1 --no-plot --out "$tmp/toy1" 2>/dev/null); rc=$?
+if [ "$rc" -eq 0 ] && grep -qx "0,0,-1" "$tmp/toy1/toy_jumps.csv" && grep -qF "crown_lower_x31 jumps between w = -0.001 and 0: 1 -> 0" <<<"$out"; then
+  ok "certify toy-jumps --crown-tie 1: w = 0 on the right side of the jump"
+else bad "certify toy-jumps --crown-tie 1: exit $rc: $out"; fi
 
 if [ "$failures" -ne 0 ]; then echo "[certify_bounds_cli] $failures failure(s)"; exit 1; fi
 echo "[certify_bounds_cli] all passed"
