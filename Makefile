@@ -76,7 +76,7 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubla
 # ---------------------------------------------------------------- sources
 MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
-              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp))
+              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp tools/certify/*.cpp))
 CU_SRCS := $(wildcard kernels/cuda/*.cu)
 EMU_SRCS := $(wildcard kernels/emu/*.cpp)
 TEST_SRCS := $(wildcard tests/*.cpp)

@@ -162,11 +162,12 @@ Relaxation parse_relaxation(const std::string& name) {
   if (name == "deepz") return Relaxation::deepz;
   if (name == "crown") return Relaxation::crown;
   if (name == "crown0") return Relaxation::crown0;
+  if (name == "crown0-unstable" || name == "crown0_unstable") return Relaxation::crown0_unstable;
   if (name == "crown-ibp" || name == "crown_ibp" || name == "crown-ibp-r") return Relaxation::crown_ibp;
   if (name == "triangle") return Relaxation::triangle;
   if (name == "parallelogram") return Relaxation::parallelogram;
   fail("relaxation", "unknown relaxation '" + name +
-                         "' (expected box, hbox, hbox-fresh, deepz, crown, crown0, crown-ibp, triangle, parallelogram)");
+                         "' (expected box, hbox, hbox-fresh, deepz, crown, crown0, crown0-unstable, crown-ibp, triangle, parallelogram)");
 }
 
 const char* relaxation_name(Relaxation r) {
@@ -177,6 +178,7 @@ const char* relaxation_name(Relaxation r) {
     case Relaxation::deepz: return "deepz";
     case Relaxation::crown: return "crown";
     case Relaxation::crown0: return "crown0";
+    case Relaxation::crown0_unstable: return "crown0-unstable";
     case Relaxation::crown_ibp: return "crown-ibp";
     case Relaxation::triangle: return "triangle";
     case Relaxation::parallelogram: return "parallelogram";
@@ -185,8 +187,8 @@ const char* relaxation_name(Relaxation r) {
 }
 
 std::vector<Relaxation> all_relaxations() {
-  return {Relaxation::box,   Relaxation::hbox,   Relaxation::hbox_fresh, Relaxation::deepz,
-          Relaxation::crown, Relaxation::crown0, Relaxation::crown_ibp};
+  return {Relaxation::box,   Relaxation::hbox,   Relaxation::hbox_fresh,      Relaxation::deepz,
+          Relaxation::crown, Relaxation::crown0, Relaxation::crown0_unstable, Relaxation::crown_ibp};
 }
 
 Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
@@ -214,6 +216,8 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   }
   if (!(options.crown_ibp_beta >= 0.0f && options.crown_ibp_beta <= 1.0f))
     fail("bounds", "crown_ibp_beta must lie in [0, 1], got " + std::to_string(options.crown_ibp_beta));
+  if (options.crown_tie_slope != 0 && options.crown_tie_slope != 1)
+    fail("bounds", "crown_tie_slope must be 0 or 1, got " + std::to_string(options.crown_tie_slope));
   check_network(net, device);
   Bounds bounds;
   switch (relaxation) {
@@ -223,6 +227,7 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     case Relaxation::deepz:
     case Relaxation::crown:
     case Relaxation::crown0:
+    case Relaxation::crown0_unstable:
     case Relaxation::crown_ibp: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
     case Relaxation::triangle:
     case Relaxation::parallelogram: {

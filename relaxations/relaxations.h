@@ -13,10 +13,13 @@
 //   hbox_fresh  backsubstitution where an unstable ReLU is a fresh variable in [0, u]
 //   deepz       backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l
 //   crown       as deepz but the lower slope is 0 when -l >= u, else 1
-//   crown0      as crown with the lower slope always 0 for unstable ReLUs
+//   crown0      CROWN-0 of the paper (appendix K.4): the lower bound y >= 0 on every
+//               ReLU, stable active ones included (continuous in the weights)
+//   crown0_unstable  lower slope 0 on unstable ReLUs only, stable ReLUs exact
+//               (the authors' code option '0'; what crown0 meant before)
 //   crown_ibp   Box intermediate bounds, CROWN backsubstitution for the output
-// Stable ReLUs in every backsubstitution: u <= 0 gives 0, l >= 0 the identity
-// (the identity wins when l = u = 0).
+// Stable ReLUs in every backsubstitution but crown0: u <= 0 gives 0, l >= 0 the
+// identity (the identity wins when l = u = 0).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -32,18 +35,21 @@ namespace cte {
 // These two are certification-only here (relaxations/lp.h): computed on the
 // CPU with GLPK and made sound through the LP dual; compute_bounds refuses
 // them while gradients are recorded.
-enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown_ibp, triangle, parallelogram };
+enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown0_unstable, crown_ibp, triangle, parallelogram };
 // Accepts the names above and the dashed spellings (hbox-fresh, crown-ibp,
 // crown-ibp-r); throws "[relaxation] unknown ..." listing the valid names.
 Relaxation parse_relaxation(const std::string& name);
-const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown-ibp", ...
-std::vector<Relaxation> all_relaxations();  // the seven differentiable ones (not the LP relaxations)
+const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown0-unstable", "crown-ibp", ...
+std::vector<Relaxation> all_relaxations();  // the eight differentiable ones (not the LP relaxations)
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's
-  // default). Without it, Box and hBox bound the logits first and apply C by
-  // interval arithmetic; the backsubstitution relaxations start from C either
-  // way (backsubstitution through an affine layer is exact, so the two agree).
+  // default). Without it, every relaxation bounds the logits first and
+  // applies C by interval arithmetic: [l_y' - u_y, u_y' - l_y] for a margin.
+  //
+  // Without it the backsubstitution relaxations bound the logits too and
+  // apply C to that box by interval arithmetic: the authors' `--C eye`
+  // (what table 6 trains the FC DeepZ rows at eps 0.2/0.3 with).
   bool elide_last_layer = true;
   // Budget for one chunk of backsubstitution workspace (bytes). Intermediate
   // bounds of wide layers are computed this many neurons at a time, each
@@ -58,6 +64,10 @@ struct BoundOptions {
   // al.'s combined bound (the crown-ibp training method), sharing the Box pass
   // that gives CROWN-IBP its intermediate bounds. In [0, 1]; 0 is Box alone.
   float crown_ibp_beta = 1.0f;
+  // CROWN's lower slope for an unstable ReLU with -l = u exactly (crown and
+  // crown-ibp; the other rules have no tie): 0, the paper's section 2 (slope
+  // 0 when -l >= u), or 1, the authors' code (slope 0 only when -l > u).
+  int crown_tie_slope = 0;
   // Sound mode (certification): the bounds hold for the real-valued network
   // on the input box AND for the engine's float32 forward pass, every
   // rounding of both and of the relaxation's own float32 arithmetic
