@@ -436,7 +436,7 @@ if [ "$rc" -ne 0 ] && grep -qF -- "--direction 'sideways' is neither logit nor a
 echo "== certify table"
 out=$("$CERTIFY" table --checkpoints "$tmp/a,$tmp/j/checkpoint.ckpt" --relaxations box,crown-ibp \
       --eps 0.005 --test-subset 100 --threads 1 --out "$tmp/table.md" 2>/dev/null); rc=$?
-box_cell=$(awk -F'|' 'NR == 3 {print $7 + 0}' "$tmp/table.md" 2>/dev/null)
+box_cell=$(awk -F'|' 'NR == 3 {print $8 + 0}' "$tmp/table.md" 2>/dev/null)
 if [ "$rc" -eq 0 ] && [ "$(wc -l < "$tmp/table.md")" -eq 4 ] &&
    [ "$(head -1 "$tmp/table.md")" = "| run | net | data set | eps | trained with | crown tie | box | crown-ibp |" ] &&
    [ "$(awk -F'|' 'NR == 3 {print $2}' "$tmp/table.md")" = " a " ] && [ "$(awk -F'|' 'NR == 4 {print $2}' "$tmp/table.md")" = " j " ] &&

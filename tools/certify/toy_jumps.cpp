@@ -80,7 +80,7 @@ std::string toy_jumps_gnuplot(const ToyJumps& t, const std::vector<std::string>&
          "set datafile separator ','\n" +
          gnuplot_title(title) +
          "set xlabel 'w' noenhanced\nset ylabel 'lower bound' noenhanced\n"
-         "set xrange [-1:2]\nset yrange [-2.25:1.25]\nset key below horizontal noenhanced\nset grid\n" +
+         "set xrange [-1:2]\nset yrange [-2.25:2.25]\nset key below horizontal noenhanced\nset grid\n" +
          plot +
          "\nset terminal svg size 1000,680 font ',11'\nset output 'toy_jumps.svg'\nreplot\n";
 }
