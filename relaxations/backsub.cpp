@@ -528,21 +528,18 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
 
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {
-  ReluRule rule = ReluRule::crown;
-  switch (relaxation) {
-    case Relaxation::deepz: rule = ReluRule::deepz; break;
-    case Relaxation::crown: rule = ReluRule::crown; break;
-    case Relaxation::crown0: rule = ReluRule::crown0; break;
-    case Relaxation::hbox_fresh: rule = ReluRule::hbox_fresh; break;
-    case Relaxation::crown_ibp: rule = ReluRule::crown; break;
-    default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");
-  }
+  const RelaxationInfo& info = relaxation_info(relaxation);
+  if (info.engine != BoundsEngine::backsub)
+    fail("bounds", std::string(info.name) + " is not a backsubstitution relaxation");
+  const ReluRule rule = info.relu_rule;
+  // Box intermediate bounds (CROWN-IBP): one Box pass, which can also give Box's own output bounds to mix in.
+  const bool box_intermediate = info.intermediate == IntermediateBounds::box_pass;
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes, options.sound);
   const std::vector<Layer>& layers = net.layers();
   CentreRadiusPair box_output;  // crown_ibp with beta < 1: the Box pass's box at box_end
   const float beta = options.crown_ibp_beta;
-  if (relaxation == Relaxation::crown_ibp) {
+  if (box_intermediate) {
     if (beta <= 0.0f) return box_bounds(net, lower0, upper0, spec, options);
     // One Box pass gives the intermediate bounds and, carried on to box_end, Box's own output box.
     size_t end = 0;
@@ -562,7 +559,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     }
   }
   const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer, options.need_lower);
-  if (relaxation != Relaxation::crown_ibp || beta >= 1.0f) return Bounds{r.lower, r.upper};
+  if (!box_intermediate || beta >= 1.0f) return Bounds{r.lower, r.upper};
   const Bounds box = box_output_bounds(net, box_output, spec, options);
   auto mix = [beta](const Tensor& crown, const Tensor& ibp) {
     return crown.defined() ? ops::add(ops::scale(crown, beta), ops::scale(ibp, 1.0f - beta)) : Tensor();
