@@ -3,8 +3,11 @@
 // kernel stems from kernels/kernels.h it runs (each has a _cpu and a _cuda
 // twin), and whether it is differentiable. tests/test_op_table.cpp walks this
 // list and fails when an op lacks a gradient check, a CPU-vs-CUDA parity check,
-// or a kernel twin. Relaxation-specific fused ops join the same list from
-// relaxations/ops_table.h (RELAXATION_OPS).
+// or a kernel twin, and, from the kernels CTE_RUN logs while each op's cases
+// run forward and backward, when an op launches a kernel it does not list or
+// lists one it never launches. The relaxations' fused ops are listed in the
+// same format in relaxations/relax_ops.h (CTE_RELAXATION_OPS), walked by the
+// same test for their kernel twins.
 #pragma once
 
 // X(name, "kernel stems", differentiable)
