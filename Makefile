@@ -76,11 +76,12 @@ CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcubla
 # ---------------------------------------------------------------- sources
 MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
-              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp))
+              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp tools/certify/*.cpp))
 CU_SRCS := $(wildcard kernels/cuda/*.cu)
 EMU_SRCS := $(wildcard kernels/emu/*.cpp)
 TEST_SRCS := $(wildcard tests/*.cpp)
 TEST_CU_SRCS := $(wildcard tests/*.cu)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 
 obj = $(patsubst %,build/$(1)/%.o,$(2))
 
@@ -92,7 +93,12 @@ else
   REL_CU_OBJS := $(call obj,rel,$(CU_SRCS) $(EMU_SRCS))
   REL_LINK :=
 endif
-ASAN_OBJS := $(call obj,asan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(TEST_CU_SRCS))
+# The fuzz harnesses go into the ASan test binary too, each entry point renamed,
+# so that tests/fuzz/replay_test.cpp replays their saved inputs in `make test`
+# without the clang fuzzing build (`make fuzz` fuzzes).
+FUZZ_REPLAY_OBJS := $(patsubst tests/fuzz/%.cpp,build/asan/fuzz-replay/%.cpp.o,$(FUZZ_SRCS)) \
+                    build/asan/tests/fuzz/replay_test.cpp.o
+ASAN_OBJS := $(call obj,asan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(TEST_CU_SRCS)) $(FUZZ_REPLAY_OBJS)
 TSAN_OBJS := $(call obj,tsan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(TEST_SRCS) $(TEST_CU_SRCS))
 BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(s)))))
 BINS := $(addprefix build/bin/,$(BIN_NAMES))
@@ -116,6 +122,9 @@ build/asan/%.cpp.o: %.cpp
 build/asan/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(CXX) $(ASAN_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
+build/asan/fuzz-replay/fuzz_%.cpp.o: tests/fuzz/fuzz_%.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(ASAN_FLAGS) $(EMU_DEFS) -DLLVMFuzzerTestOneInput=cte_fuzz_replay_$* -c $< -o $@
 build/tsan/%.cpp.o: %.cpp
 	@mkdir -p $(@D)
 	$(CXX) $(TSAN_FLAGS) $(EMU_DEFS) -c $< -o $@
@@ -182,7 +191,6 @@ FUZZ_SECONDS ?= 60
 FUZZ_FLAGS := $(BASE_FLAGS) -O1 -g -Wno-unknown-pragmas -Wno-unused-const-variable \
               -fsanitize=fuzzer-no-link,address,undefined -fsanitize-ignorelist=tests/fuzz/ubsan_ignore.txt \
               -fno-sanitize-recover=all -fno-omit-frame-pointer $(EMU_DEFS)
-FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.cpp)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,build/fuzz/bin/%,$(FUZZ_SRCS))
 FUZZ_LIB_OBJS := $(call obj,fuzz,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS))
 build/fuzz/%.cpp.o: %.cpp
@@ -202,7 +210,7 @@ deps:
 	@bash tools/deps.sh
 
 test-build: deps
-	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan $(FUZZ_BINS)
+	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan
 
 # Tests: the full suite on the CPU and the emulated CUDA backend under
 # AddressSanitizer; the emulator and kernel-parity suites under ThreadSanitizer;

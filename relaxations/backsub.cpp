@@ -1,4 +1,4 @@
-// Backsubstitution (paper section 2, appendix A): DeepZ, CROWN, CROWN-0,
+// Backsubstitution (paper section 2, appendix A): DeepZ, CROWN, CROWN-0 (both variants),
 // hbox-fresh and CROWN-IBP, plus the walker hBox uses for its symbolic part.
 //
 // K linear functions of the neurons at one level are held as coefficients A
@@ -526,12 +526,36 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
   return r;
 }
 
+namespace {
+
+// The bounds of C z once the intermediate bounds are in ctx. With elision
+// (or no spec) backsubstitution starts from C; without it the logits are
+// bounded first and C is applied to their box by interval arithmetic (Box's
+// own last step), as the authors' `--C eye` does.
+BacksubResult output_bounds(BacksubContext& ctx, const Tensor& spec, const BoundOptions& options) {
+  if (!spec.defined() || options.elide_last_layer) return backsub_spec(ctx, spec, true, options.need_lower);
+  const BacksubResult logits = backsub_spec(ctx, Tensor(), false);
+  const Tensor centre = ops::scale(ops::add(logits.upper, logits.lower), 0.5f);
+  Tensor radius = ops::scale(ops::sub(logits.upper, logits.lower), 0.5f);
+  // Sound mode: c and r are each one rounding away from (u + l) / 2 and (u - l) / 2.
+  if (options.sound) radius = ops::add(radius, roundoff(ops::add(ops::abs(centre), radius), 4.0f));
+  const Bounds b = box_output_bounds(*ctx.net, {centre, radius}, spec, options);
+  BacksubResult r;
+  if (options.need_lower) r.lower = b.lower;
+  r.upper = b.upper;
+  return r;
+}
+
+}  // namespace
+
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {
   const RelaxationInfo& info = relaxation_info(relaxation);
   if (info.engine != BoundsEngine::backsub)
     fail("bounds", std::string(info.name) + " is not a backsubstitution relaxation");
-  const ReluRule rule = info.relu_rule;
+  // --crown-tie 1: CROWN's tie -l = u gets slope 1 (the authors' code).
+  const ReluRule rule =
+      info.relu_rule == ReluRule::crown && options.crown_tie_slope == 1 ? ReluRule::crown_tie1 : info.relu_rule;
   // Box intermediate bounds (CROWN-IBP): one Box pass, which can also give Box's own output bounds to mix in.
   const bool box_intermediate = info.intermediate == IntermediateBounds::box_pass;
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
@@ -558,7 +582,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       extend_magnitudes(ctx);
     }
   }
-  const BacksubResult r = backsub_spec(ctx, spec, options.elide_last_layer, options.need_lower);
+  const BacksubResult r = output_bounds(ctx, spec, options);
   if (!box_intermediate || beta >= 1.0f) return Bounds{r.lower, r.upper};
   const Bounds box = box_output_bounds(net, box_output, spec, options);
   auto mix = [beta](const Tensor& crown, const Tensor& ibp) {

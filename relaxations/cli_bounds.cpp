@@ -121,6 +121,7 @@ int certify_bounds_command(int argc, char** argv) {
   double eps = 0.0;
   int threads = 0;
   bool no_clip = false, no_elide = false, unsound_fast = false;
+  int crown_tie = 0;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--net", net_path, "network JSON (engine/netjson.h format)")->required();
   app.add_option("--x", x_path,
@@ -141,6 +142,7 @@ int certify_bounds_command(int argc, char** argv) {
                "that take other inputs, e.g. the ones certify sgd writes)");
   app.add_flag("--no-elide", no_elide,
                "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
+  tools::add_crown_tie_flag(app, crown_tie, "default: 0; printed as \"crown_tie\" on every line");
   app.add_flag("--unsound-fast", unsound_fast,
                "the fast bounds of training instead of the sound ones (which hold for the real network and the "
                "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
@@ -226,6 +228,7 @@ int certify_bounds_command(int argc, char** argv) {
     BoundOptions options;
     options.elide_last_layer = !no_elide;
     options.sound = !unsound_fast;
+    options.crown_tie_slope = crown_tie;
     for (Relaxation relaxation : relaxations) {
       Bounds bounds;
       try {
@@ -234,8 +237,8 @@ int certify_bounds_command(int argc, char** argv) {
         throw InputError(net_path, e.what());  // unsupported layers, NaN weights: the network's fault
       }
       const int64_t cols = bounds.lower.size(1);
-      std::printf("{\"relaxation\": \"%s\", \"sound\": %s, \"lower\": %s, \"upper\": %s}\n",
-                  relaxation_name(relaxation), options.sound ? "true" : "false",
+      std::printf("{\"relaxation\": \"%s\", \"sound\": %s, \"crown_tie\": %d, \"lower\": %s, \"upper\": %s}\n",
+                  relaxation_name(relaxation), options.sound ? "true" : "false", crown_tie,
                   rows_json(bounds.lower.to_vector(), batch, cols).c_str(),
                   rows_json(bounds.upper.to_vector(), batch, cols).c_str());
     }

@@ -226,7 +226,9 @@ void reset_backsub_chunk_stats();
 
 // Bounds (or norms) of C z with z the network's output: spec (N, K, L),
 // folded into the last linear layer when `elide` (for backsubstitution this
-// is the same computation: C is simply the starting coefficient matrix).
+// is the same computation: C is simply the starting coefficient matrix;
+// BoundOptions::elide_last_layer false instead bounds the logits, spec
+// undefined here, and applies C by interval arithmetic: backsub_bounds).
 // need_lower false (bounds modes): only the upper bounds; a stacked rule then
 // walks -C alone instead of [C; -C].
 BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower = true);

@@ -241,6 +241,8 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   }
   if (!(options.crown_ibp_beta >= 0.0f && options.crown_ibp_beta <= 1.0f))
     fail("bounds", "crown_ibp_beta must lie in [0, 1], got " + std::to_string(options.crown_ibp_beta));
+  if (options.crown_tie_slope != 0 && options.crown_tie_slope != 1)
+    fail("bounds", "crown_tie_slope must be 0 or 1, got " + std::to_string(options.crown_tie_slope));
   check_network(net, device);
   Bounds bounds;
   const RelaxationInfo& info = relaxation_info(relaxation);

@@ -6,8 +6,8 @@
 // into the weights (through the intermediate bounds l, u as well; the choice
 // of case - stable or unstable, CROWN's adaptive slope - has no gradient).
 // The relaxations are the rows of CTE_RELAXATIONS below. Stable ReLUs in every
-// backsubstitution: u <= 0 gives 0, l >= 0 the identity (the identity wins
-// when l = u = 0).
+// backsubstitution but crown0: u <= 0 gives 0, l >= 0 the identity (the
+// identity wins when l = u = 0).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -54,9 +54,12 @@ enum class IntermediateBounds {
   X(deepz, "deepz", "", backsub, deepz, triangle, "relu_linear_bounds(deepz)", backsub_pass,                          \
     "backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l, lambda = u / (u - l)")                    \
   X(crown, "crown", "", backsub, crown, triangle, "relu_linear_bounds(crown)", backsub_pass,                          \
-    "as deepz but the lower slope is 0 when -l >= u, else 1")                                                         \
+    "as deepz but the lower slope is 0 when -l >= u, else 1 (--crown-tie 1: 0 only when -l > u)")                                                         \
   X(crown0, "crown0", "", backsub, crown0, triangle, "relu_linear_bounds(crown0)", backsub_pass,                      \
-    "as crown with the lower slope always 0 for unstable ReLUs")                                                      \
+    "CROWN-0 of the paper (appendix K.4): the lower bound y >= 0 on every ReLU, stable active ones included")          \
+  X(crown0_unstable, "crown0-unstable", "crown0_unstable", backsub, crown0_unstable, triangle,                        \
+    "relu_linear_bounds(crown0_unstable)", backsub_pass,                                                              \
+    "lower slope 0 on unstable ReLUs only, stable ReLUs exact (the authors' code option '0')")                        \
   X(crown_ibp, "crown-ibp", "crown_ibp,crown-ibp-r", backsub, crown, triangle, "relu_linear_bounds(crown)", box_pass, \
     "Box intermediate bounds, CROWN backsubstitution for the output")                                                 \
   X(triangle, "triangle", "", lp, crown, triangle, "lp_relu_half_planes(triangle)", lp_pass,                          \
@@ -101,9 +104,12 @@ std::string relaxation_table_markdown();
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's
-  // default). Without it, Box and hBox bound the logits first and apply C by
-  // interval arithmetic; the backsubstitution relaxations start from C either
-  // way (backsubstitution through an affine layer is exact, so the two agree).
+  // default). Without it, every relaxation bounds the logits first and
+  // applies C by interval arithmetic: [l_y' - u_y, u_y' - l_y] for a margin.
+  //
+  // Without it the backsubstitution relaxations bound the logits too and
+  // apply C to that box by interval arithmetic: the authors' `--C eye`
+  // (what table 6 trains the FC DeepZ rows at eps 0.2/0.3 with).
   bool elide_last_layer = true;
   // Budget for one chunk of backsubstitution workspace (bytes). Intermediate
   // bounds of wide layers are computed this many neurons at a time, each
@@ -118,6 +124,10 @@ struct BoundOptions {
   // al.'s combined bound (the crown-ibp training method), sharing the Box pass
   // that gives CROWN-IBP its intermediate bounds. In [0, 1]; 0 is Box alone.
   float crown_ibp_beta = 1.0f;
+  // CROWN's lower slope for an unstable ReLU with -l = u exactly (crown and
+  // crown-ibp; the other rules have no tie): 0, the paper's section 2 (slope
+  // 0 when -l >= u), or 1, the authors' code (slope 0 only when -l > u).
+  int crown_tie_slope = 0;
   // Sound mode (certification): the bounds hold for the real-valued network
   // on the input box AND for the engine's float32 forward pass, every
   // rounding of both and of the relaxation's own float32 arithmetic

@@ -309,7 +309,7 @@ struct ReluRelaxation {
 // The per-neuron rule (ARCHITECTURE.md, relaxations/ table). The identity
 // test comes first so that l = u = 0 is the identity.
 ReluRelaxation relax_relu(Relaxation rule, double l, double u) {
-  if (l >= 0.0) return {{1.0, 0.0}, {1.0, 0.0}};
+  if (l >= 0.0) return {{rule == Relaxation::crown0 ? 0.0 : 1.0, 0.0}, {1.0, 0.0}};  // CROWN-0: y >= 0 everywhere
   if (u <= 0.0) return {{0.0, 0.0}, {0.0, 0.0}};
   const double lambda = u / (u - l);
   const LinearBound chord{lambda, -lambda * l};
@@ -317,7 +317,8 @@ ReluRelaxation relax_relu(Relaxation rule, double l, double u) {
     case Relaxation::deepz: return {{lambda, 0.0}, chord};
     case Relaxation::crown:
     case Relaxation::crown_ibp: return {{-l >= u ? 0.0 : 1.0, 0.0}, chord};
-    case Relaxation::crown0: return {{0.0, 0.0}, chord};
+    case Relaxation::crown0:
+    case Relaxation::crown0_unstable: return {{0.0, 0.0}, chord};
     case Relaxation::hbox_fresh: return {{0.0, 0.0}, {0.0, u}};
     default: throw std::invalid_argument("[ref] relax_relu: not a backsubstitution relaxation");
   }
@@ -396,10 +397,8 @@ Interval bounds(const DenseNetwork& net, const std::vector<double>& lower0, cons
     throw std::invalid_argument("[ref] bounds: spec has " + std::to_string(spec.cols) + " columns for " +
                                 std::to_string(net.output_size()) + " logits");
   Layers layers = net.layers;
-  // Backsubstitution through an affine layer is exact, so for the backsubstitution
-  // relaxations starting from C equals folding it in: elision only changes Box and hBox.
-  const bool backsub = relaxation != Relaxation::box && relaxation != Relaxation::hbox;
-  const bool fold = !spec.empty() && (elide_last_layer || backsub);
+  // Without elision every relaxation bounds the logits and applies C by interval arithmetic.
+  const bool fold = !spec.empty() && elide_last_layer;
   if (fold) {
     if (layers.empty() || layers.back().is_relu)
       throw std::invalid_argument("[ref] bounds: elision needs a final affine layer");

@@ -7,9 +7,9 @@
 #  3. proofs that the sanitizers catch deliberately broken kernels (an
 #     out-of-bounds write under ASan, a missing __syncthreads under TSan);
 #  4. shell-level integration tests of the binaries (tests/cli/*.sh);
-#  5. every libFuzzer harness on its saved crash inputs, then FUZZ_TEST_SECONDS
-#     (default 8) of fuzzing from its seed corpus (tests/fuzz/run.sh);
-#  6. on a machine with a GPU (or CTE_TEST_GPU=1): the suites on the real device.
+#     (suite 1 also replays every fuzz harness's saved regression and corpus
+#     inputs: tests/fuzz/replay_test.cpp; `make fuzz` is where fuzzing runs);
+#  5. on a machine with a GPU (or CTE_TEST_GPU=1): the suites on the real device.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=0
@@ -37,9 +37,6 @@ for t in tests/cli/*.sh; do
   [ -e "$t" ] || continue
   run bash "$t"
 done
-
-step "fuzzing: each parser's harness on its regressions, then ${FUZZ_TEST_SECONDS:-8} s from its seeds"
-run bash tests/fuzz/run.sh "${FUZZ_TEST_SECONDS:-8}"
 
 if [ -x build/test/tests_gpu ] && { [ "${CTE_TEST_GPU:-}" = 1 ] || nvidia-smi -L >/dev/null 2>&1; }; then
   step "the same suites on the real GPU"

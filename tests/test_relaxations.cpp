@@ -200,6 +200,7 @@ Tensor spec_tensor(const SpecBatch& spec, int64_t count, Device device) {
 struct Variant {
   bool need_lower = true;
   float crown_ibp_beta = 1.0f;
+  int crown_tie_slope = 0;
 };
 
 // With need_lower false the lower bounds come back undefined (checked here)
@@ -213,6 +214,7 @@ FlatBounds engine_bounds(const Network& net, const BoxBatch& box, const SpecBatc
   options.elide_last_layer = elide;
   options.need_lower = variant.need_lower;
   options.crown_ibp_beta = variant.crown_ibp_beta;
+  options.crown_tie_slope = variant.crown_tie_slope;
   const Bounds b = compute_bounds(net, lower0, upper0, spec_tensor(spec, box.count, device), relaxation, options);
   REQUIRE(b.upper.ndim() == 2);
   REQUIRE(b.upper.size(0) == box.count);
@@ -538,36 +540,71 @@ TEST_CASE("relaxations: section 4.1 discontinuities of CROWN (l31) and hBox (l32
   }
 }
 
-TEST_CASE("relaxations: without elision Box and hBox take the margins from the logits' bounds") {
-  // Box and hBox without elision bound the logits and apply C by interval
-  // arithmetic: the margin y' - y lies in [l_y' - u_y, u_y' - l_y]. The
-  // backsubstitution relaxations start from C either way, which equals
-  // folding C into the last layer (backsubstitution through an affine layer
-  // is exact). On the appendix A network with label 0 under DeepZ, folding
-  // gives z2 - z1 = -2 x22 with x12/2 <= x22 <= x12/2 + 1, x12 in [-2, 2]:
-  // [-4, 2], with or without elision.
+TEST_CASE("relaxations: CROWN-0 (y >= 0 on every ReLU) and crown0-unstable by hand") {
+  // x0 in [-1, 1]; h1 = x0 + 2 in [1, 3] (stable active), h2 = x0 in [-1, 1]
+  // (unstable, lambda 1/2, chord (x0 + 1) / 2); z1 = y1 + y2, z2 = y1 - y2.
+  const Network net(Shape{1}, {linear_layer({{1}, {1}}, {2, 0}), make_relu(), linear_layer({{1, 1}, {1, -1}}, {0, 0})});
+  const BoxBatch box = single_box({-1}, {1});
+  // crown0: y1 in [0, x0 + 2], y2 in [0, (x0 + 1) / 2]. z1 >= 0; z1 <= 1.5 x0 + 2.5 <= 4;
+  // z2 >= -(x0 + 1) / 2 >= -1; z2 <= x0 + 2 <= 3.
+  const FlatBounds crown0 = engine_bounds(net, box, {}, Relaxation::crown0, true);
+  CHECK_CLOSE_VEC(crown0.lower, (std::vector<float>{0, -1}), 1e-6, 0);
+  CHECK_CLOSE_VEC(crown0.upper, (std::vector<float>{4, 3}), 1e-6, 0);
+  // crown0-unstable: y1 = x0 + 2 exactly. z1 >= x0 + 2 >= 1; z2 >= x0 + 2 - (x0 + 1) / 2 >= 1.
+  const FlatBounds unstable = engine_bounds(net, box, {}, Relaxation::crown0_unstable, true);
+  CHECK_CLOSE_VEC(unstable.lower, (std::vector<float>{1, 1}), 1e-6, 0);
+  CHECK_CLOSE_VEC(unstable.upper, (std::vector<float>{4, 3}), 1e-6, 0);
+
+  // Every ReLU stable active: x0 in [1, 2], z = relu(x0) - relu(2 x0) + 3 relu(x0) = 2 x0 in [2, 4].
+  // crown0 keeps y >= 0 and y <= h: z >= 0 - 2 x0 + 0 = -4 and z <= x0 - 0 + 3 x0 = 8 (not the exact [2, 4]).
+  const Network stable(Shape{1}, {linear_layer({{1}, {2}, {1}}, {0, 0, 0}), make_relu(),
+                                   linear_layer({{1, -1, 3}}, {0})});
+  const BoxBatch positive = single_box({1}, {2});
+  const FlatBounds c0 = engine_bounds(stable, positive, {}, Relaxation::crown0, true);
+  CHECK(c0.lower[0] == doctest::Approx(-4.0));
+  CHECK(c0.upper[0] == doctest::Approx(8.0));
+  const FlatBounds exact = engine_bounds(stable, positive, {}, Relaxation::crown0_unstable, true);
+  CHECK(exact.lower[0] == doctest::Approx(2.0));
+  CHECK(exact.upper[0] == doctest::Approx(4.0));
+}
+
+TEST_CASE("relaxations: without elision every relaxation takes the margins from the logits' bounds") {
+  // Without elision a relaxation bounds the logits and applies C by interval
+  // arithmetic: the margin y' - y lies in [l_y' - u_y, u_y' - l_y] (the
+  // authors' --C eye). On the appendix A network with label 0 under DeepZ the
+  // logits lie in [-1, 3] and [-2, 2], so z2 - z1 in [-2 - 3, 2 + 1] = [-5, 3].
+  // Folding C into the last layer instead gives z2 - z1 = -2 x22 with
+  // x12/2 <= x22 <= x12/2 + 1, x12 in [-2, 2]: [-4, 2].
   const Network net(Shape{2}, {linear_layer({{1, 1}, {1, -1}}, {0, 0}), make_relu(),
                                linear_layer({{1, 1}, {1, -1}}, {0, 0})});
   const BoxBatch box = single_box({-1, -1}, {1, 1});
   const SpecBatch spec = margin_spec_by_hand({0}, 2);
   for (bool elide : {true, false}) {
+    CAPTURE(elide);
     const FlatBounds got = engine_bounds(net, box, spec, Relaxation::deepz, elide);
-    CHECK(got.lower[0] == doctest::Approx(-4.0));
-    CHECK(got.upper[0] == doctest::Approx(2.0));
+    CHECK(got.lower[0] == doctest::Approx(elide ? -4.0 : -5.0));
+    CHECK(got.upper[0] == doctest::Approx(elide ? 2.0 : 3.0));
     const ref::Interval ref = reference_bounds(ref::to_dense(net), box, spec, Relaxation::deepz, elide).front();
-    CHECK(ref.lower[0] == -4.0);
-    CHECK(ref.upper[0] == 2.0);
+    CHECK(ref.lower[0] == (elide ? -4.0 : -5.0));
+    CHECK(ref.upper[0] == (elide ? 2.0 : 3.0));
   }
+  // CROWN on the same network: logits (0, -2) .. (3, 2) (the worked example above), so
+  // z2 - z1 in [-2 - 3, 2 - 0] = [-5, 2] without elision.
+  const FlatBounds crown = engine_bounds(net, box, spec, Relaxation::crown, false);
+  CHECK(crown.lower[0] == doctest::Approx(-5.0));
+  CHECK(crown.upper[0] == doctest::Approx(2.0));
 
-  // Box and hBox on a random net: the non-elided margins are exactly the
-  // interval arithmetic of the engine's own logit bounds.
+  // Every relaxation on a random net: the non-elided margins are exactly the
+  // interval arithmetic of the engine's own logit bounds (in double here).
   Rng rng(3);
   const Network random_net = dense_network({4, 6, 6, 3}, rng, false);
   const BoxBatch boxes = random_boxes(4, 4, rng, 0.5f);
   const SpecBatch margins = margin_spec_by_hand({0, 2, 1, 2}, 3);
-  for (Relaxation r : {Relaxation::box, Relaxation::hbox}) {
+  int differ = 0;  // margins where elision changes the bound: the flag must do something
+  for (Relaxation r : all_relaxations()) {
     CAPTURE(name_of(r));
     const FlatBounds logits = engine_bounds(random_net, boxes, {}, r, true);
+    const FlatBounds elided = engine_bounds(random_net, boxes, margins, r, true);
     const FlatBounds got = engine_bounds(random_net, boxes, margins, r, false);
     for (int64_t n = 0; n < boxes.count; ++n) {
       const int y = margins.labels[size_t(n)];
@@ -579,11 +616,43 @@ TEST_CASE("relaxations: without elision Box and hBox take the margins from the l
         const float* u = &logits.upper[size_t(n * 3)];
         CAPTURE(n);
         CAPTURE(other);
-        CHECK(got.lower[i] == doctest::Approx(l[other] - u[y]).epsilon(1e-5));
-        CHECK(got.upper[i] == doctest::Approx(u[other] - l[y]).epsilon(1e-5));
+        CHECK(got.lower[i] == doctest::Approx(double(l[other]) - double(u[y])).epsilon(1e-5));
+        CHECK(got.upper[i] == doctest::Approx(double(u[other]) - double(l[y])).epsilon(1e-5));
+        differ += std::fabs(got.upper[i] - elided.upper[i]) > 1e-3f;
       }
     }
   }
+  CHECK(differ > 0);
+}
+
+TEST_CASE("relaxations: CROWN's tie rule (-l = u) is selectable: slope 0 (the paper) or 1 (the authors' code)") {
+  // The section 4.1 network at w = 0: both ReLUs have l = -1, u = 1, a tie.
+  // x31 = x22 + 1: slope 0 gives l31 = 0 + 1 = 1; slope 1 gives x22 >= x0, l31 = -1 + 1 = 0.
+  // x32 = x22 - x21: the upper side of x21 is the chord either way, (x0 + 1) / 2; lower
+  // slope 0: l32 = 0 - (x0 + 1) / 2 >= -1; slope 1: x0 - (x0 + 1) / 2 = (x0 - 1) / 2 >= -1.
+  const Network net(Shape{1}, {linear_layer({{1}, {1}}, {0, 0}), make_relu(), linear_layer({{0, 1}, {-1, 1}}, {1, 0})});
+  const BoxBatch box = single_box({-1}, {1});
+  for (Relaxation r : {Relaxation::crown, Relaxation::crown_ibp}) {
+    CAPTURE(name_of(r));
+    Variant tie0, tie1;
+    tie1.crown_tie_slope = 1;
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie0).lower[0] == doctest::Approx(1.0));
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie1).lower[0] == doctest::Approx(0.0));
+    CHECK(engine_bounds(net, box, {}, r, true, Device::cpu, tie1).lower[1] == doctest::Approx(-1.0));
+  }
+  // Off the tie the setting changes nothing (w = 0.25: -l = 0.75 < u = 1.25, slope 1 either way).
+  const Network off(Shape{1}, {linear_layer({{1}, {1}}, {0.25f, 0.25f}), make_relu(),
+                               linear_layer({{0, 1}, {-1, 1}}, {1, 0})});
+  Variant tie1;
+  tie1.crown_tie_slope = 1;
+  CHECK(engine_bounds(off, box, {}, Relaxation::crown, true, Device::cpu, tie1).lower[0] == doctest::Approx(0.25));
+  CHECK(engine_bounds(off, box, {}, Relaxation::crown, true).lower[0] == doctest::Approx(0.25));
+  // Other values are refused.
+  BoundOptions bad;
+  bad.crown_tie_slope = 2;
+  const Tensor lo = Tensor::from_vector({-1.0f}, Shape{1, 1}, Device::cpu), hi = Tensor::from_vector({1.0f}, Shape{1, 1}, Device::cpu);
+  CHECK_THROWS_WITH_AS(compute_bounds(net, lo, hi, Tensor(), Relaxation::crown, bad),
+                       doctest::Contains("crown_tie_slope must be 0 or 1, got 2"), std::runtime_error);
 }
 
 // =================================================================== 2. soundness
@@ -737,7 +806,8 @@ TEST_CASE("relaxations: with every ReLU stable, every relaxation but Box is exac
     }
     REQUIRE(stable);
     std::vector<std::pair<Relaxation, Expect>> expect;
-    for (Relaxation r : all_relaxations()) expect.push_back({r, r == Relaxation::box ? Expect::sound : Expect::exact});
+    for (Relaxation r : all_relaxations())  // Box and CROWN-0 (y >= 0 on stable ReLUs too) are not exact
+      expect.push_back({r, r == Relaxation::box || r == Relaxation::crown0 ? Expect::sound : Expect::exact});
     check_against_exact_range(net, box, expect);
   }
 }
@@ -1216,10 +1286,12 @@ TEST_CASE("relaxations: crown_ibp_beta outside [0, 1] is refused") {
 }
 
 TEST_CASE("relaxations: names round-trip through parse_relaxation") {
-  CHECK(all_relaxations().size() == 7);
+  CHECK(all_relaxations().size() == 8);
   for (Relaxation r : all_relaxations()) CHECK(parse_relaxation(relaxation_name(r)) == r);
   CHECK(parse_relaxation("hbox_fresh") == Relaxation::hbox_fresh);
   CHECK(parse_relaxation("crown-ibp-r") == Relaxation::crown_ibp);
+  CHECK(parse_relaxation("crown0-unstable") == Relaxation::crown0_unstable);
+  CHECK(std::string(relaxation_name(Relaxation::crown0)) == "crown0");
   CHECK_THROWS_WITH_AS(parse_relaxation("zonotope"), doctest::Contains("[relaxation] unknown"), std::runtime_error);
 }
 

@@ -439,6 +439,123 @@ TEST_CASE("train: every method takes a finite training step") {
   }
 }
 
+TEST_CASE("train: --l2 adds lambda * sum W^2 over the weights (not the biases): one SGD step by hand") {
+  // d/dW of lambda * sum W^2 is 2 lambda W, so one plain SGD step with lr
+  // moves each weight by -2 lr lambda W0 more than the same step without the
+  // penalty, and each bias by exactly as much (biases are not penalised, as
+  // in the authors' code). L1 off so the difference is the L2 term alone.
+  const DatasetSplits data = synthetic_data();
+  const double lambda = 0.05, lr = 0.1;
+  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 20 * 16);
+  for (float& v : xs) v /= 255.0f;
+  const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 20);
+  auto one_step = [&](double l2, std::vector<std::vector<float>>* before) {
+    TrainConfig c = small_config("unused");
+    c.method = "natural";
+    c.l1 = 0;
+    c.l2 = l2;
+    validate_config(c);
+    Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 1);
+    net.set_requires_grad(true);
+    if (before)
+      for (const Tensor& p : net.parameters()) before->push_back(p.to_vector());
+    Sgd sgd(net.parameters(), float(lr));
+    TrainStep step(net, sgd, c, 3);
+    ScheduleValues s;
+    s.kappa = 1.0f;
+    s.lr = float(lr);
+    step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
+    std::vector<std::vector<float>> after;
+    for (const Tensor& p : net.parameters()) after.push_back(p.to_vector());
+    return after;
+  };
+  std::vector<std::vector<float>> initial;
+  const auto with = one_step(lambda, &initial);
+  const auto without = one_step(0.0, nullptr);
+  // Which parameters are weights: the linear layers' 2-D tensors, in parameters() order.
+  Network shapes = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 1);
+  const std::vector<Tensor> params = shapes.parameters();
+  REQUIRE(params.size() == initial.size());
+  int weights = 0, biases = 0;
+  for (size_t k = 0; k < params.size(); ++k) {
+    const bool weight = params[k].ndim() == 2;
+    weights += weight;
+    biases += !weight;
+    for (size_t i = 0; i < initial[k].size(); ++i) {
+      const double want = weight ? -2.0 * lr * lambda * double(initial[k][i]) : 0.0;
+      CHECK(double(with[k][i]) - double(without[k][i]) == doctest::Approx(want).epsilon(1e-3).scale(1e-6));
+    }
+  }
+  CHECK(weights == 3);
+  CHECK(biases == 3);
+  // config.json carries it (resumable) and a negative value is refused.
+  TrainConfig c = small_config("unused");
+  c.l2 = 5e-3;
+  TrainConfig back;
+  apply_config_json(config_to_json(c), back, "test");
+  CHECK(back.l2 == 5e-3);
+  c.l2 = -1;
+  CHECK(message_of([&] { validate_config(c); }).find("--l2 -1 must be >= 0") != std::string::npos);
+}
+
+TEST_CASE("train: evaluation PGD starts at a seeded uniform point of the ball clipped to [0, 1]") {
+  Network net = build_network("fc-small", Shape{1, 4, 4}, 3, Normalization{{0.5f}, {0.25f}}, 5);
+  Rng rng(4);
+  std::vector<float> xs(64 * 16);
+  for (size_t i = 0; i < xs.size(); ++i) xs[i] = i % 5 == 0 ? 0.02f : i % 7 == 0 ? 0.99f : float(rng.uniform());
+  const Tensor x = Tensor::from_vector(xs, Shape{64, 1, 4, 4}, Device::cpu);
+  std::vector<int> labels(64);
+  for (int i = 0; i < 64; ++i) labels[size_t(i)] = i % 3;
+  PgdOptions o;  // steps 0: x_adv is the start itself
+  o.eps = 0.1f;
+  o.steps = 0;
+  o.random_start = true;
+  o.stop_at_success = false;
+  o.seed = 17;
+  const std::vector<float> a = pgd_attack(net, x, labels, o).x_adv.to_vector();
+  const std::vector<float> b = pgd_attack(net, x, labels, o).x_adv.to_vector();
+  o.seed = 18;
+  const std::vector<float> c = pgd_attack(net, x, labels, o).x_adv.to_vector();
+  CHECK(a == b);  // seeded: the same start every time
+  CHECK(a != c);  // another seed, another start
+  double mean_offset = 0, mean_square = 0;
+  int inside = 0;
+  for (size_t i = 0; i < xs.size(); ++i) {
+    const float lo = std::max(0.0f, xs[i] - o.eps), hi = std::min(1.0f, xs[i] + o.eps);
+    CHECK(a[i] >= lo);
+    CHECK(a[i] <= hi);
+    if (xs[i] - o.eps >= 0.0f && xs[i] + o.eps <= 1.0f) {  // unclipped: uniform on [x - eps, x + eps]
+      const double t = double(a[i] - xs[i]) / o.eps;
+      mean_offset += t;
+      mean_square += t * t;
+      ++inside;
+    }
+  }
+  REQUIRE(inside > 300);
+  // Uniform on [-1, 1]: mean 0 (sd 0.577 / sqrt(n)), mean square 1/3 (sd 0.298 / sqrt(n)); 5 sd.
+  CHECK(std::fabs(mean_offset / inside) < 5 * 0.577 / std::sqrt(double(inside)));
+  CHECK(std::fabs(mean_square / inside - 1.0 / 3.0) < 5 * 0.298 / std::sqrt(double(inside)));
+  // --pgd-start zero: the start is x itself.
+  o.random_start = false;
+  CHECK(pgd_attack(net, x, labels, o).x_adv.to_vector() == xs);
+
+  // evaluate(): random by default and recorded; zero on request; both deterministic.
+  const DatasetSplits data = synthetic_data();
+  EvalOptions eo;
+  eo.eps = {0.05f};
+  eo.pgd_options.steps = 3;
+  eo.pgd_options.seed = 2;
+  eo.subset = 30;
+  const EvalReport r1 = evaluate(net, data.test, eo), r2 = evaluate(net, data.test, eo);
+  CHECK(r1.to_json()["pgd_start"] == "random");
+  CHECK(r1.radii[0].pgd_robust == r2.radii[0].pgd_robust);
+  eo.pgd_random_start = false;
+  CHECK(evaluate(net, data.test, eo).to_json()["pgd_start"] == "zero");
+  TrainConfig bad = small_config("unused");
+  bad.pgd_start = "x";
+  CHECK(message_of([&] { validate_config(bad); }).find("--pgd-start 'x' is unknown") != std::string::npos);
+}
+
 TEST_CASE("train: resume continues a run to the same weights bit for bit") {
   TempDir dir("resume");
   // sabr exercises everything random: data order, PGD random starts, Box.

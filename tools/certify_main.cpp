@@ -36,6 +36,10 @@
 //       the one where the first relaxation ends highest above the second
 //       although the second's landscape reaches higher. Writes
 //       sgd_landscape.csv, sgd_path.csv, sgd_network.json, sgd.gp, sgd.png.
+//   certify toy-jumps [--points 301] [--crown-tie 0|1] [--out DIR]
+//       the paper's figure 3 (section 4.1): CROWN's and hBox's lower bounds on
+//       the toy network as w sweeps [-1, 2], jumping at w = 0 and w = 1.
+//       Writes toy_jumps.csv, toy_jumps.json, toy_jumps.gp, .png and .svg.
 //   certify viewer [--out DIR] [--points N] [--relaxations ...]
 //       the relaxation viewer: one self-contained HTML page (tools/lib/viewer.h).
 //   certify export-inputs --dataset D [--data-dir DIR] [--split test|train] [--indices 0-9,15] [--out x.json]
@@ -67,6 +71,7 @@
 #include "relaxations/relaxations.h"
 #include "train/config.h"
 #include "relaxations/relaxations.h"
+#include "tools/certify/commands.h"
 #include "tools/lib/cli_flags.h"
 #include "tools/lib/curves.h"
 #include "tools/lib/landscape.h"
@@ -91,6 +96,8 @@ int usage(std::FILE* out) {
                "           table 7 (certify table --help)\n"
                "  sgd      gradient ascent on a relaxation's bound along a line: the paper's section 4.4\n"
                "           (certify sgd --help)\n"
+               "  toy-jumps  the section 4.1 toy network's CROWN and hBox bounds as w sweeps [-1, 2]: the paper's\n"
+               "             figure 3, jumps at w = 0 and w = 1 (certify toy-jumps --help)\n"
                "  viewer   the relaxation viewer: an HTML page with sliders for l and u and every relaxation\n"
                "           (certify viewer --help)\n"
                "  export-inputs  test images of a data set as the x.json that certify bounds reads\n"
@@ -181,8 +188,9 @@ int certify_eval_command(int argc, char** argv) {
   std::vector<std::string> relaxation_names;
   std::vector<double> eps_list;
   int64_t test_subset = 0;
-  int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0;
+  int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0, crown_tie = -1;
   double pgd_step_size = 0.01;
+  std::string pgd_start = "random";
   bool pgd = false, want_json = false, unsound_fast = false;
   ElideFlags elide;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -201,7 +209,9 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--pgd-steps", pgd_steps, "PGD steps")->capture_default_str();
   app.add_option("--pgd-step-size", pgd_step_size, "PGD step size")->capture_default_str();
   app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball")->capture_default_str();
+  tools::add_pgd_start_flag(app, pgd_start);
   add_elide_flags(app, elide);
+  tools::add_crown_tie_flag(app, crown_tie, "default: as the run trained");
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -217,6 +227,7 @@ int certify_eval_command(int argc, char** argv) {
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   tools::check_pgd_flags("certify", pgd_steps, pgd_step_size, pgd_restarts);
+  const bool pgd_random = tools::pgd_random_start("certify", pgd_start);
   for (double e : eps_list) {
     if (!(e >= 0) || !std::isfinite(e))
       throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
@@ -244,7 +255,9 @@ int certify_eval_command(int argc, char** argv) {
   o.pgd_options.step_size = float(pgd_step_size);
   o.pgd_options.restarts = pgd_restarts;
   o.pgd_options.seed = trained.seed;
+  o.pgd_random_start = pgd_random;
   o.elide = elide.resolve(trained.elide);
+  o.crown_tie_slope = crown_tie >= 0 ? crown_tie : trained.crown_tie;
   o.sound = !unsound_fast;
   o.batch_size = batch_size;
   o.subset = test_subset;
@@ -276,6 +289,8 @@ int certify_eval_command(int argc, char** argv) {
   for (size_t j = 0; j < relaxations.size(); ++j)
     row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
   std::cout << "[certify] " << (o.sound ? "sound bounds (float32 rounding accounted for)" : "fast bounds (--unsound-fast)")
+            << ", CROWN tie slope " << o.crown_tie_slope
+            << (o.pgd ? std::string(", PGD from a ") + (pgd_random ? "random point of the ball" : "zero offset") : "")
             << "; smallest certified margin:";
   for (const EvalAtRadius& at : r.radii)
     for (size_t j = 0; j < relaxations.size(); ++j)
@@ -577,7 +592,7 @@ int certify_table_command(int argc, char** argv) {
   std::string out_path, device_name = "auto", data_dir;
   double eps = -1.0;
   int64_t test_subset = 0;
-  int batch_size = 100, threads = 0;
+  int batch_size = 100, threads = 0, crown_tie = -1;
   bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--checkpoints", checkpoints, "checkpoints written by train (or their run folders), one row each")
@@ -589,6 +604,7 @@ int certify_table_command(int argc, char** argv) {
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
   app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
   app.add_option("--out", out_path, "also write the table as Markdown to this file");
+  tools::add_crown_tie_flag(app, crown_tie, "default: as each run trained; a column of the table");
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -609,7 +625,7 @@ int certify_table_command(int argc, char** argv) {
 
   // One row per checkpoint: its run (the folder train wrote, which tells two
   // Box rows apart), how it was trained, then a cell per relaxation.
-  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with"};
+  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with", "crown tie"};
   const size_t first_relaxation = header.size();
   for (Relaxation r : relaxations) header.push_back(relaxation_name(r));
   std::vector<std::vector<std::string>> rows;
@@ -622,13 +638,15 @@ int certify_table_command(int argc, char** argv) {
     o.relaxations = relaxations;
     o.pgd = false;
     o.elide = run.trained.elide;
+    o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
     o.sound = !unsound_fast;
     o.batch_size = batch_size;
     o.subset = test_subset;
     const EvalReport r = evaluate(run.net, run.data.test, o);
     std::string run_name = std::filesystem::path(checkpoint).parent_path().filename().string();
     if (run_name.empty()) run_name = std::filesystem::path(checkpoint).stem().string();
-    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method};
+    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method,
+                                 std::to_string(o.crown_tie_slope)};
     for (size_t j = 0; j < relaxations.size(); ++j) {
       char cell[32];
       std::snprintf(cell, sizeof cell, "%.2f%%",
@@ -929,6 +947,7 @@ int main(int argc, char** argv) {
     if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
     if (command == "table") return certify_table_command(argc - 1, argv + 1);
     if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
+    if (command == "toy-jumps") return tools::certify_toy_jumps_command(argc - 1, argv + 1);
     if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());
     if (command == "export-inputs") return certify_export_inputs_command(argc - 1, argv + 1);
   } catch (const std::exception& e) {

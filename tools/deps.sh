@@ -14,9 +14,10 @@ packages=(
   libcli11-dev         # command-line flags
   dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests
   gnuplot-nox          # figures
+  python3              # tools/reproduce, the reproduction runner (Python >= 3.11: tomllib)
   clang lld            # the relaxation viewer's WebAssembly module (tools/viewer/)
   chromium nodejs      # the viewer's browser test (tests/cli/viewer_browser.sh, puppeteer-core from npm)
-  clang-14             # the libFuzzer harnesses (make fuzz; make test runs them briefly)
+  clang-14             # the libFuzzer harnesses (make fuzz)
   libclang-rt-14-dev   # libFuzzer and clang's sanitizer runtimes
 )
 # npm: Debian's package, unless an npm already came with another Node.js build

@@ -136,6 +136,8 @@ const std::vector<Field>& fields() {
             }},
       CTE_FIELD_NUM("lr-step-every", lr_step_every),
       CTE_FIELD_NUM("l1", l1),
+      CTE_FIELD_NUM("l2", l2),
+      CTE_FIELD_NUM("crown-tie", crown_tie),
       CTE_FIELD_NUM("batch-size", batch_size),
       CTE_FIELD_BOOL("elide", elide),
       CTE_FIELD_BOOL("augment", augment),
@@ -143,6 +145,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("pgd-steps", pgd_steps),
       CTE_FIELD_NUM("pgd-step-size", pgd_step_size),
       CTE_FIELD_NUM("pgd-restarts", pgd_restarts),
+      CTE_FIELD_STR("pgd-start", pgd_start),
       CTE_FIELD_NUM("train-pgd-steps", train_pgd_steps),
       CTE_FIELD_NUM("sabr-lambda", sabr_lambda),
       CTE_FIELD_STR("device", device),
@@ -317,6 +320,10 @@ void validate_config(const TrainConfig& c) {
   }
   if (c.lr_step_every < 1) bad("--lr-step-every " + std::to_string(c.lr_step_every) + " must be at least 1");
   if (!finite_nonneg(c.l1)) bad("--l1 " + format_number(c.l1) + " must be >= 0");
+  if (!finite_nonneg(c.l2)) bad("--l2 " + format_number(c.l2) + " must be >= 0");
+  if (c.crown_tie != 0 && c.crown_tie != 1) bad("--crown-tie " + std::to_string(c.crown_tie) + " must be 0 or 1");
+  if (c.pgd_start != "random" && c.pgd_start != "zero")
+    bad("--pgd-start '" + c.pgd_start + "' is unknown; expected random or zero");
   if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
   tools::check_pgd_flags("train", c.pgd_steps, c.pgd_step_size, c.pgd_restarts);
   if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
@@ -354,7 +361,8 @@ std::vector<std::string> config_notes(const TrainConfig& c) {
 
 std::vector<std::string> check_resume_changes(const TrainConfig& config, const json& then, const std::string& source) {
   static const char* kFree[] = {"epochs",       "out",      "resume",    "eval-every",   "test-subset", "threads",
-                                "quiet",        "device",   "certify-with", "data-dir", "pgd-steps",   "pgd-restarts"};
+                                "quiet",        "device",   "certify-with", "data-dir", "pgd-steps",   "pgd-restarts",
+                                "pgd-start"};
   std::vector<std::string> notes;
   const json now = config_to_json(config);
   for (auto it = now.begin(); it != now.end(); ++it) {
@@ -435,6 +443,10 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
       ->delimiter(',');
   app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
   app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
+  app.add_option("--l2", c.l2,
+                 "L2 regularisation strength lambda (loss += lambda * sum W^2 over weights, biases excluded as in "
+                 "the authors' code; the paper: 5e-5, 5e-3 for table 3's experiment E)");
+  tools::add_crown_tie_flag(app, c.crown_tie, "default: 0; training and certification");
   app.add_option("--batch-size", c.batch_size, "training batch size");
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");
@@ -445,6 +457,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--pgd-steps", c.pgd_steps, "PGD steps for the PGD accuracy");
   app.add_option("--pgd-step-size", c.pgd_step_size, "PGD step size (inputs in [0, 1])");
   app.add_option("--pgd-restarts", c.pgd_restarts, "extra PGD runs from random points of the ball (evaluation)");
+  tools::add_pgd_start_flag(app, c.pgd_start);
   app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");

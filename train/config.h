@@ -39,6 +39,8 @@ struct TrainConfig {
   std::vector<int> milestones{130, 190};   // x0.1 at each
   int lr_step_every = 20;                  // steps: halve every this many epochs after the ramp-up
   double l1 = 5e-6;                        // lambda * sum |W| over weights
+  double l2 = 0.0;                         // lambda * sum W^2 over weights (biases excluded, as the authors' code)
+  int crown_tie = 0;                       // CROWN's lower slope when -l = u: 0 (the paper) or 1 (the authors' code)
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
@@ -47,6 +49,7 @@ struct TrainConfig {
   int pgd_steps = 100;
   double pgd_step_size = 0.01;
   int pgd_restarts = 0;
+  std::string pgd_start = "random";        // evaluation PGD's first start: random (in the ball) | zero (x itself)
   int train_pgd_steps = 0;                 // 0: the same as --pgd-steps
   double sabr_lambda = 0.4;                // sabr: box radius lambda * eps
   // run plumbing

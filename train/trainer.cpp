@@ -179,6 +179,7 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
       const Tensor spec = margin_spec(labels, num_classes_, device);
       BoundOptions bo;
       bo.elide_last_layer = c.elide;
+      bo.crown_tie_slope = c.crown_tie;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)
       Bounds bounds;
       if (method.small_box) {
@@ -212,6 +213,11 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
     for (size_t i = 1; i < weights_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(weights_[i])));
     loss = ops::add(loss, ops::scale(l1, float(c.l1)));
   }
+  if (c.l2 > 0 && !weights_.empty()) {  // the authors' L2: lambda * sum W^2 (no 1/2), weights only
+    Tensor l2 = ops::sum(ops::mul(weights_[0], weights_[0]));
+    for (size_t i = 1; i < weights_.size(); ++i) l2 = ops::add(l2, ops::sum(ops::mul(weights_[i], weights_[i])));
+    loss = ops::add(loss, ops::scale(l2, float(c.l2)));
+  }
   backward(loss);
   StepStats stats;
   stats.loss = loss.item();
@@ -244,6 +250,8 @@ json EvalReport::to_json() const {
   j["accuracy"] = accuracy();
   j["seconds"] = seconds;
   j["sound"] = sound;
+  j["crown_tie"] = crown_tie_slope;
+  if (!pgd_start.empty()) j["pgd_start"] = pgd_start;
   j["radii"] = json::array();
   for (const EvalAtRadius& r : radii) {
     json e;
@@ -292,9 +300,12 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
     report.radii.push_back(r);
   }
   report.sound = o.sound;
+  report.crown_tie_slope = o.crown_tie_slope;
+  if (o.pgd) report.pgd_start = o.pgd_random_start ? "random" : "zero";
   BoundOptions bo;
   bo.sound = o.sound;
   bo.elide_last_layer = o.elide;
+  bo.crown_tie_slope = o.crown_tie_slope;
   bo.need_lower = false;  // certified() reads only the upper bounds of the margins
   std::vector<float> images;
   std::vector<int> labels;
@@ -318,7 +329,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
         p.eps = r.eps;
         p.stop_at_success = true;
         p.track = true;
-        p.random_start = false;
+        p.random_start = o.pgd_random_start;
         p.seed = mix_seed(o.pgd_options.seed, kEvalTag, uint64_t(batch_index));
         const PgdResult attack = pgd_attack(net, x, labels, p);
         for (int64_t i = 0; i < count; ++i) r.pgd_robust += correct[size_t(i)] && !attack.adversarial[size_t(i)];
@@ -570,7 +581,9 @@ EvalOptions Trainer::eval_options() const {
   o.pgd_options.step_size = float(config_.pgd_step_size);
   o.pgd_options.restarts = config_.pgd_restarts;
   o.pgd_options.seed = config_.seed;
+  o.pgd_random_start = config_.pgd_start == "random";
   o.elide = config_.elide;
+  o.crown_tie_slope = config_.crown_tie;
   o.sound = !config_.unsound_fast;
   o.batch_size = config_.batch_size;
   o.subset = 0;  // test_set_ is already the subset
@@ -756,9 +769,9 @@ TrainSummary Trainer::run() {
   *log_ << text;
   for (const EvalAtRadius& at : r.radii) {
     if (at.pgd_robust >= 0) {
-      std::snprintf(text, sizeof text, "[result] PGD accuracy        %7.2f%%  (%d steps of %g, %d restarts)\n",
+      std::snprintf(text, sizeof text, "[result] PGD accuracy        %7.2f%%  (%d steps of %g, %d restarts, %s start)\n",
                     100.0 * double(at.pgd_robust) / double(std::max<int64_t>(1, r.n)), config_.pgd_steps,
-                    config_.pgd_step_size, config_.pgd_restarts);
+                    config_.pgd_step_size, config_.pgd_restarts, config_.pgd_start.c_str());
       *log_ << text;
     }
     for (size_t k = 0; k < at.certified.size(); ++k) {

@@ -68,7 +68,7 @@ class TrainStep {
   Optimizer& optimizer_;
   TrainConfig config_;
   int num_classes_;
-  std::vector<Tensor> weights_;       // for the L1 penalty
+  std::vector<Tensor> weights_;       // for the L1 and L2 penalties (weights only, no biases)
   std::vector<float> label_values_;  // host staging of the labels, reused
 };
 
@@ -79,7 +79,11 @@ struct EvalOptions {
   std::vector<Relaxation> relaxations{Relaxation::box};
   bool pgd = true;
   PgdOptions pgd_options;  // eps is set per radius; stop_at_success, track on
+  // The first PGD attempt from a uniform random point of the ball (seeded
+  // per batch, as the authors do) instead of x itself (--pgd-start zero).
+  bool pgd_random_start = true;
   bool elide = true;
+  int crown_tie_slope = 0;  // BoundOptions::crown_tie_slope
   int batch_size = 100;
   int64_t subset = 0;  // first N test images (0: all)
   // Sound bounds (relaxations/sound.cpp) and an outward-rounded input box:
@@ -106,7 +110,10 @@ struct EvalReport {
   double seconds = 0;
   double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
   bool sound = true;
-  // {"n", "accuracy", "seconds", "sound", "radii": [{"eps", "pgd_accuracy"?, "certified": {"box": ...},
+  int crown_tie_slope = 0;
+  std::string pgd_start;  // "random" or "zero" when PGD ran, else empty
+  // {"n", "accuracy", "seconds", "sound", "crown_tie", "pgd_start"?, "radii": [{"eps", "pgd_accuracy"?,
+  //  "certified": {"box": ...},
   //  "smallest_certified_margin": {"box": ... or null}}]}
   nlohmann::json to_json() const;
 };

@@ -21,14 +21,21 @@ namespace cte::kern {
 // Which linear bounds an unstable ReLU (l < 0 < u) gets; lambda = u / (u - l).
 enum class ReluRule : int {
   deepz,          // lower (lambda, 0),            upper (lambda, -lambda l)
-  crown,          // lower (0 if -l >= u else 1, 0), upper (lambda, -lambda l)
-  crown0,         // lower (0, 0),                 upper (lambda, -lambda l)
+  crown,          // lower (0 if -l >= u else 1, 0), upper (lambda, -lambda l): the
+                  // tie -l = u gets slope 0 (the paper's section 2)
+  crown_tie1,     // as crown but the tie gets slope 1: lower (0 if -l > u else 1, 0)
+                  // (the authors' code)
+  crown0,         // lower (0, 0),                 upper (lambda, -lambda l); and lower
+                  // (0, 0) for a stable active ReLU too (upper: identity), so the
+                  // rule is continuous in l, u (CROWN-0 of the paper, appendix K.4)
+  crown0_unstable,  // lower (0, 0), upper (lambda, -lambda l); stable ReLUs exact
+                    // (the authors' code option '0': identity when l >= 0)
   hbox_fresh,     // lower (0, 0),                 upper (0, u): a fresh variable in [0, u]
   hbox_symbolic,  // lower (0, 0),                 upper (0, 0): the part of an hBox neuron
                   // that stays symbolic in the input error terms (its box part
                   // is carried separately by hbox_relu_*); identity when l >= 0
 };
-constexpr int kNumReluRules = 5;
+constexpr int kNumReluRules = 7;
 
 // True for rules whose lower and upper slopes are always equal: one
 // coefficient matrix then serves the lower and the upper bound of a linear
@@ -58,7 +65,9 @@ CTE_HD inline ReluCase relu_case(Real l, Real u) {
 
 CTE_HD inline ReluLinearBounds relu_linear_bounds(ReluRule rule, float l, float u) {
   switch (relu_case(l, u)) {
-    case ReluCase::identity: return {1.0f, 0.0f, 1.0f, 0.0f};
+    case ReluCase::identity:
+      if (rule == ReluRule::crown0) return {0.0f, 0.0f, 1.0f, 0.0f};  // y >= 0 on every ReLU
+      return {1.0f, 0.0f, 1.0f, 0.0f};
     case ReluCase::dead: return {0.0f, 0.0f, 0.0f, 0.0f};
     case ReluCase::unstable: break;
   }
@@ -67,7 +76,9 @@ CTE_HD inline ReluLinearBounds relu_linear_bounds(ReluRule rule, float l, float 
   switch (rule) {
     case ReluRule::deepz: return {lambda, 0.0f, lambda, chord_intercept};
     case ReluRule::crown: return {(-l >= u) ? 0.0f : 1.0f, 0.0f, lambda, chord_intercept};
-    case ReluRule::crown0: return {0.0f, 0.0f, lambda, chord_intercept};
+    case ReluRule::crown_tie1: return {(-l > u) ? 0.0f : 1.0f, 0.0f, lambda, chord_intercept};
+    case ReluRule::crown0:
+    case ReluRule::crown0_unstable: return {0.0f, 0.0f, lambda, chord_intercept};
     case ReluRule::hbox_fresh: return {0.0f, 0.0f, 0.0f, u};
     case ReluRule::hbox_symbolic: return {0.0f, 0.0f, 0.0f, 0.0f};
   }
@@ -89,7 +100,9 @@ CTE_HD inline ReluLinearBoundsGrad relu_linear_bounds_grad(ReluRule rule, float 
       g.d_u = {dlambda_du, 0.0f, dlambda_du, dchord_du};
       break;
     case ReluRule::crown:
+    case ReluRule::crown_tie1:
     case ReluRule::crown0:
+    case ReluRule::crown0_unstable:
       g.d_l = {0.0f, 0.0f, dlambda_dl, dchord_dl};
       g.d_u = {0.0f, 0.0f, dlambda_du, dchord_du};
       break;

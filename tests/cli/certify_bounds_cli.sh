@@ -14,6 +14,8 @@
 #     set needed): its files, determinism for a seed, a bad flag, the banner
 #     on stderr, a script that plots from its own folder, and its network
 #     re-checked by certify bounds --no-clip at its input x outside [0, 1];
+#  5. certify toy-jumps (figure 3): the closed forms of section 4.1 in its
+#     CSV, the jumps at w = 0 and w = 1, the figure, and --crown-tie 1;
 #  4. --relaxations (one line each; --relaxation still works), --threads,
 #     and --no-clip accepting inputs outside [0, 1] (x = (2, -1), eps 0 on
 #     the appendix network: x1 = (1, 3), x2 = (1, 3), x3 = (4, -2)).
@@ -55,13 +57,19 @@ expect_error() {
 
 echo "== the appendix A network on [-1, 1]^2 (fast bounds: the exact values of the paper)"
 common=(--net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --no-clip --unsound-fast)
-expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
-expect_bounds '{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
-expect_bounds '{"relaxation": "hbox", "sound": false, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
-expect_bounds '{"relaxation": "deepz", "sound": false, "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-1, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation deepz
+expect_bounds '{"relaxation": "crown", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[3, 2]]}' "${common[@]}" --relaxation crown
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation box
+expect_bounds '{"relaxation": "hbox", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[4, 2]]}' "${common[@]}" --relaxation hbox
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-4]], "upper": [[2]]}' "${common[@]}" --relaxation deepz --spec label
+# --no-elide: the logits' box [-1, 3] x [-2, 2] gives z2 - z1 in [-2 - 3, 2 + 1] (folding C gave [-4, 2]).
+expect_bounds '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-5]], "upper": [[3]]}' "${common[@]}" --relaxation deepz --spec label --no-elide
+# --crown-tie 1: both ReLUs have -l = u = 2, so CROWN's lower slope is 1: x31 >= x11 + x12 = 2 x01 >= -2,
+# x32 >= (x01 + x02) - ((x01 - x02) / 2 + 1) >= -3, x32 <= ((x01 + x02) / 2 + 1) - (x01 - x02) <= 3.
+expect_bounds '{"relaxation": "crown", "sound": false, "crown_tie": 1, "lower": [[-2, -3]], "upper": [[3, 3]]}' "${common[@]}" --relaxation crown --crown-tie 1
+expect_error "--crown-tie: 2 not in {0,1}" "${common[@]}" --relaxation crown --crown-tie 2
 # Clipping: x = 0, eps 1 clipped to [0, 1]^2: x1 in [0, 2] x [-1, 1]; Box: x3_1 = x21 + x22 in [0, 3].
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[0, -1]], "upper": [[3, 2]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[0, -1]], "upper": [[3, 2]]}' \
   --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps 1 --relaxation box --unsound-fast
 
 echo "== sound bounds (the default): outside the exact values, by float rounding only"
@@ -99,7 +107,7 @@ cat > "$tmp/trap.json" <<'EOF'
 EOF
 echo '{"x": [[1]], "y": [0]}' > "$tmp/one.json"
 # The real margin z1 - z0 is +2 (label 0 is not robust); fast Box says -1: a false certificate.
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[-1]], "upper": [[-1]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[-1]], "upper": [[-1]]}' \
   --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label --unsound-fast
 out=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds --net "$tmp/trap.json" --x "$tmp/one.json" --eps 0 --relaxation box --spec label 2>/dev/null)
 if awk -v lo="$(numbers_of "$out" lower)" -v hi="$(numbers_of "$out" upper)" 'BEGIN { exit !(lo + 0 <= -1 && hi + 0 >= 2) }'; then
@@ -108,11 +116,11 @@ else bad "sound Box on the trap net: $out"; fi
 
 echo "== --relaxations, --threads, --no-clip"
 both=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "${common[@]}" --relaxations deepz,crown --threads 1 2>/dev/null)
-if [ "$both" = '{"relaxation": "deepz", "sound": false, "lower": [[-1, -2]], "upper": [[3, 2]]}
-{"relaxation": "crown", "sound": false, "lower": [[0, -2]], "upper": [[3, 2]]}' ]; then ok "certify bounds --relaxations deepz,crown --threads 1: one line each"
+if [ "$both" = '{"relaxation": "deepz", "sound": false, "crown_tie": 0, "lower": [[-1, -2]], "upper": [[3, 2]]}
+{"relaxation": "crown", "sound": false, "crown_tie": 0, "lower": [[0, -2]], "upper": [[3, 2]]}' ]; then ok "certify bounds --relaxations deepz,crown --threads 1: one line each"
 else bad "certify bounds --relaxations deepz,crown: '$both'"; fi
 echo '{"x": [[2, -1]]}' > "$tmp/outside_point.json"
-expect_bounds '{"relaxation": "box", "sound": false, "lower": [[4, -2]], "upper": [[4, -2]]}' \
+expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[4, -2]], "upper": [[4, -2]]}' \
   --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --no-clip --relaxations box --unsound-fast
 expect_error "x[0][0] = 2 is outside [0, 1] (--no-clip accepts it)" \
   --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --relaxations box
@@ -193,6 +201,26 @@ if [ -n "$x" ] && [ "$rc" -eq 0 ] && grep -q '"lower": \[\[' <<<"$out2"; then ok
 else bad "certify bounds on the sgd network at x = '$x': exit $rc: $out2"; fi
 out=$("$CERTIFY" sgd --neuron 2 --out "$tmp/sgd3" 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--neuron 2 must be 0 or 1" <<<"$out"; then ok "certify sgd --neuron 2 -> exit $rc"; else bad "certify sgd --neuron 2: exit $rc: $out"; fi
+
+echo "== certify toy-jumps (figure 3)"
+# CROWN's l31 is 1 up to w = 0 and w after it; hBox's l32 is -1 - w on (-1, 1) and 0 from w = 1 (section 4.1).
+out=$("$CERTIFY" toy-jumps --points 31 --out "$tmp/toy" 2>/dev/null); rc=$?
+csv="$tmp/toy/toy_jumps.csv"
+if [ "$rc" -eq 0 ] && [ "$(head -1 "$csv")" = "w,crown_lower_x31,hbox_lower_x32" ] &&
+   grep -qx "0,1,-1" "$csv" && grep -qx "1,1,0" "$csv" && grep -qx -- "-0.5,1,-0.5" "$csv" &&
+   grep -qF "crown_lower_x31 jumps between w = 0 and 0.001: 1 -> " <<<"$out" &&
+   grep -qF "hbox_lower_x32 jumps between w = 0.999 and 1: " <<<"$out" &&
+   grep -qF '"crown_tie": 0' "$tmp/toy/toy_jumps.json"; then
+  ok "certify toy-jumps: the closed forms at w = -0.5, 0, 1 and the jumps at w = 0 and w = 1"
+else bad "certify toy-jumps: exit $rc: $out; $(head -3 "$csv" 2>&1)"; fi
+if command -v gnuplot >/dev/null; then
+  if [ -s "$tmp/toy/toy_jumps.png" ] && grep -q "<svg" "$tmp/toy/toy_jumps.svg"; then ok "certify toy-jumps draws toy_jumps.png and toy_jumps.svg"
+  else bad "certify toy-jumps: no figure: $(ls "$tmp/toy")"; fi
+fi
+out=$("$CERTIFY" toy-jumps --points 31 --crown-tie 1 --no-plot --out "$tmp/toy1" 2>/dev/null); rc=$?
+if [ "$rc" -eq 0 ] && grep -qx "0,0,-1" "$tmp/toy1/toy_jumps.csv" && grep -qF "crown_lower_x31 jumps between w = -0.001 and 0: 1 -> 0" <<<"$out"; then
+  ok "certify toy-jumps --crown-tie 1: w = 0 on the right side of the jump"
+else bad "certify toy-jumps --crown-tie 1: exit $rc: $out"; fi
 
 if [ "$failures" -ne 0 ]; then echo "[certify_bounds_cli] $failures failure(s)"; exit 1; fi
 echo "[certify_bounds_cli] all passed"

@@ -438,7 +438,7 @@ out=$("$CERTIFY" table --checkpoints "$tmp/a,$tmp/j/checkpoint.ckpt" --relaxatio
       --eps 0.005 --test-subset 100 --threads 1 --out "$tmp/table.md" 2>/dev/null); rc=$?
 box_cell=$(awk -F'|' 'NR == 3 {print $7 + 0}' "$tmp/table.md" 2>/dev/null)
 if [ "$rc" -eq 0 ] && [ "$(wc -l < "$tmp/table.md")" -eq 4 ] &&
-   [ "$(head -1 "$tmp/table.md")" = "| run | net | data set | eps | trained with | box | crown-ibp |" ] &&
+   [ "$(head -1 "$tmp/table.md")" = "| run | net | data set | eps | trained with | crown tie | box | crown-ibp |" ] &&
    [ "$(awk -F'|' 'NR == 3 {print $2}' "$tmp/table.md")" = " a " ] && [ "$(awk -F'|' 'NR == 4 {print $2}' "$tmp/table.md")" = " j " ] &&
    awk -v a="$box_cell" -v b="${elide_cert%\%}" 'BEGIN {exit !(a - b < 0.05 && b - a < 0.05)}'; then
   ok "certify table: rows a and j (run column) x (box, crown-ibp) in Markdown; the first row's box cell ($box_cell) is certify eval's"

@@ -4,7 +4,9 @@
 //    the same shapes (the engine should be within 2x of it);
 //  - the CONV first layer (conv 1->16, 4x4, stride 2, padding 1 on 28x28) forward;
 //  - images/s of one natural training step (forward, backward, Adam) of FC
-//    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10).
+//    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10);
+//  - every rate also as a percent of this CPU's fp32 peak, measured first
+//    with an FMA loop (tools/bench/fp32_peak.h) on the same thread count.
 // Usage: bench_engine [--device cpu|cuda|auto] [--seconds S] [--threads N]
 #include <CLI/CLI.hpp>
 #include <cblas.h>
@@ -22,10 +24,31 @@
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
 #include "kernels/kernels.h"
+#include "tools/bench/fp32_peak.h"
 
 using namespace cte;
 
 namespace {
+
+double g_peak_gflops = 0;  // the fp32 peak on the benchmark's thread count (CPU only)
+
+// " (P% of peak)" for a CPU rate, nothing on the GPU.
+std::string of_peak(double gflops, Device device) {
+  if (device != Device::cpu || g_peak_gflops <= 0) return "";
+  char text[48];
+  std::snprintf(text, sizeof text, " (%4.1f%% of peak)", 100.0 * gflops / g_peak_gflops);
+  return text;
+}
+
+// Multiply-adds of one image's forward pass through the linear and conv layers.
+double forward_macs(const Network& net) {
+  double macs = 0;
+  for (const Layer& l : net.layers()) {
+    if (l.kind == LayerKind::linear) macs += double(l.weight.numel());
+    if (l.kind == LayerKind::conv) macs += double(l.weight.numel()) * double(l.out_shape[1] * l.out_shape[2]);
+  }
+  return macs;
+}
 
 double seconds_per_call(const std::function<void()>& fn, double budget, Device device) {
   fn();  // warm-up: caches, allocator, OpenBLAS threads
@@ -58,7 +81,7 @@ void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, Device devic
     if (device == Device::cpu) kern::gemm_cpu(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
     else kern::gemm_cuda(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
   }, budget, device);
-  std::printf("  %-34s %8.1f GFLOP/s", label, flops / t * 1e-9);
+  std::printf("  %-34s %8.1f GFLOP/s%s", label, flops / t * 1e-9, of_peak(flops / t * 1e-9, device).c_str());
   if (device == Device::cpu) {
     const double t_ref = seconds_per_call([&] {
       cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, a.data(), int(k), b.data(),
@@ -96,7 +119,10 @@ void bench_training_step(const char* label, Network net, Device device, double b
     backward(ops::mean(ops::softmax_cross_entropy(net.forward(x), y)));
     adam.step();
   }, budget, device);
-  std::printf("  %-34s %8.0f images/s  (%.2f ms per step of %lld)\n", label, double(batch) / t, t * 1e3, (long long)batch);
+  // A training step: forward (2 FLOPs per multiply-add), and backward to the inputs and the weights (4).
+  const double gflops = 6.0 * forward_macs(net) * double(batch) / t * 1e-9;
+  std::printf("  %-34s %8.0f images/s  (%.2f ms per step of %lld; %.1f GFLOP/s%s)\n", label, double(batch) / t,
+              t * 1e3, (long long)batch, gflops, of_peak(gflops, device).c_str());
 }
 
 }  // namespace
@@ -115,6 +141,15 @@ int main(int argc, char** argv) {
     const Device device = parse_device(device_name);
     std::fprintf(stderr, "%s\n", device_banner(device).c_str());
     set_poison_new_tensors(false);
+    if (device == Device::cpu) {
+      const int n = omp_get_max_threads();
+      const bench::Fp32Peak one = bench::measure_fp32_peak(1);
+      const bench::Fp32Peak all = n > 1 ? bench::measure_fp32_peak(n) : one;
+      g_peak_gflops = all.gflops;
+      std::printf("fp32 peak of this CPU (%s loop): %.1f GFLOP/s on 1 thread", one.isa, one.gflops);
+      if (n > 1) std::printf(", %.1f on %d threads", all.gflops, n);
+      std::printf(" (the yardstick of the percentages below)\n");
+    }
     Rng rng(42);
     std::printf("GEMM at batch 100 (the layers of FC and CONV):\n");
     bench_gemm("linear 784->400  (100x784 x 784x400)", 100, 400, 784, device, budget, rng);
@@ -129,7 +164,8 @@ int main(int argc, char** argv) {
         if (device == Device::cpu) kern::conv2d_forward_cpu(x.data(), w.data(), y.data(), g);
         else kern::conv2d_forward_cuda(x.data(), w.data(), y.data(), g);
       }, budget, device);
-      std::printf("  %-34s %8.1f GFLOP/s  (%.3f ms)\n", "conv 1->16 4x4 s2 p1 on 28x28", flops / t * 1e-9, t * 1e3);
+      std::printf("  %-34s %8.1f GFLOP/s%s  (%.3f ms)\n", "conv 1->16 4x4 s2 p1 on 28x28", flops / t * 1e-9,
+                  of_peak(flops / t * 1e-9, device).c_str(), t * 1e3);
     }
     std::printf("Natural training step (forward, backward, Adam), batch 100:\n");
     bench_training_step("FC  784-400-200-100-100-10", make_fc(rng), device, budget * 2, rng);

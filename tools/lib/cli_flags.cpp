@@ -55,4 +55,24 @@ bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag,
   return true;
 }
 
+void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_text) {
+  app.add_option("--crown-tie", slope,
+                 "CROWN's (and CROWN-IBP's) lower slope for an unstable ReLU with -l = u exactly: 0 as in the "
+                 "paper's section 2, or 1 as in the authors' code (" + default_text + ")")
+      ->check(CLI::IsMember({0, 1}));
+}
+
+void add_pgd_start_flag(CLI::App& app, std::string& start) {
+  app.add_option("--pgd-start", start,
+                 "where evaluation PGD starts: random (a uniform point of the ball clipped to [0, 1], as the "
+                 "authors do; seeded) or zero (the image itself); restarts always start at random points")
+      ->capture_default_str();
+}
+
+bool pgd_random_start(const std::string& tool, const std::string& start) {
+  if (start == "random") return true;
+  if (start == "zero") return false;
+  throw std::invalid_argument("[" + tool + "] --pgd-start '" + start + "' is unknown; expected random or zero");
+}
+
 }  // namespace cte::tools

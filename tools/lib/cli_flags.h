@@ -23,4 +23,14 @@ void check_pgd_flags(const std::string& tool, int steps, double step_size, int r
 // the flag and the value; returns whether it warned.
 bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag, double eps);
 
+// --crown-tie 0|1: CROWN's lower slope for an unstable ReLU with -l = u
+// (BoundOptions::crown_tie_slope). `default_text` ends the help text.
+void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_text);
+
+// --pgd-start random|zero: where evaluation PGD starts its first attempt
+// (the restarts always start at random points of the ball).
+void add_pgd_start_flag(CLI::App& app, std::string& start);
+// "random" -> true, "zero" -> false; throws "[tool] --pgd-start 'x' ..." otherwise.
+bool pgd_random_start(const std::string& tool, const std::string& start);
+
 }  // namespace cte::tools

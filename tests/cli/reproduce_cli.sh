@@ -1,0 +1,196 @@
+#!/usr/bin/env bash
+# Integration tests of tools/reproduce (the reproduction runner) with the
+# release binaries (built by make; this script builds nothing). In a temp folder:
+#  1. the repository's recipe expands to the paper's cells with table 6's
+#     settings scaled by the schedule (hand-computed flags for two cells), and
+#     bad input (a missing recipe, an unknown --only pattern or --schedule, a
+#     table-6 row missing) stops with its message and exit 2;
+#     --slurm writes array jobs with their dependencies;
+#  2. a tiny recipe on FashionMNIST (one Box cell, its cross-certification, the
+#     SGD toy) runs with -j 2: every cell writes its JSON with its command; a
+#     re-run runs nothing;
+#  3. a training cell killed mid-run resumes from its checkpoint on the next
+#     run and ends with the uninterrupted run's weights, bit for bit;
+#  4. the report: our numbers are the cells' (read back from their JSON here),
+#     the paper's come from the recipe, and the HTML page holds the same table.
+# Parts 2-4 are skipped (exit 0) when FashionMNIST is not installed.
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+PY=/usr/bin/python3
+for b in build/bin/train build/bin/certify; do
+  [ -x "$b" ] || { echo "[reproduce_cli] $b is missing: run make first"; exit 1; }
+done
+tmp=$(mktemp -d)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+ok() { echo "ok   $*"; }
+bad() { echo "FAIL $*"; failures=$((failures + 1)); }
+reproduce() { tools/reproduce --runs "$tmp/runs" --results "$tmp/results" "$@"; }
+
+echo "== the repository's recipe"
+list=$(reproduce --list 2>&1)
+n=$(wc -l <<<"$list")
+# 12 + 4 + 6 + 4 training cells (tables 11, 11 at 200 epochs, 10, 13's extra seeds), 12 of table 7,
+# 3 tightness nets + 3 curves, 1 landscape net + 1 landscape, 2 SGD figures.
+if [ "$n" -eq 48 ]; then ok "--list: 48 cells"; else bad "--list: $n cells, expected 48: $list"; fi
+dry=$(reproduce --only 'fmnist-conv-crown-eps0.3@short' --dry-run 2>&1)
+# Table 6, CONV CROWN eps 0.3: eps_train 0.3, N_w 10, N_r 100, kappa_end 0, lambda 0, lr 5e-4;
+# the short schedule (60 of 200 epochs) scales 10 -> 3, 100 -> 30, milestones 130, 190 -> 39, 57.
+want="--method crown --certify-with crown --eps-train 0.3 --eps-test 0.3 --kappa-end 0.0 --l1 0.0 --lr 0.0005 --lr-schedule milestones --elide --epochs 60 --warmup 3 --rampup 30 --milestones 39,57"
+if grep -qF -- "$want" <<<"$dry"; then ok "dry-run of the CROWN cell has table 6's settings, scaled"; else bad "dry-run: $dry"; fi
+dry=$(reproduce --only 'fmnist-fc-deepz-eps0.3@short' --dry-run 2>&1)
+want="--method deepz --certify-with deepz --eps-train 0.3 --eps-test 0.3 --kappa-end 0.0 --l1 5e-06 --lr 0.001 --lr-schedule steps --no-elide --epochs 60 --warmup 0 --rampup 15"
+if grep -qF -- "$want" <<<"$dry" && grep -qF -- "--lr-step-every 6" <<<"$dry"; then
+  ok "dry-run of FC DeepZ eps 0.3: steps schedule, no elision (table 6)"
+else
+  bad "dry-run: $dry"
+fi
+
+expect_error() {  # WANT ARGS...: tools/reproduce ARGS exits 2 and prints WANT
+  local want="$1"; shift
+  local out rc
+  out=$(reproduce "$@" 2>&1); rc=$?
+  if [ "$rc" -eq 2 ] && grep -qF -- "$want" <<<"$out"; then ok "reproduce $* -> $want"; else bad "reproduce $* -> exit $rc: $out"; fi
+}
+expect_error "nope.toml: no such recipe file" --recipe "$tmp/nope.toml" --list
+expect_error "--only table99: matches no cell or experiment" --only table99 --list
+expect_error "--schedule weekly: the recipe has paper, short, brief, smoke" --schedule weekly --list
+sed 's/\["conv", 0.3, "CROWN", 0.3, 10, 100/["conv", 0.35, "CROWN", 0.3, 10, 100/' recipes/paradox-fashion-mnist.toml > "$tmp/broken.toml"
+expect_error "table6 has 0 rows for (conv, 0.3, CROWN), need 1" --recipe "$tmp/broken.toml" --list
+
+echo "== Slurm"
+out=$(reproduce --only table11 --only table7 --slurm "$tmp/sweep" --sbatch=--gres=gpu:1 2>&1)
+if [ -x "$tmp/sweep/submit.sh" ] && bash -n "$tmp/sweep/submit.sh" && bash -n "$tmp/sweep/train.sbatch" \
+   && grep -qx "#SBATCH --array=0-11" "$tmp/sweep/train.sbatch" && grep -qx "#SBATCH --array=0-11" "$tmp/sweep/certify.sbatch" \
+   && grep -qx "#SBATCH --gres=gpu:1" "$tmp/sweep/train.sbatch" \
+   && grep -qF "'fmnist-conv-crown-eps0.3@short'" "$tmp/sweep/train.sbatch" \
+   && grep -qF 'sbatch --parsable $after "$here/certify.sbatch"' "$tmp/sweep/submit.sh"; then
+  ok "--slurm: 12 training tasks, then 12 certify tasks after them, then the report"
+else
+  bad "--slurm: $out"
+fi
+
+data=""
+for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
+  ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1 && { data=$d; break; }
+done
+if [ -z "$data" ]; then
+  echo "skip parts 2-4: FashionMNIST is not installed (make deps)"
+  [ "$failures" -eq 0 ] && { echo "[reproduce_cli] all checks passed"; exit 0; }
+  exit 1
+fi
+
+# A tiny recipe: the repository's method table and settings, one CONV Box cell.
+cat > "$tmp/tiny.toml" <<EOF
+title = "tiny"
+dataset = "fashion-mnist"
+[defaults]
+batch-size = 50
+data-dir = "$data"
+pgd-steps = 5
+pgd-step-size = 0.05
+[schedules.tiny]
+epochs = 4
+about = "4 epochs on 600 images"
+train-subset = 600
+test-subset = 100
+[methods]
+"Box" = { method = "box", certify = "box" }
+[table6]
+columns = ["net", "eps_test", "method", "eps_train", "warmup", "rampup", "kappa_end", "l1", "lr", "lr_schedule", "elide"]
+rows = [["conv", 0.1, "Box", 0.1, 0, 100, 0.5, 5e-6, 5e-4, "milestones", true]]
+[paper_results]
+columns = ["net", "method", "eps_test", "accuracy", "pgd", "certified"]
+rows = [["conv", "Box", 0.1, 80.3, 74.1, 72.7]]
+[[experiment]]
+id = "t"
+kind = "train"
+net = "conv"
+eps_test = [0.1]
+methods = ["Box"]
+schedule = "tiny"
+[[experiment]]
+id = "x"
+kind = "cross-certify"
+of = "t"
+relaxations = ["box", "crown"]
+[[experiment]]
+id = "toy"
+kind = "sgd"
+args = ["--relaxations", "box,crown", "--steps", "3", "--points", "21"]
+EOF
+
+echo "== a tiny recipe, -j 2"
+out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1); rc=$?
+cell="$tmp/results/cells/fmnist-conv-box-eps0.1@tiny.json"
+if [ "$rc" -eq 0 ] && [ -f "$cell" ] && [ -f "$tmp/results/cells/x__fmnist-conv-box-eps0.1@tiny.json" ] \
+   && [ -f "$tmp/results/cells/toy.json" ] && [ -f "$tmp/results/figures/toy.svg" ]; then
+  ok "3 cells ran and wrote their JSON and figures"
+else
+  bad "run: exit $rc: $out"
+fi
+check=$($PY - "$cell" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+cmd = r["command"]
+assert cmd[0] == "build/bin/train", cmd[0]
+assert cmd[cmd.index("--epochs") + 1] == "4" and cmd[cmd.index("--rampup") + 1] == "2", cmd  # 100 * 4/200
+assert r["epochs"] == 4 and r["evaluation"]["n"] == 100, (r["epochs"], r["evaluation"]["n"])
+assert r["train_seconds"] > 0 and r["machine"]["cores"] >= 1
+print("fine")
+EOF
+)
+if [ "$check" = fine ]; then ok "the cell's JSON: command, epochs, images, seconds, machine"; else bad "cell JSON: $check"; fi
+out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1)
+if grep -qF "3 cells selected, 3 already done, 0 to run" <<<"$out"; then ok "a re-run runs nothing"; else bad "re-run: $out"; fi
+
+echo "== a killed training cell resumes"
+sed 's/epochs = 4/epochs = 6/; s/"tiny"/"six"/g; s/schedules.tiny/schedules.six/' "$tmp/tiny.toml" > "$tmp/six.toml"
+tools/reproduce --runs "$tmp/runs" --results "$tmp/results" --recipe "$tmp/six.toml" --only 't' --no-report \
+  >/dev/null 2>&1 &  # not through the function: $! must be the runner's own process
+runner=$!
+metrics="$tmp/runs/fmnist-conv-box-eps0.1@six/metrics.jsonl"
+for _ in $(seq 1 600); do
+  [ -f "$metrics" ] && [ "$(wc -l < "$metrics")" -ge 2 ] && break
+  sleep 0.1
+done
+kill -TERM "$runner"; wait "$runner"; rc=$?
+if [ "$rc" -eq 130 ] && [ ! -f "$tmp/results/cells/fmnist-conv-box-eps0.1@six.json" ] \
+   && [ -f "$tmp/runs/fmnist-conv-box-eps0.1@six/checkpoint.ckpt" ]; then
+  ok "SIGTERM stops the runner (exit 130) and leaves a checkpoint, no result"
+else
+  bad "kill: exit $rc"
+fi
+out=$(reproduce --recipe "$tmp/six.toml" --only 't' --no-report 2>&1)
+resumed=$($PY -c "import json; print(json.load(open('$tmp/results/cells/fmnist-conv-box-eps0.1@six.json'))['weights_hash'])" 2>&1)
+grep -q -- "--resume" "$tmp/runs/fmnist-conv-box-eps0.1@six/stdout.log" || bad "the second run did not pass --resume"
+reproduce --recipe "$tmp/six.toml" --only 't' --no-report --runs "$tmp/runs2" --results "$tmp/results2" >/dev/null 2>&1
+straight=$($PY -c "import json; print(json.load(open('$tmp/results2/cells/fmnist-conv-box-eps0.1@six.json'))['weights_hash'])" 2>&1)
+if [ -n "$resumed" ] && [ "$resumed" = "$straight" ]; then
+  ok "killed and resumed = uninterrupted (weights $resumed)"
+else
+  bad "resumed $resumed vs uninterrupted $straight: $out"
+fi
+
+echo "== the report"
+check=$($PY - "$tmp/results" <<'EOF'
+import json, sys
+from pathlib import Path
+res = Path(sys.argv[1])
+r = json.load(open(res / "cells" / "fmnist-conv-box-eps0.1@tiny.json"))
+at = r["evaluation"]["radii"][0]
+ours = "| Box | %.1f | %.1f | %.1f | 80.3 | 74.1 | 72.7 |" % (100 * r["evaluation"]["accuracy"], 100 * at["pgd_accuracy"],
+                                                          100 * at["certified"]["box"])
+md = (res / "report.md").read_text()
+assert ours in md, ours + " not in the report:\n" + md
+x = json.load(open(res / "cells" / "x__fmnist-conv-box-eps0.1@tiny.json"))["evaluation"]["radii"][0]["certified"]
+row = "| Box (tiny) | 0.1 | %.1f | %.1f | %.1f |" % (100 * r["evaluation"]["accuracy"], 100 * x["box"], 100 * x["crown"])
+assert row in md, row + " not in the report"
+page = (res / "report.html").read_text()
+assert page.count("<table>") >= 2 and "<td>72.7</td>" in page and 'src="figures/toy.svg"' in page
+print("fine")
+EOF
+)
+if [ "$check" = fine ]; then ok "report.md and report.html: our numbers from the cells, the paper's from the recipe"; else bad "report: $check"; fi
+
+if [ "$failures" -eq 0 ]; then echo "[reproduce_cli] all checks passed"; else echo "[reproduce_cli] $failures check(s) FAILED"; exit 1; fi

@@ -1,0 +1,11 @@
+// The certify subcommands that live in tools/certify/ (one file each);
+// tools/certify_main.cpp dispatches to them. Each parses its own flags and
+// returns the exit status (throwing on bad input, like the others).
+#pragma once
+
+namespace cte::tools {
+
+// certify toy-jumps: the paper's figure 3 (tools/certify/toy_jumps.h).
+int certify_toy_jumps_command(int argc, char** argv);
+
+}  // namespace cte::tools

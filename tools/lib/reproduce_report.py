@@ -1,0 +1,341 @@
+"""Assembles results/report.md and results/report.html from results/cells/*.json.
+
+Only measured numbers appear in the "ours" columns, each from a cell JSON that
+records its command; the paper's numbers come from the recipe and appear only
+in columns labelled "paper". A cell that has not run is shown as "-", never
+filled in.
+"""
+
+import html
+import json
+import math
+import statistics
+import subprocess
+import time
+from pathlib import Path
+
+RELAXATION_TITLES = {"box": "Box", "hbox": "hBox", "crown-ibp": "CROWN-IBP", "deepz": "DeepZ", "crown": "CROWN",
+                     "crown0": "CROWN-0", "triangle": "Triangle", "parallelogram": "Parallelogram"}
+
+
+def load_results(paths, cells):
+    out = {}
+    for cid in cells:
+        p = paths.result_json(cid)
+        if p.exists():
+            out[cid] = json.loads(p.read_text())
+    return out
+
+
+def pct(x):
+    return "-" if x is None else f"{100.0 * x:.1f}"
+
+
+def num(x, digits=1):
+    return "-" if x is None else f"{x:.{digits}f}"
+
+
+class Doc:
+    """The same report as Markdown and as HTML, built side by side."""
+
+    def __init__(self):
+        self.md, self.html = [], []
+
+    def heading(self, level, text):
+        self.md.append("#" * level + " " + text + "\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def para(self, text):
+        self.md.append(text + "\n")
+        self.html.append(f"<p>{html.escape(text)}</p>")
+
+    def bullets(self, items):
+        self.md.append("\n".join(f"- {i}" for i in items) + "\n")
+        self.html.append("<ul>" + "".join(f"<li>{html.escape(i)}</li>" for i in items) + "</ul>")
+
+    def table(self, header, rows, caption=None):
+        if caption:
+            self.md.append(f"*{caption}*\n")
+        self.md.append("| " + " | ".join(header) + " |")
+        self.md.append("|" + "|".join("---" if i == 0 else "---:" for i in range(len(header))) + "|")
+        for r in rows:
+            self.md.append("| " + " | ".join(str(c) for c in r) + " |")
+        self.md.append("")
+        cap = f"<caption>{html.escape(caption)}</caption>" if caption else ""
+        head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+        self.html.append(f"<table>{cap}<thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+    def figure(self, stem, caption, figures_dir):
+        png, svg = figures_dir / f"{stem}.png", figures_dir / f"{stem}.svg"
+        if not png.exists():
+            self.para(f"({caption}: not run yet)")
+            return
+        self.md.append(f"![{caption}](figures/{png.name})\n\n*{caption}* ([SVG](figures/{svg.name}))\n")
+        src = f"figures/{svg.name}" if svg.exists() else f"figures/{png.name}"
+        self.html.append(f'<figure><img src="{src}" alt="{html.escape(caption)}">'
+                         f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+    def details(self, summary, lines):
+        self.md.append(f"<details><summary>{summary}</summary>\n\n```\n" + "\n".join(lines) + "\n```\n</details>\n")
+        self.html.append(f"<details><summary>{html.escape(summary)}</summary><pre>" +
+                         html.escape("\n".join(lines)) + "</pre></details>")
+
+
+def train_numbers(r):
+    """(accuracy, PGD accuracy, certified accuracy) of a train cell at its eps_test, as fractions."""
+    ev = r["evaluation"]
+    at = ev["radii"][0]
+    certified = at.get("certified", {})
+    cert = next(iter(certified.values())) if certified else None
+    return ev.get("accuracy"), at.get("pgd_accuracy"), cert
+
+
+def paper_rows(recipe):
+    t = recipe.get("paper_results")
+    if not t:
+        return {}
+    return {(r[0], r[1], round(r[2], 3)): r[3:] for r in t["rows"]}
+
+
+def hours(seconds):
+    return "-" if seconds is None else f"{seconds / 3600.0:.2f}"
+
+
+def cell_hours(r):
+    return (r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0)) if r else None
+
+
+def bar_figure(figures, stem, title, labels, series, ylabel):
+    """A grouped bar chart (gnuplot histogram) as PNG and SVG; series: [(name, [value or None per label])]."""
+    data = figures / f"{stem}.dat"
+    with open(data, "w") as f:
+        f.write("label " + " ".join(f'"{n}"' for n, _ in series) + "\n")
+        for i, lab in enumerate(labels):
+            vals = ["NaN" if s[i] is None else f"{s[i]:.3f}" for _, s in series]
+            f.write(f'"{lab}" ' + " ".join(vals) + "\n")
+    # Ours in colour, the paper's in grey: the reader sees at once which bars were measured here.
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd"]
+    plot = ", ".join(f"'{data.name}' using {i + 2}:xtic(1) title columnheader({i + 2}) linecolor rgb "
+                     f"'{'#9e9e9e' if name == 'paper' else colours[i % len(colours)]}'"
+                     for i, (name, _) in enumerate(series))
+    for term, ext in (("pngcairo size 1000,560 font ',11'", "png"), ("svg size 1000,560 dynamic font 'sans,11'", "svg")):
+        script = (f"set terminal {term}\nset output '{stem}.{ext}'\nset title '{title}' noenhanced\n"
+                  f"set ylabel '{ylabel}' noenhanced\nset style data histogram\n"
+                  "set style histogram clustered gap 1\nset style fill solid 0.85 border -1\n"
+                  "set key top right noenhanced\nset grid ytics\nset yrange [0:*]\nset xtics noenhanced\n"
+                  f"plot {plot}\n")
+        subprocess.run(["gnuplot"], input=script, text=True, cwd=figures, check=True, capture_output=True)
+
+
+def paradox_section(doc, recipe, cells, results, figures, net, table_name, eps_list):
+    paper = paper_rows(recipe)
+    methods = list(recipe["methods"].keys())
+    schedules = [s for s in recipe["schedules"]
+                 if any(c["kind"] == "train" and c.get("paper_method") and c["schedule"] == s and cid in results
+                        for cid, c in cells.items())]
+    for eps in eps_list:
+        header = ["method"]
+        for s in schedules:
+            header += [f"acc ({s})", f"PGD ({s})", f"certified ({s})"]
+        header += ["acc (paper)", "PGD (paper)", "certified (paper)"]
+        rows = []
+        for m in methods:
+            row = [m]
+            for s in schedules:
+                r = find_train(cells, results, net, m, eps, s, seed=0)
+                a, p, c = train_numbers(r) if r else (None, None, None)
+                row += [pct(a), pct(p), pct(c)]
+            pr = paper.get((net, m, round(eps, 3)))
+            row += [num(pr[0]), num(pr[1]), num(pr[2])] if pr else ["-"] * 3
+            rows.append(row)
+        doc.table(header, rows, f"{table_name}, FashionMNIST {net.upper()}, eps_test {eps:g}: accuracy, PGD accuracy "
+                  "and certified accuracy (%), ours per schedule and the paper's (200 epochs)")
+        ordering_check(doc, recipe, cells, results, net, eps, schedules, paper)
+        labels = methods
+        series = []
+        for s in schedules:
+            vals = []
+            for m in methods:
+                r = find_train(cells, results, net, m, eps, s, seed=0)
+                vals.append(100.0 * train_numbers(r)[2] if r and train_numbers(r)[2] is not None else None)
+            if any(v is not None for v in vals):
+                series.append((f"ours, {s}", vals))
+        series.append(("paper", [paper[(net, m, round(eps, 3))][2] if (net, m, round(eps, 3)) in paper else None
+                                 for m in methods]))
+        stem = f"paradox_{net}_eps{eps:g}"
+        if len(series) > 1:
+            bar_figure(figures, stem, f"Certified accuracy, FashionMNIST {net.upper()}, eps {eps:g}", labels, series,
+                       "certified accuracy (%)")
+        doc.figure(stem, f"Certified accuracy per training relaxation, FashionMNIST {net.upper()}, eps_test {eps:g} "
+                   "(ours per schedule, and the paper's)", figures)
+
+
+def find_train(cells, results, net, paper_method, eps, schedule, seed):
+    for cid, c in cells.items():
+        if (c["kind"] == "train" and c.get("paper_method") == paper_method and c["net"] == net
+                and abs(c.get("eps_test", -1) - eps) < 1e-9 and c["schedule"] == schedule and c["seed"] == seed):
+            return results.get(cid)
+    return None
+
+
+def ordering_check(doc, recipe, cells, results, net, eps, schedules, paper):
+    """States the certified-accuracy order of the relaxations (CROWN-IBP, the hybrid, aside) ours vs the paper's."""
+    relaxation_rows = [m for m in recipe["methods"] if m != "CROWN-IBP"]
+    pr = [(m, paper[(net, m, round(eps, 3))][2]) for m in relaxation_rows if (net, m, round(eps, 3)) in paper]
+    lines = []
+    if pr:
+        lines.append("paper: " + " > ".join(f"{m} {v:.1f}" for m, v in sorted(pr, key=lambda t: -t[1])))
+    seeds = recipe.get("paper_seeds", {}).get(net)  # noqa: the sd of table 13 for this network
+    for s in schedules:
+        ours = []
+        for m in relaxation_rows:
+            r = find_train(cells, results, net, m, eps, s, seed=0)
+            if r and train_numbers(r)[2] is not None:
+                ours.append((m, 100.0 * train_numbers(r)[2]))
+        if not ours:
+            continue
+        text = f"ours ({s}): " + " > ".join(f"{m} {v:.1f}" for m, v in sorted(ours, key=lambda t: -t[1]))
+        if len(ours) < len(relaxation_rows):
+            text += f" ({len(relaxation_rows) - len(ours)} of {len(relaxation_rows)} rows not run yet)"
+        lines.append(text)
+        if s == "paper" and seeds:
+            close = []
+            for m, v in ours:
+                p = paper.get((net, m, round(eps, 3)))
+                if p:
+                    close.append(f"{m} {v - p[2]:+.1f} ({'within' if abs(v - p[2]) <= 2 * seeds['sd'] else 'outside'} "
+                                 f"2 sd = {2 * seeds['sd']:.2f})")
+            lines.append("ours (paper schedule) minus paper, certified: " + "; ".join(close) +
+                         " (sd: table 13's Box seed sd for this network)")
+    if lines:
+        doc.bullets(lines)
+
+
+def seeds_section(doc, recipe, cells, results):
+    for net, p in recipe.get("paper_seeds", {}).items():
+        got = []
+        for cid, c in cells.items():
+            if (c["kind"] == "train" and c["net"] == net and c.get("paper_method") == "Box"
+                    and abs(c.get("eps_test", -1) - 0.3) < 1e-9 and c["schedule"] == "paper" and cid in results):
+                cert = train_numbers(results[cid])[2]
+                if cert is not None:
+                    got.append((c["seed"], 100.0 * cert))
+        rows = []
+        if got:
+            vals = [v for _, v in sorted(got)]
+            sd = statistics.stdev(vals) if len(vals) > 1 else float("nan")
+            rows.append(["ours (seeds " + ", ".join(str(s) for s, _ in sorted(got)) + ")",
+                         " ".join(f"{v:.1f}" for v in vals), f"{statistics.mean(vals):.2f}",
+                         "-" if math.isnan(sd) else f"{sd:.2f}"])
+        rows.append(["paper (seeds 10-19)", " ".join(f"{v:g}" for v in p["seeds"]), f"{p['mean']:.2f}", f"{p['sd']:.2f}"])
+        doc.table(["", "certified accuracy per seed (%)", "mean", "sd"], rows,
+                  f"Table 13: Box, FashionMNIST {net.upper()}, eps_test 0.3, paper's schedule (sd: sample, n-1)")
+
+
+def cross_section(doc, recipe, cells, results):
+    ours = [(cid, c) for cid, c in cells.items() if c["kind"] == "cross-certify" and cid in results]
+    if not ours:
+        doc.para("(Table 7: not run yet)")
+        return
+    relax = ours[0][1]["relaxations"]
+    rows = []
+    for cid, c in ours:
+        t = cells[c["needs"][0]]
+        at = results[cid]["evaluation"]["radii"][0]
+        rows.append([f"{t.get('paper_method', t['flags']['method'])} ({t['schedule']})", f"{c['eps']:g}",
+                     pct(results[cid]["evaluation"]["accuracy"])] +
+                    [pct(at["certified"].get(r)) for r in relax])
+    doc.table(["trained with", "eps", "accuracy"] + [f"certified: {RELAXATION_TITLES.get(r, r)}" for r in relax], rows,
+              "Table 7: each trained CONV net certified with every relaxation (%, sound bounds)")
+
+
+def tightness_section(doc, recipe, cells, results, figures):
+    paper = recipe.get("paper_cr_auc", {})
+    for cid, c in cells.items():
+        if c["kind"] != "tightness":
+            continue
+        r = results.get(cid)
+        exp = c["experiments"][0]
+        letter = exp.split("-")[-1]
+        p = paper.get(letter, {})
+        rows = []
+        if r:
+            auc = r["cr_auc"]["cr_auc"]
+            for name in c["relaxations"]:
+                rows.append([RELAXATION_TITLES.get(name, name), f"{auc.get(name, float('nan')):.3f}",
+                             f"{p[name]:.2f}" if name in p else "-"])
+            order = sorted(auc.items(), key=lambda t: t[1])
+            trained = results.get(c["needs"][0])
+            acc = pct(trained["evaluation"]["accuracy"]) if trained else "-"
+            doc.table(["relaxation", "CR-AUC (ours)", "CR-AUC (paper)"], rows,
+                      f"Tightness, {exp}: {cells[c['needs'][0]]['id']} (accuracy {acc}%), CR-AUC over eps in "
+                      f"[0, {c['eps_max']:g}]" + (f", first {c['test_subset']} test images" if "test_subset" in c else ""))
+            doc.bullets(["ours, loosest to tightest: " + " < ".join(f"{RELAXATION_TITLES.get(n, n)} {v:.3f}"
+                                                                   for n, v in order)])
+        else:
+            doc.para(f"(Tightness {exp}: not run yet)")
+        stem = cid.replace("/", "__").replace("@", "_at_")
+        doc.figure(stem, f"CR curves, {exp}", figures)
+
+
+def times_section(doc, cells, results):
+    rows = []
+    for cid, c in cells.items():
+        r = results.get(cid)
+        if not r:
+            continue
+        if c["kind"] == "train":
+            rows.append([cid, str(r.get("epochs")), hours(r.get("train_seconds")), num(r.get("eval_seconds"), 0),
+                         r["machine"]["cpu"] + f" ({r['machine']['cores']} cores)",
+                         r["command"][r["command"].index("--threads") + 1] if "--threads" in r["command"] else "-"])
+    if rows:
+        doc.table(["cell", "epochs", "training (h)", "evaluation (s)", "machine", "threads"], rows,
+                  "Time per training cell (sum of the epochs' seconds across resumes, plus the final evaluation)")
+
+
+def write(recipe, cells, paths):
+    results = load_results(paths, cells)
+    figures = paths.figures()
+    figures.mkdir(parents=True, exist_ok=True)
+    doc = Doc()
+    doc.heading(1, f"Reproduction report: {recipe['title']}")
+    commits = sorted({r.get("commit", "?") for r in results.values()})
+    doc.para(f"Assembled {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} by tools/reproduce --report from "
+             f"{len(results)} of {len(cells)} cells of {Path(recipe['_path']).name} (results/cells/*.json; "
+             f"commits {', '.join(commits) or '-'}). Columns marked 'paper' are the paper's published numbers; "
+             "every other number is ours, measured by the cell whose command is listed at the end. "
+             "'-' marks a cell that has not run yet.")
+    doc.bullets([f"schedule '{n}': {s['about']}" for n, s in recipe["schedules"].items()])
+
+    doc.heading(2, "The paradox: certified training with each relaxation (tables 10 and 11)")
+    paradox_section(doc, recipe, cells, results, figures, "conv", "Table 11", [0.3, 0.1])
+    paradox_section(doc, recipe, cells, results, figures, "fc", "Table 10", [0.3])
+    doc.heading(2, "Seeds (table 13)")
+    seeds_section(doc, recipe, cells, results)
+    doc.heading(2, "Training with one relaxation, certifying with another (table 7)")
+    cross_section(doc, recipe, cells, results)
+    doc.heading(2, "Tightness (table 4, figure 2)")
+    tightness_section(doc, recipe, cells, results, figures)
+    doc.heading(2, "Continuity and sensitivity (figures 3 to 6)")
+    for cid, c in cells.items():
+        if c["kind"] in ("landscape", "sgd", "command"):
+            stem = cid.replace("/", "__").replace("@", "_at_")
+            exp = next((e for e in recipe["experiment"] if e["id"] == c["experiments"][0]), {})
+            doc.figure(stem, f"{c['experiments'][0]}: {exp.get('about', '')}", figures)
+    doc.heading(2, "Time per cell")
+    times_section(doc, cells, results)
+    doc.heading(2, "Provenance: the command of every cell")
+    doc.details(f"{len(results)} commands", [f"{cid}: {' '.join(r['command'])}" for cid, r in results.items()])
+
+    out_md = paths.results / "report.md"
+    out_md.write_text("\n".join(doc.md) + "\n")
+    style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+             "table{border-collapse:collapse;margin:1em 0;font-size:0.9em}caption{text-align:left;font-style:italic;"
+             "padding:0.3em 0}th,td{border:1px solid #ccc;padding:0.25em 0.6em;text-align:right}"
+             "td:first-child,th:first-child{text-align:left}thead{background:#f0f0f0}"
+             "figure{margin:1em 0}img{max-width:100%}pre{white-space:pre-wrap;font-size:0.8em}")
+    page = ("<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'><title>" + html.escape(recipe["title"]) +
+            f"</title><style>{style}</style></head><body>" + "\n".join(doc.html) + "</body></html>\n")
+    (paths.results / "report.html").write_text(page)
+    print(f"[reproduce] wrote {out_md} and {paths.results / 'report.html'} ({len(results)} cells)")
