@@ -13,9 +13,9 @@
 // X(name, "kernel stems", differentiable)
 #define CTE_ENGINE_OPS(X)                                                   \
   X(add, "binary reduce_sum", true)                                         \
-  X(sub, "binary reduce_sum", true)                                         \
+  X(sub, "binary reduce_sum unary", true)                                         \
   X(mul, "binary reduce_sum", true)                                         \
-  X(div, "binary reduce_sum", true)                                         \
+  X(div, "binary reduce_sum unary", true)                                         \
   X(minimum, "binary reduce_sum select", true)                              \
   X(maximum, "binary reduce_sum select", true)                              \
   X(compare, "binary", false)                                               \
@@ -28,16 +28,16 @@
   X(clamp, "unary binary", true)                                            \
   X(exp, "unary binary", true)                                              \
   X(log, "unary binary", true)                                              \
-  X(sum, "reduce_sum fill", true)                                           \
+  X(sum, "reduce_sum fill binary", true)                                           \
   X(sum_axis, "reduce_sum binary", true)                                    \
-  X(mean, "reduce_sum fill", true)                                          \
+  X(mean, "reduce_sum fill binary", true)                                          \
   X(mean_axis, "reduce_sum binary", true)                                   \
   X(reshape, "", true)                                                      \
   X(flatten, "", true)                                                      \
   X(transpose, "transpose", true)                                           \
   X(slice_batch, "fill", true)                                              \
   X(concat_batch, "", true)                                                 \
-  X(matmul, "gemm reduce_sum", true)                                        \
+  X(matmul, "gemm", true)                                        \
   X(linear, "gemm reduce_sum binary", true)                                 \
   X(conv2d, "conv2d_forward conv2d_backward_data conv2d_backward_filter reduce_sum binary", true) \
   X(conv2d_transpose, "conv2d_backward_data conv2d_forward conv2d_backward_filter", true) \

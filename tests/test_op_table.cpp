@@ -16,6 +16,7 @@
 #include "kernels/relax_kernels.h"
 #include "relaxations/relax_ops.h"
 #include "tests/test_ops_cases.h"
+#include "tests/test_util.h"
 
 namespace cte::test {
 namespace {
@@ -87,44 +88,50 @@ TEST_CASE("op table: every op has a gradient/parity case and kernel twins") {
 
 TEST_CASE("op table: the kernels each op launches, forward and backward, are the ones it lists") {
   std::map<std::string, std::set<std::string>> launched;  // op -> stems over all its cases
-  for (const OpCase& c : op_cases()) {
-    CAPTURE(c.op);
-    CAPTURE(c.variant);
-    std::vector<Tensor> inputs;
-    for (size_t i = 0; i < c.inputs.size(); ++i) {
-      Tensor t = c.inputs[i].clone();
-      if (c.differentiable[i]) t.set_requires_grad(true);
-      inputs.push_back(t);
+  // On every device (a twin may differ in what it needs: the CPU fills on the
+  // host where CUDA launches the fill kernel), so the union over devices counts.
+  for (Device device : devices())
+    for (const OpCase& c : op_cases()) {
+      CAPTURE(c.op);
+      CAPTURE(c.variant);
+      std::vector<Tensor> inputs;
+      for (size_t i = 0; i < c.inputs.size(); ++i) {
+        Tensor t = c.inputs[i].to(device).clone();
+        if (c.differentiable[i]) t.set_requires_grad(true);
+        inputs.push_back(t);
+      }
+      tape_reset();
+      std::set<std::string>& stems = launched[c.op];
+      {
+        KernelLog log;
+        c.fn(inputs);
+        stems.insert(log.stems().begin(), log.stems().end());
+      }
+      // Each node the op recorded, backward from ones (made outside the log).
+      const std::vector<TapeNode> nodes = tape_nodes();
+      NoGrad no_grad;
+      for (auto node = nodes.rbegin(); node != nodes.rend(); ++node) {
+        std::vector<Tensor> ones;
+        for (const Tensor& out : node->outputs) ones.push_back(Tensor::full(out.shape(), 1.0f, device));
+        KernelLog log;
+        node->backward(ones);
+        stems.insert(log.stems().begin(), log.stems().end());
+      }
+      tape_reset();
     }
-    tape_reset();
-    std::set<std::string>& stems = launched[c.op];
-    {
-      KernelLog log;
-      c.fn(inputs);
-      stems.insert(log.stems().begin(), log.stems().end());
-    }
-    // Each node the op recorded, backward from ones (made outside the log).
-    const std::vector<TapeNode> nodes = tape_nodes();
-    NoGrad no_grad;
-    for (auto node = nodes.rbegin(); node != nodes.rend(); ++node) {
-      std::vector<Tensor> ones;
-      for (const Tensor& out : node->outputs) ones.push_back(Tensor::full(out.shape(), 1.0f, Device::cpu));
-      KernelLog log;
-      node->backward(ones);
-      stems.insert(log.stems().begin(), log.stems().end());
-    }
-    tape_reset();
-  }
   for (const OpEntry& op : kOps) {
-    CAPTURE(op.name);
-    const std::set<std::string> listed = words_of(op.kernels),& ran = launched[op.name];
+    const std::string name = op.name;
+    CAPTURE(name);
+    const std::set<std::string> listed = words_of(op.kernels), &ran = launched[name];
     std::set<std::string> unlisted, unused;
     for (const std::string& s : ran)
       if (!listed.count(s)) unlisted.insert(s);
+    // Tensor::full and zeros call the fill twins directly (engine/tensor.cpp),
+    // not through CTE_RUN, so the log cannot see fill.
     for (const std::string& s : listed)
-      if (!ran.count(s)) unused.insert(s);
-    CHECK_MESSAGE(unlisted.empty(), "op " << op.name << " launches kernels the op table does not list: " << joined(unlisted));
-    CHECK_MESSAGE(unused.empty(), "op " << op.name << " lists kernels its cases never launch: " << joined(unused));
+      if (!ran.count(s) && s != "fill") unused.insert(s);
+    CHECK_MESSAGE(unlisted.empty(), "op " << name << " launches kernels the op table does not list: " << joined(unlisted));
+    CHECK_MESSAGE(unused.empty(), "op " << name << " lists kernels its cases never launch: " << joined(unused));
   }
 }
 
