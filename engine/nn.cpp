@@ -28,11 +28,11 @@ Tensor uniform_tensor(const Shape& shape, float bound, Rng& rng) {
   return Tensor::from_vector(values, shape, Device::cpu);
 }
 
+}  // namespace
+
 std::string layer_label(const Layer& layer, size_t index) {
   return "layer " + std::to_string(index) + " (" + layer_kind_name(layer.kind) + ")";
 }
-
-}  // namespace
 
 // kaiming_uniform_(a = sqrt(5)) gives bound = sqrt(6 / ((1 + a^2) fan_in)) = 1/sqrt(fan_in),
 // the same bound PyTorch uses for the bias.
@@ -108,18 +108,13 @@ Shape layer_output_shape(const Layer& layer, const Shape& in, size_t index) {
       if (in.ndim() != 3)
         fail(where, layer_label(layer, index) + ": input is " + in.str() + ", expected (C, H, W)");
       const Shape w = layer.weight.shape();
-      if (in[0] != w[1])
-        fail(where, layer_label(layer, index) + ": input is " + in.str() + ", weight " + w.str() +
-                        " expects " + std::to_string(w[1]) + " channels");
       if (layer.bias.defined() && layer.bias.shape() != Shape{w[0]})
         fail(where, layer_label(layer, index) + ": bias " + layer.bias.shape().str() + " does not match weight " + w.str());
-      if (layer.stride < 1 || layer.padding < 0)
-        fail(where, layer_label(layer, index) + ": stride " + std::to_string(layer.stride) + ", padding " +
-                        std::to_string(layer.padding));
-      const int64_t h = (in[1] + 2 * layer.padding - w[2]), wd = (in[2] + 2 * layer.padding - w[3]);
-      if (h < 0 || wd < 0)
-        fail(where, layer_label(layer, index) + ": kernel " + w.str() + " larger than padded input " + in.str());
-      return Shape{w[0], h / layer.stride + 1, wd / layer.stride + 1};
+      // The one conv shape rule (ops::conv_geometry), for one image.
+      const std::string op = where + "] [" + layer_label(layer, index);
+      const kern::ConvGeometry g = ops::conv_geometry(Shape{1, in[0], in[1], in[2]}, w, layer.stride, layer.padding,
+                                                      op.c_str());
+      return Shape{g.c_out, g.h_out, g.w_out};
     }
     case LayerKind::relu: return in;
     case LayerKind::flatten: return Shape{in.numel()};

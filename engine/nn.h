@@ -58,6 +58,9 @@ Layer make_relu();
 Layer make_flatten();
 Layer make_normalize(const std::vector<float>& mean, const std::vector<float>& std);
 
+// "layer 3 (conv)": how every message names a layer.
+std::string layer_label(const Layer& layer, size_t index);
+
 // Parameter-free shape inference for one layer; throws "[network] layer i (...)".
 Shape layer_output_shape(const Layer& layer, const Shape& in, size_t index);
 

@@ -6,13 +6,27 @@
 namespace cte {
 namespace {
 
+// Epochs handed out on this thread: every tape, the thread's own after each
+// release and every TapeScope's, gets a fresh one.
+thread_local int64_t g_last_epoch = 0;
+int64_t fresh_epoch() { return ++g_last_epoch; }
+
 struct Tape {
   std::vector<TapeNode> nodes;
-  int64_t epoch = 0;  // bumped every time the tape is released
+  int64_t epoch = fresh_epoch();
 };
 
 thread_local Tape g_tape;
 thread_local bool g_recording = true;
+
+// Marks `output` as the product of the node about to be appended.
+void mark_output(Tensor& output) {
+  TensorImpl* out = output.impl();
+  out->requires_grad = true;
+  out->is_leaf = false;
+  out->tape_epoch = g_tape.epoch;
+  out->tape_node = int64_t(g_tape.nodes.size());
+}
 
 }  // namespace
 
@@ -36,12 +50,21 @@ bool should_record(const std::vector<Tensor>& inputs) {
 
 void record(const char* op, std::vector<Tensor> inputs, Tensor& output,
             std::function<void(const Tensor&)> backward_fn) {
-  TensorImpl* out = output.impl();
-  out->requires_grad = true;
-  out->is_leaf = false;
-  out->tape_epoch = g_tape.epoch;
-  out->tape_node = int64_t(g_tape.nodes.size());
-  g_tape.nodes.push_back(TapeNode{op, std::move(inputs), output, std::move(backward_fn)});
+  mark_output(output);
+  g_tape.nodes.push_back(TapeNode{op, std::move(inputs), {output},
+                                  [fn = std::move(backward_fn)](const std::vector<Tensor>& g) { fn(g[0]); }});
+}
+
+void record_multi(const char* op, std::vector<Tensor> inputs, const std::vector<Tensor*>& outputs,
+                  std::function<void(const std::vector<Tensor>&)> backward_fn) {
+  if (outputs.empty()) fail("record_multi", std::string(op) + ": a node needs at least one output");
+  std::vector<Tensor> outs;
+  for (Tensor* output : outputs) {
+    if (!output->defined()) fail("record_multi", std::string(op) + ": an output is undefined");
+    mark_output(*output);
+    outs.push_back(*output);
+  }
+  g_tape.nodes.push_back(TapeNode{op, std::move(inputs), std::move(outs), std::move(backward_fn)});
 }
 
 void accumulate_grad(const Tensor& t, const Tensor& grad) {
@@ -76,21 +99,43 @@ void backward(const Tensor& loss) {
 
   NoGrad no_recording;  // gradients are not themselves differentiated
   root->grad = Tensor::full(loss.shape(), 1.0f, loss.device()).impl_ptr();
+  std::vector<Tensor> grad_outputs;
   for (int64_t i = root->tape_node; i >= 0; --i) {
     TapeNode& node = g_tape.nodes[size_t(i)];
-    TensorImpl* out = node.output.impl();
-    if (!out->grad) continue;  // does not influence the loss
-    const Tensor grad_output = Tensor::wrap(out->grad);
-    out->grad.reset();  // intermediate gradients die as soon as they are consumed
-    node.backward(grad_output);
+    grad_outputs.assign(node.outputs.size(), Tensor());
+    bool reached = false;
+    for (size_t k = 0; k < node.outputs.size(); ++k) {
+      TensorImpl* out = node.outputs[k].impl();
+      if (!out->grad) continue;  // does not influence the loss
+      grad_outputs[k] = Tensor::wrap(out->grad);
+      out->grad.reset();  // intermediate gradients die as soon as they are consumed
+      reached = true;
+    }
+    if (reached) node.backward(grad_outputs);
   }
   tape_reset();
 }
 
 void tape_reset() {
-  for (TapeNode& node : g_tape.nodes) node.output.impl()->grad.reset();
+  for (TapeNode& node : g_tape.nodes)
+    for (Tensor& output : node.outputs) output.impl()->grad.reset();
   g_tape.nodes.clear();
-  ++g_tape.epoch;
+  g_tape.epoch = fresh_epoch();
+}
+
+TapeScope::TapeScope()
+    : saved_nodes_(std::move(g_tape.nodes)), saved_epoch_(g_tape.epoch), saved_recording_(g_recording) {
+  g_tape.nodes.clear();
+  g_tape.epoch = fresh_epoch();
+  g_recording = true;
+}
+
+TapeScope::~TapeScope() {
+  for (TapeNode& node : g_tape.nodes)  // whatever the scope left unreleased (after an exception)
+    for (Tensor& output : node.outputs) output.impl()->grad.reset();
+  g_tape.nodes = std::move(saved_nodes_);
+  g_tape.epoch = saved_epoch_;
+  g_recording = saved_recording_;
 }
 
 std::vector<Tensor> checkpointed(const char* op, const std::vector<Tensor>& inputs,
@@ -101,30 +146,13 @@ std::vector<Tensor> checkpointed(const char* op, const std::vector<Tensor>& inpu
     outputs = fn(inputs);
   }
   if (!should_record(inputs)) return outputs;
-  // One node per output, recorded in order. Reverse order runs output 0's
-  // node last: the others stash their gradient (and make sure output 0's node
-  // runs even if output 0 itself does not reach the loss); output 0's node
-  // then recomputes once and backpropagates for all of them.
-  auto grads = std::make_shared<std::vector<Tensor>>(outputs.size());
-  const Tensor first_output = outputs[0];
-  for (size_t k = 0; k < outputs.size(); ++k) {
-    if (k > 0) {
-      record(op, inputs, outputs[k], [grads, k, first_output](const Tensor& grad_output) {
-        (*grads)[k] = grad_output;
-        TensorImpl* first = first_output.impl();
-        if (!first->grad) first->grad = Tensor::zeros(first_output.shape(), first_output.device()).impl_ptr();
-      });
-      continue;
-    }
-    record(op, inputs, outputs[0], [inputs, fn, grads](const Tensor& grad_output) {
-      (*grads)[0] = grad_output;
-      // Recompute on leaves that stand in for the inputs, on a private tape.
-      Tape saved = std::move(g_tape);
-      g_tape = Tape{};
-      g_tape.epoch = saved.epoch + 1000003;  // never equal to the outer tape's epoch
-      const bool previous = g_recording;
-      g_recording = true;
-      std::vector<Tensor> leaves;
+  std::vector<Tensor*> targets;
+  for (Tensor& out : outputs) targets.push_back(&out);
+  record_multi(op, inputs, targets, [inputs, fn](const std::vector<Tensor>& grads) {
+    // Recompute on leaves that stand in for the inputs, on a private tape.
+    std::vector<Tensor> leaves;
+    {
+      TapeScope private_tape;
       for (const Tensor& in : inputs) {
         Tensor leaf = in.detach();
         if (in.requires_grad()) leaf.set_requires_grad(true);
@@ -133,17 +161,15 @@ std::vector<Tensor> checkpointed(const char* op, const std::vector<Tensor>& inpu
       std::vector<Tensor> recomputed = fn(leaves);
       Tensor total;
       for (size_t j = 0; j < recomputed.size(); ++j) {
-        if (!(*grads)[j].defined() || !recomputed[j].requires_grad()) continue;
-        Tensor term = ops::sum(ops::mul(recomputed[j], (*grads)[j]));
+        if (!grads[j].defined() || !recomputed[j].requires_grad()) continue;
+        Tensor term = ops::sum(ops::mul(recomputed[j], grads[j]));
         total = total.defined() ? ops::add(total, term) : term;
       }
       if (total.defined()) backward(total);
-      g_tape = std::move(saved);
-      g_recording = previous;
-      for (size_t i = 0; i < inputs.size(); ++i)
-        if (inputs[i].requires_grad() && leaves[i].grad().defined()) accumulate_grad(inputs[i], leaves[i].grad());
-    });
-  }
+    }
+    for (size_t i = 0; i < inputs.size(); ++i)
+      if (inputs[i].requires_grad() && leaves[i].grad().defined()) accumulate_grad(inputs[i], leaves[i].grad());
+  });
   return outputs;
 }
 

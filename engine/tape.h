@@ -2,7 +2,7 @@
 //
 // Rules (each is tested in tests/test_tape.cpp):
 //  1. Every differentiable op whose inputs include a tensor that requires a
-//     gradient appends exactly one Node (its name, its inputs, its output and
+//     gradient appends exactly one Node (its name, its inputs, its outputs and
 //     a backward function that closes over whatever it saved) to the current
 //     thread's tape, in execution order. Ops on tensors that need no gradient,
 //     and all ops inside a NoGrad scope, record nothing.
@@ -28,12 +28,17 @@
 
 namespace cte {
 
+// One op's record. An op with several outputs (a fused relaxation op, a
+// checkpointed block) is one node: its backward runs once with every output's
+// gradient.
 struct TapeNode {
   const char* op;                 // the op's name in the op table
   std::vector<Tensor> inputs;     // all tensor inputs (gradients flow to those requiring one)
-  Tensor output;
-  // Receives d loss / d output; calls accumulate_grad(inputs[i], ...) for each input.
-  std::function<void(const Tensor& grad_output)> backward;
+  std::vector<Tensor> outputs;
+  // Receives d loss / d output k for every output k (undefined for an output
+  // that does not reach the loss; at least one is defined); calls
+  // accumulate_grad(inputs[i], ...) for each input.
+  std::function<void(const std::vector<Tensor>& grad_outputs)> backward;
 };
 
 // True when ops should record: recording is enabled and some input requires a gradient.
@@ -42,6 +47,9 @@ bool should_record(const std::vector<Tensor>& inputs);
 // Marks `output` as produced by a new node and appends the node.
 void record(const char* op, std::vector<Tensor> inputs, Tensor& output,
             std::function<void(const Tensor& grad_output)> backward);
+// The same for an op with several outputs (all defined, produced together).
+void record_multi(const char* op, std::vector<Tensor> inputs, const std::vector<Tensor*>& outputs,
+                  std::function<void(const std::vector<Tensor>& grad_outputs)> backward);
 
 // Adds `grad` (same shape as t) to t's gradient; no-op if t needs no gradient.
 void accumulate_grad(const Tensor& t, const Tensor& grad);
@@ -52,12 +60,31 @@ size_t tape_size();                     // nodes currently recorded
 const std::vector<TapeNode>& tape_nodes();  // for tests and debugging
 
 // Runs `fn` without recording; on backward, re-runs it on copies of the
-// inputs under a private tape and backpropagates through that recomputation
-// (gradient checkpointing). Memory held between forward and backward is just
-// the inputs and outputs, which is how a relaxation bounds thousands of
-// neurons chunk by chunk under a memory cap. `fn` must be deterministic.
+// inputs under a private tape (a TapeScope) and backpropagates through that
+// recomputation (gradient checkpointing). One node with every output. Memory
+// held between forward and backward is just the inputs and outputs, which is
+// how a relaxation bounds thousands of neurons chunk by chunk under a memory
+// cap. `fn` must be deterministic.
 std::vector<Tensor> checkpointed(const char* op, const std::vector<Tensor>& inputs,
                                  const std::function<std::vector<Tensor>(const std::vector<Tensor>&)>& fn);
+
+// A private tape for the current thread while the scope lives: the current
+// tape and recording state are set aside, a fresh empty tape with recording
+// on takes their place, and the destructor puts them back, also when an
+// exception leaves the scope. Tensors recorded on either tape can never be
+// mistaken for the other's (every tape gets its own epoch).
+class TapeScope {
+ public:
+  TapeScope();
+  ~TapeScope();
+  TapeScope(const TapeScope&) = delete;
+  TapeScope& operator=(const TapeScope&) = delete;
+
+ private:
+  std::vector<TapeNode> saved_nodes_;
+  int64_t saved_epoch_;
+  bool saved_recording_;
+};
 
 bool grad_recording_enabled();
 class NoGrad {

@@ -45,8 +45,27 @@ struct ConvGeometry {
   int n, c_in, h_in, w_in;
   int c_out, kh, kw;
   int stride, padding;
-  int h_out, w_out;  // (h_in + 2*padding - kh) / stride + 1, likewise w
+  int h_out, w_out;  // conv_output_extent(h_in, kh, stride, padding), likewise w
 };
+
+// C[i] = alpha op(A[i]) op(B[i]) + beta C[i] for i < batch, row-major; op
+// transposes when trans_* is set. ld*: row strides; stride_*: the distance
+// between consecutive matrices of the batch (0: one matrix shared by all).
+struct GemmShape {
+  bool trans_a, trans_b;
+  int64_t m, n, k;
+  int64_t lda, ldb, ldc;
+  int64_t stride_a, stride_b, stride_c;
+  int64_t batch;
+};
+
+// The one output-size rule of a convolution along one axis (the network, the
+// op front-end and the CUDA twin's check all call it). Negative when the
+// kernel is larger than the padded input.
+constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
+  const int span = in + 2 * padding - kernel;
+  return span < 0 ? -1 : span / stride + 1;
+}
 
 // X(name, parameter list). Shapes are row-major, outermost first.
 #define CTE_KERNELS(X)                                                                  \
@@ -61,10 +80,8 @@ struct ConvGeometry {
                  int64_t outer, int64_t reduce, int64_t inner, float scale))           \
   /* Row-major C = alpha * op(A) * op(B) + beta * C for each of `batch` matrices;   */ \
   /* op(A) is [m,k], op(B) is [k,n]; beta == 0 ignores C's old contents (NaN too). */  \
-  X(gemm, (bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,    \
-           const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,  \
-           int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,       \
-           int64_t batch))                                                              \
+  X(gemm, (GemmShape s, float alpha, const float* a, const float* b, float beta,       \
+           float* c))                                                                   \
   X(conv2d_forward, (const float* x /*[n,c_in,h_in,w_in]*/,                             \
                      const float* w /*[c_out,c_in,kh,kw]*/,                             \
                      float* y /*[n,c_out,h_out,w_out]*/, ConvGeometry g))               \

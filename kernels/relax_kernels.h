@@ -18,6 +18,14 @@
 
 namespace cte::kern {
 
+// The shape of a backsubstitution step: `rows` linear functions per sample
+// over `n` neurons, for `batch` samples; shared: one coefficient block
+// [rows, n] serves every sample.
+struct BacksubShape {
+  int64_t batch, rows, n;
+  bool shared;
+};
+
 // X(name, parameter list). Shapes are row-major, outermost first.
 #define CTE_RELAX_KERNELS(X)                                                                   \
   /* Box ReLU: l = c - r, u = c + r -> c' = (relu(u) + relu(l)) / 2, r' = (relu(u) - relu(l)) / 2 */ \
@@ -47,8 +55,7 @@ namespace cte::kern {
                            const float* lower /*[batch, n]*/, const float* upper /*[batch, n]*/, \
                            float* coeffs_out /*[batch, rows, n]*/,                              \
                            float* bias_lower /*[batch, rows] or nullptr*/,                      \
-                           float* bias_upper /*[batch, rows] or nullptr*/, int64_t batch,       \
-                           int64_t rows, int64_t n, bool shared))                              \
+                           float* bias_upper /*[batch, rows] or nullptr*/, BacksubShape s))    \
   /* Its adjoint: d_coeffs (summed over samples when shared), d_lower and d_upper      */     \
   /* (each summed over the rows in a fixed order). A nullptr d_bias_* counts as zero.  */     \
   X(backsub_relu_backward, (ReluRule rule,                                                     \
@@ -59,7 +66,7 @@ namespace cte::kern {
                             const float* d_bias_upper /*[batch, rows] or nullptr*/,             \
                             float* d_coeffs /*[shared ? 1 : batch, rows, n]*/,                  \
                             float* d_lower /*[batch, n]*/, float* d_upper /*[batch, n]*/,       \
-                            int64_t batch, int64_t rows, int64_t n, bool shared))      \
+                            BacksubShape s))                                                    \
   /* The input step of a backsubstitution over an input box with centre c, radius r: */     \
   /*   centre_term[s,k] = sum_j a[s,k,j] c[s,j],  spread[s,k] = sum_j |a[s,k,j]| r[s,j] */     \
   /* (lower bound = bias + centre_term - spread, upper = bias + centre_term + spread). */     \

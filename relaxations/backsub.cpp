@@ -550,23 +550,20 @@ BacksubResult output_bounds(BacksubContext& ctx, const Tensor& spec, const Bound
 
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {
-  const ReluRule crown = options.crown_tie_slope == 1 ? ReluRule::crown_tie1 : ReluRule::crown;
-  ReluRule rule = crown;
-  switch (relaxation) {
-    case Relaxation::deepz: rule = ReluRule::deepz; break;
-    case Relaxation::crown: rule = crown; break;
-    case Relaxation::crown0: rule = ReluRule::crown0; break;
-    case Relaxation::crown0_unstable: rule = ReluRule::crown0_unstable; break;
-    case Relaxation::hbox_fresh: rule = ReluRule::hbox_fresh; break;
-    case Relaxation::crown_ibp: rule = crown; break;
-    default: fail("bounds", std::string(relaxation_name(relaxation)) + " is not a backsubstitution relaxation");
-  }
+  const RelaxationInfo& info = relaxation_info(relaxation);
+  if (info.engine != BoundsEngine::backsub)
+    fail("bounds", std::string(info.name) + " is not a backsubstitution relaxation");
+  // --crown-tie 1: CROWN's tie -l = u gets slope 1 (the authors' code).
+  const ReluRule rule =
+      info.relu_rule == ReluRule::crown && options.crown_tie_slope == 1 ? ReluRule::crown_tie1 : info.relu_rule;
+  // Box intermediate bounds (CROWN-IBP): one Box pass, which can also give Box's own output bounds to mix in.
+  const bool box_intermediate = info.intermediate == IntermediateBounds::box_pass;
   const BacksubMode mode = kern::relu_rule_symmetric(rule) ? BacksubMode::bounds_symmetric : BacksubMode::bounds_stacked;
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, rule, mode, options.memory_cap_bytes, options.sound);
   const std::vector<Layer>& layers = net.layers();
   CentreRadiusPair box_output;  // crown_ibp with beta < 1: the Box pass's box at box_end
   const float beta = options.crown_ibp_beta;
-  if (relaxation == Relaxation::crown_ibp) {
+  if (box_intermediate) {
     if (beta <= 0.0f) return box_bounds(net, lower0, upper0, spec, options);
     // One Box pass gives the intermediate bounds and, carried on to box_end, Box's own output box.
     size_t end = 0;
@@ -586,7 +583,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     }
   }
   const BacksubResult r = output_bounds(ctx, spec, options);
-  if (relaxation != Relaxation::crown_ibp || beta >= 1.0f) return Bounds{r.lower, r.upper};
+  if (!box_intermediate || beta >= 1.0f) return Bounds{r.lower, r.upper};
   const Bounds box = box_output_bounds(net, box_output, spec, options);
   auto mix = [beta](const Tensor& crown, const Tensor& ibp) {
     return crown.defined() ? ops::add(ops::scale(crown, beta), ops::scale(ibp, 1.0f - beta)) : Tensor();

@@ -131,8 +131,7 @@ int certify_bounds_command(int argc, char** argv) {
   app.add_option("--eps", eps, "L-inf radius of the ball around each input (>= 0)")->required();
   // --relaxations as in every other command; --relaxation, the old name, still works.
   app.add_option("--relaxations,--relaxation", relaxation_args,
-                 "one or more of box, hbox, hbox-fresh, deepz, crown, crown0, crown0-unstable, crown-ibp, or the LP relaxations "
-                 "triangle and parallelogram (comma-separated: one output line each)")
+                 "one or more of " + relaxation_names_list() + " (comma-separated: one output line each)")
       ->delimiter(',')
       ->required();
   app.add_option("--spec", spec,

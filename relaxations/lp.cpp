@@ -208,7 +208,7 @@ float round_up(double v) {
 
 }  // namespace
 
-Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, LpRule rule,
+Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, kern::LpReluRule rule,
                  bool need_lower) {
   glp_term_out(GLP_OFF);
   const std::vector<Layer>& layers = net.layers();
@@ -249,8 +249,7 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
           box = false;
           // The rule's half-planes (kernels/common/relu_relaxation.h) as rows
           // y - slope x >= or <= intercept, except y >= 0 and y <= u: the column bounds of y.
-          const kern::ReluHalfPlanes<double> planes = kern::lp_relu_half_planes(
-              rule == LpRule::triangle ? kern::LpReluRule::triangle : kern::LpReluRule::parallelogram, l, u);
+          const kern::ReluHalfPlanes<double> planes = kern::lp_relu_half_planes(rule, l, u);
           for (int k = 0; k < planes.lower_count; ++k) {
             const kern::ReluLine<double> line = planes.lower[k];
             if (line.slope == 0.0 && line.intercept == 0.0) continue;

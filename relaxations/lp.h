@@ -25,13 +25,11 @@
 
 namespace cte::relax {
 
-enum class LpRule { triangle, parallelogram };
-
 // Bounds of C z (spec (N, K, L)) or of z (spec undefined), per sample, on the
 // CPU in double precision (returned as float tensors on lower0's device,
 // rounded outwards so the float bounds stay sound). need_lower false skips
 // the lower bounds' LPs (Bounds::lower undefined).
-Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, LpRule rule,
+Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, kern::LpReluRule rule,
                  bool need_lower = true);
 
 }  // namespace cte::relax

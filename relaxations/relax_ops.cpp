@@ -1,10 +1,9 @@
 // The fused relaxation ops (relax_ops.h): box_relu, hbox_relu and
 // backsub_relu. Each front-end checks shapes, runs the forward kernel twin
 // through CTE_RUN and records its backward rule, which runs the backward
-// kernel twin, right beside it. These ops have several outputs; the tape
-// records one node per output (as engine's checkpointed() does): the nodes of
-// outputs 1.. only stash their gradient, and the node of output 0, recorded
-// first and so run last, calls the backward kernel once with all of them.
+// kernel twin, right beside it. These ops have several outputs: one tape node
+// each (record_multi), whose backward calls the backward kernel once with
+// every output's gradient.
 #include "relaxations/relax_ops.h"
 
 #include <functional>
@@ -16,39 +15,8 @@
 #include "engine/tape.h"
 #include "kernels/relax_kernels.h"
 
-// CTE_RUN for the kernels of kernels/relax_kernels.h.
-#define CTE_RUN_RELAX(device, stem, ...)                                      \
-  do {                                                                        \
-    if ((device) == ::cte::Device::cpu) ::cte::kern::stem##_cpu(__VA_ARGS__); \
-    else ::cte::kern::stem##_cuda(__VA_ARGS__);                               \
-  } while (0)
-
 namespace cte::relax {
 namespace {
-
-using MultiBackward = std::function<void(const std::vector<Tensor>& grad_outputs)>;
-
-// Records `outputs` (all defined, all produced together from `inputs`) so
-// that one call of `backward_fn` receives every output's gradient (undefined
-// where an output did not reach the loss). Output 0's node is recorded first,
-// so the reverse walk runs it after the others have stashed their gradients.
-void record_multi(const char* op, const std::vector<Tensor>& inputs, const std::vector<Tensor*>& outputs,
-                  MultiBackward backward_fn) {
-  auto grads = std::make_shared<std::vector<Tensor>>(outputs.size());
-  record(op, inputs, *outputs[0], [grads, backward_fn](const Tensor& grad_output) {
-    (*grads)[0] = grad_output;
-    std::vector<Tensor> all = std::move(*grads);
-    grads->assign(all.size(), Tensor());
-    backward_fn(all);
-  });
-  const Tensor first = *outputs[0];
-  for (size_t k = 1; k < outputs.size(); ++k)
-    record(op, inputs, *outputs[k], [grads, k, first](const Tensor& grad_output) {
-      (*grads)[k] = grad_output;
-      TensorImpl* first_impl = first.impl();  // make sure output 0's node runs even if it missed the loss
-      if (!first_impl->grad) first_impl->grad = Tensor::zeros(first.shape(), first.device()).impl_ptr();
-    });
-}
 
 const float* data_or_null(const Tensor& t) { return t.defined() ? t.data() : nullptr; }
 
@@ -68,7 +36,7 @@ Tensor or_zeros(const Tensor& t, const Shape& shape, Device device) {
 void gemm_one(Device device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
               const float* b, float beta, float* c) {
   const int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
-  CTE_RUN(device, gemm, trans_a, trans_b, m, n, k, 1.0f, a, lda, 0, b, ldb, 0, beta, c, n, 0, 1);
+  CTE_RUN(device, gemm, kern::GemmShape{trans_a, trans_b, m, n, k, lda, ldb, n, 0, 0, 0, 1}, 1.0f, a, b, beta, c);
 }
 
 // Shape of coefficients over n neurons: (K, n) when shared, else (N, K, n).
@@ -94,14 +62,14 @@ CentreRadiusPair box_relu(const Tensor& centre, const Tensor& radius) {
   require_same_shape("box_relu", "centre", centre, "radius", radius);
   const int64_t n = centre.numel();
   CentreRadiusPair out{Tensor::empty(centre.shape(), device), Tensor::empty(centre.shape(), device)};
-  CTE_RUN_RELAX(device, box_relu_forward, centre.data(), radius.data(), out.centre.data(), out.radius.data(), n);
+  CTE_RUN(device, box_relu_forward, centre.data(), radius.data(), out.centre.data(), out.radius.data(), n);
   if (should_record({&centre, &radius}))
     record_multi("box_relu", {centre, radius}, {&out.centre, &out.radius},
                  [centre, radius, n, device](const std::vector<Tensor>& g) {
                    const Tensor dc_out = or_zeros(g[0], centre.shape(), device);
                    const Tensor dr_out = or_zeros(g[1], centre.shape(), device);
                    Tensor dc = Tensor::empty(centre.shape(), device), dr = Tensor::empty(centre.shape(), device);
-                   CTE_RUN_RELAX(device, box_relu_backward, centre.data(), radius.data(), dc_out.data(),
+                   CTE_RUN(device, box_relu_backward, centre.data(), radius.data(), dc_out.data(),
                                  dr_out.data(), dc.data(), dr.data(), n);
                    accumulate_grad(centre, dc);
                    accumulate_grad(radius, dr);
@@ -117,7 +85,7 @@ HboxReluResult hbox_relu(const Tensor& centre, const Tensor& g_norm, const Tenso
   const int64_t n = centre.numel();
   HboxReluResult out{Tensor::empty(shape, device), Tensor::empty(shape, device), Tensor::empty(shape, device),
                      Tensor::empty(shape, device)};
-  CTE_RUN_RELAX(device, hbox_relu_forward, centre.data(), g_norm.data(), box.data(), out.centre.data(),
+  CTE_RUN(device, hbox_relu_forward, centre.data(), g_norm.data(), box.data(), out.centre.data(),
                 out.box.data(), out.lower.data(), out.upper.data(), n);
   if (should_record({&centre, &g_norm, &box}))
     record_multi("hbox_relu", {centre, g_norm, box}, {&out.centre, &out.box},
@@ -126,7 +94,7 @@ HboxReluResult hbox_relu(const Tensor& centre, const Tensor& g_norm, const Tenso
                    const Tensor db_out = or_zeros(g[1], shape, device);
                    Tensor dc = Tensor::empty(shape, device), dg = Tensor::empty(shape, device),
                           db = Tensor::empty(shape, device);
-                   CTE_RUN_RELAX(device, hbox_relu_backward, centre.data(), g_norm.data(), box.data(),
+                   CTE_RUN(device, hbox_relu_backward, centre.data(), g_norm.data(), box.data(),
                                  dc_out.data(), db_out.data(), dc.data(), dg.data(), db.data(), n);
                    accumulate_grad(centre, dc);
                    accumulate_grad(g_norm, dg);
@@ -155,9 +123,9 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
   out.coeffs = Tensor::empty(Shape{batch, rows, n}, device);
   if (want_bias_lower) out.bias_lower = Tensor::empty(Shape{batch, rows}, device);
   if (want_bias_upper) out.bias_upper = Tensor::empty(Shape{batch, rows}, device);
-  CTE_RUN_RELAX(device, backsub_relu_forward, rule, coeffs.data(), lower.data(), upper.data(), out.coeffs.data(),
+  CTE_RUN(device, backsub_relu_forward, rule, coeffs.data(), lower.data(), upper.data(), out.coeffs.data(),
                 want_bias_lower ? out.bias_lower.data() : nullptr,
-                want_bias_upper ? out.bias_upper.data() : nullptr, batch, rows, n, shared);
+                want_bias_upper ? out.bias_upper.data() : nullptr, kern::BacksubShape{batch, rows, n, shared});
   if (should_record({&coeffs, &lower, &upper})) {
     std::vector<Tensor*> outputs{&out.coeffs};
     if (want_bias_lower) outputs.push_back(&out.bias_lower);
@@ -171,9 +139,10 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
                    const Tensor d_bias_upper = want_bias_upper ? g[next++] : Tensor();
                    Tensor d_coeffs = Tensor::empty(coeffs.shape(), device);
                    Tensor d_lower = Tensor::empty(lower.shape(), device), d_upper = Tensor::empty(upper.shape(), device);
-                   CTE_RUN_RELAX(device, backsub_relu_backward, rule, coeffs.data(), lower.data(), upper.data(),
+                   CTE_RUN(device, backsub_relu_backward, rule, coeffs.data(), lower.data(), upper.data(),
                                  d_out.data(), data_or_null(d_bias_lower), data_or_null(d_bias_upper),
-                                 d_coeffs.data(), d_lower.data(), d_upper.data(), batch, rows, n, shared);
+                                 d_coeffs.data(), d_lower.data(), d_upper.data(),
+                                 kern::BacksubShape{batch, rows, n, shared});
                    accumulate_grad(coeffs, d_coeffs);
                    accumulate_grad(lower, d_lower);
                    accumulate_grad(upper, d_upper);
@@ -305,7 +274,7 @@ BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, con
                  " (expects (N, K, n0) and (N, n0))");
   const int64_t batch = coeffs.size(0), rows = coeffs.size(1), n = coeffs.size(2);
   BacksubInputResult out{Tensor::empty(Shape{batch, rows}, device), Tensor::empty(Shape{batch, rows}, device)};
-  CTE_RUN_RELAX(device, backsub_input_forward, coeffs.data(), centre.data(), radius.data(), out.centre_term.data(),
+  CTE_RUN(device, backsub_input_forward, coeffs.data(), centre.data(), radius.data(), out.centre_term.data(),
                 out.spread.data(), batch, rows, n);
   if (should_record({&coeffs, &centre, &radius}))
     record_multi(op, {coeffs, centre, radius}, {&out.centre_term, &out.spread},
@@ -313,7 +282,7 @@ BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, con
                    Tensor d_coeffs = Tensor::empty(coeffs.shape(), device);
                    Tensor d_centre = centre.requires_grad() ? Tensor::empty(centre.shape(), device) : Tensor();
                    Tensor d_radius = radius.requires_grad() ? Tensor::empty(radius.shape(), device) : Tensor();
-                   CTE_RUN_RELAX(device, backsub_input_backward, coeffs.data(), centre.data(), radius.data(),
+                   CTE_RUN(device, backsub_input_backward, coeffs.data(), centre.data(), radius.data(),
                                  data_or_null(g[0]), data_or_null(g[1]), d_coeffs.data(),
                                  d_centre.defined() ? d_centre.data() : nullptr,
                                  d_radius.defined() ? d_radius.data() : nullptr, batch, rows, n);

@@ -5,6 +5,7 @@
 #include "relaxations/relaxations.h"
 
 #include <cmath>
+#include <iterator>
 #include <limits>
 #include <string>
 
@@ -59,18 +60,18 @@ void check_finite(const Network& net, const std::vector<FiniteCheck>& checks, De
     if (!all_finite(*c.tensor)) fail_layer(net, c.layer, c.what + " contains NaN or infinite values");
 }
 
-void check_parameter(const Network& net, size_t index, const char* what, const Tensor& t, const Shape& expected,
-                     Device device, std::vector<FiniteCheck>& finite) {
+// A tensor of layer `index` lives on `device`.
+void check_device(const Network& net, size_t index, const char* what, const Tensor& t, Device device) {
   if (!t.defined()) fail_layer(net, index, std::string(what) + " is undefined");
-  if (t.shape() != expected)
-    fail_layer(net, index, std::string(what) + " is " + t.shape().str() + ", expected " + expected.str());
   if (t.device() != device)
     fail_layer(net, index, std::string(what) + " is on " + device_name(t.device()) + " but the input box is on " +
                                device_name(device));
-  finite.push_back({index, what, &t});
 }
 
-// Every layer's parameters fit its recorded shapes, live on `device` and are finite.
+// The layers still fit the shapes Network's constructor recorded (layers()
+// hands out the list for editing, so a weight may have been replaced since):
+// the constructor's own shape rule is re-run; then every tensor lives on
+// `device` and is finite.
 void check_network(const Network& net, Device device) {
   const std::vector<Layer>& layers = net.layers();
   std::vector<FiniteCheck> finite;
@@ -79,60 +80,27 @@ void check_network(const Network& net, Device device) {
     const Layer& layer = layers[i];
     if (layer.in_shape != shape)
       fail_layer(net, i, "takes " + layer.in_shape.str() + " but the layer before gives " + shape.str());
-    switch (layer.kind) {
-      case LayerKind::linear: {
-        if (layer.in_shape.ndim() != 1 || layer.out_shape.ndim() != 1)
-          fail_layer(net, i, "input " + layer.in_shape.str() + " and output " + layer.out_shape.str() + " must be flat");
-        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0]}, device, finite);
-        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device, finite);
-        break;
-      }
-      case LayerKind::conv: {
-        if (layer.in_shape.ndim() != 3 || layer.out_shape.ndim() != 3 || !layer.weight.defined() ||
-            layer.weight.ndim() != 4)
-          fail_layer(net, i, "input " + layer.in_shape.str() + ", output " + layer.out_shape.str() + " and weight " +
-                                 (layer.weight.defined() ? layer.weight.shape().str() : std::string("(undefined)")) +
-                                 " must be (C,H,W), (O,H',W') and (O,C,kh,kw)");
-        const Shape w = layer.weight.shape();
-        check_parameter(net, i, "weight", layer.weight, Shape{layer.out_shape[0], layer.in_shape[0], w[2], w[3]}, device, finite);
-        const int64_t h = (layer.in_shape[1] + 2 * layer.padding - w[2]) / layer.stride + 1;
-        const int64_t wd = (layer.in_shape[2] + 2 * layer.padding - w[3]) / layer.stride + 1;
-        if (h != layer.out_shape[1] || wd != layer.out_shape[2])
-          fail_layer(net, i, "a " + w.str() + " kernel with stride " + std::to_string(layer.stride) + " and padding " +
-                                 std::to_string(layer.padding) + " maps " + layer.in_shape.str() + " to (" +
-                                 std::to_string(w[0]) + "," + std::to_string(h) + "," + std::to_string(wd) +
-                                 "), not " + layer.out_shape.str());
-        if (layer.bias.defined()) check_parameter(net, i, "bias", layer.bias, Shape{layer.out_shape[0]}, device, finite);
-        break;
-      }
-      case LayerKind::normalize: {
-        if (!layer.mean.defined() || !layer.inv_std.defined())
-          fail_layer(net, i, "mean and inv_std must be defined");
-        const int64_t channels = layer.in_shape.ndim() == 3 ? layer.in_shape[0] : 1;
-        const int64_t given = layer.mean.numel();
-        if ((given != channels && given != 1) || layer.inv_std.numel() != given)
-          fail_layer(net, i, "statistics " + layer.mean.shape().str() + " and " + layer.inv_std.shape().str() +
-                                 " do not fit input " + layer.in_shape.str());
-        if (layer.mean.device() != device || layer.inv_std.device() != device)
-          fail_layer(net, i, std::string("statistics are on ") + device_name(layer.mean.device()) +
-                                 " but the input box is on " + device_name(device));
-        finite.push_back({i, "statistics (mean)", &layer.mean});
-        finite.push_back({i, "statistics (inv_std)", &layer.inv_std});
-        if (layer.out_shape != layer.in_shape)
-          fail_layer(net, i, "output " + layer.out_shape.str() + " differs from input " + layer.in_shape.str());
-        break;
-      }
-      case LayerKind::relu:
-        if (layer.out_shape != layer.in_shape)
-          fail_layer(net, i, "output " + layer.out_shape.str() + " differs from input " + layer.in_shape.str());
-        break;
-      case LayerKind::flatten:
-        if (layer.out_shape != Shape{layer.in_shape.numel()})
-          fail_layer(net, i, "output " + layer.out_shape.str() + " is not the flattened input " + layer.in_shape.str());
-        break;
-      default: fail_layer(net, i, "unknown layer kind");
+    auto add = [&](const char* what, const Tensor& t) {
+      check_device(net, i, what, t, device);
+      finite.push_back({i, what, &t});
+    };
+    if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv) {
+      add("weight", layer.weight);
+      if (layer.bias.defined()) add("bias", layer.bias);
     }
-    shape = layer.out_shape;
+    if (layer.kind == LayerKind::normalize) {
+      const int64_t channels = layer.in_shape.ndim() == 3 ? layer.in_shape[0] : 1;
+      const int64_t given = layer.mean.defined() ? layer.mean.numel() : -1;
+      if (!layer.inv_std.defined() || (given != channels && given != 1) || layer.inv_std.numel() != given)
+        fail_layer(net, i, "statistics do not fit input " + layer.in_shape.str());
+      add("statistics (mean)", layer.mean);
+      add("statistics (inv_std)", layer.inv_std);
+    }
+    const Shape out = layer_output_shape(layer, shape, i);
+    if (out != layer.out_shape)
+      fail_layer(net, i, "gives " + out.str() + " for input " + shape.str() + " but the network recorded " +
+                             layer.out_shape.str());
+    shape = out;
   }
   check_finite(net, finite, device);
 }
@@ -150,45 +118,102 @@ std::string expected_input(const Network& net) {
 }  // namespace
 
 namespace relax {
-std::string layer_label(const Network& net, size_t index) {
-  return "layer " + std::to_string(index) + " (" + layer_kind_name(net.layers()[index].kind) + ")";
-}
+std::string layer_label(const Network& net, size_t index) { return cte::layer_label(net.layers()[index], index); }
 }  // namespace relax
 
-Relaxation parse_relaxation(const std::string& name) {
-  if (name == "box" || name == "ibp") return Relaxation::box;
-  if (name == "hbox") return Relaxation::hbox;
-  if (name == "hbox-fresh" || name == "hbox_fresh") return Relaxation::hbox_fresh;
-  if (name == "deepz") return Relaxation::deepz;
-  if (name == "crown") return Relaxation::crown;
-  if (name == "crown0") return Relaxation::crown0;
-  if (name == "crown0-unstable" || name == "crown0_unstable") return Relaxation::crown0_unstable;
-  if (name == "crown-ibp" || name == "crown_ibp" || name == "crown-ibp-r") return Relaxation::crown_ibp;
-  if (name == "triangle") return Relaxation::triangle;
-  if (name == "parallelogram") return Relaxation::parallelogram;
-  fail("relaxation", "unknown relaxation '" + name +
-                         "' (expected box, hbox, hbox-fresh, deepz, crown, crown0, crown0-unstable, crown-ibp, triangle, parallelogram)");
+namespace {
+constexpr bool table_in_enum_order() {
+  for (size_t i = 0; i < std::size(kRelaxationTable); ++i)
+    if (size_t(kRelaxationTable[i].id) != i) return false;
+  return true;
+}
+static_assert(table_in_enum_order(), "kRelaxationTable: rows must follow the enum order of CTE_RELAXATIONS");
+
+// The comma-separated aliases of a row, one by one.
+std::vector<std::string> split_aliases(const char* aliases) {
+  std::vector<std::string> out;
+  std::string current;
+  for (const char* c = aliases; *c; ++c) {
+    if (*c == ',') {
+      out.push_back(current);
+      current.clear();
+    } else {
+      current += *c;
+    }
+  }
+  if (!current.empty()) out.push_back(current);
+  return out;
 }
 
-const char* relaxation_name(Relaxation r) {
-  switch (r) {
-    case Relaxation::box: return "box";
-    case Relaxation::hbox: return "hbox";
-    case Relaxation::hbox_fresh: return "hbox-fresh";
-    case Relaxation::deepz: return "deepz";
-    case Relaxation::crown: return "crown";
-    case Relaxation::crown0: return "crown0";
-    case Relaxation::crown0_unstable: return "crown0-unstable";
-    case Relaxation::crown_ibp: return "crown-ibp";
-    case Relaxation::triangle: return "triangle";
-    case Relaxation::parallelogram: return "parallelogram";
+const char* engine_text(BoundsEngine engine) {
+  switch (engine) {
+    case BoundsEngine::box: return "Box forward pass";
+    case BoundsEngine::hbox: return "hybrid zonotope forward pass";
+    case BoundsEngine::backsub: return "backsubstitution";
+    case BoundsEngine::lp: return "LP (GLPK), sound through the dual";
   }
   return "?";
 }
 
+const char* intermediate_text(IntermediateBounds from) {
+  switch (from) {
+    case IntermediateBounds::box_pass: return "Box pass";
+    case IntermediateBounds::hbox_pass: return "its own pass";
+    case IntermediateBounds::backsub_pass: return "backsubstitution of every neuron, same rule";
+    case IntermediateBounds::lp_pass: return "each neuron's LP";
+  }
+  return "?";
+}
+}  // namespace
+
+const RelaxationInfo& relaxation_info(Relaxation r) {
+  const size_t index = size_t(r);
+  if (index >= std::size(kRelaxationTable)) fail("relaxation", "unknown relaxation " + std::to_string(int(r)));
+  return kRelaxationTable[index];
+}
+
+Relaxation parse_relaxation(const std::string& name) {
+  for (const RelaxationInfo& row : kRelaxationTable) {
+    if (name == row.name) return row.id;
+    for (const std::string& alias : split_aliases(row.aliases))
+      if (name == alias) return row.id;
+  }
+  fail("relaxation", "unknown relaxation '" + name + "' (expected " + relaxation_names_list() + ")");
+}
+
+const char* relaxation_name(Relaxation r) {
+  return size_t(r) < std::size(kRelaxationTable) ? kRelaxationTable[size_t(r)].name : "?";
+}
+
 std::vector<Relaxation> all_relaxations() {
-  return {Relaxation::box,   Relaxation::hbox,   Relaxation::hbox_fresh,      Relaxation::deepz,
-          Relaxation::crown, Relaxation::crown0, Relaxation::crown0_unstable, Relaxation::crown_ibp};
+  std::vector<Relaxation> out;
+  for (const RelaxationInfo& row : kRelaxationTable)
+    if (row.has_gradient()) out.push_back(row.id);
+  return out;
+}
+
+std::string relaxation_names_list(bool differentiable_only) {
+  std::string out;
+  for (const RelaxationInfo& row : kRelaxationTable) {
+    if (differentiable_only && !row.has_gradient()) continue;
+    if (!out.empty()) out += ", ";
+    out += row.name;
+  }
+  return out;
+}
+
+std::string relaxation_table_markdown() {
+  std::string out =
+      "| relaxation | also accepted | bounds by | intermediate bounds | per-neuron rule (relu_relaxation.h) | "
+      "gradient | what it is |\n| --- | --- | --- | --- | --- | --- | --- |\n";
+  for (const RelaxationInfo& row : kRelaxationTable) {
+    std::string aliases;
+    for (const std::string& alias : split_aliases(row.aliases)) aliases += (aliases.empty() ? "`" : ", `") + alias + "`";
+    out += std::string("| `") + row.name + "` | " + aliases + " | " + engine_text(row.engine) + " | " +
+           intermediate_text(row.intermediate) + " | `" + row.neuron_rule + "` | " + (row.has_gradient() ? "yes" : "no") +
+           " | " + row.summary + " |\n";
+  }
+  return out;
 }
 
 Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
@@ -220,24 +245,17 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     fail("bounds", "crown_tie_slope must be 0 or 1, got " + std::to_string(options.crown_tie_slope));
   check_network(net, device);
   Bounds bounds;
-  switch (relaxation) {
-    case Relaxation::box: bounds = relax::box_bounds(net, lower0, upper0, spec, options); break;
-    case Relaxation::hbox: bounds = relax::hbox_bounds(net, lower0, upper0, spec, options); break;
-    case Relaxation::hbox_fresh:
-    case Relaxation::deepz:
-    case Relaxation::crown:
-    case Relaxation::crown0:
-    case Relaxation::crown0_unstable:
-    case Relaxation::crown_ibp: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
-    case Relaxation::triangle:
-    case Relaxation::parallelogram: {
+  const RelaxationInfo& info = relaxation_info(relaxation);
+  switch (info.engine) {
+    case BoundsEngine::box: bounds = relax::box_bounds(net, lower0, upper0, spec, options); break;
+    case BoundsEngine::hbox: bounds = relax::hbox_bounds(net, lower0, upper0, spec, options); break;
+    case BoundsEngine::backsub: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
+    case BoundsEngine::lp: {
       std::vector<Tensor> params = net.parameters();
       if (grad_recording_enabled() && should_record(params))
-        fail("bounds", std::string(relaxation_name(relaxation)) +
+        fail("bounds", std::string(info.name) +
                            " is an LP relaxation without gradients here; compute it under NoGrad (certification)");
-      bounds = relax::lp_bounds(net, lower0, upper0, spec,
-                                relaxation == Relaxation::triangle ? relax::LpRule::triangle : relax::LpRule::parallelogram,
-                                options.need_lower);
+      bounds = relax::lp_bounds(net, lower0, upper0, spec, info.lp_rule, options.need_lower);
       if (options.sound) {  // the LP is sound for the real network; add the float32 pass's distance from it
         NoGrad no_grad;
         const Tensor distance = relax::forward_rounding_bound(net, lower0, upper0);
@@ -245,7 +263,6 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       }
       break;
     }
-    default: fail("bounds", "unknown relaxation " + std::to_string(int(relaxation)));
   }
   if (!options.need_lower) bounds.lower = Tensor();  // one contract for every relaxation
   return bounds;

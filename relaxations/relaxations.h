@@ -5,21 +5,9 @@
 // the loss of the worst-case logits backpropagates through the relaxation
 // into the weights (through the intermediate bounds l, u as well; the choice
 // of case - stable or unstable, CROWN's adaptive slope - has no gradient).
-//
-//   box         interval arithmetic as a centre-radius forward pass (IBP)
-//   hbox        DiffAI's hybrid zonotope: input error terms kept symbolic,
-//               an unstable ReLU becomes centre u/2, box radius u/2 (what the
-//               paper's numbers measured)
-//   hbox_fresh  backsubstitution where an unstable ReLU is a fresh variable in [0, u]
-//   deepz       backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l
-//   crown       as deepz but the lower slope is 0 when -l >= u, else 1
-//   crown0      CROWN-0 of the paper (appendix K.4): the lower bound y >= 0 on every
-//               ReLU, stable active ones included (continuous in the weights)
-//   crown0_unstable  lower slope 0 on unstable ReLUs only, stable ReLUs exact
-//               (the authors' code option '0'; what crown0 meant before)
-//   crown_ibp   Box intermediate bounds, CROWN backsubstitution for the output
-// Stable ReLUs in every backsubstitution but crown0: u <= 0 gives 0, l >= 0 the
-// identity (the identity wins when l = u = 0).
+// The relaxations are the rows of CTE_RELAXATIONS below. Stable ReLUs in every
+// backsubstitution but crown0: u <= 0 gives 0, l >= 0 the identity (the
+// identity wins when l = u = 0).
 #pragma once
 #include <cstddef>
 #include <string>
@@ -27,20 +15,92 @@
 
 #include "engine/nn.h"
 #include "engine/tensor.h"
+#include "kernels/common/relu_relaxation.h"
 
 namespace cte {
 
-//   triangle       the LP of the convex hull of each ReLU (section 5.2)
-//   parallelogram  the LP of y >= 0, y >= x, y <= u, y <= x - l
-// These two are certification-only here (relaxations/lp.h): computed on the
-// CPU with GLPK and made sound through the LP dual; compute_bounds refuses
-// them while gradients are recorded.
-enum class Relaxation { box, hbox, hbox_fresh, deepz, crown, crown0, crown0_unstable, crown_ibp, triangle, parallelogram };
-// Accepts the names above and the dashed spellings (hbox-fresh, crown-ibp,
-// crown-ibp-r); throws "[relaxation] unknown ..." listing the valid names.
+// Who computes a relaxation's bounds (compute_bounds dispatches on it).
+enum class BoundsEngine {
+  box,      // relaxations/box.cpp: a centre-radius forward pass
+  hbox,     // relaxations/hbox.cpp: the hybrid zonotope forward pass
+  backsub,  // relaxations/backsub.cpp: linear forms backsubstituted to the input
+  lp,       // relaxations/lp.cpp: GLPK, sound through the dual; no gradient
+};
+
+// Where the bounds l, u of the ReLUs' inputs come from.
+enum class IntermediateBounds {
+  box_pass,      // interval arithmetic (the Box pass)
+  hbox_pass,     // the hybrid zonotope pass itself
+  backsub_pass,  // a backsubstitution of every neuron with the same rule, layer by layer
+  lp_pass,       // each neuron's own LP over everything before it
+};
+
+// The relaxation table: everything that differs between two relaxations is a
+// column here; parsing, names, --help lists, dispatch, gradient availability
+// and the README's relaxation table all read it (a test checks the README).
+// Adding a relaxation: one row here plus its per-neuron rule in
+// kernels/common/relu_relaxation.h (README, "Extending").
+//   X(id, name, aliases (comma-separated), engine, backsub rule (kern::ReluRule,
+//     read when the engine is backsub or hbox), LP rule (kern::LpReluRule, read
+//     when the engine is lp), the per-neuron rule as a reader finds it in
+//     relu_relaxation.h, intermediate bounds, summary)
+#define CTE_RELAXATIONS(X)                                                                                            \
+  X(box, "box", "ibp", box, crown, triangle, "box_relu", box_pass,                                                   \
+    "interval arithmetic as a centre-radius forward pass (IBP)")                                                     \
+  X(hbox, "hbox", "", hbox, hbox_symbolic, triangle, "hbox_relu + relu_linear_bounds(hbox_symbolic)", hbox_pass,     \
+    "DiffAI's hybrid zonotope: input error terms kept symbolic, an unstable ReLU becomes centre u/2, box radius u/2") \
+  X(hbox_fresh, "hbox-fresh", "hbox_fresh", backsub, hbox_fresh, triangle, "relu_linear_bounds(hbox_fresh)",         \
+    backsub_pass, "backsubstitution where an unstable ReLU is a fresh variable in [0, u]")                            \
+  X(deepz, "deepz", "", backsub, deepz, triangle, "relu_linear_bounds(deepz)", backsub_pass,                          \
+    "backsubstitution, unstable ReLU: lambda x <= y <= lambda x - lambda l, lambda = u / (u - l)")                    \
+  X(crown, "crown", "", backsub, crown, triangle, "relu_linear_bounds(crown)", backsub_pass,                          \
+    "as deepz but the lower slope is 0 when -l >= u, else 1 (--crown-tie 1: 0 only when -l > u)")                                                         \
+  X(crown0, "crown0", "", backsub, crown0, triangle, "relu_linear_bounds(crown0)", backsub_pass,                      \
+    "CROWN-0 of the paper (appendix K.4): the lower bound y >= 0 on every ReLU, stable active ones included")          \
+  X(crown0_unstable, "crown0-unstable", "crown0_unstable", backsub, crown0_unstable, triangle,                        \
+    "relu_linear_bounds(crown0_unstable)", backsub_pass,                                                              \
+    "lower slope 0 on unstable ReLUs only, stable ReLUs exact (the authors' code option '0')")                        \
+  X(crown_ibp, "crown-ibp", "crown_ibp,crown-ibp-r", backsub, crown, triangle, "relu_linear_bounds(crown)", box_pass, \
+    "Box intermediate bounds, CROWN backsubstitution for the output")                                                 \
+  X(triangle, "triangle", "", lp, crown, triangle, "lp_relu_half_planes(triangle)", lp_pass,                          \
+    "the LP of the convex hull of each ReLU (section 5.2; certification only)")                                      \
+  X(parallelogram, "parallelogram", "", lp, crown, parallelogram, "lp_relu_half_planes(parallelogram)", lp_pass,      \
+    "the LP of y >= 0, y >= x, y <= u, y <= x - l (certification only)")
+
+#define CTE_RELAXATION_ENUM(id, ...) id,
+enum class Relaxation { CTE_RELAXATIONS(CTE_RELAXATION_ENUM) };
+#undef CTE_RELAXATION_ENUM
+
+struct RelaxationInfo {
+  Relaxation id;
+  const char* name;     // the canonical spelling (flags, JSON, tables)
+  const char* aliases;  // other accepted spellings, comma-separated
+  BoundsEngine engine;
+  kern::ReluRule relu_rule;   // backsub and hbox engines: the linear bounds of an unstable ReLU
+  kern::LpReluRule lp_rule;   // lp engine: the half-planes of an unstable ReLU
+  const char* neuron_rule;    // where the per-neuron rule lives in kernels/common/relu_relaxation.h
+  IntermediateBounds intermediate;
+  const char* summary;
+  // Differentiable (trainable): every engine but the LP.
+  constexpr bool has_gradient() const { return engine != BoundsEngine::lp; }
+};
+
+#define CTE_RELAXATION_ROW(id, name, aliases, engine, relu_rule, lp_rule, neuron_rule, intermediate, summary)          \
+  RelaxationInfo{Relaxation::id,     name,                      aliases, BoundsEngine::engine, kern::ReluRule::relu_rule, \
+                 kern::LpReluRule::lp_rule, neuron_rule, IntermediateBounds::intermediate, summary},
+inline constexpr RelaxationInfo kRelaxationTable[] = {CTE_RELAXATIONS(CTE_RELAXATION_ROW)};
+#undef CTE_RELAXATION_ROW
+
+// The row of r (rows are in enum order, checked at compile time in relaxations.cpp).
+const RelaxationInfo& relaxation_info(Relaxation r);
+// Accepts each row's name and aliases; throws "[relaxation] unknown ..." listing the valid names.
 Relaxation parse_relaxation(const std::string& name);
-const char* relaxation_name(Relaxation r);  // "box", "hbox", "hbox-fresh", "deepz", "crown", "crown0", "crown0-unstable", "crown-ibp", ...
-std::vector<Relaxation> all_relaxations();  // the eight differentiable ones (not the LP relaxations)
+const char* relaxation_name(Relaxation r);  // the row's name: "box", "hbox-fresh", "crown-ibp", ...
+std::vector<Relaxation> all_relaxations();  // the differentiable ones, in table order (not the LP relaxations)
+// "box, hbox, ..., parallelogram": every name, for --help texts and messages.
+std::string relaxation_names_list(bool differentiable_only = false);
+// The README's relaxation table (Markdown), generated from the rows.
+std::string relaxation_table_markdown();
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's

@@ -441,10 +441,9 @@ void check_gemm(const GemmCase& g, TestRng& rng) {
       }
   DeviceBuffer a_cuda(a), b_cuda(b), c_cuda(c);
   std::vector<float> cpu = c;
-  gemm_cpu(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, a.data(), lda, stride_a, b.data(), ldb,
-           stride_b, g.beta, cpu.data(), ldc, stride_c, g.batch);
-  gemm_cuda(g.trans_a, g.trans_b, g.m, g.n, g.k, g.alpha, a_cuda.get(), lda, stride_a,
-            b_cuda.get(), ldb, stride_b, g.beta, c_cuda.get(), ldc, stride_c, g.batch);
+  const GemmShape shape{g.trans_a, g.trans_b, g.m, g.n, g.k, lda, ldb, ldc, stride_a, stride_b, stride_c, g.batch};
+  gemm_cpu(shape, g.alpha, a.data(), b.data(), g.beta, cpu.data());
+  gemm_cuda(shape, g.alpha, a_cuda.get(), b_cuda.get(), g.beta, c_cuda.get());
   std::ostringstream what;
   what << "gemm " << (g.trans_a ? "T" : "N") << (g.trans_b ? "T" : "N") << " m=" << g.m
        << " n=" << g.n << " k=" << g.k << " batch=" << g.batch << " alpha=" << g.alpha

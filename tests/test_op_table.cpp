@@ -4,13 +4,19 @@
 // construction declares a _cpu and a _cuda twin (the link proves both exist).
 #include <doctest/doctest.h>
 
+#include <map>
 #include <set>
 #include <sstream>
 #include <string>
 
+#include "engine/dispatch.h"
 #include "engine/op_table.h"
+#include "engine/tape.h"
 #include "kernels/kernels.h"
+#include "kernels/relax_kernels.h"
+#include "relaxations/relax_ops.h"
 #include "tests/test_ops_cases.h"
+#include "tests/test_util.h"
 
 namespace cte::test {
 namespace {
@@ -21,11 +27,24 @@ struct OpEntry {
   bool differentiable;
 };
 
-const OpEntry kOps[] = {
 #define CTE_OP_ENTRY(name, kernels, diff) {#name, kernels, diff},
-    CTE_ENGINE_OPS(CTE_OP_ENTRY)
+const OpEntry kOps[] = {CTE_ENGINE_OPS(CTE_OP_ENTRY)};
+const OpEntry kRelaxationOps[] = {CTE_RELAXATION_OPS(CTE_OP_ENTRY)};
 #undef CTE_OP_ENTRY
-};
+
+std::set<std::string> words_of(const char* list) {
+  std::istringstream in(list);
+  std::set<std::string> out;
+  std::string word;
+  while (in >> word) out.insert(word);
+  return out;
+}
+
+std::string joined(const std::set<std::string>& items) {
+  std::string out;
+  for (const std::string& s : items) out += (out.empty() ? "" : " ") + s;
+  return out;
+}
 
 // Taking each twin's address makes the link fail if either is missing.
 #define CTE_KERNEL_NAME(name, params) {#name, reinterpret_cast<const void*>(&kern::name##_cpu), reinterpret_cast<const void*>(&kern::name##_cuda)},
@@ -34,7 +53,7 @@ struct KernelEntry {
   const void* cpu;
   const void* cuda;
 };
-const KernelEntry kKernels[] = {CTE_KERNELS(CTE_KERNEL_NAME)};
+const KernelEntry kKernels[] = {CTE_KERNELS(CTE_KERNEL_NAME) CTE_RELAX_KERNELS(CTE_KERNEL_NAME)};
 #undef CTE_KERNEL_NAME
 
 }  // namespace
@@ -51,14 +70,68 @@ TEST_CASE("op table: every op has a gradient/parity case and kernel twins") {
   for (const OpEntry& op : kOps) {
     CAPTURE(op.name);
     CHECK_MESSAGE(covered.count(op.name) == 1, "op '" << op.name << "' has no case in test_ops.cpp");
-    std::istringstream stems(op.kernels);
-    std::string stem;
-    while (stems >> stem) CHECK_MESSAGE(kernel_names.count(stem) == 1, "unknown kernel " << stem);
+    for (const std::string& stem : words_of(op.kernels))
+      CHECK_MESSAGE(kernel_names.count(stem) == 1, "unknown kernel " << stem);
+  }
+  // The relaxations' fused ops (their value and gradient checks are in test_relaxation_fused.cpp).
+  for (const OpEntry& op : kRelaxationOps) {
+    CAPTURE(op.name);
+    for (const std::string& stem : words_of(op.kernels))
+      CHECK_MESSAGE(kernel_names.count(stem) == 1, "unknown kernel " << stem);
   }
   for (const std::string& name : covered) {
     bool listed = false;
     for (const OpEntry& op : kOps) listed = listed || name == op.name;
     CHECK_MESSAGE(listed, "test case for '" << name << "', which is not in the op table");
+  }
+}
+
+TEST_CASE("op table: the kernels each op launches, forward and backward, are the ones it lists") {
+  std::map<std::string, std::set<std::string>> launched;  // op -> stems over all its cases
+  // On every device (a twin may differ in what it needs: the CPU fills on the
+  // host where CUDA launches the fill kernel), so the union over devices counts.
+  for (Device device : devices())
+    for (const OpCase& c : op_cases()) {
+      CAPTURE(c.op);
+      CAPTURE(c.variant);
+      std::vector<Tensor> inputs;
+      for (size_t i = 0; i < c.inputs.size(); ++i) {
+        Tensor t = c.inputs[i].to(device).clone();
+        if (c.differentiable[i]) t.set_requires_grad(true);
+        inputs.push_back(t);
+      }
+      tape_reset();
+      std::set<std::string>& stems = launched[c.op];
+      {
+        KernelLog log;
+        c.fn(inputs);
+        stems.insert(log.stems().begin(), log.stems().end());
+      }
+      // Each node the op recorded, backward from ones (made outside the log).
+      const std::vector<TapeNode> nodes = tape_nodes();
+      NoGrad no_grad;
+      for (auto node = nodes.rbegin(); node != nodes.rend(); ++node) {
+        std::vector<Tensor> ones;
+        for (const Tensor& out : node->outputs) ones.push_back(Tensor::full(out.shape(), 1.0f, device));
+        KernelLog log;
+        node->backward(ones);
+        stems.insert(log.stems().begin(), log.stems().end());
+      }
+      tape_reset();
+    }
+  for (const OpEntry& op : kOps) {
+    const std::string name = op.name;
+    CAPTURE(name);
+    const std::set<std::string> listed = words_of(op.kernels), &ran = launched[name];
+    std::set<std::string> unlisted, unused;
+    for (const std::string& s : ran)
+      if (!listed.count(s)) unlisted.insert(s);
+    // Tensor::full and zeros call the fill twins directly (engine/tensor.cpp),
+    // not through CTE_RUN, so the log cannot see fill.
+    for (const std::string& s : listed)
+      if (!ran.count(s) && s != "fill") unused.insert(s);
+    CHECK_MESSAGE(unlisted.empty(), "op " << name << " launches kernels the op table does not list: " << joined(unlisted));
+    CHECK_MESSAGE(unused.empty(), "op " << name << " lists kernels its cases never launch: " << joined(unused));
   }
 }
 

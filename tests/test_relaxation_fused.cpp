@@ -602,9 +602,9 @@ void parity_backsub(bool backward) {
           std::vector<float> out = nans(s.batch * s.rows * s.n), bl = nans(s.batch * s.rows), bu = nans(s.batch * s.rows);
           Tensor out_d = on_device(out), bl_d = on_device(bl), bu_d = on_device(bu);
           kern::backsub_relu_forward_cpu(rule, a.data(), l.data(), u.data(), out.data(), bl.data(),
-                                         symmetric ? bu.data() : nullptr, s.batch, s.rows, s.n, shared);
+                                         symmetric ? bu.data() : nullptr, kern::BacksubShape{s.batch, s.rows, s.n, shared});
           kern::backsub_relu_forward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), out_d.data(), bl_d.data(),
-                                          symmetric ? bu_d.data() : nullptr, s.batch, s.rows, s.n, shared);
+                                          symmetric ? bu_d.data() : nullptr, kern::BacksubShape{s.batch, s.rows, s.n, shared});
           expect_parity("backsub forward coeffs " + what, out_d, out);
           expect_parity("backsub forward bias_lower " + what, bl_d, bl);
           if (symmetric) expect_parity("backsub forward bias_upper " + what, bu_d, bu);
@@ -615,11 +615,11 @@ void parity_backsub(bool backward) {
             kern::backsub_relu_backward_cpu(rule, a.data(), l.data(), u.data(), da.data(),
                                             with_biases ? dbl.data() : nullptr,
                                             with_biases && symmetric ? dbu.data() : nullptr, dcoef.data(), dl.data(),
-                                            du.data(), s.batch, s.rows, s.n, shared);
+                                            du.data(), kern::BacksubShape{s.batch, s.rows, s.n, shared});
             kern::backsub_relu_backward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), da_d.data(),
                                              with_biases ? dbl_d.data() : nullptr,
                                              with_biases && symmetric ? dbu_d.data() : nullptr, dcoef_d.data(),
-                                             dl_d.data(), du_d.data(), s.batch, s.rows, s.n, shared);
+                                             dl_d.data(), du_d.data(), kern::BacksubShape{s.batch, s.rows, s.n, shared});
             const std::string w = what + (with_biases ? "" : " no bias grads");
             expect_parity("backsub backward d_coeffs " + w, dcoef_d, dcoef);
             expect_parity("backsub backward d_lower " + w, dl_d, dl);

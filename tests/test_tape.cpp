@@ -80,6 +80,88 @@ TEST_CASE("tape: intermediate gradients are freed once consumed") {
   CHECK(x.grad().defined());
 }
 
+namespace {
+// A two-output op written for the test with the host's arithmetic: from x (n)
+// it makes p = x^2 and q = x^3 elementwise, one tape node with both outputs.
+std::pair<Tensor, Tensor> square_and_cube(const Tensor& x) {
+  const std::vector<float> v = x.to_vector();
+  std::vector<float> p(v.size()), q(v.size());
+  for (size_t i = 0; i < v.size(); ++i) {
+    p[i] = v[i] * v[i];
+    q[i] = v[i] * v[i] * v[i];
+  }
+  Tensor tp = Tensor::from_vector(p, x.shape(), Device::cpu), tq = Tensor::from_vector(q, x.shape(), Device::cpu);
+  if (should_record({&x}))
+    record_multi("square_and_cube", {x}, {&tp, &tq}, [x](const std::vector<Tensor>& g) {
+      const std::vector<float> v = x.to_vector();
+      std::vector<float> dx(v.size(), 0.0f);
+      for (size_t i = 0; i < v.size(); ++i) {
+        if (g[0].defined()) dx[i] += 2.0f * v[i] * g[0].to_vector()[i];
+        if (g[1].defined()) dx[i] += 3.0f * v[i] * v[i] * g[1].to_vector()[i];
+      }
+      accumulate_grad(x, Tensor::from_vector(dx, x.shape(), Device::cpu));
+    });
+  return {tp, tq};
+}
+}  // namespace
+
+TEST_CASE("tape: a node with several outputs gets every output's gradient in one call (finite differences)") {
+  tape_reset();
+  const std::vector<float> x0{0.5f, -1.25f, 2.0f};
+  const std::vector<float> wp{1.0f, -2.0f, 0.5f}, wq{0.25f, 1.5f, -1.0f};
+  const Tensor tw_p = Tensor::from_vector(wp, Shape{3}, Device::cpu), tw_q = Tensor::from_vector(wq, Shape{3}, Device::cpu);
+  // loss = sum(wp * p) + sum(wq * q), and the variants where one output misses the loss.
+  for (int uses = 1; uses <= 3; ++uses) {
+    CAPTURE(uses);
+    auto loss_of = [&](const Tensor& x) {
+      const auto [p, q] = square_and_cube(x);
+      Tensor loss;
+      if (uses & 1) loss = ops::sum(ops::mul(p, tw_p));
+      if (uses & 2) loss = loss.defined() ? ops::add(loss, ops::sum(ops::mul(q, tw_q))) : ops::sum(ops::mul(q, tw_q));
+      return loss;
+    };
+    Tensor x = Tensor::from_vector(x0, Shape{3}, Device::cpu).set_requires_grad(true);
+    const Tensor loss = loss_of(x);
+    CHECK(tape_size() == (uses == 3 ? 6u : 3u));  // one node for both outputs, then mul, sum (and add)
+    backward(loss);
+    // Central differences in double precision of the same loss, written out.
+    std::vector<float> fd(3);
+    for (size_t i = 0; i < 3; ++i) {
+      auto f = [&](double xi) {
+        return ((uses & 1) ? wp[i] * xi * xi : 0.0) + ((uses & 2) ? wq[i] * xi * xi * xi : 0.0);
+      };
+      const double h = 1e-3;
+      fd[i] = float((f(x0[i] + h) - f(x0[i] - h)) / (2 * h));
+    }
+    CHECK_CLOSE_VEC(x.grad().to_vector(), fd, 1e-4, 1e-4);
+  }
+}
+
+TEST_CASE("tape: an exception inside checkpointed's recomputation leaves the outer tape usable") {
+  tape_reset();
+  Tensor a = Tensor::from_vector({1.0f, -2.0f, 3.0f}, Shape{3}, Device::cpu).set_requires_grad(true);
+  int calls = 0;
+  auto block = [&calls](const std::vector<Tensor>& in) {
+    if (++calls == 2) throw std::runtime_error("recomputation failed");  // the backward pass's call
+    return std::vector<Tensor>{ops::mul(in[0], in[0]), ops::scale(in[0], 2.0f)};
+  };
+  const Tensor outer = ops::scale(a, 5.0f);  // recorded on the outer tape before the block
+  const std::vector<Tensor> out = checkpointed("block", {a}, block);
+  const Tensor loss = ops::add(ops::sum(outer), ops::add(ops::sum(out[0]), ops::sum(out[1])));
+  const size_t recorded = tape_size();
+  CHECK(recorded == 7);  // scale, the block (one node, two outputs), 3 sums, 2 adds
+  CHECK_THROWS_WITH_AS(backward(loss), doctest::Contains("recomputation failed"), std::runtime_error);
+  // The outer tape is back with its nodes, recording is on, and it works.
+  CHECK(tape_size() == recorded);
+  CHECK(grad_recording_enabled());
+  tape_reset();
+  a.zero_grad();
+  const std::vector<Tensor> again = checkpointed("block", {a}, block);  // calls 3 and 4 succeed
+  backward(ops::add(ops::sum(ops::scale(a, 5.0f)), ops::add(ops::sum(again[0]), ops::sum(again[1]))));
+  CHECK(a.grad().to_vector() == std::vector<float>{9.0f, 3.0f, 13.0f});  // 5 + 2a + 2
+  CHECK(tape_size() == 0);
+}
+
 TEST_CASE("allocator: freed blocks are reused, so a repeated step makes no raw allocation") {
   auto step = [](Device device) {
     Tensor w = Tensor::full(Shape{64, 32}, 0.5f, device).set_requires_grad(true);

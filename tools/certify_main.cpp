@@ -197,8 +197,8 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt), or its run folder")
       ->required();
   app.add_option("--relaxations", relaxation_names,
-                 "relaxations to certify with, e.g. box,hbox,deepz,crown,crown-ibp, or the LP ones triangle,parallelogram "
-                 "(default: the run's --certify-with)")
+                 "relaxations to certify with, any of " + relaxation_names_list() +
+                     " (default: the run's --certify-with)")
       ->delimiter(',');
   app.add_option("--eps", eps_list, "radii, e.g. 0.1,0.2,0.3 (default: the run's --eps-test)")->delimiter(',');
   app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");

@@ -204,24 +204,56 @@ std::string format_number(double value) {
   return buffer;
 }
 
-const std::vector<std::string>& train_methods() {
-  static const std::vector<std::string> methods = {"natural", "pgd",   "box",         "hbox",
-                                                   "hbox-fresh", "deepz", "crown",  "crown0",
-                                                   "crown0-unstable", "crown-ibp-r", "crown-ibp", "sabr"};
-  return methods;
+const std::vector<TrainMethod>& train_method_table() {
+  static const std::vector<TrainMethod> table = [] {
+    std::vector<TrainMethod> t;
+    //        name,      certified, relaxation,     attack,       small box, eps sched., beta,         certifier
+    t.push_back({"natural", false, Relaxation::box, Attack::none, false, false, BetaSchedule::none, Relaxation::box,
+                 "natural (cross-entropy only)"});
+    t.push_back({"pgd", false, Relaxation::box, Attack::pgd, false, true, BetaSchedule::none, Relaxation::box,
+                 "pgd (adversarial training)"});
+    // One certified method per differentiable relaxation but crown-ibp, whose
+    // pure form is crown-ibp-r (the name crown-ibp is the mix below).
+    for (Relaxation r : all_relaxations()) {
+      if (r == Relaxation::crown_ibp) continue;
+      t.push_back({relaxation_name(r), true, r, Attack::none, false, true, BetaSchedule::none, r, relaxation_name(r)});
+    }
+    t.push_back({"crown-ibp-r", true, Relaxation::crown_ibp, Attack::none, false, true, BetaSchedule::held_at_1,
+                 Relaxation::crown_ibp, "crown-ibp-r (pure CROWN-IBP)"});
+    t.push_back({"crown-ibp", true, Relaxation::crown_ibp, Attack::none, false, true, BetaSchedule::ramp_down,
+                 Relaxation::box, "crown-ibp (beta*CROWN-IBP(R) + (1-beta)*Box bounds)"});
+    t.push_back({"sabr", true, Relaxation::box, Attack::pgd, true, true, BetaSchedule::none, Relaxation::box,
+                 "sabr (Box bounds of a small box around a PGD point)"});
+    return t;
+  }();
+  return table;
 }
 
-bool is_certified_method(const std::string& method) { return method != "natural" && method != "pgd"; }
+const std::vector<std::string>& train_methods() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> out;
+    for (const TrainMethod& m : train_method_table()) out.push_back(m.name);
+    return out;
+  }();
+  return names;
+}
 
-bool uses_eps_schedule(const std::string& method) { return method != "natural"; }
+const TrainMethod& train_method(const std::string& name) {
+  for (const TrainMethod& m : train_method_table())
+    if (name == m.name) return m;
+  bad("--method '" + name + "' is unknown; expected one of " + join(train_methods()));
+}
 
-bool uses_beta_schedule(const std::string& method) { return method == "crown-ibp"; }
+bool is_certified_method(const std::string& method) { return train_method(method).certified; }
+
+bool uses_eps_schedule(const std::string& method) { return train_method(method).eps_schedule; }
+
+bool uses_beta_schedule(const std::string& method) { return train_method(method).beta == BetaSchedule::ramp_down; }
 
 Relaxation training_relaxation(const std::string& method) {
-  if (method == "crown-ibp" || method == "crown-ibp-r") return Relaxation::crown_ibp;
-  if (method == "sabr") return Relaxation::box;
-  if (!is_certified_method(method)) bad("method " + method + " trains on no relaxation");
-  return parse_relaxation(method);
+  const TrainMethod& m = train_method(method);
+  if (!m.certified) bad("method " + method + " trains on no relaxation");
+  return m.relaxation;
 }
 
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config) {
@@ -233,9 +265,7 @@ std::vector<Relaxation> certify_relaxations(const TrainConfig& config) {
     if (!seen) out.push_back(r);
   }
   if (!out.empty()) return out;
-  const std::string& m = config.method;
-  if (m == "natural" || m == "pgd" || m == "sabr" || m == "crown-ibp") return {Relaxation::box};
-  return {training_relaxation(m)};
+  return {train_method(config.method).certifier};
 }
 
 std::string output_dir(const TrainConfig& config) {
@@ -251,9 +281,7 @@ void validate_config(const TrainConfig& c) {
   for (const auto& d : datasets) known = known || d == c.dataset;
   if (!known) bad("--dataset '" + c.dataset + "' is unknown; expected one of " + join(datasets));
   if (c.dataset == "folder" && c.data_dir.empty()) bad("--dataset folder needs --data-dir ROOT");
-  known = false;
-  for (const auto& m : train_methods()) known = known || m == c.method;
-  if (!known) bad("--method '" + c.method + "' is unknown; expected one of " + join(train_methods()));
+  train_method(c.method);  // throws for an unknown method
   if (!is_builtin_network(c.net)) {
     const std::filesystem::path p(c.net);
     if (p.extension() != ".json")
@@ -395,10 +423,9 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
                  "Debian's FashionMNIST)");
   app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json (a network JSON, trained from its weights)");
-  app.add_option("--method", c.method,
-                 "natural | pgd | box | hbox | hbox-fresh | deepz | crown | crown0 (y >= 0 on every ReLU) | "
-                 "crown0-unstable (y >= 0 on unstable ReLUs only) | crown-ibp-r | "
-                 "crown-ibp (beta*CROWN-IBP(R) + (1-beta)*Box bounds) | sabr");
+  std::string method_help;
+  for (const TrainMethod& m : train_method_table()) method_help += (method_help.empty() ? "" : " | ") + std::string(m.help);
+  app.add_option("--method", c.method, method_help);
   app.add_option("--epochs", c.epochs, "training epochs");
   app.add_option("--warmup", c.warmup, "N_w: epochs of natural training first");
   app.add_option("--rampup", c.rampup,

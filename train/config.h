@@ -68,20 +68,44 @@ struct TrainConfig {
   bool force = false;
 };
 
-// Training methods: natural, pgd, box, hbox, hbox-fresh, deepz, crown, crown0, crown0-unstable,
-// crown-ibp-r, crown-ibp, sabr.
+// The training-method table: one row per --method, everything the trainer,
+// the schedule and the config checks need to know about a method.
+enum class Attack {
+  none,
+  pgd,  // PGD inside training: pgd trains on its adversarial example, sabr centres its small box on it
+};
+enum class BetaSchedule {
+  none,       // the method reads no beta
+  held_at_1,  // crown-ibp-r: pure CROWN-IBP throughout
+  ramp_down,  // crown-ibp: beta 1 -> 0 over the ramp-up (beta CROWN-IBP + (1 - beta) Box)
+};
+struct TrainMethod {
+  const char* name;
+  bool certified;          // trains on the bounds of `relaxation`
+  Relaxation relaxation;   // certified methods: whose bounds (sabr: Box on its small box)
+  Attack attack;
+  bool small_box;          // sabr: the bounds are of a box of radius lambda eps around the attack
+  bool eps_schedule;       // trains at the scheduled eps and kappa (after --warmup, over --rampup)
+  BetaSchedule beta;
+  Relaxation certifier;    // --certify-with's default
+  const char* help;        // the --method help text's entry
+};
+// Every --method, in --help order. Certified rows for every differentiable
+// relaxation, then the mixes.
+const std::vector<TrainMethod>& train_method_table();
+// The row named `name`; throws "[train] --method 'x' is unknown; expected one of ..." otherwise.
+const TrainMethod& train_method(const std::string& name);
+// The names of the rows, in table order.
 const std::vector<std::string>& train_methods();
+// Shorthands for the columns of the table.
 bool is_certified_method(const std::string& method);  // trains on relaxation bounds (not natural/pgd)
-// What of the schedule a method reads: every method but natural trains at the
-// scheduled eps and kappa (after --warmup, over --rampup); only crown-ibp
-// reads beta (crown-ibp-r holds it at 1).
-bool uses_eps_schedule(const std::string& method);
-bool uses_beta_schedule(const std::string& method);
+bool uses_eps_schedule(const std::string& method);    // every method but natural
+bool uses_beta_schedule(const std::string& method);   // crown-ibp (crown-ibp-r holds beta at 1)
 // The relaxation whose bounds the method trains on (crown-ibp: the CROWN-IBP (R)
 // part of its mix; sabr: box). Throws for natural and pgd.
 Relaxation training_relaxation(const std::string& method);
 // --certify-with resolved: the list given, else the method's own relaxation
-// (box for natural, pgd, sabr and crown-ibp).
+// (the row's certifier: box for natural, pgd, sabr and crown-ibp).
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config);
 // The output folder: --out, else runs/<dataset>-<net stem>-<method>.
 std::string output_dir(const TrainConfig& config);

@@ -33,7 +33,7 @@ float schedule_kappa(const TrainConfig& c, double t) {
 }
 
 float schedule_beta(const TrainConfig& c, double t) {
-  if (c.method == "crown-ibp-r") return 1.0f;
+  if (train_method(c.method).beta == BetaSchedule::held_at_1) return 1.0f;
   return float(1.0 - ramp_fraction(c, t));
 }
 

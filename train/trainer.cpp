@@ -151,12 +151,13 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   const Device device = x.device();
   label_values_.assign(labels.begin(), labels.end());  // reused host buffer
   const Tensor y = Tensor::from_vector(label_values_, Shape{int64_t(labels.size())}, device);
-  const bool robust = c.method != "natural" && s.kappa < 1.0f;
+  const TrainMethod& method = train_method(c.method);
+  const bool robust = method.eps_schedule && s.kappa < 1.0f;
 
   // Attacks first: PGD runs its own backward passes, which must not see this
   // step's tape.
   Tensor x_attack;
-  if (robust && (c.method == "pgd" || c.method == "sabr")) {
+  if (robust && method.attack == Attack::pgd) {
     PgdOptions o;
     o.eps = s.eps;
     o.steps = c.train_pgd_steps > 0 ? c.train_pgd_steps : c.pgd_steps;
@@ -172,7 +173,7 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   Tensor loss = ops::mean(ops::softmax_cross_entropy(logits, y));
   if (robust) {
     Tensor worst;
-    if (c.method == "pgd") {
+    if (!method.certified) {  // adversarial training
       worst = net_.forward(x_attack);
     } else {
       const Tensor spec = margin_spec(labels, num_classes_, device);
@@ -181,7 +182,7 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
       bo.crown_tie_slope = c.crown_tie;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)
       Bounds bounds;
-      if (c.method == "sabr") {
+      if (method.small_box) {
         // A box of radius tau = lambda * eps around the PGD point, shifted to
         // stay inside the eps-ball (clipped to [0, 1]).
         const float tau = float(c.sabr_lambda) * s.eps;
@@ -194,12 +195,12 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
           lo = ops::maximum(ops::add_scalar(centre, -tau), ball_lo);
           hi = ops::minimum(ops::add_scalar(centre, tau), ball_hi);
         }
-        bounds = compute_bounds(net_, lo, hi, spec, Relaxation::box, bo);
+        bounds = compute_bounds(net_, lo, hi, spec, method.relaxation, bo);
       } else {
         const auto [lo, hi] = input_box(x, s.eps);
         // crown-ibp: beta * CROWN-IBP(R) + (1 - beta) * Box, one shared Box pass (beta 0: Box alone).
-        if (c.method == "crown-ibp") bo.crown_ibp_beta = s.beta;
-        bounds = compute_bounds(net_, lo, hi, spec, training_relaxation(c.method), bo);
+        if (method.beta == BetaSchedule::ramp_down) bo.crown_ibp_beta = s.beta;
+        bounds = compute_bounds(net_, lo, hi, spec, method.relaxation, bo);
       }
       worst = worst_case_logits(bounds, labels, num_classes_);
     }

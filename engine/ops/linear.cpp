@@ -20,12 +20,13 @@ void run_gemm(Device device, bool ta, bool tb, const MatmulDims& d, const float*
   const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
   if (d.shared_b && !ta) {
     // One GEMM: stack the batches of A as rows.
-    CTE_RUN(device, gemm, false, tb, d.batch * d.m, d.n, d.k, 1.0f, a, lda, 0, b, ldb, 0, beta, c,
-            d.n, 0, 1);
+    CTE_RUN(device, gemm, kern::GemmShape{false, tb, d.batch * d.m, d.n, d.k, lda, ldb, d.n, 0, 0, 0, 1}, 1.0f, a, b,
+            beta, c);
     return;
   }
-  CTE_RUN(device, gemm, ta, tb, d.m, d.n, d.k, 1.0f, a, lda, d.m * d.k, b, ldb,
-          d.shared_b ? 0 : d.k * d.n, beta, c, d.n, d.m * d.n, d.batch);
+  const kern::GemmShape shape{ta, tb, d.m, d.n, d.k, lda, ldb, d.n, d.m * d.k, d.shared_b ? 0 : d.k * d.n, d.m * d.n,
+                              d.batch};
+  CTE_RUN(device, gemm, shape, 1.0f, a, b, beta, c);
 }
 
 MatmulDims matmul_dims(const Tensor& a, const Tensor& b, bool ta, bool tb) {
@@ -120,12 +121,11 @@ kern::ConvGeometry conv_geometry(const Shape& x, const Shape& w, int stride, int
   g.n = int(x[0]), g.c_in = int(x[1]), g.h_in = int(x[2]), g.w_in = int(x[3]);
   g.c_out = int(w[0]), g.kh = int(w[2]), g.kw = int(w[3]);
   g.stride = stride, g.padding = padding;
-  const int h_span = g.h_in + 2 * padding - g.kh, w_span = g.w_in + 2 * padding - g.kw;
-  if (h_span < 0 || w_span < 0)
+  g.h_out = kern::conv_output_extent(g.h_in, g.kh, stride, padding);
+  g.w_out = kern::conv_output_extent(g.w_in, g.kw, stride, padding);
+  if (g.h_out < 0 || g.w_out < 0)
     fail(op, "kernel " + std::to_string(g.kh) + "x" + std::to_string(g.kw) +
                  " is larger than the padded input " + x.str());
-  g.h_out = h_span / stride + 1;
-  g.w_out = w_span / stride + 1;
   return g;
 }
 

@@ -124,8 +124,9 @@ void hbox_relu_backward_cpu(const float* centre, const float* g_norm, const floa
 
 void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* lower,
                               const float* upper, float* coeffs_out, float* bias_lower,
-                              float* bias_upper, int64_t batch, int64_t rows, int64_t n,
-                              bool shared) {
+                              float* bias_upper, BacksubShape shape) {
+  const int64_t batch = shape.batch, rows = shape.rows, n = shape.n;
+  const bool shared = shape.shared;
   if (batch == 0 || rows == 0) return;
   const int64_t count = batch * n;
   const BoundsTable bounds = tabulate_bounds(rule, lower, upper, count, scratch_floats(size_t(4 * count)));
@@ -152,8 +153,9 @@ void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* l
 void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* lower,
                                const float* upper, const float* d_coeffs_out,
                                const float* d_bias_lower, const float* d_bias_upper,
-                               float* d_coeffs, float* d_lower, float* d_upper, int64_t batch,
-                               int64_t rows, int64_t n, bool shared) {
+                               float* d_coeffs, float* d_lower, float* d_upper, BacksubShape shape) {
+  const int64_t batch = shape.batch, rows = shape.rows, n = shape.n;
+  const bool shared = shape.shared;
   if (batch == 0) {  // no sample reads the shared block: its gradient is zero
     if (shared)
       for (int64_t i = 0; i < rows * n; ++i) d_coeffs[i] = 0.0f;

@@ -67,8 +67,8 @@ struct ConvPlan {
 void check_geometry(const ConvGeometry& g) {
   const bool sane = g.n >= 0 && g.c_in >= 0 && g.c_out >= 0 && g.h_in >= 0 && g.w_in >= 0 &&
                     g.kh > 0 && g.kw > 0 && g.stride > 0 && g.padding >= 0 &&
-                    g.h_out == (g.h_in + 2 * g.padding - g.kh) / g.stride + 1 &&
-                    g.w_out == (g.w_in + 2 * g.padding - g.kw) / g.stride + 1 && g.h_out > 0 &&
+                    g.h_out == conv_output_extent(g.h_in, g.kh, g.stride, g.padding) &&
+                    g.w_out == conv_output_extent(g.w_in, g.kw, g.stride, g.padding) && g.h_out > 0 &&
                     g.w_out > 0;
   if (!sane)
     throw std::runtime_error(

@@ -35,10 +35,10 @@ int checked_int(int64_t value, const char* what) {
 
 }  // namespace
 
-void gemm_cuda(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
-               const float* a, int64_t lda, int64_t stride_a, const float* b, int64_t ldb,
-               int64_t stride_b, float beta, float* c, int64_t ldc, int64_t stride_c,
-               int64_t batch) {
+void gemm_cuda(GemmShape s, float alpha, const float* a, const float* b, float beta, float* c) {
+  const bool trans_a = s.trans_a, trans_b = s.trans_b;
+  const int64_t m = s.m, n = s.n, k = s.k, lda = s.lda, ldb = s.ldb, ldc = s.ldc;
+  const int64_t stride_a = s.stride_a, stride_b = s.stride_b, stride_c = s.stride_c, batch = s.batch;
   if (m <= 0 || n <= 0 || batch <= 0) return;
   if (k == 0) {
     gpu::launch_1d("gemm_scale_c", batch * m * n, gemm_scale_c_kernel, c, m, n, ldc, stride_c,

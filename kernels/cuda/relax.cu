@@ -257,8 +257,9 @@ void hbox_relu_backward_cuda(const float* centre, const float* g_norm, const flo
 
 void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* lower,
                                const float* upper, float* coeffs_out, float* bias_lower,
-                               float* bias_upper, int64_t batch, int64_t rows, int64_t n,
-                               bool shared) {
+                               float* bias_upper, BacksubShape s) {
+  const int64_t batch = s.batch, rows = s.rows, n = s.n;
+  const bool shared = s.shared;
   const int64_t total_rows = batch * rows;
   if (total_rows <= 0) return;
   const unsigned threads = threads_for_row(n);
@@ -271,8 +272,9 @@ void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* 
 void backsub_relu_backward_cuda(ReluRule rule, const float* coeffs, const float* lower,
                                 const float* upper, const float* d_coeffs_out,
                                 const float* d_bias_lower, const float* d_bias_upper,
-                                float* d_coeffs, float* d_lower, float* d_upper, int64_t batch,
-                                int64_t rows, int64_t n, bool shared) {
+                                float* d_coeffs, float* d_lower, float* d_upper, BacksubShape s) {
+  const int64_t batch = s.batch, rows = s.rows, n = s.n;
+  const bool shared = s.shared;
   gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
                  rule, coeffs, lower, upper, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
                  d_upper, batch, rows, n, shared);

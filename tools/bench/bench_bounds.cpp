@@ -137,7 +137,8 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
 
 int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
-  std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg = "box,hbox,hbox-fresh,deepz,crown,crown0,crown-ibp";
+  std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg;
+  for (Relaxation r : all_relaxations()) relaxations_arg += (relaxations_arg.empty() ? "" : ",") + std::string(relaxation_name(r));
   std::string mode = "train";
   int runs = 5, threads = 0;
   double cap_mb = 1024;

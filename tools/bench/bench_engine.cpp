@@ -77,8 +77,9 @@ void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, Device devic
   Tensor c = Tensor::empty(Shape{m, n}, device);
   const double flops = 2.0 * double(m) * double(n) * double(k);
   const double t = seconds_per_call([&] {
-    if (device == Device::cpu) kern::gemm_cpu(false, true, m, n, k, 1.0f, a.data(), k, 0, b.data(), k, 0, 0.0f, c.data(), n, 0, 1);
-    else kern::gemm_cuda(false, true, m, n, k, 1.0f, a.data(), k, 0, b.data(), k, 0, 0.0f, c.data(), n, 0, 1);
+    const kern::GemmShape shape{false, true, m, n, k, k, k, n, 0, 0, 0, 1};
+    if (device == Device::cpu) kern::gemm_cpu(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
+    else kern::gemm_cuda(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
   }, budget, device);
   std::printf("  %-34s %8.1f GFLOP/s%s", label, flops / t * 1e-9, of_peak(flops / t * 1e-9, device).c_str());
   if (device == Device::cpu) {

@@ -77,8 +77,8 @@ int certify_viewer_command(int argc, char** argv, const ViewerAssets& assets) {
                "file picker for the CSVs of certify curve, landscape and sgd"};
   std::string out_dir = "viewer";
   int points = 601;
-  std::vector<std::string> relaxation_names{"box",   "hbox",      "hbox-fresh", "deepz",        "crown",
-                                            "crown0", "crown-ibp", "triangle",   "parallelogram"};
+  std::vector<std::string> relaxation_names;  // default: every relaxation of the table
+  for (const RelaxationInfo& row : kRelaxationTable) relaxation_names.push_back(row.name);
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--out", out_dir, "folder for index.html")->capture_default_str();
   app.add_option("--points", points, "values of w evenly spaced over [-1, 2] for the section 4.1 curves")
