@@ -84,6 +84,36 @@ std::vector<float> gradient_of_step(dist::Communicator& comm, const std::string&
   return gradient;
 }
 
+// One step on `count` random images: the whole batch by one process (CPU)
+// against the shards on `device` summed over the ranks. The tolerance, as a
+// fraction of the largest gradient: the shards' gradients are summed in
+// another order than one process sums the whole batch (and each shard's mean
+// is rescaled), so they agree to float rounding, a few ulp: 1e-5 (1e-4 when
+// the CUDA kernels also differ from the CPU's). A normalisation slip (the
+// shard's mean unweighted, the L1 term on every rank) is off by a factor,
+// far outside it.
+void check_shards_sum_to_whole(const std::string& method, Device device, int64_t count, uint64_t seed,
+                               double tolerance) {
+  std::vector<float> images;
+  std::vector<int> labels;
+  random_batch(count, seed, images, labels);
+  StepStats whole_stats, shard_stats;
+  const std::vector<float> whole =
+      gradient_of_step(dist::single_process(), method, Device::cpu, images, labels, &whole_stats);
+  dist::keep_shard(world(), images, labels);
+  const dist::Range mine = dist::shard_range(count, world().rank(), world().size());
+  CHECK(int64_t(labels.size()) == mine.size());
+  const std::vector<float> summed = gradient_of_step(world(), method, device, images, labels, &shard_stats);
+  float largest = 0;
+  for (float g : whole) largest = std::max(largest, std::fabs(g));
+  REQUIRE(largest > 0.0f);
+  CHECK_CLOSE_VEC(summed, whole, tolerance * largest, 0.0);
+  CHECK(shard_stats.count == count);
+  CHECK(shard_stats.correct == whole_stats.correct);
+  CHECK(shard_stats.loss == doctest::Approx(whole_stats.loss).epsilon(1e-5));
+  CHECK(shard_stats.finite);
+}
+
 }  // namespace
 
 TEST_CASE("mpi: reductions, gather and broadcast against hand-computed values") {
@@ -134,53 +164,27 @@ TEST_CASE("mpi: a rank whose parameters differ stops every rank with the hashes 
                     "see the same files (a shared file system) and flags");
 }
 
-// The tolerance: the shards' gradients are summed in another order than one
-// process sums the whole batch (and each shard's mean is rescaled), so they
-// agree to float rounding, a few ulp of the largest gradient: 1e-5 of it.
-// A normalisation slip (the shard's mean unweighted, the L1 term on every
-// rank) is off by a factor, far outside it.
+TEST_CASE("mpi: shards are contiguous and as even as possible (hand-computed)") {
+  CHECK(dist::shard_range(7, 0, 2).begin == 0);
+  CHECK(dist::shard_range(7, 0, 2).end == 4);
+  CHECK(dist::shard_range(7, 1, 2).begin == 4);
+  CHECK(dist::shard_range(7, 1, 2).end == 7);
+  CHECK(dist::shard_range(1, 1, 2).size() == 0);
+  CHECK(dist::shard_range(10, 2, 4).begin == 6);  // 3, 3, 2, 2
+  CHECK(dist::shard_range(10, 3, 4).end == 10);
+}
+
 TEST_CASE("mpi: the summed gradient of the shards is the whole batch's (box, crown-ibp, crown, natural)") {
   if (!two_ranks()) return;
-  std::vector<float> images;
-  std::vector<int> labels;
-  random_batch(7, 5, images, labels);  // 7 images: shards of 4 and 3
   for (const std::string method : {"natural", "box", "crown-ibp", "crown"}) {
     CAPTURE(method);
-    StepStats whole_stats, shard_stats;
-    const std::vector<float> whole =
-        gradient_of_step(dist::single_process(), method, Device::cpu, images, labels, &whole_stats);
-    std::vector<float> shard_images = images;
-    std::vector<int> shard_labels = labels;
-    dist::keep_shard(world(), shard_images, shard_labels);
-    CHECK(shard_labels.size() == (world().rank() == 0 ? 4u : 3u));
-    const std::vector<float> summed =
-        gradient_of_step(world(), method, Device::cpu, shard_images, shard_labels, &shard_stats);
-    float largest = 0;
-    for (float g : whole) largest = std::max(largest, std::fabs(g));
-    REQUIRE(largest > 0.0f);
-    CHECK_CLOSE_VEC(summed, whole, 1e-5 * largest, 0.0);
-    CHECK(shard_stats.count == 7);
-    CHECK(shard_stats.correct == whole_stats.correct);
-    CHECK(shard_stats.loss == doctest::Approx(whole_stats.loss).epsilon(1e-5));
-    CHECK(shard_stats.finite);
+    check_shards_sum_to_whole(method, Device::cpu, 7, 5, 1e-5);  // shards of 4 and 3
   }
 }
 
 TEST_CASE("mpi: a rank with an empty shard (last batch smaller than the rank count) still adds up") {
   if (!two_ranks()) return;
-  std::vector<float> images;
-  std::vector<int> labels;
-  random_batch(1, 9, images, labels);
-  StepStats whole_stats, shard_stats;
-  const std::vector<float> whole =
-      gradient_of_step(dist::single_process(), "box", Device::cpu, images, labels, &whole_stats);
-  dist::keep_shard(world(), images, labels);
-  CHECK(labels.size() == (world().rank() == 0 ? 1u : 0u));
-  const std::vector<float> summed = gradient_of_step(world(), "box", Device::cpu, images, labels, &shard_stats);
-  float largest = 0;
-  for (float g : whole) largest = std::max(largest, std::fabs(g));
-  CHECK_CLOSE_VEC(summed, whole, 1e-5 * largest, 0.0);
-  CHECK(shard_stats.count == 1);
+  check_shards_sum_to_whole("box", Device::cpu, 1, 9, 1e-5);
 }
 
 TEST_CASE("mpi: CUDA gradients (emulated device: staged through the host) sum like the CPU's") {
@@ -189,17 +193,7 @@ TEST_CASE("mpi: CUDA gradients (emulated device: staged through the host) sum li
     MESSAGE("no CUDA device (real or emulated): skipped");
     return;
   }
-  std::vector<float> images;
-  std::vector<int> labels;
-  random_batch(5, 13, images, labels);
-  StepStats whole_stats, shard_stats;
-  const std::vector<float> whole =
-      gradient_of_step(dist::single_process(), "box", Device::cpu, images, labels, &whole_stats);
-  dist::keep_shard(world(), images, labels);
-  const std::vector<float> summed = gradient_of_step(world(), "box", Device::cuda, images, labels, &shard_stats);
-  float largest = 0;
-  for (float g : whole) largest = std::max(largest, std::fabs(g));
-  CHECK_CLOSE_VEC(summed, whole, 1e-4 * largest, 0.0);  // CPU vs CUDA kernels too: looser
+  check_shards_sum_to_whole("box", Device::cuda, 5, 13, 1e-4);
 }
 
 TEST_CASE("mpi: evaluation split across ranks counts exactly what one process counts") {

@@ -14,7 +14,7 @@
 // Benchmarks section, which applies the model to measured GPU step times).
 //
 // Usage: [mpirun -np N] bench_distributed [--nets fc,conv] [--methods box,crown-ibp,crown]
-//        [--batch 100] [--steps 20] [--threads 1] [--link-gb-s 150] [--link-latency-us 30]
+//        [--batch 100] [--steps 20] [--threads 1] [--link-gb-s 150] [--link-latency-us 5]
 #include <CLI/CLI.hpp>
 
 #include <chrono>
@@ -40,7 +40,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> nets{"fc", "conv"};
   std::vector<std::string> methods{"box", "crown-ibp", "crown"};
   int batch = 100, steps = 20, threads = 1;
-  double link_gb_s = 150.0, link_latency_us = 30.0;
+  double link_gb_s = 150.0, link_latency_us = 5.0;
   std::string device_name = "cpu";
   app.add_option("--nets", nets, "networks to time")->delimiter(',');
   app.add_option("--methods", methods, "training methods to time")->delimiter(',');
