@@ -407,7 +407,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
       ->delimiter(',');
   app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
   app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
-  app.add_option("--batch-size", c.batch_size, "training batch size");
+  app.add_option("--batch-size", c.batch_size, "training batch size (under mpirun: the global batch, split across the ranks)");
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");
   add_on_off_flag(app, "augment", c.augment,
