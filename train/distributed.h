@@ -83,9 +83,9 @@ Communicator& single_process();
 Communicator& world();
 
 // Initialises MPI when a launcher started this process (OpenMPI's mpirun,
-// Slurm's srun with PMIx/PMI) and MPI is in the build; on a machine with
-// GPUs each rank then uses GPU (local rank mod GPU count). Finalises on
-// destruction. Create it first thing in main().
+// Slurm's srun with PMIx/PMI) and MPI is in the build; in builds with NCCL,
+// on a machine with GPUs, each rank then uses GPU (local rank mod GPU count).
+// Finalises on destruction. Create it first thing in main().
 class Session {
  public:
   Session(int& argc, char**& argv);
