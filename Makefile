@@ -34,6 +34,13 @@ HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes)
 HAVE_GLPK := $(shell test -f /usr/include/glpk.h && echo yes)
 HAVE_CUBLAS := $(shell test -f $(CUDA_HOME)/include/cublas_v2.h && ls $(CUDA_HOME)/lib64/libcublas.so >/dev/null 2>&1 && echo yes)
 HAVE_CUDNN := $(shell (test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h) && echo yes)
+# OpenMPI (make deps) for `mpirun -np N build/bin/train`; without it every
+# binary is the single process it always was. Only train/distributed*.cpp
+# include mpi.h, so only they get its flags.
+MPI_INCDIRS := $(shell mpicxx --showme:incdirs 2>/dev/null)
+MPI_LIBDIRS := $(shell mpicxx --showme:libdirs 2>/dev/null)
+HAVE_MPI := $(shell test -n "$(MPI_INCDIRS)" && test -f $(firstword $(MPI_INCDIRS))/mpi.h && echo yes)
+HAVE_NCCL := $(shell test -f $(CUDA_HOME)/include/nccl.h && ls $(CUDA_HOME)/lib64/libnccl.so >/dev/null 2>&1 && echo yes)
 ifeq ($(CUDA),auto)
   USE_CUDA := $(if $(and $(NVCC),$(HAVE_CUBLAS),$(HAVE_CUDNN)),1,0)
 else
@@ -48,6 +55,8 @@ $(info [build] cuBLAS:   $(if $(HAVE_CUBLAS),found,missing))
 $(info [build] cuDNN:    $(if $(HAVE_CUDNN),found,missing))
 $(info [build] OpenBLAS: $(if $(HAVE_OPENBLAS),found,missing (run: make deps)))
 $(info [build] GLPK:     $(if $(HAVE_GLPK),found,missing (run: make deps)))
+$(info [build] MPI:      $(if $(HAVE_MPI),found (mpirun -np N build/bin/train ...),missing (single process only; run: make deps)))
+$(info [build] NCCL:     $(if $(and $(HAVE_MPI),$(HAVE_NCCL),$(filter 1,$(USE_CUDA))),found (GPU gradients of MPI runs),$(if $(HAVE_NCCL),unused (needs MPI and the real CUDA backend),missing)))
 $(info [build] CUDA backend of the binaries: $(if $(filter 1,$(USE_CUDA)),real CUDA (sm_$(CUDA_ARCH) + PTX),SIMT emulator (no nvcc or CUDA=0: --device cuda needs CTE_EMULATE_CUDA=1)))
 endif
 
@@ -72,6 +81,12 @@ NVCC_FLAGS := -std=c++20 -O3 $(INCLUDES) -gencode arch=compute_$(CUDA_ARCH),code
               -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --fmad=true
 LIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lmatio -lglpk -lz -lpthread
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcudnn
+comma := ,
+ifeq ($(HAVE_MPI),yes)
+  # OMPI_SKIP_MPICXX: the C API only (the C++ bindings are deprecated and warn).
+  MPI_FLAGS := -DCTE_HAVE_MPI -DOMPI_SKIP_MPICXX $(addprefix -isystem ,$(MPI_INCDIRS))
+  LIBS += $(addprefix -L,$(MPI_LIBDIRS)) $(addprefix -Wl$(comma)-rpath$(comma),$(MPI_LIBDIRS)) -lmpi
+endif
 
 # ---------------------------------------------------------------- sources
 MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
@@ -89,6 +104,10 @@ REL_OBJS := $(call obj,rel,$(LIB_SRCS))
 ifeq ($(USE_CUDA),1)
   REL_CU_OBJS := $(call obj,rel-nvcc,$(CU_SRCS))
   REL_LINK := $(CUDA_LIBS)
+  ifeq ($(HAVE_MPI)$(HAVE_NCCL),yesyes)
+    REL_LINK += -lnccl
+    build/rel/train/distributed_nccl.cpp.o: REL_FLAGS += -DCTE_HAVE_NCCL -I$(CUDA_HOME)/include
+  endif
 else
   REL_CU_OBJS := $(call obj,rel,$(CU_SRCS) $(EMU_SRCS))
   REL_LINK :=
@@ -104,7 +123,7 @@ BIN_NAMES := $(foreach s,$(MAIN_SRCS),$(patsubst %_main,%,$(basename $(notdir $(
 BINS := $(addprefix build/bin/,$(BIN_NAMES))
 
 .PHONY: all run readme-demo test bench deps clean test-build gpu-test viewer fuzz fuzz-build
-all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu)
+all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA)),build/test/tests_gpu) $(if $(HAVE_MPI),build/test/tests_mpi)
 
 # ---------------------------------------------------------------- compile rules
 build/rel/%.cpp.o: %.cpp
@@ -132,6 +151,12 @@ build/tsan/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(CXX) $(TSAN_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
 
+# MPI's headers for the two files that include them, in every build.
+$(call obj,rel,train/distributed.cpp train/distributed_nccl.cpp): REL_FLAGS += $(MPI_FLAGS)
+$(call obj,asan,train/distributed.cpp train/distributed_nccl.cpp): ASAN_FLAGS += $(MPI_FLAGS)
+$(call obj,tsan,train/distributed.cpp train/distributed_nccl.cpp): TSAN_FLAGS += $(MPI_FLAGS)
+$(call obj,fuzz,train/distributed.cpp train/distributed_nccl.cpp): FUZZ_FLAGS += $(MPI_FLAGS)
+
 # ---------------------------------------------------------------- link rules
 build/bin/%: build/rel/train/%_main.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
 	@mkdir -p $(@D)
@@ -143,6 +168,11 @@ build/bin/%: build/rel/tools/bench/%.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
 	@mkdir -p $(@D)
 	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(REL_LINK)
 build/test/tests: $(ASAN_OBJS)
+	@mkdir -p $(@D)
+	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(LIBS)
+# The MPI suite (tests/mpi/), run under `mpirun -np 2` by tests/run_all.sh.
+MPI_TEST_SRCS := $(wildcard tests/mpi/*.cpp)
+build/test/tests_mpi: $(call obj,asan,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS) $(MPI_TEST_SRCS))
 	@mkdir -p $(@D)
 	$(CXX) $(ASAN_FLAGS) $^ -o $@ $(LIBS)
 build/test/tests_tsan: $(TSAN_OBJS)
@@ -210,7 +240,7 @@ deps:
 	@bash tools/deps.sh
 
 test-build: deps
-	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan
+	@$(MAKE) --no-print-directory $(BINS) build/test/tests build/test/tests_tsan $(if $(HAVE_MPI),build/test/tests_mpi)
 
 # Tests: the full suite on the CPU and the emulated CUDA backend under
 # AddressSanitizer; the emulator and kernel-parity suites under ThreadSanitizer;

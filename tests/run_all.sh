@@ -9,7 +9,9 @@
 #  4. shell-level integration tests of the binaries (tests/cli/*.sh);
 #     (suite 1 also replays every fuzz harness's saved regression and corpus
 #     inputs: tests/fuzz/replay_test.cpp; `make fuzz` is where fuzzing runs);
-#  5. on a machine with a GPU (or CTE_TEST_GPU=1): the suites on the real device.
+#  5. on a machine with a GPU (or CTE_TEST_GPU=1): the suites on the real device;
+#  6. where OpenMPI is installed: the MPI suite under `mpirun -np 2` (the
+#     data-parallel trainer's own integration test is tests/cli/mpi_cli.sh).
 set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=0
@@ -43,6 +45,15 @@ if [ -x build/test/tests_gpu ] && { [ "${CTE_TEST_GPU:-}" = 1 ] || nvidia-smi -L
   run env CTE_TEST_GPU=1 build/test/tests_gpu
 else
   step "real-GPU suites skipped: no GPU on this machine (set CTE_TEST_GPU=1 to require one)"
+fi
+
+if [ -x build/test/tests_mpi ] && command -v mpirun >/dev/null; then
+  step "the MPI suite on 2 ranks (data-parallel training and evaluation)"
+  mpi=(mpirun --oversubscribe -np 2)
+  [ "$(id -u)" -eq 0 ] && mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
+  run "${mpi[@]}" build/test/tests_mpi
+else
+  step "MPI suite skipped: OpenMPI is not installed (make deps installs it)"
 fi
 
 echo

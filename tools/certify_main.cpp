@@ -70,6 +70,7 @@
 #include "relaxations/cli_bounds.h"
 #include "relaxations/relaxations.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "relaxations/relaxations.h"
 #include "tools/certify/commands.h"
 #include "tools/lib/cli_flags.h"
@@ -936,9 +937,19 @@ int certify_export_inputs_command(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  cte::dist::Session mpi(argc, argv);
   if (argc < 2) return usage(stderr);
   const std::string command = argv[1];
   if (command == "-h" || command == "--help" || command == "help") return usage(stdout);
+  // Under mpirun, `eval` splits the test set across the ranks (rank 0 prints);
+  // the other commands would only repeat the same work N times.
+  if (cte::dist::world().size() > 1 && command != "eval") {
+    if (cte::dist::world().is_root())
+      std::fprintf(stderr, "[certify] under mpirun only 'certify eval' runs distributed; run '%s' as one process\n",
+                   command.c_str());
+    return 2;
+  }
+  if (!cte::dist::world().is_root() && !std::freopen("/dev/null", "w", stdout)) return cte::dist::exit_after_error(1);
   if (command == "bounds") return cte::certify_bounds_command(argc - 1, argv + 1);
   // The other commands throw on bad input or failure: one message, exit 1.
   try {
@@ -953,7 +964,7 @@ int main(int argc, char** argv) {
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << e.what() << std::endl;
-    return 1;
+    return cte::dist::exit_after_error(1);
   }
   std::fprintf(stderr, "[certify] unknown command '%s'\n", command.c_str());
   return usage(stderr);

@@ -19,6 +19,7 @@ packages=(
   chromium nodejs      # the viewer's browser test (tests/cli/viewer_browser.sh, puppeteer-core from npm)
   clang-14             # the libFuzzer harnesses (make fuzz)
   libclang-rt-14-dev   # libFuzzer and clang's sanitizer runtimes
+  libopenmpi-dev openmpi-bin  # data-parallel training: mpirun -np N build/bin/train (train/distributed.h)
 )
 # npm: Debian's package, unless an npm already came with another Node.js build
 # (NodeSource's nodejs bundles it and conflicts with Debian's npm package).

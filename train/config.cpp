@@ -447,7 +447,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "L2 regularisation strength lambda (loss += lambda * sum W^2 over weights, biases excluded as in "
                  "the authors' code; the paper: 5e-5, 5e-3 for table 3's experiment E)");
   tools::add_crown_tie_flag(app, c.crown_tie, "default: 0; training and certification");
-  app.add_option("--batch-size", c.batch_size, "training batch size");
+  app.add_option("--batch-size", c.batch_size, "training batch size (under mpirun: the global batch, split across the ranks)");
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");
   add_on_off_flag(app, "augment", c.augment,

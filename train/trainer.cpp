@@ -137,17 +137,48 @@ class ProgressBar {
 
 // ================================================================ one step
 
-TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes)
-    : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes) {
+TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes,
+                     dist::Communicator& comm)
+    : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes), comm_(comm) {
   for (const Layer& layer : net_.layers())
     if (layer.weight.defined()) weights_.push_back(layer.weight);
 }
 
 StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
                          uint64_t step_seed) {
-  const TrainConfig& c = config_;
   optimizer_.set_learning_rate(s.lr);
   optimizer_.zero_grad();
+  int64_t global_count = int64_t(labels.size());
+  comm_.sum(&global_count, 1);
+  StepStats stats;
+  if (!labels.empty()) stats = forward_backward(x, labels, s, step_seed, global_count);
+  double totals[3] = {double(stats.loss), double(stats.correct), double(stats.count)};
+  comm_.sum(totals, 3);
+  comm_.sum_gradients(optimizer_.parameters());
+  stats.loss = float(totals[0]);
+  stats.correct = int64_t(totals[1]);
+  stats.count = int64_t(totals[2]);
+  {
+    // One scalar for all gradients: sum |g| is finite iff every gradient is
+    // (or huge enough to overflow, which is no better), one read per step.
+    NoGrad no_grad;
+    Tensor total;
+    for (const Tensor& p : optimizer_.parameters()) {
+      const Tensor g = p.grad();
+      if (!g.defined()) continue;
+      const Tensor s = ops::sum(ops::abs(g));
+      total = total.defined() ? ops::add(total, s) : s;
+    }
+    stats.finite = std::isfinite(stats.loss) && (!total.defined() || std::isfinite(total.item()));
+  }
+  if (stats.finite) optimizer_.step();
+  optimizer_.zero_grad();
+  return stats;
+}
+
+StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
+                                      uint64_t step_seed, int64_t global_count) {
+  const TrainConfig& c = config_;
   const Device device = x.device();
   label_values_.assign(labels.begin(), labels.end());  // reused host buffer
   const Tensor y = Tensor::from_vector(label_values_, Shape{int64_t(labels.size())}, device);
@@ -165,7 +196,7 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
     o.random_start = true;
     o.stop_at_success = false;
     o.track = false;
-    o.seed = step_seed;
+    o.seed = comm_.size() > 1 ? mix_seed(step_seed, uint64_t(comm_.rank())) : step_seed;
     x_attack = pgd_attack(net_, x, labels, o).x_adv;
   }
 
@@ -208,7 +239,9 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
     loss = s.kappa > 0.0f ? ops::add(ops::scale(loss, s.kappa), ops::scale(robust_loss, 1.0f - s.kappa))
                           : robust_loss;
   }
-  if (c.l1 > 0 && !weights_.empty()) {
+  // A shard's mean weighted by its share: the ranks' sum is the global batch's mean.
+  if (global_count != int64_t(labels.size())) loss = ops::scale(loss, float(double(labels.size()) / double(global_count)));
+  if (c.l1 > 0 && !weights_.empty() && comm_.is_root()) {
     Tensor l1 = ops::sum(ops::abs(weights_[0]));
     for (size_t i = 1; i < weights_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(weights_[i])));
     loss = ops::add(loss, ops::scale(l1, float(c.l1)));
@@ -221,22 +254,6 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   backward(loss);
   StepStats stats;
   stats.loss = loss.item();
-  {
-    // One scalar for all gradients: sum |g| is finite iff every gradient is
-    // (or huge enough to overflow, which is no better), one read per step.
-    NoGrad no_grad;
-    Tensor total;
-    for (const Tensor& p : optimizer_.parameters()) {
-      const Tensor g = p.grad();
-      if (!g.defined()) continue;
-      const Tensor s = ops::sum(ops::abs(g));
-      total = total.defined() ? ops::add(total, s) : s;
-    }
-    stats.finite = std::isfinite(stats.loss) && (!total.defined() || std::isfinite(total.item()));
-  }
-  if (stats.finite) optimizer_.step();
-  optimizer_.zero_grad();
-
   stats.count = int64_t(labels.size());
   stats.correct = count_correct(logits.detach(), labels);
   return stats;
@@ -311,6 +328,10 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   std::vector<int> labels;
   int64_t batch_index = 0;
   while (loader.next(images, labels)) {
+    if (!dist::owns_batch(*o.comm, batch_index)) {  // another MPI rank's batch
+      ++batch_index;
+      continue;
+    }
     const int64_t count = int64_t(labels.size());
     const Tensor x = Tensor::from_vector(images, batch_shape(net, count), device);
     std::vector<bool> correct(static_cast<size_t>(count), false);
@@ -347,9 +368,10 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
       }
     }
     ++batch_index;
-    if (o.on_batch) o.on_batch(report.n, int64_t(test.size()));
+    if (o.on_batch) o.on_batch(std::min(report.n * o.comm->size(), int64_t(test.size())), int64_t(test.size()));
   }
   report.seconds = seconds_since(start);
+  dist::combine_eval_reports(*o.comm, report);
   return report;
 }
 
@@ -459,6 +481,7 @@ Trainer::~Trainer() = default;
 
 void Trainer::setup(std::optional<DatasetSplits> data) {
   if (!log_) log_ = &std::cout;
+  log_ = dist::root_only(comm_, log_);
   validate_config(config_);
   tools::warn_if_eps_covers_inputs("train", "--eps-train", config_.eps_train);
   tools::warn_if_eps_covers_inputs("train", "--eps-test", config_.eps_test);
@@ -513,6 +536,8 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
     }
   }
 
+  dist::check_same_on_all_ranks(comm_, resume_from ? std::hash<std::string>{}(resume_from->metadata) : 0, "resume",
+                                "the checkpoint read");
   net_.to(device_);
   net_.set_requires_grad(true);
   adam_ = std::make_unique<Adam>(net_.parameters(), float(config_.lr));
@@ -549,6 +574,7 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
   }
 
   // The output folder, config.json and metrics.jsonl (cut back to the resumed epoch).
+  if (!comm_.is_root()) return;  // under MPI rank 0 writes the files
   fs::create_directories(out_dir_);
   lock_ = std::make_unique<DirectoryLock>(out_dir_, "train");
   write_file_atomically((fs::path(out_dir_) / "config.json").string(), config_to_json(config_).dump(2) + "\n",
@@ -587,10 +613,12 @@ EvalOptions Trainer::eval_options() const {
   o.sound = !config_.unsound_fast;
   o.batch_size = config_.batch_size;
   o.subset = 0;  // test_set_ is already the subset
+  o.comm = &comm_;
   return o;
 }
 
 void Trainer::write_metrics_line(const json& line) {
+  if (!comm_.is_root()) return;
   std::ofstream out((fs::path(out_dir_) / "metrics.jsonl").string(), std::ios::app);
   out << line.dump() << "\n";
   out.flush();
@@ -598,6 +626,7 @@ void Trainer::write_metrics_line(const json& line) {
 }
 
 void Trainer::save_epoch_checkpoint(int epochs_done) {
+  if (!comm_.is_root()) return;
   Checkpoint ck;
   const std::vector<std::string> names = net_.parameter_names();
   const std::vector<Tensor> params = net_.parameters();
@@ -644,7 +673,7 @@ TrainSummary Trainer::run() {
     return summary;
   }
   const bool show = !config_.quiet;
-  ProgressBar bar(show);
+  ProgressBar bar(show && comm_.is_root());
   BatchLoader loader(train_set_, config_.batch_size, mix_seed(config_.seed, kDataTag), /*shuffle=*/true,
                      config_.augment ? default_augment(config_.dataset) : Augment{});
   const int64_t batches = int64_t(loader.batches_per_epoch());
@@ -658,6 +687,8 @@ TrainSummary Trainer::run() {
           << " batches each; out " << out_dir_ << std::endl;
 
   int epoch = start_epoch_;
+  bool stopping = false;
+  dist::check_parameters_agree(comm_, net_, "at the start");
   for (; epoch < config_.epochs; ++epoch) {
     loader.start_epoch(epoch);
     const auto epoch_start = Clock::now();
@@ -665,6 +696,7 @@ TrainSummary Trainer::run() {
     int64_t correct = 0, seen = 0;
     ScheduleValues sched;
     for (int64_t b = 0; loader.next(images, labels); ++b) {
+      dist::keep_shard(comm_, images, labels);  // under MPI: this rank's part of the global batch
       sched = schedule_at(config_, epoch, b, batches);
       const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
       const StepStats st = step.run(x, labels, sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
@@ -694,12 +726,12 @@ TrainSummary Trainer::run() {
         bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
                    suffix);
       }
-      if (g_stop_signal.load() != 0) break;
+      if ((stopping = dist::any_rank(comm_, g_stop_signal.load() != 0))) break;  // all ranks stop together
     }
-    if (g_stop_signal.load() != 0) {
+    if (stopping) {
       bar.clear();
       summary.interrupted = true;
-      summary.signal = g_stop_signal.load();
+      summary.signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
       summary.epochs_done = epoch;
       *log_ << "[train] interrupted (signal " << summary.signal << ") during epoch " << epoch + 1 << "; "
             << (epoch > 0 ? "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_)
@@ -751,6 +783,7 @@ TrainSummary Trainer::run() {
     // The metrics line first: a resume drops lines past its checkpoint.
     write_metrics_line(line);
     save_epoch_checkpoint(epoch + 1);
+    dist::check_parameters_agree(comm_, net_, "after epoch " + std::to_string(epoch + 1));
   }
   summary.epochs_done = epoch;
 
@@ -759,7 +792,7 @@ TrainSummary Trainer::run() {
   summary.final_eval = evaluate(net_, test_set_, eo);
   bar.clear();
   summary.weights_hash = parameter_hash(net_);
-  save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
+  if (comm_.is_root()) save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
 
   const EvalReport& r = summary.final_eval;
   char text[160];

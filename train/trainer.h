@@ -34,6 +34,7 @@
 #include "engine/optim.h"
 #include "relaxations/relaxations.h"
 #include "train/config.h"
+#include "train/distributed.h"
 #include "train/pgd.h"
 #include "train/schedule.h"
 
@@ -55,21 +56,35 @@ struct StepStats {
 // kappa CE(z) + (1 - kappa) CE(worst-case z) + lambda sum |W|, backward and
 // the optimiser step (skipped when the loss or a gradient is not finite). The
 // trainer and bench_train run exactly this.
+//
+// Under MPI (comm of more than one rank) x and labels are this rank's shard
+// of the global batch: its loss is weighted by shard / global size and the L1
+// term is rank 0's alone, so the gradients summed over ranks are those of
+// the global batch; the returned stats are the global batch's. PGD and SABR
+// draw their random starts per rank (the step seed mixed with the rank), so
+// for those methods N ranks follow a different random stream than one.
 class TrainStep {
  public:
   // Construct after the network has moved to its device (it keeps the weight tensors).
-  TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes);
-  // x: (N, net input shape) on the network's device; labels: N classes;
+  TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes,
+            dist::Communicator& comm = dist::world());
+  // x: (N, net input shape) on the network's device (N may be 0 on a rank
+  // whose shard of a small last batch is empty); labels: N classes;
   // step_seed: the randomness of this step (PGD starts).
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
  private:
+  // The loss of this shard and its backward pass; fills loss, correct, count.
+  StepStats forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule,
+                             uint64_t step_seed, int64_t global_count);
+
   Network& net_;
   Optimizer& optimizer_;
   TrainConfig config_;
   int num_classes_;
   std::vector<Tensor> weights_;       // for the L1 and L2 penalties (weights only, no biases)
   std::vector<float> label_values_;  // host staging of the labels, reused
+  dist::Communicator& comm_;
 };
 
 // ---------------------------------------------------------------- evaluation
@@ -92,6 +107,9 @@ struct EvalOptions {
   bool sound = true;
   // Called after each batch with (images done, total) (progress output).
   std::function<void(int64_t, int64_t)> on_batch;
+  // Under MPI each rank evaluates test batches i with i mod N = its rank and
+  // the counts are summed, so the report is the same for every N.
+  dist::Communicator* comm = &dist::world();
 };
 
 struct EvalAtRadius {
@@ -188,6 +206,7 @@ class Trainer {
   bool already_finished_ = false;
   int64_t global_step_ = 0;
   std::unique_ptr<DirectoryLock> lock_;  // out_dir_ is ours while training
+  dist::Communicator& comm_ = dist::world();  // MPI: rank 0 writes the files and the log
 };
 
 // The first n samples of a data set (n <= 0 or >= size: all of it).
