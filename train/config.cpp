@@ -386,7 +386,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
                  "Debian's FashionMNIST)");
-  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json (a network JSON, trained from its weights)");
+  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
   app.add_option("--method", c.method,
                  "natural | pgd | box | hbox | hbox-fresh | deepz | crown | crown0 | crown-ibp-r | "
                  "crown-ibp (beta*CROWN-IBP(R) + (1-beta)*Box bounds) | sabr");

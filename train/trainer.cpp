@@ -22,6 +22,7 @@
 #include "engine/device.h"
 #include "engine/file_io.h"
 #include "engine/netjson.h"
+#include "engine/onnx_io.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "engine/tape.h"
@@ -746,6 +747,7 @@ TrainSummary Trainer::run() {
   bar.clear();
   summary.weights_hash = parameter_hash(net_);
   save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
+  save_network_onnx((fs::path(out_dir_) / "network.onnx").string(), net_);  // for other verifiers
 
   const EvalReport& r = summary.final_eval;
   char text[160];
