@@ -253,9 +253,9 @@ void validate_config(const TrainConfig& c) {
   if (!known) bad("--method '" + c.method + "' is unknown; expected one of " + join(train_methods()));
   if (!is_builtin_network(c.net)) {
     const std::filesystem::path p(c.net);
-    if (p.extension() != ".json")
+    if (p.extension() != ".json" && p.extension() != ".onnx")
       bad("--net '" + c.net + "' is unknown; expected one of " + join(builtin_networks()) +
-          " or a network JSON file (PATH.json)");
+          " or a network JSON file (PATH.json) or ONNX file (PATH.onnx)");
     if (std::filesystem::is_directory(p)) bad("--net " + c.net + " is a directory, expected a network JSON file");
     if (!std::filesystem::is_regular_file(p)) bad("--net " + c.net + ": no such network JSON file");
   }
@@ -420,7 +420,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
-  app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json (default runs/<dataset>-<net>-<method>)");
+  app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");
   app.add_flag("--resume", c.resume,
                "continue the run in --out from its last checkpoint, with its own config.json for every flag not given "
                "(same final weights as an uninterrupted run; a larger --epochs trains on)");

@@ -772,7 +772,7 @@ TrainSummary Trainer::run() {
     }
   }
   *log_ << "[result] weights fnv1a64 " << hex64(summary.weights_hash) << "\n";
-  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json)" << std::endl;
+  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx)" << std::endl;
 
   json final_line;
   final_line["final"] = true;
