@@ -243,6 +243,7 @@ class BranchAndBound {
       std::sort(open.begin(), open.end(), [](const Domain& a, const Domain& b) { return a.worst > b.worst; });
       std::vector<Domain> children;
       while (!open.empty() && int(children.size()) + 2 <= std::max(2, options_.batch)) {
+        if (seconds_since(start) > options_.timeout_s) break;  // the LPs below can take a while
         Domain d = std::move(open.back());
         open.pop_back();
         if (d.branch < 0) {  // every ReLU is decided: an LP settles the subdomain
