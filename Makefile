@@ -32,6 +32,7 @@ OPENBLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 OPENBLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 HAVE_OPENBLAS := $(shell test -f $(OPENBLAS_INC)/cblas.h && echo yes)
 HAVE_GLPK := $(shell test -f /usr/include/glpk.h && echo yes)
+HAVE_ONNX := $(shell test -f /usr/include/onnx/onnx-ml.pb.h && echo yes)
 HAVE_CUBLAS := $(shell test -f $(CUDA_HOME)/include/cublas_v2.h && ls $(CUDA_HOME)/lib64/libcublas.so >/dev/null 2>&1 && echo yes)
 HAVE_CUDNN := $(shell (test -f $(CUDA_HOME)/include/cudnn.h || test -f /usr/include/cudnn.h) && echo yes)
 # OpenMPI (make deps) for `mpirun -np N build/bin/train`; without it every
@@ -57,6 +58,7 @@ $(info [build] OpenBLAS: $(if $(HAVE_OPENBLAS),found,missing (run: make deps)))
 $(info [build] GLPK:     $(if $(HAVE_GLPK),found,missing (run: make deps)))
 $(info [build] MPI:      $(if $(HAVE_MPI),found (mpirun -np N build/bin/train ...),missing (single process only; run: make deps)))
 $(info [build] NCCL:     $(if $(and $(HAVE_MPI),$(HAVE_NCCL),$(filter 1,$(USE_CUDA))),found (GPU gradients of MPI runs),$(if $(HAVE_NCCL),unused (needs MPI and the real CUDA backend),missing)))
+$(info [build] ONNX:     $(if $(HAVE_ONNX),found,missing (run: make deps)))
 $(info [build] CUDA backend of the binaries: $(if $(filter 1,$(USE_CUDA)),real CUDA (sm_$(CUDA_ARCH) + PTX),SIMT emulator (no nvcc or CUDA=0: --device cuda needs CTE_EMULATE_CUDA=1)))
 endif
 
@@ -79,7 +81,7 @@ endif
 EMU_DEFS := -DCTE_EMULATOR
 NVCC_FLAGS := -std=c++20 -O3 $(INCLUDES) -gencode arch=compute_$(CUDA_ARCH),code=[sm_$(CUDA_ARCH),compute_$(CUDA_ARCH)] \
               -Xcompiler -Wall,-Wextra,-Werror -MMD -MP --fmad=true
-LIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lmatio -lglpk -lz -lpthread
+LIBS := -L$(OPENBLAS_LIB) -Wl,-rpath,$(OPENBLAS_LIB) -lopenblas -lmatio -lglpk -lonnx_proto -lprotobuf -lz -lpthread
 CUDA_LIBS := -L$(CUDA_HOME)/lib64 -Wl,-rpath,$(CUDA_HOME)/lib64 -lcudart -lcublas -lcudnn
 comma := ,
 ifeq ($(HAVE_MPI),yes)
@@ -92,6 +94,8 @@ endif
 MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
 LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
               relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp tools/certify/*.cpp))
+# The verifier (issue 15): ONNX/VNNLIB properties, PGD, MILP, branch and bound.
+LIB_SRCS += $(wildcard verify/*.cpp)
 CU_SRCS := $(wildcard kernels/cuda/*.cu)
 EMU_SRCS := $(wildcard kernels/emu/*.cpp)
 TEST_SRCS := $(wildcard tests/*.cpp)

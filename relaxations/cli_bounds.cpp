@@ -17,6 +17,7 @@
 #include "engine/device.h"
 #include "engine/file_io.h"
 #include "engine/netjson.h"
+#include "engine/onnx_io.h"
 #include "engine/tape.h"
 #include "relaxations/relaxations.h"
 #include "tools/lib/cli_flags.h"
@@ -123,7 +124,7 @@ int certify_bounds_command(int argc, char** argv) {
   bool no_clip = false, no_elide = false, unsound_fast = false;
   int crown_tie = 0;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--net", net_path, "network JSON (engine/netjson.h format)")->required();
+  app.add_option("--net", net_path, "network JSON (engine/netjson.h format) or ONNX (.onnx, engine/onnx_io.h)")->required();
   app.add_option("--x", x_path,
                  "inputs JSON: {\"x\": [[values in C,H,W order, in [0, 1]], ...], \"y\": [labels]} "
                  "(\"y\" only needed with --spec label)")
@@ -182,7 +183,7 @@ int certify_bounds_command(int argc, char** argv) {
 
     Network net;
     try {
-      net = load_network_json(net_path);
+      net = load_network_file(net_path);
     } catch (const std::exception& e) {
       throw InputError(net_path, e.what());
     }

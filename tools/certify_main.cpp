@@ -103,6 +103,8 @@ int usage(std::FILE* out) {
                "           (certify viewer --help)\n"
                "  export-inputs  test images of a data set as the x.json that certify bounds reads\n"
                "                 (certify export-inputs --help)\n"
+               "  verify   complete verification of VNNLIB properties on an ONNX network: PGD, then branch and\n"
+               "           bound; VNN-COMP result format (certify verify --help)\n"
                "A run folder works wherever a --checkpoint is asked for (its checkpoint.ckpt is used).\n");
   return out == stdout ? 0 : 2;
 }
@@ -961,6 +963,7 @@ int main(int argc, char** argv) {
     if (command == "toy-jumps") return tools::certify_toy_jumps_command(argc - 1, argv + 1);
     if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());
     if (command == "export-inputs") return certify_export_inputs_command(argc - 1, argv + 1);
+    if (command == "verify") return tools::certify_verify_command(argc - 1, argv + 1);
   } catch (const std::exception& e) {
     std::cout.flush();
     std::cerr << e.what() << std::endl;

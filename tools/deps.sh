@@ -11,6 +11,8 @@ packages=(
   libmatio-dev         # SVHN .mat files
   libglpk-dev          # the LP relaxations (Triangle, Parallelogram)
   nlohmann-json3-dev   # network JSON, metrics
+  libonnx-dev libprotobuf-dev  # networks as ONNX (engine/onnx_io.cpp: the ONNX protobuf schema)
+  python3-onnx         # the ONNX export test: onnx.checker and onnx.reference in another tool
   libcli11-dev         # command-line flags
   dataset-fashion-mnist  # the real FashionMNIST, for make run and the integration tests
   gnuplot-nox          # figures

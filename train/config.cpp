@@ -284,9 +284,9 @@ void validate_config(const TrainConfig& c) {
   train_method(c.method);  // throws for an unknown method
   if (!is_builtin_network(c.net)) {
     const std::filesystem::path p(c.net);
-    if (p.extension() != ".json")
+    if (p.extension() != ".json" && p.extension() != ".onnx")
       bad("--net '" + c.net + "' is unknown; expected one of " + join(builtin_networks()) +
-          " or a network JSON file (PATH.json)");
+          " or a network JSON file (PATH.json) or ONNX file (PATH.onnx)");
     if (std::filesystem::is_directory(p)) bad("--net " + c.net + " is a directory, expected a network JSON file");
     if (!std::filesystem::is_regular_file(p)) bad("--net " + c.net + ": no such network JSON file");
   }
@@ -422,7 +422,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
                  "Debian's FashionMNIST)");
-  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json (a network JSON, trained from its weights)");
+  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
   std::string method_help;
   for (const TrainMethod& m : train_method_table()) method_help += (method_help.empty() ? "" : " | ") + std::string(m.help);
   app.add_option("--method", c.method, method_help);
@@ -461,7 +461,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
-  app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json (default runs/<dataset>-<net>-<method>)");
+  app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");
   app.add_flag("--resume", c.resume,
                "continue the run in --out from its last checkpoint, with its own config.json for every flag not given "
                "(same final weights as an uninterrupted run; a larger --epochs trains on)");

@@ -8,6 +8,7 @@
 #include <stdexcept>
 
 #include "engine/netjson.h"
+#include "engine/onnx_io.h"
 #include "engine/random.h"
 
 namespace cte::train {
@@ -71,7 +72,7 @@ Network build_network(const std::string& name, const Shape& input_shape, int num
                       const Normalization& norm, uint64_t seed) {
   if (input_shape.ndim() != 3) throw std::invalid_argument("[net] input shape " + input_shape.str() + " must be (C,H,W)");
   if (!is_builtin_network(name)) {
-    Network net = load_network_json(name);
+    Network net = load_network_file(name);
     if (net.input_shape().numel() != input_shape.numel())
       throw std::invalid_argument("[net] " + name + " takes input " + net.input_shape().str() +
                                   " but the data set's images are " + input_shape.str());

@@ -22,6 +22,7 @@
 #include "engine/device.h"
 #include "engine/file_io.h"
 #include "engine/netjson.h"
+#include "engine/onnx_io.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "engine/tape.h"
@@ -792,7 +793,10 @@ TrainSummary Trainer::run() {
   summary.final_eval = evaluate(net_, test_set_, eo);
   bar.clear();
   summary.weights_hash = parameter_hash(net_);
-  if (comm_.is_root()) save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
+  if (comm_.is_root()) {
+    save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
+    save_network_onnx((fs::path(out_dir_) / "network.onnx").string(), net_);  // for other verifiers
+  }
 
   const EvalReport& r = summary.final_eval;
   char text[160];
@@ -817,7 +821,7 @@ TrainSummary Trainer::run() {
     }
   }
   *log_ << "[result] weights fnv1a64 " << hex64(summary.weights_hash) << "\n";
-  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json)" << std::endl;
+  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx)" << std::endl;
 
   json final_line;
   final_line["final"] = true;

@@ -424,6 +424,15 @@ assert all(len(l["lower"]) == 3 and len(l["lower"][0]) == 9 for l in lines)' <<<
   else
     bad "certify bounds on exported inputs: exit $rc: $out"
   fi
+  # The run's ONNX export: onnx.checker accepts it and it is the same network as the JSON.
+  out_onnx=$("$CERTIFY" bounds --net "$tmp/a/network.onnx" --x "$tmp/x3.json" --eps 0.01 --relaxations box,crown \
+             --spec label --threads 1 2>/dev/null); rc=$?
+  if [ "$rc" -eq 0 ] && [ "$out_onnx" = "$out" ] &&
+     /usr/bin/python3 -c 'import onnx, sys; onnx.checker.check_model(onnx.load(sys.argv[1]), full_check=True)' "$tmp/a/network.onnx"; then
+    ok "train writes network.onnx: onnx.checker accepts it, certify bounds on it equals the JSON's"
+  else
+    bad "network.onnx: exit $rc: $out_onnx"
+  fi
 fi
 out=$("$CERTIFY" export-inputs --dataset fashion-mnist --data-dir "$fm" --indices 9999-10000 --out "$tmp/bad.json" 2>&1); rc=$?
 if [ "$rc" -ne 0 ] && grep -qF -- "--indices: 10000 is outside the 10000 images" <<<"$out"; then ok "certify export-inputs --indices 9999-10000 -> exit $rc"

@@ -7,5 +7,7 @@ namespace cte::tools {
 
 // certify toy-jumps: the paper's figure 3 (tools/certify/toy_jumps.h).
 int certify_toy_jumps_command(int argc, char** argv);
+// certify verify: VNNLIB properties on ONNX/JSON nets, VNN-COMP results (tools/certify/verify.cpp).
+int certify_verify_command(int argc, char** argv);
 
 }  // namespace cte::tools
