@@ -10,6 +10,7 @@
 #include "engine/nn.h"
 #include "engine/tape.h"
 #include "train/pgd.h"
+#include "train/schedule.h"
 
 using namespace cte;
 using namespace cte::train;
@@ -117,4 +118,29 @@ TEST_CASE("pgd recipe: a misclassified sample keeps its latest iterate; early st
   // Label 1's loss softplus(z0 - z1) = softplus(1 + |x - c|) grows away from c: its steps go left,
   // 0.3, 0.1 (clipped), then stay; misclassified throughout, it keeps its latest iterate, 0.1.
   CHECK(adv[1] == doctest::Approx(0.1f).epsilon(1e-5));
+}
+
+TEST_CASE("schedule: the smoothed eps ramp (exponential, then linear, C^1 at the mid point)") {
+  // mid 0.25, beta 4: alpha = 1 / (0.25^3 (4 x 0.75 + 0.25)) = 1 / (3.25 / 64) = 64 / 3.25, so
+  // f(0.25) = alpha / 256 = 1 / 13, then the line from (0.25, 1/13) to (1, 1).
+  const double alpha = 64.0 / 3.25;
+  CHECK(smoothed_ramp(0.0) == 0.0);
+  CHECK(smoothed_ramp(0.1) == doctest::Approx(alpha * 1e-4).epsilon(1e-12));
+  CHECK(smoothed_ramp(0.25) == doctest::Approx(1.0 / 13.0).epsilon(1e-12));
+  CHECK(smoothed_ramp(0.625) == doctest::Approx(1.0 / 13.0 + (12.0 / 13.0) * 0.5).epsilon(1e-12));
+  CHECK(smoothed_ramp(1.0) == 1.0);
+  CHECK(smoothed_ramp(2.0) == 1.0);
+  // Continuous with a continuous slope at mid: one-sided difference quotients agree.
+  const double h = 1e-6;
+  const double left = (smoothed_ramp(0.25) - smoothed_ramp(0.25 - h)) / h;
+  const double right = (smoothed_ramp(0.25 + h) - smoothed_ramp(0.25)) / h;
+  CHECK(left == doctest::Approx(right).epsilon(1e-4));
+  CHECK(right == doctest::Approx((12.0 / 13.0) / 0.75).epsilon(1e-6));
+  // Monotone on a fine grid.
+  double previous = 0.0;
+  for (int i = 1; i <= 1000; ++i) {
+    const double v = smoothed_ramp(i / 1000.0);
+    CHECK(v >= previous);
+    previous = v;
+  }
 }
