@@ -2,6 +2,8 @@
 #include "train/pgd.h"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 
 #include "engine/ops.h"
 #include "engine/random.h"
@@ -38,7 +40,74 @@ Tensor uniform_between(const Tensor& lo, const Tensor& hi, Rng& rng) {
   return ops::minimum(ops::add(lo, ops::mul(t, ops::sub(hi, lo))), hi);
 }
 
+// where(take, a, b) per sample: take (N) on the host, a and b like x.
+Tensor select_samples(const std::vector<bool>& take, const Tensor& a, const Tensor& b, const Shape& mask_shape) {
+  const Device device = a.device();
+  return ops::add(ops::mul(a, mask_tensor(take, true, mask_shape, device)),
+                  ops::mul(b, mask_tensor(take, false, mask_shape, device)));
+}
+
+// keep_highest_loss (see pgd.h). Per iterate x_0..x_steps: a sample misclassified at
+// x_i (or earlier) takes x_i; else it takes x_i when its cross-entropy beats every
+// earlier iterate's; the final iterate is only checked for misclassification, as in
+// the official code, so the last step's point is kept only if it breaks the sample.
+PgdResult pgd_highest_loss(const Network& view, const Tensor& x, const std::vector<int>& labels, const PgdOptions& o,
+                           const Tensor& lo, const Tensor& hi, Rng& rng) {
+  const Device device = x.device();
+  const size_t n = labels.size();
+  const Shape mask_shape = per_sample_shape(x.shape());
+  const Tensor y = labels_tensor(labels, device);
+  const Tensor zero = Tensor::zeros(Shape{1}, device);
+  Tensor xa;
+  {
+    NoGrad no_grad;
+    xa = o.random_start ? uniform_between(lo, hi, rng) : x.detach().clone();
+  }
+  Tensor kept = xa;
+  std::vector<float> best_loss(n, -std::numeric_limits<float>::infinity());
+  PgdResult result;
+  result.adversarial.assign(n, false);
+  for (int step = 0;; ++step) {
+    Tensor leaf = xa.detach();
+    leaf.set_requires_grad(true);
+    const Tensor logits = view.forward(leaf);
+    const std::vector<bool> wrong = misclassified(logits, labels);
+    std::vector<bool> take(n, false);
+    for (size_t i = 0; i < n; ++i) take[i] = result.adversarial[i] = result.adversarial[i] || wrong[i];
+    const bool all_found = std::all_of(result.adversarial.begin(), result.adversarial.end(), [](bool b) { return b; });
+    if (step == o.steps || (o.stop_when_all_misclassified && all_found)) {
+      tape_reset();
+      NoGrad no_grad;
+      kept = select_samples(take, xa, kept, mask_shape);
+      break;
+    }
+    const Tensor losses = ops::softmax_cross_entropy(logits, y);  // (N)
+    const std::vector<float> loss_values = losses.to_vector();
+    for (size_t i = 0; i < n; ++i)
+      if (loss_values[i] > best_loss[i]) {
+        best_loss[i] = loss_values[i];
+        take[i] = true;
+      }
+    backward(ops::sum(losses));
+    NoGrad no_grad;
+    kept = select_samples(take, xa, kept, mask_shape);
+    const Tensor g = leaf.grad();
+    const Tensor direction =
+        ops::sub(ops::compare(g, zero, kern::BinaryOp::gt), ops::compare(g, zero, kern::BinaryOp::lt));
+    xa = ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, pgd_step_size(o, step))), lo), hi);
+  }
+  result.x_adv = kept.detach();
+  return result;
+}
+
 }  // namespace
+
+float pgd_step_size(const PgdOptions& o, int step) {
+  float size = o.step_size;
+  for (double fraction : o.step_decay_at)
+    if (step >= int(std::ceil(fraction * double(o.steps)))) size *= o.step_decay_factor;
+  return size;
+}
 
 Network detached_view(const Network& net) {
   Network view = net;
@@ -79,6 +148,7 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
     hi = ops::clamp(ops::add_scalar(xd, o.eps), 0.0f, 1.0f);
   }
   Rng rng(mix_seed(o.seed, kStartTag));
+  if (o.keep_highest_loss) return pgd_highest_loss(view, x, labels, o, lo, hi, rng);
   PgdResult result;
   result.adversarial.assign(size_t(n), false);
   Tensor best;  // the adversarial points found so far (where adversarial[i])
@@ -129,7 +199,7 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
       const Tensor g = leaf.grad();
       Tensor direction = ops::sub(ops::compare(g, zero, kern::BinaryOp::gt), ops::compare(g, zero, kern::BinaryOp::lt));
       if (o.track && o.stop_at_success) direction = ops::mul(direction, active);
-      xa = ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, o.step_size)), lo), hi);
+      xa = ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, pgd_step_size(o, step))), lo), hi);
     }
     // Frozen samples (found earlier) kept their point, so the last iterate is the answer.
     best = xa;

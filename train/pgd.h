@@ -24,7 +24,19 @@ struct PgdOptions {
   bool stop_at_success = true;  // evaluation: a sample stops moving once misclassified
   bool track = true;            // check the logits every step (evaluation); training skips it
   uint64_t seed = 0;            // random starts
+  // Step-size decay: from step ceil(f * steps) on, for each f in step_decay_at, the step is
+  // multiplied by step_decay_factor (SABR: {0.5, 0.8, 0.9} and 0.1). Empty: a constant step.
+  std::vector<double> step_decay_at;
+  float step_decay_factor = 0.1f;
+  // SABR's training attack (eth-sri/SABR, src/adv_attack.py, train mode): one attempt that
+  // returns, per sample, the iterate of highest cross-entropy (a sample once misclassified:
+  // its latest iterate) instead of the last one. Ignores restarts and stop_at_success.
+  bool keep_highest_loss = false;
+  bool stop_when_all_misclassified = false;  // with keep_highest_loss: end the attack early
 };
+
+// The step size of step k (0-based) under options' decay.
+float pgd_step_size(const PgdOptions& options, int step);
 
 struct PgdResult {
   Tensor x_adv;                   // like x, inside [x - eps, x + eps] and [0, 1]

@@ -1,6 +1,8 @@
 // Warm-up, ramp-up, beta and learning-rate schedules (see schedule.h).
 #include "train/schedule.h"
 
+#include <cmath>
+
 #include "engine/optim.h"
 
 namespace cte::train {
@@ -18,6 +20,16 @@ double ramp_fraction(const TrainConfig& c, double t) {
   if (c.rampup <= 0) return 1.0;
   const double r = (t - start) / double(c.rampup);
   return r >= 1.0 ? 1.0 : r;
+}
+
+double smoothed_ramp(double r, double mid, double beta) {
+  if (r <= 0.0) return 0.0;
+  if (r >= 1.0) return 1.0;
+  // alpha beta mid^(beta-1) = (1 - alpha mid^beta) / (1 - mid): equal slopes at mid.
+  const double alpha = 1.0 / (std::pow(mid, beta - 1.0) * (beta * (1.0 - mid) + mid));
+  const double at_mid = alpha * std::pow(mid, beta);
+  if (r < mid) return alpha * std::pow(r, beta);
+  return at_mid + (1.0 - at_mid) * (r - mid) / (1.0 - mid);
 }
 
 float schedule_eps(const TrainConfig& c, double t) {

@@ -23,6 +23,10 @@ double schedule_time(int epoch, int64_t batch, int64_t batches_per_epoch);
 // 0 until the end of the warm-up, then linear to 1 at the end of the ramp-up, then 1.
 double ramp_fraction(const TrainConfig& config, double t);
 bool in_warmup(const TrainConfig& config, double t);
+// The smoothed ramp of Gowal et al.'s IBP code (auto_LiRPA's SmoothedScheduler, used by
+// CROWN-IBP and SABR): r in [0, 1] -> [0, 1], alpha r^beta up to r = mid, then the straight
+// line to (1, 1) whose slope matches the curve's at mid (C^1). mid 0.25, beta 4 by default.
+double smoothed_ramp(double r, double mid = 0.25, double beta = 4.0);
 float schedule_eps(const TrainConfig& config, double t);
 float schedule_kappa(const TrainConfig& config, double t);
 float schedule_beta(const TrainConfig& config, double t);

@@ -1,0 +1,146 @@
+// SABR's training attack (train/pgd.h: step decay, highest-loss iterate, early
+// stop), checked on a hand-made 1-D network whose every iterate is computed by
+// hand: logits z = (0, a - b |x - c|) through two ReLUs, label 0, so the
+// cross-entropy softplus(a - b|x - c|) peaks at x = c and every sign step
+// moves toward c (and overshoots it when the step is larger than the gap).
+#include <doctest/doctest.h>
+
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/tape.h"
+#include "train/pgd.h"
+#include "train/schedule.h"
+
+using namespace cte;
+using namespace cte::train;
+
+namespace {
+
+Layer linear_layer(std::vector<float> w, std::vector<float> b, int64_t out, int64_t in) {
+  Layer l;
+  l.kind = LayerKind::linear;
+  l.weight = Tensor::from_vector(w, Shape{out, in}, Device::cpu);
+  l.bias = Tensor::from_vector(b, Shape{out}, Device::cpu);
+  return l;
+}
+
+// z(x) = (0, a - b |x - c|): h = relu(x - c, c - x), z1 = a - b (h0 + h1).
+Network tent_network(float a, float b, float c) {
+  std::vector<Layer> layers;
+  layers.push_back(linear_layer({1.0f, -1.0f}, {-c, c}, 2, 1));
+  layers.push_back(make_relu());
+  layers.push_back(linear_layer({0.0f, 0.0f, -b, -b}, {0.0f, a}, 2, 2));
+  return Network(Shape{1}, layers);
+}
+
+float attack_1d(const Network& net, float x0, const PgdOptions& o) {
+  const Tensor x = Tensor::from_vector({x0}, Shape{1, 1}, Device::cpu);
+  const PgdResult r = pgd_attack(net, x, {0}, o);
+  return r.x_adv.to_vector().at(0);
+}
+
+PgdOptions sabr_options() {
+  PgdOptions o;
+  o.eps = 0.4f;
+  o.steps = 8;
+  o.step_size = 0.2f;  // 0.5 eps, SABR's relative step
+  o.step_decay_at = {0.5, 0.8, 0.9};
+  o.step_decay_factor = 0.1f;
+  o.random_start = false;  // a known start, so that every iterate is known
+  o.keep_highest_loss = true;
+  o.track = false;
+  o.stop_at_success = false;
+  return o;
+}
+
+}  // namespace
+
+TEST_CASE("pgd recipe: SABR's step decay x0.1 from steps ceil(0.5 n), ceil(0.8 n), ceil(0.9 n)") {
+  PgdOptions o = sabr_options();
+  // n = 8: thresholds 4, 7 (ceil 6.4), 8 (ceil 7.2): five steps of 0.2, 0.02 (k = 4..6), 0.002 (k = 7).
+  const float want[] = {0.2f, 0.2f, 0.2f, 0.2f, 0.02f, 0.02f, 0.02f, 0.002f};
+  for (int k = 0; k < 8; ++k) CHECK(pgd_step_size(o, k) == doctest::Approx(want[k]).epsilon(1e-6));
+  o.steps = 10;  // thresholds 5, 8, 9
+  CHECK(pgd_step_size(o, 4) == doctest::Approx(0.2f));
+  CHECK(pgd_step_size(o, 5) == doctest::Approx(0.02f));
+  CHECK(pgd_step_size(o, 8) == doctest::Approx(0.002f));
+  CHECK(pgd_step_size(o, 9) == doctest::Approx(0.0002f));
+  o.step_decay_at.clear();
+  CHECK(pgd_step_size(o, 9) == 0.2f);
+}
+
+TEST_CASE("pgd recipe: the decayed steps land where the hand computation says (monotone loss)") {
+  // c far outside the ball: every step goes right. x0 = 0.2, eps 0.7 (ball [0, 0.9]), step 0.1:
+  // 0.2 + 4 x 0.1 + 3 x 0.01 + 0.001 = 0.631; without decay the 8 steps reach the ball's edge 0.9.
+  const Network net = tent_network(-1.0f, 1.0f, 5.0f);
+  PgdOptions o = sabr_options();
+  o.eps = 0.7f;
+  o.step_size = 0.1f;
+  o.keep_highest_loss = false;
+  CHECK(attack_1d(net, 0.2f, o) == doctest::Approx(0.631f).epsilon(1e-5));
+  // The loss grows at every step, but the final iterate is only checked for misclassification (as
+  // in the official code): the highest-loss iterate among x0..x7 is x7 = 0.63.
+  o.keep_highest_loss = true;
+  CHECK(attack_1d(net, 0.2f, o) == doctest::Approx(0.63f).epsilon(1e-5));
+  o.step_decay_at.clear();
+  o.keep_highest_loss = false;
+  CHECK(attack_1d(net, 0.2f, o) == doctest::Approx(0.9f).epsilon(1e-6));
+}
+
+TEST_CASE("pgd recipe: the highest-loss iterate is kept, not the last") {
+  // Peak at c = 0.75, never misclassified (a = -1). From x0 = 0.5 in the ball [0.1, 0.9]:
+  // 0.7, 0.9 (clipped), 0.7, 0.9, then 0.88, 0.86, 0.84 and 0.838. The closest to c, hence the
+  // highest loss, is x1 = 0.7 (x3 ties it; the first is kept); the last iterate is 0.838.
+  const Network net = tent_network(-1.0f, 1.0f, 0.75f);
+  PgdOptions o = sabr_options();
+  CHECK(attack_1d(net, 0.5f, o) == doctest::Approx(0.7f).epsilon(1e-5));
+  o.keep_highest_loss = false;
+  CHECK(attack_1d(net, 0.5f, o) == doctest::Approx(0.838f).epsilon(1e-5));
+  CHECK(tape_size() == 0);
+}
+
+TEST_CASE("pgd recipe: a misclassified sample keeps its latest iterate; early stop once all are") {
+  // a = +1: z1 = 1 - |x - 0.75| > 0 = z0 over the whole ball, so x0 is already misclassified.
+  const Network net = tent_network(1.0f, 1.0f, 0.75f);
+  PgdOptions o = sabr_options();
+  CHECK(attack_1d(net, 0.5f, o) == doctest::Approx(0.838f).epsilon(1e-5));  // its latest iterate
+  o.stop_when_all_misclassified = true;
+  CHECK(attack_1d(net, 0.5f, o) == doctest::Approx(0.5f));  // stopped at x0
+  // Two samples: one broken at x0, one never (its own start far below c): no early stop,
+  // and each keeps its own answer.
+  const Tensor x = Tensor::from_vector({0.5f, 0.5f}, Shape{2, 1}, Device::cpu);
+  const Network tent = tent_network(-1.0f, 1.0f, 0.75f);
+  const PgdResult r = pgd_attack(tent, x, {0, 1}, o);  // label 1: z1 = -1 - |x - c| < 0 = z0, misclassified
+  CHECK(r.adversarial == std::vector<bool>{false, true});
+  const std::vector<float> adv = r.x_adv.to_vector();
+  CHECK(adv[0] == doctest::Approx(0.7f).epsilon(1e-5));
+  // Label 1's loss softplus(z0 - z1) = softplus(1 + |x - c|) grows away from c: its steps go left,
+  // 0.3, 0.1 (clipped), then stay; misclassified throughout, it keeps its latest iterate, 0.1.
+  CHECK(adv[1] == doctest::Approx(0.1f).epsilon(1e-5));
+}
+
+TEST_CASE("schedule: the smoothed eps ramp (exponential, then linear, C^1 at the mid point)") {
+  // mid 0.25, beta 4: alpha = 1 / (0.25^3 (4 x 0.75 + 0.25)) = 1 / (3.25 / 64) = 64 / 3.25, so
+  // f(0.25) = alpha / 256 = 1 / 13, then the line from (0.25, 1/13) to (1, 1).
+  const double alpha = 64.0 / 3.25;
+  CHECK(smoothed_ramp(0.0) == 0.0);
+  CHECK(smoothed_ramp(0.1) == doctest::Approx(alpha * 1e-4).epsilon(1e-12));
+  CHECK(smoothed_ramp(0.25) == doctest::Approx(1.0 / 13.0).epsilon(1e-12));
+  CHECK(smoothed_ramp(0.625) == doctest::Approx(1.0 / 13.0 + (12.0 / 13.0) * 0.5).epsilon(1e-12));
+  CHECK(smoothed_ramp(1.0) == 1.0);
+  CHECK(smoothed_ramp(2.0) == 1.0);
+  // Continuous with a continuous slope at mid: one-sided difference quotients agree.
+  const double h = 1e-6;
+  const double left = (smoothed_ramp(0.25) - smoothed_ramp(0.25 - h)) / h;
+  const double right = (smoothed_ramp(0.25 + h) - smoothed_ramp(0.25)) / h;
+  CHECK(left == doctest::Approx(right).epsilon(1e-4));
+  CHECK(right == doctest::Approx((12.0 / 13.0) / 0.75).epsilon(1e-6));
+  // Monotone on a fine grid.
+  double previous = 0.0;
+  for (int i = 1; i <= 1000; ++i) {
+    const double v = smoothed_ramp(i / 1000.0);
+    CHECK(v >= previous);
+    previous = v;
+  }
+}
