@@ -20,10 +20,15 @@ namespace {
 using cte::kern::ReluLine;
 using Line = ReluLine<double>;
 
-// The relaxations the viewer draws, in the order of relaxation_label.
+// The relaxations the viewer draws, in the order of relaxation_label. The
+// single-ReLU panel shows crown0-unstable (lower slope 0 on unstable ReLUs):
+// the paper's crown0 differs from it only on stable active ReLUs, whose region
+// the page's identity case draws exactly, and the page's reference check
+// (certify bounds on a probe network) carries x through identity ReLUs, which
+// the paper's crown0 loosens; the network table shows both.
 enum Relaxation : int { box, hbox, deepz, crown, crown0, triangle, parallelogram, relaxation_count };
 const char* const kLabels[relaxation_count] = {"box",    "hbox",     "deepz",        "crown",
-                                                "crown0", "triangle", "parallelogram"};
+                                                "crown0-unstable", "triangle", "parallelogram"};
 
 constexpr int kMaxVertices = 16;  // 4 corners + at most 2 per clip by the 4 lines
 double g_result[15 + 2 * kMaxVertices];
@@ -92,7 +97,8 @@ VIEWER_EXPORT(relu_region) const double* relu_region(int relaxation, float l, fl
     case deepz:
     case crown:
     case crown0: {
-      const ReluRule rule = relaxation == deepz ? ReluRule::deepz : relaxation == crown ? ReluRule::crown : ReluRule::crown0;
+      const ReluRule rule = relaxation == deepz ? ReluRule::deepz : relaxation == crown ? ReluRule::crown
+                                                                                          : ReluRule::crown0_unstable;
       const ReluLinearBounds b = relu_linear_bounds(rule, l, u);
       lower[0] = {double(b.lower_slope), double(b.lower_intercept)};
       upper[0] = {double(b.upper_slope), double(b.upper_intercept)};

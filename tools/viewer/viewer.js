@@ -8,10 +8,11 @@
 const SVG_NS = "http://www.w3.org/2000/svg";
 const COLOURS = {
   box: "#1f77b4", hbox: "#ff7f0e", "hbox-fresh": "#bcbd22", deepz: "#2ca02c", crown: "#d62728",
-  crown0: "#9467bd", "crown-ibp": "#e377c2", triangle: "#8c564b", parallelogram: "#17becf",
+  crown0: "#9467bd", "crown0-unstable": "#7f7f7f", "crown-ibp": "#e377c2", triangle: "#8c564b", parallelogram: "#17becf",
 };
 const LABELS = {
   box: "Box", hbox: "hBox", "hbox-fresh": "hBox (fresh)", deepz: "DeepZ", crown: "CROWN", crown0: "CROWN-0",
+  "crown0-unstable": "CROWN-0 (unstable only)",
   "crown-ibp": "CROWN-IBP", triangle: "Triangle", parallelogram: "Parallelogram",
 };
 const CASES = ["dead (u \u2264 0): y = 0", "stable (l \u2265 0): y = x", "unstable (l < 0 < u)"];
