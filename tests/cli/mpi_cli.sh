@@ -23,19 +23,12 @@ if ! command -v mpirun >/dev/null; then
   echo "[mpi_cli] mpirun is not installed (make deps installs openmpi-bin): skipping"
   exit 0
 fi
-fm=""
-for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
-  if ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1; then fm=$d; break; fi
-done
+source tests/cli/lib/common.sh  # $tmp, ok, bad, $failures, fashion_mnist_dir
+fm=$(fashion_mnist_dir)
 if [ -z "$fm" ]; then
   echo "[mpi_cli] FashionMNIST is not installed (make deps installs dataset-fashion-mnist): skipping"
   exit 0
 fi
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
 mpi=(mpirun --oversubscribe -np 2)
 [ "$(id -u)" -eq 0 ] && mpi=(mpirun --allow-run-as-root --oversubscribe -np 2)
 weights_hash() { grep -o 'weights fnv1a64 [0-9a-f]*' <<<"$1" | awk '{print $3}'; }

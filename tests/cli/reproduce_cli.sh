@@ -20,11 +20,7 @@ PY=/usr/bin/python3
 for b in build/bin/train build/bin/certify; do
   [ -x "$b" ] || { echo "[reproduce_cli] $b is missing: run make first"; exit 1; }
 done
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
+source tests/cli/lib/common.sh  # $tmp, ok, bad, $failures, fashion_mnist_dir
 reproduce() { tools/reproduce --runs "$tmp/runs" --results "$tmp/results" "$@"; }
 
 echo "== the repository's recipe"
@@ -70,10 +66,7 @@ else
   bad "--slurm: $out"
 fi
 
-data=""
-for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
-  ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1 && { data=$d; break; }
-done
+data=$(fashion_mnist_dir)
 if [ -z "$data" ]; then
   echo "skip parts 2-4: FashionMNIST is not installed (make deps)"
   [ "$failures" -eq 0 ] && { echo "[reproduce_cli] all checks passed"; exit 0; }

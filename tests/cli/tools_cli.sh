@@ -13,11 +13,7 @@ cd "$(dirname "$0")/../.."
 for b in build/bin/bench_bounds build/bin/bench_engine build/bin/bench_data; do
   [ -x "$b" ] || { echo "[tools_cli] $b is missing: run make first"; exit 1; }
 done
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
+source tests/cli/lib/common.sh  # $tmp, ok, bad, $failures, fashion_mnist_dir
 
 echo "== benchmarks: --threads, --device, lowercase networks"
 for nets in fc FC; do

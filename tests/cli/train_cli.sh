@@ -29,11 +29,7 @@ CERTIFY=build/bin/certify
 for b in "$TRAIN" "$CERTIFY"; do
   [ -x "$b" ] || { echo "[train_cli] $b is missing: run make first"; exit 1; }
 done
-tmp=$(mktemp -d)
-trap 'rm -rf "$tmp"' EXIT
-failures=0
-ok() { echo "ok   $*"; }
-bad() { echo "FAIL $*"; failures=$((failures + 1)); }
+source tests/cli/lib/common.sh  # $tmp, ok, bad, $failures, fashion_mnist_dir
 
 # expect_error WANT ARGS...: train ARGS must fail, print WANT, and leave --out uncreated.
 expect_error() {
@@ -112,10 +108,7 @@ if grep -q -- "--batch-size INT=100" <<<"$help" && grep -q -- "--pgd-steps INT=1
    grep -q -- "--threads INT=0" <<<"$help"; then ok "certify eval --help shows the defaults"
 else bad "certify eval --help: $help"; fi
 
-fm=""
-for d in "${CTE_DATA_DIR:-/nonexistent}/fashion-mnist" data/fashion-mnist /usr/share/datasets/fashion-mnist; do
-  if ls "$d"/train-images-idx3-ubyte* >/dev/null 2>&1; then fm=$d; break; fi
-done
+fm=$(fashion_mnist_dir)
 if [ -z "$fm" ]; then
   echo "[train_cli] FashionMNIST is not installed (make deps installs dataset-fashion-mnist): skipping the runs"
   [ "$failures" -eq 0 ]; exit $?

@@ -102,10 +102,6 @@ def hours(seconds):
     return "-" if seconds is None else f"{seconds / 3600.0:.2f}"
 
 
-def cell_hours(r):
-    return (r.get("train_seconds", 0.0) + r.get("eval_seconds", 0.0)) if r else None
-
-
 def bar_figure(figures, stem, title, labels, series, ylabel):
     """A grouped bar chart (gnuplot histogram) as PNG and SVG; series: [(name, [value or None per label])]."""
     data = figures / f"{stem}.dat"
@@ -187,7 +183,7 @@ def ordering_check(doc, recipe, cells, results, net, eps, schedules, paper):
     lines = []
     if pr:
         lines.append("the paper's: " + " > ".join(f"{m} {v:.1f}" for m, v in sorted(pr, key=lambda t: -t[1])))
-    seeds = recipe.get("paper_seeds", {}).get(net)  # noqa: the sd of table 13 for this network
+    seeds = recipe.get("paper_seeds", {}).get(net)  # table 13: Box seeds mean/sd for this network
     for s in schedules:
         ours = []
         for m in relaxation_rows:
