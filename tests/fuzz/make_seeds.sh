@@ -11,7 +11,7 @@ out=tests/fuzz/corpus
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 rm -rf "$out"
-mkdir -p "$out"/{idx,cifar10,svhn,image_folder,netjson,xjson,checkpoint,config}
+mkdir -p "$out"/{idx,cifar10,svhn,image_folder,netjson,xjson,checkpoint,config,onnx,vnnlib}
 
 # IDX: mode byte (bit 0: the harness gzips the rest, bit 1: the rest is the
 # label file), then the file; plus real gzip files (mode 0, raw gzip bytes).
@@ -93,6 +93,7 @@ build/bin/train --dataset folder --data-dir "$tmp/w/folder" --net "$tmp/tiny.jso
 { printf '\x01'; cat "$tmp/run/checkpoint.ckpt"; } > "$out/checkpoint/trained_crc_by_harness"
 cp "$tmp/run/network.json" "$out/netjson/trained.json"
 cp "$tmp/run/config.json" "$out/config/trained.json"
+cp "$tmp/run/network.onnx" "$out/onnx/trained.onnx"
 echo '{"epochs": 3, "method": "crown-ibp", "certify-with": "box,crown", "milestones": [1, 2]}' > "$out/config/flags.json"
 cat > "$out/netjson/conv.json" <<'JSON'
 {"input_shape": [1, 3, 3], "layers": [{"type": "normalize", "mean": [0.5], "std": [0.25]},
@@ -103,4 +104,60 @@ echo '{"input_shape": [2], "layers": [{"type": "linear", "W": [[1, 1], [1, -1]],
   > "$out/netjson/linear.json"
 echo '{"x": [[0, 0.5], [1, 0.25]], "y": [0, 1]}' > "$out/xjson/two.json"
 echo '{"x": [[[[0.5]]]]}' > "$out/xjson/nested.json"
+# ONNX written by another tool (python3-onnx's helper, make deps installs it):
+# Sub/Div input normalisation, Conv with padding, Relu, Flatten, MatMul + Add
+# and a Constant node, the ops the importer folds.
+/usr/bin/python3 - "$out/onnx/conv_normalized.onnx" <<'PY'
+import sys
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+w = np.array([[[[1, -1], [0, 2]]], [[[0.5, 0.5], [-0.5, 0.25]]]], dtype=np.float32)  # (2, 1, 2, 2)
+fc = (np.arange(18 * 3, dtype=np.float32).reshape(18, 3) % 5 - 2) / 4  # (2*3*3, 3)
+inits = [numpy_helper.from_array(a, name) for a, name in [
+    (np.array([[[0.5]]], dtype=np.float32), "mean"), (np.array([[[0.25]]], dtype=np.float32), "std"),
+    (w, "conv.W"), (np.array([0.5, -0.25], dtype=np.float32), "conv.b"), (fc, "fc.W")]]
+nodes = [
+    helper.make_node("Sub", ["x", "mean"], ["centred"]),
+    helper.make_node("Div", ["centred", "std"], ["normalized"]),
+    helper.make_node("Conv", ["normalized", "conv.W", "conv.b"], ["conv"], pads=[1, 1, 1, 1], strides=[1, 1]),
+    helper.make_node("Relu", ["conv"], ["relu"]),
+    helper.make_node("Flatten", ["relu"], ["flat"], axis=1),
+    helper.make_node("MatMul", ["flat", "fc.W"], ["mm"]),
+    helper.make_node("Constant", [], ["fc.b"], value=numpy_helper.from_array(np.array([0.1, 0, -0.1], dtype=np.float32))),
+    helper.make_node("Add", ["mm", "fc.b"], ["y"]),
+]
+graph = helper.make_graph(nodes, "conv_normalized", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 2, 2])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 3])], inits)
+model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+onnx.checker.check_model(model)
+onnx.save(model, sys.argv[1])
+PY
+
+# VNNLIB: VNN-COMP's robustness form (one disjunct per other class) and a
+# nested and/or with every operator and a scaled term.
+cat > "$out/vnnlib/robustness.vnnlib" <<'VNN'
+; robustness of a 2-input, 3-output net around (0.5, 0.25), label 0
+(declare-const X_0 Real)
+(declare-const X_1 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(declare-const Y_2 Real)
+(assert (<= X_0 0.6))
+(assert (>= X_0 0.4))
+(assert (<= X_1 0.35))
+(assert (>= X_1 0.15))
+(assert (or
+  (and (>= Y_1 Y_0))
+  (and (>= Y_2 Y_0))
+))
+VNN
+cat > "$out/vnnlib/nested.vnnlib" <<'VNN'
+(declare-const X_0 Real)
+(declare-const Y_0 Real)
+(declare-const Y_1 Real)
+(assert (and (>= X_0 -1) (<= X_0 1.5e0)))
+(assert (or (and (< (+ Y_0 (* 2 Y_1)) 3) (> (- Y_1 Y_0) -0.5)) (<= Y_1 0)))
+VNN
+
 du -sh "$out"; find "$out" -type f | wc -l

@@ -17,7 +17,8 @@
 #include <doctest/doctest.h>
 
 // One row per harness: tests/fuzz/fuzz_<name>.cpp, inputs in tests/fuzz/{regressions,corpus}/<name>/.
-#define CTE_FUZZ_HARNESSES(X) X(checkpoint) X(cifar10) X(config) X(idx) X(image_folder) X(netjson) X(svhn) X(xjson)
+#define CTE_FUZZ_HARNESSES(X) \
+  X(checkpoint) X(cifar10) X(config) X(idx) X(image_folder) X(netjson) X(onnx) X(svhn) X(vnnlib) X(xjson)
 
 #define CTE_DECLARE_HARNESS(name) int cte_fuzz_replay_##name(const uint8_t* data, size_t size);
 extern "C" {
