@@ -1,6 +1,7 @@
 // BatchLoader: seeded, reproducible mini-batches from a Dataset. The random
-// numbers come from splitmix64 and xoshiro256** written here (not <random>'s
-// distributions, whose output differs between standard libraries), so a seed
+// numbers come from the engine's generator (engine/random.h: xoshiro256**
+// seeded through splitmix64, not <random>'s distributions, whose output
+// differs between standard libraries), so a seed
 // gives the same batches everywhere. An epoch's order is a Fisher-Yates shuffle
 // seeded from (seed, epoch); each sample's crop offset and flip are drawn from
 // (seed, epoch, dataset index), so they depend neither on the thread count nor
@@ -11,62 +12,15 @@
 #include <string>
 
 #include "datasets/dataset.h"
+#include "engine/random.h"
 
 namespace cte {
 namespace {
 
-// splitmix64 step: advances the state and returns a well-mixed output.
-uint64_t splitmix64(uint64_t& state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-// Hashes several words into one seed; distinct tags keep the shuffle and the
-// augmentation streams independent even for equal (seed, epoch).
-uint64_t mix_seed(uint64_t seed, uint64_t tag, uint64_t a, uint64_t b = 0) {
-  uint64_t s = seed;
-  uint64_t h = splitmix64(s);
-  for (uint64_t word : {tag, a, b}) {
-    s = h ^ word;
-    h = splitmix64(s);
-  }
-  return h;
-}
-
+// The streams' seeds: (seed, tag, epoch[, dataset index]); distinct tags keep
+// the shuffle and the augmentation streams independent even for equal (seed, epoch).
 constexpr uint64_t kShuffleTag = 0x53485546464C45ull;  // "SHUFFLE"
 constexpr uint64_t kAugmentTag = 0x4155474D454E54ull;  // "AUGMENT"
-
-class Xoshiro256ss {
- public:
-  explicit Xoshiro256ss(uint64_t seed) {
-    for (uint64_t& word : s_) word = splitmix64(seed);
-  }
-  uint64_t next() {
-    const uint64_t result = rotl(s_[1] * 5, 7) * 9;
-    const uint64_t t = s_[1] << 17;
-    s_[2] ^= s_[0];
-    s_[3] ^= s_[1];
-    s_[1] ^= s_[2];
-    s_[0] ^= s_[3];
-    s_[2] ^= t;
-    s_[3] = rotl(s_[3], 45);
-    return result;
-  }
-  // Uniform in [0, n) without modulo bias: reject the top partial block of 2^64.
-  uint64_t below(uint64_t n) {
-    const uint64_t threshold = (0 - n) % n;  // 2^64 mod n
-    for (;;) {
-      uint64_t r = next();
-      if (r >= threshold) return r % n;
-    }
-  }
-
- private:
-  static uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
-  uint64_t s_[4];
-};
 
 struct SampleAugment {
   int shift_y = 0, shift_x = 0;  // window offset minus padding, in [-pad, pad]
@@ -76,13 +30,13 @@ struct SampleAugment {
 SampleAugment draw_augment(const Augment& a, uint64_t seed, int epoch, size_t index) {
   SampleAugment s;
   if (a.crop_padding <= 0 && !a.horizontal_flip) return s;
-  Xoshiro256ss rng(mix_seed(seed, kAugmentTag, uint64_t(int64_t(epoch)), index));
+  Rng rng(mix_seed_words({seed, kAugmentTag, uint64_t(int64_t(epoch)), index}));
   if (a.crop_padding > 0) {
     const uint64_t span = 2 * uint64_t(a.crop_padding) + 1;
     s.shift_y = int(rng.below(span)) - a.crop_padding;
     s.shift_x = int(rng.below(span)) - a.crop_padding;
   }
-  if (a.horizontal_flip) s.flip = (rng.next() >> 63) != 0;
+  if (a.horizontal_flip) s.flip = (rng.next_u64() >> 63) != 0;
   return s;
 }
 
@@ -165,7 +119,7 @@ void BatchLoader::start_epoch(int epoch) {
   order_.resize(data_.size());
   for (size_t i = 0; i < order_.size(); ++i) order_[i] = uint32_t(i);
   if (!shuffle_) return;
-  Xoshiro256ss rng(mix_seed(seed_, kShuffleTag, uint64_t(int64_t(epoch))));
+  Rng rng(mix_seed_words({seed_, kShuffleTag, uint64_t(int64_t(epoch)), 0}));
   for (size_t i = order_.size() - 1; i > 0; --i) std::swap(order_[i], order_[rng.below(i + 1)]);
 }
 

@@ -51,13 +51,17 @@ uint64_t Rng::below(uint64_t n) {
   return x % n;
 }
 
-uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) {
-  uint64_t x = a;
-  uint64_t h = splitmix64(x);
-  x = h ^ b;
-  h = splitmix64(x);
-  x = h ^ c;
-  return splitmix64(x);
+uint64_t mix_seed_words(std::initializer_list<uint64_t> words) {
+  uint64_t x = 0, h = 0;
+  bool first = true;
+  for (uint64_t word : words) {
+    x = first ? word : h ^ word;
+    first = false;
+    h = splitmix64(x);
+  }
+  return h;
 }
+
+uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c) { return mix_seed_words({a, b, c}); }
 
 }  // namespace cte

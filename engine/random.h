@@ -3,6 +3,7 @@
 // with every compiler and standard library (std:: distributions do not).
 #pragma once
 #include <cstdint>
+#include <initializer_list>
 
 namespace cte {
 
@@ -19,7 +20,10 @@ class Rng {
   uint64_t state_[4];
 };
 
-// Mixes several integers into one seed (e.g. seed, epoch, step).
+// Mixes several integers into one seed (e.g. seed, tag, epoch, step): the
+// first through splitmix64, then each next one xor-ed into the running hash
+// and mixed again. mix_seed(a, b, c) is mix_seed_words({a, b, c}).
+uint64_t mix_seed_words(std::initializer_list<uint64_t> words);
 uint64_t mix_seed(uint64_t a, uint64_t b, uint64_t c = 0);
 
 }  // namespace cte
