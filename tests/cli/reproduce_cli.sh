@@ -164,6 +164,19 @@ if [ -n "$resumed" ] && [ "$resumed" = "$straight" ]; then
 else
   bad "resumed $resumed vs uninterrupted $straight: $out"
 fi
+# The result lists both processes: the killed one (exit != 0, stopped after
+# >= 1 epoch) and the resuming one, which ends at epoch 6 having started where
+# the first stopped.
+check=$($PY - "$tmp/results/cells/fmnist-conv-box-eps0.1@six.json" <<'EOF'
+import json, sys
+p = json.load(open(sys.argv[1]))["processes"]
+ok = (len(p) == 2 and p[0]["exit"] != 0 and p[0]["epochs_before"] == 0 and 1 <= p[0]["epochs_after"] < 6
+      and p[1]["exit"] == 0 and p[1]["epochs_before"] == p[0]["epochs_after"] and p[1]["epochs_after"] == 6
+      and all(q["binary_sha256"] and q["commit"] for q in p))
+print("fine" if ok else json.dumps(p))
+EOF
+)
+if [ "$check" = fine ]; then ok "the result lists each process of the cell (binary, commit, epochs)"; else bad "processes: $check"; fi
 
 echo "== the report"
 check=$($PY - "$tmp/results" <<'EOF'
