@@ -143,6 +143,15 @@ TEST_CASE("vnnlib: nested and/or, arithmetic terms, errors with the line; every 
   CHECK(r.lower[0] == doctest::Approx(0.2));
   CHECK(r.upper[1] == 1.0);
   CHECK(r.disjuncts.size() == 2);
+  // The struct form says the same: Y_1 - Y_j <= 0 for j = 0 and j = 2.
+  const Property direct = cte::verify::robustness_property({0.25f, 0.99f}, 1, 3, 0.05);
+  CHECK(direct.lower == r.lower);
+  CHECK(direct.upper == r.upper);
+  REQUIRE(direct.disjuncts.size() == 2);
+  CHECK(direct.disjuncts[0][0].coeffs == std::vector<double>{-1.0, 1.0, 0.0});
+  CHECK(direct.disjuncts[1][0].coeffs == std::vector<double>{0.0, 1.0, -1.0});
+  CHECK(direct.disjuncts[1][0].rhs == 0.0);
+  CHECK(r.disjuncts[1][0].coeffs == direct.disjuncts[1][0].coeffs);
 
   const char* env = std::getenv("CTE_VNNCOMP_MNISTFC");
   const fs::path dir = env ? fs::path(env) : fs::path("../shared/vnncomp2021/mnistfc");

@@ -299,17 +299,36 @@ Property parse_vnnlib(const std::string& text, const std::string& source) {
 
 Property load_vnnlib(const std::string& path) { return parse_vnnlib(read_whole_file(path, "vnnlib"), path); }
 
-std::string robustness_vnnlib(const std::vector<float>& x, int label, int num_classes, double eps, double clip_lower,
-                              double clip_upper) {
+Property robustness_property(const std::vector<float>& x, int label, int num_classes, double eps, double clip_lower,
+                             double clip_upper) {
   if (label < 0 || label >= num_classes)
     fail("vnnlib", "label " + std::to_string(label) + " outside [0, " + std::to_string(num_classes) + ")");
+  Property p;
+  p.num_outputs = num_classes;
+  for (float xi : x) {  // the real ball, clipped: the bounds are computed in double
+    p.lower.push_back(std::max(clip_lower, double(xi) - eps));
+    p.upper.push_back(std::min(clip_upper, double(xi) + eps));
+  }
+  for (int j = 0; j < num_classes; ++j) {
+    if (j == label) continue;
+    LinearInequality y_j_at_least_y_label;  // Y_label - Y_j <= 0
+    y_j_at_least_y_label.coeffs.assign(size_t(num_classes), 0.0);
+    y_j_at_least_y_label.coeffs[size_t(label)] = 1.0;
+    y_j_at_least_y_label.coeffs[size_t(j)] = -1.0;
+    p.disjuncts.push_back({y_j_at_least_y_label});
+  }
+  return p;
+}
+
+std::string robustness_vnnlib(const std::vector<float>& x, int label, int num_classes, double eps, double clip_lower,
+                              double clip_upper) {
+  const Property p = robustness_property(x, label, num_classes, eps, clip_lower, clip_upper);
   std::string out = "; local robustness: label " + std::to_string(label) + ", eps " + std::to_string(eps) + "\n";
   char buf[160];
   for (size_t i = 0; i < x.size(); ++i) out += "(declare-const X_" + std::to_string(i) + " Real)\n";
   for (int j = 0; j < num_classes; ++j) out += "(declare-const Y_" + std::to_string(j) + " Real)\n";
   for (size_t i = 0; i < x.size(); ++i) {
-    const double lo = std::max(clip_lower, double(x[i]) - eps), hi = std::min(clip_upper, double(x[i]) + eps);
-    std::snprintf(buf, sizeof buf, "(assert (<= X_%zu %.17g))\n(assert (>= X_%zu %.17g))\n", i, hi, i, lo);
+    std::snprintf(buf, sizeof buf, "(assert (<= X_%zu %.17g))\n(assert (>= X_%zu %.17g))\n", i, p.upper[i], i, p.lower[i]);
     out += buf;
   }
   out += "(assert (or\n";

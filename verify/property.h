@@ -38,6 +38,10 @@ Property load_vnnlib(const std::string& path);
 // The local robustness property of one input x (flattened) with label `label`:
 // the box [x - eps, x + eps] clipped to [clip_lower, clip_upper], violated when
 // some other output is >= the label's (VNN-COMP's mnistfc form).
+// robustness_property is the same property as the struct verify_property
+// takes; robustness_vnnlib writes it as VNNLIB text.
+Property robustness_property(const std::vector<float>& x, int label, int num_classes, double eps,
+                             double clip_lower = 0.0, double clip_upper = 1.0);
 std::string robustness_vnnlib(const std::vector<float>& x, int label, int num_classes, double eps,
                               double clip_lower = 0.0, double clip_upper = 1.0);
 
