@@ -92,8 +92,8 @@ endif
 
 # ---------------------------------------------------------------- sources
 MAIN_SRCS := $(wildcard train/*_main.cpp tools/*_main.cpp tools/bench/bench_*.cpp)
-LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
-              relaxations/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp tools/certify/*.cpp))
+LIB_SRCS := $(filter-out $(MAIN_SRCS),$(wildcard engine/*.cpp engine/layers/*.cpp engine/ops/*.cpp kernels/cpu/*.cpp \
+              relaxations/*.cpp relaxations/layers/*.cpp datasets/*.cpp train/*.cpp tools/lib/*.cpp tools/certify/*.cpp))
 # The verifier (issue 15): ONNX/VNNLIB properties, PGD, MILP, branch and bound.
 LIB_SRCS += $(wildcard verify/*.cpp)
 CU_SRCS := $(wildcard kernels/cuda/*.cu)

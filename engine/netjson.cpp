@@ -2,6 +2,7 @@
 #include "engine/netjson.h"
 
 #include "engine/file_io.h"
+#include "engine/layers/layer_rules.h"
 
 #include <cmath>
 #include <nlohmann/json.hpp>
@@ -131,7 +132,7 @@ class DuplicateKeyCheck {
 
 // Rejects keys a layer (or the top level) does not know: a misspelt "strides"
 // would otherwise silently leave the stride at 1.
-void check_keys(const json& object, std::initializer_list<const char*> allowed, const std::string& source,
+void check_keys(const json& object, const std::vector<const char*>& allowed, const std::string& source,
                 const std::string& where) {
   for (auto it = object.begin(); it != object.end(); ++it) {
     bool known = false;
@@ -149,6 +150,50 @@ int int_field(const json& layer, const char* name, int fallback, const std::stri
   if (!layer[name].is_number_integer()) bad(source, where, std::string("\"") + name + "\" must be an integer");
   return layer[name].get<int>();
 }
+
+// A layer's fields as this format spells them: tensors "W" and "b", a missing
+// bias read as zeros; every problem reported with the file and the layer.
+class JsonFieldReader : public LayerFieldReader {
+ public:
+  JsonFieldReader(const json& layer, const std::string& source, const std::string& where)
+      : layer_(layer), source_(source), where_(where) {}
+  int integer(const char* key, int fallback) const override { return int_field(layer_, key, fallback, source_, where_); }
+  std::vector<float> floats(const char* key) const override {
+    if (!layer_.contains(key)) bad(source_, where_, std::string("missing \"") + key + "\"");
+    const json values = layer_[key].is_number() ? json::array({layer_[key]}) : layer_[key];
+    return floats_from_json(values, source_, where_ + " " + key);
+  }
+  Tensor tensor(const char* key, int ndim, bool required) const override {
+    const std::string name = json_name(key);
+    if (!layer_.contains(name)) {
+      if (required) bad(source_, where_, "missing \"" + name + "\"");
+      return Tensor();
+    }
+    return tensor_from_json(layer_[name], ndim, source_, where_ + " " + name);
+  }
+  static std::string json_name(const char* key) {
+    const std::string k = key;
+    return k == "weight" ? "W" : k == "bias" ? "b" : k;
+  }
+
+ private:
+  const json& layer_;
+  const std::string& source_;
+  std::string where_;
+};
+
+class JsonFieldWriter : public LayerFieldWriter {
+ public:
+  explicit JsonFieldWriter(json& layer) : layer_(layer) {}
+  void integer(const char* key, int value) override { layer_[key] = value; }
+  void floats(const char* key, const std::vector<float>& values) override { layer_[key] = values; }
+  void tensor(const char* key, const Tensor& value) override {
+    layer_[JsonFieldReader::json_name(key)] = tensor_to_json(value);
+  }
+
+ private:
+  json& layer_;
+};
 
 }  // namespace
 
@@ -179,32 +224,15 @@ Network network_from_json(const std::string& text, const std::string& source) {
       bad(source, where, "each layer needs a \"type\" string");
     const std::string type = l["type"];
     const std::string where_type = where + " (" + type + ")";
-    Layer layer;
-    if (type == "linear") check_keys(l, {"type", "W", "b"}, source, where_type);
-    if (type == "conv") check_keys(l, {"type", "W", "b", "stride", "padding"}, source, where_type);
-    if (type == "relu" || type == "flatten") check_keys(l, {"type"}, source, where_type);
-    if (type == "normalize") check_keys(l, {"type", "mean", "std"}, source, where_type);
-    if (type == "linear" || type == "conv") {
-      layer.kind = type == "linear" ? LayerKind::linear : LayerKind::conv;
-      if (!l.contains("W")) bad(source, where + " (" + type + ")", "missing \"W\"");
-      layer.weight = tensor_from_json(l["W"], type == "linear" ? 2 : 4, source, where + " (" + type + ") W");
-      if (l.contains("b")) layer.bias = tensor_from_json(l["b"], 1, source, where + " (" + type + ") b");
-      else layer.bias = Tensor::zeros(Shape{layer.weight.shape()[0]}, Device::cpu);
-      layer.stride = int_field(l, "stride", 1, source, where);
-      layer.padding = int_field(l, "padding", 0, source, where);
-    } else if (type == "relu") {
-      layer.kind = LayerKind::relu;
-    } else if (type == "flatten") {
-      layer.kind = LayerKind::flatten;
-    } else if (type == "normalize") {
-      if (!l.contains("mean") || !l.contains("std")) bad(source, where + " (normalize)", "needs \"mean\" and \"std\"");
-      const json mean = l["mean"].is_number() ? json::array({l["mean"]}) : l["mean"];
-      const json std_ = l["std"].is_number() ? json::array({l["std"]}) : l["std"];
-      layer = make_normalize(floats_from_json(mean, source, where + " mean"),
-                             floats_from_json(std_, source, where + " std"));
-    } else {
-      bad(source, where, "unknown layer type \"" + type + "\" (expected linear, conv, relu, flatten, normalize)");
-    }
+    LayerKind kind;
+    if (!layer_kind_from_name(type, &kind))
+      bad(source, where, "unknown layer type \"" + type + "\" (expected " + layer_kind_names() + ")");
+    const LayerRules& rules = layer_rules(kind);
+    std::vector<const char*> keys{"type"};
+    for (const char* const* key = rules.keys; *key; ++key) keys.push_back(*key);
+    check_keys(l, keys, source, where_type);
+    Layer layer = rules.read(JsonFieldReader(l, source, where_type));
+    if (layer.weight.defined() && !layer.bias.defined()) layer.bias = Tensor::zeros(Shape{layer.weight.shape()[0]}, Device::cpu);
     layers.push_back(std::move(layer));
   }
   try {
@@ -225,21 +253,8 @@ std::string network_to_json(const Network& net) {
   for (const Layer& layer : net.layers()) {
     json l;
     l["type"] = layer_kind_name(layer.kind);
-    switch (layer.kind) {
-      case LayerKind::conv:
-        l["stride"] = layer.stride;
-        l["padding"] = layer.padding;
-        [[fallthrough]];
-      case LayerKind::linear:
-        l["W"] = tensor_to_json(layer.weight);
-        l["b"] = tensor_to_json(layer.bias);
-        break;
-      case LayerKind::normalize:
-        l["mean"] = layer.mean_values;
-        l["std"] = layer.std_values;
-        break;
-      default: break;
-    }
+    JsonFieldWriter writer(l);
+    layer_rules(layer.kind).write(layer, writer);
     doc["layers"].push_back(l);
   }
   return doc.dump();

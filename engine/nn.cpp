@@ -5,20 +5,10 @@
 #include <cmath>
 #include <sstream>
 
+#include "engine/layers/layer_rules.h"
 #include "engine/ops.h"
 
 namespace cte {
-
-const char* layer_kind_name(LayerKind kind) {
-  switch (kind) {
-    case LayerKind::linear: return "linear";
-    case LayerKind::conv: return "conv";
-    case LayerKind::relu: return "relu";
-    case LayerKind::flatten: return "flatten";
-    case LayerKind::normalize: return "normalize";
-  }
-  return "?";
-}
 
 namespace {
 
@@ -88,46 +78,7 @@ Layer make_normalize(const std::vector<float>& mean, const std::vector<float>& s
 }
 
 Shape layer_output_shape(const Layer& layer, const Shape& in, size_t index) {
-  const std::string where = "network";
-  switch (layer.kind) {
-    case LayerKind::linear: {
-      if (layer.weight.ndim() != 2)
-        fail(where, layer_label(layer, index) + ": weight " + layer.weight.shape().str() + " must be (out, in)");
-      if (in.ndim() != 1 || in[0] != layer.weight.shape()[1])
-        fail(where, layer_label(layer, index) + ": input is " + in.str() + " but weight " +
-                        layer.weight.shape().str() + " expects (" + std::to_string(layer.weight.shape()[1]) +
-                        ")" + (in.ndim() != 1 ? "; add a flatten layer before it" : ""));
-      if (layer.bias.defined() && layer.bias.shape() != Shape{layer.weight.shape()[0]})
-        fail(where, layer_label(layer, index) + ": bias " + layer.bias.shape().str() + " does not match weight " +
-                        layer.weight.shape().str());
-      return Shape{layer.weight.shape()[0]};
-    }
-    case LayerKind::conv: {
-      if (layer.weight.ndim() != 4)
-        fail(where, layer_label(layer, index) + ": weight " + layer.weight.shape().str() + " must be (O, C, kh, kw)");
-      if (in.ndim() != 3)
-        fail(where, layer_label(layer, index) + ": input is " + in.str() + ", expected (C, H, W)");
-      const Shape w = layer.weight.shape();
-      if (layer.bias.defined() && layer.bias.shape() != Shape{w[0]})
-        fail(where, layer_label(layer, index) + ": bias " + layer.bias.shape().str() + " does not match weight " + w.str());
-      // The one conv shape rule (ops::conv_geometry), for one image.
-      const std::string op = where + "] [" + layer_label(layer, index);
-      const kern::ConvGeometry g = ops::conv_geometry(Shape{1, in[0], in[1], in[2]}, w, layer.stride, layer.padding,
-                                                      op.c_str());
-      return Shape{g.c_out, g.h_out, g.w_out};
-    }
-    case LayerKind::relu: return in;
-    case LayerKind::flatten: return Shape{in.numel()};
-    case LayerKind::normalize: {
-      const int64_t channels = int64_t(layer.mean_values.size());
-      const int64_t in_channels = in.ndim() == 3 ? in[0] : 1;
-      if (channels != in_channels && channels != 1)
-        fail(where, layer_label(layer, index) + ": " + std::to_string(channels) +
-                        " channel statistics for input " + in.str());
-      return in;
-    }
-  }
-  return in;
+  return layer_rules(layer.kind).output_shape(layer, in, layer_label(layer, index));
 }
 
 Network::Network(Shape input_shape, std::vector<Layer> layers)
@@ -140,13 +91,7 @@ Network::Network(Shape input_shape, std::vector<Layer> layers)
     layer.in_shape = shape;
     shape = layer_output_shape(layer, shape, i);
     layer.out_shape = shape;
-    if (layer.kind == LayerKind::normalize && shape.ndim() == 1) {
-      // A flat input gets scalar statistics broadcast over every feature.
-      if (layer.mean_values.size() != 1)
-        fail("network", layer_label(layer, i) + ": a flat input takes one mean and one std");
-      layer.mean = alias_with_shape(layer.mean, Shape{1});
-      layer.inv_std = alias_with_shape(layer.inv_std, Shape{1});
-    }
+    layer_rules(layer.kind).finish(layer, layer_label(layer, i));
   }
 }
 
@@ -154,33 +99,23 @@ Shape Network::output_shape() const { return layers_.empty() ? input_shape_ : la
 
 Tensor Network::forward(const Tensor& x) const {
   Tensor h = x;
-  for (const Layer& layer : layers_) {
-    switch (layer.kind) {
-      case LayerKind::linear: h = ops::linear(h, layer.weight, layer.bias); break;
-      case LayerKind::conv: h = ops::conv2d(h, layer.weight, layer.bias, layer.stride, layer.padding); break;
-      case LayerKind::relu: h = ops::relu(h); break;
-      case LayerKind::flatten: h = ops::flatten(h); break;
-      case LayerKind::normalize: h = ops::mul(ops::sub(h, layer.mean), layer.inv_std); break;
-    }
-  }
+  for (const Layer& layer : layers_) h = layer_rules(layer.kind).forward(layer, h);
   return h;
 }
 
 std::vector<Tensor> Network::parameters() const {
   std::vector<Tensor> params;
-  for (const Layer& layer : layers_) {
-    if (layer.weight.defined()) params.push_back(layer.weight);
-    if (layer.bias.defined()) params.push_back(layer.bias);
-  }
+  for (const Layer& layer : layers_)
+    for (const LayerTensorView& t : layer_tensors(layer))
+      if (t.parameter) params.push_back(t.tensor);
   return params;
 }
 
 std::vector<std::string> Network::parameter_names() const {
   std::vector<std::string> names;
-  for (size_t i = 0; i < layers_.size(); ++i) {
-    if (layers_[i].weight.defined()) names.push_back("layers." + std::to_string(i) + ".weight");
-    if (layers_[i].bias.defined()) names.push_back("layers." + std::to_string(i) + ".bias");
-  }
+  for (size_t i = 0; i < layers_.size(); ++i)
+    for (const LayerTensorView& t : layer_tensors(layers_[i]))
+      if (t.parameter) names.push_back("layers." + std::to_string(i) + "." + t.name);
   return names;
 }
 
@@ -197,12 +132,8 @@ void Network::to(Device device) {
     t = t.to(device);
     t.set_requires_grad(grad);
   };
-  for (Layer& layer : layers_) {
-    move(layer.weight);
-    move(layer.bias);
-    move(layer.mean);
-    move(layer.inv_std);
-  }
+  for (Layer& layer : layers_)
+    for (const LayerTensor& t : layer_tensors(layer)) move(*t.tensor);
   device_ = device;
 }
 
@@ -213,19 +144,7 @@ void Network::set_requires_grad(bool value) {
 std::string Network::describe() const {
   std::ostringstream out;
   out << "input" << input_shape_.str();
-  for (const Layer& layer : layers_) {
-    out << " -> ";
-    switch (layer.kind) {
-      case LayerKind::linear: out << "linear(" << layer.weight.shape()[1] << "->" << layer.weight.shape()[0] << ")"; break;
-      case LayerKind::conv: {
-        const Shape w = layer.weight.shape();
-        out << "conv(" << w[1] << "->" << w[0] << ", " << w[2] << "x" << w[3] << ", s" << layer.stride
-            << ", p" << layer.padding << ")";
-        break;
-      }
-      default: out << layer_kind_name(layer.kind);
-    }
-  }
+  for (const Layer& layer : layers_) out << " -> " << layer_rules(layer.kind).describe(layer);
   return out.str();
 }
 

@@ -2,7 +2,8 @@
 // hbox-fresh and CROWN-IBP, plus the walker hBox uses for its symbolic part.
 //
 // K linear functions of the neurons at one level are held as coefficients A
-// ((K, n) shared by every sample, or (N, K, n)) and biases. Walking down:
+// ((K, n) shared by every sample, or (N, K, n)) and biases (LinearForm).
+// Walking down, each layer's backsub_step (relaxations/layers/<kind>.cpp):
 // linear  q += A b, A = A W (fused op backsub_linear);  conv  q += A b_full,
 // A = the transposed convolution of A (backsub_conv, never a dense matrix);
 // normalize  q += A (-mean * inv_std), A = A * inv_std;  flatten  nothing
@@ -28,7 +29,7 @@
 
 #include "engine/ops.h"
 #include "engine/tape.h"
-#include "relaxations/relax_ops.h"
+#include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
 namespace {
@@ -37,33 +38,8 @@ namespace {
 // and one temporary (|A|, a transposed-convolution buffer) at a time.
 constexpr size_t kWorkspaceFactor = 3;
 
-// K linear functions of the neurons at one level:
-//   lower = A x + bias + relu_lower,  upper = A x + bias + relu_upper
-// (relu_upper only in symmetric mode). Undefined biases are zero.
-struct LinearForm {
-  Tensor coeffs;                  // (K, n) shared, or (N, K, n)
-  Tensor bias;                    // (K) or (N, K): the affine layers' share
-  Tensor relu_lower, relu_upper;  // (N, K): the ReLU intercepts' share
-  Tensor slack;                   // (N, K), sound mode: sum over the steps so far of |A_k| s_k
-  bool shared() const { return coeffs.ndim() == 2; }
-};
-
-Tensor add_defined(const Tensor& a, const Tensor& b) {
-  if (!a.defined()) return b;
-  if (!b.defined()) return a;
-  return ops::add(a, b);
-}
-
 int64_t level_width(const Network& net, size_t level) {
   return level == 0 ? net.input_shape().numel() : net.layers()[level - 1].out_shape.numel();
-}
-
-// coeffs (K, n) or (N, K, n) times a vector v (n): (K) or (N, K).
-Tensor times_vector(const Tensor& coeffs, const Tensor& v) {
-  const int64_t n = v.numel();
-  const Tensor product = ops::matmul(coeffs, ops::reshape(v, Shape{n, 1}));
-  return coeffs.ndim() == 2 ? ops::reshape(product, Shape{coeffs.size(0)})
-                            : ops::reshape(product, Shape{coeffs.size(0), coeffs.size(1)});
 }
 
 Tensor identity_rows(int64_t rows, int64_t n, int64_t first, Device device) {
@@ -102,8 +78,12 @@ const Tensor& magnitude_at(const BacksubContext& ctx, size_t level) {
 // Sound mode: the slack of stepping down through layers[index], over its output (N, n_out).
 Tensor step_slack(const BacksubContext& ctx, size_t index) {
   const Layer& layer = ctx.net->layers()[index];
-  if (layer.kind == LayerKind::relu) return relu_slack(ctx.relu_lower[index], ctx.relu_upper[index]);
-  if (layer.kind == LayerKind::flatten) return Tensor();
+  switch (bound_rules(layer).role) {
+    case LayerRole::activation: return relu_slack(ctx.relu_lower[index], ctx.relu_upper[index]);
+    case LayerRole::reshape: return Tensor();
+    case LayerRole::affine:
+    case LayerRole::elementwise: break;
+  }
   return affine_slack(layer, magnitude_at(ctx, index), ctx.batch);
 }
 
@@ -123,40 +103,8 @@ Tensor slack_columns(const Tensor& s, int64_t first, int64_t count, bool stacked
 // One step down through layers[index]: f describes functions of its output
 // and afterwards of its input.
 void step_down(const BacksubContext& ctx, size_t index, LinearForm& f) {
-  const Layer& layer = ctx.net->layers()[index];
-  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
   if (ctx.sound) add_slack(f, step_slack(ctx, index));
-  switch (layer.kind) {
-    case LayerKind::linear: {
-      const BacksubAffineResult r = backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias);
-      f.coeffs = r.coeffs;
-      f.bias = add_defined(f.bias, r.bias_term);
-      return;
-    }
-    case LayerKind::conv: {
-      const BacksubAffineResult r = backsub_conv(f.coeffs, ctx.weight[index], ctx.bias[index], layer.stride,
-                                                 layer.padding, layer.in_shape, layer.out_shape, track_bias);
-      f.coeffs = r.coeffs;
-      f.bias = add_defined(f.bias, r.bias_term);
-      return;
-    }
-    case LayerKind::normalize: {
-      if (track_bias) f.bias = add_defined(f.bias, times_vector(f.coeffs, ctx.norm_shift[index]));
-      f.coeffs = ops::mul(f.coeffs, ctx.norm_scale[index]);
-      return;
-    }
-    case LayerKind::flatten: return;  // coefficients are flat at every level
-    case LayerKind::relu: {
-      const bool want_upper = ctx.mode == BacksubMode::bounds_symmetric;
-      BacksubReluResult r = backsub_relu(ctx.rule, f.coeffs, ctx.relu_lower[index], ctx.relu_upper[index],
-                                         track_bias, want_upper);
-      f.coeffs = r.coeffs;
-      f.relu_lower = add_defined(f.relu_lower, r.bias_lower);
-      f.relu_upper = add_defined(f.relu_upper, r.bias_upper);
-      return;
-    }
-  }
-  fail("bounds", layer_label(*ctx.net, index) + ": not supported by backsubstitution");
+  bound_rules(ctx.net->layers()[index]).backsub_step(ctx, index, f);
 }
 
 // The input step: lower = q + A c0 - |A| r0 and upper = q + A c0 + |A| r0
@@ -208,7 +156,7 @@ std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t to
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
   LinearForm f;
   size_t level = top;
-  if (top >= 1 && layers[top - 1].kind == LayerKind::linear) {
+  if (top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
     // Start from the weight rows: A = W[first:first+count], q = b[first:first+count].
     f.coeffs = ops::slice_batch(ctx.weight[top - 1], first, first + count);
     if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
@@ -278,7 +226,7 @@ int64_t per_sample_widths(const Network& net, size_t top) {
   int64_t sum = 0;
   bool crossed = false;
   for (size_t i = top; i-- > 0;) {
-    crossed = crossed || layers[i].kind == LayerKind::relu;
+    crossed = crossed || bound_rules(layers[i]).role == LayerRole::activation;
     if (crossed) sum += layers[i].in_shape.numel();
   }
   return sum;
@@ -294,9 +242,9 @@ thread_local BacksubChunkStats g_chunk_stats;
 bool single_affine_layer(const BacksubContext& ctx, size_t top) {
   int affine = 0;
   for (size_t i = ctx.input_level; i < top; ++i) {
-    const LayerKind kind = ctx.net->layers()[i].kind;
-    if (kind == LayerKind::linear || kind == LayerKind::conv) ++affine;
-    else if (kind != LayerKind::flatten) return false;
+    const LayerRole role = bound_rules(ctx.net->layers()[i]).role;
+    if (role == LayerRole::affine) ++affine;
+    else if (role != LayerRole::reshape) return false;
   }
   return affine <= 1;
 }
@@ -304,18 +252,12 @@ bool single_affine_layer(const BacksubContext& ctx, size_t top) {
 BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
   const std::vector<Layer>& layers = ctx.net->layers();
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
-  Tensor c = ctx.centre0, r = ctx.radius0;  // (N, n) at the current level, reshaped per layer
+  // Box's centre/radius walk (the centre only when biases count), reshaped per layer.
+  Tensor c = track_bias ? ctx.centre0 : Tensor(), r = ctx.radius0;
   for (size_t i = ctx.input_level; i < top; ++i) {
-    const Layer& layer = layers[i];
-    if (layer.kind == LayerKind::linear) {
-      if (track_bias) c = ops::linear(c, ctx.weight[i], ctx.bias[i]);
-      r = ops::matmul(r, ops::abs(ctx.weight[i]), false, true);
-    } else if (layer.kind == LayerKind::conv) {
-      const Shape in = layer.in_shape;
-      const Shape image{ctx.batch, in[0], in[1], in[2]};
-      if (track_bias) c = ops::conv2d(ops::reshape(c, image), ctx.weight[i], ctx.bias[i], layer.stride, layer.padding);
-      r = ops::conv2d(ops::reshape(r, image), ops::abs(ctx.weight[i]), Tensor(), layer.stride, layer.padding);
-    }
+    const CentreRadiusPair out = bound_rules(layers[i]).box_step(layers[i], c, r, ctx.batch);
+    c = out.centre;
+    r = out.radius;
   }
   const Shape flat{ctx.batch, level_width(*ctx.net, top)};
   r = ops::reshape(r, flat);
@@ -347,20 +289,6 @@ BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
 
 }  // namespace
 
-NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
-  // Constants (the statistics are not trained): expanded to every neuron.
-  const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
-  const int64_t n = layer.in_shape.numel();
-  const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
-  std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) {
-    const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
-    scale[size_t(j)] = inv_std[c];
-    shift[size_t(j)] = -mean[c] * inv_std[c];
-  }
-  return {Tensor::from_vector(scale, Shape{n}, device), Tensor::from_vector(shift, Shape{n}, device)};
-}
-
 BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
 void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
 
@@ -387,19 +315,24 @@ BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, co
   ctx.norm_shift.resize(count);
   for (size_t i = 0; i < count; ++i) {
     const Layer& layer = layers[i];
-    if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv) {
-      ctx.weight[i] = layer.weight;
-      ctx.bias[i] = layer.bias;
-    }
-    if (layer.kind == LayerKind::normalize) {
-      const NormalizeExpansion e = expand_normalize(layer, lower0.device());
-      ctx.norm_scale[i] = e.scale;
-      ctx.norm_shift[i] = e.shift;
+    switch (bound_rules(layer).role) {
+      case LayerRole::affine:
+        ctx.weight[i] = layer.weight;
+        ctx.bias[i] = layer.bias;
+        break;
+      case LayerRole::elementwise: {
+        const NormalizeExpansion e = bound_rules(layer).scale_shift(layer, lower0.device());
+        ctx.norm_scale[i] = e.scale;
+        ctx.norm_shift[i] = e.shift;
+        break;
+      }
+      case LayerRole::reshape:
+      case LayerRole::activation: break;
     }
   }
-  if (count > 0 && layers[0].kind == LayerKind::normalize) {
-    // A leading normalize maps the input box onto a box exactly (inv_std > 0):
-    // start from the normalized box and let every walk stop above it.
+  if (count > 0 && bound_rules(layers[0]).role == LayerRole::elementwise) {
+    // A leading elementwise layer maps the input box onto a box exactly
+    // (scale = inv_std > 0): start from the mapped box and let every walk stop above it.
     ctx.centre0 = ops::add(ops::mul(ctx.centre0, ctx.norm_scale[0]), ctx.norm_shift[0]);
     ctx.radius0 = ops::mul(ctx.radius0, ctx.norm_scale[0]);
     ctx.input_level = 1;
@@ -426,7 +359,7 @@ void extend_magnitudes(BacksubContext& ctx) {
   for (size_t level = ctx.input_level + 1; level <= layers.size(); ++level) {
     if (magnitude[level].defined()) continue;
     const Layer& below = layers[level - 1];
-    if (below.kind == LayerKind::relu) {
+    if (bound_rules(below).role == LayerRole::activation) {
       if (!ctx.relu_upper[level - 1].defined()) return;  // known once that ReLU is bounded
       magnitude[level] = ops::relu(ctx.relu_upper[level - 1]);
     } else {
@@ -501,7 +434,7 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
   if (stacked) rows = need_lower ? stack_negated_spec(spec) : ops::neg(spec);
   LinearForm f;
   size_t level = top;
-  if (elide && top >= 1 && layers[top - 1].kind == LayerKind::linear) {
+  if (elide && top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
     // Last-layer elision: W' = C W (N, K', n_in), b' = C b (N, K').
     if (ctx.sound)  // the last layer's slack, with C folded into it
       f.slack = abs_coeffs_times(rows, affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch, rows.size(1)));
@@ -568,14 +501,14 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     // One Box pass gives the intermediate bounds and, carried on to box_end, Box's own output box.
     size_t end = 0;
     for (size_t i = 0; i < layers.size(); ++i)
-      if (layers[i].kind == LayerKind::relu) end = i + 1;
+      if (bound_rules(layers[i]).role == LayerRole::activation) end = i + 1;
     if (beta < 1.0f) end = box_end(net, spec, options);
     const CentreRadiusPair box0 = box_of(lower0, upper0, options.sound);
     box_output = box_forward(net, box0.centre, box0.radius, end, &ctx.relu_lower, &ctx.relu_upper, options.sound);
     extend_magnitudes(ctx);
   } else {
     for (size_t i = 0; i < layers.size(); ++i) {
-      if (layers[i].kind != LayerKind::relu) continue;
+      if (bound_rules(layers[i]).role != LayerRole::activation) continue;
       const BacksubResult r = backsub_all_neurons(ctx, i);
       ctx.relu_lower[i] = r.lower;
       ctx.relu_upper[i] = r.upper;

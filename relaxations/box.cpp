@@ -1,13 +1,13 @@
-// Box (interval bound propagation) as a centre-radius forward pass: linear
-// c' = W c + b, r' = |W| r; conv likewise with |W| and no bias on r;
-// normalize c' = (c - mean) * inv_std, r' = r * inv_std; flatten reshapes;
-// ReLU is the fused box_relu op. The output box is [c - r, c + r]. With a
+// Box (interval bound propagation) as a centre-radius forward pass: each
+// layer's box_step (relaxations/layers/<kind>.cpp): affine layers
+// c' = W c + b, r' = |W| r; ReLU the fused box_relu op. The output box is
+// [c - r, c + r]. With a
 // specification and last-layer elision, C is folded into the last linear
 // layer (W' = C W per sample, b' = C b); otherwise the logits' box is mapped
 // through C by interval arithmetic. The same pass gives CROWN-IBP its
 // intermediate bounds (box_forward).
 #include "engine/ops.h"
-#include "relaxations/relax_ops.h"
+#include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
 namespace {
@@ -35,50 +35,29 @@ CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Te
   Tensor c = centre0, r = radius0;
   for (size_t i = 0; i < end; ++i) {
     const Layer& layer = layers[i];
+    const BoundRules& rules = bound_rules(layer);
+    const bool activation = rules.role == LayerRole::activation;
     // Sound mode: the slack of this layer for inputs |a| <= |c| + r (computed before c and r move on).
     Tensor slack;
-    if (sound && layer.kind != LayerKind::flatten) {
+    if (sound && rules.role != LayerRole::reshape) {
       const Shape flat{batch, layer.in_shape.numel()};
       const Tensor magnitude = ops::reshape(ops::add(ops::abs(c), r), flat);
-      slack = layer.kind == LayerKind::relu ? roundoff(magnitude, 8.0f) : affine_slack(layer, magnitude, batch);
+      slack = activation ? roundoff(magnitude, 8.0f) : affine_slack(layer, magnitude, batch);
     }
-    switch (layer.kind) {
-      case LayerKind::linear:
-        c = ops::linear(c, layer.weight, layer.bias);
-        r = ops::matmul(r, ops::abs(layer.weight), false, true);
-        break;
-      case LayerKind::conv:
-        c = ops::conv2d(c, layer.weight, layer.bias, layer.stride, layer.padding);
-        r = ops::conv2d(r, ops::abs(layer.weight), Tensor(), layer.stride, layer.padding);
-        break;
-      case LayerKind::normalize:
-        // inv_std > 0 (make_normalize checks std > 0), so |inv_std| = inv_std.
-        c = ops::mul(ops::sub(c, layer.mean), layer.inv_std);
-        r = ops::mul(r, layer.inv_std);
-        break;
-      case LayerKind::flatten:
-        c = ops::flatten(c);
-        r = ops::flatten(r);
-        break;
-      case LayerKind::relu: {
-        if (relu_lower && relu_upper) {
-          const Shape flat{batch, layer.in_shape.numel()};
-          const Tensor cf = ops::reshape(c, flat), rf = ops::reshape(r, flat);
-          (*relu_lower)[i] = ops::sub(cf, rf);
-          (*relu_upper)[i] = ops::add(cf, rf);
-          if (sound) {  // the rounding of c -+ r
-            const Tensor rounding = roundoff(ops::add(ops::abs(cf), rf), 4.0f);
-            (*relu_lower)[i] = ops::sub((*relu_lower)[i], rounding);
-            (*relu_upper)[i] = ops::add((*relu_upper)[i], rounding);
-          }
-        }
-        const CentreRadiusPair out = box_relu(c, r);
-        c = out.centre;
-        r = out.radius;
-        break;
+    if (activation && relu_lower && relu_upper) {  // its input's bounds, for the relaxation that asked
+      const Shape flat{batch, layer.in_shape.numel()};
+      const Tensor cf = ops::reshape(c, flat), rf = ops::reshape(r, flat);
+      (*relu_lower)[i] = ops::sub(cf, rf);
+      (*relu_upper)[i] = ops::add(cf, rf);
+      if (sound) {  // the rounding of c -+ r
+        const Tensor rounding = roundoff(ops::add(ops::abs(cf), rf), 4.0f);
+        (*relu_lower)[i] = ops::sub((*relu_lower)[i], rounding);
+        (*relu_upper)[i] = ops::add((*relu_upper)[i], rounding);
       }
-      default: fail("bounds", layer_label(net, i) + ": not supported by box");
     }
+    const CentreRadiusPair out = rules.box_step(layer, c, r, batch);
+    c = out.centre;
+    r = out.radius;
     if (slack.defined()) r = ops::add(r, ops::reshape(slack, r.shape()));
   }
   const Shape flat{batch, end == 0 ? net.input_shape().numel() : layers[end - 1].out_shape.numel()};
@@ -94,7 +73,7 @@ Bounds interval_spec(const Tensor& centre, const Tensor& radius, const Tensor& s
 size_t box_end(const Network& net, const Tensor& spec, const BoundOptions& options) {
   const std::vector<Layer>& layers = net.layers();
   const bool elide = spec.defined() && options.elide_last_layer && !layers.empty() &&
-                     layers.back().kind == LayerKind::linear;
+                     bound_rules(layers.back()).dense_rows;
   return elide ? layers.size() - 1 : layers.size();
 }
 

@@ -1,7 +1,7 @@
 // hBox: DiffAI's hybrid zonotope, as the paper measured it. Each neuron is
 // c + G e + [-b, b], with e in [-1, 1]^n0 the input's error terms. The centre
-// c and the box radius b pass forward like Box's (linear c' = W c + bias,
-// b' = |W| b; conv likewise; normalize scales both); the symbolic part is
+// c and the box radius b pass forward like Box's (each layer's hbox_step,
+// relaxations/layers/<kind>.cpp: Box's step for affine layers); the symbolic part is
 // G = A diag(r0), where A maps the input to the neuron through every layer
 // with each ReLU replaced by its "keep" mask (1 where l >= 0: the row
 // survives; 0 where the ReLU is dead or unstable: the row is dropped). Only
@@ -15,7 +15,7 @@
 // Output bounds are c -+ (||G||_1 + b), with C folded into the last linear
 // layer (elision) or applied to the logits' bounds by interval arithmetic.
 #include "engine/ops.h"
-#include "relaxations/relax_ops.h"
+#include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
 
@@ -26,8 +26,8 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
                                             BacksubMode::generator_norm, options.memory_cap_bytes, options.sound);
   const int64_t batch = ctx.batch;
   const size_t end = box_end(net, spec, options);  // the last layer's input with elision
-  Tensor c = ops::scale(ops::add(upper0, lower0), 0.5f);  // (ctx.centre0 may be the normalized box)
-  Tensor b;  // the box radius; undefined (zero) until a ReLU is unstable
+  HboxState h{ops::scale(ops::add(upper0, lower0), 0.5f), Tensor()};  // (ctx.centre0 may be the normalized box)
+  // h.box, the box radius, stays undefined (zero) until a ReLU is unstable.
   for (size_t i = 0; i < end; ++i) {
     const Layer& layer = layers[i];
     // Sound mode: the rounding of this affine layer (forward pass, c' and b')
@@ -35,44 +35,14 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
     // own widened ReLU bounds). The rounding of the input box itself is in
     // the generator norms (the walker's input slack).
     const Tensor slack = options.sound ? affine_slack(layer, ctx.magnitude[i], batch) : Tensor();
-    switch (layer.kind) {
-      case LayerKind::linear:
-        c = ops::linear(c, layer.weight, layer.bias);
-        if (b.defined()) b = ops::matmul(b, ops::abs(layer.weight), false, true);
-        break;
-      case LayerKind::conv:
-        c = ops::conv2d(c, layer.weight, layer.bias, layer.stride, layer.padding);
-        if (b.defined()) b = ops::conv2d(b, ops::abs(layer.weight), Tensor(), layer.stride, layer.padding);
-        break;
-      case LayerKind::normalize:
-        c = ops::mul(ops::sub(c, layer.mean), layer.inv_std);
-        if (b.defined()) b = ops::mul(b, layer.inv_std);
-        break;
-      case LayerKind::flatten:
-        c = ops::flatten(c);
-        if (b.defined()) b = ops::flatten(b);
-        break;
-      case LayerKind::relu: {
-        const Shape shape = c.shape(), flat{batch, layer.in_shape.numel()};
-        Tensor g_norm = backsub_all_neurons(ctx, i).g_norm;
-        const Tensor box = b.defined() ? ops::reshape(b, flat) : Tensor::zeros(flat, c.device());
-        if (options.sound)  // the rounding of l, u = c -+ (g + b) and of u / 2, carried by g
-          g_norm = ops::add(g_norm, roundoff(ops::add(ops::add(ops::abs(ops::reshape(c, flat)), g_norm), box), 8.0f));
-        const HboxReluResult r = hbox_relu(ops::reshape(c, flat), g_norm, box);
-        ctx.relu_lower[i] = r.lower;  // the keep masks of later backsubstitutions
-        ctx.relu_upper[i] = r.upper;
-        extend_magnitudes(ctx);
-        c = ops::reshape(r.centre, shape);
-        b = ops::reshape(r.box, shape);
-        break;
-      }
-      default: fail("bounds", layer_label(net, i) + ": not supported by hbox");
-    }
+    h = bound_rules(layer).hbox_step(ctx, i, h);
     if (slack.defined()) {
-      const Tensor widening = ops::reshape(slack, c.shape());
-      b = b.defined() ? ops::add(b, widening) : widening;
+      const Tensor widening = ops::reshape(slack, h.centre.shape());
+      h.box = h.box.defined() ? ops::add(h.box, widening) : widening;
     }
   }
+  const Tensor& c = h.centre;
+  const Tensor& b = h.box;
   // The box part c -+ b goes through Box's own last step (C folded into the
   // last layer, or applied to the logits' box); the symbolic part adds its
   // generator norm ||G||_1, of C z with elision, else of the logits.

@@ -11,85 +11,15 @@
 #include <vector>
 
 #include "kernels/common/relu_relaxation.h"
-#include "relaxations/relax_ops.h"
+#include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-using Terms = std::vector<std::pair<int, double>>;  // (variable, coefficient)
-
-// An affine layer in double precision: out_k = constant_k + sum of terms_k.
-struct AffineMap {
-  std::vector<Terms> rows;
-  std::vector<double> constant;
-  bool diagonal = false;  // maps a box onto a box (normalize)
-};
-
-std::vector<double> values_of(const Tensor& t) {
-  const std::vector<float> v = t.to_vector();
-  return std::vector<double>(v.begin(), v.end());
-}
-
-// Input variables are 0..n_in-1 in these rows; the caller shifts them.
-AffineMap affine_of(const Layer& layer) {
-  AffineMap map;
-  switch (layer.kind) {
-    case LayerKind::linear: {
-      const std::vector<double> w = values_of(layer.weight);
-      const int64_t out = layer.weight.size(0), in = layer.weight.size(1);
-      const std::vector<double> b = layer.bias.defined() ? values_of(layer.bias) : std::vector<double>(size_t(out), 0.0);
-      for (int64_t k = 0; k < out; ++k) {
-        Terms row;
-        for (int64_t j = 0; j < in; ++j)
-          if (w[size_t(k * in + j)] != 0.0) row.emplace_back(int(j), w[size_t(k * in + j)]);
-        map.rows.push_back(std::move(row));
-        map.constant.push_back(b[size_t(k)]);
-      }
-      return map;
-    }
-    case LayerKind::conv: {
-      const std::vector<double> w = values_of(layer.weight);
-      const Shape ws = layer.weight.shape();
-      const int64_t c_out = ws[0], c_in = ws[1], kh = ws[2], kw = ws[3];
-      const int64_t h_in = layer.in_shape[1], w_in = layer.in_shape[2];
-      const int64_t h_out = layer.out_shape[1], w_out = layer.out_shape[2];
-      const std::vector<double> b = layer.bias.defined() ? values_of(layer.bias) : std::vector<double>(size_t(c_out), 0.0);
-      for (int64_t o = 0; o < c_out; ++o)
-        for (int64_t oy = 0; oy < h_out; ++oy)
-          for (int64_t ox = 0; ox < w_out; ++ox) {
-            Terms row;
-            for (int64_t c = 0; c < c_in; ++c)
-              for (int64_t ky = 0; ky < kh; ++ky)
-                for (int64_t kx = 0; kx < kw; ++kx) {
-                  const int64_t iy = oy * layer.stride - layer.padding + ky;
-                  const int64_t ix = ox * layer.stride - layer.padding + kx;
-                  const double coef = w[size_t(((o * c_in + c) * kh + ky) * kw + kx)];
-                  if (iy < 0 || iy >= h_in || ix < 0 || ix >= w_in || coef == 0.0) continue;
-                  row.emplace_back(int((c * h_in + iy) * w_in + ix), coef);
-                }
-            map.rows.push_back(std::move(row));
-            map.constant.push_back(b[size_t(o)]);
-          }
-      return map;
-    }
-    case LayerKind::normalize: {
-      const std::vector<double> mean = values_of(layer.mean), inv_std = values_of(layer.inv_std);
-      const int64_t n = layer.in_shape.numel();
-      const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
-      for (int64_t j = 0; j < n; ++j) {
-        const size_t c = mean.size() == 1 ? 0 : size_t(j / plane);
-        map.rows.push_back(Terms{{int(j), inv_std[c]}});
-        map.constant.push_back(-mean[c] * inv_std[c]);
-      }
-      map.diagonal = true;
-      return map;
-    }
-    default: break;
-  }
-  fail("lp", std::string("no affine map for a ") + layer_kind_name(layer.kind) + " layer");
-}
+using Terms = LpTerms;
+using AffineMap = LpAffineMap;  // each layer's lp_rows (relaxations/layers/<kind>.cpp)
 
 // The LP of one sample, grown layer by layer. GLPK indices are 1-based; ours 0-based.
 class Program {
@@ -213,12 +143,10 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
   glp_term_out(GLP_OFF);
   const std::vector<Layer>& layers = net.layers();
   std::vector<AffineMap> maps(layers.size());
-  for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i].kind == LayerKind::linear || layers[i].kind == LayerKind::conv || layers[i].kind == LayerKind::normalize)
-      maps[i] = affine_of(layers[i]);
+  for (size_t i = 0; i < layers.size(); ++i) maps[i] = bound_rules(layers[i]).lp_rows(layers[i]);
   const int64_t batch = lower0.size(0), n0 = net.input_shape().numel();
-  const std::vector<double> lo0 = values_of(lower0), hi0 = values_of(upper0);
-  const std::vector<double> c = spec.defined() ? values_of(spec) : std::vector<double>();
+  const std::vector<double> lo0 = lp_values_of(lower0), hi0 = lp_values_of(upper0);
+  const std::vector<double> c = spec.defined() ? lp_values_of(spec) : std::vector<double>();
   const int64_t logits = net.output_shape().numel();
   const int64_t rows = spec.defined() ? spec.size(1) : logits;
   std::vector<float> lower(size_t(batch * rows)), upper(size_t(batch * rows));
@@ -231,8 +159,9 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
     bool box = true;  // the feasible set of `current` is exactly their box
     for (size_t i = 0; i < layers.size(); ++i) {
       const Layer& layer = layers[i];
-      if (layer.kind == LayerKind::flatten) continue;
-      if (layer.kind == LayerKind::relu) {
+      const LayerRole role = bound_rules(layer).role;
+      if (role == LayerRole::reshape) continue;
+      if (role == LayerRole::activation) {  // the ReLU's rows: the relaxation's own rule
         std::vector<int> next;
         for (int x : current) {
           const double l = p.lower(x), u = p.upper(x);
@@ -268,7 +197,7 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
       // interval arithmetic, tightened by the LP when the inputs are not a box
       // and a ReLU will read the neuron.
       const AffineMap& map = maps[i];
-      const bool feeds_relu = i + 1 < layers.size() && layers[i + 1].kind == LayerKind::relu;
+      const bool feeds_relu = i + 1 < layers.size() && bound_rules(layers[i + 1]).role == LayerRole::activation;
       std::vector<int> next;
       for (size_t k = 0; k < map.rows.size(); ++k) {
         Terms terms;

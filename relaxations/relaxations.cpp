@@ -9,6 +9,7 @@
 #include <limits>
 #include <string>
 
+#include "engine/layers/layer_rules.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
 #include "relaxations/lp.h"
@@ -70,8 +71,8 @@ void check_device(const Network& net, size_t index, const char* what, const Tens
 
 // The layers still fit the shapes Network's constructor recorded (layers()
 // hands out the list for editing, so a weight may have been replaced since):
-// the constructor's own shape rule is re-run; then every tensor lives on
-// `device` and is finite.
+// the kind's shape rule, the one the constructor ran, is re-run; then every
+// tensor the kind holds lives on `device` and is finite.
 void check_network(const Network& net, Device device) {
   const std::vector<Layer>& layers = net.layers();
   std::vector<FiniteCheck> finite;
@@ -80,23 +81,12 @@ void check_network(const Network& net, Device device) {
     const Layer& layer = layers[i];
     if (layer.in_shape != shape)
       fail_layer(net, i, "takes " + layer.in_shape.str() + " but the layer before gives " + shape.str());
-    auto add = [&](const char* what, const Tensor& t) {
-      check_device(net, i, what, t, device);
-      finite.push_back({i, what, &t});
-    };
-    if (layer.kind == LayerKind::linear || layer.kind == LayerKind::conv) {
-      add("weight", layer.weight);
-      if (layer.bias.defined()) add("bias", layer.bias);
-    }
-    if (layer.kind == LayerKind::normalize) {
-      const int64_t channels = layer.in_shape.ndim() == 3 ? layer.in_shape[0] : 1;
-      const int64_t given = layer.mean.defined() ? layer.mean.numel() : -1;
-      if (!layer.inv_std.defined() || (given != channels && given != 1) || layer.inv_std.numel() != given)
-        fail_layer(net, i, "statistics do not fit input " + layer.in_shape.str());
-      add("statistics (mean)", layer.mean);
-      add("statistics (inv_std)", layer.inv_std);
-    }
+    // The kind's own shape rule (engine/layers/<kind>.cpp) checks its tensors' shapes.
     const Shape out = layer_output_shape(layer, shape, i);
+    for (const LayerTensorView& t : layer_tensors(layer)) {
+      check_device(net, i, t.name, t.tensor, device);
+      finite.push_back({i, t.name, &t.tensor});
+    }
     if (out != layer.out_shape)
       fail_layer(net, i, "gives " + out.str() + " for input " + shape.str() + " but the network recorded " +
                              layer.out_shape.str());

@@ -51,7 +51,7 @@
 #include <cmath>
 
 #include "engine/ops.h"
-#include "relaxations/relax_ops.h"
+#include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
 namespace {
@@ -60,47 +60,19 @@ constexpr double kUnitRoundoff = 0x1p-24;
 
 Shape flat_of(int64_t batch, const Shape& per_sample) { return Shape{batch, per_sample.numel()}; }
 
-Shape image_of(int64_t batch, const Shape& per_sample) {
-  return Shape{batch, per_sample[0], per_sample[1], per_sample[2]};
-}
-
 }  // namespace
 
 Tensor abs_layer_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
-  switch (layer.kind) {
-    case LayerKind::linear: {
-      const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
-      return ops::linear(ops::reshape(v, flat_of(batch, layer.in_shape)), ops::abs(layer.weight), bias);
-    }
-    case LayerKind::conv: {
-      const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
-      const Tensor y = ops::conv2d(ops::reshape(v, image_of(batch, layer.in_shape)), ops::abs(layer.weight), bias,
-                                   layer.stride, layer.padding);
-      return ops::reshape(y, flat_of(batch, layer.out_shape));
-    }
-    case LayerKind::normalize: {
-      const NormalizeExpansion e = expand_normalize(layer, v.device());
-      const Tensor scaled = ops::mul(ops::reshape(v, flat_of(batch, layer.in_shape)), e.scale);
-      return with_bias ? ops::add(scaled, ops::abs(e.shift)) : scaled;
-    }
-    case LayerKind::flatten:
-    case LayerKind::relu: return ops::reshape(v, flat_of(batch, layer.out_shape));
-  }
-  fail("bounds", std::string("sound mode: unknown layer kind ") + layer_kind_name(layer.kind));
+  return bound_rules(layer).abs_image(layer, v, batch, with_bias);
 }
 
 namespace {
 
-// The number of terms in one output of an affine layer (its dot product).
-int64_t dot_terms(const Layer& layer) {
-  switch (layer.kind) {
-    case LayerKind::linear: return layer.in_shape.numel();
-    case LayerKind::conv: {
-      const Shape w = layer.weight.shape();
-      return w[1] * w[2] * w[3];
-    }
-    default: return 1;
-  }
+// Layers that compute nothing of their own in the forward pass (flatten) or
+// whose rounding the walkers account for separately (ReLU: none in the forward pass).
+bool rounds(const Layer& layer) {
+  const LayerRole role = bound_rules(layer).role;
+  return role == LayerRole::affine || role == LayerRole::elementwise;
 }
 
 }  // namespace
@@ -115,17 +87,16 @@ float rounding_gamma(int64_t terms) {
 }
 
 Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch) {
-  if (layer.kind == LayerKind::relu || layer.kind == LayerKind::flatten)
-    return ops::reshape(magnitude, flat_of(batch, layer.out_shape));
+  if (!rounds(layer)) return ops::reshape(magnitude, flat_of(batch, layer.out_shape));
   // |W| M + |b| bounds the exact image; the float32 pass adds up to gamma of
   // it, and computing it here in float32 loses up to gamma more.
-  const float gamma = rounding_gamma(dot_terms(layer) + 1);
+  const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1);
   return ops::scale(abs_layer_image(layer, magnitude, batch, true), 1.0f + 2.0f * gamma);
 }
 
 Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms) {
-  if (layer.kind == LayerKind::relu || layer.kind == LayerKind::flatten) return Tensor();
-  const float gamma = rounding_gamma(dot_terms(layer) + 1 + extra_terms);
+  if (!rounds(layer)) return Tensor();
+  const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1 + extra_terms);
   return ops::scale(abs_layer_image(layer, magnitude, batch, true), 3.0f * gamma);
 }
 

@@ -14,6 +14,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
@@ -21,6 +22,7 @@
 #include "engine/checkpoint.h"
 #include "engine/device.h"
 #include "engine/file_io.h"
+#include "engine/layers/layer_rules.h"
 #include "engine/netjson.h"
 #include "engine/onnx_io.h"
 #include "engine/ops.h"
@@ -380,19 +382,39 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
 
 std::string checkpoint_path(const std::string& out_dir) { return (fs::path(out_dir) / "checkpoint.ckpt").string(); }
 
+// A layer's fields in a checkpoint: the attributes in the metadata's
+// "architecture" entry, the tensors in the checkpoint itself (layers.i.<name>).
+class CheckpointFieldWriter : public LayerFieldWriter {
+ public:
+  explicit CheckpointFieldWriter(json& entry) : entry_(entry) {}
+  void integer(const char* key, int value) override { entry_[key] = value; }
+  void floats(const char* key, const std::vector<float>& values) override { entry_[key] = values; }
+  void tensor(const char*, const Tensor&) override {}  // saved as parameters
+
+ private:
+  json& entry_;
+};
+
+class CheckpointFieldReader : public LayerFieldReader {
+ public:
+  CheckpointFieldReader(const json& entry, std::function<Tensor(const char*, bool)> tensor)
+      : entry_(entry), tensor_(std::move(tensor)) {}
+  int integer(const char* key, int) const override { return entry_.at(key).get<int>(); }
+  std::vector<float> floats(const char* key) const override { return entry_.at(key).get<std::vector<float>>(); }
+  Tensor tensor(const char* key, int, bool required) const override { return tensor_(key, required); }
+
+ private:
+  const json& entry_;
+  std::function<Tensor(const char*, bool)> tensor_;
+};
+
 json network_architecture(const Network& net) {
   json layers = json::array();
   for (const Layer& layer : net.layers()) {
     json l;
     l["type"] = layer_kind_name(layer.kind);
-    if (layer.kind == LayerKind::conv) {
-      l["stride"] = layer.stride;
-      l["padding"] = layer.padding;
-    }
-    if (layer.kind == LayerKind::normalize) {
-      l["mean"] = layer.mean_values;
-      l["std"] = layer.std_values;
-    }
+    CheckpointFieldWriter writer(l);
+    layer_rules(layer.kind).write(layer, writer);
     layers.push_back(l);
   }
   return layers;
@@ -420,24 +442,12 @@ Network network_from_checkpoint(const std::string& path, json* metadata) {
       if (!t) throw std::runtime_error("[checkpoint] " + path + ": missing tensor " + prefix + what);
       return *t;
     };
-    Layer layer;
-    if (type == "normalize") {
-      layer = make_normalize(a.at("mean").get<std::vector<float>>(), a.at("std").get<std::vector<float>>());
-    } else if (type == "linear" || type == "conv") {
-      layer.kind = type == "conv" ? LayerKind::conv : LayerKind::linear;
-      layer.weight = tensor("weight");
-      if (ck.find(prefix + "bias")) layer.bias = tensor("bias");
-      if (type == "conv") {
-        layer.stride = a.at("stride").get<int>();
-        layer.padding = a.at("padding").get<int>();
-      }
-    } else if (type == "relu") {
-      layer = make_relu();
-    } else if (type == "flatten") {
-      layer = make_flatten();
-    } else {
+    LayerKind kind;
+    if (!layer_kind_from_name(type, &kind))
       throw std::runtime_error("[checkpoint] " + path + ": unknown layer type '" + type + "'");
-    }
+    Layer layer = layer_rules(kind).read(CheckpointFieldReader(a, [&](const char* what, bool required) {
+      return required || ck.find(prefix + what) ? tensor(what) : Tensor();
+    }));
     layers.push_back(std::move(layer));
   }
   Network net(Shape(meta.at("input_shape").get<std::vector<int64_t>>()), std::move(layers));

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <stdexcept>
 
+#include "engine/layers/layer_rules.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
 
@@ -33,7 +34,8 @@ void check_neuron(const Network& net, int64_t neuron) {
 size_t first_affine_layer(const Network& net) {
   const std::vector<Layer>& layers = net.layers();
   for (size_t i = 0; i < layers.size(); ++i)
-    if (layers[i].kind == LayerKind::linear || layers[i].kind == LayerKind::conv) return i;
+    for (const LayerTensorView& t : layer_tensors(layers[i]))
+      if (t.parameter) return i;  // the first layer with weights
   throw std::invalid_argument("[landscape] " + net.describe() + " has no linear or conv layer to move");
 }
 

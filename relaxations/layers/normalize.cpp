@@ -1,0 +1,78 @@
+// Normalize layer y = (x - mean) * inv_std per channel, bounded as the
+// elementwise affine map y = scale x + shift over its flattened input
+// (expand_normalize, the one place the channel statistics are spread over
+// the neurons): Box c' = layer(c), r' = r * inv_std (inv_std > 0, checked by
+// make_normalize); backsubstitution q += A shift, A = A * scale; sound mode
+// one rounding per neuron; LP rows one diagonal entry each.
+#include "engine/ops.h"
+#include "relaxations/layers/bound_rules.h"
+
+namespace cte::relax {
+namespace {
+
+// The channel of flat neuron j of the layer's input.
+size_t channel_of(const Layer& layer, size_t channels, int64_t j) {
+  const int64_t n = layer.in_shape.numel();
+  const int64_t plane = layer.in_shape.ndim() == 3 ? layer.in_shape[1] * layer.in_shape[2] : n;
+  return channels == 1 ? 0 : size_t(j / plane);
+}
+
+Tensor radius_image(const Layer& layer, const Tensor& r) { return ops::mul(r, layer.inv_std); }
+
+CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, int64_t batch) {
+  return affine_box_step(layer, c, r, batch, radius_image);
+}
+
+// coeffs (K, n) or (N, K, n) times a vector v (n): (K) or (N, K).
+Tensor times_vector(const Tensor& coeffs, const Tensor& v) {
+  const int64_t n = v.numel();
+  const Tensor product = ops::matmul(coeffs, ops::reshape(v, Shape{n, 1}));
+  return coeffs.ndim() == 2 ? ops::reshape(product, Shape{coeffs.size(0)})
+                            : ops::reshape(product, Shape{coeffs.size(0), coeffs.size(1)});
+}
+
+void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
+  if (ctx.mode != BacksubMode::generator_norm)
+    f.bias = add_defined(f.bias, times_vector(f.coeffs, ctx.norm_shift[index]));
+  f.coeffs = ops::mul(f.coeffs, ctx.norm_scale[index]);
+}
+
+int64_t dot_terms(const Layer&) { return 1; }
+
+Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
+  const NormalizeExpansion e = expand_normalize(layer, v.device());
+  const Tensor scaled = ops::mul(ops::reshape(v, Shape{batch, layer.in_shape.numel()}), e.scale);
+  return with_bias ? ops::add(scaled, ops::abs(e.shift)) : scaled;
+}
+
+LpAffineMap lp_rows(const Layer& layer) {
+  LpAffineMap map;
+  const std::vector<double> mean = lp_values_of(layer.mean), inv_std = lp_values_of(layer.inv_std);
+  for (int64_t j = 0; j < layer.in_shape.numel(); ++j) {
+    const size_t c = channel_of(layer, mean.size(), j);
+    map.rows.push_back(LpTerms{{int(j), inv_std[c]}});
+    map.constant.push_back(-mean[c] * inv_std[c]);
+  }
+  map.diagonal = true;
+  return map;
+}
+
+}  // namespace
+
+NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
+  // Constants (the statistics are not trained): expanded to every neuron.
+  const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
+  const int64_t n = layer.in_shape.numel();
+  std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
+  for (int64_t j = 0; j < n; ++j) {
+    const size_t c = channel_of(layer, mean.size(), j);
+    scale[size_t(j)] = inv_std[c];
+    shift[size_t(j)] = -mean[c] * inv_std[c];
+  }
+  return {Tensor::from_vector(scale, Shape{n}, device), Tensor::from_vector(shift, Shape{n}, device)};
+}
+
+const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, backsub_step, hbox_box_step,
+                                       dot_terms,              abs_image, lp_rows, expand_normalize};
+
+}  // namespace cte::relax

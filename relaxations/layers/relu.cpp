@@ -1,0 +1,52 @@
+// ReLU layer, bounded from its input's bounds [l, u] (the walkers compute
+// them first: role activation): Box the fused box_relu; backsubstitution the
+// fused backsub_relu with the relaxation's per-neuron rule (ctx.rule,
+// kernels/common/relu_relaxation.h); hBox the fused hbox_relu (unstable
+// neurons: centre = box = u/2, symbolic row dropped); sound mode no rounding
+// of its own in a forward pass (the walkers add relu_slack for its lines).
+// Its LP rows (Triangle, Parallelogram) are the LP relaxation's own rule.
+#include "engine/ops.h"
+#include "relaxations/layers/bound_rules.h"
+
+namespace cte::relax {
+namespace {
+
+CentreRadiusPair box_step(const Layer&, const Tensor& c, const Tensor& r, int64_t) { return box_relu(c, r); }
+
+void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const bool want_upper = ctx.mode == BacksubMode::bounds_symmetric;
+  BacksubReluResult r = backsub_relu(ctx.rule, f.coeffs, ctx.relu_lower[index], ctx.relu_upper[index], track_bias,
+                                     want_upper);
+  f.coeffs = r.coeffs;
+  f.relu_lower = add_defined(f.relu_lower, r.bias_lower);
+  f.relu_upper = add_defined(f.relu_upper, r.bias_upper);
+}
+
+// From l = c - g - b, u = c + g + b with g the symbolic rows' L1 norms (the
+// hbox_symbolic walker below this layer) and b the box radius.
+HboxState hbox_step(BacksubContext& ctx, size_t index, const HboxState& in) {
+  const Layer& layer = ctx.net->layers()[index];
+  const Shape shape = in.centre.shape(), flat{ctx.batch, layer.in_shape.numel()};
+  const Tensor c = ops::reshape(in.centre, flat);
+  Tensor g_norm = backsub_all_neurons(ctx, index).g_norm;
+  const Tensor box = in.box.defined() ? ops::reshape(in.box, flat) : Tensor::zeros(flat, c.device());
+  if (ctx.sound)  // the rounding of l, u = c -+ (g + b) and of u / 2, carried by g
+    g_norm = ops::add(g_norm, roundoff(ops::add(ops::add(ops::abs(c), g_norm), box), 8.0f));
+  const HboxReluResult r = hbox_relu(c, g_norm, box);
+  ctx.relu_lower[index] = r.lower;  // the keep masks of later backsubstitutions
+  ctx.relu_upper[index] = r.upper;
+  extend_magnitudes(ctx);
+  return {ops::reshape(r.centre, shape), ops::reshape(r.box, shape)};
+}
+
+Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool) {
+  return ops::reshape(v, Shape{batch, layer.out_shape.numel()});
+}
+
+}  // namespace
+
+const BoundRules kBoundRules_relu{LayerRole::activation, false,     box_step,  backsub_step, hbox_step,
+                                  no_dot_terms,          abs_image, no_lp_rows, nullptr};
+
+}  // namespace cte::relax
