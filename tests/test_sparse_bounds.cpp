@@ -67,6 +67,7 @@ Outcome bound(const Network& net, const Tensor& lower0, const Tensor& upper0, co
               bool sparse, bool sound) {
   BoundOptions options;
   options.sparse_intermediate = sparse;
+  options.sparse_crown0 = true;  // its disagreements are many, but the same properties must hold
   options.sound = sound;
   for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
   reset_relu_layer_stats();

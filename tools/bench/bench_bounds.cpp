@@ -18,7 +18,7 @@
 // Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
-//                     [--eps E] [--checkpoint FILE [--dataset NAME]]
+//                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
   for (Relaxation r : all_relaxations()) relaxations_arg += (relaxations_arg.empty() ? "" : ",") + std::string(relaxation_name(r));
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
+  bool sparse_crown0 = false;
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
@@ -173,6 +174,8 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"sparse", "dense", "both"}));
   app.add_option("--eps", eps, "radius of the L-inf input boxes")->capture_default_str();
+  app.add_flag("--sparse-crown0", sparse_crown0,
+               "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
   app.add_option("--checkpoint", checkpoint,
                  "also a trained net: a train run's checkpoint.ckpt, on the first test images of --dataset (batch 50)");
   app.add_option("--dataset", dataset, "the data set of --checkpoint (load_dataset's names)")->capture_default_str();
@@ -184,6 +187,7 @@ int main(int argc, char** argv) {
     std::vector<Relaxation> relaxations;
     for (const std::string& name : split_list(relaxations_arg)) relaxations.push_back(parse_relaxation(name));
     BoundOptions options;
+    options.sparse_crown0 = sparse_crown0;
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
