@@ -150,13 +150,53 @@ std::pair<Tensor, Tensor> split_rows_transposed(const Tensor& stacked) {
   return {ops::slice_batch(t, 0, rows), ops::slice_batch(t, rows, 2 * rows)};
 }
 
-// Bounds of neurons [first, first + count) at level `top`, transposed to (count, N).
-std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t top, int64_t first, int64_t count) {
+// Which neurons of level `top` one chunk bounds: [first, first + count) of
+// every sample (the dense path), or `count` listed ones (the sparse path):
+// the same for every sample, or per sample with -1 as padding (a zero row).
+struct NeuronRows {
+  int64_t first = 0, count = 0;
+  std::vector<int64_t> shared;      // (count)
+  std::vector<int64_t> per_sample;  // (N, count)
+  bool listed() const { return !shared.empty() || !per_sample.empty(); }
+};
+
+// One-hot rows picking rows' neurons among n: (count, n) shared or (N, count, n)
+// per sample; with `negated_copy`, [S; -S] along the rows (the stacked rules' [C; -C]).
+Tensor selection_rows(const NeuronRows& rows, int64_t n, int64_t batch, bool negated_copy, Device device) {
+  const bool per_sample = !rows.per_sample.empty();
+  const int64_t k = rows.count, copies = negated_copy ? 2 : 1, samples = per_sample ? batch : 1;
+  std::vector<float> values(size_t(samples * copies * k * n), 0.0f);
+  for (int64_t s = 0; s < samples; ++s)
+    for (int64_t row = 0; row < k; ++row) {
+      const int64_t j = per_sample ? rows.per_sample[size_t(s * k + row)] : rows.shared[size_t(row)];
+      if (j < 0) continue;
+      for (int64_t c = 0; c < copies; ++c) values[size_t(((s * copies + c) * k + row) * n + j)] = c == 0 ? 1.0f : -1.0f;
+    }
+  return Tensor::from_vector(values, per_sample ? Shape{batch, copies * k, n} : Shape{copies * k, n}, device);
+}
+
+// The listed rows' results (N, count) put at their neurons' places in (N, n), zero elsewhere.
+Tensor scatter_rows(const Tensor& results, const NeuronRows& rows, int64_t n, Device device) {
+  const Tensor selection = selection_rows(rows, n, results.size(0), false, device);
+  if (selection.ndim() == 2) return ops::matmul(results, selection);  // (N, count)(count, n)
+  const int64_t batch = results.size(0), k = results.size(1);
+  return ops::reshape(ops::matmul(ops::reshape(results, Shape{batch, 1, k}), selection), Shape{batch, n});
+}
+
+// Bounds of the neurons `rows` names at level `top`: a range transposed to
+// (count, N), listed rows scattered into (N, n_top) (zero elsewhere).
+std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t top, const NeuronRows& rows) {
   const std::vector<Layer>& layers = ctx.net->layers();
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const int64_t first = rows.first, count = rows.count;
   LinearForm f;
   size_t level = top;
-  if (top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
+  if (rows.listed()) {
+    // Selection rows over level `top`: the walk's first step (through layers[top - 1]) makes them
+    // the weight rows, bias and slack the dense start takes directly, with the same values.
+    f.coeffs = selection_rows(rows, level_width(*ctx.net, top), ctx.batch,
+                              ctx.mode == BacksubMode::bounds_stacked, ctx.centre0.device());
+  } else if (top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
     // Start from the weight rows: A = W[first:first+count], q = b[first:first+count].
     f.coeffs = ops::slice_batch(ctx.weight[top - 1], first, first + count);
     if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
@@ -167,12 +207,26 @@ std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t to
   } else {
     f.coeffs = identity_rows(count, level_width(*ctx.net, top), first, ctx.centre0.device());
   }
-  if (ctx.mode == BacksubMode::bounds_stacked) {
+  if (ctx.mode == BacksubMode::bounds_stacked && !rows.listed()) {
     f.coeffs = stack_negated_shared(f.coeffs);
     if (f.bias.defined()) f.bias = stack_negated_shared(f.bias);
   }
   for (size_t i = level; i-- > ctx.input_level;) step_down(ctx, i, f);
   const BacksubResult r = finish_at_input(ctx, f);
+  if (rows.listed()) {
+    const int64_t n = level_width(*ctx.net, top);
+    const Device device = ctx.centre0.device();
+    switch (ctx.mode) {
+      case BacksubMode::generator_norm: return {scatter_rows(r.g_norm, rows, n, device)};
+      case BacksubMode::bounds_symmetric:
+        return {scatter_rows(r.lower, rows, n, device), scatter_rows(r.upper, rows, n, device)};
+      case BacksubMode::bounds_stacked: {
+        auto [lower, negated_upper] = split_rows_transposed(r.lower);
+        return {scatter_rows(ops::transpose(lower), rows, n, device),
+                scatter_rows(ops::neg(ops::transpose(negated_upper)), rows, n, device)};
+      }
+    }
+  }
   switch (ctx.mode) {
     case BacksubMode::generator_norm: return {ops::transpose(r.g_norm)};
     case BacksubMode::bounds_symmetric: return {ops::transpose(r.lower), ops::transpose(r.upper)};
@@ -230,6 +284,80 @@ int64_t per_sample_widths(const Network& net, size_t top) {
     if (crossed) sum += layers[i].in_shape.numel();
   }
   return sum;
+}
+
+// Sum of the widths at which the coefficients of a backsubstitution from
+// `top` are shared in the dense path: level `top` and the levels above the
+// highest ReLU under it (per-sample selection rows make them per-sample too).
+int64_t shared_widths(const Network& net, size_t top) {
+  const std::vector<Layer>& layers = net.layers();
+  int64_t sum = level_width(net, top);
+  for (size_t i = top; i-- > 0 && bound_rules(layers[i]).role != LayerRole::activation;) sum += layers[i].in_shape.numel();
+  return sum;
+}
+
+// How the sparse path batches the needed (sample, neuron) pairs into rows:
+// the union over the batch, shared by every sample (the first steps stay
+// shared, as in the dense path), or each sample's own list padded with -1 to
+// the longest (per-sample from the top, so the shared steps cost N times
+// more): whichever moves fewer coefficients.
+struct RowPlan {
+  NeuronRows all;
+  bool per_sample = false;
+  int64_t count = 0;  // rows (per sample when per_sample)
+};
+
+thread_local RowPlanChoice g_row_plan_choice = RowPlanChoice::by_cost;
+
+RowPlan plan_rows(const Network& net, size_t top, const std::vector<uint8_t>& needed, int64_t batch) {
+  const int64_t n = level_width(net, top);
+  if (int64_t(needed.size()) != batch * n)
+    fail("bounds", "sparse rows: " + std::to_string(needed.size()) + " flags for " + std::to_string(batch) + " x " +
+                       std::to_string(n) + " neurons");
+  std::vector<uint8_t> in_union(size_t(n), 0);
+  std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
+  int64_t longest = 0;
+  for (int64_t s = 0; s < batch; ++s) {
+    for (int64_t j = 0; j < n; ++j)
+      if (needed[size_t(s * n + j)]) {
+        lists[size_t(s)].push_back(j);
+        in_union[size_t(j)] = 1;
+      }
+    longest = std::max<int64_t>(longest, int64_t(lists[size_t(s)].size()));
+  }
+  RowPlan plan;
+  for (int64_t j = 0; j < n; ++j)
+    if (in_union[size_t(j)]) plan.all.shared.push_back(j);
+  const int64_t union_count = int64_t(plan.all.shared.size());
+  const int64_t per_sample_width = per_sample_widths(net, top);
+  plan.per_sample = g_row_plan_choice == RowPlanChoice::by_cost
+                        ? longest * (per_sample_width + shared_widths(net, top)) < union_count * per_sample_width
+                        : g_row_plan_choice == RowPlanChoice::per_sample;
+  if (plan.per_sample) {
+    plan.all.shared.clear();
+    plan.all.per_sample.assign(size_t(batch * longest), -1);
+    for (int64_t s = 0; s < batch; ++s)
+      std::copy(lists[size_t(s)].begin(), lists[size_t(s)].end(), plan.all.per_sample.begin() + s * longest);
+    plan.count = longest;
+  } else {
+    plan.count = union_count;
+  }
+  return plan;
+}
+
+// Rows [first, first + count) of a plan (of every sample's list when per sample).
+NeuronRows chunk_of(const RowPlan& plan, int64_t first, int64_t count, int64_t batch) {
+  NeuronRows rows;
+  rows.count = count;
+  if (!plan.per_sample) {
+    rows.shared.assign(plan.all.shared.begin() + first, plan.all.shared.begin() + first + count);
+    return rows;
+  }
+  for (int64_t s = 0; s < batch; ++s) {
+    const auto begin = plan.all.per_sample.begin() + s * plan.count + first;
+    rows.per_sample.insert(rows.per_sample.end(), begin, begin + count);
+  }
+  return rows;
 }
 
 thread_local BacksubChunkStats g_chunk_stats;
@@ -290,6 +418,7 @@ BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
 }  // namespace
 
 BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
+void set_row_plan_choice(RowPlanChoice choice) { g_row_plan_choice = choice; }
 void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0, ReluRule rule,
@@ -368,52 +497,88 @@ void extend_magnitudes(BacksubContext& ctx) {
   }
 }
 
-BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top) {
+BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseRows* sparse) {
   const Network& net = *ctx.net;
   if (single_affine_layer(ctx, top)) return single_affine_bounds(ctx, top);
   const int64_t neurons = level_width(net, top);
   const int64_t batch = ctx.batch;
+  const Device device = ctx.centre0.device();
+  if (neurons == 0) {  // nothing to bound: empty results of the right shape
+    BacksubResult result;
+    result.lower = result.upper = result.g_norm = Tensor::zeros(Shape{batch, 0}, device);
+    return result;
+  }
+  RowPlan plan = sparse ? plan_rows(net, top, sparse->needed, batch) : RowPlan{{}, false, neurons};
+  if (sparse && !plan.per_sample && plan.count == neurons) {  // every neuron needed: the dense path as it is
+    sparse = nullptr;
+    plan = RowPlan{{}, false, neurons};
+  }
+  const int64_t rows = plan.count;
   const size_t rows_per_neuron = ctx.mode == BacksubMode::bounds_stacked ? 2 : 1;
   // Workspace per neuron: per-sample coefficients at every level under the
-  // top ReLU, or (all shared) the shared ones plus the (N, n) results.
-  int64_t widths = per_sample_widths(net, top) * batch;
+  // top ReLU, or (all shared) the shared ones plus the (N, n) results; per-sample
+  // selection rows are per-sample at every level.
+  int64_t widths = (per_sample_widths(net, top) + (plan.per_sample ? shared_widths(net, top) : 0)) * batch;
   if (widths == 0)
     for (size_t i = 0; i <= top; ++i) widths += level_width(net, i) + batch;
   const size_t bytes_per_neuron = std::max<size_t>(1, size_t(widths) * sizeof(float) * rows_per_neuron * kWorkspaceFactor);
-  const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_neuron), 1, std::max<int64_t>(neurons, 1));
+  const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_neuron), 1, std::max<int64_t>(rows, 1));
   const std::vector<Tensor> packed = pack(ctx);
   const bool recording = should_record(packed);
-  const size_t total_bytes = bytes_per_neuron * size_t(neurons);
+  const size_t total_bytes = bytes_per_neuron * size_t(rows);
   const bool on_tape = !recording || total_bytes <= ctx.tape_budget_bytes;
   if (recording && on_tape) ctx.tape_budget_bytes -= total_bytes;
 
-  std::vector<std::vector<Tensor>> pieces;  // per output, the chunks' (count, N) blocks
-  for (int64_t first = 0; first < neurons; first += chunk) {
-    const int64_t count = std::min(chunk, neurons - first);
+  // Per output, the chunks' blocks: (count, N) for ranges, (N, n) scattered for listed rows.
+  std::vector<std::vector<Tensor>> pieces;
+  for (int64_t first = 0; first < rows; first += chunk) {
+    const int64_t count = std::min(chunk, rows - first);
+    const NeuronRows chunk_rows = sparse ? chunk_of(plan, first, count, batch) : NeuronRows{first, count, {}, {}};
     std::vector<Tensor> outputs;
     ++g_chunk_stats.chunks;
+    if (sparse) ++(plan.per_sample ? g_chunk_stats.sparse_per_sample_chunks : g_chunk_stats.sparse_shared_chunks);
     if (on_tape) {
-      outputs = chunk_bounds_transposed(ctx, top, first, count);
+      outputs = chunk_bounds_transposed(ctx, top, chunk_rows);
     } else {
       ++g_chunk_stats.checkpointed_chunks;
       const BacksubContext like = ctx;
-      outputs = checkpointed("backsub_chunk", packed, [like, top, first, count](const std::vector<Tensor>& in) {
-        return chunk_bounds_transposed(unpack(like, in), top, first, count);
+      outputs = checkpointed("backsub_chunk", packed, [like, top, chunk_rows](const std::vector<Tensor>& in) {
+        return chunk_bounds_transposed(unpack(like, in), top, chunk_rows);
       });
     }
     pieces.resize(outputs.size());
     for (size_t k = 0; k < outputs.size(); ++k) pieces[k].push_back(outputs[k]);
   }
+  BacksubResult result;
+  result.backsubstituted = uint64_t(rows) * uint64_t(batch);
+  if (sparse) {
+    // The scattered chunks have disjoint supports (their sum is exact); the
+    // pairs nobody backsubstituted take the fallback's values.
+    std::vector<float> computed(size_t(batch * neurons), 0.0f);
+    for (int64_t s = 0; s < batch; ++s)
+      for (int64_t row = 0; row < rows; ++row) {
+        const int64_t j = plan.per_sample ? plan.all.per_sample[size_t(s * rows + row)] : plan.all.shared[size_t(row)];
+        if (j >= 0) computed[size_t(s * neurons + j)] = 1.0f;
+      }
+    const Tensor mask = Tensor::from_vector(computed, Shape{batch, neurons}, device);
+    auto assemble_sparse = [&](size_t k, const Tensor& fallback) {
+      if (pieces.empty()) return fallback;
+      Tensor sum = pieces[k][0];
+      for (size_t c = 1; c < pieces[k].size(); ++c) sum = ops::add(sum, pieces[k][c]);
+      return ops::select(mask, sum, fallback);
+    };
+    if (ctx.mode == BacksubMode::generator_norm) {
+      result.g_norm = assemble_sparse(0, sparse->fallback.g_norm);
+    } else {
+      result.lower = assemble_sparse(0, sparse->fallback.lower);
+      result.upper = assemble_sparse(1, sparse->fallback.upper);
+    }
+    return result;
+  }
   auto assemble = [&](size_t k) {
     const Tensor all = pieces[k].size() == 1 ? pieces[k][0] : ops::concat_batch(pieces[k]);
     return ops::transpose(all);  // (n, N) -> (N, n)
   };
-  BacksubResult result;
-  if (neurons == 0) {  // nothing to bound: empty results of the right shape
-    const Tensor empty = Tensor::zeros(Shape{batch, 0}, ctx.centre0.device());
-    result.lower = result.upper = result.g_norm = empty;
-    return result;
-  }
   if (ctx.mode == BacksubMode::generator_norm) {
     result.g_norm = assemble(0);
   } else {
@@ -461,6 +626,79 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
 
 namespace {
 
+// Sparse intermediate bounds (BoundOptions::sparse_intermediate). A stable
+// ReLU (l >= 0 or u <= 0) is relaxed by constants in every backsubstitution
+// rule (identity or zero; crown0's stable active y >= 0, y <= x too), so
+// bounds that prove it stable decide its relaxation as well as the dense
+// backsubstitution's own bounds would: the cheap interval bounds below
+// classify every neuron, only the unstable ones are backsubstituted, and the
+// stable ones keep the cheap bounds (only their case is ever read: no
+// gradient flows into them in the dense path either, so they are computed
+// without a tape). Where both classifications agree the result is the dense
+// one. A neuron the cheap bounds prove stable but the dense backsubstitution
+// does not (interval bounds are not always looser) is relaxed exactly here:
+// tighter than dense, and as sound, since the cheap bounds are. In sound mode
+// the magnitude bounds read the stable neurons' cheap upper bounds, so the
+// slack (not the relaxation) may differ from dense by a few roundoffs.
+// crown0 only with BoundOptions::sparse_crown0: there the cheap bounds prove
+// stable so many neurons its own loose bounds do not (41% vs 2% unstable on a
+// Box-trained CONV's hidden layer) that the result is another relaxation.
+
+// The Box pass from the input box: every ReLU's l, u, without a tape.
+void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upper0, bool sound,
+                     std::vector<Tensor>& lower, std::vector<Tensor>& upper) {
+  NoGrad no_grad;
+  const std::vector<Layer>& layers = net.layers();
+  lower.assign(layers.size(), Tensor());
+  upper.assign(layers.size(), Tensor());
+  size_t end = 0;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (bound_rules(layers[i]).role == LayerRole::activation) end = i + 1;
+  const CentreRadiusPair box0 = box_of(lower0, upper0, sound);
+  box_forward(net, box0.centre, box0.radius, end, &lower, &upper, sound);
+}
+
+// The pairs of ReLU layer `relu` to backsubstitute: those unstable under the
+// cheap bounds, the Box pass's [box_lower, box_upper] intersected with the
+// interval image of the previous ReLU's output box [relu(l), relu(u)] (its
+// final bounds, tighter than Box's where they were backsubstituted).
+SparseRows unstable_rows(const BacksubContext& ctx, size_t relu, size_t previous_relu, const Tensor& box_lower,
+                         const Tensor& box_upper) {
+  NoGrad no_grad;
+  Tensor lower = box_lower, upper = box_upper;
+  if (previous_relu < relu) {
+    const CentreRadiusPair out = box_of(ops::relu(ctx.relu_lower[previous_relu]),
+                                        ops::relu(ctx.relu_upper[previous_relu]), ctx.sound);
+    std::vector<Tensor> step_lower(relu + 1), step_upper(relu + 1);
+    box_forward(*ctx.net, out.centre, out.radius, relu + 1, &step_lower, &step_upper, ctx.sound, previous_relu + 1);
+    lower = ops::maximum(lower, step_lower[relu]);
+    upper = ops::minimum(upper, step_upper[relu]);
+  }
+  SparseRows rows;
+  const std::vector<float> l = lower.to_vector(), u = upper.to_vector();
+  rows.needed.resize(l.size());
+  for (size_t k = 0; k < l.size(); ++k) rows.needed[k] = kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
+  rows.fallback.lower = lower;
+  rows.fallback.upper = upper;
+  return rows;
+}
+
+thread_local std::vector<ReluLayerStats> g_relu_layer_stats;
+
+// Adds one ReLU layer's counts (final bounds r) to g_relu_layer_stats.
+void record_relu_layer(size_t layer, const BacksubResult& r) {
+  const std::vector<float> l = r.lower.to_vector(), u = r.upper.to_vector();
+  auto it = std::find_if(g_relu_layer_stats.begin(), g_relu_layer_stats.end(),
+                         [layer](const ReluLayerStats& s) { return s.layer == layer; });
+  if (it == g_relu_layer_stats.end()) {
+    g_relu_layer_stats.push_back(ReluLayerStats{layer, 0, 0, 0});
+    it = g_relu_layer_stats.end() - 1;
+  }
+  it->pairs += l.size();
+  for (size_t k = 0; k < l.size(); ++k) it->unstable += kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
+  it->backsubstituted += r.backsubstituted;  // 0 where a forward pass gave the bounds (one affine layer)
+}
+
 // The bounds of C z once the intermediate bounds are in ctx. With elision
 // (or no spec) backsubstitution starts from C; without it the logits are
 // bounded first and C is applied to their box by interval arithmetic (Box's
@@ -507,12 +745,20 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     box_output = box_forward(net, box0.centre, box0.radius, end, &ctx.relu_lower, &ctx.relu_upper, options.sound);
     extend_magnitudes(ctx);
   } else {
+    const bool sparse_path = options.sparse_intermediate && (rule != ReluRule::crown0 || options.sparse_crown0);
+    std::vector<Tensor> box_lower, box_upper;  // the sparse path's cheap bounds: one Box pass
+    if (sparse_path) box_lower_upper(net, lower0, upper0, options.sound, box_lower, box_upper);
+    size_t previous_relu = layers.size();  // none yet
     for (size_t i = 0; i < layers.size(); ++i) {
       if (bound_rules(layers[i]).role != LayerRole::activation) continue;
-      const BacksubResult r = backsub_all_neurons(ctx, i);
+      SparseRows sparse;
+      if (sparse_path) sparse = unstable_rows(ctx, i, previous_relu, box_lower[i], box_upper[i]);
+      const BacksubResult r = backsub_all_neurons(ctx, i, sparse_path ? &sparse : nullptr);
       ctx.relu_lower[i] = r.lower;
       ctx.relu_upper[i] = r.upper;
+      record_relu_layer(i, r);
       extend_magnitudes(ctx);
+      previous_relu = i;
     }
   }
   const BacksubResult r = output_bounds(ctx, spec, options);
@@ -534,3 +780,10 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
 }
 
 }  // namespace cte::relax
+
+namespace cte {
+
+std::vector<ReluLayerStats> relu_layer_stats() { return relax::g_relu_layer_stats; }
+void reset_relu_layer_stats() { relax::g_relu_layer_stats.clear(); }
+
+}  // namespace cte

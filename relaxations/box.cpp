@@ -29,11 +29,18 @@ CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound) 
 }
 
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0, size_t end,
-                             std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper, bool sound) {
+                             std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper, bool sound,
+                             size_t begin) {
   const std::vector<Layer>& layers = net.layers();
   const int64_t batch = centre0.size(0);
   Tensor c = centre0, r = radius0;
-  for (size_t i = 0; i < end; ++i) {
+  if (begin > 0 && begin < end) {  // a flat (N, n) box at level `begin`: the shape layers[begin] takes
+    std::vector<int64_t> dims{batch};
+    for (int64_t d : layers[begin].in_shape.dims()) dims.push_back(d);
+    c = ops::reshape(c, Shape(dims));
+    r = ops::reshape(r, Shape(dims));
+  }
+  for (size_t i = begin; i < end; ++i) {
     const Layer& layer = layers[i];
     const BoundRules& rules = bound_rules(layer);
     const bool activation = rules.role == LayerRole::activation;

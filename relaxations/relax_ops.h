@@ -152,10 +152,11 @@ std::string layer_label(const Network& net, size_t index);
 // of every ReLU before `end` are stored in relu_lower/relu_upper (indexed by
 // layer, (N, n), undefined elsewhere) when those are non-null.
 // With `sound`, the radius is widened at every layer by the slack of its
-// rounding (and the stored ReLU bounds with it).
+// rounding (and the stored ReLU bounds with it). begin > 0: the box given is
+// that of level `begin` (flat or not) and the pass runs layers [begin, end).
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0,
                              size_t end, std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper,
-                             bool sound = false);
+                             bool sound = false, size_t begin = 0);
 // The centre and radius of the input box [lower0, upper0], flattened or not
 // as given; with `sound` the radius covers the rounding of both.
 CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound);
@@ -204,6 +205,17 @@ void extend_magnitudes(BacksubContext& ctx);
 // generator_norm, g_norm (N, K).
 struct BacksubResult {
   Tensor lower, upper, g_norm;
+  uint64_t backsubstituted = 0;  // backsub_all_neurons: rows backsubstituted, summed over the samples
+};
+
+// The sparse path of backsub_all_neurons: needed (N * n_top flags, sample-major)
+// marks the (sample, neuron) pairs to backsubstitute; every other pair takes
+// fallback's value (lower and upper, or g_norm), which the caller vouches for:
+// sound, and such that the neuron's relaxation does not depend on it (a ReLU
+// it proves stable: every rule, crown0 included, relaxes those by constants).
+struct SparseRows {
+  std::vector<uint8_t> needed;
+  BacksubResult fallback;
 };
 
 // Bounds (or generator norms) of every neuron of the output of layers
@@ -213,16 +225,22 @@ struct BacksubResult {
 // neurons sized by memory_cap_bytes; the layer's workspace goes on the tape
 // while ctx.tape_budget_bytes lasts, and beyond that each chunk is
 // gradient-checkpointed (the tape then holds only its outputs and recomputes
-// it in backward).
-BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top);
+// it in backward). With `sparse`, only its needed pairs are backsubstituted.
+BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseRows* sparse = nullptr);
 
 // Counts of backsub_all_neurons' chunks on this thread since the last reset
 // (tests check that a small memory cap really chunks and checkpoints).
 struct BacksubChunkStats {
   uint64_t chunks = 0, checkpointed_chunks = 0;
+  uint64_t sparse_shared_chunks = 0, sparse_per_sample_chunks = 0;  // the sparse path's, by row plan
 };
 BacksubChunkStats backsub_chunk_stats();
 void reset_backsub_chunk_stats();
+
+// How the sparse path batches its rows on this thread: by its cost estimate
+// (the default), or always one of the two plans (tests cover both with it).
+enum class RowPlanChoice { by_cost, shared, per_sample };
+void set_row_plan_choice(RowPlanChoice choice);
 
 // Bounds (or norms) of C z with z the network's output: spec (N, K, L),
 // folded into the last linear layer when `elide` (for backsubstitution this

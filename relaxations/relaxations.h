@@ -135,11 +135,36 @@ struct BoundOptions {
   // one extra coefficient-times-vector product per layer; no gradients are
   // recorded for the slack terms. Training keeps the fast bounds (false).
   bool sound = false;
+  // Backsubstitution relaxations with backsubstituted intermediate bounds
+  // (crown, crown0, deepz, hbox-fresh): classify each ReLU's neurons by cheap
+  // interval bounds first and backsubstitute only the rows of the ones that
+  // are unstable under them (relaxations/backsub.cpp says why the result is
+  // the dense one's, or tighter). false: every neuron (the dense path, for
+  // tests and comparison).
+  bool sparse_intermediate = true;
+  // crown0 on the sparse path too (off by default): its own bounds are often
+  // far looser than the cheap ones (y >= 0 on every ReLU), so the sparse path
+  // would relax exactly many neurons the paper's CROWN-0 relaxes by the chord:
+  // tighter, sound, but no longer the paper's CROWN-0 numbers.
+  bool sparse_crown0 = false;
 };
 
 struct Bounds {
   Tensor lower, upper;  // (N, K): K = rows of C, or the number of logits without a spec
 };
+
+// Per ReLU layer, summed over the compute_bounds calls on this thread since
+// the last reset (backsubstituted intermediate bounds only: crown, crown0,
+// deepz, hbox-fresh): (sample, neuron) pairs, how many of them are unstable
+// under the intermediate bounds used, and how many rows were backsubstituted
+// (the dense path: all of them; the sparse one: the unstable ones under the
+// cheap bounds, plus padding or other samples' rows where they are batched).
+struct ReluLayerStats {
+  size_t layer = 0;
+  uint64_t pairs = 0, unstable = 0, backsubstituted = 0;
+};
+std::vector<ReluLayerStats> relu_layer_stats();
+void reset_relu_layer_stats();
 
 // lower0, upper0: (N, input_shape...) with lower0 <= upper0 (the caller clips
 // to the data range). spec: (N, K, n_logits), or undefined for the logits'

@@ -703,6 +703,7 @@ TrainSummary Trainer::run() {
   for (; epoch < config_.epochs; ++epoch) {
     loader.start_epoch(epoch);
     const auto epoch_start = Clock::now();
+    reset_relu_layer_stats();
     double loss_sum = 0;
     int64_t correct = 0, seen = 0;
     ScheduleValues sched;
@@ -763,6 +764,20 @@ TrainSummary Trainer::run() {
     line["images_per_s"] = images_per_s;
     line["seconds"] = train_seconds;
     line["global_step"] = global_step_;
+    // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): per ReLU layer (by
+    // layer index), the fraction of (sample, neuron) pairs unstable under the bounds used, and of
+    // rows backsubstituted (relaxations.h, ReluLayerStats).
+    const std::vector<ReluLayerStats> relu_stats = relu_layer_stats();
+    if (!relu_stats.empty()) {
+      json unstable = json::object(), backsubstituted = json::object();
+      for (const ReluLayerStats& s : relu_stats) {
+        const double pairs = double(std::max<uint64_t>(s.pairs, 1));
+        unstable[std::to_string(s.layer)] = double(s.unstable) / pairs;
+        backsubstituted[std::to_string(s.layer)] = double(s.backsubstituted) / pairs;
+      }
+      line["unstable_fraction"] = unstable;
+      line["backsubstituted_fraction"] = backsubstituted;
+    }
     std::string eval_text;
     if (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0 && epoch + 1 < config_.epochs) {
       bar.clear();

@@ -9,10 +9,16 @@
 // training, only the upper bounds of the margins are computed (need_lower).
 // --mode certify-fast | certify-sound times certification instead: the bounds
 // alone under NoGrad, fast or sound (relaxations/sound.cpp), for the price of
-// soundness.
+// soundness. Each line ends with, per ReLU layer whose intermediate bounds are
+// backsubstituted, the percentage of (sample, neuron) pairs unstable under
+// them and (in brackets) of rows backsubstituted: all with --intermediate
+// dense, the ones unstable under cheap bounds (plus batching) with sparse.
+// --checkpoint adds a trained net (a train run's checkpoint) on the first
+// test images of --dataset instead of random inputs.
 // Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
-//                     [--mode train|certify-fast|certify-sound]
+//                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
+//                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -25,6 +31,7 @@
 #include <string>
 #include <vector>
 
+#include "datasets/dataset.h"
 #include "engine/allocator.h"
 #include "engine/device.h"
 #include "engine/nn.h"
@@ -32,6 +39,7 @@
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
 #include "relaxations/relaxations.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -42,6 +50,7 @@ struct BenchNet {
   std::string name;
   Network net;
   std::vector<int> batches;
+  const Dataset* data = nullptr;  // --checkpoint: the first test images; else random inputs
 };
 
 Network make_fc(Rng& rng) {
@@ -78,20 +87,20 @@ struct Measurement {
 
 // One step: bounds of the margins, the certified cross-entropy, backward.
 double one_step(const Network& net, const Tensor& x, const std::vector<int>& labels, const Tensor& label_tensor,
-                Relaxation relaxation, const BoundOptions& options, Device device, bool certify) {
+                Relaxation relaxation, const BoundOptions& options, Device device, bool certify, float eps) {
   for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
   if (device == Device::cuda) gpu::synchronize();
   const auto start = Clock::now();
   if (certify) {  // what certify eval runs per batch
     NoGrad no_grad;
-    const auto [lower0, upper0] = input_box(x, 0.1f, true, options.sound);
+    const auto [lower0, upper0] = input_box(x, eps, true, options.sound);
     const Tensor spec = margin_spec(labels, 10, device);
     [[maybe_unused]] const std::vector<bool> proven =
         certified(compute_bounds(net, lower0, upper0, spec, relaxation, options));
     if (device == Device::cuda) gpu::synchronize();
     return std::chrono::duration<double>(Clock::now() - start).count();
   }
-  const auto [lower0, upper0] = input_box(x, 0.1f);
+  const auto [lower0, upper0] = input_box(x, eps);
   const Tensor spec = margin_spec(labels, 10, device);
   const Bounds bounds = compute_bounds(net, lower0, upper0, spec, relaxation, options);
   const Tensor worst = worst_case_logits(bounds, labels, 10);
@@ -102,28 +111,28 @@ double one_step(const Network& net, const Tensor& x, const std::vector<int>& lab
 }
 
 Measurement measure(const Network& net, int batch, Relaxation relaxation, const BoundOptions& options, Device device,
-                    int runs, Rng& rng, bool certify) {
+                    int runs, Rng& rng, bool certify, float eps, const Dataset* data) {
   std::vector<int64_t> dims{batch};
   for (int64_t d : net.input_shape().dims()) dims.push_back(d);
   std::vector<float> xs(size_t(Shape(dims).numel()));
-  for (float& v : xs) v = rng.uniform(0.0f, 1.0f);
+  for (size_t k = 0; k < xs.size(); ++k) xs[k] = data ? float(data->images[k]) / 255.0f : rng.uniform(0.0f, 1.0f);
   const Tensor x = Tensor::from_vector(xs, Shape(dims), device);
   std::vector<int> labels(static_cast<size_t>(batch));
   std::vector<float> label_values(static_cast<size_t>(batch));
-  for (int i = 0; i < batch; ++i) labels[size_t(i)] = int(rng.below(10)), label_values[size_t(i)] = float(labels[size_t(i)]);
+  for (int i = 0; i < batch; ++i) labels[size_t(i)] = data ? int(data->labels[size_t(i)]) : int(rng.below(10)), label_values[size_t(i)] = float(labels[size_t(i)]);
   const Tensor label_tensor = Tensor::from_vector(label_values, Shape{batch}, device);
 
   Measurement m;
   reset_peak_bytes(device);
   const size_t base = allocator_stats(device).bytes_in_use;
-  const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device, certify);
+  const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps);
   m.peak_bytes = allocator_stats(device).peak_bytes_in_use - base;
   // Slow configurations (CONV+ on a CPU) get one timed run instead of several.
   const int timed = warmup > 5.0 ? 1 : runs;
   std::vector<double> times;
   for (int r = 0; r < timed; ++r) {
     reset_peak_bytes(device);
-    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device, certify));
+    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps));
     m.peak_bytes = std::max(m.peak_bytes, allocator_stats(device).peak_bytes_in_use - base);
   }
   std::sort(times.begin(), times.end());
@@ -139,7 +148,9 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
   std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg;
   for (Relaxation r : all_relaxations()) relaxations_arg += (relaxations_arg.empty() ? "" : ",") + std::string(relaxation_name(r));
-  std::string mode = "train";
+  std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
+  float eps = 0.1f;
+  bool sparse_crown0 = false;
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
@@ -157,6 +168,17 @@ int main(int argc, char** argv) {
                  "alone under NoGrad, as certify eval computes them, fast or sound")
       ->capture_default_str()
       ->check(CLI::IsMember({"train", "certify-fast", "certify-sound"}));
+  app.add_option("--intermediate", intermediate,
+                 "backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): sparse (only the neurons "
+                 "unstable under cheap bounds, the default), dense (every neuron), or both, one line each")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"sparse", "dense", "both"}));
+  app.add_option("--eps", eps, "radius of the L-inf input boxes")->capture_default_str();
+  app.add_flag("--sparse-crown0", sparse_crown0,
+               "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
+  app.add_option("--checkpoint", checkpoint,
+                 "also a trained net: a train run's checkpoint.ckpt, on the first test images of --dataset (batch 50)");
+  app.add_option("--dataset", dataset, "the data set of --checkpoint (load_dataset's names)")->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     set_thread_count(threads, "[bench_bounds] --threads");
@@ -165,6 +187,7 @@ int main(int argc, char** argv) {
     std::vector<Relaxation> relaxations;
     for (const std::string& name : split_list(relaxations_arg)) relaxations.push_back(parse_relaxation(name));
     BoundOptions options;
+    options.sparse_crown0 = sparse_crown0;
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
@@ -179,22 +202,41 @@ int main(int argc, char** argv) {
       else if (name == "conv+") nets.push_back({name, make_conv_plus(init), {50}});
       else throw std::runtime_error("[bench_bounds] --nets: unknown net '" + given + "' (expected fc, conv, conv+)");
     }
-    std::printf("bench_bounds on %s: %s, eps 0.1\n", device_name(device),
+    DatasetSplits data_splits;
+    if (!checkpoint.empty()) {
+      data_splits = load_dataset(dataset, "");
+      nets.push_back({"ckpt", train::network_from_checkpoint(checkpoint), {50}, &data_splits.test});
+    }
+    std::printf("bench_bounds on %s: %s, eps %g\n", device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
-                        : "bound (margin spec) + certified cross-entropy + backward");
-    std::printf("%-6s %5s  %-10s %10s %10s %5s %12s\n", "net", "batch", "relaxation", "median s", "min s", "runs",
-                "peak MiB");
+                        : "bound (margin spec) + certified cross-entropy + backward",
+                double(eps));
+    std::printf("%-6s %5s  %-10s %-6s %10s %10s %5s %12s  %s\n", "net", "batch", "relaxation", "interm",
+                "median s", "min s", "runs", "peak MiB", "unstable% [backsubstituted%] per ReLU layer");
     Rng data(7);
     for (BenchNet& b : nets) {
       b.net.to(device);
       b.net.set_requires_grad(true);
       for (int batch : b.batches)
-        for (Relaxation r : relaxations) {
-          const Measurement m = measure(b.net, batch, r, options, device, runs, data, certify);
-          std::printf("%-6s %5d  %-10s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, relaxation_name(r),
-                      m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0));
-          std::fflush(stdout);
-        }
+        for (Relaxation r : relaxations)
+          for (const std::string& kind : split_list(intermediate == "both" ? "dense,sparse" : intermediate)) {
+            options.sparse_intermediate = kind == "sparse";
+            Rng same_data = data;  // both paths see the same inputs
+            reset_relu_layer_stats();
+            const Measurement m = measure(b.net, batch, r, options, device, runs, same_data, certify, eps, b.data);
+            std::string layers;
+            for (const ReluLayerStats& s : relu_layer_stats()) {
+              char text[64];
+              const double pairs = double(std::max<uint64_t>(s.pairs, 1));
+              std::snprintf(text, sizeof text, " %zu:%.1f[%.1f]", s.layer, 100.0 * double(s.unstable) / pairs,
+                            100.0 * double(s.backsubstituted) / pairs);
+              layers += text;
+            }
+            std::printf("%-6s %5d  %-10s %-6s %10.4f %10.4f %5d %12.1f %s\n", b.name.c_str(), batch, relaxation_name(r),
+                        kind.c_str(), m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0),
+                        layers.c_str());
+            std::fflush(stdout);
+          }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -1,0 +1,235 @@
+// BoundOptions::sparse_intermediate (relaxations/backsub.cpp): the
+// backsubstitution relaxations bound only the neurons that cheap interval
+// bounds leave unstable. Checked against the dense path (sparse_intermediate
+// false), which backsubstitutes every neuron, on random nets and on a net
+// briefly trained with Box (most ReLUs stable there):
+//  - where both classify every ReLU alike, the same bounds and the same
+//    gradients (1e-6 relative);
+//  - where the cheap bounds prove a neuron stable that the dense
+//    backsubstitution does not (interval bounds are not always looser), the
+//    sparse path relaxes it exactly: its bounds are then no looser than the
+//    dense ones on these nets (exactness at a neuron does not guarantee that
+//    in general: later adaptive slopes can move), and sound on sampled points.
+// Whether the classifications agree is read from relu_layer_stats: the
+// sparse path's stable set contains the dense one's layer by layer as long as
+// they agreed below, so equal unstable counts at every layer mean agreement.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "engine/nn.h"
+#include "engine/ops.h"
+#include "engine/optim.h"
+#include "engine/tape.h"
+#include "relaxations/relax_ops.h"
+#include "relaxations/relaxations.h"
+#include "tests/test_util.h"
+
+namespace cte::test {
+namespace {
+
+const Relaxation kSparseRelaxations[] = {Relaxation::crown, Relaxation::crown0, Relaxation::deepz,
+                                         Relaxation::hbox_fresh};
+
+// widths = {input, hidden..., logits}; ReLU after every hidden linear layer.
+Network dense_net(const std::vector<int64_t>& widths, Rng& rng) {
+  std::vector<Layer> layers;
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    if (i > 0) layers.push_back(make_relu());
+    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
+  }
+  return Network(Shape{widths.front()}, layers);
+}
+
+// normalize, two convs (a stride and a padding), two dense layers.
+Network conv_net(Rng& rng) {
+  return Network(Shape{1, 6, 6}, {make_normalize({0.3f}, {0.7f}), make_conv(1, 3, 3, 1, 1, rng), make_relu(),
+                                  make_conv(3, 4, 3, 2, 1, rng), make_relu(), make_flatten(),
+                                  make_linear(36, 12, rng), make_relu(), make_linear(12, 4, rng)});
+}
+
+Shape with_batch(const Shape& per_sample, int64_t count) {
+  std::vector<int64_t> dims{count};
+  for (int64_t d : per_sample.dims()) dims.push_back(d);
+  return Shape(dims);
+}
+
+struct Outcome {
+  std::vector<float> lower, upper;
+  std::vector<std::vector<float>> grads;  // per parameter, of sum(upper) - sum(lower)
+  std::vector<ReluLayerStats> stats;
+};
+
+Outcome bound(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, Relaxation r,
+              bool sparse, bool sound) {
+  BoundOptions options;
+  options.sparse_intermediate = sparse;
+  options.sparse_crown0 = true;  // its disagreements are many, but the same properties must hold
+  options.sound = sound;
+  for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
+  reset_relu_layer_stats();
+  const Bounds b = compute_bounds(net, lower0, upper0, spec, r, options);
+  Outcome out;
+  out.stats = relu_layer_stats();
+  out.lower = b.lower.to_vector();
+  out.upper = b.upper.to_vector();
+  if (!sound) {
+    backward(ops::sub(ops::sum(b.upper), ops::sum(b.lower)));
+    for (const Tensor& p : net.parameters()) out.grads.push_back(p.grad().to_vector());
+  }
+  return out;
+}
+
+bool same_classification(const Outcome& a, const Outcome& b) {
+  if (a.stats.size() != b.stats.size()) return false;
+  for (size_t i = 0; i < a.stats.size(); ++i)
+    if (a.stats[i].unstable != b.stats[i].unstable) return false;
+  return true;
+}
+
+void check_close(const std::vector<float>& got, const std::vector<float>& want, const std::string& what) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0;
+  for (size_t i = 0; i < got.size(); ++i)
+    worst = std::max(worst, std::fabs(double(got[i]) - double(want[i])) / (1.0 + std::fabs(double(want[i]))));
+  CHECK_MESSAGE(worst <= 1e-6, what << ": largest relative difference " << worst);
+}
+
+// lower0, upper0 and the samples x in it: z = C f(x) within [lower, upper].
+void check_sound_by_sampling(const Network& net, const std::vector<float>& lower0, const std::vector<float>& upper0,
+                             const std::vector<float>& spec, int64_t batch, int64_t rows, const Outcome& o,
+                             Rng& rng, const std::string& what) {
+  const int64_t n0 = int64_t(lower0.size()) / batch;
+  std::vector<float> x(lower0.size());
+  int violations = 0;
+  for (int trial = 0; trial < 50; ++trial) {
+    for (size_t k = 0; k < x.size(); ++k)
+      x[k] = trial == 0 ? lower0[k] : trial == 1 ? upper0[k] : rng.uniform(lower0[k], upper0[k]);
+    const std::vector<float> z = net.forward(Tensor::from_vector(x, with_batch(net.input_shape(), batch), Device::cpu)).to_vector();
+    const int64_t logits = int64_t(z.size()) / batch;
+    for (int64_t s = 0; s < batch; ++s)
+      for (int64_t k = 0; k < rows; ++k) {
+        double value = 0;
+        for (int64_t j = 0; j < logits; ++j)
+          value += double(spec[size_t((s * rows + k) * logits + j)]) * double(z[size_t(s * logits + j)]);
+        const size_t at = size_t(s * rows + k);
+        const double slack = 1e-5 * (1.0 + std::fabs(value));
+        violations += value < o.lower[at] - slack || value > o.upper[at] + slack;
+      }
+  }
+  (void)n0;
+  CHECK_MESSAGE(violations == 0, what << ": " << violations << " sampled values outside the bounds");
+}
+
+// Returns how many (relaxation, sound) cases had the same classification.
+int compare_paths(const Network& net, int64_t batch, float eps, Rng& rng, const std::string& label) {
+  const int64_t n0 = net.input_shape().numel();
+  const int64_t logits = net.layers().back().out_shape.numel();
+  std::vector<float> centre = random_values(batch * n0, rng, 0.0f, 1.0f), lo(centre.size()), hi(centre.size());
+  for (size_t k = 0; k < centre.size(); ++k) lo[k] = centre[k] - eps, hi[k] = centre[k] + eps;
+  const Tensor lower0 = Tensor::from_vector(lo, with_batch(net.input_shape(), batch), Device::cpu);
+  const Tensor upper0 = Tensor::from_vector(hi, with_batch(net.input_shape(), batch), Device::cpu);
+  const std::vector<float> spec_values = random_values(batch * 3 * logits, rng);
+  const Tensor spec = Tensor::from_vector(spec_values, Shape{batch, 3, logits}, Device::cpu);
+  int agreeing = 0;
+  for (Relaxation r : kSparseRelaxations)
+    for (bool sound : {false, true}) {
+      const std::string what = label + " " + relaxation_name(r) + (sound ? " (sound)" : "");
+      const Outcome dense = bound(net, lower0, upper0, spec, r, false, sound);
+      const Outcome sparse = bound(net, lower0, upper0, spec, r, true, sound);
+      REQUIRE(sparse.stats.size() == dense.stats.size());
+      // The sparse path backsubstitutes fewer rows (or as many) as the dense one.
+      for (size_t i = 0; i < sparse.stats.size(); ++i)
+        CHECK(sparse.stats[i].backsubstituted <= dense.stats[i].backsubstituted);
+      check_sound_by_sampling(net, lo, hi, spec_values, batch, 3, sparse, rng, what);
+      if (same_classification(sparse, dense) && !sound) {
+        ++agreeing;
+        check_close(sparse.lower, dense.lower, what + " lower");
+        check_close(sparse.upper, dense.upper, what + " upper");
+        for (size_t p = 0; p < dense.grads.size(); ++p)
+          check_close(sparse.grads[p], dense.grads[p], what + " gradient of parameter " + std::to_string(p));
+        continue;
+      }
+      // Sound mode: the stable neurons' (cheap) upper bounds enter the magnitude
+      // bounds, so the slack may differ by a few roundoffs either way.
+      const double tolerance = sound ? 1e-5 : 1e-6;
+      int looser = 0;
+      for (size_t k = 0; k < dense.lower.size(); ++k) {
+        looser += sparse.lower[k] < dense.lower[k] - tolerance * (1.0 + std::fabs(dense.lower[k]));
+        looser += sparse.upper[k] > dense.upper[k] + tolerance * (1.0 + std::fabs(dense.upper[k]));
+      }
+      CHECK_MESSAGE(looser == 0, what << ": " << looser << " bounds looser than the dense path's");
+    }
+  return agreeing;
+}
+
+// A few Adam steps on the Box bound of the margins: most ReLUs become stable.
+void box_train(Network& net, Rng& rng, int steps, float eps) {
+  const int64_t batch = 16, n0 = net.input_shape().numel();
+  const int classes = int(net.layers().back().out_shape.numel());
+  net.set_requires_grad(true);
+  Adam adam(net.parameters(), 0.01f);
+  for (int step = 0; step < steps; ++step) {
+    const std::vector<float> x = random_values(batch * n0, rng, 0.0f, 1.0f);
+    std::vector<int> labels;
+    for (int64_t s = 0; s < batch; ++s) labels.push_back(x[size_t(s * n0)] > 0.5f ? 1 : 0);
+    const auto [lower0, upper0] = input_box(Tensor::from_vector(x, with_batch(net.input_shape(), batch), Device::cpu), eps);
+    const Bounds b = compute_bounds(net, lower0, upper0, margin_spec(labels, classes, Device::cpu), Relaxation::box);
+    std::vector<float> label_values(labels.begin(), labels.end());
+    const Tensor loss = ops::mean(ops::softmax_cross_entropy(worst_case_logits(b, labels, classes),
+                                                             Tensor::from_vector(label_values, Shape{batch}, Device::cpu)));
+    adam.zero_grad();
+    backward(loss);
+    adam.step();
+  }
+}
+
+TEST_CASE("sparse intermediate bounds: the dense path's bounds and gradients on random nets") {
+  for (relax::RowPlanChoice choice : {relax::RowPlanChoice::shared, relax::RowPlanChoice::per_sample}) {
+    const bool per_sample = choice == relax::RowPlanChoice::per_sample;
+    CAPTURE(per_sample);
+    relax::set_row_plan_choice(choice);
+    relax::reset_backsub_chunk_stats();
+    Rng rng(31);
+    int agreeing = 0;
+    for (int trial = 0; trial < 2; ++trial) {
+      Network fc = dense_net({5, 16, 16, 12, 4}, rng);
+      fc.set_requires_grad(true);
+      agreeing += compare_paths(fc, 4, 0.05f, rng, "fc trial " + std::to_string(trial));
+    }
+    Network conv = conv_net(rng);
+    conv.set_requires_grad(true);
+    agreeing += compare_paths(conv, 3, 0.05f, rng, "conv");
+    CHECK(agreeing >= 6);  // most cases agree: the equality checks above really ran
+    const relax::BacksubChunkStats stats = relax::backsub_chunk_stats();
+    CHECK((per_sample ? stats.sparse_per_sample_chunks : stats.sparse_shared_chunks) > 0);  // the plan ran
+  }
+  relax::set_row_plan_choice(relax::RowPlanChoice::by_cost);
+}
+
+TEST_CASE("sparse intermediate bounds: a Box-trained net, most neurons stable, few rows backsubstituted") {
+  Rng rng(5);
+  Network net = dense_net({6, 16, 16, 16, 16, 16, 2}, rng);
+  box_train(net, rng, 40, 0.02f);
+  int agreeing = 0;
+  for (float eps : {0.02f, 0.05f})
+    agreeing += compare_paths(net, 16, eps, rng, "box-trained eps " + std::to_string(eps));
+  CHECK(agreeing >= 2);
+  // Stable ReLUs dominate, and the sparse path skips their rows.
+  const int64_t batch = 8;
+  const Tensor x = Tensor::from_vector(random_values(batch * 6, rng, 0.0f, 1.0f), Shape{batch, 6}, Device::cpu);
+  const auto [lower0, upper0] = input_box(x, 0.02f);
+  reset_relu_layer_stats();
+  BoundOptions options;
+  compute_bounds(net, lower0, upper0, Tensor(), Relaxation::crown, options);
+  uint64_t pairs = 0, backsubstituted = 0;
+  for (const ReluLayerStats& s : relu_layer_stats()) pairs += s.pairs, backsubstituted += s.backsubstituted;
+  MESSAGE("box-trained net: " << backsubstituted << " of " << pairs << " rows backsubstituted");
+  CHECK(backsubstituted * 2 < pairs);
+}
+
+}  // namespace
+}  // namespace cte::test
