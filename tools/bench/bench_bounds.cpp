@@ -9,10 +9,11 @@
 // training, only the upper bounds of the margins are computed (need_lower).
 // --mode certify-fast | certify-sound times certification instead: the bounds
 // alone under NoGrad, fast or sound (relaxations/sound.cpp), for the price of
-// soundness.
+// soundness. alpha-crown runs once per --alpha-steps value (20 and 100 by
+// default; early stop off, so every step runs), labelled alpha-crown/N.
 // Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
-//                     [--mode train|certify-fast|certify-sound]
+//                     [--mode train|certify-fast|certify-sound] [--alpha-steps 20,100]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -139,6 +140,8 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
   std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg;
   for (Relaxation r : all_relaxations()) relaxations_arg += (relaxations_arg.empty() ? "" : ",") + std::string(relaxation_name(r));
+  relaxations_arg += std::string(",") + relaxation_name(Relaxation::alpha_crown);
+  std::vector<int> alpha_steps{20, 100};
   std::string mode = "train";
   int runs = 5, threads = 0;
   double cap_mb = 1024;
@@ -152,6 +155,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  app.add_option("--alpha-steps", alpha_steps,
+                 "alpha-crown: Adam steps on the slopes, one bench line per value (early stop off)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--mode", mode,
                  "train: bound + certified loss + backward (fast bounds); certify-fast / certify-sound: the bounds "
                  "alone under NoGrad, as certify eval computes them, fast or sound")
@@ -182,7 +190,7 @@ int main(int argc, char** argv) {
     std::printf("bench_bounds on %s: %s, eps 0.1\n", device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward");
-    std::printf("%-6s %5s  %-10s %10s %10s %5s %12s\n", "net", "batch", "relaxation", "median s", "min s", "runs",
+    std::printf("%-6s %5s  %-15s %10s %10s %5s %12s\n", "net", "batch", "relaxation", "median s", "min s", "runs",
                 "peak MiB");
     Rng data(7);
     for (BenchNet& b : nets) {
@@ -190,10 +198,20 @@ int main(int argc, char** argv) {
       b.net.set_requires_grad(true);
       for (int batch : b.batches)
         for (Relaxation r : relaxations) {
-          const Measurement m = measure(b.net, batch, r, options, device, runs, data, certify);
-          std::printf("%-6s %5d  %-10s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, relaxation_name(r),
-                      m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0));
-          std::fflush(stdout);
+          const bool alpha = r == Relaxation::alpha_crown;
+          for (size_t v = 0; v < (alpha ? alpha_steps.size() : 1); ++v) {
+            BoundOptions o = options;
+            std::string label = relaxation_name(r);
+            if (alpha) {
+              o.alpha.steps = alpha_steps[v];
+              o.alpha.patience = 0;
+              label += "/" + std::to_string(alpha_steps[v]);
+            }
+            const Measurement m = measure(b.net, batch, r, o, device, runs, data, certify);
+            std::printf("%-6s %5d  %-15s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, label.c_str(),
+                        m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0));
+            std::fflush(stdout);
+          }
         }
     }
   } catch (const std::exception& e) {
