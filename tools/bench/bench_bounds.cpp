@@ -205,7 +205,7 @@ int main(int argc, char** argv) {
             if (alpha) {
               o.alpha.steps = alpha_steps[v];
               o.alpha.patience = 0;
-              label += "/" + std::to_string(alpha_steps[v]);
+              label.append(1, '/').append(std::to_string(alpha_steps[v]));  // not "/" + ...: GCC 12's -Wrestrict false positive
             }
             const Measurement m = measure(b.net, batch, r, o, device, runs, data, certify);
             std::printf("%-6s %5d  %-15s %10.4f %10.4f %5d %12.1f\n", b.name.c_str(), batch, label.c_str(),
