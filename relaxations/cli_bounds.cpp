@@ -123,6 +123,7 @@ int certify_bounds_command(int argc, char** argv) {
   int threads = 0;
   bool no_clip = false, no_elide = false, unsound_fast = false;
   int crown_tie = 0;
+  AlphaCrownOptions alpha;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--net", net_path, "network JSON (engine/netjson.h format) or ONNX (.onnx, engine/onnx_io.h)")->required();
   app.add_option("--x", x_path,
@@ -144,6 +145,7 @@ int certify_bounds_command(int argc, char** argv) {
   app.add_flag("--no-elide", no_elide,
                "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
   tools::add_crown_tie_flag(app, crown_tie, "default: 0; printed as \"crown_tie\" on every line");
+  tools::add_alpha_crown_flags(app, alpha);
   app.add_flag("--unsound-fast", unsound_fast,
                "the fast bounds of training instead of the sound ones (which hold for the real network and the "
                "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
@@ -230,6 +232,7 @@ int certify_bounds_command(int argc, char** argv) {
     options.elide_last_layer = !no_elide;
     options.sound = !unsound_fast;
     options.crown_tie_slope = crown_tie;
+    options.alpha = alpha;
     for (Relaxation relaxation : relaxations) {
       Bounds bounds;
       try {

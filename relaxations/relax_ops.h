@@ -191,6 +191,11 @@ struct BacksubContext {
   // extend_magnitudes as intermediate bounds become known).
   bool sound = false;
   std::vector<Tensor> magnitude;  // per level 0..layers.size()
+  // alpha-crown (alpha_crown.cpp), per ReLU layer or empty: (N, K, n) added to
+  // the lower slope of CROWN's step for row k of a per-sample backsubstitution
+  // (alpha - CROWN's slope on unstable ReLUs, 0 elsewhere). Only backsub_spec's
+  // walk reads it; the intermediate bounds never do.
+  std::vector<Tensor> lower_slope_shift;
 };
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0,
@@ -265,5 +270,9 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
 // backsubstitution) and crown_ibp (intermediate bounds by Box).      backsub.cpp
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options);
+// alpha-crown: CROWN's intermediate bounds, then the output backsubstitution
+// with lower slopes optimised per spec row.                          alpha_crown.cpp
+Bounds alpha_crown_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
+                          const BoundOptions& options);
 
 }  // namespace cte::relax

@@ -141,6 +141,7 @@ const char* engine_text(BoundsEngine engine) {
     case BoundsEngine::hbox: return "hybrid zonotope forward pass";
     case BoundsEngine::backsub: return "backsubstitution";
     case BoundsEngine::lp: return "LP (GLPK), sound through the dual";
+    case BoundsEngine::optimised_slopes: return "backsubstitution, slopes optimised (Adam)";
   }
   return "?";
 }
@@ -178,7 +179,7 @@ const char* relaxation_name(Relaxation r) {
 std::vector<Relaxation> all_relaxations() {
   std::vector<Relaxation> out;
   for (const RelaxationInfo& row : kRelaxationTable)
-    if (row.has_gradient()) out.push_back(row.id);
+    if (row.has_gradient() && row.engine != BoundsEngine::optimised_slopes) out.push_back(row.id);
   return out;
 }
 
@@ -233,6 +234,11 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     fail("bounds", "crown_ibp_beta must lie in [0, 1], got " + std::to_string(options.crown_ibp_beta));
   if (options.crown_tie_slope != 0 && options.crown_tie_slope != 1)
     fail("bounds", "crown_tie_slope must be 0 or 1, got " + std::to_string(options.crown_tie_slope));
+  if (options.alpha.steps < 0) fail("bounds", "alpha.steps must be >= 0, got " + std::to_string(options.alpha.steps));
+  if (!(options.alpha.lr > 0.0f) || !std::isfinite(options.alpha.lr))
+    fail("bounds", "alpha.lr must be a finite number > 0, got " + std::to_string(options.alpha.lr));
+  if (options.alpha.patience < 0)
+    fail("bounds", "alpha.patience must be >= 0, got " + std::to_string(options.alpha.patience));
   check_network(net, device);
   Bounds bounds;
   const RelaxationInfo& info = relaxation_info(relaxation);
@@ -240,6 +246,7 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     case BoundsEngine::box: bounds = relax::box_bounds(net, lower0, upper0, spec, options); break;
     case BoundsEngine::hbox: bounds = relax::hbox_bounds(net, lower0, upper0, spec, options); break;
     case BoundsEngine::backsub: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
+    case BoundsEngine::optimised_slopes: bounds = relax::alpha_crown_bounds(net, lower0, upper0, spec, options); break;
     case BoundsEngine::lp: {
       std::vector<Tensor> params = net.parameters();
       if (grad_recording_enabled() && should_record(params))

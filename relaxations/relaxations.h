@@ -25,6 +25,7 @@ enum class BoundsEngine {
   hbox,     // relaxations/hbox.cpp: the hybrid zonotope forward pass
   backsub,  // relaxations/backsub.cpp: linear forms backsubstituted to the input
   lp,       // relaxations/lp.cpp: GLPK, sound through the dual; no gradient
+  optimised_slopes,  // relaxations/alpha_crown.cpp: backsubstitution whose lower slopes are optimised per spec row
 };
 
 // Where the bounds l, u of the ReLUs' inputs come from.
@@ -62,6 +63,10 @@ enum class IntermediateBounds {
     "lower slope 0 on unstable ReLUs only, stable ReLUs exact (the authors' code option '0')")                        \
   X(crown_ibp, "crown-ibp", "crown_ibp,crown-ibp-r", backsub, crown, triangle, "relu_linear_bounds(crown)", box_pass, \
     "Box intermediate bounds, CROWN backsubstitution for the output")                                                 \
+  X(alpha_crown, "alpha-crown", "alpha_crown", optimised_slopes, crown, triangle,                                    \
+    "relu_linear_bounds(crown), lower slope optimised", backsub_pass,                                                 \
+    "CROWN's intermediate bounds; the output walk's lower slopes in [0, 1] optimised per spec row by Adam on the "     \
+    "bound (alpha-CROWN; --alpha-steps, --alpha-lr, --alpha-patience)")                                               \
   X(triangle, "triangle", "", lp, crown, triangle, "lp_relu_half_planes(triangle)", lp_pass,                          \
     "the LP of the convex hull of each ReLU (section 5.2; certification only)")                                      \
   X(parallelogram, "parallelogram", "", lp, crown, parallelogram, "lp_relu_half_planes(parallelogram)", lp_pass,      \
@@ -96,11 +101,24 @@ const RelaxationInfo& relaxation_info(Relaxation r);
 // Accepts each row's name and aliases; throws "[relaxation] unknown ..." listing the valid names.
 Relaxation parse_relaxation(const std::string& name);
 const char* relaxation_name(Relaxation r);  // the row's name: "box", "hbox-fresh", "crown-ibp", ...
-std::vector<Relaxation> all_relaxations();  // the differentiable ones, in table order (not the LP relaxations)
+// The differentiable relaxations with a fixed per-neuron rule, in table order:
+// neither the LPs nor alpha-crown, whose slopes an optimisation chooses (the
+// double reference of tests/reference_bounds.cpp covers exactly these).
+std::vector<Relaxation> all_relaxations();
 // "box, hbox, ..., parallelogram": every name, for --help texts and messages.
 std::string relaxation_names_list(bool differentiable_only = false);
 // The README's relaxation table (Markdown), generated from the rows.
 std::string relaxation_table_markdown();
+
+// alpha-crown: Adam steps on the lower slopes (0: CROWN's slopes), Adam's
+// learning rate, and the early stop: after `patience` steps in a row in which
+// no spec row's bound improved by more than 1e-6 relative (0: every step
+// runs). Every iterate is a sound bound; each row keeps its best.
+struct AlphaCrownOptions {
+  int steps = 20;
+  float lr = 0.1f;
+  int patience = 5;
+};
 
 struct BoundOptions {
   // Fold C into the last linear layer (last-layer elision, the paper's
@@ -147,6 +165,8 @@ struct BoundOptions {
   // would relax exactly many neurons the paper's CROWN-0 relaxes by the chord:
   // tighter, sound, but no longer the paper's CROWN-0 numbers.
   bool sparse_crown0 = false;
+  // alpha-crown's optimisation of the lower slopes.
+  AlphaCrownOptions alpha;
 };
 
 struct Bounds {

@@ -215,6 +215,8 @@ int certify_eval_command(int argc, char** argv) {
   tools::add_pgd_start_flag(app, pgd_start);
   add_elide_flags(app, elide);
   tools::add_crown_tie_flag(app, crown_tie, "default: as the run trained");
+  AlphaCrownOptions alpha;
+  tools::add_alpha_crown_flags(app, alpha);
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -261,6 +263,7 @@ int certify_eval_command(int argc, char** argv) {
   o.pgd_random_start = pgd_random;
   o.elide = elide.resolve(trained.elide);
   o.crown_tie_slope = crown_tie >= 0 ? crown_tie : trained.crown_tie;
+  o.alpha = alpha;
   o.sound = !unsound_fast;
   o.batch_size = batch_size;
   o.subset = test_subset;
@@ -608,6 +611,8 @@ int certify_table_command(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
   app.add_option("--out", out_path, "also write the table as Markdown to this file");
   tools::add_crown_tie_flag(app, crown_tie, "default: as each run trained; a column of the table");
+  AlphaCrownOptions alpha;
+  tools::add_alpha_crown_flags(app, alpha);
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
@@ -642,6 +647,7 @@ int certify_table_command(int argc, char** argv) {
     o.pgd = false;
     o.elide = run.trained.elide;
     o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
+    o.alpha = alpha;
     o.sound = !unsound_fast;
     o.batch_size = batch_size;
     o.subset = test_subset;

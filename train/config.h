@@ -41,6 +41,7 @@ struct TrainConfig {
   double l1 = 5e-6;                        // lambda * sum |W| over weights
   double l2 = 0.0;                         // lambda * sum W^2 over weights (biases excluded, as the authors' code)
   int crown_tie = 0;                       // CROWN's lower slope when -l = u: 0 (the paper) or 1 (the authors' code)
+  AlphaCrownOptions alpha;                 // alpha-crown's slope optimisation (training and certification)
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)

@@ -214,6 +214,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
       BoundOptions bo;
       bo.elide_last_layer = c.elide;
       bo.crown_tie_slope = c.crown_tie;
+      bo.alpha = c.alpha;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)
       Bounds bounds;
       if (method.small_box) {
@@ -326,6 +327,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   bo.sound = o.sound;
   bo.elide_last_layer = o.elide;
   bo.crown_tie_slope = o.crown_tie_slope;
+  bo.alpha = o.alpha;
   bo.need_lower = false;  // certified() reads only the upper bounds of the margins
   std::vector<float> images;
   std::vector<int> labels;
@@ -621,6 +623,7 @@ EvalOptions Trainer::eval_options() const {
   o.pgd_random_start = config_.pgd_start == "random";
   o.elide = config_.elide;
   o.crown_tie_slope = config_.crown_tie;
+  o.alpha = config_.alpha;
   o.sound = !config_.unsound_fast;
   o.batch_size = config_.batch_size;
   o.subset = 0;  // test_set_ is already the subset

@@ -99,6 +99,7 @@ struct EvalOptions {
   bool pgd_random_start = true;
   bool elide = true;
   int crown_tie_slope = 0;  // BoundOptions::crown_tie_slope
+  AlphaCrownOptions alpha;  // BoundOptions::alpha (alpha-crown's optimisation)
   int batch_size = 100;
   int64_t subset = 0;  // first N test images (0: all)
   // Sound bounds (relaxations/sound.cpp) and an outward-rounded input box:

@@ -18,6 +18,8 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   const bool want_upper = ctx.mode == BacksubMode::bounds_symmetric;
   BacksubReluResult r = backsub_relu(ctx.rule, f.coeffs, ctx.relu_lower[index], ctx.relu_upper[index], track_bias,
                                      want_upper);
+  if (index < ctx.lower_slope_shift.size() && ctx.lower_slope_shift[index].defined())  // alpha-crown's slopes
+    r.coeffs = ops::add(r.coeffs, ops::mul(ops::relu(f.coeffs), ctx.lower_slope_shift[index]));
   f.coeffs = r.coeffs;
   f.relu_lower = add_defined(f.relu_lower, r.bias_lower);
   f.relu_upper = add_defined(f.relu_upper, r.bias_upper);

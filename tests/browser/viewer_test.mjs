@@ -179,7 +179,7 @@ try {
     check(w === ws[k], `w slider at index ${k} shows w = ${w}`);
     const rows = await page.$$eval("#toy-table tbody tr", (rows) => rows.map((tr) => ({
       name: tr.dataset.relaxation, lower: [Number(tr.dataset.lower0), Number(tr.dataset.lower1)] })));
-    check(rows.length === 10, "10 relaxations in the network table");
+    check(rows.length === 11, "11 relaxations in the network table");
     toyRows.push(rows);
     toyW.push(w);
     // The paper's section 4.1 values: CROWN l31 = 1 for w <= 0, w for 0 < w <= 1; hBox l32 = -1 - w for w < 1, 0 from w = 1.

@@ -14,11 +14,14 @@
 // them and (in brackets) of rows backsubstituted: all with --intermediate
 // dense, the ones unstable under cheap bounds (plus batching) with sparse.
 // --checkpoint adds a trained net (a train run's checkpoint) on the first
-// test images of --dataset instead of random inputs.
+// test images of --dataset instead of random inputs. alpha-crown runs once
+// per --alpha-steps value (20 and 100 by default; early stop off, so every
+// step runs), labelled alpha-crown/N.
 // Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
+//                     [--alpha-steps 20,100]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -148,6 +151,8 @@ int main(int argc, char** argv) {
   CLI::App app{"bench_bounds: time of one relaxation bound + certified loss + backward, and peak memory"};
   std::string device_name_arg = "cpu", nets_arg = "fc,conv,conv+", relaxations_arg;
   for (Relaxation r : all_relaxations()) relaxations_arg += (relaxations_arg.empty() ? "" : ",") + std::string(relaxation_name(r));
+  relaxations_arg += std::string(",") + relaxation_name(Relaxation::alpha_crown);
+  std::vector<int> alpha_steps{20, 100};
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
   bool sparse_crown0 = false;
@@ -163,6 +168,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
+  app.add_option("--alpha-steps", alpha_steps,
+                 "alpha-crown: Adam steps on the slopes, one bench line per value (early stop off)")
+      ->delimiter(',')
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   app.add_option("--mode", mode,
                  "train: bound + certified loss + backward (fast bounds); certify-fast / certify-sound: the bounds "
                  "alone under NoGrad, as certify eval computes them, fast or sound")
@@ -211,32 +221,43 @@ int main(int argc, char** argv) {
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
                 double(eps));
-    std::printf("%-6s %5s  %-10s %-6s %10s %10s %5s %12s  %s\n", "net", "batch", "relaxation", "interm",
+    std::printf("%-6s %5s  %-15s %-6s %10s %10s %5s %12s  %s\n", "net", "batch", "relaxation", "interm",
                 "median s", "min s", "runs", "peak MiB", "unstable% [backsubstituted%] per ReLU layer");
     Rng data(7);
     for (BenchNet& b : nets) {
       b.net.to(device);
       b.net.set_requires_grad(true);
       for (int batch : b.batches)
-        for (Relaxation r : relaxations)
-          for (const std::string& kind : split_list(intermediate == "both" ? "dense,sparse" : intermediate)) {
-            options.sparse_intermediate = kind == "sparse";
-            Rng same_data = data;  // both paths see the same inputs
-            reset_relu_layer_stats();
-            const Measurement m = measure(b.net, batch, r, options, device, runs, same_data, certify, eps, b.data);
-            std::string layers;
-            for (const ReluLayerStats& s : relu_layer_stats()) {
-              char text[64];
-              const double pairs = double(std::max<uint64_t>(s.pairs, 1));
-              std::snprintf(text, sizeof text, " %zu:%.1f[%.1f]", s.layer, 100.0 * double(s.unstable) / pairs,
-                            100.0 * double(s.backsubstituted) / pairs);
-              layers += text;
+        for (Relaxation r : relaxations) {
+          const bool alpha = r == Relaxation::alpha_crown;
+          for (size_t v = 0; v < (alpha ? alpha_steps.size() : 1); ++v) {
+            BoundOptions o = options;
+            std::string label = relaxation_name(r);
+            if (alpha) {
+              o.alpha.steps = alpha_steps[v];
+              o.alpha.patience = 0;
+              label.append(1, '/').append(std::to_string(alpha_steps[v]));  // not "/" + ...: GCC 12's -Wrestrict false positive
             }
-            std::printf("%-6s %5d  %-10s %-6s %10.4f %10.4f %5d %12.1f %s\n", b.name.c_str(), batch, relaxation_name(r),
-                        kind.c_str(), m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0),
-                        layers.c_str());
-            std::fflush(stdout);
+            for (const std::string& kind : split_list(intermediate == "both" ? "dense,sparse" : intermediate)) {
+              o.sparse_intermediate = kind == "sparse";
+              Rng same_data = data;  // both paths see the same inputs
+              reset_relu_layer_stats();
+              const Measurement m = measure(b.net, batch, r, o, device, runs, same_data, certify, eps, b.data);
+              std::string layers;
+              for (const ReluLayerStats& s : relu_layer_stats()) {
+                char text[64];
+                const double pairs = double(std::max<uint64_t>(s.pairs, 1));
+                std::snprintf(text, sizeof text, " %zu:%.1f[%.1f]", s.layer, 100.0 * double(s.unstable) / pairs,
+                              100.0 * double(s.backsubstituted) / pairs);
+                layers += text;
+              }
+              std::printf("%-6s %5d  %-15s %-6s %10.4f %10.4f %5d %12.1f %s\n", b.name.c_str(), batch, label.c_str(),
+                          kind.c_str(), m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0),
+                          layers.c_str());
+              std::fflush(stdout);
+            }
           }
+        }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <stdexcept>
 
+#include "relaxations/relaxations.h"
+
 namespace cte::tools {
 namespace {
 
@@ -60,6 +62,22 @@ void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_te
                  "CROWN's (and CROWN-IBP's) lower slope for an unstable ReLU with -l = u exactly: 0 as in the "
                  "paper's section 2, or 1 as in the authors' code (" + default_text + ")")
       ->check(CLI::IsMember({0, 1}));
+}
+
+void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha) {
+  app.add_option("--alpha-steps", alpha.steps,
+                 "alpha-crown: Adam steps on the lower slopes, from CROWN's (0: CROWN's bound; every step's bound "
+                 "is sound and each spec row keeps its best)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--alpha-lr", alpha.lr, "alpha-crown: Adam's learning rate for the slopes (in [0, 1])")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
+  app.add_option("--alpha-patience", alpha.patience,
+                 "alpha-crown: stop after this many steps in a row without a spec row's bound improving by more "
+                 "than 1e-6 relative (0: run every step)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
 }
 
 void add_pgd_start_flag(CLI::App& app, std::string& start) {

@@ -7,6 +7,10 @@ namespace CLI {
 class App;
 }
 
+namespace cte {
+struct AlphaCrownOptions;
+}
+
 namespace cte::tools {
 
 // Makes every numeric option of `app` (and of its subcommands) refuse an
@@ -26,6 +30,10 @@ bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag,
 // --crown-tie 0|1: CROWN's lower slope for an unstable ReLU with -l = u
 // (BoundOptions::crown_tie_slope). `default_text` ends the help text.
 void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_text);
+
+// --alpha-steps, --alpha-lr, --alpha-patience: alpha-crown's optimisation
+// (AlphaCrownOptions in relaxations/relaxations.h), checked by CLI11.
+void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha);
 
 // --pgd-start random|zero: where evaluation PGD starts its first attempt
 // (the restarts always start at random points of the ball).
