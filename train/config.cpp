@@ -118,6 +118,8 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("eps-start", eps_start),
       CTE_FIELD_NUM("kappa-start", kappa_start),
       CTE_FIELD_NUM("kappa-end", kappa_end),
+      CTE_FIELD_STR("kappa-schedule", kappa_schedule),
+      CTE_FIELD_STR("eps-schedule", eps_schedule),
       CTE_FIELD_NUM("lr", lr),
       CTE_FIELD_STR("lr-schedule", lr_schedule),
       Field{"milestones", [](const TrainConfig& c) { return json(c.milestones); },
@@ -135,7 +137,11 @@ const std::vector<Field>& fields() {
               }
             }},
       CTE_FIELD_NUM("lr-step-every", lr_step_every),
+      CTE_FIELD_NUM("lr-decay-factor", lr_decay_factor),
       CTE_FIELD_NUM("l1", l1),
+      CTE_FIELD_BOOL("l1-bias", l1_bias),
+      CTE_FIELD_STR("init", init),
+      CTE_FIELD_NUM("bound-reg", bound_reg),
       CTE_FIELD_NUM("l2", l2),
       CTE_FIELD_NUM("crown-tie", crown_tie),
       CTE_FIELD_NUM("batch-size", batch_size),
@@ -147,6 +153,26 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("pgd-restarts", pgd_restarts),
       CTE_FIELD_STR("pgd-start", pgd_start),
       CTE_FIELD_NUM("train-pgd-steps", train_pgd_steps),
+      CTE_FIELD_NUM("train-pgd-step-size", train_pgd_step_size),
+      CTE_FIELD_STR("train-pgd-step-unit", train_pgd_step_unit),
+      Field{"train-pgd-decay-at", [](const TrainConfig& c) { return json(c.train_pgd_decay_at); },
+            [](const json& v, TrainConfig& c, const std::string& w) {
+              c.train_pgd_decay_at.clear();
+              for (const std::string& s : json_list(v, w)) {
+                try {
+                  size_t used = 0;
+                  const double f = std::stod(s, &used);
+                  if (used != s.size()) throw std::invalid_argument(s);
+                  c.train_pgd_decay_at.push_back(f);
+                } catch (const std::exception&) {
+                  throw std::invalid_argument(w + " holds '" + s + "', expected fractions of the steps");
+                }
+              }
+            }},
+      CTE_FIELD_NUM("train-pgd-decay-factor", train_pgd_decay_factor),
+      CTE_FIELD_BOOL("train-pgd-random-start", train_pgd_random_start),
+      CTE_FIELD_BOOL("train-pgd-keep-highest-loss", train_pgd_keep_highest_loss),
+      CTE_FIELD_BOOL("train-pgd-early-stop", train_pgd_early_stop),
       CTE_FIELD_NUM("sabr-lambda", sabr_lambda),
       CTE_FIELD_STR("device", device),
       CTE_FIELD_STR("out", out),
@@ -309,6 +335,10 @@ void validate_config(const TrainConfig& c) {
     bad("--eps-start " + format_number(c.eps_start) + " is larger than --eps-train " + format_number(c.eps_train));
   check_unit("kappa-start", c.kappa_start);
   check_unit("kappa-end", c.kappa_end);
+  if (c.kappa_schedule != "linear" && c.kappa_schedule != "zero-after-warmup")
+    bad("--kappa-schedule '" + c.kappa_schedule + "' is unknown; expected linear or zero-after-warmup");
+  if (c.eps_schedule != "linear" && c.eps_schedule != "smoothed")
+    bad("--eps-schedule '" + c.eps_schedule + "' is unknown; expected linear or smoothed");
   if (!(std::isfinite(c.lr) && c.lr > 0)) bad("--lr " + format_number(c.lr) + " must be > 0");
   if (c.lr_schedule != "milestones" && c.lr_schedule != "steps")
     bad("--lr-schedule '" + c.lr_schedule + "' is unknown; expected milestones or steps");
@@ -319,7 +349,13 @@ void validate_config(const TrainConfig& c) {
           std::to_string(c.milestones[i]));
   }
   if (c.lr_step_every < 1) bad("--lr-step-every " + std::to_string(c.lr_step_every) + " must be at least 1");
+  if (!(std::isfinite(c.lr_decay_factor) && c.lr_decay_factor > 0 && c.lr_decay_factor <= 1))
+    bad("--lr-decay-factor " + format_number(c.lr_decay_factor) + " must lie in (0, 1]");
   if (!finite_nonneg(c.l1)) bad("--l1 " + format_number(c.l1) + " must be >= 0");
+  if (c.init != "default" && c.init != "ibp") bad("--init '" + c.init + "' is unknown; expected default or ibp");
+  if (c.init == "ibp" && !is_builtin_network(c.net))
+    bad("--init ibp re-initialises a built-in network; --net " + c.net + " starts from the file's weights");
+  if (!finite_nonneg(c.bound_reg)) bad("--bound-reg " + format_number(c.bound_reg) + " must be >= 0");
   if (!finite_nonneg(c.l2)) bad("--l2 " + format_number(c.l2) + " must be >= 0");
   if (c.crown_tie != 0 && c.crown_tie != 1) bad("--crown-tie " + std::to_string(c.crown_tie) + " must be 0 or 1");
   if (c.pgd_start != "random" && c.pgd_start != "zero")
@@ -327,6 +363,20 @@ void validate_config(const TrainConfig& c) {
   if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
   tools::check_pgd_flags("train", c.pgd_steps, c.pgd_step_size, c.pgd_restarts);
   if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
+  if (!(std::isfinite(c.train_pgd_step_size) && c.train_pgd_step_size > 0))
+    bad("--train-pgd-step-size " + format_number(c.train_pgd_step_size) + " must be > 0");
+  if (c.train_pgd_step_unit != "eps" && c.train_pgd_step_unit != "absolute")
+    bad("--train-pgd-step-unit '" + c.train_pgd_step_unit + "' is unknown; expected eps or absolute");
+  for (size_t i = 0; i < c.train_pgd_decay_at.size(); ++i) {
+    const double f = c.train_pgd_decay_at[i];
+    if (!(std::isfinite(f) && f >= 0 && f <= 1))
+      bad("--train-pgd-decay-at " + format_number(f) + " must lie in [0, 1] (a fraction of the steps)");
+    if (i && f < c.train_pgd_decay_at[i - 1])
+      bad("--train-pgd-decay-at must not decrease, got " + format_number(c.train_pgd_decay_at[i - 1]) + " then " +
+          format_number(f));
+  }
+  if (!(std::isfinite(c.train_pgd_decay_factor) && c.train_pgd_decay_factor > 0 && c.train_pgd_decay_factor <= 1))
+    bad("--train-pgd-decay-factor " + format_number(c.train_pgd_decay_factor) + " must lie in (0, 1]");
   if (!(std::isfinite(c.sabr_lambda) && c.sabr_lambda > 0 && c.sabr_lambda <= 1))
     bad("--sabr-lambda " + format_number(c.sabr_lambda) + " must lie in (0, 1]");
   if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")
@@ -436,13 +486,31 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--eps-start", c.eps_start, "eps at the start of the ramp-up (the paper uses 0.001 for some runs)");
   app.add_option("--kappa-start", c.kappa_start, "kappa at the start of the ramp-up; loss = kappa*CE(z) + (1-kappa)*CE(worst-case z)");
   app.add_option("--kappa-end", c.kappa_end, "kappa after the ramp-up");
+  app.add_option("--kappa-schedule", c.kappa_schedule,
+                 "linear (kappa from --kappa-start to --kappa-end over the ramp-up) | zero-after-warmup (kappa 1 in "
+                 "the warm-up, 0 from its end, SABR's schedule; --kappa-start and --kappa-end are then not read)");
+  app.add_option("--eps-schedule", c.eps_schedule,
+                 "linear | smoothed (auto_LiRPA's SmoothedScheduler, as SABR and CROWN-IBP train: eps grows as r^4 "
+                 "over the first quarter of the ramp-up, then linearly, with matching slope)");
   app.add_option("--lr", c.lr, "Adam's initial learning rate alpha");
   app.add_option("--lr-schedule", c.lr_schedule,
                  "milestones (x0.1 at each of --milestones) | steps (halve every --lr-step-every epochs after the ramp-up)");
-  app.add_option("--milestones", c.milestones, "epochs at which the learning rate is multiplied by 0.1, e.g. 130,190")
+  app.add_option("--milestones", c.milestones,
+                 "epochs at which the learning rate is multiplied by --lr-decay-factor, e.g. 130,190")
       ->delimiter(',');
+  app.add_option("--lr-decay-factor", c.lr_decay_factor,
+                 "milestones schedule: the factor applied at each milestone (default 0.1; SABR: 0.2)");
   app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
   app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
+  add_on_off_flag(app, "l1-bias", c.l1_bias,
+                  "the --l1 sum covers the biases too, as SABR's code sums |p| over every parameter (default: off)");
+  app.add_option("--init", c.init,
+                 "weight initialisation: default (PyTorch's kaiming-uniform) | ibp (Shi et al. 2021: every weight "
+                 "but the last layer's from N(0, (sqrt(2 pi) / fan_in)^2), biases as default)");
+  app.add_option("--bound-reg", c.bound_reg,
+                 "weight of Shi et al. 2021's warm-up regularisers (tightness and ReLU balance of the Box bounds, "
+                 "SABR's bound_reg; SABR uses 0.5), scaled by 1 - eps/eps_train and applied while eps < "
+                 "--eps-train; 0: off");
   app.add_option("--l2", c.l2,
                  "L2 regularisation strength lambda (loss += lambda * sum W^2 over weights, biases excluded as in "
                  "the authors' code; the paper: 5e-5, 5e-3 for table 3's experiment E)");
@@ -458,7 +526,24 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--pgd-step-size", c.pgd_step_size, "PGD step size (inputs in [0, 1])");
   app.add_option("--pgd-restarts", c.pgd_restarts, "extra PGD runs from random points of the ball (evaluation)");
   tools::add_pgd_start_flag(app, c.pgd_start);
-  app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
+  app.add_option("--train-pgd-steps", c.train_pgd_steps,
+                 "PGD steps inside training (--method pgd and sabr; default 8 as SABR; 0: --pgd-steps)");
+  app.add_option("--train-pgd-step-size", c.train_pgd_step_size,
+                 "training PGD's step size in units of --train-pgd-step-unit (default 0.5: half the current eps)");
+  app.add_option("--train-pgd-step-unit", c.train_pgd_step_unit,
+                 "eps (the step is --train-pgd-step-size times the current, ramped eps) | absolute (inputs in [0, 1])");
+  app.add_option("--train-pgd-decay-at", c.train_pgd_decay_at,
+                 "fractions of the training PGD's steps from which the step is multiplied by "
+                 "--train-pgd-decay-factor (default 0.5,0.8,0.9 as SABR; '' for a constant step)")
+      ->delimiter(',');
+  app.add_option("--train-pgd-decay-factor", c.train_pgd_decay_factor, "the training PGD's step decay factor");
+  add_on_off_flag(app, "train-pgd-random-start", c.train_pgd_random_start,
+                  "training PGD starts at a uniform random point of the ball, not at x (default: on)");
+  add_on_off_flag(app, "train-pgd-keep-highest-loss", c.train_pgd_keep_highest_loss,
+                  "training PGD returns each sample's iterate of highest cross-entropy (its latest one once "
+                  "misclassified), not the last iterate (default: on, as SABR)");
+  add_on_off_flag(app, "train-pgd-early-stop", c.train_pgd_early_stop,
+                  "training PGD stops once every sample of the batch is misclassified (default: on, as SABR)");
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
   app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");

@@ -33,24 +33,39 @@ struct TrainConfig {
   int rampup = 50;                 // N_r: eps and kappa ramp linearly
   double eps_train = 0.2, eps_test = 0.1, eps_start = 0.0;
   double kappa_start = 1.0, kappa_end = 0.5;
+  std::string kappa_schedule = "linear";  // linear (over the ramp-up) | zero-after-warmup (SABR: 1, then 0)
+  std::string eps_schedule = "linear";    // linear | smoothed (auto_LiRPA's SmoothedScheduler, as SABR and CROWN-IBP)
   // optimisation
   double lr = 5e-4;                       // Adam's alpha
   std::string lr_schedule = "milestones";  // milestones | steps
-  std::vector<int> milestones{130, 190};   // x0.1 at each
+  std::vector<int> milestones{130, 190};   // x lr_decay_factor at each
+  double lr_decay_factor = 0.1;            // milestones schedule (SABR: 0.2)
   int lr_step_every = 20;                  // steps: halve every this many epochs after the ramp-up
   double l1 = 5e-6;                        // lambda * sum |W| over weights
+  bool l1_bias = false;                    // the L1 sum covers the biases too (SABR: every parameter)
+  std::string init = "default";            // default (PyTorch's) | ibp (Shi et al. 2021)
+  double bound_reg = 0.0;                  // Shi et al.'s warm-up regularisers' weight (SABR's bound_reg: 0.5)
   double l2 = 0.0;                         // lambda * sum W^2 over weights (biases excluded, as the authors' code)
   int crown_tie = 0;                       // CROWN's lower slope when -l = u: 0 (the paper) or 1 (the authors' code)
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
   uint64_t seed = 0;
-  // PGD (evaluation; training with --method pgd/sabr uses --train-pgd-steps)
+  // PGD (evaluation; training with --method pgd/sabr uses the --train-pgd-* settings)
   int pgd_steps = 100;
   double pgd_step_size = 0.01;
   int pgd_restarts = 0;
   std::string pgd_start = "random";        // evaluation PGD's first start: random (in the ball) | zero (x itself)
-  int train_pgd_steps = 0;                 // 0: the same as --pgd-steps
+  // The training attack, SABR's by default (eth-sri/SABR src/adv_attack.py): 8 steps of 0.5 eps,
+  // x0.1 at 50%, 80% and 90% of the steps, random start, the highest-loss iterate, early stop.
+  int train_pgd_steps = 8;                 // 0: the same as --pgd-steps
+  double train_pgd_step_size = 0.5;        // in units of --train-pgd-step-unit
+  std::string train_pgd_step_unit = "eps";  // eps (times the current eps) | absolute (inputs in [0, 1])
+  std::vector<double> train_pgd_decay_at{0.5, 0.8, 0.9};  // fractions of the steps; empty: a constant step
+  double train_pgd_decay_factor = 0.1;
+  bool train_pgd_random_start = true;
+  bool train_pgd_keep_highest_loss = true;  // off: the last iterate
+  bool train_pgd_early_stop = true;         // stop once every sample of the batch is misclassified
   double sabr_lambda = 0.4;                // sabr: box radius lambda * eps
   // run plumbing
   std::string device = "auto";             // cpu | cuda | auto

@@ -17,6 +17,7 @@
 #include <iostream>
 #include <sstream>
 #include <stdexcept>
+#include <tuple>
 
 #include "engine/checkpoint.h"
 #include "engine/device.h"
@@ -27,6 +28,7 @@
 #include "engine/random.h"
 #include "engine/tape.h"
 #include "tools/lib/cli_flags.h"
+#include "train/bound_reg.h"
 #include "train/networks.h"
 
 namespace cte::train {
@@ -143,6 +145,26 @@ TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& conf
     : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes), comm_(comm) {
   for (const Layer& layer : net_.layers())
     if (layer.weight.defined()) weights_.push_back(layer.weight);
+  l1_terms_ = weights_;
+  if (config_.l1_bias)
+    for (const Layer& layer : net_.layers())
+      if (layer.bias.defined()) l1_terms_.push_back(layer.bias);
+}
+
+PgdOptions training_pgd_options(const TrainConfig& c, float eps) {
+  PgdOptions o;
+  o.eps = eps;
+  o.steps = c.train_pgd_steps > 0 ? c.train_pgd_steps : c.pgd_steps;
+  // SABR scales by the largest half-width of the clipped ball, which is eps for eps <= 0.5.
+  o.step_size = float(c.train_pgd_step_size) * (c.train_pgd_step_unit == "eps" ? eps : 1.0f);
+  o.step_decay_at = c.train_pgd_decay_at;
+  o.step_decay_factor = float(c.train_pgd_decay_factor);
+  o.random_start = c.train_pgd_random_start;
+  o.keep_highest_loss = c.train_pgd_keep_highest_loss;
+  o.stop_when_all_misclassified = c.train_pgd_early_stop;
+  o.stop_at_success = false;
+  o.track = false;
+  return o;
 }
 
 StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
@@ -190,19 +212,14 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   // step's tape.
   Tensor x_attack;
   if (robust && method.attack == Attack::pgd) {
-    PgdOptions o;
-    o.eps = s.eps;
-    o.steps = c.train_pgd_steps > 0 ? c.train_pgd_steps : c.pgd_steps;
-    o.step_size = float(c.pgd_step_size);
-    o.random_start = true;
-    o.stop_at_success = false;
-    o.track = false;
+    PgdOptions o = training_pgd_options(c, s.eps);
     o.seed = comm_.size() > 1 ? mix_seed(step_seed, uint64_t(comm_.rank())) : step_seed;
     x_attack = pgd_attack(net_, x, labels, o).x_adv;
   }
 
   const Tensor logits = net_.forward(x);
   Tensor loss = ops::mean(ops::softmax_cross_entropy(logits, y));
+  Tensor box_lo, box_hi;  // the input box whose bounds the method trains on (for --bound-reg)
   if (robust) {
     Tensor worst;
     if (!method.certified) {  // adversarial training
@@ -228,8 +245,12 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
           hi = ops::minimum(ops::add_scalar(centre, tau), ball_hi);
         }
         bounds = compute_bounds(net_, lo, hi, spec, method.relaxation, bo);
+        box_lo = lo;
+        box_hi = hi;
       } else {
         const auto [lo, hi] = input_box(x, s.eps);
+        box_lo = lo;
+        box_hi = hi;
         // crown-ibp: beta * CROWN-IBP(R) + (1 - beta) * Box, one shared Box pass (beta 0: Box alone).
         if (method.beta == BetaSchedule::ramp_down) bo.crown_ibp_beta = s.beta;
         bounds = compute_bounds(net_, lo, hi, spec, method.relaxation, bo);
@@ -240,11 +261,18 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
     loss = s.kappa > 0.0f ? ops::add(ops::scale(loss, s.kappa), ops::scale(robust_loss, 1.0f - s.kappa))
                           : robust_loss;
   }
+  if (c.bound_reg > 0 && method.eps_schedule && s.eps < float(c.eps_train)) {
+    // Shi et al.'s warm-up regularisers on the Box bounds of the box the method propagates
+    // (pgd, or no robust term yet: the eps box); at eps 0 a box of 1e-6, as SABR's min_eps_reg.
+    if (!box_lo.defined()) std::tie(box_lo, box_hi) = input_box(x.detach(), s.eps > 0.0f ? s.eps : 1e-6f);
+    const float weight = float(c.bound_reg * (1.0 - double(s.eps) / c.eps_train));
+    loss = ops::add(loss, ops::scale(bound_regulariser(net_, box_lo, box_hi), weight));
+  }
   // A shard's mean weighted by its share: the ranks' sum is the global batch's mean.
   if (global_count != int64_t(labels.size())) loss = ops::scale(loss, float(double(labels.size()) / double(global_count)));
-  if (c.l1 > 0 && !weights_.empty() && comm_.is_root()) {
-    Tensor l1 = ops::sum(ops::abs(weights_[0]));
-    for (size_t i = 1; i < weights_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(weights_[i])));
+  if (c.l1 > 0 && !l1_terms_.empty() && comm_.is_root()) {
+    Tensor l1 = ops::sum(ops::abs(l1_terms_[0]));
+    for (size_t i = 1; i < l1_terms_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(l1_terms_[i])));
     loss = ops::add(loss, ops::scale(l1, float(c.l1)));
   }
   if (c.l2 > 0 && !weights_.empty()) {  // the authors' L2: lambda * sum W^2 (no 1/2), weights only
@@ -496,6 +524,7 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
   const Shape image_shape{data_.train.channels, data_.train.height, data_.train.width};
   net_ = build_network(config_.net, image_shape, num_classes_, dataset_normalization(config_.dataset, &data_.train),
                        config_.seed);
+  if (config_.init == "ibp") ibp_initialise(net_, config_.seed);
   out_dir_ = output_dir(config_);
 
   // Resume: the checkpoint must hold this very network.

@@ -82,10 +82,16 @@ class TrainStep {
   Optimizer& optimizer_;
   TrainConfig config_;
   int num_classes_;
-  std::vector<Tensor> weights_;       // for the L1 and L2 penalties (weights only, no biases)
+  std::vector<Tensor> weights_;       // for the L2 penalty (weights only, no biases)
+  std::vector<Tensor> l1_terms_;      // the L1 penalty's: the weights, and with --l1-bias the biases
   std::vector<float> label_values_;  // host staging of the labels, reused
   dist::Communicator& comm_;
 };
+
+// The attack of a training step at the scheduled eps (--method pgd and sabr):
+// the --train-pgd-* settings, the step relative to eps unless
+// --train-pgd-step-unit absolute; seed left 0 (the step sets it).
+PgdOptions training_pgd_options(const TrainConfig& config, float eps);
 
 // ---------------------------------------------------------------- evaluation
 
