@@ -155,6 +155,24 @@ void apply_config_json(const nlohmann::json& j, TrainConfig& config, const std::
 // 2 after a usage error, with the message printed).
 int parse_train_args(int argc, char** argv, TrainConfig& config);
 
+// --recipe NAME: a published setting as a set of flag values (the keys of
+// config.json). Applied over the defaults; --config and flags on the command
+// line override it. `source` says where the values come from.
+struct Recipe {
+  const char* name;
+  const char* source;
+  const char* values;  // a JSON object of long flag names
+};
+const std::vector<Recipe>& recipe_table();
+// Sets the recipe's values but those for which skip(key) is true. Throws
+// "[train] --recipe ..." for an unknown name, or when the recipe's network
+// is not one this build has (CNN7 needs BatchNorm) and --net was not given
+// (skip("net") false).
+void apply_recipe(const std::string& name, TrainConfig& config,
+                  bool (*skip)(const std::string& key, void* context) = nullptr, void* context = nullptr);
+// The table as `train --recipes` prints it: name, source, then key = value lines.
+std::string recipes_listing();
+
 // "%g"-style shortest text of a number, for messages and reports.
 std::string format_number(double value);
 
