@@ -12,6 +12,7 @@
 #include "train/config.h"
 #include "train/networks.h"
 #include "train/schedule.h"
+#include "train/trainer.h"
 
 using namespace cte;
 using namespace cte::train;
@@ -166,4 +167,45 @@ TEST_CASE("recipe: --recipe presets set their flags, explicit flags win, CNN7 re
   }
   CHECK(recipes_listing().find("sabr-mnist-0.3: ") != std::string::npos);
   CHECK(recipes_listing().find("  --sabr-lambda 0.6\n") != std::string::npos);
+}
+
+TEST_CASE("certify best: an image counts when any listed relaxation certifies it (Box and CROWN differ)") {
+  // Pre-activation p = x - 0.5 in three ReLUs; margin z1 - z0 = h_a - h_b - 3 h_c - 0.17 (label 0).
+  // Image A, x0 = 140/255: p in [-0.05098, 0.14902] (unstable, -l < u, CROWN's lower slope 1):
+  //   Box:   u - 0 - 0 - 0.17 = -0.021 < 0, certified;
+  //   CROWN: the backsubstituted bound peaks at x = l: (1 + 3) |l| - 0.17 = +0.034, not certified.
+  // Image B, x0 = 154/255: p in [0.003922, 0.203922] (stable active, CROWN exact):
+  //   Box:   (u - l) - 3 l - 0.17 = 0.2 - 0.0118 - 0.17 = +0.018, not certified;
+  //   CROWN: -3 l - 0.17 = -0.182, certified.
+  std::vector<Layer> layers;
+  layers.push_back(test::linear_layer({{1.0f}, {1.0f}, {1.0f}}, {-0.5f, -0.5f, -0.5f}));
+  layers.push_back(make_relu());
+  layers.push_back(test::linear_layer({{0.0f, 0.0f, 0.0f}, {1.0f, -1.0f, -3.0f}}, {0.0f, -0.17f}));
+  const Network net(Shape{1}, layers);
+  Dataset test;
+  test.name = "folder";
+  test.channels = test.height = test.width = 1;
+  test.num_classes = 2;
+  test.images = {140, 154};
+  test.labels = {0, 0};
+  EvalOptions o;
+  o.eps = {0.1f};
+  o.relaxations = {Relaxation::box, Relaxation::crown};
+  o.best = true;
+  o.pgd = false;
+  const EvalReport r = evaluate(net, test, o);
+  REQUIRE(r.radii.size() == 1);
+  CHECK(r.correct == 2);
+  CHECK(r.radii[0].certified[0].second == 1);  // box: A
+  CHECK(r.radii[0].certified[1].second == 1);  // crown: B
+  CHECK(r.radii[0].best_certified == 2);
+  CHECK(r.to_json()["radii"][0]["certified"]["best"] == 1.0);
+  o.best = false;
+  CHECK(evaluate(net, test, o).radii[0].best_certified == -1);
+  CHECK(evaluate(net, test, o).to_json()["radii"][0]["certified"].contains("best") == false);
+  // The trainer's --certify-with takes best next to the relaxations.
+  TrainConfig c;
+  c.certify_with = {"box", "crown", "best"};
+  CHECK_NOTHROW(validate_config(c));
+  CHECK(certify_relaxations(c) == std::vector<Relaxation>{Relaxation::box, Relaxation::crown});
 }

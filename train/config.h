@@ -119,7 +119,10 @@ bool uses_beta_schedule(const std::string& method);   // crown-ibp (crown-ibp-r 
 // The relaxation whose bounds the method trains on (crown-ibp: the CROWN-IBP (R)
 // part of its mix; sabr: box). Throws for natural and pgd.
 Relaxation training_relaxation(const std::string& method);
-// --certify-with resolved: the list given, else the method's own relaxation
+// The name of the `best` column in --certify-with and certify's --relaxations:
+// an image counts when any listed relaxation certifies it.
+inline constexpr const char* kBestColumn = "best";
+// --certify-with resolved (without `best`): the list given, else the method's own relaxation
 // (the row's certifier: box for natural, pgd, sabr and crown-ibp).
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config);
 // The output folder: --out, else runs/<dataset>-<net stem>-<method>.

@@ -98,6 +98,8 @@ PgdOptions training_pgd_options(const TrainConfig& config, float eps);
 struct EvalOptions {
   std::vector<float> eps{0.1f};
   std::vector<Relaxation> relaxations{Relaxation::box};
+  // Also count the images that any of `relaxations` certifies (the `best` column).
+  bool best = false;
   bool pgd = true;
   PgdOptions pgd_options;  // eps is set per radius; stop_at_success, track on
   // The first PGD attempt from a uniform random point of the ball (seeded
@@ -122,6 +124,7 @@ struct EvalAtRadius {
   float eps = 0;
   int64_t pgd_robust = -1;  // -1: not run
   std::vector<std::pair<Relaxation, int64_t>> certified;
+  int64_t best_certified = -1;  // certified by at least one relaxation (-1: not asked for)
   // Per relaxation (as certified): the smallest margin -max_k upper(C_k z)
   // over the images it certified (+inf when none): how close to zero the
   // weakest certificate is.
@@ -137,7 +140,7 @@ struct EvalReport {
   int crown_tie_slope = 0;
   std::string pgd_start;  // "random" or "zero" when PGD ran, else empty
   // {"n", "accuracy", "seconds", "sound", "crown_tie", "pgd_start"?, "radii": [{"eps", "pgd_accuracy"?,
-  //  "certified": {"box": ...},
+  //  "certified": {"box": ..., "best"?: ...},
   //  "smallest_certified_margin": {"box": ... or null}}]}
   nlohmann::json to_json() const;
 };
