@@ -11,6 +11,7 @@
 #include "engine/tape.h"
 #include "train/pgd.h"
 #include "train/schedule.h"
+#include "train/trainer.h"
 
 using namespace cte;
 using namespace cte::train;
@@ -143,4 +144,81 @@ TEST_CASE("schedule: the smoothed eps ramp (exponential, then linear, C^1 at the
     CHECK(v >= previous);
     previous = v;
   }
+}
+
+TEST_CASE("train attack: --method pgd/sabr take SABR's attack by default, relative to the ramped eps") {
+  TrainConfig c;
+  c.method = "sabr";
+  c.epochs = 10;
+  c.warmup = 1;
+  c.rampup = 4;
+  c.eps_train = 0.2;
+  // Epoch 2 (0-based), batch 0 of 10: t = 2, r = (2 - 1) / 4 = 0.25, eps = 0.05.
+  const ScheduleValues s = schedule_at(c, 2, 0, 10);
+  REQUIRE(s.eps == doctest::Approx(0.05f));
+  const PgdOptions o = training_pgd_options(c, s.eps);
+  CHECK(o.eps == s.eps);
+  CHECK(o.steps == 8);
+  CHECK(o.step_size == doctest::Approx(0.025f).epsilon(1e-6));  // 0.5 x 0.05, not an absolute step
+  CHECK(o.step_decay_at == std::vector<double>{0.5, 0.8, 0.9});
+  CHECK(o.step_decay_factor == doctest::Approx(0.1f));
+  CHECK(o.random_start);
+  CHECK(o.keep_highest_loss);
+  CHECK(o.stop_when_all_misclassified);
+  CHECK(pgd_step_size(o, 7) == doctest::Approx(0.025e-2f).epsilon(1e-5));  // thresholds 4 and ceil(6.4) = 7 passed
+  // Later in the ramp-up the step follows eps: t = 4, eps 0.15, step 0.075.
+  CHECK(training_pgd_options(c, schedule_at(c, 4, 0, 10).eps).step_size == doctest::Approx(0.075f).epsilon(1e-6));
+  // The former behaviour, by flags: 100 steps of an absolute 0.01, the last iterate, no decay.
+  c.train_pgd_steps = 100;
+  c.train_pgd_step_size = 0.01;
+  c.train_pgd_step_unit = "absolute";
+  c.train_pgd_decay_at.clear();
+  c.train_pgd_keep_highest_loss = false;
+  c.train_pgd_early_stop = false;
+  const PgdOptions old = training_pgd_options(c, s.eps);
+  CHECK(old.steps == 100);
+  CHECK(old.step_size == doctest::Approx(0.01f));
+  CHECK(pgd_step_size(old, 99) == doctest::Approx(0.01f));
+  CHECK_FALSE(old.keep_highest_loss);
+  CHECK_FALSE(old.stop_when_all_misclassified);
+  c.train_pgd_steps = 0;  // 0: --pgd-steps
+  c.pgd_steps = 37;
+  CHECK(training_pgd_options(c, s.eps).steps == 37);
+}
+
+TEST_CASE("train attack: the trainer's options run exactly n decayed steps (hand-computed end point)") {
+  // Loss monotone to the right (c = 5 far outside), never misclassified. eps 0.4 and step 0.1 eps
+  // = 0.04 from x0 = 0.3 (ball [0, 0.7]): four steps of 0.04, three of 0.004, one of 0.0004.
+  const Network net = tent_network(-1.0f, 1.0f, 5.0f);
+  TrainConfig c;
+  c.method = "pgd";
+  c.train_pgd_step_size = 0.1;
+  c.train_pgd_random_start = false;  // a known start
+  PgdOptions o = training_pgd_options(c, 0.4f);
+  // The highest-loss iterate among x0..x7 (the 8th step's point is only checked for misclassification).
+  CHECK(attack_1d(net, 0.3f, o) == doctest::Approx(0.3f + 0.16f + 0.012f).epsilon(1e-5));
+  c.train_pgd_keep_highest_loss = false;  // the last iterate, after all 8 steps
+  o = training_pgd_options(c, 0.4f);
+  CHECK(attack_1d(net, 0.3f, o) == doctest::Approx(0.3f + 0.16f + 0.012f + 0.0004f).epsilon(1e-5));
+  c.train_pgd_steps = 3;  // decay from steps ceil(1.5) = 2, ceil(2.4) = 3, ceil(2.7) = 3: 0.04, 0.04, 0.004
+  o = training_pgd_options(c, 0.4f);
+  CHECK(attack_1d(net, 0.3f, o) == doctest::Approx(0.3f + 0.08f + 0.004f).epsilon(1e-5));
+}
+
+TEST_CASE("train attack: early stop without keep-highest-loss returns the iterate that broke the batch") {
+  // z1 = 1 - 4 |x - 0.5|: misclassified (z1 >= z0 = 0) iff |x - 0.5| <= 0.25. From x0 = 0.2
+  // (z1 = -0.2, correct), steps of 0.1 right: x1 = 0.3 is misclassified (z1 = 0.2).
+  const Network net = tent_network(1.0f, 4.0f, 0.5f);
+  PgdOptions o;
+  o.eps = 0.4f;
+  o.steps = 8;
+  o.step_size = 0.1f;
+  o.random_start = false;
+  o.track = false;
+  o.stop_at_success = false;
+  o.stop_when_all_misclassified = true;
+  CHECK(attack_1d(net, 0.2f, o) == doctest::Approx(0.3f).epsilon(1e-6));
+  o.stop_when_all_misclassified = false;  // on to the peak and around it
+  CHECK(attack_1d(net, 0.2f, o) > 0.35f);
+  CHECK(tape_size() == 0);
 }

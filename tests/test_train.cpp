@@ -439,6 +439,28 @@ TEST_CASE("train: every method takes a finite training step") {
   }
 }
 
+// One plain SGD step of `c` on fc-small over the first 20 synthetic training
+// images; the parameters after it (and before it, into `before`).
+std::vector<std::vector<float>> one_sgd_step(const TrainConfig& c, const DatasetSplits& data, double lr,
+                                             std::vector<std::vector<float>>* before) {
+  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 20 * 16);
+  for (float& v : xs) v /= 255.0f;
+  const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 20);
+  Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 1);
+  net.set_requires_grad(true);
+  if (before)
+    for (const Tensor& p : net.parameters()) before->push_back(p.to_vector());
+  Sgd sgd(net.parameters(), float(lr));
+  TrainStep step(net, sgd, c, 3);
+  ScheduleValues s;
+  s.kappa = 1.0f;
+  s.lr = float(lr);
+  step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
+  std::vector<std::vector<float>> after;
+  for (const Tensor& p : net.parameters()) after.push_back(p.to_vector());
+  return after;
+}
+
 TEST_CASE("train: --l2 adds lambda * sum W^2 over the weights (not the biases): one SGD step by hand") {
   // d/dW of lambda * sum W^2 is 2 lambda W, so one plain SGD step with lr
   // moves each weight by -2 lr lambda W0 more than the same step without the
@@ -446,28 +468,13 @@ TEST_CASE("train: --l2 adds lambda * sum W^2 over the weights (not the biases): 
   // in the authors' code). L1 off so the difference is the L2 term alone.
   const DatasetSplits data = synthetic_data();
   const double lambda = 0.05, lr = 0.1;
-  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 20 * 16);
-  for (float& v : xs) v /= 255.0f;
-  const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 20);
   auto one_step = [&](double l2, std::vector<std::vector<float>>* before) {
     TrainConfig c = small_config("unused");
     c.method = "natural";
     c.l1 = 0;
     c.l2 = l2;
     validate_config(c);
-    Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 1);
-    net.set_requires_grad(true);
-    if (before)
-      for (const Tensor& p : net.parameters()) before->push_back(p.to_vector());
-    Sgd sgd(net.parameters(), float(lr));
-    TrainStep step(net, sgd, c, 3);
-    ScheduleValues s;
-    s.kappa = 1.0f;
-    s.lr = float(lr);
-    step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
-    std::vector<std::vector<float>> after;
-    for (const Tensor& p : net.parameters()) after.push_back(p.to_vector());
-    return after;
+    return one_sgd_step(c, data, lr, before);
   };
   std::vector<std::vector<float>> initial;
   const auto with = one_step(lambda, &initial);
@@ -496,6 +503,34 @@ TEST_CASE("train: --l2 adds lambda * sum W^2 over the weights (not the biases): 
   CHECK(back.l2 == 5e-3);
   c.l2 = -1;
   CHECK(message_of([&] { validate_config(c); }).find("--l2 -1 must be >= 0") != std::string::npos);
+}
+
+TEST_CASE("train: --l1-bias puts the biases under the L1 sum too: one SGD step by hand") {
+  // d/db of lambda sum |b| is lambda sign(b): with --l1-bias one SGD step moves each bias by
+  // -lr lambda sign(b0) more than without; the weights are under the L1 sum either way.
+  const DatasetSplits data = synthetic_data();
+  const double lambda = 0.05, lr = 0.1;
+  auto one_step = [&](bool l1_bias, std::vector<std::vector<float>>* before) {
+    TrainConfig c = small_config("unused");
+    c.method = "natural";
+    c.l1 = lambda;
+    c.l1_bias = l1_bias;
+    return one_sgd_step(c, data, lr, before);
+  };
+  std::vector<std::vector<float>> initial;
+  const auto with = one_step(true, &initial);
+  const auto without = one_step(false, nullptr);
+  int biases = 0;
+  for (size_t k = 0; k < initial.size(); ++k) {
+    const bool bias = k % 2 == 1;  // parameters(): weight, bias per linear layer
+    biases += bias;
+    for (size_t i = 0; i < initial[k].size(); ++i) {
+      const double b0 = initial[k][i];
+      const double want = bias ? -lr * lambda * double((b0 > 0) - (b0 < 0)) : 0.0;
+      CHECK(double(with[k][i]) - double(without[k][i]) == doctest::Approx(want).epsilon(1e-3).scale(1e-6));
+    }
+  }
+  CHECK(biases == 3);
 }
 
 TEST_CASE("train: evaluation PGD starts at a seeded uniform point of the ball clipped to [0, 1]") {

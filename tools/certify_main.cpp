@@ -201,7 +201,8 @@ int certify_eval_command(int argc, char** argv) {
       ->required();
   app.add_option("--relaxations", relaxation_names,
                  "relaxations to certify with, any of " + relaxation_names_list() +
-                     " (default: the run's --certify-with)")
+                     ", and best (the images any of them certifies, a row of its own; default: the run's "
+                     "--certify-with)")
       ->delimiter(',');
   app.add_option("--eps", eps_list, "radii, e.g. 0.1,0.2,0.3 (default: the run's --eps-test)")->delimiter(',');
   app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");
@@ -246,8 +247,15 @@ int certify_eval_command(int argc, char** argv) {
   dataset = run.dataset;
   const DatasetSplits& data = run.data;
   std::vector<Relaxation> relaxations;
-  for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
-  if (relaxations.empty()) relaxations = certify_relaxations(trained);
+  bool best = false;
+  for (const std::string& name : relaxation_names) {
+    if (name == kBestColumn) best = true;
+    else relaxations.push_back(parse_relaxation(name));
+  }
+  if (relaxations.empty()) {
+    relaxations = certify_relaxations(trained);
+    best = best || std::count(trained.certify_with.begin(), trained.certify_with.end(), kBestColumn) > 0;
+  }
   if (eps_list.empty()) eps_list.push_back(trained.eps_test);
   net.to(device);
 
@@ -255,6 +263,7 @@ int certify_eval_command(int argc, char** argv) {
   o.eps.clear();
   for (double e : eps_list) o.eps.push_back(float(e));
   o.relaxations = relaxations;
+  o.best = best;
   o.pgd = pgd && pgd_steps > 0;
   o.pgd_options.steps = pgd_steps;
   o.pgd_options.step_size = float(pgd_step_size);
@@ -294,6 +303,7 @@ int certify_eval_command(int argc, char** argv) {
   if (o.pgd) row("pgd", [](const EvalAtRadius& at) { return double(at.pgd_robust); });
   for (size_t j = 0; j < relaxations.size(); ++j)
     row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
+  if (best) row(kBestColumn, [](const EvalAtRadius& at) { return double(at.best_certified); });
   std::cout << "[certify] " << (o.sound ? "sound bounds (float32 rounding accounted for)" : "fast bounds (--unsound-fast)")
             << ", CROWN tie slope " << o.crown_tie_slope
             << (o.pgd ? std::string(", PGD from a ") + (pgd_random ? "random point of the ball" : "zero offset") : "")
@@ -604,7 +614,10 @@ int certify_table_command(int argc, char** argv) {
   app.add_option("--checkpoints", checkpoints, "checkpoints written by train (or their run folders), one row each")
       ->delimiter(',')
       ->required();
-  app.add_option("--relaxations", relaxation_names, "relaxations, one column each")->delimiter(',')->capture_default_str();
+  app.add_option("--relaxations", relaxation_names,
+                 "relaxations, one column each; best adds a column of the images any of them certifies")
+      ->delimiter(',')
+      ->capture_default_str();
   app.add_option("--eps", eps, "radius for every row (default: each run's --eps-test)");
   app.add_option("--test-subset", test_subset, "use the first N test images (0: all)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
@@ -628,7 +641,12 @@ int certify_table_command(int argc, char** argv) {
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
   std::vector<Relaxation> relaxations;
-  for (const std::string& name : relaxation_names) relaxations.push_back(parse_relaxation(name));
+  bool best = false;
+  for (const std::string& name : relaxation_names) {
+    if (name == kBestColumn) best = true;
+    else relaxations.push_back(parse_relaxation(name));
+  }
+  if (relaxations.empty()) throw std::invalid_argument("[certify] --relaxations names no relaxation besides best");
   const Device device = start_device(threads, device_name, std::cerr);
 
   // One row per checkpoint: its run (the folder train wrote, which tells two
@@ -636,6 +654,7 @@ int certify_table_command(int argc, char** argv) {
   std::vector<std::string> header{"run", "net", "data set", "eps", "trained with", "crown tie"};
   const size_t first_relaxation = header.size();
   for (Relaxation r : relaxations) header.push_back(relaxation_name(r));
+  if (best) header.push_back(kBestColumn);
   std::vector<std::vector<std::string>> rows;
   for (const std::string& given : checkpoints) {
     const std::string checkpoint = resolve_checkpoint(given);
@@ -644,6 +663,7 @@ int certify_table_command(int argc, char** argv) {
     EvalOptions o;
     o.eps = {float(eps >= 0 ? eps : run.trained.eps_test)};
     o.relaxations = relaxations;
+    o.best = best;
     o.pgd = false;
     o.elide = run.trained.elide;
     o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
@@ -656,12 +676,13 @@ int certify_table_command(int argc, char** argv) {
     if (run_name.empty()) run_name = std::filesystem::path(checkpoint).stem().string();
     std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method,
                                  std::to_string(o.crown_tie_slope)};
-    for (size_t j = 0; j < relaxations.size(); ++j) {
+    auto percent_cell = [&](int64_t count) {
       char cell[32];
-      std::snprintf(cell, sizeof cell, "%.2f%%",
-                    100.0 * double(r.radii[0].certified[j].second) / double(std::max<int64_t>(1, r.n)));
-      row.push_back(cell);
-    }
+      std::snprintf(cell, sizeof cell, "%.2f%%", 100.0 * double(count) / double(std::max<int64_t>(1, r.n)));
+      return std::string(cell);
+    };
+    for (size_t j = 0; j < relaxations.size(); ++j) row.push_back(percent_cell(r.radii[0].certified[j].second));
+    if (best) row.push_back(percent_cell(r.radii[0].best_certified));
     rows.push_back(std::move(row));
     std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
               << std::endl;

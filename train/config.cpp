@@ -118,6 +118,8 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("eps-start", eps_start),
       CTE_FIELD_NUM("kappa-start", kappa_start),
       CTE_FIELD_NUM("kappa-end", kappa_end),
+      CTE_FIELD_STR("kappa-schedule", kappa_schedule),
+      CTE_FIELD_STR("eps-schedule", eps_schedule),
       CTE_FIELD_NUM("lr", lr),
       CTE_FIELD_STR("lr-schedule", lr_schedule),
       Field{"milestones", [](const TrainConfig& c) { return json(c.milestones); },
@@ -135,7 +137,11 @@ const std::vector<Field>& fields() {
               }
             }},
       CTE_FIELD_NUM("lr-step-every", lr_step_every),
+      CTE_FIELD_NUM("lr-decay-factor", lr_decay_factor),
       CTE_FIELD_NUM("l1", l1),
+      CTE_FIELD_BOOL("l1-bias", l1_bias),
+      CTE_FIELD_STR("init", init),
+      CTE_FIELD_NUM("bound-reg", bound_reg),
       CTE_FIELD_NUM("l2", l2),
       CTE_FIELD_NUM("crown-tie", crown_tie),
       CTE_FIELD_NUM("alpha-steps", alpha.steps),
@@ -150,6 +156,26 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("pgd-restarts", pgd_restarts),
       CTE_FIELD_STR("pgd-start", pgd_start),
       CTE_FIELD_NUM("train-pgd-steps", train_pgd_steps),
+      CTE_FIELD_NUM("train-pgd-step-size", train_pgd_step_size),
+      CTE_FIELD_STR("train-pgd-step-unit", train_pgd_step_unit),
+      Field{"train-pgd-decay-at", [](const TrainConfig& c) { return json(c.train_pgd_decay_at); },
+            [](const json& v, TrainConfig& c, const std::string& w) {
+              c.train_pgd_decay_at.clear();
+              for (const std::string& s : json_list(v, w)) {
+                try {
+                  size_t used = 0;
+                  const double f = std::stod(s, &used);
+                  if (used != s.size()) throw std::invalid_argument(s);
+                  c.train_pgd_decay_at.push_back(f);
+                } catch (const std::exception&) {
+                  throw std::invalid_argument(w + " holds '" + s + "', expected fractions of the steps");
+                }
+              }
+            }},
+      CTE_FIELD_NUM("train-pgd-decay-factor", train_pgd_decay_factor),
+      CTE_FIELD_BOOL("train-pgd-random-start", train_pgd_random_start),
+      CTE_FIELD_BOOL("train-pgd-keep-highest-loss", train_pgd_keep_highest_loss),
+      CTE_FIELD_BOOL("train-pgd-early-stop", train_pgd_early_stop),
       CTE_FIELD_NUM("sabr-lambda", sabr_lambda),
       CTE_FIELD_STR("device", device),
       CTE_FIELD_STR("out", out),
@@ -266,12 +292,14 @@ Relaxation training_relaxation(const std::string& method) {
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config) {
   std::vector<Relaxation> out;
   for (const std::string& name : config.certify_with) {
+    if (name == kBestColumn) continue;
     const Relaxation r = parse_relaxation(name);
     bool seen = false;
     for (Relaxation have : out) seen = seen || have == r;
     if (!seen) out.push_back(r);
   }
   if (!out.empty()) return out;
+  // --certify-with best alone: the method's own relaxation and the best column over it.
   return {train_method(config.method).certifier};
 }
 
@@ -316,6 +344,10 @@ void validate_config(const TrainConfig& c) {
     bad("--eps-start " + format_number(c.eps_start) + " is larger than --eps-train " + format_number(c.eps_train));
   check_unit("kappa-start", c.kappa_start);
   check_unit("kappa-end", c.kappa_end);
+  if (c.kappa_schedule != "linear" && c.kappa_schedule != "zero-after-warmup")
+    bad("--kappa-schedule '" + c.kappa_schedule + "' is unknown; expected linear or zero-after-warmup");
+  if (c.eps_schedule != "linear" && c.eps_schedule != "smoothed")
+    bad("--eps-schedule '" + c.eps_schedule + "' is unknown; expected linear or smoothed");
   if (!(std::isfinite(c.lr) && c.lr > 0)) bad("--lr " + format_number(c.lr) + " must be > 0");
   if (c.lr_schedule != "milestones" && c.lr_schedule != "steps")
     bad("--lr-schedule '" + c.lr_schedule + "' is unknown; expected milestones or steps");
@@ -326,7 +358,13 @@ void validate_config(const TrainConfig& c) {
           std::to_string(c.milestones[i]));
   }
   if (c.lr_step_every < 1) bad("--lr-step-every " + std::to_string(c.lr_step_every) + " must be at least 1");
+  if (!(std::isfinite(c.lr_decay_factor) && c.lr_decay_factor > 0 && c.lr_decay_factor <= 1))
+    bad("--lr-decay-factor " + format_number(c.lr_decay_factor) + " must lie in (0, 1]");
   if (!finite_nonneg(c.l1)) bad("--l1 " + format_number(c.l1) + " must be >= 0");
+  if (c.init != "default" && c.init != "ibp") bad("--init '" + c.init + "' is unknown; expected default or ibp");
+  if (c.init == "ibp" && !is_builtin_network(c.net))
+    bad("--init ibp re-initialises a built-in network; --net " + c.net + " starts from the file's weights");
+  if (!finite_nonneg(c.bound_reg)) bad("--bound-reg " + format_number(c.bound_reg) + " must be >= 0");
   if (!finite_nonneg(c.l2)) bad("--l2 " + format_number(c.l2) + " must be >= 0");
   if (c.crown_tie != 0 && c.crown_tie != 1) bad("--crown-tie " + std::to_string(c.crown_tie) + " must be 0 or 1");
   if (c.alpha.steps < 0) bad("--alpha-steps " + std::to_string(c.alpha.steps) + " must be >= 0");
@@ -337,6 +375,20 @@ void validate_config(const TrainConfig& c) {
   if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
   tools::check_pgd_flags("train", c.pgd_steps, c.pgd_step_size, c.pgd_restarts);
   if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
+  if (!(std::isfinite(c.train_pgd_step_size) && c.train_pgd_step_size > 0))
+    bad("--train-pgd-step-size " + format_number(c.train_pgd_step_size) + " must be > 0");
+  if (c.train_pgd_step_unit != "eps" && c.train_pgd_step_unit != "absolute")
+    bad("--train-pgd-step-unit '" + c.train_pgd_step_unit + "' is unknown; expected eps or absolute");
+  for (size_t i = 0; i < c.train_pgd_decay_at.size(); ++i) {
+    const double f = c.train_pgd_decay_at[i];
+    if (!(std::isfinite(f) && f >= 0 && f <= 1))
+      bad("--train-pgd-decay-at " + format_number(f) + " must lie in [0, 1] (a fraction of the steps)");
+    if (i && f < c.train_pgd_decay_at[i - 1])
+      bad("--train-pgd-decay-at must not decrease, got " + format_number(c.train_pgd_decay_at[i - 1]) + " then " +
+          format_number(f));
+  }
+  if (!(std::isfinite(c.train_pgd_decay_factor) && c.train_pgd_decay_factor > 0 && c.train_pgd_decay_factor <= 1))
+    bad("--train-pgd-decay-factor " + format_number(c.train_pgd_decay_factor) + " must lie in (0, 1]");
   if (!(std::isfinite(c.sabr_lambda) && c.sabr_lambda > 0 && c.sabr_lambda <= 1))
     bad("--sabr-lambda " + format_number(c.sabr_lambda) + " must lie in (0, 1]");
   if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")
@@ -346,6 +398,7 @@ void validate_config(const TrainConfig& c) {
   if (c.train_subset < 0) bad("--train-subset " + std::to_string(c.train_subset) + " must be >= 0 (0: all)");
   if (c.threads < 0) bad("--threads " + std::to_string(c.threads) + " must be >= 0 (0: OpenMP's default)");
   for (const std::string& name : c.certify_with) {
+    if (name == kBestColumn) continue;
     try {
       parse_relaxation(name);
     } catch (const std::exception& e) {
@@ -416,6 +469,91 @@ void apply_config_json(const json& j, TrainConfig& config, const std::string& so
   }
 }
 
+const std::vector<Recipe>& recipe_table() {
+  // SABR (eth-sri/SABR README and src/): its epochs count from 1 with eps ramped from the
+  // start of epoch 2 to the start of --end_epoch_eps, and MultiStepLR stepped before each
+  // epoch, so its milestone m lowers the rate from its epoch m, our 0-based epoch m - 1.
+  // Its Scheduler's "exp" mode is auto_LiRPA's smoothed ramp. Not here yet: CNN7 (needs
+  // BatchNorm), and the CIFAR-10 2/255 run's shrinking box.
+  static const std::vector<Recipe> table = {
+      {"sabr-mnist-0.1", "SABR (Mueller et al. 2023), MNIST eps 0.1: eth-sri/SABR README",
+       R"({"dataset": "mnist", "net": "cnn7", "method": "sabr", "epochs": 70, "warmup": 1, "rampup": 20,
+           "eps-train": 0.1, "eps-test": 0.1, "eps-start": 0, "eps-schedule": "smoothed",
+           "kappa-schedule": "zero-after-warmup", "lr": 5e-4, "lr-schedule": "milestones",
+           "milestones": [49, 59], "lr-decay-factor": 0.2, "batch-size": 256, "sabr-lambda": 0.4,
+           "l1": 1e-5, "l1-bias": true, "init": "ibp", "bound-reg": 0.5, "l2": 0})"},
+      {"sabr-mnist-0.3", "SABR, MNIST eps 0.3: eth-sri/SABR README",
+       R"({"dataset": "mnist", "net": "cnn7", "method": "sabr", "epochs": 70, "warmup": 1, "rampup": 20,
+           "eps-train": 0.3, "eps-test": 0.3, "eps-start": 0, "eps-schedule": "smoothed",
+           "kappa-schedule": "zero-after-warmup", "lr": 5e-4, "lr-schedule": "milestones",
+           "milestones": [49, 59], "lr-decay-factor": 0.2, "batch-size": 256, "sabr-lambda": 0.6,
+           "l1": 1e-6, "l1-bias": true, "init": "ibp", "bound-reg": 0.5, "l2": 0})"},
+      {"sabr-cifar10-2", "SABR, CIFAR-10 eps 2/255: eth-sri/SABR README (without its shrinking box)",
+       R"({"dataset": "cifar10", "net": "cnn7", "method": "sabr", "epochs": 160, "warmup": 1, "rampup": 80,
+           "eps-train": 0.00784313725, "eps-test": 0.00784313725, "eps-start": 0, "eps-schedule": "smoothed",
+           "kappa-schedule": "zero-after-warmup", "lr": 5e-4, "lr-schedule": "milestones",
+           "milestones": [119, 139], "lr-decay-factor": 0.2, "batch-size": 128, "sabr-lambda": 0.1,
+           "l1": 1e-6, "l1-bias": true, "init": "ibp", "bound-reg": 0.5, "l2": 0, "augment": true})"},
+      {"sabr-cifar10-8", "SABR, CIFAR-10 eps 8/255: eth-sri/SABR README (no L1)",
+       R"({"dataset": "cifar10", "net": "cnn7", "method": "sabr", "epochs": 180, "warmup": 1, "rampup": 80,
+           "eps-train": 0.03137, "eps-test": 0.03137, "eps-start": 0, "eps-schedule": "smoothed",
+           "kappa-schedule": "zero-after-warmup", "lr": 5e-4, "lr-schedule": "milestones",
+           "milestones": [139, 159], "lr-decay-factor": 0.2, "batch-size": 128, "sabr-lambda": 0.7,
+           "l1": 0, "l1-bias": true, "init": "ibp", "bound-reg": 0.5, "l2": 0, "augment": true})"},
+      {"shi-ibp-mnist-0.3",
+       "Shi et al. 2021, IBP on MNIST (train eps 0.4, test 0.3) as their paper describes it: IBP init, warm-up "
+       "regularisers 0.5, 70 epochs, eps ramped over 20, lr x0.2 at 50 and 60 (their gradient clipping at 10 is "
+       "not implemented here)",
+       R"({"dataset": "mnist", "net": "cnn7", "method": "box", "epochs": 70, "warmup": 0, "rampup": 20,
+           "eps-train": 0.4, "eps-test": 0.3, "eps-start": 0, "eps-schedule": "smoothed",
+           "kappa-schedule": "zero-after-warmup", "lr": 5e-4, "lr-schedule": "milestones",
+           "milestones": [50, 60], "lr-decay-factor": 0.2, "batch-size": 256, "l1": 0, "l2": 0,
+           "init": "ibp", "bound-reg": 0.5})"},
+      {"paradox-crown-ibp-conv-0.1", "The paradox paper's CROWN-IBP, MNIST CONV eps 0.1: its table 6",
+       R"({"dataset": "mnist", "net": "conv", "method": "crown-ibp", "epochs": 200, "warmup": 10, "rampup": 100,
+           "eps-train": 0.2, "eps-test": 0.1, "eps-start": 0, "eps-schedule": "linear", "kappa-schedule": "linear",
+           "kappa-start": 1, "kappa-end": 0.5, "lr": 5e-4, "lr-schedule": "milestones", "milestones": [130, 190],
+           "lr-decay-factor": 0.1, "batch-size": 100, "l1": 5e-6, "l1-bias": false, "l2": 0, "elide": true,
+           "init": "default", "bound-reg": 0})"},
+      {"paradox-crown-ibp-conv-0.3", "The paradox paper's CROWN-IBP, MNIST CONV eps 0.3: its table 6",
+       R"({"dataset": "mnist", "net": "conv", "method": "crown-ibp", "epochs": 200, "warmup": 10, "rampup": 50,
+           "eps-train": 0.3, "eps-test": 0.3, "eps-start": 0, "eps-schedule": "linear", "kappa-schedule": "linear",
+           "kappa-start": 1, "kappa-end": 0, "lr": 5e-4, "lr-schedule": "milestones", "milestones": [130, 190],
+           "lr-decay-factor": 0.1, "batch-size": 100, "l1": 5e-6, "l1-bias": false, "l2": 0, "elide": true,
+           "init": "default", "bound-reg": 0})"},
+  };
+  return table;
+}
+
+void apply_recipe(const std::string& name, TrainConfig& config, bool (*skip)(const std::string& key, void* context),
+                  void* context) {
+  const Recipe* recipe = nullptr;
+  std::vector<std::string> names;
+  for (const Recipe& r : recipe_table()) {
+    names.push_back(r.name);
+    if (name == r.name) recipe = &r;
+  }
+  if (!recipe) bad("--recipe '" + name + "' is unknown; expected one of " + join(names) + " (train --recipes lists them)");
+  const json values = json::parse(recipe->values);
+  const std::string net = values.value("net", "");
+  const bool net_given = skip && skip("net", context);
+  if (!net_given && !net.empty() && !is_builtin_network(net))
+    bad("--recipe " + name + " trains --net " + net + ", which this build does not have yet (" +
+        (net == "cnn7" ? std::string("CNN7 needs BatchNorm, not in the engine yet") : std::string("unknown")) +
+        "); give --net to train the recipe's other settings on another network");
+  apply_config_json(values, config, "--recipe " + name, skip, context);
+}
+
+std::string recipes_listing() {
+  std::ostringstream out;
+  for (const Recipe& r : recipe_table()) {
+    out << r.name << ": " << r.source << "\n";
+    const json values = json::parse(r.values);
+    for (auto it = values.begin(); it != values.end(); ++it) out << "  --" << it.key() << " " << it.value().dump() << "\n";
+  }
+  return out.str();
+}
+
 int parse_train_args(int argc, char** argv, TrainConfig& c) {
   CLI::App app{
       "train: certified training of ReLU networks with convex relaxations (Box, hBox, DeepZ, CROWN, "
@@ -428,6 +566,12 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--config", config_path,
                  "JSON file of settings whose keys are the long flag names (e.g. {\"epochs\": 30}); "
                  "flags on the command line override it");
+  std::string recipe;
+  bool list_recipes = false;
+  app.add_option("--recipe", recipe,
+                 "a published setting (SABR's, Shi et al.'s IBP, the paradox paper's CROWN-IBP) as flag values; "
+                 "--config and flags on the command line override it; train --recipes lists them");
+  app.add_flag("--recipes", list_recipes, "list the --recipe presets with their values and exit");
   app.add_option("--dataset", c.dataset, "mnist | fashion-mnist | svhn | cifar10 | folder");
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
@@ -446,13 +590,31 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--eps-start", c.eps_start, "eps at the start of the ramp-up (the paper uses 0.001 for some runs)");
   app.add_option("--kappa-start", c.kappa_start, "kappa at the start of the ramp-up; loss = kappa*CE(z) + (1-kappa)*CE(worst-case z)");
   app.add_option("--kappa-end", c.kappa_end, "kappa after the ramp-up");
+  app.add_option("--kappa-schedule", c.kappa_schedule,
+                 "linear (kappa from --kappa-start to --kappa-end over the ramp-up) | zero-after-warmup (kappa 1 in "
+                 "the warm-up, 0 from its end, SABR's schedule; --kappa-start and --kappa-end are then not read)");
+  app.add_option("--eps-schedule", c.eps_schedule,
+                 "linear | smoothed (auto_LiRPA's SmoothedScheduler, as SABR and CROWN-IBP train: eps grows as r^4 "
+                 "over the first quarter of the ramp-up, then linearly, with matching slope)");
   app.add_option("--lr", c.lr, "Adam's initial learning rate alpha");
   app.add_option("--lr-schedule", c.lr_schedule,
                  "milestones (x0.1 at each of --milestones) | steps (halve every --lr-step-every epochs after the ramp-up)");
-  app.add_option("--milestones", c.milestones, "epochs at which the learning rate is multiplied by 0.1, e.g. 130,190")
+  app.add_option("--milestones", c.milestones,
+                 "epochs at which the learning rate is multiplied by --lr-decay-factor, e.g. 130,190")
       ->delimiter(',');
+  app.add_option("--lr-decay-factor", c.lr_decay_factor,
+                 "milestones schedule: the factor applied at each milestone (default 0.1; SABR: 0.2)");
   app.add_option("--lr-step-every", c.lr_step_every, "steps schedule: halve the learning rate every this many epochs");
   app.add_option("--l1", c.l1, "L1 regularisation strength lambda (loss += lambda * sum |W| over weights)");
+  add_on_off_flag(app, "l1-bias", c.l1_bias,
+                  "the --l1 sum covers the biases too, as SABR's code sums |p| over every parameter (default: off)");
+  app.add_option("--init", c.init,
+                 "weight initialisation: default (PyTorch's kaiming-uniform) | ibp (Shi et al. 2021: every weight "
+                 "but the last layer's from N(0, (sqrt(2 pi) / fan_in)^2), biases as default)");
+  app.add_option("--bound-reg", c.bound_reg,
+                 "weight of Shi et al. 2021's warm-up regularisers (tightness and ReLU balance of the Box bounds, "
+                 "SABR's bound_reg; SABR uses 0.5), scaled by 1 - eps/eps_train and applied while eps < "
+                 "--eps-train; 0: off");
   app.add_option("--l2", c.l2,
                  "L2 regularisation strength lambda (loss += lambda * sum W^2 over weights, biases excluded as in "
                  "the authors' code; the paper: 5e-5, 5e-3 for table 3's experiment E)");
@@ -469,7 +631,24 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--pgd-step-size", c.pgd_step_size, "PGD step size (inputs in [0, 1])");
   app.add_option("--pgd-restarts", c.pgd_restarts, "extra PGD runs from random points of the ball (evaluation)");
   tools::add_pgd_start_flag(app, c.pgd_start);
-  app.add_option("--train-pgd-steps", c.train_pgd_steps, "PGD steps inside training (--method pgd and sabr; 0: --pgd-steps)");
+  app.add_option("--train-pgd-steps", c.train_pgd_steps,
+                 "PGD steps inside training (--method pgd and sabr; default 8 as SABR; 0: --pgd-steps)");
+  app.add_option("--train-pgd-step-size", c.train_pgd_step_size,
+                 "training PGD's step size in units of --train-pgd-step-unit (default 0.5: half the current eps)");
+  app.add_option("--train-pgd-step-unit", c.train_pgd_step_unit,
+                 "eps (the step is --train-pgd-step-size times the current, ramped eps) | absolute (inputs in [0, 1])");
+  app.add_option("--train-pgd-decay-at", c.train_pgd_decay_at,
+                 "fractions of the training PGD's steps from which the step is multiplied by "
+                 "--train-pgd-decay-factor (default 0.5,0.8,0.9 as SABR; '' for a constant step)")
+      ->delimiter(',');
+  app.add_option("--train-pgd-decay-factor", c.train_pgd_decay_factor, "the training PGD's step decay factor");
+  add_on_off_flag(app, "train-pgd-random-start", c.train_pgd_random_start,
+                  "training PGD starts at a uniform random point of the ball, not at x (default: on)");
+  add_on_off_flag(app, "train-pgd-keep-highest-loss", c.train_pgd_keep_highest_loss,
+                  "training PGD returns each sample's iterate of highest cross-entropy (its latest one once "
+                  "misclassified), not the last iterate (default: on, as SABR)");
+  add_on_off_flag(app, "train-pgd-early-stop", c.train_pgd_early_stop,
+                  "training PGD stops once every sample of the batch is misclassified (default: on, as SABR)");
   app.add_option("--sabr-lambda", c.sabr_lambda, "sabr: the propagated box has radius lambda * eps");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
   app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");
@@ -481,7 +660,8 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                "refused otherwise");
   app.add_option("--eval-every", c.eval_every, "also evaluate every K epochs (0: only at the end)");
   app.add_option("--certify-with", c.certify_with,
-                 "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, sabr, crown-ibp)")
+                 "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, "
+                 "sabr, crown-ibp); add best for a column of the images that any of them certifies")
       ->delimiter(',');
   app.add_flag("--unsound-fast", c.unsound_fast,
                "certify with the fast bounds training uses, not the default sound ones that account for float32 "
@@ -495,6 +675,10 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
+  }
+  if (list_recipes) {
+    std::cout << recipes_listing();
+    return 0;
   }
   if (!config_path.empty()) {
     std::string text;
@@ -515,6 +699,22 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
     try {
       apply_config_json(j, c, config_path, given, &app);
       config_file = std::move(j);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 2;
+    }
+  }
+  if (!recipe.empty()) {
+    struct Given {
+      CLI::App* app;
+      const json* file;
+    } given{&app, &config_file};
+    auto overridden = [](const std::string& key, void* ctx) {
+      const Given& g = *static_cast<Given*>(ctx);
+      return given_on_command_line(*g.app, key) || g.file->contains(key);
+    };
+    try {
+      apply_recipe(recipe, c, overridden, &given);
     } catch (const std::exception& e) {
       std::cerr << e.what() << "\n";
       return 2;

@@ -33,12 +33,18 @@ struct TrainConfig {
   int rampup = 50;                 // N_r: eps and kappa ramp linearly
   double eps_train = 0.2, eps_test = 0.1, eps_start = 0.0;
   double kappa_start = 1.0, kappa_end = 0.5;
+  std::string kappa_schedule = "linear";  // linear (over the ramp-up) | zero-after-warmup (SABR: 1, then 0)
+  std::string eps_schedule = "linear";    // linear | smoothed (auto_LiRPA's SmoothedScheduler, as SABR and CROWN-IBP)
   // optimisation
   double lr = 5e-4;                       // Adam's alpha
   std::string lr_schedule = "milestones";  // milestones | steps
-  std::vector<int> milestones{130, 190};   // x0.1 at each
+  std::vector<int> milestones{130, 190};   // x lr_decay_factor at each
+  double lr_decay_factor = 0.1;            // milestones schedule (SABR: 0.2)
   int lr_step_every = 20;                  // steps: halve every this many epochs after the ramp-up
   double l1 = 5e-6;                        // lambda * sum |W| over weights
+  bool l1_bias = false;                    // the L1 sum covers the biases too (SABR: every parameter)
+  std::string init = "default";            // default (PyTorch's) | ibp (Shi et al. 2021)
+  double bound_reg = 0.0;                  // Shi et al.'s warm-up regularisers' weight (SABR's bound_reg: 0.5)
   double l2 = 0.0;                         // lambda * sum W^2 over weights (biases excluded, as the authors' code)
   int crown_tie = 0;                       // CROWN's lower slope when -l = u: 0 (the paper) or 1 (the authors' code)
   AlphaCrownOptions alpha;                 // alpha-crown's slope optimisation (training and certification)
@@ -46,12 +52,21 @@ struct TrainConfig {
   bool elide = true;                       // last-layer elision
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
   uint64_t seed = 0;
-  // PGD (evaluation; training with --method pgd/sabr uses --train-pgd-steps)
+  // PGD (evaluation; training with --method pgd/sabr uses the --train-pgd-* settings)
   int pgd_steps = 100;
   double pgd_step_size = 0.01;
   int pgd_restarts = 0;
   std::string pgd_start = "random";        // evaluation PGD's first start: random (in the ball) | zero (x itself)
-  int train_pgd_steps = 0;                 // 0: the same as --pgd-steps
+  // The training attack, SABR's by default (eth-sri/SABR src/adv_attack.py): 8 steps of 0.5 eps,
+  // x0.1 at 50%, 80% and 90% of the steps, random start, the highest-loss iterate, early stop.
+  int train_pgd_steps = 8;                 // 0: the same as --pgd-steps
+  double train_pgd_step_size = 0.5;        // in units of --train-pgd-step-unit
+  std::string train_pgd_step_unit = "eps";  // eps (times the current eps) | absolute (inputs in [0, 1])
+  std::vector<double> train_pgd_decay_at{0.5, 0.8, 0.9};  // fractions of the steps; empty: a constant step
+  double train_pgd_decay_factor = 0.1;
+  bool train_pgd_random_start = true;
+  bool train_pgd_keep_highest_loss = true;  // off: the last iterate
+  bool train_pgd_early_stop = true;         // stop once every sample of the batch is misclassified
   double sabr_lambda = 0.4;                // sabr: box radius lambda * eps
   // run plumbing
   std::string device = "auto";             // cpu | cuda | auto
@@ -105,7 +120,10 @@ bool uses_beta_schedule(const std::string& method);   // crown-ibp (crown-ibp-r 
 // The relaxation whose bounds the method trains on (crown-ibp: the CROWN-IBP (R)
 // part of its mix; sabr: box). Throws for natural and pgd.
 Relaxation training_relaxation(const std::string& method);
-// --certify-with resolved: the list given, else the method's own relaxation
+// The name of the `best` column in --certify-with and certify's --relaxations:
+// an image counts when any listed relaxation certifies it.
+inline constexpr const char* kBestColumn = "best";
+// --certify-with resolved (without `best`): the list given, else the method's own relaxation
 // (the row's certifier: box for natural, pgd, sabr and crown-ibp).
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config);
 // The output folder: --out, else runs/<dataset>-<net stem>-<method>.
@@ -140,6 +158,24 @@ void apply_config_json(const nlohmann::json& j, TrainConfig& config, const std::
 // Returns -1 when the run should go on, else the exit code (0 after --help,
 // 2 after a usage error, with the message printed).
 int parse_train_args(int argc, char** argv, TrainConfig& config);
+
+// --recipe NAME: a published setting as a set of flag values (the keys of
+// config.json). Applied over the defaults; --config and flags on the command
+// line override it. `source` says where the values come from.
+struct Recipe {
+  const char* name;
+  const char* source;
+  const char* values;  // a JSON object of long flag names
+};
+const std::vector<Recipe>& recipe_table();
+// Sets the recipe's values but those for which skip(key) is true. Throws
+// "[train] --recipe ..." for an unknown name, or when the recipe's network
+// is not one this build has (CNN7 needs BatchNorm) and --net was not given
+// (skip("net") false).
+void apply_recipe(const std::string& name, TrainConfig& config,
+                  bool (*skip)(const std::string& key, void* context) = nullptr, void* context = nullptr);
+// The table as `train --recipes` prints it: name, source, then key = value lines.
+std::string recipes_listing();
 
 // "%g"-style shortest text of a number, for messages and reports.
 std::string format_number(double value);

@@ -254,6 +254,7 @@ void combine_eval_reports(Communicator& comm, train::EvalReport& report) {
   for (const train::EvalAtRadius& r : report.radii) {
     counts.push_back(r.pgd_robust);
     for (const auto& entry : r.certified) counts.push_back(entry.second);
+    counts.push_back(r.best_certified);
     minima.insert(minima.end(), r.smallest_margin.begin(), r.smallest_margin.end());
   }
   comm.sum(counts.data(), counts.size());
@@ -266,6 +267,8 @@ void combine_eval_reports(Communicator& comm, train::EvalReport& report) {
     const int64_t pgd = counts[c++];
     if (r.pgd_robust >= 0) r.pgd_robust = pgd;  // -1 (not run) on every rank stays -1
     for (auto& entry : r.certified) entry.second = counts[c++];
+    const int64_t best = counts[c++];
+    if (r.best_certified >= 0) r.best_certified = best;
     for (float& margin : r.smallest_margin) margin = minima[m++];
   }
 }

@@ -55,7 +55,8 @@ bool is_builtin_network(const std::string& name) {
 
 namespace {
 
-constexpr uint64_t kInitTag = 0x494E4954ull;  // "INIT"
+constexpr uint64_t kInitTag = 0x494E4954ull;     // "INIT"
+constexpr uint64_t kIbpInitTag = 0x49425049ull;  // "IBPI"
 
 // Linear layers of the given widths, ReLUs between, from an input of `in` values.
 void add_mlp(std::vector<Layer>& layers, int64_t in, const std::vector<int64_t>& widths, Rng& rng) {
@@ -126,6 +127,21 @@ std::string hex64(uint64_t value) {
   char buffer[32];
   std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(value));
   return buffer;
+}
+
+void ibp_initialise(Network& net, uint64_t seed) {
+  std::vector<Tensor*> weights;
+  for (Layer& layer : net.layers())
+    if (layer.weight.defined() && layer.weight.ndim() > 1) weights.push_back(&layer.weight);
+  Rng rng(mix_seed(seed, kIbpInitTag));
+  for (size_t i = 0; i + 1 < weights.size(); ++i) {
+    Tensor& w = *weights[i];
+    const int64_t fan_in = w.numel() / w.shape()[0];
+    const double sigma = std::sqrt(2.0 * M_PI) / double(fan_in);
+    std::vector<float> values(size_t(w.numel()));
+    for (float& v : values) v = float(sigma * rng.normal());
+    w = Tensor::from_vector(values, w.shape(), w.device());
+  }
 }
 
 }  // namespace cte::train

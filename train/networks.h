@@ -32,6 +32,13 @@ bool is_builtin_network(const std::string& name);
 Network build_network(const std::string& name_or_path, const Shape& input_shape, int num_classes,
                       const Normalization& normalization, uint64_t seed);
 
+// Shi et al. 2021's IBP initialisation, as the official SABR code applies it:
+// every weight tensor but the last layer's is redrawn from N(0, sigma^2) with
+// sigma = sqrt(2 pi) / fan_in (fan_in: inputs of a linear layer, C kh kw of a
+// conv), which keeps the Box bounds' width about constant through the layers;
+// biases and the last layer keep their initialisation. Draws from mix_seed(seed, "IBPI").
+void ibp_initialise(Network& net, uint64_t seed);
+
 // The FNV-1a 64-bit hash of every parameter's float bytes in order: equal
 // hashes mean bitwise-equal weights (the resume tests compare these).
 uint64_t parameter_hash(const Network& net);

@@ -194,6 +194,13 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
           active = mask_tensor(result.adversarial, false, mask_shape, device);
         }
       }
+      if (!o.track && o.stop_when_all_misclassified) {
+        const std::vector<bool> wrong = misclassified(logits, labels);
+        if (std::all_of(wrong.begin(), wrong.end(), [](bool b) { return b; })) {
+          tape_reset();
+          break;
+        }
+      }
       backward(ops::sum(ops::softmax_cross_entropy(logits, y)));
       NoGrad no_grad;
       const Tensor g = leaf.grad();

@@ -32,7 +32,9 @@ struct PgdOptions {
   // returns, per sample, the iterate of highest cross-entropy (a sample once misclassified:
   // its latest iterate) instead of the last one. Ignores restarts and stop_at_success.
   bool keep_highest_loss = false;
-  bool stop_when_all_misclassified = false;  // with keep_highest_loss: end the attack early
+  // End the attack once every sample is misclassified (SABR's early stop). Without
+  // keep_highest_loss and track, the last iterate is then the one that broke the last sample.
+  bool stop_when_all_misclassified = false;
 };
 
 // The step size of step k (0-based) under options' decay.

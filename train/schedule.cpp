@@ -34,12 +34,14 @@ double smoothed_ramp(double r, double mid, double beta) {
 
 float schedule_eps(const TrainConfig& c, double t) {
   if (in_warmup(c, t)) return 0.0f;
-  const double r = ramp_fraction(c, t);
+  double r = ramp_fraction(c, t);
+  if (c.eps_schedule == "smoothed") r = smoothed_ramp(r);
   return float(c.eps_start + r * (c.eps_train - c.eps_start));
 }
 
 float schedule_kappa(const TrainConfig& c, double t) {
   if (in_warmup(c, t)) return 1.0f;
+  if (c.kappa_schedule == "zero-after-warmup") return 0.0f;
   const double r = ramp_fraction(c, t);
   return float(c.kappa_start + r * (c.kappa_end - c.kappa_start));
 }
@@ -55,7 +57,7 @@ float schedule_lr(const TrainConfig& c, double t) {
     const int start = uses_eps_schedule(c.method) ? c.warmup + c.rampup : 0;
     return lr_step(float(c.lr), t, start, c.lr_step_every, 0.5f);
   }
-  return lr_milestones(float(c.lr), t, c.milestones, 0.1f);
+  return lr_milestones(float(c.lr), t, c.milestones, float(c.lr_decay_factor));
 }
 
 ScheduleValues schedule_at(const TrainConfig& c, int epoch, int64_t batch, int64_t batches_per_epoch) {

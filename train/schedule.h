@@ -8,8 +8,10 @@
 //                            kappa = kappa_start + r (kappa_end - kappa_start)
 //                            beta  = 1 - r   (crown-ibp: beta CROWN-IBP(R) + (1-beta) Box)
 //   t >= N_w + N_r         eps_train, kappa_end, beta 0
+// --eps-schedule smoothed puts r through smoothed_ramp for eps (kappa and beta
+// stay linear); --kappa-schedule zero-after-warmup: kappa 0 from N_w on.
 //
-// Learning rate: milestones (x0.1 at each milestone epoch) or steps (x0.5
+// Learning rate: milestones (x --lr-decay-factor at each milestone epoch) or steps (x0.5
 // every --lr-step-every epochs counted from the end of the ramp-up).
 #pragma once
 #include <cstdint>

@@ -82,16 +82,24 @@ class TrainStep {
   Optimizer& optimizer_;
   TrainConfig config_;
   int num_classes_;
-  std::vector<Tensor> weights_;       // for the L1 and L2 penalties (weights only, no biases)
+  std::vector<Tensor> weights_;       // for the L2 penalty (weights only, no biases)
+  std::vector<Tensor> l1_terms_;      // the L1 penalty's: the weights, and with --l1-bias the biases
   std::vector<float> label_values_;  // host staging of the labels, reused
   dist::Communicator& comm_;
 };
+
+// The attack of a training step at the scheduled eps (--method pgd and sabr):
+// the --train-pgd-* settings, the step relative to eps unless
+// --train-pgd-step-unit absolute; seed left 0 (the step sets it).
+PgdOptions training_pgd_options(const TrainConfig& config, float eps);
 
 // ---------------------------------------------------------------- evaluation
 
 struct EvalOptions {
   std::vector<float> eps{0.1f};
   std::vector<Relaxation> relaxations{Relaxation::box};
+  // Also count the images that any of `relaxations` certifies (the `best` column).
+  bool best = false;
   bool pgd = true;
   PgdOptions pgd_options;  // eps is set per radius; stop_at_success, track on
   // The first PGD attempt from a uniform random point of the ball (seeded
@@ -117,6 +125,7 @@ struct EvalAtRadius {
   float eps = 0;
   int64_t pgd_robust = -1;  // -1: not run
   std::vector<std::pair<Relaxation, int64_t>> certified;
+  int64_t best_certified = -1;  // certified by at least one relaxation (-1: not asked for)
   // Per relaxation (as certified): the smallest margin -max_k upper(C_k z)
   // over the images it certified (+inf when none): how close to zero the
   // weakest certificate is.
@@ -132,7 +141,7 @@ struct EvalReport {
   int crown_tie_slope = 0;
   std::string pgd_start;  // "random" or "zero" when PGD ran, else empty
   // {"n", "accuracy", "seconds", "sound", "crown_tie", "pgd_start"?, "radii": [{"eps", "pgd_accuracy"?,
-  //  "certified": {"box": ...},
+  //  "certified": {"box": ..., "best"?: ...},
   //  "smallest_certified_margin": {"box": ... or null}}]}
   nlohmann::json to_json() const;
 };
