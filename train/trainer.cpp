@@ -109,6 +109,8 @@ class SignalGuard {
   void (*old_term_)(int);
 };
 
+}  // namespace
+
 // ---- progress: an in-place bar on a terminal (stderr), nothing otherwise.
 class ProgressBar {
  public:
@@ -137,8 +139,6 @@ class ProgressBar {
   bool shown_ = false;
   Clock::time_point last_{};
 };
-
-}  // namespace
 
 // ================================================================ one step
 
@@ -712,6 +712,22 @@ std::string eval_summary(const EvalReport& r) {
 
 }  // namespace
 
+// What one epoch's batches add up to (means over the samples this rank saw).
+struct Trainer::EpochTotals {
+  double loss_sum = 0;
+  int64_t correct = 0, seen = 0;
+  ScheduleValues sched;  // the schedule at the epoch's last batch
+  double seconds = 0;    // training time, evaluation excluded
+  bool stopped = false;  // a stop signal arrived: the epoch is incomplete and not counted
+  double mean_loss() const { return seen ? loss_sum / double(seen) : 0.0; }
+  double accuracy() const { return seen ? double(correct) / double(seen) : 0.0; }
+  double images_per_s() const { return double(seen) / std::max(1e-9, seconds); }
+};
+
+// run() in order: each epoch is train_epoch, then (every --eval-every epochs)
+// evaluate_during_training, then finish_epoch (metrics line, log line,
+// checkpoint); after the last epoch final_evaluation and print_result. A stop
+// signal ends it early through stopped_summary.
 TrainSummary Trainer::run() {
   SignalGuard signals;
   TrainSummary summary;
@@ -722,138 +738,152 @@ TrainSummary Trainer::run() {
     summary.weights_hash = parameter_hash(net_);
     return summary;
   }
-  const bool show = !config_.quiet;
-  ProgressBar bar(show && comm_.is_root());
+  ProgressBar bar(!config_.quiet && comm_.is_root());
   BatchLoader loader(train_set_, config_.batch_size, mix_seed(config_.seed, kDataTag), /*shuffle=*/true,
                      config_.augment ? default_augment(config_.dataset) : Augment{});
-  const int64_t batches = int64_t(loader.batches_per_epoch());
   TrainStep step(net_, *adam_, config_, num_classes_);
-  std::vector<float> images;
-  std::vector<int> labels;
-  if (show && start_epoch_ < config_.epochs)
+  if (!config_.quiet && start_epoch_ < config_.epochs)
     *log_ << "[train] " << config_.method << " on " << config_.dataset << " (" << train_set_.size() << " training, "
           << test_set_.size() << " test images), " << net_.describe() << ", " << net_.num_parameters()
-          << " parameters; epochs " << start_epoch_ + 1 << ".." << config_.epochs << ", " << batches
-          << " batches each; out " << out_dir_ << std::endl;
+          << " parameters; epochs " << start_epoch_ + 1 << ".." << config_.epochs << ", "
+          << loader.batches_per_epoch() << " batches each; out " << out_dir_ << std::endl;
 
-  int epoch = start_epoch_;
-  bool stopping = false;
   dist::check_parameters_agree(comm_, net_, "at the start");
-  for (; epoch < config_.epochs; ++epoch) {
-    loader.start_epoch(epoch);
-    const auto epoch_start = Clock::now();
-    reset_relu_layer_stats();
-    double loss_sum = 0;
-    int64_t correct = 0, seen = 0;
-    ScheduleValues sched;
-    for (int64_t b = 0; loader.next(images, labels); ++b) {
-      dist::keep_shard(comm_, images, labels);  // under MPI: this rank's part of the global batch
-      sched = schedule_at(config_, epoch, b, batches);
-      const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
-      const StepStats st = step.run(x, labels, sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
-      if (!st.finite) {
-        bar.clear();
-        throw std::runtime_error(
-            "[train] the loss (" + format_number(st.loss) + ") or a gradient is not finite at epoch " +
-            std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " + std::to_string(batches) +
-            " (global step " + std::to_string(global_step_ + 1) + "); training stopped. " +
-            (epoch > 0 ? "The last good checkpoint (epoch " + std::to_string(epoch) + ") is " +
-                             checkpoint_path(out_dir_)
-                       : std::string("No epoch was completed, so there is no checkpoint")) +
-            ". A lower --lr (now " + format_number(config_.lr) + ") or --eps-train may help.");
-      }
-      ++global_step_;
-      loss_sum += double(st.loss) * double(st.count);
-      correct += st.correct;
-      seen += st.count;
-      if (show) {
-        char suffix[160];
-        if (uses_eps_schedule(config_.method))
-          std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, sched.eps,
-                        sched.kappa, double(seen) / std::max(1e-9, seconds_since(epoch_start)));
-        else
-          std::snprintf(suffix, sizeof suffix, "loss %.4f %.0f img/s", st.loss,
-                        double(seen) / std::max(1e-9, seconds_since(epoch_start)));
-        bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
-                   suffix);
-      }
-      if ((stopping = dist::any_rank(comm_, g_stop_signal.load() != 0))) break;  // all ranks stop together
-    }
-    if (stopping) {
-      bar.clear();
-      summary.interrupted = true;
-      summary.signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
-      summary.epochs_done = epoch;
-      *log_ << "[train] interrupted (signal " << summary.signal << ") during epoch " << epoch + 1 << "; "
-            << (epoch > 0 ? "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_)
-                          : std::string("no epoch was completed, so there is no checkpoint yet"))
-            << "; continue with the same command and --resume" << std::endl;
-      return summary;
-    }
-    const double train_seconds = seconds_since(epoch_start);
-    const double images_per_s = double(seen) / std::max(1e-9, train_seconds);
-    json line;
-    line["epoch"] = epoch + 1;
-    line["lr"] = json_float(sched.lr);
-    line["eps"] = json_float(sched.eps);
-    line["kappa"] = json_float(sched.kappa);
-    line["beta"] = json_float(sched.beta);
-    line["train_loss"] = seen ? loss_sum / double(seen) : 0.0;
-    line["train_accuracy"] = seen ? double(correct) / double(seen) : 0.0;
-    line["images_per_s"] = images_per_s;
-    line["seconds"] = train_seconds;
-    line["global_step"] = global_step_;
-    // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): per ReLU layer (by
-    // layer index), the fraction of (sample, neuron) pairs unstable under the bounds used, and of
-    // rows backsubstituted (relaxations.h, ReluLayerStats).
-    const std::vector<ReluLayerStats> relu_stats = relu_layer_stats();
-    if (!relu_stats.empty()) {
-      json unstable = json::object(), backsubstituted = json::object();
-      for (const ReluLayerStats& s : relu_stats) {
-        const double pairs = double(std::max<uint64_t>(s.pairs, 1));
-        unstable[std::to_string(s.layer)] = double(s.unstable) / pairs;
-        backsubstituted[std::to_string(s.layer)] = double(s.backsubstituted) / pairs;
-      }
-      line["unstable_fraction"] = unstable;
-      line["backsubstituted_fraction"] = backsubstituted;
-    }
-    std::string eval_text;
-    if (config_.eval_every > 0 && (epoch + 1) % config_.eval_every == 0 && epoch + 1 < config_.epochs) {
-      bar.clear();
-      EvalOptions eo = eval_options();
-      if (show)
-        eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
-      const EvalReport r = evaluate(net_, test_set_, eo);
-      line["eval"] = r.to_json();
-      eval_text = " | " + eval_summary(r);
-    }
-    bar.clear();
-    if (show) {
-      // Only the schedule values the method reads (natural: none; beta: crown-ibp).
-      char text[256];
-      std::snprintf(text, sizeof text, "[epoch %d/%d] loss %.4f train-acc %.2f%%", epoch + 1, config_.epochs,
-                    seen ? loss_sum / double(seen) : 0.0, seen ? 100.0 * double(correct) / double(seen) : 0.0);
-      std::string epoch_line = text;
-      if (uses_eps_schedule(config_.method)) {
-        std::snprintf(text, sizeof text, " eps %.4f kappa %.3f", sched.eps, sched.kappa);
-        epoch_line += text;
-      }
-      if (uses_beta_schedule(config_.method)) {
-        std::snprintf(text, sizeof text, " beta %.3f", sched.beta);
-        epoch_line += text;
-      }
-      std::snprintf(text, sizeof text, " lr %.3g | %.0f img/s, %.1f s", sched.lr, images_per_s, train_seconds);
-      *log_ << epoch_line << text << eval_text << std::endl;
-    }
-    // The metrics line first: a resume drops lines past its checkpoint.
-    write_metrics_line(line);
-    save_epoch_checkpoint(epoch + 1);
-    dist::check_parameters_agree(comm_, net_, "after epoch " + std::to_string(epoch + 1));
+  for (int epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
+    const EpochTotals totals = train_epoch(epoch, loader, step, bar);
+    if (totals.stopped) return stopped_summary(epoch, bar);
+    const std::optional<EvalReport> eval = evaluate_during_training(epoch, bar);
+    finish_epoch(epoch, totals, eval, bar);
   }
-  summary.epochs_done = epoch;
+  summary.epochs_done = std::max(start_epoch_, config_.epochs);
+  final_evaluation(summary, bar);
+  print_result(summary);
+  return summary;
+}
 
+Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainStep& step, ProgressBar& bar) {
+  const int64_t batches = int64_t(loader.batches_per_epoch());
+  loader.start_epoch(epoch);
+  const auto epoch_start = Clock::now();
+  reset_relu_layer_stats();
+  EpochTotals totals;
+  std::vector<float> images;
+  std::vector<int> labels;
+  for (int64_t b = 0; loader.next(images, labels); ++b) {
+    dist::keep_shard(comm_, images, labels);  // under MPI: this rank's part of the global batch
+    totals.sched = schedule_at(config_, epoch, b, batches);
+    const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
+    const StepStats st = step.run(x, labels, totals.sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
+    if (!st.finite) {
+      bar.clear();
+      throw std::runtime_error(
+          "[train] the loss (" + format_number(st.loss) + ") or a gradient is not finite at epoch " +
+          std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " + std::to_string(batches) +
+          " (global step " + std::to_string(global_step_ + 1) + "); training stopped. " +
+          (epoch > 0 ? "The last good checkpoint (epoch " + std::to_string(epoch) + ") is " + checkpoint_path(out_dir_)
+                     : std::string("No epoch was completed, so there is no checkpoint")) +
+          ". A lower --lr (now " + format_number(config_.lr) + ") or --eps-train may help.");
+    }
+    ++global_step_;
+    totals.loss_sum += double(st.loss) * double(st.count);
+    totals.correct += st.correct;
+    totals.seen += st.count;
+    if (!config_.quiet) {
+      const double rate = double(totals.seen) / std::max(1e-9, seconds_since(epoch_start));
+      char suffix[160];
+      if (uses_eps_schedule(config_.method))
+        std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, totals.sched.eps,
+                      totals.sched.kappa, rate);
+      else
+        std::snprintf(suffix, sizeof suffix, "loss %.4f %.0f img/s", st.loss, rate);
+      bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
+                 suffix);
+    }
+    if ((totals.stopped = dist::any_rank(comm_, g_stop_signal.load() != 0))) break;  // all ranks stop together
+  }
+  totals.seconds = seconds_since(epoch_start);
+  return totals;
+}
+
+TrainSummary Trainer::stopped_summary(int epoch, ProgressBar& bar) const {
+  bar.clear();
+  TrainSummary summary;
+  summary.out_dir = out_dir_;
+  summary.interrupted = true;
+  summary.signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
+  summary.epochs_done = epoch;
+  *log_ << "[train] interrupted (signal " << summary.signal << ") during epoch " << epoch + 1 << "; "
+        << (epoch > 0 ? "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_)
+                      : std::string("no epoch was completed, so there is no checkpoint yet"))
+        << "; continue with the same command and --resume" << std::endl;
+  return summary;
+}
+
+std::optional<EvalReport> Trainer::evaluate_during_training(int epoch, ProgressBar& bar) {
+  if (config_.eval_every <= 0 || (epoch + 1) % config_.eval_every != 0 || epoch + 1 >= config_.epochs)
+    return std::nullopt;
+  bar.clear();
   EvalOptions eo = eval_options();
-  if (show) eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
+  if (!config_.quiet) eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
+  return evaluate(net_, test_set_, eo);
+}
+
+void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::optional<EvalReport>& eval,
+                           ProgressBar& bar) {
+  json line;
+  line["epoch"] = epoch + 1;
+  line["lr"] = json_float(totals.sched.lr);
+  line["eps"] = json_float(totals.sched.eps);
+  line["kappa"] = json_float(totals.sched.kappa);
+  line["beta"] = json_float(totals.sched.beta);
+  line["train_loss"] = totals.mean_loss();
+  line["train_accuracy"] = totals.accuracy();
+  line["images_per_s"] = totals.images_per_s();
+  line["seconds"] = totals.seconds;
+  line["global_step"] = global_step_;
+  // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): per ReLU layer (by
+  // layer index), the fraction of (sample, neuron) pairs unstable under the bounds used, and of
+  // rows backsubstituted (relaxations.h, ReluLayerStats).
+  const std::vector<ReluLayerStats> relu_stats = relu_layer_stats();
+  if (!relu_stats.empty()) {
+    json unstable = json::object(), backsubstituted = json::object();
+    for (const ReluLayerStats& s : relu_stats) {
+      const double pairs = double(std::max<uint64_t>(s.pairs, 1));
+      unstable[std::to_string(s.layer)] = double(s.unstable) / pairs;
+      backsubstituted[std::to_string(s.layer)] = double(s.backsubstituted) / pairs;
+    }
+    line["unstable_fraction"] = unstable;
+    line["backsubstituted_fraction"] = backsubstituted;
+  }
+  if (eval) line["eval"] = eval->to_json();
+  bar.clear();
+  if (!config_.quiet) {
+    // Only the schedule values the method reads (natural: none; beta: crown-ibp).
+    char text[256];
+    std::snprintf(text, sizeof text, "[epoch %d/%d] loss %.4f train-acc %.2f%%", epoch + 1, config_.epochs,
+                  totals.mean_loss(), 100.0 * totals.accuracy());
+    std::string epoch_line = text;
+    if (uses_eps_schedule(config_.method)) {
+      std::snprintf(text, sizeof text, " eps %.4f kappa %.3f", totals.sched.eps, totals.sched.kappa);
+      epoch_line += text;
+    }
+    if (uses_beta_schedule(config_.method)) {
+      std::snprintf(text, sizeof text, " beta %.3f", totals.sched.beta);
+      epoch_line += text;
+    }
+    std::snprintf(text, sizeof text, " lr %.3g | %.0f img/s, %.1f s", totals.sched.lr, totals.images_per_s(),
+                  totals.seconds);
+    *log_ << epoch_line << text << (eval ? " | " + eval_summary(*eval) : std::string()) << std::endl;
+  }
+  // The metrics line first: a resume drops lines past its checkpoint.
+  write_metrics_line(line);
+  save_epoch_checkpoint(epoch + 1);
+  dist::check_parameters_agree(comm_, net_, "after epoch " + std::to_string(epoch + 1));
+}
+
+void Trainer::final_evaluation(TrainSummary& summary, ProgressBar& bar) {
+  EvalOptions eo = eval_options();
+  if (!config_.quiet) eo.on_batch = [&](int64_t done, int64_t total) { bar.update("[eval]", done, total, ""); };
   summary.final_eval = evaluate(net_, test_set_, eo);
   bar.clear();
   summary.weights_hash = parameter_hash(net_);
@@ -861,8 +891,18 @@ TrainSummary Trainer::run() {
     save_network_json((fs::path(out_dir_) / "network.json").string(), net_);
     save_network_onnx((fs::path(out_dir_) / "network.onnx").string(), net_);  // for other verifiers
   }
+  json final_line;
+  final_line["final"] = true;
+  final_line["epoch"] = summary.epochs_done;
+  final_line["eps_test"] = config_.eps_test;
+  final_line["eval"] = summary.final_eval.to_json();
+  final_line["weights_hash"] = hex64(summary.weights_hash);
+  write_metrics_line(final_line);
+}
 
+void Trainer::print_result(const TrainSummary& summary) const {
   const EvalReport& r = summary.final_eval;
+  const double n = double(std::max<int64_t>(1, r.n));
   char text[160];
   *log_ << "[result] " << r.n << " test images, eps_test " << format_number(config_.eps_test) << ", after "
         << summary.epochs_done << " epochs of " << config_.method << "\n";
@@ -871,35 +911,26 @@ TrainSummary Trainer::run() {
   for (const EvalAtRadius& at : r.radii) {
     if (at.pgd_robust >= 0) {
       std::snprintf(text, sizeof text, "[result] PGD accuracy        %7.2f%%  (%d steps of %g, %d restarts, %s start)\n",
-                    100.0 * double(at.pgd_robust) / double(std::max<int64_t>(1, r.n)), config_.pgd_steps,
-                    config_.pgd_step_size, config_.pgd_restarts, config_.pgd_start.c_str());
+                    100.0 * double(at.pgd_robust) / n, config_.pgd_steps, config_.pgd_step_size, config_.pgd_restarts,
+                    config_.pgd_start.c_str());
       *log_ << text;
     }
     for (size_t k = 0; k < at.certified.size(); ++k) {
       const auto& [relaxation, count] = at.certified[k];
       const std::string label = std::string("certified (") + relaxation_name(relaxation) + ")";
       std::snprintf(text, sizeof text, "[result] %-19s %7.2f%%  (%s bounds, smallest margin %.3g)\n", label.c_str(),
-                    100.0 * double(count) / double(std::max<int64_t>(1, r.n)), r.sound ? "sound" : "fast",
-                    double(at.smallest_margin[k]));
+                    100.0 * double(count) / n, r.sound ? "sound" : "fast", double(at.smallest_margin[k]));
       *log_ << text;
     }
     if (at.best_certified >= 0) {
       std::snprintf(text, sizeof text, "[result] %-19s %7.2f%%  (an image counts when any of the above certifies it)\n",
-                    "certified (best)", 100.0 * double(at.best_certified) / double(std::max<int64_t>(1, r.n)));
+                    "certified (best)", 100.0 * double(at.best_certified) / n);
       *log_ << text;
     }
   }
   *log_ << "[result] weights fnv1a64 " << hex64(summary.weights_hash) << "\n";
-  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx)" << std::endl;
-
-  json final_line;
-  final_line["final"] = true;
-  final_line["epoch"] = summary.epochs_done;
-  final_line["eps_test"] = config_.eps_test;
-  final_line["eval"] = r.to_json();
-  final_line["weights_hash"] = hex64(summary.weights_hash);
-  write_metrics_line(final_line);
-  return summary;
+  *log_ << "[result] out: " << out_dir_ << " (checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx)"
+        << std::endl;
 }
 
 }  // namespace cte::train

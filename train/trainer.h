@@ -173,6 +173,8 @@ struct TrainSummary {
   std::string out_dir;
 };
 
+class ProgressBar;  // trainer.cpp: the in-place progress line
+
 class Trainer {
  public:
   // Everything that can fail on bad input happens here, before any training:
@@ -198,6 +200,15 @@ class Trainer {
   const std::string& out_dir() const { return out_dir_; }
 
  private:
+  // The steps of run(), in order (trainer.cpp).
+  struct EpochTotals;
+  EpochTotals train_epoch(int epoch, BatchLoader& loader, TrainStep& step, ProgressBar& bar);
+  TrainSummary stopped_summary(int epoch, ProgressBar& bar) const;  // after SIGINT/SIGTERM
+  std::optional<EvalReport> evaluate_during_training(int epoch, ProgressBar& bar);  // every --eval-every epochs
+  void finish_epoch(int epoch, const EpochTotals& totals, const std::optional<EvalReport>& eval, ProgressBar& bar);
+  void final_evaluation(TrainSummary& summary, ProgressBar& bar);  // also writes network.json/.onnx
+  void print_result(const TrainSummary& summary) const;
+
   void setup(std::optional<DatasetSplits> data);
   void save_epoch_checkpoint(int epochs_done);
   void write_metrics_line(const nlohmann::json& line);
