@@ -51,7 +51,7 @@ Tensor transpose(const Tensor& x);                    // swaps the last two axes
 Tensor slice_batch(const Tensor& x, int64_t begin, int64_t end);  // rows [begin, end) of axis 0
 Tensor concat_batch(const std::vector<Tensor>& parts);            // along axis 0
 
-// ---- linear algebra and convolution (engine/ops/linear.cpp)
+// ---- linear algebra (engine/ops/matmul.cpp) and convolution (engine/ops/conv.cpp)
 // op(a) op(b) with a (m,k) or (B,m,k) and b (k,n) or (B,k,n) (before the
 // transposes). A 2-D b is shared by every batch of a 3-D a (then trans_a must be false).
 Tensor matmul(const Tensor& a, const Tensor& b, bool trans_a = false, bool trans_b = false);
