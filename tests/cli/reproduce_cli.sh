@@ -27,8 +27,13 @@ echo "== the repository's recipe"
 list=$(reproduce --list 2>&1)
 n=$(wc -l <<<"$list")
 # 12 + 4 + 6 + 4 training cells (tables 11, 11 at 200 epochs, 10, 13's extra seeds), 12 of table 7,
-# 3 tightness nets + 3 curves, 1 landscape net + 1 landscape, 2 SGD figures, figure 3.
-if [ "$n" -eq 49 ]; then ok "--list: 49 cells"; else bad "--list: $n cells, expected 49: $list"; fi
+# 3 tightness nets + 3 curves, 1 landscape net + 1 landscape, 2 SGD figures, figure 3; the SABR
+# comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications.
+if [ "$n" -eq 57 ]; then ok "--list: 57 cells"; else bad "--list: $n cells, expected 57: $list"; fi
+dry=$(reproduce --only 'fmnist-conv-sabr-eps0.3@short' --dry-run 2>&1)
+# SABR has no table-6 row: Box's CONV eps-0.3 row (eps_train 0.3, N_r 50 -> 15, kappa_end 0.5, L1 5e-6) and lambda 0.6.
+want="--method sabr --certify-with box --eps-train 0.3 --eps-test 0.3 --kappa-end 0.5 --l1 5e-06 --lr 0.0005 --lr-schedule milestones --elide --sabr-lambda 0.6 --epochs 60 --warmup 0 --rampup 15"
+if grep -qF -- "$want" <<<"$dry"; then ok "dry-run of the SABR cell: Box's table-6 row and its own lambda"; else bad "dry-run: $dry"; fi
 dry=$(reproduce --only 'fmnist-conv-crown-eps0.3@short' --dry-run 2>&1)
 # Table 6, CONV CROWN eps 0.3: eps_train 0.3, N_w 10, N_r 100, kappa_end 0, lambda 0, lr 5e-4;
 # the short schedule (60 of 200 epochs) scales 10 -> 3, 100 -> 30, milestones 130, 190 -> 39, 57.
@@ -53,6 +58,8 @@ expect_error "--only table99: matches no cell or experiment" --only table99 --li
 expect_error "--schedule weekly: the recipe has paper, short, brief, smoke" --schedule weekly --list
 sed 's/\["conv", 0.3, "CROWN", 0.3, 10, 100/["conv", 0.35, "CROWN", 0.3, 10, 100/' recipes/paradox-fashion-mnist.toml > "$tmp/broken.toml"
 expect_error "table6 has 0 rows for (conv, 0.3, CROWN), need 1" --recipe "$tmp/broken.toml" --list
+sed 's/, "0.3" = { sabr-lambda = 0.6 }//' recipes/paradox-fashion-mnist.toml > "$tmp/no_lambda.toml"
+expect_error "method 'SABR' has flags_by_eps for 0.1 but not 0.3" --recipe "$tmp/no_lambda.toml" --list
 
 echo "== Slurm"
 out=$(reproduce --only table11 --only table7 --slurm "$tmp/sweep" --sbatch=--gres=gpu:1 2>&1)
