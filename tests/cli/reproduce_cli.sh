@@ -206,4 +206,18 @@ EOF
 )
 if [ "$check" = fine ]; then ok "report.md and report.html: our numbers from the cells, the paper's from the recipe"; else bad "report: $check"; fi
 
+# --readme: the block between the markers is rewritten from the cells, the text around it kept.
+printf 'before\n<!-- reproduce-status:begin -->\nold\n<!-- reproduce-status:end -->\nafter\n' > "$tmp/README.md"
+reproduce --recipe "$tmp/tiny.toml" --report --readme "$tmp/README.md" >/dev/null 2>&1
+box_row=$(grep -F "| Box |" "$tmp/results/report.md" | grep -F "| 80.3 |" | head -1)  # ours beside the paper's
+if [ "$(head -1 "$tmp/README.md")" = before ] && [ "$(tail -1 "$tmp/README.md")" = after ] && ! grep -qx old "$tmp/README.md" \
+   && grep -qF -- "$box_row" "$tmp/README.md"; then
+  ok "--readme: the measured-so-far block holds the report's Box row ($box_row), the text around it kept"
+else
+  bad "--readme: $(cat "$tmp/README.md")"
+fi
+printf 'no markers\n' > "$tmp/plain.md"
+expect_error "no <!-- reproduce-status:begin --> ... <!-- reproduce-status:end --> block" --recipe "$tmp/tiny.toml" --report --readme "$tmp/plain.md"
+expect_error "--readme only works with --report" --readme "$tmp/plain.md" --list
+
 if [ "$failures" -eq 0 ]; then echo "[reproduce_cli] all checks passed"; else echo "[reproduce_cli] $failures check(s) FAILED"; exit 1; fi

@@ -11,6 +11,7 @@ import json
 import math
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -38,8 +39,9 @@ def num(x, digits=1):
 class Doc:
     """The same report as Markdown and as HTML, built side by side."""
 
-    def __init__(self):
+    def __init__(self, link_prefix=""):
         self.md, self.html = [], []
+        self.link_prefix = link_prefix  # before figures/...: "results/" when the Markdown lives in the repository root
 
     def heading(self, level, text):
         self.md.append("#" * level + " " + text + "\n")
@@ -71,7 +73,8 @@ class Doc:
         if not png.exists():
             self.para(f"({caption}: not run yet)")
             return
-        self.md.append(f"![{caption}](figures/{png.name})\n\n*{caption}* ([SVG](figures/{svg.name}))\n")
+        fig = f"{self.link_prefix}figures"
+        self.md.append(f"![{caption}]({fig}/{png.name})\n\n*{caption}* ([SVG]({fig}/{svg.name}))\n")
         src = f"figures/{svg.name}" if svg.exists() else f"figures/{png.name}"
         self.html.append(f'<figure><img src="{src}" alt="{html.escape(caption)}">'
                          f"<figcaption>{html.escape(caption)}</figcaption></figure>")
@@ -129,7 +132,7 @@ def paradox_methods(recipe):
     return [m for m, spec in recipe["methods"].items() if "row" not in spec]
 
 
-def paradox_section(doc, recipe, cells, results, figures, net, table_name, eps_list):
+def paradox_section(doc, recipe, cells, results, figures, net, table_name, eps_list, with_figures=True):
     paper = paper_rows(recipe)
     methods = paradox_methods(recipe)
     schedules = [s for s in recipe["schedules"]
@@ -166,6 +169,8 @@ def paradox_section(doc, recipe, cells, results, figures, net, table_name, eps_l
         series.append(("paper", [paper[(net, m, round(eps, 3))][2] if (net, m, round(eps, 3)) in paper else None
                                  for m in methods]))
         stem = f"paradox_{net}_eps{eps:g}"
+        if not with_figures:
+            continue
         if len(series) > 1:
             bar_figure(figures, stem, f"Certified accuracy, FashionMNIST {net.upper()}, eps {eps:g}", labels, series,
                        "certified accuracy (%)")
@@ -388,3 +393,40 @@ def write(recipe, cells, paths):
             f"</title><style>{style}</style></head><body>" + "\n".join(doc.html) + "</body></html>\n")
     (paths.results / "report.html").write_text(page)
     print(f"[reproduce] wrote {out_md} and {paths.results / 'report.html'} ({len(results)} cells)")
+
+
+README_BEGIN, README_END = "<!-- reproduce-status:begin -->", "<!-- reproduce-status:end -->"
+
+
+def write_readme_status(recipe, cells, paths, readme):
+    """Replaces the block between README_BEGIN and README_END of `readme` with what the cells measured so far:
+    tables 10/11 (figure of CONV eps 0.3 only), table 13, the SABR comparison and the hours per cell."""
+    results = load_results(paths, cells)
+    figures = paths.figures()
+    doc = Doc(link_prefix="results/")
+    machines = sorted({f"{r['machine']['cpu']} ({r['machine']['cores']} cores)" for r in results.values()
+                       if "machine" in r})
+    zero_start = sorted(cid for cid, r in results.items()
+                        if cells.get(cid, {}).get("kind") == "train" and r["evaluation"].get("pgd_start", "zero") == "zero")
+    doc.para(f"Measured so far ({len(results)} of {len(cells)} cells; {', '.join(machines) or 'no machine yet'}; one "
+             "thread per cell at nice 19 beside the builds, so the hours are pessimistic). `tools/reproduce --report "
+             "--readme README.md` wrote this block from `results/cells/`; the whole report, with every command: "
+             "[results/report.md](results/report.md) or [results/report.html](results/report.html).")
+    if zero_start:
+        doc.para("PGD accuracy of " + ", ".join(zero_start) + ": the attack starts at x itself (binaries older than "
+                 "`--pgd-start`; today's default is a random start). The certified accuracy does not depend on it.")
+    paradox_section(doc, recipe, cells, results, figures, "conv", "Table 11", [0.3], with_figures=True)
+    paradox_section(doc, recipe, cells, results, figures, "conv", "Table 11", [0.1], with_figures=False)
+    paradox_section(doc, recipe, cells, results, figures, "fc", "Table 10", [0.3], with_figures=False)
+    seeds_section(doc, recipe, cells, results)
+    sabr_section(doc, recipe, cells, results)
+    times_section(doc, cells, results)
+    text = Path(readme).read_text()
+    begin, end = text.find(README_BEGIN), text.find(README_END)
+    if begin < 0 or end < begin:
+        print(f"[reproduce] error: {readme}: no {README_BEGIN} ... {README_END} block to fill", file=sys.stderr)
+        sys.exit(2)
+    block = README_BEGIN + "\n" + "\n".join(doc.md).rstrip("\n") + "\n" + README_END
+    Path(readme).write_text(text[:begin] + block + text[end + len(README_END):])
+    print(f"[reproduce] wrote the measured-so-far block of {readme} ({len(results)} cells)")
+
