@@ -71,9 +71,17 @@ class Importer {
   std::vector<int64_t> shape_, input_shape_;  // per sample, current and of the graph input
   std::vector<Layer> layers_;
 
-  static int64_t numel(const std::vector<int64_t>& dims) {
+  // The element count of a shape; a negative extent, or a count past 2^40 (no
+  // network this project handles comes near it), is a malformed file rather
+  // than an overflow (found by fuzz_onnx: dims whose product wraps int64).
+  int64_t numel(const std::vector<int64_t>& dims) const {
+    constexpr int64_t kMaxElements = int64_t(1) << 40;
     int64_t n = 1;
-    for (int64_t d : dims) n *= d;
+    for (int64_t d : dims) {
+      if (d < 0 || (d > 0 && n > kMaxElements / d))
+        bad_graph("shape " + dims_str(dims) + (d < 0 ? " has a negative extent" : " has more than 2^40 elements"));
+      n *= d;
+    }
     return n;
   }
   [[noreturn]] void bad_graph(const std::string& what) const { fail("onnx", path_ + ": " + what); }
