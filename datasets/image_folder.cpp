@@ -122,8 +122,11 @@ std::string jpeg_huffman_problem(const std::string& bytes) {
 // stb_image 2.27 also memcpy's into a null buffer when a PNG's first IDAT
 // chunk is empty (undefined behaviour, found by the same fuzzer). An empty
 // IDAT carries no data, so such chunks are dropped before decoding. (stb
-// does not check chunk CRCs, so the rest needs no change.)
-std::string without_empty_png_idat(const std::string& bytes) {
+// does not check chunk CRCs, so the rest needs no change.) And stb grows its
+// IDAT buffer to whatever length a chunk header claims before reading it
+// (2 GB for a 121-byte file, found by fuzz_image_folder), so a chunk that
+// claims more bytes than the file has left is refused here: `problem` says so.
+std::string without_empty_png_idat(const std::string& bytes, std::string& problem) {
   static const char kSignature[8] = {'\x89', 'P', 'N', 'G', '\r', '\n', '\x1a', '\n'};
   if (bytes.size() < 8 || bytes.compare(0, 8, kSignature, 8) != 0) return bytes;
   std::string out = bytes.substr(0, 8);
@@ -131,7 +134,11 @@ std::string without_empty_png_idat(const std::string& bytes) {
   while (i + 12 <= bytes.size()) {
     const uint32_t length = (uint32_t(uint8_t(bytes[i])) << 24) | (uint32_t(uint8_t(bytes[i + 1])) << 16) |
                             (uint32_t(uint8_t(bytes[i + 2])) << 8) | uint32_t(uint8_t(bytes[i + 3]));
-    if (length > bytes.size() - i - 12) break;  // malformed: left to stb as it is
+    if (length > bytes.size() - i - 12) {
+      problem = "corrupt PNG: the chunk at byte " + std::to_string(i) + " claims " + std::to_string(length) +
+                " bytes, the file has " + std::to_string(bytes.size() - i - 12) + " left";
+      return bytes;
+    }
     if (!(length == 0 && bytes.compare(i + 4, 4, "IDAT") == 0)) out.append(bytes, i, 12 + length);
     i += 12 + length;
   }
@@ -156,7 +163,9 @@ struct Decoded {
       return e.what();
     }
     if (std::string problem = jpeg_huffman_problem(bytes); !problem.empty()) return problem;
-    bytes = without_empty_png_idat(bytes);
+    std::string png_problem;
+    bytes = without_empty_png_idat(bytes, png_problem);
+    if (!png_problem.empty()) return png_problem;
     if (bytes.size() > size_t(std::numeric_limits<int>::max())) return "file too large";
     try {
       pixels = stbi_load_from_memory(reinterpret_cast<const stbi_uc*>(bytes.data()), int(bytes.size()), &width,

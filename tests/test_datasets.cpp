@@ -612,6 +612,17 @@ TEST_CASE("datasets: image folder bad inputs name the file and the problem") {
     // stb's own reason follows the phrase.
     CHECK(msg.size() > msg.find("cannot decode image: ") + std::string("cannot decode image: ").size());
   }
+  SUBCASE("PNG chunk longer than the file") {
+    // stb would grow its buffer to the claimed length first (fuzz_image_folder: 2 GB for 121 bytes).
+    write_png(dir / "r/a/1.png", 2, 2, 1, gray);
+    Bytes png = read_file(dir / "r/a/1.png");
+    REQUIRE(png.size() > 16);
+    png[8] = 0x0A;  // the IHDR length (13) becomes 0x0A00000D bytes
+    write_file(dir / "r/a/1.png", png);
+    CHECK_ERROR(cte::read_image_folder(dir / "r"), dir / "r/a/1.png",
+                "corrupt PNG: the chunk at byte 8 claims 167772173 bytes, the file has " +
+                    std::to_string(png.size() - 20) + " left");
+  }
   SUBCASE("size differs from the first image") {
     write_png(dir / "r/a/1.png", 2, 2, 1, gray);
     write_png(dir / "r/b/1.png", 3, 2, 1, gray);
