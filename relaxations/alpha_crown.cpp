@@ -93,8 +93,8 @@ Tensor identity_spec(int64_t batch, int64_t logits, Device device) {
   return Tensor::from_vector(values, Shape{batch, logits, logits}, device);
 }
 
-// Optimises the slopes of the walk of `spec` (folded into the last layer) and
-// returns that walk of ctx with the best slopes found held fixed.
+}  // namespace
+
 BacksubResult optimised_walk(BacksubContext& ctx, const Tensor& spec, bool need_lower, const BoundOptions& options) {
   const std::vector<Layer>& layers = ctx.net->layers();
   const int64_t batch = ctx.batch, walked = need_lower ? 2 * spec.size(1) : spec.size(1);
@@ -162,8 +162,6 @@ BacksubResult optimised_walk(BacksubContext& ctx, const Tensor& spec, bool need_
   ctx.lower_slope_shift.clear();
   return r;
 }
-
-}  // namespace
 
 Bounds alpha_crown_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                           const BoundOptions& options) {

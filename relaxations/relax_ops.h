@@ -270,6 +270,12 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
 // backsubstitution) and crown_ibp (intermediate bounds by Box).      backsub.cpp
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options);
+// alpha-crown's output walk on a context whose ReLU bounds are all set:
+// the lower slopes of its unstable ReLUs optimised per row of `spec` (folded
+// into the last layer), then that walk of ctx with the best slopes held fixed
+// (recorded on the caller's tape, sound when ctx.sound). Branch and bound
+// (verify/bab.cpp) bounds its subdomains with it.                   alpha_crown.cpp
+BacksubResult optimised_walk(BacksubContext& ctx, const Tensor& spec, bool need_lower, const BoundOptions& options);
 // alpha-crown: CROWN's intermediate bounds, then the output backsubstitution
 // with lower slopes optimised per spec row.                          alpha_crown.cpp
 Bounds alpha_crown_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,

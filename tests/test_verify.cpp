@@ -14,6 +14,7 @@
 #include "engine/onnx_io.h"
 #include "engine/random.h"
 #include "tests/test_util.h"
+#include "train/trainer.h"
 #include "verify/bab.h"
 #include "verify/milp.h"
 #include "verify/property.h"
@@ -274,4 +275,102 @@ TEST_CASE("bab: without the attack, branching alone proves what the root bound c
     if (r.domains_bounded > 1) ++needed_branching;
   }
   CHECK(needed_branching >= 1);
+}
+
+TEST_CASE("bab: with alpha-CROWN's optimised slopes every verdict still agrees with the MILP") {
+  Rng rng(77);
+  int unsat = 0, compared = 0;
+  for (int trial = 0; trial < 6; ++trial) {
+    const Network net = random_mlp(4, 8, 3, rng);
+    std::vector<double> x(4);
+    for (double& v : x) v = rng.uniform() * 2.0 - 1.0;
+    const Property p = robustness_property(net, x, 0.05 + 0.6 * rng.uniform());
+    const MilpResult exact = milp_verify(net, p, 20.0);
+    REQUIRE(exact.solved);
+    if (std::fabs(exact.objective) < 1e-5) continue;  // too close to call for GLPK's tolerances
+    ++compared;
+    VerifyOptions o;
+    o.attack = false;  // the bounds alone must prove every property that holds, and no other
+    o.alpha_slopes = true;
+    o.alpha.steps = 8;  // fewer than the default: fast under the sanitizers, and any slopes are sound
+    o.timeout_s = 20.0;
+    o.batch = 8;
+    const VerifyResult r = verify_property(net, p, o);
+    INFO("trial " << trial << ": milp " << exact.objective << ", bab " << std::string(verdict_name(r.verdict)) << " (" << r.note << ")");
+    if (exact.violated()) {
+      CHECK(r.verdict != Verdict::unsat);
+    } else {
+      CHECK(r.verdict == Verdict::unsat);
+      ++unsat;
+    }
+  }
+  MESSAGE("compared " << compared << " instances, " << unsat << " unsat");
+  CHECK(unsat >= 2);
+  CHECK(compared - unsat >= 1);
+}
+
+TEST_CASE("evaluate: the bab column certifies the MILP-robust images (within its timeout) and no others; best covers every column") {
+  // Images of 1x2x2 pixels on a random net (normalised by mean 0.5, std 0.1,
+  // so that [0, 1] spans the inputs a random 4-8-8-3 MLP is sensitive to);
+  // the label is the class the net predicts at the image (so every image is
+  // correct); eps such that box and CROWN leave some robust images to
+  // branch and bound, and some are not robust.
+  Rng rng(404);
+  const Network mlp = random_mlp(4, 8, 3, rng);
+  std::vector<Layer> layers{make_normalize({0.5f}, {0.1f}), make_flatten()};
+  for (const Layer& layer : mlp.layers()) layers.push_back(layer);
+  const Network net(Shape{1, 2, 2}, layers);
+  int milp_robust = 0, bab_certified = 0, beyond_relaxations = 0, images = 0, timeouts = 0;
+  for (int i = 0; i < 14; ++i) {
+    Dataset one;
+    one.name = "folder";
+    one.channels = 1, one.height = 2, one.width = 2, one.num_classes = 3;
+    std::vector<float> x(4);
+    for (size_t k = 0; k < 4; ++k) {
+      one.images.push_back(uint8_t(rng.below(256)));
+      x[k] = float(one.images[k]) / 255.0f;  // the loader's pixel value
+    }
+    const std::vector<double> y = forward_f64(net, std::vector<double>(x.begin(), x.end()));
+    const int label = int(std::max_element(y.begin(), y.end()) - y.begin());
+    one.labels.push_back(uint8_t(label));
+    const float eps = 0.02f + 0.2f * float(rng.uniform());
+    // The reference: the exact MILP on the same property (the eps ball clipped to [0, 1]).
+    const MilpResult exact = milp_verify(net, verify::robustness_property(x, label, 3, eps), 20.0);
+    REQUIRE(exact.solved);
+    if (std::fabs(exact.objective) < 1e-5) continue;  // too close to call for GLPK's tolerances
+    const std::vector<float> yf = net.forward(Tensor::from_vector(x, Shape{1, 1, 2, 2}, Device::cpu)).to_vector();
+    if (int(std::max_element(yf.begin(), yf.end()) - yf.begin()) != label) continue;  // float32 disagrees: skip
+    train::EvalOptions o;
+    o.eps = {eps};
+    o.relaxations = {Relaxation::box, Relaxation::crown};
+    o.best = true;
+    o.bab = true;
+    o.pgd = false;
+    o.bab_options.timeout_s = 2.0;  // one image of these needs ~8 s under the sanitizers: it may time out
+    o.bab_options.batch = 8;
+    o.bab_options.pgd_steps = 10;  // a counterexample missed by the attack is still found by the LP of a leaf
+    const train::EvalReport report = train::evaluate(net, one, o);
+    REQUIRE(report.correct == 1);
+    const train::EvalAtRadius& r = report.radii[0];
+    INFO("image " << i << ": milp " << exact.objective << ", box " << r.certified[0].second << ", crown "
+                  << r.certified[1].second << ", bab " << r.bab_certified << ", best " << r.best_certified);
+    ++images;
+    // Sound: never an image with a counterexample. Complete within the timeout:
+    // every robust image that did not time out.
+    if (exact.violated() || r.bab_timeouts == 0) CHECK(r.bab_certified == (exact.violated() ? 0 : 1));
+    timeouts += int(r.bab_timeouts);
+    CHECK(r.bab_runs == r.bab_unsat + r.bab_sat + r.bab_timeouts + r.bab_unknown);
+    for (const auto& [relaxation, count] : r.certified) CHECK(r.best_certified >= count);
+    CHECK(r.best_certified >= r.bab_certified);
+    milp_robust += !exact.violated();
+    bab_certified += int(r.bab_certified);
+    beyond_relaxations += int(r.bab_unsat);
+  }
+  MESSAGE(images << " images: " << milp_robust << " MILP-robust, bab certifies " << bab_certified << ", "
+                 << beyond_relaxations << " of them by branching past box and CROWN, " << timeouts << " timeouts");
+  CHECK(images >= 10);
+  CHECK(milp_robust >= 3);
+  CHECK(images - milp_robust >= 2);
+  CHECK(beyond_relaxations >= 1);
+  CHECK(timeouts <= 1);
 }

@@ -72,6 +72,7 @@
 #include "train/config.h"
 #include "train/distributed.h"
 #include "relaxations/relaxations.h"
+#include "tools/certify/checkpoints.h"
 #include "tools/certify/commands.h"
 #include "tools/lib/cli_flags.h"
 #include "tools/lib/curves.h"
@@ -84,6 +85,7 @@ namespace {
 using nlohmann::json;
 using namespace cte;
 using namespace cte::train;
+using namespace cte::tools;  // the shared checkpoint helpers (tools/certify/checkpoints.h)
 
 int usage(std::FILE* out) {
   std::fprintf(out,
@@ -107,223 +109,6 @@ int usage(std::FILE* out) {
                "           bound; VNN-COMP result format (certify verify --help)\n"
                "A run folder works wherever a --checkpoint is asked for (its checkpoint.ckpt is used).\n");
   return out == stdout ? 0 : 2;
-}
-
-// Checks --threads, sets the thread count and the device (prepare_runtime),
-// and prints the start-up banner to `banner`.
-Device start_device(int threads, const std::string& device_name, std::ostream& banner) {
-  set_thread_count(threads, "[certify] --threads");
-  TrainConfig runtime;
-  runtime.threads = threads;
-  runtime.device = device_name;
-  const Device device = prepare_runtime(runtime);
-  banner << device_banner(device) << std::endl;
-  return device;
-}
-
-// --elide / --no-elide, defaulting to what the run trained with. (A CLI11 flag
-// pair bound to std::optional<bool> came back as false when neither flag was
-// given, which silently certified without elision.)
-struct ElideFlags {
-  bool on = false, off = false;
-  bool resolve(bool trained) const { return off ? false : on ? true : trained; }
-};
-
-void add_elide_flags(CLI::App& app, ElideFlags& flags) {
-  CLI::Option* on = app.add_flag("--elide", flags.on,
-                                 "fold the margin specification into the last layer (default: as the run trained)");
-  app.add_flag("--no-elide", flags.off, "bound the logits first, then apply the specification")->excludes(on);
-}
-
-// Certification is sound by default (relaxations/sound.cpp); this flag asks for the fast bounds of training.
-void add_unsound_flag(CLI::App& app, bool& unsound_fast) {
-  app.add_flag("--unsound-fast", unsound_fast,
-               "use the fast bounds of training instead of the sound ones that account for float32 rounding "
-               "(a margin within float error of 0 can then be a false certificate)");
-}
-
-// --checkpoint as given: a checkpoint file, or a run folder (train's --out),
-// which stands for the checkpoint.ckpt inside it.
-std::string resolve_checkpoint(const std::string& path) {
-  if (!std::filesystem::is_directory(path)) return path;
-  const std::string inside = (std::filesystem::path(path) / "checkpoint.ckpt").string();
-  if (!std::filesystem::exists(inside))
-    throw std::invalid_argument("[certify] --checkpoint " + path + ": is a directory without a checkpoint.ckpt "
-                                "(give a checkpoint file, or a run folder that train wrote)");
-  return inside;
-}
-
-// A checkpoint with its training configuration and the test data it is evaluated on.
-struct LoadedRun {
-  Network net;
-  json meta;
-  TrainConfig trained;
-  std::string dataset;
-  DatasetSplits data;
-};
-
-// Loads the checkpoint and its data set (default: the one it was trained on)
-// and checks that the network fits the images.
-LoadedRun load_run(const std::string& checkpoint, std::string dataset, std::string data_dir) {
-  LoadedRun run;
-  run.net = network_from_checkpoint(checkpoint, &run.meta);
-  apply_config_json(run.meta.value("config", json::object()), run.trained, checkpoint);
-  if (dataset.empty()) dataset = run.meta.value("dataset", run.trained.dataset);
-  if (data_dir.empty() && dataset == run.trained.dataset) data_dir = run.trained.data_dir;
-  run.dataset = dataset;
-  run.data = load_dataset(dataset, data_dir);
-  const Dataset& test = run.data.test;
-  const Network& net = run.net;
-  if (Shape{test.channels, test.height, test.width}.numel() != net.input_shape().numel() ||
-      test.num_classes != int(net.output_shape()[0]))
-    throw std::invalid_argument("[certify] " + checkpoint + " holds " + net.describe() + " with " +
-                                std::to_string(net.output_shape()[0]) + " outputs, which does not fit " + dataset +
-                                " images (" + std::to_string(test.channels) + "x" + std::to_string(test.height) +
-                                "x" + std::to_string(test.width) + ", " + std::to_string(test.num_classes) +
-                                " classes)");
-  return run;
-}
-
-int certify_eval_command(int argc, char** argv) {
-  CLI::App app{"certify eval: accuracy, PGD accuracy and certified accuracy of a train checkpoint for any "
-               "relaxations at any radii (the paper's table 7)"};
-  std::string checkpoint, dataset, data_dir, device_name = "auto";
-  std::vector<std::string> relaxation_names;
-  std::vector<double> eps_list;
-  int64_t test_subset = 0;
-  int batch_size = 100, threads = 0, pgd_steps = 100, pgd_restarts = 0, crown_tie = -1;
-  double pgd_step_size = 0.01;
-  std::string pgd_start = "random";
-  bool pgd = false, want_json = false, unsound_fast = false;
-  ElideFlags elide;
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--checkpoint", checkpoint, "checkpoint written by train (runs/<name>/checkpoint.ckpt), or its run folder")
-      ->required();
-  app.add_option("--relaxations", relaxation_names,
-                 "relaxations to certify with, any of " + relaxation_names_list() +
-                     ", and best (the images any of them certifies, a row of its own; default: the run's "
-                     "--certify-with)")
-      ->delimiter(',');
-  app.add_option("--eps", eps_list, "radii, e.g. 0.1,0.2,0.3 (default: the run's --eps-test)")->delimiter(',');
-  app.add_option("--dataset", dataset, "data set (default: the one the checkpoint was trained on)");
-  app.add_option("--data-dir", data_dir, "where the data set lives (default: the run's --data-dir, else the usual search)");
-  app.add_option("--test-subset", test_subset, "evaluate on the first N test images (0: all)")->capture_default_str();
-  app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
-  app.add_flag("--pgd", pgd, "also run PGD (cross-entropy, clipped to the ball and [0, 1])");
-  app.add_option("--pgd-steps", pgd_steps, "PGD steps")->capture_default_str();
-  app.add_option("--pgd-step-size", pgd_step_size, "PGD step size")->capture_default_str();
-  app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball")->capture_default_str();
-  tools::add_pgd_start_flag(app, pgd_start);
-  add_elide_flags(app, elide);
-  tools::add_crown_tie_flag(app, crown_tie, "default: as the run trained");
-  AlphaCrownOptions alpha;
-  tools::add_alpha_crown_flags(app, alpha);
-  add_unsound_flag(app, unsound_fast);
-  app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
-  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
-  app.add_flag("--json", want_json, "end with the results as one JSON line on stdout (the banner goes to stderr)");
-  tools::reject_empty_numbers(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
-  }
-  checkpoint = resolve_checkpoint(checkpoint);
-  const Device device = start_device(threads, device_name, std::cerr);
-  if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
-  if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-  tools::check_pgd_flags("certify", pgd_steps, pgd_step_size, pgd_restarts);
-  const bool pgd_random = tools::pgd_random_start("certify", pgd_start);
-  for (double e : eps_list) {
-    if (!(e >= 0) || !std::isfinite(e))
-      throw std::invalid_argument("[certify] --eps " + format_number(e) + " must be a number >= 0");
-    tools::warn_if_eps_covers_inputs("certify", "--eps", e);
-  }
-
-  LoadedRun run = load_run(checkpoint, dataset, data_dir);
-  Network& net = run.net;
-  const json& meta = run.meta;
-  const TrainConfig& trained = run.trained;
-  dataset = run.dataset;
-  const DatasetSplits& data = run.data;
-  std::vector<Relaxation> relaxations;
-  bool best = false;
-  for (const std::string& name : relaxation_names) {
-    if (name == kBestColumn) best = true;
-    else relaxations.push_back(parse_relaxation(name));
-  }
-  if (relaxations.empty()) {
-    relaxations = certify_relaxations(trained);
-    best = best || std::count(trained.certify_with.begin(), trained.certify_with.end(), kBestColumn) > 0;
-  }
-  if (eps_list.empty()) eps_list.push_back(trained.eps_test);
-  net.to(device);
-
-  EvalOptions o;
-  o.eps.clear();
-  for (double e : eps_list) o.eps.push_back(float(e));
-  o.relaxations = relaxations;
-  o.best = best;
-  o.pgd = pgd && pgd_steps > 0;
-  o.pgd_options.steps = pgd_steps;
-  o.pgd_options.step_size = float(pgd_step_size);
-  o.pgd_options.restarts = pgd_restarts;
-  o.pgd_options.seed = trained.seed;
-  o.pgd_random_start = pgd_random;
-  o.elide = elide.resolve(trained.elide);
-  o.crown_tie_slope = crown_tie >= 0 ? crown_tie : trained.crown_tie;
-  o.alpha = alpha;
-  o.sound = !unsound_fast;
-  o.batch_size = batch_size;
-  o.subset = test_subset;
-  const EvalReport r = evaluate(net, data.test, o);
-
-  std::cout << "[certify] " << checkpoint << ": " << net.describe() << ", trained with " << trained.method
-            << " (eps_train " << format_number(trained.eps_train) << ") for " << meta.value("epoch", 0)
-            << " epochs\n";
-  char cell[64];
-  std::snprintf(cell, sizeof cell, "%.2f%%", 100.0 * r.accuracy());
-  std::cout << "[certify] " << r.n << " test images of " << dataset << ", accuracy " << cell << ", "
-            << format_number(r.seconds) << " s\n";
-  std::string header = "relaxation  ";
-  for (double e : eps_list) {
-    std::snprintf(cell, sizeof cell, "  eps=%-8s", format_number(e).c_str());
-    header += cell;
-  }
-  std::cout << header << "\n";
-  auto row = [&](const std::string& name, auto value_at) {
-    std::snprintf(cell, sizeof cell, "%-12s", name.c_str());
-    std::string line = cell;
-    for (size_t k = 0; k < r.radii.size(); ++k) {
-      std::snprintf(cell, sizeof cell, "  %11.2f%%", 100.0 * value_at(r.radii[k]) / double(std::max<int64_t>(1, r.n)));
-      line += cell;
-    }
-    std::cout << line << "\n";
-  };
-  if (o.pgd) row("pgd", [](const EvalAtRadius& at) { return double(at.pgd_robust); });
-  for (size_t j = 0; j < relaxations.size(); ++j)
-    row(relaxation_name(relaxations[j]), [j](const EvalAtRadius& at) { return double(at.certified[j].second); });
-  if (best) row(kBestColumn, [](const EvalAtRadius& at) { return double(at.best_certified); });
-  std::cout << "[certify] " << (o.sound ? "sound bounds (float32 rounding accounted for)" : "fast bounds (--unsound-fast)")
-            << ", CROWN tie slope " << o.crown_tie_slope
-            << (o.pgd ? std::string(", PGD from a ") + (pgd_random ? "random point of the ball" : "zero offset") : "")
-            << "; smallest certified margin:";
-  for (const EvalAtRadius& at : r.radii)
-    for (size_t j = 0; j < relaxations.size(); ++j)
-      std::cout << " " << relaxation_name(relaxations[j]) << "@" << format_number(at.eps) << " "
-                << format_number(at.smallest_margin[j]);
-  std::cout << "\n";
-  if (want_json) {
-    json j = r.to_json();
-    j["checkpoint"] = checkpoint;
-    j["dataset"] = dataset;
-    j["network"] = net.describe();
-    j["trained_with"] = trained.method;
-    j["epoch"] = meta.value("epoch", 0);
-    j["weights_hash"] = meta.value("weights_hash", "");
-    std::cout << j.dump() << std::endl;
-  }
-  return 0;
 }
 
 // Flags that certify curve and certify landscape share.
@@ -600,128 +385,6 @@ int certify_landscape_command(int argc, char** argv) {
   return 0;
 }
 
-int certify_table_command(int argc, char** argv) {
-  CLI::App app{"certify table: certified accuracy of several train checkpoints (rows: how each was trained) under "
-               "several relaxations (columns), each at its own eps_test or --eps: the paper's table 7"};
-  std::vector<std::string> checkpoints;
-  std::vector<std::string> relaxation_names{"box", "hbox", "crown-ibp", "deepz", "crown"};
-  std::string out_path, device_name = "auto", data_dir;
-  double eps = -1.0;
-  int64_t test_subset = 0;
-  int batch_size = 100, threads = 0, crown_tie = -1;
-  bool unsound_fast = false;
-  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
-  app.add_option("--checkpoints", checkpoints, "checkpoints written by train (or their run folders), one row each")
-      ->delimiter(',')
-      ->required();
-  app.add_option("--relaxations", relaxation_names,
-                 "relaxations, one column each; best adds a column of the images any of them certifies")
-      ->delimiter(',')
-      ->capture_default_str();
-  app.add_option("--eps", eps, "radius for every row (default: each run's --eps-test)");
-  app.add_option("--test-subset", test_subset, "use the first N test images (0: all)")->capture_default_str();
-  app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
-  app.add_option("--data-dir", data_dir, "where the data sets live (default: each run's --data-dir, else the usual search)");
-  app.add_option("--out", out_path, "also write the table as Markdown to this file");
-  tools::add_crown_tie_flag(app, crown_tie, "default: as each run trained; a column of the table");
-  AlphaCrownOptions alpha;
-  tools::add_alpha_crown_flags(app, alpha);
-  add_unsound_flag(app, unsound_fast);
-  app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();
-  app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
-  tools::reject_empty_numbers(app);
-  try {
-    app.parse(argc, argv);
-  } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
-  }
-  if (app.count("--eps") && (!(eps >= 0) || !std::isfinite(eps)))
-    throw std::invalid_argument("[certify] --eps " + format_number(eps) + " must be a number >= 0");
-  if (app.count("--eps")) tools::warn_if_eps_covers_inputs("certify", "--eps", eps);
-  if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
-  if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
-  std::vector<Relaxation> relaxations;
-  bool best = false;
-  for (const std::string& name : relaxation_names) {
-    if (name == kBestColumn) best = true;
-    else relaxations.push_back(parse_relaxation(name));
-  }
-  if (relaxations.empty()) throw std::invalid_argument("[certify] --relaxations names no relaxation besides best");
-  const Device device = start_device(threads, device_name, std::cerr);
-
-  // One row per checkpoint: its run (the folder train wrote, which tells two
-  // Box rows apart), how it was trained, then a cell per relaxation.
-  std::vector<std::string> header{"run", "net", "data set", "eps", "trained with", "crown tie"};
-  const size_t first_relaxation = header.size();
-  for (Relaxation r : relaxations) header.push_back(relaxation_name(r));
-  if (best) header.push_back(kBestColumn);
-  std::vector<std::vector<std::string>> rows;
-  for (const std::string& given : checkpoints) {
-    const std::string checkpoint = resolve_checkpoint(given);
-    LoadedRun run = load_run(checkpoint, "", data_dir);
-    run.net.to(device);
-    EvalOptions o;
-    o.eps = {float(eps >= 0 ? eps : run.trained.eps_test)};
-    o.relaxations = relaxations;
-    o.best = best;
-    o.pgd = false;
-    o.elide = run.trained.elide;
-    o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
-    o.alpha = alpha;
-    o.sound = !unsound_fast;
-    o.batch_size = batch_size;
-    o.subset = test_subset;
-    const EvalReport r = evaluate(run.net, run.data.test, o);
-    std::string run_name = std::filesystem::path(checkpoint).parent_path().filename().string();
-    if (run_name.empty()) run_name = std::filesystem::path(checkpoint).stem().string();
-    std::vector<std::string> row{run_name, run.trained.net, run.dataset, format_number(o.eps[0]), run.trained.method,
-                                 std::to_string(o.crown_tie_slope)};
-    auto percent_cell = [&](int64_t count) {
-      char cell[32];
-      std::snprintf(cell, sizeof cell, "%.2f%%", 100.0 * double(count) / double(std::max<int64_t>(1, r.n)));
-      return std::string(cell);
-    };
-    for (size_t j = 0; j < relaxations.size(); ++j) row.push_back(percent_cell(r.radii[0].certified[j].second));
-    if (best) row.push_back(percent_cell(r.radii[0].best_certified));
-    rows.push_back(std::move(row));
-    std::cerr << "[table] " << checkpoint << ": " << r.n << " test images, " << format_number(r.seconds) << " s"
-              << std::endl;
-  }
-  // Text: every column as wide as its widest cell; names left, percentages right.
-  std::vector<size_t> width(header.size());
-  for (size_t c = 0; c < header.size(); ++c) {
-    width[c] = header[c].size();
-    for (const auto& row : rows) width[c] = std::max(width[c], row[c].size());
-  }
-  auto text_line = [&](const std::vector<std::string>& cells) {
-    std::string line;
-    for (size_t c = 0; c < cells.size(); ++c) {
-      const std::string pad(width[c] - cells[c].size(), ' ');
-      line += (c ? "  " : "") + (c >= first_relaxation ? pad + cells[c] : cells[c] + (c + 1 < cells.size() ? pad : ""));
-    }
-    return line + "\n";
-  };
-  auto markdown_line = [](const std::vector<std::string>& cells) {
-    std::string line = "|";
-    for (const std::string& cell : cells) line += " " + cell + " |";
-    return line + "\n";
-  };
-  std::string text = text_line(header), markdown = markdown_line(header) + "|";
-  for (size_t c = 0; c < header.size(); ++c) markdown += c >= first_relaxation ? "---:|" : "---|";
-  markdown += "\n";
-  for (const auto& row : rows) {
-    text += text_line(row);
-    markdown += markdown_line(row);
-  }
-  std::cout << text;
-  if (!out_path.empty()) {
-    std::ofstream out(out_path);
-    out << markdown;
-    if (!out) throw std::runtime_error("[certify] --out " + out_path + ": cannot write");
-    std::cout << "[table] wrote " << out_path << std::endl;
-  }
-  return 0;
-}
 
 // One sampled appendix F experiment: the network, the box, the direction, each
 // relaxation's ascent path and its landscape over the deltas the paths cover.
@@ -982,10 +645,10 @@ int main(int argc, char** argv) {
   if (command == "bounds") return cte::certify_bounds_command(argc - 1, argv + 1);
   // The other commands throw on bad input or failure: one message, exit 1.
   try {
-    if (command == "eval") return certify_eval_command(argc - 1, argv + 1);
+    if (command == "eval") return tools::certify_eval_command(argc - 1, argv + 1);
     if (command == "curve") return certify_curve_command(argc - 1, argv + 1);
     if (command == "landscape") return certify_landscape_command(argc - 1, argv + 1);
-    if (command == "table") return certify_table_command(argc - 1, argv + 1);
+    if (command == "table") return tools::certify_table_command(argc - 1, argv + 1);
     if (command == "sgd") return certify_sgd_command(argc - 1, argv + 1);
     if (command == "toy-jumps") return tools::certify_toy_jumps_command(argc - 1, argv + 1);
     if (command == "viewer") return tools::certify_viewer_command(argc - 1, argv + 1, tools::viewer_assets());

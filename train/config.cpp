@@ -292,14 +292,14 @@ Relaxation training_relaxation(const std::string& method) {
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config) {
   std::vector<Relaxation> out;
   for (const std::string& name : config.certify_with) {
-    if (name == kBestColumn) continue;
+    if (name == kBestColumn || name == kBabColumn) continue;
     const Relaxation r = parse_relaxation(name);
     bool seen = false;
     for (Relaxation have : out) seen = seen || have == r;
     if (!seen) out.push_back(r);
   }
   if (!out.empty()) return out;
-  // --certify-with best alone: the method's own relaxation and the best column over it.
+  // --certify-with best (or bab) alone: the method's own relaxation and the best (bab) column over it.
   return {train_method(config.method).certifier};
 }
 
@@ -398,7 +398,7 @@ void validate_config(const TrainConfig& c) {
   if (c.train_subset < 0) bad("--train-subset " + std::to_string(c.train_subset) + " must be >= 0 (0: all)");
   if (c.threads < 0) bad("--threads " + std::to_string(c.threads) + " must be >= 0 (0: OpenMP's default)");
   for (const std::string& name : c.certify_with) {
-    if (name == kBestColumn) continue;
+    if (name == kBestColumn || name == kBabColumn) continue;
     try {
       parse_relaxation(name);
     } catch (const std::exception& e) {
@@ -661,7 +661,8 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--eval-every", c.eval_every, "also evaluate every K epochs (0: only at the end)");
   app.add_option("--certify-with", c.certify_with,
                  "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, "
-                 "sabr, crown-ibp); add best for a column of the images that any of them certifies")
+                 "sabr, crown-ibp); add best for a column of the images that any of them certifies, and bab for branch and "
+                 "bound on the images they leave (10 s per image; certify eval --bab-timeout sets it)")
       ->delimiter(',');
   app.add_flag("--unsound-fast", c.unsound_fast,
                "certify with the fast bounds training uses, not the default sound ones that account for float32 "

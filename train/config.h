@@ -123,7 +123,11 @@ Relaxation training_relaxation(const std::string& method);
 // The name of the `best` column in --certify-with and certify's --relaxations:
 // an image counts when any listed relaxation certifies it.
 inline constexpr const char* kBestColumn = "best";
-// --certify-with resolved (without `best`): the list given, else the method's own relaxation
+// The name of the branch-and-bound column (verify/bab.h) in the same lists:
+// the images the listed relaxations certify plus those branch and bound
+// verifies among the rest (EvalOptions::bab).
+inline constexpr const char* kBabColumn = "bab";
+// --certify-with resolved (without `best` and `bab`): the list given, else the method's own relaxation
 // (the row's certifier: box for natural, pgd, sabr and crown-ibp).
 std::vector<Relaxation> certify_relaxations(const TrainConfig& config);
 // The output folder: --out, else runs/<dataset>-<net stem>-<method>.

@@ -255,6 +255,8 @@ void combine_eval_reports(Communicator& comm, train::EvalReport& report) {
     counts.push_back(r.pgd_robust);
     for (const auto& entry : r.certified) counts.push_back(entry.second);
     counts.push_back(r.best_certified);
+    for (int64_t count : {r.bab_certified, r.bab_runs, r.bab_unsat, r.bab_sat, r.bab_timeouts, r.bab_unknown})
+      counts.push_back(count);
     minima.insert(minima.end(), r.smallest_margin.begin(), r.smallest_margin.end());
   }
   comm.sum(counts.data(), counts.size());
@@ -269,6 +271,9 @@ void combine_eval_reports(Communicator& comm, train::EvalReport& report) {
     for (auto& entry : r.certified) entry.second = counts[c++];
     const int64_t best = counts[c++];
     if (r.best_certified >= 0) r.best_certified = best;
+    const int64_t bab = counts[c++];
+    if (r.bab_certified >= 0) r.bab_certified = bab;  // -1 (not asked for) on every rank stays -1
+    for (int64_t* count : {&r.bab_runs, &r.bab_unsat, &r.bab_sat, &r.bab_timeouts, &r.bab_unknown}) *count = counts[c++];
     for (float& margin : r.smallest_margin) margin = minima[m++];
   }
 }

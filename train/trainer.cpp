@@ -309,6 +309,11 @@ json EvalReport::to_json() const {
     e["certified"] = json::object();
     for (const auto& [relaxation, count] : r.certified)
       e["certified"][relaxation_name(relaxation)] = n ? double(count) / double(n) : 0.0;
+    if (r.bab_certified >= 0) {
+      e["certified"]["bab"] = n ? double(r.bab_certified) / double(n) : 0.0;
+      e["bab"] = {{"runs", r.bab_runs},         {"unsat", r.bab_unsat},     {"sat", r.bab_sat},
+                  {"timeouts", r.bab_timeouts}, {"unknown", r.bab_unknown}, {"timeout_s", bab_timeout_s}};
+    }
     if (r.best_certified >= 0) e["certified"]["best"] = n ? double(r.best_certified) / double(n) : 0.0;
     e["smallest_certified_margin"] = json::object();
     for (size_t k = 0; k < r.certified.size(); ++k) {
@@ -334,6 +339,44 @@ Dataset dataset_head(const Dataset& data, int64_t n) {
   return head;
 }
 
+namespace {
+
+// The bab column of one batch: branch and bound on every correctly classified
+// image that no listed relaxation certified (any[i] false); an unsat verdict
+// certifies it (any[i] set). Images the relaxations certified count for bab
+// as they are (EvalOptions::bab).
+void certify_by_bab(const Network& net, const std::vector<float>& images, const std::vector<int>& labels,
+                    const std::vector<bool>& correct, EvalAtRadius& r, const EvalOptions& o, int64_t batch_index,
+                    std::vector<bool>& any) {
+  const int num_classes = int(net.output_shape()[0]);
+  const size_t numel = size_t(net.input_shape().numel());
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (!correct[i]) continue;
+    if (any[i]) {
+      ++r.bab_certified;
+      continue;
+    }
+    const std::vector<float> x(images.begin() + int64_t(i * numel), images.begin() + int64_t((i + 1) * numel));
+    verify::VerifyOptions v = o.bab_options;
+    v.seed = mix_seed(o.bab_options.seed, kEvalTag, uint64_t(batch_index) * 65536u + i);
+    const verify::VerifyResult result =
+        verify::verify_property(net, verify::robustness_property(x, labels[i], num_classes, r.eps), v);
+    ++r.bab_runs;
+    switch (result.verdict) {
+      case verify::Verdict::unsat:
+        ++r.bab_unsat;
+        ++r.bab_certified;
+        any[i] = true;
+        break;
+      case verify::Verdict::sat: ++r.bab_sat; break;
+      case verify::Verdict::timeout: ++r.bab_timeouts; break;
+      case verify::Verdict::unknown: ++r.bab_unknown; break;
+    }
+  }
+}
+
+}  // namespace
+
 EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOptions& o) {
   const auto start = Clock::now();
   const Dataset test = dataset_head(test_full, o.subset);
@@ -346,6 +389,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
     r.eps = eps;
     r.pgd_robust = o.pgd ? 0 : -1;
     r.best_certified = o.best ? 0 : -1;
+    r.bab_certified = o.bab ? 0 : -1;
     for (Relaxation relaxation : o.relaxations) r.certified.emplace_back(relaxation, 0);
     r.smallest_margin.assign(o.relaxations.size(), std::numeric_limits<float>::infinity());
     report.radii.push_back(r);
@@ -353,6 +397,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   report.sound = o.sound;
   report.crown_tie_slope = o.crown_tie_slope;
   if (o.pgd) report.pgd_start = o.pgd_random_start ? "random" : "zero";
+  if (o.bab) report.bab_timeout_s = o.bab_options.timeout_s;
   BoundOptions bo;
   bo.sound = o.sound;
   bo.elide_last_layer = o.elide;
@@ -403,6 +448,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
           r.smallest_margin[k] = std::min(r.smallest_margin[k], margins[size_t(i)]);
         }
       }
+      if (o.bab) certify_by_bab(net, images, labels, correct, r, o, batch_index, any);
       if (o.best) r.best_certified += std::count(any.begin(), any.end(), true);
     }
     ++batch_index;
@@ -649,7 +695,8 @@ EvalOptions Trainer::eval_options() const {
   EvalOptions o;
   o.eps = {float(config_.eps_test)};
   o.relaxations = certify_relaxations(config_);
-  o.best = std::find(config_.certify_with.begin(), config_.certify_with.end(), "best") != config_.certify_with.end();
+  o.best = std::find(config_.certify_with.begin(), config_.certify_with.end(), kBestColumn) != config_.certify_with.end();
+  o.bab = std::find(config_.certify_with.begin(), config_.certify_with.end(), kBabColumn) != config_.certify_with.end();
   o.pgd = config_.pgd_steps > 0;  // --pgd-steps 0 skips the attack
   o.pgd_options.steps = config_.pgd_steps;
   o.pgd_options.step_size = float(config_.pgd_step_size);
@@ -705,6 +752,7 @@ std::string eval_summary(const EvalReport& r) {
     if (at.pgd_robust >= 0) s << " pgd " << percent(r.n ? double(at.pgd_robust) / double(r.n) : 0.0);
     for (const auto& [relaxation, count] : at.certified)
       s << " cert(" << relaxation_name(relaxation) << ") " << percent(r.n ? double(count) / double(r.n) : 0.0);
+    if (at.bab_certified >= 0) s << " cert(bab) " << percent(r.n ? double(at.bab_certified) / double(r.n) : 0.0);
     if (at.best_certified >= 0) s << " cert(best) " << percent(r.n ? double(at.best_certified) / double(r.n) : 0.0);
   }
   return s.str();
@@ -920,6 +968,13 @@ void Trainer::print_result(const TrainSummary& summary) const {
       const std::string label = std::string("certified (") + relaxation_name(relaxation) + ")";
       std::snprintf(text, sizeof text, "[result] %-19s %7.2f%%  (%s bounds, smallest margin %.3g)\n", label.c_str(),
                     100.0 * double(count) / n, r.sound ? "sound" : "fast", double(at.smallest_margin[k]));
+      *log_ << text;
+    }
+    if (at.bab_certified >= 0) {
+      std::snprintf(text, sizeof text,
+                    "[result] %-19s %7.2f%%  (branch and bound, %.3g s each: %lld runs, %lld timeouts, %lld unknown)\n",
+                    "certified (bab)", 100.0 * double(at.bab_certified) / double(std::max<int64_t>(1, r.n)),
+                    r.bab_timeout_s, (long long)at.bab_runs, (long long)at.bab_timeouts, (long long)at.bab_unknown);
       *log_ << text;
     }
     if (at.best_certified >= 0) {

@@ -37,6 +37,7 @@
 #include "train/distributed.h"
 #include "train/pgd.h"
 #include "train/schedule.h"
+#include "verify/bab.h"
 
 namespace cte::train {
 
@@ -95,11 +96,28 @@ PgdOptions training_pgd_options(const TrainConfig& config, float eps);
 
 // ---------------------------------------------------------------- evaluation
 
+// The bab column's branch and bound: verify::VerifyOptions, 10 s per image.
+inline verify::VerifyOptions bab_column_defaults() {
+  verify::VerifyOptions v;
+  v.timeout_s = 10.0;
+  return v;
+}
+
 struct EvalOptions {
   std::vector<float> eps{0.1f};
   std::vector<Relaxation> relaxations{Relaxation::box};
   // Also count the images that any of `relaxations` certifies (the `best` column).
   bool best = false;
+  // The `bab` column: branch and bound (verify/bab.h, on the robustness
+  // property of the image's eps ball clipped to [0, 1]) on every correctly
+  // classified image that none of `relaxations` certifies, within
+  // bab_options.timeout_s per image; bab counts those it proves (unsat) plus
+  // the ones the relaxations certified, which are its cheap first stage (as
+  // alpha-beta-CROWN runs its incomplete bounds first). Timeouts, unknowns and
+  // counterexamples count as not certified. `best` includes it. BaB's bounds
+  // are always the sound ones, whatever `sound` says.
+  bool bab = false;
+  verify::VerifyOptions bab_options = bab_column_defaults();
   bool pgd = true;
   PgdOptions pgd_options;  // eps is set per radius; stop_at_success, track on
   // The first PGD attempt from a uniform random point of the ball (seeded
@@ -126,6 +144,10 @@ struct EvalAtRadius {
   int64_t pgd_robust = -1;  // -1: not run
   std::vector<std::pair<Relaxation, int64_t>> certified;
   int64_t best_certified = -1;  // certified by at least one relaxation (-1: not asked for)
+  // The bab column (-1: not asked for), and how its branch-and-bound runs
+  // ended: runs = unsat + sat + timeouts + unknown.
+  int64_t bab_certified = -1;
+  int64_t bab_runs = 0, bab_unsat = 0, bab_sat = 0, bab_timeouts = 0, bab_unknown = 0;
   // Per relaxation (as certified): the smallest margin -max_k upper(C_k z)
   // over the images it certified (+inf when none): how close to zero the
   // weakest certificate is.
@@ -140,8 +162,10 @@ struct EvalReport {
   bool sound = true;
   int crown_tie_slope = 0;
   std::string pgd_start;  // "random" or "zero" when PGD ran, else empty
+  double bab_timeout_s = 0;  // the bab column's per-image limit (when asked for)
   // {"n", "accuracy", "seconds", "sound", "crown_tie", "pgd_start"?, "radii": [{"eps", "pgd_accuracy"?,
-  //  "certified": {"box": ..., "best"?: ...},
+  //  "certified": {"box": ..., "bab"?: ..., "best"?: ...},
+  //  "bab"?: {"runs", "unsat", "sat", "timeouts", "unknown", "timeout_s"},
   //  "smallest_certified_margin": {"box": ... or null}}]}
   nlohmann::json to_json() const;
 };

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <random>
+#include <stdexcept>
 
 #include "engine/ops.h"
 #include "engine/tape.h"
@@ -155,7 +156,14 @@ class BranchAndBound {
       }
     }
     const Tensor spec_t = Tensor::from_vector(spec, Shape{n, rows, outputs}, device);
-    const BacksubResult out = backsub_spec(ctx, spec_t, /*elide=*/true, /*need_lower=*/false);
+    BacksubResult out;
+    if (options_.alpha_slopes) {
+      BoundOptions slopes;
+      slopes.alpha = options_.alpha;
+      out = optimised_walk(ctx, spec_t, /*need_lower=*/false, slopes);
+    } else {
+      out = backsub_spec(ctx, spec_t, /*elide=*/true, /*need_lower=*/false);
+    }
     const std::vector<float> upper = out.upper.to_vector();
     // margin of row k: lower(coeffs . y) - rhs = -upper_k - rhs (> 0: the row is refuted).
     std::vector<bool> verified(static_cast<size_t>(n));
@@ -251,7 +259,13 @@ class BranchAndBound {
           for (size_t j = 0; j < phases.size(); ++j)
             if (phases[j] == 0) phases[j] = d.lower[j] >= 0.0f ? 1 : (d.upper[j] <= 0.0f ? -1 : 0);
           const double left = options_.timeout_s - seconds_since(start);
-          const MilpResult exact = milp_verify(net_, property_, std::max(left, 0.1), &phases);
+          MilpResult exact;
+          try {
+            exact = milp_verify(net_, property_, std::max(left, 0.1), &phases);
+          } catch (const std::exception&) {  // a layer the LP cannot express (conv): the subdomain stays undecided
+            exhausted = true;
+            continue;
+          }
           ++result.exact_solves;
           if (exact.solved && exact.objective > kExactMargin) continue;  // verified
           if (exact.violated() && confirms_counterexample(net_, property_, exact.x)) {
@@ -310,6 +324,7 @@ const char* verdict_name(Verdict verdict) {
 }
 
 std::vector<double> attack_property(const Network& net, const Property& property, const VerifyOptions& options) {
+  const Clock::time_point start = Clock::now();
   const Network view = train::detached_view(net);
   const auto [lo, hi] = float_box(property);
   const int64_t n0 = int64_t(lo.size()), outputs = property.num_outputs;
@@ -333,6 +348,7 @@ std::vector<double> attack_property(const Network& net, const Property& property
     return xd;
   };
   for (int step = 0; step <= options.pgd_steps; ++step) {
+    if (seconds_since(start) > options.timeout_s) break;  // the attack spends the same budget
     Tensor xt = Tensor::from_vector(x, batch_shape(net, batch), net.device());
     xt.set_requires_grad(true);
     const Tensor y = view.forward(xt);
@@ -376,6 +392,10 @@ std::vector<double> attack_property(const Network& net, const Property& property
 
 VerifyResult verify_property(const Network& net, const Property& property, const VerifyOptions& options) {
   const Clock::time_point start = Clock::now();
+  // A private tape with recording on: the attack and the branching scores
+  // need gradients even under the caller's NoGrad (certify eval's), and the
+  // caller's tape is left as it was.
+  TapeScope scope;
   if (int64_t(property.lower.size()) != net.input_shape().numel())
     fail("verify", "the property has " + std::to_string(property.lower.size()) + " inputs, the network takes " +
                        net.input_shape().str());

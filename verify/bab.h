@@ -25,12 +25,26 @@
 // bound); ties go to the larger triangle area -l u / (u - l).
 // Subdomains are taken worst-bound first, `batch` at a time.
 //
+// Optimised slopes (VerifyOptions::alpha_slopes, `certify verify --alpha`).
+// The output bound of a subdomain may instead be alpha-CROWN's
+// (relaxations/alpha_crown.cpp): the lower slope of every ReLU still unstable
+// under the subdomain's clamped bounds becomes a free alpha in [0, 1] per
+// (subdomain, spec row), optimised by projected Adam from CROWN's slopes, and
+// the bound is one more sound walk with the best slopes held fixed. Sound for
+// the same reason as CROWN's: the split neurons are stable under their
+// clamped bounds, so they keep their exact linear pieces, and any alpha in
+// [0, 1] is a valid lower line of an unstable one on its [l, u]. The split
+// constraints still enter only through those clamped bounds (no beta
+// multipliers), the intermediate bounds stay CROWN's, and the slopes start
+// afresh in every subdomain (not inherited from the parent).
+//
 // A subdomain with no unstable ReLU left that the bound cannot verify (its
 // split constraints are not in the bound) is settled exactly: with every
 // phase fixed the network is affine on it, and the LP of verify/milp.h
 // (GLPK) minimises the property's violation there. Optimum > 1e-6: verified
 // (this one step rests on GLPK's floating-point solution, not on the sound
-// bounds); a minimiser that the float64 pass confirms: sat.
+// bounds); a minimiser that the float64 pass confirms: sat. On a network
+// the LP cannot express (conv layers) such a subdomain stays undecided.
 //
 // Verdicts: unsat when every subdomain is verified; sat only with an input
 // in the property's box whose float64 forward pass (forward_f64) satisfies
@@ -42,6 +56,7 @@
 #include <vector>
 
 #include "engine/nn.h"
+#include "relaxations/relaxations.h"
 #include "verify/property.h"
 
 namespace cte::verify {
@@ -63,6 +78,10 @@ struct VerifyOptions {
   // per subdomain: far cheaper, looser). Either way a child's bounds are
   // intersected with its parent's.
   bool recompute_intermediate = false;
+  // Bound each subdomain's output with alpha-CROWN's optimised lower slopes
+  // (relax::optimised_walk) instead of CROWN's: see "Optimised slopes" above.
+  bool alpha_slopes = false;
+  AlphaCrownOptions alpha;  // the slopes' Adam steps, learning rate, early stop
 };
 
 struct VerifyResult {
@@ -79,7 +98,9 @@ struct VerifyResult {
 // Returns a confirmed counterexample (empty when none was found).
 std::vector<double> attack_property(const Network& net, const Property& property, const VerifyOptions& options);
 
-// The attack, then branch and bound. The network may be on either device.
+// The attack, then branch and bound, both within options.timeout_s. The
+// network may be on either device; it runs on a private tape (TapeScope), so
+// also under the caller's NoGrad.
 VerifyResult verify_property(const Network& net, const Property& property, const VerifyOptions& options = {});
 
 }  // namespace cte::verify

@@ -87,6 +87,7 @@ certify_error "--pgd-step-size -1 must be > 0" eval --checkpoint "$tmp/none.ckpt
 certify_error "--pgd-step-size inf must be > 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-step-size inf
 certify_error "--pgd-restarts -2 must be >= 0" eval --checkpoint "$tmp/none.ckpt" --pgd --pgd-restarts -2
 certify_error "--eps: an empty value is not a number" eval --checkpoint "$tmp/none.ckpt" --eps ""
+certify_error "--bab-timeout 0 must be a number > 0" eval --checkpoint "$tmp/none.ckpt" --bab-timeout 0
 certify_error "--test-subset: an empty value is not a number" curve --checkpoint "$tmp/none.ckpt" --eps-max 0.1 --test-subset ""
 certify_error "--checkpoint $tmp/dir.json: is a directory without a checkpoint.ckpt" eval --checkpoint "$tmp/dir.json"
 out=$("$CERTIFY" frob 2>&1); rc=$?
@@ -290,6 +291,25 @@ if [ "$rc" -eq 0 ] && grep -q "^crown-ibp" <<<"$out" && grep -q "eps=0.05" <<<"$
   ok "certify eval table: 5 relaxations x 2 radii"
 else
   bad "certify eval table: exit $rc: $out"
+fi
+# The bab column: branch and bound (1 s per image) on the images box leaves; it
+# and best count at least what box does, and every run ends in one verdict.
+out=$("$CERTIFY" eval --checkpoint "$tmp/a" --relaxations box,bab,best --eps 0.05 --test-subset 5 --bab-timeout 1 \
+      --threads 1 --json 2>/dev/null); rc=$?
+if [ "$rc" -eq 0 ] && grep -q "^bab " <<<"$out" && grep -q "^best " <<<"$out" &&
+   grep -q "^\[certify\] bab: branch and bound .* 1 s each: eps 0.05 [0-9]* runs" <<<"$out" &&
+   /usr/bin/python3 - "$(tail -1 <<<"$out")" <<'EOF'
+import json, sys
+r = json.loads(sys.argv[1])["radii"][0]
+c, b = r["certified"], r["bab"]
+assert c["bab"] >= c["box"] and c["best"] >= c["bab"], c
+assert b["runs"] == b["unsat"] + b["sat"] + b["timeouts"] + b["unknown"], b
+assert b["timeout_s"] == 1, b
+EOF
+then
+  ok "certify eval --relaxations box,bab,best: bab and best rows, >= box, verdict counts in the JSON"
+else
+  bad "certify eval with bab: exit $rc: $out"
 fi
 
 echo "== certify curve"

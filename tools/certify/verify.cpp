@@ -87,6 +87,10 @@ int certify_verify_command(int argc, char** argv) {
   app.add_flag("--recompute-intermediate", options.recompute_intermediate,
                "recompute every subdomain's intermediate bounds (tighter, far slower) instead of inheriting its "
                "parent's, clamped at the split");
+  app.add_flag("--alpha", options.alpha_slopes,
+               "bound every subdomain's output with alpha-CROWN's optimised lower slopes (tighter, each bounding "
+               "costs up to --alpha-steps more walks) instead of CROWN's");
+  add_alpha_crown_flags(app, options.alpha);
   app.add_option("--seed", seed, "PGD random starts")->capture_default_str();
   app.add_option("--export-vnnlib", export_dir,
                  "instead of verifying: write one robustness VNNLIB per input of --x (radius --eps, clipped to "
