@@ -588,9 +588,9 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
   return result;
 }
 
-BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower) {
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower, size_t top) {
   const std::vector<Layer>& layers = ctx.net->layers();
-  const size_t top = layers.size();
+  top = std::min(top, layers.size());
   if (!spec.defined()) return backsub_all_neurons(ctx, top);
   const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;

@@ -196,6 +196,10 @@ struct BacksubContext {
   // (alpha - CROWN's slope on unstable ReLUs, 0 elsewhere). Only backsub_spec's
   // walk reads it; the intermediate bounds never do.
   std::vector<Tensor> lower_slope_shift;
+  // parallelogram (alpha_crown.cpp), per ReLU layer or empty, (N, K, n): added
+  // to the slope and the intercept of CROWN's upper line (the chord) where a
+  // row's coefficient is negative, making it beta (x - l) + (1 - beta) u.
+  std::vector<Tensor> upper_slope_shift, upper_intercept_shift;
 };
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0,
@@ -254,7 +258,10 @@ void set_row_plan_choice(RowPlanChoice choice);
 // undefined here, and applies C by interval arithmetic: backsub_bounds).
 // need_lower false (bounds modes): only the upper bounds; a stacked rule then
 // walks -C alone instead of [C; -C].
-BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower = true);
+// top < layers.size(): spec (N, K, n_top) over the neurons of level `top`
+// instead (the optimised intermediate bounds of triangle and parallelogram).
+BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, bool need_lower = true,
+                           size_t top = size_t(-1));
 
 // ---------------------------------------------------------------- the relaxations
 // compute_bounds (relaxations.cpp) validates its arguments and dispatches here.
@@ -277,8 +284,10 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
 // (verify/bab.cpp) bounds its subdomains with it.                   alpha_crown.cpp
 BacksubResult optimised_walk(BacksubContext& ctx, const Tensor& spec, bool need_lower, const BoundOptions& options);
 // alpha-crown: CROWN's intermediate bounds, then the output backsubstitution
-// with lower slopes optimised per spec row.                          alpha_crown.cpp
+// with lower slopes optimised per spec row; triangle and parallelogram: every
+// bound so, intermediate ones included (parallelogram: the upper line too).
+//                                                                     alpha_crown.cpp
 Bounds alpha_crown_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
-                          const BoundOptions& options);
+                          Relaxation relaxation, const BoundOptions& options);
 
 }  // namespace cte::relax

@@ -152,6 +152,7 @@ const char* intermediate_text(IntermediateBounds from) {
     case IntermediateBounds::hbox_pass: return "its own pass";
     case IntermediateBounds::backsub_pass: return "backsubstitution of every neuron, same rule";
     case IntermediateBounds::lp_pass: return "each neuron's LP";
+    case IntermediateBounds::optimised_pass: return "each unstable neuron's backsubstitution, slopes optimised";
   }
   return "?";
 }
@@ -237,6 +238,7 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   if (options.alpha.steps < 0) fail("bounds", "alpha.steps must be >= 0, got " + std::to_string(options.alpha.steps));
   if (!(options.alpha.lr > 0.0f) || !std::isfinite(options.alpha.lr))
     fail("bounds", "alpha.lr must be a finite number > 0, got " + std::to_string(options.alpha.lr));
+  if (options.alpha.memory_cap_bytes == 0) fail("bounds", "alpha.memory_cap_bytes must be > 0");
   if (options.alpha.patience < 0)
     fail("bounds", "alpha.patience must be >= 0, got " + std::to_string(options.alpha.patience));
   check_network(net, device);
@@ -246,7 +248,9 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     case BoundsEngine::box: bounds = relax::box_bounds(net, lower0, upper0, spec, options); break;
     case BoundsEngine::hbox: bounds = relax::hbox_bounds(net, lower0, upper0, spec, options); break;
     case BoundsEngine::backsub: bounds = relax::backsub_bounds(net, lower0, upper0, spec, relaxation, options); break;
-    case BoundsEngine::optimised_slopes: bounds = relax::alpha_crown_bounds(net, lower0, upper0, spec, options); break;
+    case BoundsEngine::optimised_slopes:
+      bounds = relax::alpha_crown_bounds(net, lower0, upper0, spec, relaxation, options);
+      break;
     case BoundsEngine::lp: {
       std::vector<Tensor> params = net.parameters();
       if (grad_recording_enabled() && should_record(params))

@@ -25,7 +25,7 @@ enum class BoundsEngine {
   hbox,     // relaxations/hbox.cpp: the hybrid zonotope forward pass
   backsub,  // relaxations/backsub.cpp: linear forms backsubstituted to the input
   lp,       // relaxations/lp.cpp: GLPK, sound through the dual; no gradient
-  optimised_slopes,  // relaxations/alpha_crown.cpp: backsubstitution whose lower slopes are optimised per spec row
+  optimised_slopes,  // relaxations/alpha_crown.cpp: backsubstitution whose slopes are optimised per spec row
 };
 
 // Where the bounds l, u of the ReLUs' inputs come from.
@@ -34,6 +34,7 @@ enum class IntermediateBounds {
   hbox_pass,     // the hybrid zonotope pass itself
   backsub_pass,  // a backsubstitution of every neuron with the same rule, layer by layer
   lp_pass,       // each neuron's own LP over everything before it
+  optimised_pass,  // each unstable neuron's backsubstitution with its own optimised slopes (the LP's value, by its dual)
 };
 
 // The relaxation table: everything that differs between two relaxations is a
@@ -67,10 +68,19 @@ enum class IntermediateBounds {
     "relu_linear_bounds(crown), lower slope optimised", backsub_pass,                                                 \
     "CROWN's intermediate bounds; the output walk's lower slopes in [0, 1] optimised per spec row by Adam on the "     \
     "bound (alpha-CROWN; --alpha-steps, --alpha-lr, --alpha-patience)")                                               \
-  X(triangle, "triangle", "", lp, crown, triangle, "lp_relu_half_planes(triangle)", lp_pass,                          \
-    "the LP of the convex hull of each ReLU (section 5.2; certification only)")                                      \
-  X(parallelogram, "parallelogram", "", lp, crown, parallelogram, "lp_relu_half_planes(parallelogram)", lp_pass,      \
-    "the LP of y >= 0, y >= x, y <= u, y <= x - l (certification only)")
+  X(triangle, "triangle", "", optimised_slopes, crown, triangle, "relu_linear_bounds(crown), lower slope optimised",  \
+    optimised_pass,                                                                                                   \
+    "section 5.2's Triangle (the convex hull of each ReLU) as its LP's dual: every bound, intermediate ones "         \
+    "included, by lower slopes in [0, 1] optimised per row (upper line: the chord)")                                 \
+  X(parallelogram, "parallelogram", "", optimised_slopes, crown, parallelogram,                                       \
+    "relu_linear_bounds(crown), both lines optimised", optimised_pass,                                                \
+    "section 5.2's Parallelogram (y >= 0, y >= x, y <= u, y <= x - l) as its LP's dual: lower slope in [0, 1] and "  \
+    "upper line beta (x - l) + (1 - beta) u, beta in [0, 1], optimised per row, intermediate bounds included")       \
+  X(triangle_lp, "triangle-lp", "triangle_lp", lp, crown, triangle, "lp_relu_half_planes(triangle)", lp_pass,         \
+    "Triangle as an LP solved by GLPK, the exact reference (certification only)")                                    \
+  X(parallelogram_lp, "parallelogram-lp", "parallelogram_lp", lp, crown, parallelogram,                               \
+    "lp_relu_half_planes(parallelogram)", lp_pass, "Parallelogram as an LP solved by GLPK, the exact reference "      \
+    "(certification only)")
 
 #define CTE_RELAXATION_ENUM(id, ...) id,
 enum class Relaxation { CTE_RELAXATIONS(CTE_RELAXATION_ENUM) };
@@ -114,10 +124,15 @@ std::string relaxation_table_markdown();
 // learning rate, and the early stop: after `patience` steps in a row in which
 // no spec row's bound improved by more than 1e-6 relative (0: every step
 // runs). Every iterate is a sound bound; each row keeps its best.
+// triangle and parallelogram (optimised_pass) read the same options for
+// every bound, and optimise an intermediate layer's neurons in chunks whose
+// slopes, Adam state and backsubstitution workspace fit memory_cap_bytes
+// (rows share no slopes, so chunking changes only the time).
 struct AlphaCrownOptions {
   int steps = 20;
   float lr = 0.1f;
   int patience = 5;
+  size_t memory_cap_bytes = size_t(256) << 20;
 };
 
 struct BoundOptions {

@@ -63,7 +63,7 @@ TEST_CASE("alpha-crown: between CROWN and the Triangle LP on random dense nets, 
     const Box box = random_box(net, 3, 0.15f, rng);
     const Bounds crown = bounds_of(net, box, Relaxation::crown);
     const Bounds alpha = bounds_of(net, box, Relaxation::alpha_crown, 60);
-    const Bounds lp = bounds_of(net, box, Relaxation::triangle);
+    const Bounds lp = bounds_of(net, box, Relaxation::triangle_lp);
     const std::vector<float> cu = crown.upper.to_vector(), au = alpha.upper.to_vector(), lu = lp.upper.to_vector();
     const std::vector<float> cl = crown.lower.to_vector(), al = alpha.lower.to_vector(), ll = lp.lower.to_vector();
     for (size_t k = 0; k < cu.size(); ++k) {
@@ -97,7 +97,7 @@ TEST_CASE("alpha-crown: reaches the Triangle LP on one hidden layer (same interm
   const Network net = dense({4, 10, 3}, rng);
   const Box box = random_box(net, 2, 0.2f, rng);
   const Bounds alpha = bounds_of(net, box, Relaxation::alpha_crown, 300);
-  const Bounds lp = bounds_of(net, box, Relaxation::triangle);
+  const Bounds lp = bounds_of(net, box, Relaxation::triangle_lp);
   const std::vector<float> au = alpha.upper.to_vector(), lu = lp.upper.to_vector();
   const std::vector<float> al = alpha.lower.to_vector(), ll = lp.lower.to_vector();
   double worst = 0.0;

@@ -63,10 +63,10 @@ TEST_CASE("lp: Triangle and Parallelogram on the appendix A network, by hand") {
                                linear_layer({{1, 1}, {1, -1}}, {0, 0})});
   const Box box{Tensor::from_vector({-1, -1}, Shape{1, 2}, Device::cpu),
                 Tensor::from_vector({1, 1}, Shape{1, 2}, Device::cpu)};
-  const Bounds triangle = bounds_of(net, box, Tensor(), Relaxation::triangle);
+  const Bounds triangle = bounds_of(net, box, Tensor(), Relaxation::triangle_lp);
   CHECK_CLOSE_VEC(triangle.lower.to_vector(), (std::vector<float>{0, -2}), 1e-6, 0);
   CHECK_CLOSE_VEC(triangle.upper.to_vector(), (std::vector<float>{3, 2}), 1e-6, 0);
-  const Bounds parallelogram = bounds_of(net, box, Tensor(), Relaxation::parallelogram);
+  const Bounds parallelogram = bounds_of(net, box, Tensor(), Relaxation::parallelogram_lp);
   CHECK_CLOSE_VEC(parallelogram.lower.to_vector(), (std::vector<float>{0, -2}), 1e-6, 0);
   CHECK_CLOSE_VEC(parallelogram.upper.to_vector(), (std::vector<float>{4, 2}), 1e-6, 0);
 }
@@ -83,8 +83,8 @@ TEST_CASE("lp: sound on sampled points, and ordered as their constraint sets dic
     for (int64_t s = 0; s < count; ++s) labels.push_back(int(rng.below(uint64_t(classes))));
     const Tensor spec = margin_spec(labels, int(classes), Device::cpu);
     for (const Tensor& c : {spec, Tensor()}) {
-      const Bounds tri = bounds_of(net, box, c, Relaxation::triangle);
-      const Bounds par = bounds_of(net, box, c, Relaxation::parallelogram);
+      const Bounds tri = bounds_of(net, box, c, Relaxation::triangle_lp);
+      const Bounds par = bounds_of(net, box, c, Relaxation::parallelogram_lp);
       const std::vector<float> tl = tri.lower.to_vector(), tu = tri.upper.to_vector();
       const std::vector<float> pl = par.lower.to_vector(), pu = par.upper.to_vector();
       // Soundness: every sampled input's (C) z lies inside both.
@@ -109,7 +109,7 @@ TEST_CASE("lp: sound on sampled points, and ordered as their constraint sets dic
       }
       // Triangle is inside every other relaxation; Parallelogram inside Box.
       for (Relaxation other : {Relaxation::box, Relaxation::hbox, Relaxation::deepz, Relaxation::crown,
-                               Relaxation::crown_ibp, Relaxation::parallelogram}) {
+                               Relaxation::crown_ibp, Relaxation::parallelogram_lp}) {
         CAPTURE(relaxation_name(other));
         const Bounds b = bounds_of(net, box, c, other);
         const std::vector<float> ol = b.lower.to_vector(), ou = b.upper.to_vector();
@@ -136,7 +136,7 @@ TEST_CASE("lp: exact through affine layers, strictly tighter than CROWN somewher
   // No ReLU: every relaxation is exact, the LP too (normalize + linear).
   const Network affine(Shape{3}, {make_normalize({0.5f}, {0.25f}), make_linear(3, 2, rng)});
   const Box box = random_box(affine, 2, rng, 0.2f);
-  const Bounds tri = bounds_of(affine, box, Tensor(), Relaxation::triangle);
+  const Bounds tri = bounds_of(affine, box, Tensor(), Relaxation::triangle_lp);
   const Bounds exact = bounds_of(affine, box, Tensor(), Relaxation::box);
   CHECK_CLOSE_VEC(tri.lower.to_vector(), exact.lower.to_vector(), 1e-5, 1e-5);
   CHECK_CLOSE_VEC(tri.upper.to_vector(), exact.upper.to_vector(), 1e-5, 1e-5);
@@ -144,7 +144,7 @@ TEST_CASE("lp: exact through affine layers, strictly tighter than CROWN somewher
   // jointly where CROWN fixes one slope per neuron).
   const Network deep = random_dense({4, 8, 8, 3}, rng);
   const Box wide = random_box(deep, 4, rng, 0.3f);
-  const std::vector<float> t = bounds_of(deep, wide, Tensor(), Relaxation::triangle).upper.to_vector();
+  const std::vector<float> t = bounds_of(deep, wide, Tensor(), Relaxation::triangle_lp).upper.to_vector();
   const std::vector<float> c = bounds_of(deep, wide, Tensor(), Relaxation::crown).upper.to_vector();
   double best_gain = 0;
   for (size_t i = 0; i < t.size(); ++i) best_gain = std::max(best_gain, double(c[i]) - double(t[i]));
@@ -157,23 +157,24 @@ TEST_CASE("lp: no gradients, upper-only bounds, and the input's device") {
   Network net = random_dense({3, 4, 2}, rng);
   const Box box = random_box(net, 2, rng, 0.1f);
   net.set_requires_grad(true);
-  CHECK_THROWS_WITH_AS(compute_bounds(net, box.lower, box.upper, Tensor(), Relaxation::triangle),
-                       doctest::Contains("triangle is an LP relaxation without gradients"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(compute_bounds(net, box.lower, box.upper, Tensor(), Relaxation::triangle_lp),
+                       doctest::Contains("triangle-lp is an LP relaxation without gradients"), std::runtime_error);
   net.set_requires_grad(false);
   BoundOptions upper_only;
   upper_only.need_lower = false;
-  const Bounds full = bounds_of(net, box, Tensor(), Relaxation::parallelogram);
-  const Bounds upper = compute_bounds(net, box.lower, box.upper, Tensor(), Relaxation::parallelogram, upper_only);
+  const Bounds full = bounds_of(net, box, Tensor(), Relaxation::parallelogram_lp);
+  const Bounds upper = compute_bounds(net, box.lower, box.upper, Tensor(), Relaxation::parallelogram_lp, upper_only);
   CHECK_FALSE(upper.lower.defined());
   CHECK(upper.upper.to_vector() == full.upper.to_vector());
+  CHECK(parse_relaxation("triangle-lp") == Relaxation::triangle_lp);
   CHECK(parse_relaxation("triangle") == Relaxation::triangle);
-  CHECK(std::string(relaxation_name(Relaxation::parallelogram)) == "parallelogram");
+  CHECK(std::string(relaxation_name(Relaxation::parallelogram_lp)) == "parallelogram-lp");
   if (cuda_available()) {
     Network on_gpu = net;
     on_gpu.to(Device::cuda);
     NoGrad no_grad;
     const Bounds gpu = compute_bounds(on_gpu, box.lower.to(Device::cuda), box.upper.to(Device::cuda), Tensor(),
-                                      Relaxation::parallelogram);
+                                      Relaxation::parallelogram_lp);
     CHECK(gpu.upper.device() == Device::cuda);
     CHECK(gpu.upper.to_vector() == full.upper.to_vector());
   }

@@ -192,7 +192,7 @@ void sample_cases(Network (*make_net)(Rng&, bool), uint64_t seed, const std::vec
     CAPTURE(c.eps);
     const Network net = make_net(rng, c.normalize);
     std::vector<Relaxation> relaxations = kDifferentiable;
-    if (with_lp && c.eps > 0.01f) relaxations.insert(relaxations.end(), {Relaxation::triangle, Relaxation::parallelogram});
+    if (with_lp && c.eps > 0.01f) relaxations.insert(relaxations.end(), {Relaxation::triangle_lp, Relaxation::parallelogram_lp});
     check_study(sample_study(net, c.eps, c.spec, 4, 62500, rng, relaxations), &fast_violations, &fast_summary);
   }
   CHECK_MESSAGE(fast_violations > 0, fast_summary);
@@ -239,7 +239,7 @@ TEST_CASE("soundness: a net where float32 rounding flips a naive certificate; so
   BoundOptions fast;
   CHECK(certified(compute_bounds(net, lo, hi, spec, Relaxation::box, fast))[0]);  // the false certificate
   std::vector<Relaxation> all = all_relaxations();
-  all.insert(all.end(), {Relaxation::triangle, Relaxation::parallelogram});
+  all.insert(all.end(), {Relaxation::triangle_lp, Relaxation::parallelogram_lp});
   for (Relaxation r : all) {
     CAPTURE(std::string(relaxation_name(r)));
     BoundOptions sound;

@@ -251,6 +251,11 @@ const std::vector<TrainMethod>& train_method_table() {
     // envelope theorem gives the optimised bound's gradient at an optimum).
     t.push_back({"alpha-crown", true, Relaxation::alpha_crown, Attack::none, false, true, BetaSchedule::none,
                  Relaxation::alpha_crown, "alpha-crown (CROWN with optimised lower slopes: --alpha-steps ...)"});
+    t.push_back({"triangle", true, Relaxation::triangle, Attack::none, false, true, BetaSchedule::none,
+                 Relaxation::triangle, "triangle (section 5.2's Triangle by optimised slopes, every bound: --alpha-steps ...)"});
+    t.push_back({"parallelogram", true, Relaxation::parallelogram, Attack::none, false, true, BetaSchedule::none,
+                 Relaxation::parallelogram,
+                 "parallelogram (section 5.2's Parallelogram by optimised slopes and upper lines: --alpha-steps ...)"});
     t.push_back({"crown-ibp-r", true, Relaxation::crown_ibp, Attack::none, false, true, BetaSchedule::held_at_1,
                  Relaxation::crown_ibp, "crown-ibp-r (pure CROWN-IBP)"});
     t.push_back({"crown-ibp", true, Relaxation::crown_ibp, Attack::none, false, true, BetaSchedule::ramp_down,

@@ -20,6 +20,11 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
                                      want_upper);
   if (index < ctx.lower_slope_shift.size() && ctx.lower_slope_shift[index].defined())  // alpha-crown's slopes
     r.coeffs = ops::add(r.coeffs, ops::mul(ops::relu(f.coeffs), ctx.lower_slope_shift[index]));
+  if (index < ctx.upper_slope_shift.size() && ctx.upper_slope_shift[index].defined()) {  // parallelogram's upper line
+    const Tensor negative = ops::neg(ops::relu(ops::neg(f.coeffs)));
+    r.coeffs = ops::add(r.coeffs, ops::mul(negative, ctx.upper_slope_shift[index]));
+    r.bias_lower = add_defined(r.bias_lower, ops::sum_axis(ops::mul(negative, ctx.upper_intercept_shift[index]), 2));
+  }
   f.coeffs = r.coeffs;
   f.relu_lower = add_defined(f.relu_lower, r.bias_lower);
   f.relu_upper = add_defined(f.relu_upper, r.bias_upper);

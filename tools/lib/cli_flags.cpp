@@ -78,6 +78,12 @@ void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha) {
                  "than 1e-6 relative (0: run every step)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
+  app.add_option_function<double>(
+         "--alpha-memory-cap",
+         [&alpha](double mib) { alpha.memory_cap_bytes = std::max<size_t>(1, size_t(mib * double(1 << 20))); },
+         "triangle, parallelogram: MiB for one chunk of an intermediate layer's optimised neurons (their slopes, "
+         "Adam's state and walk; a smaller cap means more chunks, the same bounds) (default 256)")
+      ->check(CLI::PositiveNumber);
 }
 
 void add_pgd_start_flag(CLI::App& app, std::string& start) {

@@ -31,7 +31,7 @@ bool warn_if_eps_covers_inputs(const std::string& tool, const std::string& flag,
 // (BoundOptions::crown_tie_slope). `default_text` ends the help text.
 void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_text);
 
-// --alpha-steps, --alpha-lr, --alpha-patience: alpha-crown's optimisation
+// --alpha-steps, --alpha-lr, --alpha-patience, --alpha-memory-cap: the optimised slopes' optimisation (alpha-crown, triangle, parallelogram)
 // (AlphaCrownOptions in relaxations/relaxations.h), checked by CLI11.
 void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha);
 

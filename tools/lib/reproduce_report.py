@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 RELAXATION_TITLES = {"box": "Box", "hbox": "hBox", "crown-ibp": "CROWN-IBP", "deepz": "DeepZ", "crown": "CROWN",
-                     "crown0": "CROWN-0", "triangle": "Triangle", "parallelogram": "Parallelogram"}
+                     "crown0": "CROWN-0", "triangle": "Triangle", "parallelogram": "Parallelogram",
+                     "triangle-lp": "Triangle", "parallelogram-lp": "Parallelogram"}
 
 
 def load_results(paths, cells):
