@@ -77,6 +77,18 @@ Layer make_normalize(const std::vector<float>& mean, const std::vector<float>& s
   return layer;
 }
 
+Layer make_batch_norm(int64_t channels) {
+  if (channels <= 0) fail("batch_norm", "channels = " + std::to_string(channels) + " must be positive");
+  Layer layer;
+  layer.kind = LayerKind::batch_norm;
+  const Shape shape{channels};
+  layer.weight = Tensor::full(shape, 1.0f, Device::cpu);
+  layer.bias = Tensor::zeros(shape, Device::cpu);
+  layer.running_mean = Tensor::zeros(shape, Device::cpu);
+  layer.running_var = Tensor::full(shape, 1.0f, Device::cpu);
+  return layer;
+}
+
 Shape layer_output_shape(const Layer& layer, const Shape& in, size_t index) {
   return layer_rules(layer.kind).output_shape(layer, in, layer_label(layer, index));
 }
@@ -139,6 +151,37 @@ void Network::to(Device device) {
 
 void Network::set_requires_grad(bool value) {
   for (Tensor& p : parameters()) p.set_requires_grad(value);
+}
+
+void Network::set_training(bool value) {
+  for (Layer& layer : layers_) {
+    if (layer.kind != LayerKind::batch_norm) continue;
+    layer.training = value;
+    // A fresh slot: the statistics of an earlier pass never reach a later bound.
+    layer.batch_stats = value ? std::make_shared<Layer::BatchStatistics>() : nullptr;
+  }
+}
+
+bool Network::training() const {
+  for (const Layer& layer : layers_)
+    if (layer.training) return true;
+  return false;
+}
+
+std::vector<Tensor> Network::state_tensors() const {
+  std::vector<Tensor> out;
+  for (const Layer& layer : layers_)
+    for (const LayerTensorView& t : layer_tensors(layer))
+      if (t.state) out.push_back(t.tensor);
+  return out;
+}
+
+std::vector<std::string> Network::state_names() const {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < layers_.size(); ++i)
+    for (const LayerTensorView& t : layer_tensors(layers_[i]))
+      if (t.state) names.push_back("layers." + std::to_string(i) + "." + t.name);
+  return names;
 }
 
 std::string Network::describe() const {

@@ -1,10 +1,11 @@
-// Networks: a Sequential of Linear, Conv2d, ReLU, Flatten and Normalize
-// layers, held as a flat list of plain Layer records so that the training
+// Networks: a Sequential of Linear, Conv2d, ReLU, Flatten, Normalize and
+// BatchNorm layers, held as a flat list of plain Layer records so that the training
 // forward pass and every relaxation in relaxations/ walk the same structure.
 // Parameters are initialised as PyTorch does by default (kaiming-uniform with
 // a = sqrt(5) for weights, U(+-1/sqrt(fan_in)) for biases), so results compare
 // with published ones.
 #pragma once
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,7 +14,7 @@
 
 namespace cte {
 
-enum class LayerKind { linear, conv, relu, flatten, normalize };
+enum class LayerKind { linear, conv, relu, flatten, normalize, batch_norm };
 const char* layer_kind_name(LayerKind kind);
 
 struct Layer {
@@ -22,6 +23,17 @@ struct Layer {
   int stride = 1, padding = 0;  // conv
   Tensor mean, inv_std;         // normalize: (C, 1, 1) each; y = (x - mean) * inv_std
   std::vector<float> mean_values, std_values;  // normalize, as given
+  // batch_norm: weight and bias are gamma and beta (C); the running averages
+  // (C) are state, updated by every training-mode forward pass and checkpointed.
+  Tensor running_mean, running_var;
+  float eps = 1e-5f, momentum = 0.1f;  // batch_norm, PyTorch's defaults
+  bool training = false;               // batch_norm: batch statistics (Network::set_training)
+  // batch_norm in training mode: the statistics of the last forward pass (the
+  // clean batch's), tape tensors; the relaxations' training-mode rule reads them.
+  struct BatchStatistics {
+    Tensor mean, var;
+  };
+  std::shared_ptr<BatchStatistics> batch_stats;
   Shape in_shape, out_shape;  // per sample (no batch axis), filled by Network::finalize
 };
 
@@ -37,6 +49,14 @@ class Network {
   void to(Device device);                        // moves every tensor
   Device device() const { return device_; }
   void set_requires_grad(bool value);
+  // BatchNorm layers: batch statistics and running-average updates (true) or
+  // the running averages as a fixed affine map (false, the default).
+  void set_training(bool value);
+  bool training() const;
+  // Tensors that training changes besides the parameters (BatchNorm's running
+  // averages), for checkpoints: "layers.2.running_mean", ...
+  std::vector<Tensor> state_tensors() const;
+  std::vector<std::string> state_names() const;
 
   const Shape& input_shape() const { return input_shape_; }
   Shape output_shape() const;
@@ -57,6 +77,26 @@ Layer make_conv(int64_t in_channels, int64_t out_channels, int kernel, int strid
 Layer make_relu();
 Layer make_flatten();
 Layer make_normalize(const std::vector<float>& mean, const std::vector<float>& std);
+// BatchNorm over `channels` channels (of (C, H, W) inputs) or features (flat
+// inputs): gamma 1, beta 0, running mean 0 and variance 1, as PyTorch.
+Layer make_batch_norm(int64_t channels);
+
+// A batch_norm layer as y = scale x + shift per channel, (C) each: from the
+// running averages in evaluation mode; in training mode from the statistics
+// of the last forward pass (the clean batch's), on the tape, so a bound
+// propagated through it trains gamma, beta and, through the statistics, the
+// layers below (what eth-sri/SABR's certified training does).
+struct ChannelAffine {
+  Tensor scale, shift;
+};
+ChannelAffine batch_norm_affine(const Layer& layer);
+
+// The network with every evaluation-mode batch_norm that directly follows a
+// linear or conv layer folded into it (W' = scale W per output channel,
+// b' = scale b + shift), for certification: the same function with fewer
+// layers (verify/'s MILP knows no BatchNorm). Other layers are shared, the
+// folded ones are new tensors; a batch_norm after anything else stays.
+Network fold_batch_norm(const Network& net);
 
 // "layer 3 (conv)": how every message names a layer.
 std::string layer_label(const Layer& layer, size_t index);

@@ -473,6 +473,23 @@ void save_network_onnx(const std::string& path, const Network& net) {
       }
       case LayerKind::relu: add_node(graph, "Relu", prefix + ".relu", {data}, out); break;
       case LayerKind::flatten: add_int_attribute(add_node(graph, "Flatten", prefix + ".flatten", {data}, out), "axis", 1); break;
+      case LayerKind::batch_norm: {
+        // Evaluation mode (the running averages); the importer folds it into the layer before it.
+        const std::vector<int64_t> dims{layer.weight.numel()};
+        add_float_initialiser(graph, prefix + ".weight", dims, layer.weight.to_vector());
+        add_float_initialiser(graph, prefix + ".bias", dims, layer.bias.to_vector());
+        add_float_initialiser(graph, prefix + ".running_mean", dims, layer.running_mean.to_vector());
+        add_float_initialiser(graph, prefix + ".running_var", dims, layer.running_var.to_vector());
+        onnx::NodeProto* node = add_node(graph, "BatchNormalization", prefix + ".batch_norm",
+                                         {data, prefix + ".weight", prefix + ".bias", prefix + ".running_mean",
+                                          prefix + ".running_var"},
+                                         out);
+        onnx::AttributeProto* a = node->add_attribute();
+        a->set_name("epsilon");
+        a->set_type(onnx::AttributeProto_AttributeType_FLOAT);
+        a->set_f(layer.eps);
+        break;
+      }
       case LayerKind::normalize: {
         const int64_t channels = int64_t(layer.mean_values.size());
         const std::vector<int64_t> dims = layer.in_shape.ndim() == 3 ? std::vector<int64_t>{channels, 1, 1}

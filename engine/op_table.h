@@ -28,6 +28,7 @@
   X(clamp, "unary binary", true)                                            \
   X(exp, "unary binary", true)                                              \
   X(log, "unary binary", true)                                              \
+  X(sqrt, "unary binary", true)                                             \
   X(sum, "reduce_sum fill binary", true)                                           \
   X(sum_axis, "reduce_sum binary", true)                                    \
   X(mean, "reduce_sum fill binary", true)                                          \
@@ -41,6 +42,8 @@
   X(linear, "gemm reduce_sum binary", true)                                 \
   X(conv2d, "conv2d_forward conv2d_backward_data conv2d_backward_filter reduce_sum binary", true) \
   X(conv2d_transpose, "conv2d_backward_data conv2d_forward conv2d_backward_filter", true) \
+  X(batch_norm, "batch_norm_apply batch_norm_backward", true)               \
+  X(batch_norm_train, "batch_norm_stats batch_norm_apply batch_norm_backward", true) \
   X(log_softmax, "log_softmax log_softmax_backward", true)                  \
   X(logsumexp, "logsumexp logsumexp_backward", true)                        \
   X(softmax_cross_entropy, "softmax_xent softmax_xent_backward", true)

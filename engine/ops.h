@@ -33,6 +33,7 @@ Tensor relu(const Tensor& x);   // gradient 1 where x > 0
 Tensor clamp(const Tensor& x, float lo, float hi);  // gradient 1 where lo <= x <= hi
 Tensor exp(const Tensor& x);
 Tensor log(const Tensor& x);
+Tensor sqrt(const Tensor& x);   // gradient 1 / (2 sqrt x)
 // dst += src in place, outside the tape (gradient accumulation, optimizers).
 void add_into(Tensor& dst, const Tensor& src);
 
@@ -66,6 +67,18 @@ Tensor conv2d_transpose(const Tensor& dy, const Tensor& weight, int stride, int 
                         int h_in, int w_in);
 kern::ConvGeometry conv_geometry(const Shape& x, const Shape& weight, int stride, int padding,
                                  const char* op);
+
+// ---- BatchNorm over axis 1 of x (N, C) or (N, C, H, W) (engine/ops/batch_norm.cpp)
+// Fixed statistics mean, var (C), no gradient to them (evaluation mode):
+// y = (x - mean) / sqrt(var + eps) * gamma + beta; differentiable in x, gamma, beta.
+Tensor batch_norm(const Tensor& x, const Tensor& gamma, const Tensor& beta, const Tensor& mean, const Tensor& var,
+                  float eps);
+// Training mode: the batch's mean and biased variance over N (and H, W), as
+// outputs of the same node (differentiable: their gradients reach x).
+struct BatchNormTrainResult {
+  Tensor y, mean, var;
+};
+BatchNormTrainResult batch_norm_train(const Tensor& x, const Tensor& gamma, const Tensor& beta, float eps);
 
 // ---- softmax family over the last axis (engine/ops/softmax.cpp)
 Tensor log_softmax(const Tensor& x);

@@ -113,6 +113,25 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
   X(softmax_xent_backward, (const float* dloss /*[rows]*/, const float* probs           \
                             /*[rows,cols]*/, const float* labels /*[rows]*/,            \
                             float* dlogits /*[rows,cols]*/, int64_t rows, int64_t cols)) \
+  /* Per channel c of x [n, channels, plane]: mean and biased variance over n*plane  */ \
+  /* values (two passes: the mean first, then the squared deviations).              */ \
+  X(batch_norm_stats, (const float* x /*[n,channels,plane]*/, float* mean /*[channels]*/,  \
+                       float* var /*[channels]*/, int64_t n, int64_t channels,             \
+                       int64_t plane))                                                    \
+  /* y = (x - mean[c]) / sqrt(var[c] + eps) * gamma[c] + beta[c]                      */ \
+  X(batch_norm_apply, (const float* x /*[n,channels,plane]*/, const float* mean /*[channels]*/, \
+                       const float* var /*[channels]*/, const float* gamma /*[channels]*/,  \
+                       const float* beta /*[channels]*/, float* y /*[n,channels,plane]*/,   \
+                       int64_t n, int64_t channels, int64_t plane, float eps))            \
+  /* dx, dgamma = sum dy xhat, dbeta = sum dy per channel. batch_stats: mean and var */ \
+  /* are the batch's own (dx through them, plus dmean and dvar, [channels] or null);  */ \
+  /* otherwise fixed (dx = dy gamma inv_std). kernels/common/batch_norm_math.h.      */ \
+  X(batch_norm_backward, (const float* dy /*[n,channels,plane]*/, const float* x /*[n,channels,plane]*/, \
+                          const float* mean /*[channels]*/, const float* var /*[channels]*/,   \
+                          const float* gamma /*[channels]*/, const float* dmean /*[channels] or null*/, \
+                          const float* dvar /*[channels] or null*/, float* dx /*[n,channels,plane]*/, \
+                          float* dgamma /*[channels]*/, float* dbeta /*[channels]*/, int64_t n,   \
+                          int64_t channels, int64_t plane, float eps, int batch_stats))          \
   /* In place: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                           */ \
   /* p -= lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).           */ \
   X(adam_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* m /*[n]*/,      \

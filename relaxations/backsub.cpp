@@ -461,9 +461,10 @@ BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, co
   }
   if (count > 0 && bound_rules(layers[0]).role == LayerRole::elementwise) {
     // A leading elementwise layer maps the input box onto a box exactly
-    // (scale = inv_std > 0): start from the mapped box and let every walk stop above it.
+    // (radius times |scale|: a BatchNorm's gamma may be negative): start from
+    // the mapped box and let every walk stop above it.
     ctx.centre0 = ops::add(ops::mul(ctx.centre0, ctx.norm_scale[0]), ctx.norm_shift[0]);
-    ctx.radius0 = ops::mul(ctx.radius0, ctx.norm_scale[0]);
+    ctx.radius0 = ops::mul(ctx.radius0, ops::abs(ctx.norm_scale[0]));
     ctx.input_level = 1;
   }
   if (sound) {

@@ -185,7 +185,7 @@ int certify_bounds_command(int argc, char** argv) {
 
     Network net;
     try {
-      net = load_network_file(net_path);
+      net = fold_batch_norm(load_network_file(net_path));  // BatchNorm into the layer before it
     } catch (const std::exception& e) {
       throw InputError(net_path, e.what());
     }

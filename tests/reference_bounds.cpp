@@ -82,6 +82,12 @@ NetworkSpec describe_network(const Network& net) {
       s.bias = s.has_bias ? as_doubles(layer.bias) : std::vector<double>(size_t(s.weight_shape[0]), 0.0);
       s.stride = layer.stride;
       s.padding = layer.padding;
+    } else if (layer.kind == LayerKind::batch_norm) {
+      // Evaluation mode, in double: (x - mean) / sqrt(var + eps) * gamma + beta.
+      s.weight = as_doubles(layer.weight);
+      s.bias = as_doubles(layer.bias);
+      s.mean = as_doubles(layer.running_mean);
+      for (double v : as_doubles(layer.running_var)) s.inv_std.push_back(1.0 / std::sqrt(v + double(layer.eps)));
     } else if (layer.kind == LayerKind::normalize) {
       // The engine multiplies by its stored float 1/std, so the reference does too.
       s.mean = as_doubles(layer.mean);
@@ -150,6 +156,23 @@ DenseLayer dense_normalize(const SpecLayer& s) {
   return d;
 }
 
+// BatchNorm (evaluation mode) as a diagonal affine layer: scale gamma inv_std, shift beta - mean scale.
+DenseLayer dense_batch_norm(const SpecLayer& s) {
+  const int64_t n = product(s.in_shape);
+  const int64_t per_channel = n / int64_t(s.mean.size());
+  DenseLayer d;
+  d.size = n;
+  d.weight = Matrix(n, n);
+  d.bias.assign(size_t(n), 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const size_t c = size_t(i / per_channel);
+    const double scale = s.weight[c] * s.inv_std[c];
+    d.weight(i, i) = scale;
+    d.bias[size_t(i)] = s.bias[c] - s.mean[c] * scale;
+  }
+  return d;
+}
+
 }  // namespace
 
 DenseNetwork densify(const NetworkSpec& spec) {
@@ -160,6 +183,7 @@ DenseNetwork densify(const NetworkSpec& spec) {
       case LayerKind::linear: net.layers.push_back(dense_linear(s)); break;
       case LayerKind::conv: net.layers.push_back(dense_conv(s)); break;
       case LayerKind::normalize: net.layers.push_back(dense_normalize(s)); break;
+      case LayerKind::batch_norm: net.layers.push_back(dense_batch_norm(s)); break;
       case LayerKind::flatten: break;  // row-major (C, H, W) already is the flat order
       case LayerKind::relu: {
         DenseLayer d;

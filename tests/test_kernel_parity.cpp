@@ -808,6 +808,107 @@ PARITY_CHECK(softmax_xent_backward) {
 // ================================================================ optimizers
 
 // In place: three consecutive steps on real (not NaN) state, compared after each.
+// ================================================================ BatchNorm
+
+// (n, channels, plane): one value per channel pair, flat features, many
+// channels, and channels longer than a block (the block loops over them).
+struct BatchNormShape {
+  int64_t n, channels, plane;
+};
+const BatchNormShape kBatchNormShapes[] = {{2, 1, 1}, {3, 4, 5}, {7, 70, 1}, {16, 3, 300}};
+
+std::string batch_norm_label(const char* kernel, const BatchNormShape& s) { return label(kernel, {s.n, s.channels, s.plane}); }
+
+// Per channel of x: mean |x| and the mean square of |x| + |mean| (the magnitudes the sums round at).
+void batch_norm_magnitudes(const std::vector<float>& x, const BatchNormShape& s, std::vector<double>& mean_abs,
+                           std::vector<double>& square_abs) {
+  mean_abs.assign(size_t(s.channels), 0.0);
+  square_abs.assign(size_t(s.channels), 0.0);
+  const double m = double(s.n * s.plane);
+  for (size_t i = 0; i < x.size(); ++i) mean_abs[(i / size_t(s.plane)) % size_t(s.channels)] += std::fabs(x[i]) / m;
+  for (size_t i = 0; i < x.size(); ++i) {
+    const size_t c = (i / size_t(s.plane)) % size_t(s.channels);
+    square_abs[c] += (std::fabs(x[i]) + mean_abs[c]) * (std::fabs(x[i]) + mean_abs[c]) / m;
+  }
+}
+
+PARITY_CHECK(batch_norm_stats) {
+  TestRng rng(901);
+  for (const BatchNormShape& s : kBatchNormShapes) {
+    const std::vector<float> x = uniform_vector(rng, size_t(s.n * s.channels * s.plane), -2, 3);
+    std::vector<float> mean = nan_vector(size_t(s.channels)), var = mean;
+    DeviceBuffer x_cuda(x), mean_cuda(mean), var_cuda(var);
+    batch_norm_stats_cpu(x.data(), mean.data(), var.data(), s.n, s.channels, s.plane);
+    batch_norm_stats_cuda(x_cuda.get(), mean_cuda.get(), var_cuda.get(), s.n, s.channels, s.plane);
+    std::vector<double> mean_abs, square_abs;
+    batch_norm_magnitudes(x, s, mean_abs, square_abs);
+    const Tolerance tol = sum_tolerance(s.n * s.plane);
+    expect_close(batch_norm_label("batch_norm_stats mean", s), mean_cuda.download(), mean, tol, mean_abs);
+    expect_close(batch_norm_label("batch_norm_stats var", s), var_cuda.download(), var, tol, square_abs);
+  }
+}
+
+PARITY_CHECK(batch_norm_apply) {
+  TestRng rng(902);
+  for (const BatchNormShape& s : kBatchNormShapes) {
+    const size_t n = size_t(s.n * s.channels * s.plane), c = size_t(s.channels);
+    const std::vector<float> x = uniform_vector(rng, n, -2, 3), mean = uniform_vector(rng, c, -1, 1);
+    const std::vector<float> var = uniform_vector(rng, c, 0.1f, 2), gamma = uniform_vector(rng, c, -2, 2);
+    const std::vector<float> beta = uniform_vector(rng, c, -1, 1);
+    std::vector<float> cpu = nan_vector(n);
+    DeviceBuffer x_cuda(x), mean_cuda(mean), var_cuda(var), gamma_cuda(gamma), beta_cuda(beta), cuda(cpu);
+    batch_norm_apply_cpu(x.data(), mean.data(), var.data(), gamma.data(), beta.data(), cpu.data(), s.n, s.channels,
+                         s.plane, 1e-5f);
+    batch_norm_apply_cuda(x_cuda.get(), mean_cuda.get(), var_cuda.get(), gamma_cuda.get(), beta_cuda.get(), cuda.get(),
+                          s.n, s.channels, s.plane, 1e-5f);
+    expect_close(batch_norm_label("batch_norm_apply", s), cuda.download(), cpu, kDefault);
+  }
+}
+
+PARITY_CHECK(batch_norm_backward) {
+  TestRng rng(903);
+  for (const BatchNormShape& s : kBatchNormShapes)
+    for (int batch_stats : {0, 1}) {
+      const size_t n = size_t(s.n * s.channels * s.plane), c = size_t(s.channels);
+      const std::vector<float> dy = uniform_vector(rng, n, -1, 1), x = uniform_vector(rng, n, -2, 3);
+      const std::vector<float> mean = uniform_vector(rng, c, -1, 1), var = uniform_vector(rng, c, 0.1f, 2);
+      const std::vector<float> gamma = uniform_vector(rng, c, -2, 2), dmean = uniform_vector(rng, c, -1, 1);
+      const std::vector<float> dvar = uniform_vector(rng, c, -1, 1);
+      std::vector<float> dx = nan_vector(n), dgamma = nan_vector(c), dbeta = nan_vector(c);
+      DeviceBuffer dy_cuda(dy), x_cuda(x), mean_cuda(mean), var_cuda(var), gamma_cuda(gamma), dmean_cuda(dmean),
+          dvar_cuda(dvar), dx_cuda(dx), dgamma_cuda(dgamma), dbeta_cuda(dbeta);
+      batch_norm_backward_cpu(dy.data(), x.data(), mean.data(), var.data(), gamma.data(), dmean.data(), dvar.data(),
+                              dx.data(), dgamma.data(), dbeta.data(), s.n, s.channels, s.plane, 1e-5f, batch_stats);
+      batch_norm_backward_cuda(dy_cuda.get(), x_cuda.get(), mean_cuda.get(), var_cuda.get(), gamma_cuda.get(),
+                               dmean_cuda.get(), dvar_cuda.get(), dx_cuda.get(), dgamma_cuda.get(), dbeta_cuda.get(),
+                               s.n, s.channels, s.plane, 1e-5f, batch_stats);
+      // The channel sums of |dy| and |dy xhat| bound what their ordering can change.
+      std::vector<double> sum_dy(c, 0.0), sum_dy_xhat(c, 0.0), dx_magnitude(n);
+      for (size_t i = 0; i < n; ++i) {
+        const size_t ch = (i / size_t(s.plane)) % c;
+        const double inv_std = 1.0 / std::sqrt(double(var[ch]) + 1e-5);
+        sum_dy[ch] += std::fabs(dy[i]);
+        sum_dy_xhat[ch] += std::fabs(dy[i] * (x[i] - mean[ch]) * inv_std);
+      }
+      const double m = double(s.n * s.plane);
+      for (size_t i = 0; i < n; ++i) {
+        const size_t ch = (i / size_t(s.plane)) % c;
+        const double inv_std = 1.0 / std::sqrt(double(var[ch]) + 1e-5);
+        const double xhat = std::fabs((x[i] - mean[ch]) * inv_std);
+        dx_magnitude[i] = std::fabs(gamma[ch]) * inv_std * (std::fabs(dy[i]) + (sum_dy[ch] + xhat * sum_dy_xhat[ch]) / m) +
+                          (std::fabs(dmean[ch]) + 2.0 * std::fabs(dvar[ch]) * std::fabs(x[i] - mean[ch])) / m;
+      }
+      const Tolerance tol = sum_tolerance(s.n * s.plane);
+      const std::string mode = batch_stats ? " batch" : " fixed";
+      expect_close(batch_norm_label(("batch_norm_backward dx" + mode).c_str(), s), dx_cuda.download(), dx, tol,
+                   dx_magnitude);
+      expect_close(batch_norm_label(("batch_norm_backward dgamma" + mode).c_str(), s), dgamma_cuda.download(), dgamma,
+                   tol, sum_dy_xhat);
+      expect_close(batch_norm_label(("batch_norm_backward dbeta" + mode).c_str(), s), dbeta_cuda.download(), dbeta,
+                   tol, sum_dy);
+    }
+}
+
 PARITY_CHECK(adam_step) {
   TestRng rng(909);
   const float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;

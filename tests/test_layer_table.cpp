@@ -45,6 +45,15 @@ Network sample_network(LayerKind kind, Rng& rng) {
     case LayerKind::relu: return Network(Shape{5}, {make_relu()});
     case LayerKind::flatten: return Network(Shape{2, 2, 2}, {make_flatten()});
     case LayerKind::normalize: return Network(Shape{2, 2, 2}, {make_normalize({0.1f, -0.2f}, {0.5f, 2.0f})});
+    case LayerKind::batch_norm: {
+      // Evaluation mode with running averages of its own and one negative gamma.
+      Layer bn = make_batch_norm(2);
+      bn.weight = Tensor::from_vector({1.5f, -0.7f}, Shape{2}, Device::cpu);
+      bn.bias = Tensor::from_vector({0.2f, -0.1f}, Shape{2}, Device::cpu);
+      bn.running_mean = Tensor::from_vector({0.3f, -0.4f}, Shape{2}, Device::cpu);
+      bn.running_var = Tensor::from_vector({0.5f, 2.0f}, Shape{2}, Device::cpu);
+      return Network(Shape{2, 2, 1}, {bn});
+    }
   }
   FAIL("no sample network for layer kind " << int(kind));
   return Network();

@@ -78,6 +78,7 @@ std::vector<OpCase> op_cases() {
            [](V x) { return ops::clamp(x[0], -0.5f, 0.5f); });
   add_case("exp", "(3,4)", {R({3, 4})}, [](V x) { return ops::exp(x[0]); });
   add_case("log", "positive", {R({3, 4}, 0.5f, 2.0f)}, [](V x) { return ops::log(x[0]); });
+  add_case("sqrt", "positive", {R({3, 4}, 0.5f, 2.0f)}, [](V x) { return ops::sqrt(x[0]); });
   add_case("sum", "all of (2,3,4)", {R({2, 3, 4})}, [](V x) { return ops::sum(x[0]); });
   add_case("sum_axis", "axis 1 of (2,3,4)", {R({2, 3, 4})}, [](V x) { return ops::sum_axis(x[0], 1); });
   add_case("sum_axis", "axis 0 keepdim", {R({3, 4})}, [](V x) { return ops::sum_axis(x[0], 0, true); });
@@ -104,6 +105,23 @@ std::vector<OpCase> op_cases() {
            [](V x) { return ops::conv2d(x[0], x[1], x[2], 1, 1); });
   add_case("conv2d_transpose", "adjoint of stride 2 pad 1", {R({2, 3, 4, 3}), R({3, 2, 3, 3})},
            [](V x) { return ops::conv2d_transpose(x[0], x[1], 2, 1, 7, 6); });
+  {
+    // Statistics away from zero variance, so the finite differences stay smooth.
+    const Tensor mean = R({3}), var = R({3}, 0.5f, 2.0f);
+    add_case("batch_norm", "eval (4,3,2,2)", {R({4, 3, 2, 2}), R({3}, 0.5f, 1.5f), R({3}), mean, var},
+             [](V x) { return ops::batch_norm(x[0], x[1], x[2], x[3], x[4], 1e-5f); }, {true, true, true, false, false});
+    add_case("batch_norm", "eval (5,4) features", {R({5, 4}), R({4}, -1.5f, -0.5f), R({4}), R({4}), R({4}, 0.5f, 2.0f)},
+             [](V x) { return ops::batch_norm(x[0], x[1], x[2], x[3], x[4], 1e-5f); }, {true, true, true, false, false});
+    // Each output of the training op on its own (the others' gradients undefined).
+    add_case("batch_norm_train", "y of (4,3,2,2)", {R({4, 3, 2, 2}), R({3}, 0.5f, 1.5f), R({3})},
+             [](V x) { return ops::batch_norm_train(x[0], x[1], x[2], 1e-5f).y; });
+    add_case("batch_norm_train", "y of (6,4) features", {R({6, 4}), R({4}, -1.5f, 1.5f), R({4})},
+             [](V x) { return ops::batch_norm_train(x[0], x[1], x[2], 1e-5f).y; });
+    add_case("batch_norm_train", "mean of (4,3,2,2)", {R({4, 3, 2, 2}), R({3}, 0.5f, 1.5f), R({3})},
+             [](V x) { return ops::batch_norm_train(x[0], x[1], x[2], 1e-5f).mean; });
+    add_case("batch_norm_train", "var of (4,3,2,2)", {R({4, 3, 2, 2}), R({3}, 0.5f, 1.5f), R({3})},
+             [](V x) { return ops::batch_norm_train(x[0], x[1], x[2], 1e-5f).var; });
+  }
   add_case("log_softmax", "(3,5)", {R({3, 5}, -3, 3)}, [](V x) { return ops::log_softmax(x[0]); });
   add_case("logsumexp", "(3,5)", {R({3, 5}, -3, 3)}, [](V x) { return ops::logsumexp(x[0]); });
   add_case("softmax_cross_entropy", "(4,5)",

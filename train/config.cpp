@@ -581,7 +581,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
                  "Debian's FashionMNIST)");
-  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
+  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | cnn7 (SABR's CNN7, with BatchNorm) | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
   std::string method_help;
   for (const TrainMethod& m : train_method_table()) method_help += (method_help.empty() ? "" : " | ") + std::string(m.help);
   app.add_option("--method", c.method, method_help);

@@ -1,4 +1,4 @@
-// Builders of FC, CONV, CONV+ and FC-SMALL, data set statistics, and the
+// Builders of FC, CONV, CONV+, FC-SMALL and CNN7, data set statistics, and the
 // parameter hash used to compare runs bit for bit.
 #include "train/networks.h"
 
@@ -43,7 +43,7 @@ Normalization dataset_normalization(const std::string& dataset, const Dataset* t
 }
 
 const std::vector<std::string>& builtin_networks() {
-  static const std::vector<std::string> names = {"fc", "conv", "conv+", "fc-small"};
+  static const std::vector<std::string> names = {"fc", "conv", "conv+", "fc-small", "cnn7"};
   return names;
 }
 
@@ -97,6 +97,26 @@ Network build_network(const std::string& name, const Shape& input_shape, int num
     layers.push_back(make_flatten());
     const Shape conv_out = layer_output_shape(layers[1], input_shape, 1);
     add_mlp(layers, conv_out.numel(), {100, k}, rng);
+  } else if (name == "cnn7") {
+    // SABR's and Shi et al.'s CNN7: 3x3 convs 64-64-128-128-128 with strides
+    // 1, 1, 2, 1, 1 and padding 1, each followed by BatchNorm and ReLU, then
+    // FC 512 + BatchNorm + ReLU and FC k.
+    const int64_t widths[] = {64, 64, 128, 128, 128};
+    const int strides[] = {1, 1, 2, 1, 1};
+    Shape shape = input_shape;
+    int64_t in = channels;
+    for (size_t i = 0; i < 5; ++i) {
+      layers.push_back(make_conv(in, widths[i], 3, strides[i], 1, rng));
+      shape = layer_output_shape(layers.back(), shape, layers.size() - 1);
+      layers.push_back(make_batch_norm(widths[i]));
+      layers.push_back(make_relu());
+      in = widths[i];
+    }
+    layers.push_back(make_flatten());
+    layers.push_back(make_linear(shape.numel(), 512, rng));
+    layers.push_back(make_batch_norm(512));
+    layers.push_back(make_relu());
+    layers.push_back(make_linear(512, k, rng));
   } else {  // conv+
     layers.push_back(make_conv(channels, 16, 4, 2, 0, rng));
     layers.push_back(make_relu());

@@ -145,12 +145,13 @@ class ProgressBar {
 TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes,
                      dist::Communicator& comm)
     : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes), comm_(comm) {
+  // The penalties cover the linear and conv layers, not BatchNorm's gamma and beta.
   for (const Layer& layer : net_.layers())
-    if (layer.weight.defined()) weights_.push_back(layer.weight);
+    if (layer.weight.defined() && layer.kind != LayerKind::batch_norm) weights_.push_back(layer.weight);
   l1_terms_ = weights_;
   if (config_.l1_bias)
     for (const Layer& layer : net_.layers())
-      if (layer.bias.defined()) l1_terms_.push_back(layer.bias);
+      if (layer.bias.defined() && layer.kind != LayerKind::batch_norm) l1_terms_.push_back(layer.bias);
 }
 
 PgdOptions training_pgd_options(const TrainConfig& c, float eps) {
@@ -219,6 +220,15 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
     x_attack = pgd_attack(net_, x, labels, o).x_adv;
   }
 
+  // BatchNorm: training mode from the clean forward pass to the backward pass.
+  // The attack above ran in evaluation mode (running averages; SABR's
+  // bn_mode_attack "eval"); every bound below propagates through BatchNorm with
+  // the clean batch's statistics, as eth-sri/SABR does (engine/nn.h batch_norm_affine).
+  struct TrainingMode {
+    Network& net;
+    explicit TrainingMode(Network& n) : net(n) { net.set_training(true); }
+    ~TrainingMode() { net.set_training(false); }
+  } training_mode(net_);
   const Tensor logits = net_.forward(x);
   Tensor loss = ops::mean(ops::softmax_cross_entropy(logits, y));
   Tensor box_lo, box_hi;  // the input box whose bounds the method trains on (for --bound-reg)
@@ -623,6 +633,15 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
                                    (t ? t->shape().str() : std::string("missing")) + ", the network needs " +
                                    params[i].shape().str());
       }
+      const std::vector<std::string> state_names = net_.state_names();
+      const std::vector<Tensor> state = net_.state_tensors();
+      for (size_t i = 0; i < state.size(); ++i) {
+        const Tensor* t = resume_from->find("net." + state_names[i]);
+        if (!t || t->shape() != state[i].shape())
+          throw std::runtime_error("[resume] " + ckpt + ": state " + state_names[i] + " is " +
+                                   (t ? t->shape().str() : std::string("missing")) + ", the network needs " +
+                                   state[i].shape().str());
+      }
       // Settings that change the experiment: refused unless --force (then a note).
       for (const std::string& note : check_resume_changes(config_, meta.value("config", json::object()), ckpt))
         *log_ << note << "\n";
@@ -638,6 +657,9 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
     const std::vector<std::string> names = net_.parameter_names();
     std::vector<Tensor> params = net_.parameters();
     for (size_t i = 0; i < params.size(); ++i) params[i].copy_from(*resume_from->find("net." + names[i]));
+    const std::vector<std::string> state_names = net_.state_names();
+    std::vector<Tensor> net_state = net_.state_tensors();  // BatchNorm's running averages
+    for (size_t i = 0; i < net_state.size(); ++i) net_state[i].copy_from(*resume_from->find("net." + state_names[i]));
     std::vector<std::pair<std::string, Tensor>> state;
     for (const auto& [name, t] : resume_from->tensors)
       if (name.rfind("adam.", 0) == 0) state.emplace_back(name, t);
@@ -727,6 +749,9 @@ void Trainer::save_epoch_checkpoint(int epochs_done) {
   const std::vector<std::string> names = net_.parameter_names();
   const std::vector<Tensor> params = net_.parameters();
   for (size_t i = 0; i < params.size(); ++i) ck.tensors.emplace_back("net." + names[i], params[i]);
+  const std::vector<std::string> state_names = net_.state_names();  // BatchNorm's running averages
+  const std::vector<Tensor> state = net_.state_tensors();
+  for (size_t i = 0; i < state.size(); ++i) ck.tensors.emplace_back("net." + state_names[i], state[i]);
   for (auto& entry : adam_->state()) ck.tensors.push_back(entry);
   json meta;
   meta["format"] = kCheckpointFormat;

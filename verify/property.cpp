@@ -378,6 +378,18 @@ std::vector<double> forward_f64(const Network& net, const std::vector<double>& x
         for (size_t i = 0; i < h.size(); ++i) next[i] = h[i] > 0.0 ? h[i] : 0.0;
         break;
       case LayerKind::flatten: next = h; break;
+      case LayerKind::batch_norm: {
+        // Evaluation mode: (x - mean) / sqrt(var + eps) * gamma + beta per channel.
+        const std::vector<float> mean = layer.running_mean.to_vector(), var = layer.running_var.to_vector();
+        const std::vector<float> gamma = layer.weight.to_vector(), beta = layer.bias.to_vector();
+        const size_t block = h.size() / mean.size();
+        for (size_t i = 0; i < h.size(); ++i) {
+          const size_t c = i / block;
+          next[i] = (h[i] - double(mean[c])) / std::sqrt(double(var[c]) + double(layer.eps)) * double(gamma[c]) +
+                    double(beta[c]);
+        }
+        break;
+      }
       case LayerKind::normalize: {
         // The engine's network: (x - mean) * inv_std with its float32 inv_std.
         const std::vector<float> mean = layer.mean.to_vector(), inv = layer.inv_std.to_vector();

@@ -17,7 +17,7 @@ namespace cte {
 // relaxations/layers/<kind>.cpp defining kBoundRules_<kind> (the link fails
 // without them); a LayerKind value missing here fails to compile
 // (layer_kind_listed's switch, -Wswitch -Werror). README "Extending".
-#define CTE_LAYER_KINDS(X) X(linear) X(conv) X(relu) X(flatten) X(normalize)
+#define CTE_LAYER_KINDS(X) X(linear) X(conv) X(relu) X(flatten) X(normalize) X(batch_norm)
 
 #define CTE_LAYER_KIND_COUNT(kind) +1
 constexpr size_t kLayerKindCount = 0 CTE_LAYER_KINDS(CTE_LAYER_KIND_COUNT);
@@ -54,6 +54,7 @@ struct LayerTensor {
   const char* name;  // "weight", "bias", "statistics (mean)", ...
   Tensor* tensor;
   bool parameter;
+  bool state = false;  // changed by training though not a parameter (BatchNorm's running averages): checkpointed
 };
 
 struct LayerRules {
@@ -76,13 +77,14 @@ struct LayerRules {
 const LayerRules& layer_rules(LayerKind kind);
 // The kind spelt `name`, or false.
 bool layer_kind_from_name(const std::string& name, LayerKind* kind);
-std::string layer_kind_names();  // "linear, conv, relu, flatten, normalize"
+std::string layer_kind_names();  // "linear, conv, relu, flatten, normalize, batch_norm"
 
 // The defined tensors of a layer (LayerRules::tensors without the undefined ones).
 struct LayerTensorView {
   const char* name;
   const Tensor& tensor;
   bool parameter;
+  bool state;
 };
 std::vector<LayerTensor> layer_tensors(Layer& layer);
 std::vector<LayerTensorView> layer_tensors(const Layer& layer);

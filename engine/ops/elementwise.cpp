@@ -226,6 +226,13 @@ Tensor log(const Tensor& x) {
   return y;
 }
 
+Tensor sqrt(const Tensor& x) {
+  Tensor y = unary_forward(UnaryOp::sqrt, x);
+  if (should_record({&x}))
+    record("sqrt", {x}, y, [x, y](const Tensor& g) { accumulate_grad(x, scale(div(g, y), 0.5f)); });
+  return y;
+}
+
 void add_into(Tensor& dst, const Tensor& src) {
   const Device device = common_device("add_into", {&dst, &src});
   if (dst.shape() != src.shape())

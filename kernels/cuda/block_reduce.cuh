@@ -53,4 +53,16 @@ __device__ float block_reduce(float value, float* shared, Op op) {
   return total;
 }
 
+// Launch shape of kernels that run one block per row (grid-striding over
+// rows) and reduce each row's `cols` items with block_reduce.
+struct RowLaunch {
+  dim3 grid, block;
+  size_t shared_bytes;
+};
+inline RowLaunch row_launch(int64_t rows, int64_t cols) {
+  const int threads = block_threads_for(cols);
+  return {dim3(unsigned(rows < kMaxBlocks ? rows : kMaxBlocks)), dim3(unsigned(threads)),
+          block_reduce_shared_bytes(threads)};
+}
+
 }  // namespace cte::gpu

@@ -106,16 +106,8 @@ __global__ void softmax_xent_backward_kernel(const float* dloss, const float* pr
   }
 }
 
-// Launch shape of the one-block-per-row kernels.
-struct RowLaunch {
-  dim3 grid, block;
-  size_t shared_bytes;
-};
-RowLaunch row_launch(int64_t rows, int64_t cols) {
-  const int threads = gpu::block_threads_for(cols);
-  return {dim3(unsigned(std::min<int64_t>(rows, gpu::kMaxBlocks))), dim3(unsigned(threads)),
-          gpu::block_reduce_shared_bytes(threads)};
-}
+using gpu::row_launch;
+using gpu::RowLaunch;
 
 }  // namespace
 

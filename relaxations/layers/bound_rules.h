@@ -8,7 +8,7 @@
 // A kind plays one role, which says which steps it has:
 //   reshape      no arithmetic (flatten): every step passes its input on;
 //   affine       y = W x + b with a dense or convolutional W (linear, conv);
-//   elementwise  y = scale * x + shift per neuron (normalize);
+//   elementwise  y = scale * x + shift per neuron (normalize, batch_norm);
 //   activation   a nonlinearity bounded from its input's bounds (ReLU): the
 //                walkers compute those bounds before stepping through it.
 #pragma once
@@ -85,7 +85,7 @@ struct BoundRules {
 
   // ---- elementwise kinds only (else nullptr): the layer as y = scale x + shift
   // per neuron of its flattened input (the walker's norm_scale/norm_shift;
-  // with scale > 0 a leading one is folded into the input box).
+  // a leading one is folded into the input box, its radius times |scale|).
   NormalizeExpansion (*scale_shift)(const Layer& layer, Device device);
 };
 
@@ -98,6 +98,8 @@ CentreRadiusPair affine_box_step(const Layer& layer, const Tensor& c, const Tens
                                  Tensor (*radius_image)(const Layer& layer, const Tensor& r));
 // hBox through a non-activation layer: Box's step on (c, b); the symbolic part needs nothing here.
 HboxState hbox_box_step(BacksubContext& ctx, size_t index, const HboxState& in);
+// Elementwise backsubstitution: q += A shift, A = A * scale (ctx.norm_shift/norm_scale).
+void elementwise_backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f);
 // No rounding, no LP rows (reshape, activation).
 int64_t no_dot_terms(const Layer& layer);
 LpAffineMap no_lp_rows(const Layer& layer);

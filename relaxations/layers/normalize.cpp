@@ -23,20 +23,6 @@ CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, 
   return affine_box_step(layer, c, r, batch, radius_image);
 }
 
-// coeffs (K, n) or (N, K, n) times a vector v (n): (K) or (N, K).
-Tensor times_vector(const Tensor& coeffs, const Tensor& v) {
-  const int64_t n = v.numel();
-  const Tensor product = ops::matmul(coeffs, ops::reshape(v, Shape{n, 1}));
-  return coeffs.ndim() == 2 ? ops::reshape(product, Shape{coeffs.size(0)})
-                            : ops::reshape(product, Shape{coeffs.size(0), coeffs.size(1)});
-}
-
-void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
-  if (ctx.mode != BacksubMode::generator_norm)
-    f.bias = add_defined(f.bias, times_vector(f.coeffs, ctx.norm_shift[index]));
-  f.coeffs = ops::mul(f.coeffs, ctx.norm_scale[index]);
-}
-
 int64_t dot_terms(const Layer&) { return 1; }
 
 Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
@@ -72,7 +58,7 @@ NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
   return {Tensor::from_vector(scale, Shape{n}, device), Tensor::from_vector(shift, Shape{n}, device)};
 }
 
-const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, backsub_step, hbox_box_step,
+const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
                                        dot_terms,              abs_image, lp_rows, expand_normalize};
 
 }  // namespace cte::relax

@@ -50,6 +50,24 @@ HboxState hbox_box_step(BacksubContext& ctx, size_t index, const HboxState& in) 
   return {out.centre, out.radius};
 }
 
+namespace {
+
+// coeffs (K, n) or (N, K, n) times a vector v (n): (K) or (N, K).
+Tensor times_vector(const Tensor& coeffs, const Tensor& v) {
+  const int64_t n = v.numel();
+  const Tensor product = ops::matmul(coeffs, ops::reshape(v, Shape{n, 1}));
+  return coeffs.ndim() == 2 ? ops::reshape(product, Shape{coeffs.size(0)})
+                            : ops::reshape(product, Shape{coeffs.size(0), coeffs.size(1)});
+}
+
+}  // namespace
+
+void elementwise_backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
+  if (ctx.mode != BacksubMode::generator_norm)
+    f.bias = add_defined(f.bias, times_vector(f.coeffs, ctx.norm_shift[index]));
+  f.coeffs = ops::mul(f.coeffs, ctx.norm_scale[index]);
+}
+
 int64_t no_dot_terms(const Layer&) { return 0; }
 LpAffineMap no_lp_rows(const Layer&) { return {}; }
 

@@ -119,7 +119,7 @@ int certify_verify_command(int argc, char** argv) {
   options.seed = seed;
 
   auto run_one = [&](const std::string& net_path, const std::string& prop_path, double limit) {
-    Network net = load_network_file(net_path);
+    Network net = fold_batch_norm(load_network_file(net_path));  // the MILP knows no BatchNorm
     net.to(device);
     const verify::Property property = verify::load_vnnlib(prop_path);
     verify::VerifyOptions o = options;
