@@ -127,7 +127,7 @@ TEST_CASE("recipe: bound_reg's tightness and ReLU-balance terms on a two-neuron 
   tape_reset();
 }
 
-TEST_CASE("recipe: --recipe presets set their flags, explicit flags win, CNN7 recipes name the missing network") {
+TEST_CASE("recipe: --recipe presets set their flags, explicit flags win, SABR's recipes train CNN7 unless --net is given") {
   {
     TrainConfig c;
     const char* argv[] = {"train", "--recipe", "paradox-crown-ibp-conv-0.3", "--epochs", "5", "--kappa-end", "0.25"};
@@ -142,8 +142,12 @@ TEST_CASE("recipe: --recipe presets set their flags, explicit flags win, CNN7 re
     CHECK(c.kappa_end == 0.25);
   }
   TrainConfig c;
-  CHECK_THROWS_WITH(apply_recipe("sabr-mnist-0.1", c),
-                    doctest::Contains("trains --net cnn7, which this build does not have yet (CNN7 needs BatchNorm"));
+  {
+    TrainConfig cnn7;
+    apply_recipe("sabr-mnist-0.1", cnn7);
+    CHECK(cnn7.net == "cnn7");
+    CHECK(cnn7.method == "sabr");
+  }
   CHECK_THROWS_WITH(apply_recipe("sabr-mnist", c), doctest::Contains("--recipe 'sabr-mnist' is unknown"));
   // With --net given, the rest of the recipe applies: SABR's MNIST 0.1 values.
   auto net_given = [](const std::string& key, void*) { return key == "net"; };

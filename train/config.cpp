@@ -543,9 +543,8 @@ void apply_recipe(const std::string& name, TrainConfig& config, bool (*skip)(con
   const std::string net = values.value("net", "");
   const bool net_given = skip && skip("net", context);
   if (!net_given && !net.empty() && !is_builtin_network(net))
-    bad("--recipe " + name + " trains --net " + net + ", which this build does not have yet (" +
-        (net == "cnn7" ? std::string("CNN7 needs BatchNorm, not in the engine yet") : std::string("unknown")) +
-        "); give --net to train the recipe's other settings on another network");
+    bad("--recipe " + name + " trains --net " + net +
+        ", which this build does not have; give --net to train the recipe's other settings on another network");
   apply_config_json(values, config, "--recipe " + name, skip, context);
 }
 

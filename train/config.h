@@ -174,7 +174,7 @@ struct Recipe {
 const std::vector<Recipe>& recipe_table();
 // Sets the recipe's values but those for which skip(key) is true. Throws
 // "[train] --recipe ..." for an unknown name, or when the recipe's network
-// is not one this build has (CNN7 needs BatchNorm) and --net was not given
+// is not one this build has and --net was not given
 // (skip("net") false).
 void apply_recipe(const std::string& name, TrainConfig& config,
                   bool (*skip)(const std::string& key, void* context) = nullptr, void* context = nullptr);

@@ -13,13 +13,16 @@
 namespace cte {
 namespace {
 
-constexpr const char* kKeys[] = {"gamma", "beta", "running_mean", "running_var", "eps", "momentum", nullptr};
+// weight and bias (gamma and beta) as PyTorch's state_dict names them, which
+// are also the tensors' names in checkpoints (network_from_checkpoint reads
+// the fields by these keys).
+constexpr const char* kKeys[] = {"weight", "bias", "running_mean", "running_var", "eps", "momentum", nullptr};
 
 Shape output_shape(const Layer& layer, const Shape& in, const std::string& label) {
   if (in.ndim() != 1 && in.ndim() != 3) fail("network", label + ": input is " + in.str() + ", expected (C, H, W) or (F)");
   const Shape channels{in[0]};
   const std::pair<const char*, const Tensor*> tensors[] = {
-      {"gamma", &layer.weight}, {"beta", &layer.bias}, {"running_mean", &layer.running_mean}, {"running_var", &layer.running_var}};
+      {"weight (gamma)", &layer.weight}, {"bias (beta)", &layer.bias}, {"running_mean", &layer.running_mean}, {"running_var", &layer.running_var}};
   for (const auto& [name, t] : tensors)
     if (!t->defined() || t->shape() != channels)
       fail("network", label + ": " + name + " is " + (t->defined() ? t->shape().str() : std::string("missing")) +
@@ -61,8 +64,8 @@ std::vector<LayerTensor> tensors(Layer& layer) {
 }
 
 void write(const Layer& layer, LayerFieldWriter& out) {
-  out.tensor("gamma", layer.weight);
-  out.tensor("beta", layer.bias);
+  out.tensor("weight", layer.weight);
+  out.tensor("bias", layer.bias);
   out.tensor("running_mean", layer.running_mean);
   out.tensor("running_var", layer.running_var);
   out.floats("eps", {layer.eps});
@@ -72,8 +75,8 @@ void write(const Layer& layer, LayerFieldWriter& out) {
 Layer read(const LayerFieldReader& in) {
   Layer layer;
   layer.kind = LayerKind::batch_norm;
-  layer.weight = in.tensor("gamma", 1, true);
-  layer.bias = in.tensor("beta", 1, true);
+  layer.weight = in.tensor("weight", 1, true);
+  layer.bias = in.tensor("bias", 1, true);
   layer.running_mean = in.tensor("running_mean", 1, true);
   layer.running_var = in.tensor("running_var", 1, true);
   const std::vector<float> eps = in.floats("eps"), momentum = in.floats("momentum");

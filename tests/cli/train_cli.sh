@@ -244,6 +244,26 @@ else
   bad "natural run: exit $rc: $out $(cat "$tmp/nat.err")"
 fi
 
+echo "== CNN7 (BatchNorm) through a checkpoint"
+# The running averages travel in the checkpoint: certify eval on it must see the trainer's accuracy
+# (with BatchNorm's defaults, mean 0 and variance 1, it would not) and the same weights.
+out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net cnn7 --method natural --epochs 1 --train-subset 500 \
+      --test-subset 50 --batch-size 50 --lr 0.001 --pgd-steps 0 --threads 1 --quiet --out "$tmp/cnn7" 2>&1); rc=$?
+ev=$("$CERTIFY" eval --checkpoint "$tmp/cnn7" --relaxations box --eps 0.01 --test-subset 50 --threads 1 --json 2>/dev/null | tail -1)
+final=$(grep '"final":true' "$tmp/cnn7/metrics.jsonl" 2>/dev/null)
+if [ "$rc" -eq 0 ] && /usr/bin/python3 - "$ev" "$final" <<'EOF'
+import json, sys
+ev, final = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+assert ev["n"] == final["eval"]["n"] == 50 and ev["accuracy"] == final["eval"]["accuracy"], (ev, final)
+assert ev["accuracy"] > 0.2, ev  # above chance (measured: 32% after these 10 steps), so the statistics matter
+assert ev["weights_hash"] == final["weights_hash"], (ev["weights_hash"], final["weights_hash"])
+EOF
+then
+  ok "cnn7 checkpoint: certify eval's accuracy and weights are the trainer's ($(grep -o '"accuracy":[0-9.]*' <<<"$ev" | head -1))"
+else
+  bad "cnn7 checkpoint: exit $rc: $out | eval: $ev | final: $final"
+fi
+
 echo "== certify eval"
 out=$("$CERTIFY" eval --checkpoint "$tmp/a/checkpoint.ckpt" --relaxations box --eps 0.1 --test-subset 100 --pgd \
       --pgd-steps 10 --threads 1 --json 2>&1); rc=$?
