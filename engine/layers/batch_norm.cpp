@@ -13,10 +13,11 @@
 namespace cte {
 namespace {
 
-// weight and bias (gamma and beta) as PyTorch's state_dict names them, which
-// are also the tensors' names in checkpoints (network_from_checkpoint reads
-// the fields by these keys).
-constexpr const char* kKeys[] = {"weight", "bias", "running_mean", "running_var", "eps", "momentum", nullptr};
+// The JSON keys. gamma and beta are the fields "weight" and "bias" (PyTorch's
+// state_dict names, and the tensors' names in checkpoints, which
+// network_from_checkpoint reads by field name), spelt "W" and "b" in the
+// network JSON as every layer's are (netjson.cpp).
+constexpr const char* kKeys[] = {"W", "b", "running_mean", "running_var", "eps", "momentum", nullptr};
 
 Shape output_shape(const Layer& layer, const Shape& in, const std::string& label) {
   if (in.ndim() != 1 && in.ndim() != 3) fail("network", label + ": input is " + in.str() + ", expected (C, H, W) or (F)");

@@ -33,7 +33,8 @@ function bounds(net, x, eps, relaxation) {
   fs.writeFileSync(netPath, JSON.stringify(net));
   fs.writeFileSync(xPath, JSON.stringify({ x: [x] }));
   const out = execFileSync(certify, ["bounds", "--net", netPath, "--x", xPath, "--eps", String(eps), "--relaxation",
-                                     relaxation, "--no-clip", "--unsound-fast", "--device", "cpu"],
+                                     relaxation, "--no-clip", "--unsound-fast", "--device", "cpu",
+                                     "--alpha-patience", "0"],  // every step, as the page (tools/lib/viewer.cpp)
                            { env: { ...process.env, OMP_NUM_THREADS: "1" }, stdio: ["ignore", "pipe", "ignore"] });
   const result = JSON.parse(out.toString());
   return { lower: result.lower[0], upper: result.upper[0] };
@@ -179,7 +180,7 @@ try {
     check(w === ws[k], `w slider at index ${k} shows w = ${w}`);
     const rows = await page.$$eval("#toy-table tbody tr", (rows) => rows.map((tr) => ({
       name: tr.dataset.relaxation, lower: [Number(tr.dataset.lower0), Number(tr.dataset.lower1)] })));
-    check(rows.length === 11, "11 relaxations in the network table");
+    check(rows.length === 13, "13 relaxations in the network table");
     toyRows.push(rows);
     toyW.push(w);
     // The paper's section 4.1 values: CROWN l31 = 1 for w <= 0, w for 0 < w <= 1; hBox l32 = -1 - w for w < 1, 0 from w = 1.

@@ -44,10 +44,16 @@ ToyCurves section_4_1_curves(const std::vector<Relaxation>& relaxations, const s
   // x0 in [-1, 1], as `certify bounds --x {"x": [[0]]} --eps 1 --no-clip` gives it.
   const Tensor lower0 = Tensor::from_vector({-1.0f}, Shape{1, 1}, Device::cpu);
   const Tensor upper0 = Tensor::from_vector({1.0f}, Shape{1, 1}, Device::cpu);
+  // The slope-optimised relaxations (alpha-crown, triangle, parallelogram) take
+  // all their steps: an early stop would depend on what else is in the batch,
+  // and the page must match `certify bounds --alpha-patience 0` on any batch.
+  BoundOptions options;
+  options.alpha.patience = 0;
   for (double at : w) {
     const Network net = network_from_json(section_4_1_network_json(at), "section 4.1 network");
     for (size_t r = 0; r < relaxations.size(); ++r) {
-      const std::vector<float> lower = compute_bounds(net, lower0, upper0, Tensor(), relaxations[r]).lower.to_vector();
+      const std::vector<float> lower =
+          compute_bounds(net, lower0, upper0, Tensor(), relaxations[r], options).lower.to_vector();
       for (size_t o = 0; o < 2; ++o) curves.lower[r][o].push_back(double(lower.at(o)));
     }
   }
