@@ -16,7 +16,12 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 failed=0
 step() { echo; echo "==== $*"; }
-run() { "$@" || { echo "FAILED: $*"; failed=$((failed + 1)); }; }
+# Each suite's wall time is printed, so a slow one shows in CI's log.
+run() {
+  local start=$SECONDS
+  "$@" || { echo "FAILED: $*"; failed=$((failed + 1)); }
+  echo "[run_all] $((SECONDS - start)) s: $*"
+}
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=0:abort_on_error=0}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
@@ -57,6 +62,7 @@ else
 fi
 
 echo
+echo "[run_all] all suites: $SECONDS s"
 if [ "$failed" -eq 0 ]; then
   echo "all test suites passed"
 else
