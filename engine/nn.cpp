@@ -162,6 +162,11 @@ void Network::set_training(bool value) {
   }
 }
 
+void Network::set_track_running_stats(bool value) {
+  for (Layer& layer : layers_)
+    if (layer.kind == LayerKind::batch_norm) layer.track_running_stats = value;
+}
+
 bool Network::training() const {
   for (const Layer& layer : layers_)
     if (layer.training) return true;

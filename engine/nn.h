@@ -28,6 +28,10 @@ struct Layer {
   Tensor running_mean, running_var;
   float eps = 1e-5f, momentum = 0.1f;  // batch_norm, PyTorch's defaults
   bool training = false;               // batch_norm: batch statistics (Network::set_training)
+  // batch_norm in training mode: false normalises with the batch's own
+  // statistics but updates neither the running averages nor the statistics
+  // slot below (PyTorch's track_running_stats; Network::set_track_running_stats).
+  bool track_running_stats = true;
   // batch_norm in training mode: the statistics of the last forward pass (the
   // clean batch's), tape tensors; the relaxations' training-mode rule reads them.
   struct BatchStatistics {
@@ -53,6 +57,11 @@ class Network {
   // the running averages as a fixed affine map (false, the default).
   void set_training(bool value);
   bool training() const;
+  // BatchNorm layers in training mode: whether a forward pass updates the
+  // running averages and the statistics the bounds read (true, the default).
+  // False for a second pass over other inputs in the same step (the trainer's
+  // adversarial batch, as eth-sri/SABR): one update per step, from the clean batch.
+  void set_track_running_stats(bool value);
   // Tensors that training changes besides the parameters (BatchNorm's running
   // averages), for checkpoints: "layers.2.running_mean", ...
   std::vector<Tensor> state_tensors() const;

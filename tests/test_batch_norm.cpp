@@ -147,6 +147,16 @@ TEST_CASE("batch_norm: one training step updates the running averages as PyTorch
   const Layer& bn = net.layers()[0];
   CHECK(bn.running_mean.item() == doctest::Approx(0.9 * 0.0 + 0.1 * 3.0).epsilon(1e-6));
   CHECK(bn.running_var.item() == doctest::Approx(0.9 * 1.0 + 0.1 * 14.0 / 3.0).epsilon(1e-6));
+  // With track_running_stats off, training mode normalises 10, 20 by their own
+  // mean 15 and biased variance 25 (-> -1, 1) and leaves the averages and the
+  // bounds' statistics (the first batch's mean 3) alone.
+  net.set_track_running_stats(false);
+  const std::vector<float> y = net.forward(Tensor::from_vector({10, 20}, Shape{2, 1}, Device::cpu)).to_vector();
+  CHECK(y[0] == doctest::Approx(-5.0 / std::sqrt(25.0 + 1e-5)).epsilon(1e-6));
+  CHECK(y[1] == doctest::Approx(5.0 / std::sqrt(25.0 + 1e-5)).epsilon(1e-6));
+  CHECK(bn.running_mean.item() == doctest::Approx(0.3).epsilon(1e-6));
+  CHECK(bn.batch_stats->mean.item() == doctest::Approx(3.0).epsilon(1e-6));
+  net.set_track_running_stats(true);
   // Evaluation mode leaves them alone.
   net.set_training(false);
   net.forward(Tensor::from_vector({10, 20}, Shape{2, 1}, Device::cpu));

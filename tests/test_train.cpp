@@ -902,3 +902,34 @@ TEST_CASE("train: training steps and evaluation on the CUDA backend match the CP
     CHECK_CLOSE_VEC(after[1], after[0], 1e-4, 1e-3);
   }
 }
+
+TEST_CASE("train: a --method pgd step updates BatchNorm's running averages once, from the clean batch") {
+  // linear 2 -> 3, BatchNorm1d(3), ReLU, linear 3 -> 2. The step's clean pass
+  // and its adversarial pass both run in training mode; only the clean one may
+  // move the running averages (eth-sri/SABR: the adversarial pass has
+  // track_running_stats off). Expected, by hand in double from the first
+  // layer's weights: running_mean = 0.9 * 0 + 0.1 * mean_i(W x_i + b).
+  Rng rng(57);
+  Network net(Shape{2}, {make_linear(2, 3, rng), make_batch_norm(3), make_relu(), make_linear(3, 2, rng)});
+  net.set_requires_grad(true);
+  const std::vector<float> points{0.1f, 0.9f, 0.4f, 0.3f, 0.8f, 0.6f, 0.2f, 0.2f};
+  const std::vector<int> labels{0, 1, 1, 0};
+  const std::vector<float> w = net.layers()[0].weight.to_vector(), b = net.layers()[0].bias.to_vector();
+  std::vector<double> expected_mean(3, 0.0);
+  for (int i = 0; i < 4; ++i)
+    for (int j = 0; j < 3; ++j)
+      expected_mean[size_t(j)] += 0.1 * (double(w[size_t(2 * j)]) * points[size_t(2 * i)] +
+                                         double(w[size_t(2 * j + 1)]) * points[size_t(2 * i + 1)] + b[size_t(j)]) / 4.0;
+  TrainConfig c;
+  c.method = "pgd";
+  c.l1 = 0;
+  Sgd sgd(net.parameters(), 0.0f);  // lr 0: the first layer stays as read above
+  TrainStep step(net, sgd, c, 2);
+  ScheduleValues s;
+  s.eps = 0.2f;
+  s.kappa = 0.5f;
+  step.run(Tensor::from_vector(points, Shape{4, 2}, Device::cpu), labels, s, 7);
+  const std::vector<float> running_mean = net.layers()[1].running_mean.to_vector();
+  for (int j = 0; j < 3; ++j) CHECK(running_mean[size_t(j)] == doctest::Approx(expected_mean[size_t(j)]).epsilon(1e-5));
+  CHECK_FALSE(net.training());  // the step leaves evaluation mode behind
+}

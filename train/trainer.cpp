@@ -235,6 +235,14 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   if (robust) {
     Tensor worst;
     if (!method.certified) {  // adversarial training
+      // The adversarial batch normalised by its own statistics, the running
+      // averages and the bounds' statistics left to the clean batch: one
+      // update per step (eth-sri/SABR's concrete attack, track_running_stats off).
+      struct UntrackedStatistics {
+        Network& net;
+        explicit UntrackedStatistics(Network& n) : net(n) { net.set_track_running_stats(false); }
+        ~UntrackedStatistics() { net.set_track_running_stats(true); }
+      } untracked(net_);
       worst = net_.forward(x_attack);
     } else {
       const Tensor spec = margin_spec(labels, num_classes_, device);

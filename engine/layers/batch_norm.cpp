@@ -3,7 +3,8 @@
 // are gamma and beta (C), eps 1e-5 inside the root, momentum 0.1. Training
 // mode normalises with the batch's mean and biased variance and updates the
 // running averages (running = (1 - momentum) running + momentum batch, the
-// variance unbiased: times m / (m - 1) for m values per channel); evaluation
+// variance unbiased: times m / (m - 1) for m values per channel) unless
+// track_running_stats is off; evaluation
 // mode is the per-channel affine map of the running averages (batch_norm_affine).
 #include "engine/layers/layer_rules.h"
 #include "engine/ops.h"
@@ -39,6 +40,7 @@ void finish(Layer&, const std::string&) {}
 // x (N, C, H, W) or (N, F).
 Tensor forward(const Layer& layer, const Tensor& x) {
   if (!layer.training) return ops::batch_norm(x, layer.weight, layer.bias, layer.running_mean, layer.running_var, layer.eps);
+  if (!layer.track_running_stats) return ops::batch_norm_train(x, layer.weight, layer.bias, layer.eps).y;
   if (!layer.batch_stats)
     fail("batch_norm", "training mode without its statistics slot: set it with Network::set_training");
   const ops::BatchNormTrainResult r = ops::batch_norm_train(x, layer.weight, layer.bias, layer.eps);

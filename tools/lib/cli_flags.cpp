@@ -66,15 +66,15 @@ void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_te
 
 void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha) {
   app.add_option("--alpha-steps", alpha.steps,
-                 "alpha-crown: Adam steps on the lower slopes, from CROWN's (0: CROWN's bound; every step's bound "
-                 "is sound and each spec row keeps its best)")
+                 "alpha-crown, triangle, parallelogram (the optimised-slope relaxations): Adam steps on the slopes, from "
+                 "CROWN's (0: CROWN's bound; every step's bound is sound and each spec row keeps its best)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
-  app.add_option("--alpha-lr", alpha.lr, "alpha-crown: Adam's learning rate for the slopes (in [0, 1])")
+  app.add_option("--alpha-lr", alpha.lr, "alpha-crown, triangle, parallelogram: Adam's learning rate for the slopes (in [0, 1])")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--alpha-patience", alpha.patience,
-                 "alpha-crown: stop after this many steps in a row without a spec row's bound improving by more "
+                 "alpha-crown, triangle, parallelogram: stop after this many steps in a row without a spec row's bound improving by more "
                  "than 1e-6 relative (0: run every step)")
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
