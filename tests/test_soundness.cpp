@@ -32,7 +32,7 @@ namespace {
 Network dense_net(Rng& rng, bool normalize) {
   std::vector<Layer> front;
   if (normalize) front.push_back(make_normalize({0.4f}, {0.3f}));
-  return dense_net({6, 10, 10, 4}, rng, std::move(front));
+  return test::dense_net({6, 10, 10, 4}, rng, std::move(front));
 }
 
 // (1,5,5) -> [normalize] -> conv 2x3x3 s2 p1 -> relu -> flatten -> 18 -> 6 -> 3.
@@ -48,11 +48,7 @@ Network conv_net(Rng& rng, bool normalize) {
   return Network(Shape{1, 5, 5}, layers);
 }
 
-Shape batch_of(const Network& net, int64_t count) {
-  std::vector<int64_t> dims{count};
-  for (int64_t d : net.input_shape().dims()) dims.push_back(d);
-  return Shape(dims);
-}
+Shape batch_of(const Network& net, int64_t count) { return with_batch(net.input_shape(), count); }
 
 struct Outcome {
   std::string name;

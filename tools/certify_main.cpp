@@ -44,8 +44,8 @@ const Command kCommands[] = {
 };
 
 int usage(std::FILE* out) {
-  std::fprintf(out, "usage: certify <command> [flags]\n");
-  for (const Command& c : kCommands) std::fprintf(out, "  %-13s %s (certify %s --help)\n", c.name, c.help, c.name);
+  std::fprintf(out, "usage: certify <command> [flags]   (certify <command> --help lists its flags)\n");
+  for (const Command& c : kCommands) std::fprintf(out, "  %-13s %s\n", c.name, c.help);
   std::fprintf(out, "A run folder works wherever a --checkpoint is asked for (its checkpoint.ckpt is used).\n");
   return out == stdout ? 0 : 2;
 }
