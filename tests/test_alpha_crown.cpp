@@ -22,28 +22,7 @@
 namespace cte::test {
 namespace {
 
-Network dense(const std::vector<int64_t>& widths, Rng& rng) {
-  std::vector<Layer> layers;
-  for (size_t i = 0; i + 1 < widths.size(); ++i) {
-    if (i > 0) layers.push_back(make_relu());
-    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
-  }
-  return Network(Shape{widths.front()}, layers);
-}
-
-struct Box {
-  Tensor lower, upper, spec;
-};
-
-Box random_box(const Network& net, int64_t count, float eps, Rng& rng, Device device = Device::cpu) {
-  const Tensor x = random_tensor(Shape{count, net.input_shape().numel()}, rng, device, 0.0f, 1.0f);
-  std::vector<int> labels;
-  for (int64_t s = 0; s < count; ++s) labels.push_back(int(rng.below(uint64_t(net.output_shape().numel()))));
-  const auto [lo, hi] = input_box(x, eps);
-  return {lo, hi, margin_spec(labels, int(net.output_shape().numel()), device)};
-}
-
-Bounds bounds_of(const Network& net, const Box& box, Relaxation r, int steps = 20, bool sound = false) {
+Bounds bounds_of(const Network& net, const LabelledBox& box, Relaxation r, int steps = 20, bool sound = false) {
   NoGrad no_grad;
   BoundOptions options;
   options.alpha.steps = steps;
@@ -59,8 +38,8 @@ TEST_CASE("alpha-crown: between CROWN and the Triangle LP on random dense nets, 
   int tighter_rows = 0, rows = 0;
   double worst_gap = 0.0, sum_gap = 0.0, sum_crown_gap = 0.0;
   for (int trial = 0; trial < 3; ++trial) {
-    const Network net = dense({5, 8, 8, 4}, rng);
-    const Box box = random_box(net, 3, 0.15f, rng);
+    const Network net = dense_net({5, 8, 8, 4}, rng);
+    const LabelledBox box = random_labelled_box(net, 3, 0.15f, rng);
     const Bounds crown = bounds_of(net, box, Relaxation::crown);
     const Bounds alpha = bounds_of(net, box, Relaxation::alpha_crown, 60);
     const Bounds lp = bounds_of(net, box, Relaxation::triangle_lp);
@@ -94,8 +73,8 @@ TEST_CASE("alpha-crown: reaches the Triangle LP on one hidden layer (same interm
   // With one hidden layer the intermediate bounds of both are exact, and the
   // best lower slope per neuron and row is the LP's optimum.
   Rng rng(1402);
-  const Network net = dense({4, 10, 3}, rng);
-  const Box box = random_box(net, 2, 0.2f, rng);
+  const Network net = dense_net({4, 10, 3}, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   const Bounds alpha = bounds_of(net, box, Relaxation::alpha_crown, 300);
   const Bounds lp = bounds_of(net, box, Relaxation::triangle_lp);
   const std::vector<float> au = alpha.upper.to_vector(), lu = lp.upper.to_vector();
@@ -112,8 +91,8 @@ TEST_CASE("alpha-crown: reaches the Triangle LP on one hidden layer (same interm
 
 TEST_CASE("alpha-crown: no steps is CROWN exactly; the options are checked") {
   Rng rng(1403);
-  const Network net = dense({3, 6, 6, 3}, rng);
-  const Box box = random_box(net, 2, 0.2f, rng);
+  const Network net = dense_net({3, 6, 6, 3}, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   const Bounds crown = bounds_of(net, box, Relaxation::crown);
   const Bounds alpha = bounds_of(net, box, Relaxation::alpha_crown, 0);
   CHECK(alpha.upper.to_vector() == crown.upper.to_vector());
@@ -131,8 +110,8 @@ TEST_CASE("alpha-crown: no steps is CROWN exactly; the options are checked") {
 
 TEST_CASE("alpha-crown: sound by sampling (fast and sound mode), without a spec and without elision too") {
   Rng rng(1404);
-  const Network net = dense({4, 8, 8, 3}, rng);
-  const Box box = random_box(net, 2, 0.2f, rng);
+  const Network net = dense_net({4, 8, 8, 3}, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   const int64_t width = 4, logits = 3, points = 20000;
   const std::vector<float> lo = box.lower.to_vector(), hi = box.upper.to_vector(), spec = box.spec.to_vector();
   for (bool sound : {false, true})
@@ -173,11 +152,11 @@ TEST_CASE("alpha-crown: sound by sampling (fast and sound mode), without a spec 
 TEST_CASE("alpha-crown: CPU and CUDA agree") {
   if (!cuda_available()) return;
   Rng rng(1405);  // small: the emulator runs each CUDA thread on the CPU
-  const Network net_cpu = dense({3, 5, 5, 3}, rng);
-  const Box box = random_box(net_cpu, 1, 0.2f, rng);
+  const Network net_cpu = dense_net({3, 5, 5, 3}, rng);
+  const LabelledBox box = random_labelled_box(net_cpu, 1, 0.2f, rng);
   Network net_cuda = net_cpu;
   net_cuda.to(Device::cuda);
-  const Box box_cuda{box.lower.to(Device::cuda), box.upper.to(Device::cuda), box.spec.to(Device::cuda)};
+  const LabelledBox box_cuda{box.lower.to(Device::cuda), box.upper.to(Device::cuda), box.spec.to(Device::cuda)};
   for (bool sound : {false, true}) {
     CAPTURE(sound);
     const Bounds cpu = bounds_of(net_cpu, box, Relaxation::alpha_crown, 5, sound);
@@ -193,8 +172,8 @@ TEST_CASE("alpha-crown: the training gradient (slopes held at their optimum) mat
   // chained through CROWN's intermediate bounds, which is what one recorded
   // walk gives. Against central differences of the whole optimised bound.
   Rng rng(1406);
-  Network net = dense({3, 5, 4, 3}, rng);
-  const Box box = random_box(net, 2, 0.15f, rng);
+  Network net = dense_net({3, 5, 4, 3}, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.15f, rng);
   BoundOptions options;
   options.need_lower = false;  // as in training
   options.alpha.steps = 100;

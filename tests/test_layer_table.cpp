@@ -59,19 +59,13 @@ Network sample_network(LayerKind kind, Rng& rng) {
   return Network();
 }
 
-Shape batched(int64_t batch, const Shape& per_sample) {
-  std::vector<int64_t> dims{batch};
-  for (int64_t d : per_sample.dims()) dims.push_back(d);
-  return Shape(dims);
-}
-
 // Every corner of the box [c - r, c + r] (one sample, flat n <= 12), as a batch (2^n, in_shape...).
 Tensor corners(const std::vector<float>& c, const std::vector<float>& r, const Shape& in_shape) {
   const size_t n = c.size(), count = size_t(1) << n;
   std::vector<float> values(count * n);
   for (size_t k = 0; k < count; ++k)
     for (size_t j = 0; j < n; ++j) values[k * n + j] = (k >> j) & 1 ? c[j] + r[j] : c[j] - r[j];
-  return Tensor::from_vector(values, batched(int64_t(count), in_shape), Device::cpu);
+  return Tensor::from_vector(values, with_batch(in_shape, int64_t(count)), Device::cpu);
 }
 
 // Per output, the min and max over the rows of y (count, m).
@@ -105,7 +99,7 @@ Sample make_sample(size_t kind, Rng& rng) {
     lower[j] = s.c[j] - s.r[j];
     upper[j] = s.c[j] + s.r[j];
   }
-  const Shape in = batched(1, s.net.input_shape());
+  const Shape in = with_batch(s.net.input_shape(), 1);
   s.lower0 = Tensor::from_vector(lower, in, Device::cpu);
   s.upper0 = Tensor::from_vector(upper, in, Device::cpu);
   return s;
@@ -125,9 +119,9 @@ TEST_CASE("layer table: names, shape rule vs forward, text forms, every kind") {
 
     const Network net = sample_network(kind, rng);
     const Layer& layer = net.layers()[0];
-    const Tensor x = random_tensor(batched(3, net.input_shape()), rng);
+    const Tensor x = random_tensor(with_batch(net.input_shape(), 3), rng);
     const Tensor y = net.forward(x);
-    CHECK(y.shape() == batched(3, layer.out_shape));
+    CHECK(y.shape() == with_batch(layer.out_shape, 3));
     CHECK(rules.output_shape(layer, layer.in_shape, "probe") == layer.out_shape);
     CHECK(rules.describe(layer).rfind(rules.name, 0) == 0);
 
@@ -135,6 +129,23 @@ TEST_CASE("layer table: names, shape rule vs forward, text forms, every kind") {
     REQUIRE(back.layers().size() == 1);
     CHECK(back.layers()[0].kind == kind);
     CHECK(back.forward(x).to_vector() == y.to_vector());
+  }
+}
+
+TEST_CASE("layer table: the trainer's penalties cover the linear and conv weights (and biases), not BatchNorm") {
+  // --l2 and --l1 on the weights, --l1-bias on the biases (train/trainer.cpp);
+  // BatchNorm's gamma and beta and every constant under neither.
+  Rng rng(3);
+  for (size_t k = 0; k < kLayerKindCount; ++k) {
+    const LayerKind kind = LayerKind(k);
+    CAPTURE(layer_rules(kind).name);
+    const Network net = sample_network(kind, rng);
+    const bool affine = kind == LayerKind::linear || kind == LayerKind::conv;
+    for (const LayerTensorView& t : layer_tensors(net.layers()[0])) {
+      CAPTURE(t.name);
+      const Penalty want = !affine ? Penalty::none : std::string(t.name) == "weight" ? Penalty::weight : Penalty::bias;
+      CHECK(int(t.penalty) == int(want));
+    }
   }
 }
 
@@ -148,7 +159,7 @@ TEST_CASE("layer table: Box step equals brute force over the corners, every kind
     const std::vector<float>& c = sample.c;
     const std::vector<float>& r = sample.r;
     CAPTURE(layer_kind_name(layer.kind));
-    const Shape in = batched(1, layer.in_shape);
+    const Shape in = with_batch(layer.in_shape, 1);
     const relax::CentreRadiusPair box = relax::bound_rules(layer).box_step(
         layer, Tensor::from_vector(c, in, Device::cpu), Tensor::from_vector(r, in, Device::cpu), 1);
     const std::vector<float> bc = box.centre.to_vector(), br = box.radius.to_vector();
@@ -230,7 +241,7 @@ TEST_CASE("layer table: hBox step contains the forward pass, every kind") {
     const std::vector<float>& c = sample.c;
     const std::vector<float>& r = sample.r;
     CAPTURE(layer_kind_name(layer.kind));
-    const Shape in = batched(1, layer.in_shape);
+    const Shape in = with_batch(layer.in_shape, 1);
     relax::BacksubContext ctx = relax::make_backsub_context(net, sample.lower0, sample.upper0, kern::ReluRule::hbox_symbolic,
                                                             relax::BacksubMode::generator_norm, size_t(1) << 24);
     // The input box as a hybrid zonotope: all of it symbolic (the generator
@@ -275,7 +286,7 @@ TEST_CASE("layer table: sound-mode images and LP rows vs forward, every kind") {
     const std::vector<float> image = rules.abs_image(layer, flat_v, 1, false).to_vector();
     REQUIRE(image.size() == size_t(n_out));
     if (rules.role == LayerRole::affine || rules.role == LayerRole::elementwise) {
-      const Tensor shaped = ops::reshape(flat_v, batched(1, layer.in_shape));
+      const Tensor shaped = ops::reshape(flat_v, with_batch(layer.in_shape, 1));
       const std::vector<float> radius = rules.box_step(layer, Tensor(), shaped, 1).radius.to_vector();
       for (size_t j = 0; j < image.size(); ++j) CHECK(image[j] == doctest::Approx(radius[j]).epsilon(1e-6));
     } else {
@@ -287,7 +298,7 @@ TEST_CASE("layer table: sound-mode images and LP rows vs forward, every kind") {
       REQUIRE(map.rows.size() == size_t(n_out));
       const std::vector<float> x = random_values(n_in, rng);
       const std::vector<float> y =
-          net.forward(Tensor::from_vector(x, batched(1, layer.in_shape), Device::cpu)).to_vector();
+          net.forward(Tensor::from_vector(x, with_batch(layer.in_shape, 1), Device::cpu)).to_vector();
       for (size_t o = 0; o < map.rows.size(); ++o) {
         CHECK(int64_t(map.rows[o].size()) <= rules.dot_terms(layer));
         double sum = map.constant[o];
@@ -305,7 +316,7 @@ TEST_CASE("layer table: sound-mode images and LP rows vs forward, every kind") {
       const relax::NormalizeExpansion e = rules.scale_shift(layer, Device::cpu);
       const std::vector<float> x = random_values(n_in, rng), scale = e.scale.to_vector(), shift = e.shift.to_vector();
       const std::vector<float> y =
-          net.forward(Tensor::from_vector(x, batched(1, layer.in_shape), Device::cpu)).to_vector();
+          net.forward(Tensor::from_vector(x, with_batch(layer.in_shape, 1), Device::cpu)).to_vector();
       for (size_t j = 0; j < x.size(); ++j) CHECK(scale[j] * x[j] + shift[j] == doctest::Approx(y[j]).epsilon(1e-5));
     }
   }

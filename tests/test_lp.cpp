@@ -20,13 +20,9 @@
 namespace cte::test {
 namespace {
 
+// A normalize layer, then dense_net's layers.
 Network random_dense(const std::vector<int64_t>& widths, Rng& rng) {
-  std::vector<Layer> layers{make_normalize({0.3f}, {0.8f})};
-  for (size_t i = 0; i + 1 < widths.size(); ++i) {
-    if (i > 0) layers.push_back(make_relu());
-    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
-  }
-  return Network(Shape{widths.front()}, layers);
+  return dense_net(widths, rng, {make_normalize({0.3f}, {0.8f})});
 }
 
 Network random_conv(Rng& rng) {

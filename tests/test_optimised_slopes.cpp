@@ -22,27 +22,6 @@
 namespace cte::test {
 namespace {
 
-Network dense_net(const std::vector<int64_t>& widths, Rng& rng) {
-  std::vector<Layer> layers;
-  for (size_t i = 0; i + 1 < widths.size(); ++i) {
-    if (i > 0) layers.push_back(make_relu());
-    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
-  }
-  return Network(Shape{widths.front()}, layers);
-}
-
-struct InputBox {
-  Tensor lower, upper, spec;
-};
-
-InputBox random_input_box(const Network& net, int64_t count, float eps, Rng& rng) {
-  const Tensor x = random_tensor(Shape{count, net.input_shape().numel()}, rng, Device::cpu, 0.0f, 1.0f);
-  std::vector<int> labels;
-  for (int64_t s = 0; s < count; ++s) labels.push_back(int(rng.below(uint64_t(net.output_shape().numel()))));
-  const auto [lo, hi] = input_box(x, eps);
-  return {lo, hi, margin_spec(labels, int(net.output_shape().numel()), Device::cpu)};
-}
-
 BoundOptions slope_options(int steps, bool sound = false) {
   BoundOptions options;
   options.alpha.steps = steps;
@@ -52,7 +31,7 @@ BoundOptions slope_options(int steps, bool sound = false) {
   return options;
 }
 
-Bounds bounds_with(const Network& net, const InputBox& box, Relaxation r, const BoundOptions& options = {}) {
+Bounds bounds_with(const Network& net, const LabelledBox& box, Relaxation r, const BoundOptions& options = {}) {
   NoGrad no_grad;
   return compute_bounds(net, box.lower, box.upper, box.spec, r, options);
 }
@@ -78,7 +57,7 @@ TEST_CASE("triangle and parallelogram by slopes reach their LPs within 1e-3 rela
   Rng rng(1501);
   for (int trial = 0; trial < 2; ++trial) {
     const Network net = dense_net({6, 10, 10, 4}, rng);
-    const InputBox box = random_input_box(net, 2, 0.1f, rng);
+    const LabelledBox box = random_labelled_box(net, 2, 0.1f, rng);
     for (auto [slopes, lp] : {std::pair{Relaxation::triangle, Relaxation::triangle_lp},
                               std::pair{Relaxation::parallelogram, Relaxation::parallelogram_lp}}) {
       CAPTURE(trial);
@@ -103,7 +82,7 @@ TEST_CASE("triangle by slopes is never looser than parallelogram by slopes, and 
   int strictly = 0;
   for (int trial = 0; trial < 2; ++trial) {
     const Network net = dense_net({5, 8, 8, 3}, rng);
-    const InputBox box = random_input_box(net, 2, 0.15f, rng);
+    const LabelledBox box = random_labelled_box(net, 2, 0.15f, rng);
     const Bounds tri = bounds_with(net, box, Relaxation::triangle, slope_options(100));
     const Bounds par = bounds_with(net, box, Relaxation::parallelogram, slope_options(100));
     const std::vector<float> tu = tri.upper.to_vector(), pu = par.upper.to_vector();
@@ -121,7 +100,7 @@ TEST_CASE("triangle by slopes is never looser than parallelogram by slopes, and 
 TEST_CASE("triangle and parallelogram by slopes: sound by sampling (fast and sound mode)") {
   Rng rng(1503);
   const Network net = dense_net({4, 8, 8, 3}, rng);
-  const InputBox box = random_input_box(net, 2, 0.2f, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   const int64_t width = 4, logits = 3, rows = 2, points = 20000;
   const std::vector<float> lo = box.lower.to_vector(), hi = box.upper.to_vector(), spec = box.spec.to_vector();
   for (Relaxation r : {Relaxation::triangle, Relaxation::parallelogram})
@@ -158,7 +137,7 @@ TEST_CASE("triangle and parallelogram by slopes: sound by sampling (fast and sou
 TEST_CASE("triangle and parallelogram: the memory cap chunks an intermediate layer without changing the bounds") {
   Rng rng(1504);
   const Network net = dense_net({4, 8, 8, 3}, rng);
-  const InputBox box = random_input_box(net, 2, 0.2f, rng);
+  const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   for (Relaxation r : {Relaxation::triangle, Relaxation::parallelogram}) {
     CAPTURE(relaxation_name(r));
     BoundOptions small = slope_options(20);
@@ -180,7 +159,7 @@ TEST_CASE("triangle and parallelogram: the training gradient against finite diff
     CAPTURE(relaxation_name(slopes));
     Rng rng(1505);
     Network net = dense_net({3, 5, 4, 3}, rng);
-    const InputBox box = random_input_box(net, 2, 0.15f, rng);
+    const LabelledBox box = random_labelled_box(net, 2, 0.15f, rng);
     BoundOptions options = slope_options(200);
     options.need_lower = false;  // as in training
     net.set_requires_grad(true);

@@ -32,14 +32,11 @@ namespace {
 std::string name_of(Relaxation r) { return relaxation_name(r); }
 
 // widths = {input, hidden..., logits}; ReLU after every hidden linear layer.
+// With normalize_input, a normalize layer in front.
 Network dense_network(const std::vector<int64_t>& widths, Rng& rng, bool normalize_input) {
-  std::vector<Layer> layers;
-  if (normalize_input) layers.push_back(make_normalize({0.2f}, {0.6f}));
-  for (size_t i = 0; i + 1 < widths.size(); ++i) {
-    if (i > 0) layers.push_back(make_relu());
-    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
-  }
-  return Network(Shape{widths.front()}, layers);
+  std::vector<Layer> front;
+  if (normalize_input) front.push_back(make_normalize({0.2f}, {0.6f}));
+  return dense_net(widths, rng, std::move(front));
 }
 
 // (2,4,4) -> normalize (per channel) -> conv 3x3 s1 p1 -> relu -> conv 3x3 s2 p1
@@ -63,12 +60,6 @@ Network small_conv_network(Rng& rng) {
   std::vector<Layer> layers{make_normalize({0.3f}, {0.7f}), make_conv(1, 2, 3, 2, 1, rng), make_relu(),
                             make_flatten(), make_linear(8, 4, rng), make_relu(), make_linear(4, 3, rng)};
   return Network(Shape{1, 4, 4}, layers);
-}
-
-Shape with_batch(const Shape& per_sample, int64_t count) {
-  std::vector<int64_t> dims{count};
-  for (int64_t d : per_sample.dims()) dims.push_back(d);
-  return Shape(dims);
 }
 
 // ------------------------------------------------------------------ boxes and specs

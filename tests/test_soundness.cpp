@@ -28,15 +28,11 @@
 namespace cte::test {
 namespace {
 
+// 6 -> [normalize] -> 10 -> 10 -> 4 (test_util.h's dense_net).
 Network dense_net(Rng& rng, bool normalize) {
-  std::vector<Layer> layers;
-  if (normalize) layers.push_back(make_normalize({0.4f}, {0.3f}));
-  layers.push_back(make_linear(6, 10, rng));
-  layers.push_back(make_relu());
-  layers.push_back(make_linear(10, 10, rng));
-  layers.push_back(make_relu());
-  layers.push_back(make_linear(10, 4, rng));
-  return Network(Shape{6}, layers);
+  std::vector<Layer> front;
+  if (normalize) front.push_back(make_normalize({0.4f}, {0.3f}));
+  return test::dense_net({6, 10, 10, 4}, rng, std::move(front));
 }
 
 // (1,5,5) -> [normalize] -> conv 2x3x3 s2 p1 -> relu -> flatten -> 18 -> 6 -> 3.
@@ -52,11 +48,7 @@ Network conv_net(Rng& rng, bool normalize) {
   return Network(Shape{1, 5, 5}, layers);
 }
 
-Shape batch_of(const Network& net, int64_t count) {
-  std::vector<int64_t> dims{count};
-  for (int64_t d : net.input_shape().dims()) dims.push_back(d);
-  return Shape(dims);
-}
+Shape batch_of(const Network& net, int64_t count) { return with_batch(net.input_shape(), count); }
 
 struct Outcome {
   std::string name;

@@ -34,27 +34,11 @@ namespace {
 const Relaxation kSparseRelaxations[] = {Relaxation::crown, Relaxation::crown0, Relaxation::deepz,
                                          Relaxation::hbox_fresh};
 
-// widths = {input, hidden..., logits}; ReLU after every hidden linear layer.
-Network dense_net(const std::vector<int64_t>& widths, Rng& rng) {
-  std::vector<Layer> layers;
-  for (size_t i = 0; i + 1 < widths.size(); ++i) {
-    if (i > 0) layers.push_back(make_relu());
-    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
-  }
-  return Network(Shape{widths.front()}, layers);
-}
-
 // normalize, two convs (a stride and a padding), two dense layers.
 Network conv_net(Rng& rng) {
   return Network(Shape{1, 6, 6}, {make_normalize({0.3f}, {0.7f}), make_conv(1, 3, 3, 1, 1, rng), make_relu(),
                                   make_conv(3, 4, 3, 2, 1, rng), make_relu(), make_flatten(),
                                   make_linear(36, 12, rng), make_relu(), make_linear(12, 4, rng)});
-}
-
-Shape with_batch(const Shape& per_sample, int64_t count) {
-  std::vector<int64_t> dims{count};
-  for (int64_t d : per_sample.dims()) dims.push_back(d);
-  return Shape(dims);
 }
 
 struct Outcome {

@@ -6,12 +6,14 @@
 
 #include <cmath>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/device.h"
 #include "engine/nn.h"
 #include "engine/random.h"
 #include "engine/tensor.h"
+#include "relaxations/relaxations.h"
 
 namespace cte::test {
 
@@ -64,6 +66,39 @@ inline Layer linear_layer(const std::vector<std::vector<float>>& rows, const std
   layer.weight = Tensor::from_vector(flat, Shape{out, in}, Device::cpu);
   layer.bias = Tensor::from_vector(bias, Shape{out}, Device::cpu);
   return layer;
+}
+
+// widths = {input, hidden..., logits}: `front` (e.g. a normalize layer), then
+// linear layers with a ReLU after every hidden one, drawn from rng in order.
+inline Network dense_net(const std::vector<int64_t>& widths, Rng& rng, std::vector<Layer> front = {}) {
+  std::vector<Layer> layers = std::move(front);
+  for (size_t i = 0; i + 1 < widths.size(); ++i) {
+    if (i > 0) layers.push_back(make_relu());
+    layers.push_back(make_linear(widths[i], widths[i + 1], rng));
+  }
+  return Network(Shape{widths.front()}, layers);
+}
+
+// A per-sample shape with the batch axis in front.
+inline Shape with_batch(const Shape& per_sample, int64_t count) {
+  std::vector<int64_t> dims{count};
+  for (int64_t d : per_sample.dims()) dims.push_back(d);
+  return Shape(dims);
+}
+
+// `count` flat inputs uniform in [0, 1], their L-inf ball of radius eps
+// (input_box), and the margin spec of labels drawn after the inputs.
+struct LabelledBox {
+  Tensor lower, upper, spec;
+};
+
+inline LabelledBox random_labelled_box(const Network& net, int64_t count, float eps, Rng& rng,
+                                       Device device = Device::cpu) {
+  const Tensor x = random_tensor(Shape{count, net.input_shape().numel()}, rng, device, 0.0f, 1.0f);
+  std::vector<int> labels;
+  for (int64_t s = 0; s < count; ++s) labels.push_back(int(rng.below(uint64_t(net.output_shape().numel()))));
+  const auto [lo, hi] = input_box(x, eps);
+  return {lo, hi, margin_spec(labels, int(net.output_shape().numel()), device)};
 }
 
 }  // namespace cte::test

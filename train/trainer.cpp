@@ -145,13 +145,19 @@ class ProgressBar {
 TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& config, int num_classes,
                      dist::Communicator& comm)
     : net_(net), optimizer_(optimizer), config_(config), num_classes_(num_classes), comm_(comm) {
-  // The penalties cover the linear and conv layers, not BatchNorm's gamma and beta.
-  for (const Layer& layer : net_.layers())
-    if (layer.weight.defined() && layer.kind != LayerKind::batch_norm) weights_.push_back(layer.weight);
+  // Which tensors each penalty covers is the layer table's (LayerTensor::penalty):
+  // all the weights in layer order, then (--l1-bias) all the biases.
+  auto penalised = [&](Penalty penalty) {
+    std::vector<Tensor> out;
+    for (const Layer& layer : net_.layers())
+      for (const LayerTensorView& t : layer_tensors(layer))
+        if (t.penalty == penalty) out.push_back(t.tensor);
+    return out;
+  };
+  weights_ = penalised(Penalty::weight);
   l1_terms_ = weights_;
   if (config_.l1_bias)
-    for (const Layer& layer : net_.layers())
-      if (layer.bias.defined() && layer.kind != LayerKind::batch_norm) l1_terms_.push_back(layer.bias);
+    for (const Tensor& bias : penalised(Penalty::bias)) l1_terms_.push_back(bias);
 }
 
 PgdOptions training_pgd_options(const TrainConfig& c, float eps) {

@@ -59,6 +59,7 @@ Tensor forward(const Layer& layer, const Tensor& x) {
 
 std::string describe(const Layer& layer) { return "batch_norm(" + std::to_string(layer.weight.numel()) + ")"; }
 
+// gamma and beta are not penalised (Penalty::none): --l1 and --l2 cover the linear and conv layers only.
 std::vector<LayerTensor> tensors(Layer& layer) {
   return {{"weight", &layer.weight, true},
           {"bias", &layer.bias, true},

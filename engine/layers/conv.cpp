@@ -35,7 +35,9 @@ std::string describe(const Layer& layer) {
          std::to_string(w[3]) + ", s" + std::to_string(layer.stride) + ", p" + std::to_string(layer.padding) + ")";
 }
 
-std::vector<LayerTensor> tensors(Layer& layer) { return {{"weight", &layer.weight, true}, {"bias", &layer.bias, true}}; }
+std::vector<LayerTensor> tensors(Layer& layer) {
+  return {{"weight", &layer.weight, true, false, Penalty::weight}, {"bias", &layer.bias, true, false, Penalty::bias}};
+}
 
 void write(const Layer& layer, LayerFieldWriter& out) {
   out.integer("stride", layer.stride);

@@ -50,11 +50,17 @@ class LayerFieldWriter {
   virtual void tensor(const char* key, const Tensor& value) = 0;
 };
 
+// Which of the trainer's penalties (--l1, --l2) cover a tensor: weights both,
+// biases the L1 one under --l1-bias, everything else (BatchNorm's gamma and
+// beta, constants) neither.
+enum class Penalty { none, weight, bias };
+
 struct LayerTensor {
   const char* name;  // "weight", "bias", "statistics (mean)", ...
   Tensor* tensor;
   bool parameter;
   bool state = false;  // changed by training though not a parameter (BatchNorm's running averages): checkpointed
+  Penalty penalty = Penalty::none;
 };
 
 struct LayerRules {
@@ -85,6 +91,7 @@ struct LayerTensorView {
   const Tensor& tensor;
   bool parameter;
   bool state;
+  Penalty penalty;
 };
 std::vector<LayerTensor> layer_tensors(Layer& layer);
 std::vector<LayerTensorView> layer_tensors(const Layer& layer);

@@ -27,7 +27,9 @@ std::string describe(const Layer& layer) {
   return "linear(" + std::to_string(layer.weight.shape()[1]) + "->" + std::to_string(layer.weight.shape()[0]) + ")";
 }
 
-std::vector<LayerTensor> tensors(Layer& layer) { return {{"weight", &layer.weight, true}, {"bias", &layer.bias, true}}; }
+std::vector<LayerTensor> tensors(Layer& layer) {
+  return {{"weight", &layer.weight, true, false, Penalty::weight}, {"bias", &layer.bias, true, false, Penalty::bias}};
+}
 
 void write(const Layer& layer, LayerFieldWriter& out) {
   out.tensor("weight", layer.weight);

@@ -51,7 +51,7 @@ std::vector<LayerTensor> layer_tensors(Layer& layer) {
 std::vector<LayerTensorView> layer_tensors(const Layer& layer) {
   std::vector<LayerTensorView> out;
   // (the rule hands out pointers for the writers, Network::to; this view only reads them)
-  for (const LayerTensor& t : layer_tensors(const_cast<Layer&>(layer))) out.push_back({t.name, *t.tensor, t.parameter, t.state});
+  for (const LayerTensor& t : layer_tensors(const_cast<Layer&>(layer))) out.push_back({t.name, *t.tensor, t.parameter, t.state, t.penalty});
   return out;
 }
 

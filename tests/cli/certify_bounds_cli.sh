@@ -1,4 +1,4 @@
-# Integration tests of `certify bounds` (relaxations/cli_bounds.h) and
+# Integration tests of `certify bounds` (tools/certify/bounds.cpp) and
 # `certify sgd`, built by make (this script builds nothing):
 #  1. the paper's appendix A network (x1 = (x01 + x02, x01 - x02), ReLU, the
 #     same map again) on [-1, 1]^2 (x = 0, eps 1, --no-clip): DeepZ gives the

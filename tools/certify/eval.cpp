@@ -1,5 +1,13 @@
 // certify eval: accuracy, PGD accuracy and certified accuracy of a train
 // checkpoint per relaxation (and the best and bab columns) and radius.
+//
+// certify eval --checkpoint runs/x/checkpoint.ckpt [--relaxations box,hbox,deepz,crown,crown-ibp]
+//              [--eps 0.1,0.2,0.3] [--dataset D --data-dir DIR] [--test-subset N] [--pgd]
+//              [--device cpu|cuda|auto] [--json]
+//     loads a checkpoint written by `train` and prints certified accuracy
+//     for every (relaxation, eps) pair, plus accuracy and (with --pgd) PGD
+//     accuracy: the paper's table 7 (training x certification relaxation).
+//     With --json the last stdout line is the same table as one JSON object.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>

@@ -1,5 +1,12 @@
 // certify table: certified accuracy of several train checkpoints (rows)
 // under several relaxations (columns): the paper's table 7.
+//
+// certify table --checkpoints a.ckpt,b.ckpt,... [--relaxations ...] [--eps E] [--test-subset N]
+//               [--out table.md]
+//     certified accuracy of each checkpoint (a row: how it was trained)
+//     under each relaxation (a column), at its own eps_test or --eps: the
+//     paper's table 7 (training x certification relaxation), as text and
+//     as a Markdown table.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>

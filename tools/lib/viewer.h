@@ -44,8 +44,4 @@ ToyCurves section_4_1_curves(const std::vector<Relaxation>& relaxations, const s
 // The page: the template with the script, style, WebAssembly and the curves filled in.
 std::string viewer_page(const ViewerAssets& assets, const ToyCurves& curves);
 
-// certify viewer [--out DIR] [--points N] [--relaxations ...]: writes DIR/index.html.
-// argv[0] is the subcommand's name; throws on bad flags or I/O errors.
-int certify_viewer_command(int argc, char** argv, const ViewerAssets& assets);
-
 }  // namespace cte::tools

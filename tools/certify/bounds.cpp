@@ -1,7 +1,7 @@
-// `certify bounds` (see cli_bounds.h): flag parsing with CLI11, reading the
+// `certify bounds` (see bounds.h): flag parsing with CLI11, reading the
 // network and the inputs, input checks that name the flag or file at fault,
 // compute_bounds without gradients, and the JSON answer on stdout.
-#include "relaxations/cli_bounds.h"
+#include "tools/certify/bounds.h"
 
 #include <CLI/CLI.hpp>
 
@@ -20,9 +20,10 @@
 #include "engine/onnx_io.h"
 #include "engine/tape.h"
 #include "relaxations/relaxations.h"
+#include "tools/certify/commands.h"
 #include "tools/lib/cli_flags.h"
 
-namespace cte {
+namespace cte::tools {
 namespace {
 
 using nlohmann::json;
@@ -253,4 +254,4 @@ int certify_bounds_command(int argc, char** argv) {
   }
 }
 
-}  // namespace cte
+}  // namespace cte::tools

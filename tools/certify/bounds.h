@@ -10,13 +10,15 @@
 // relaxation (one row per input: the logits' bounds, or with --spec
 // label the margins z_y' - z_y for y' != y in increasing y') on stdout and the
 // start-up banner on stderr. Bad input gives a message on stderr that starts
-// with the flag or file at fault, and a non-zero exit status.
+// with the flag or file at fault, and a non-zero exit status. The command is
+// certify_bounds_command (tools/certify/commands.h); this header is for the
+// x.json reader, which the fuzz test drives.
 #pragma once
 
 #include <string>
 #include <vector>
 
-namespace cte {
+namespace cte::tools {
 
 // X.json's contents; `path` names the file in errors, which throw
 // std::runtime_error "<path>: <what>".
@@ -27,7 +29,4 @@ struct BoundsInputs {
 };
 BoundsInputs bounds_inputs_from_json(const std::string& text, const std::string& path);
 
-// argv[0] is the subcommand's name ("bounds"); returns the exit status.
-int certify_bounds_command(int argc, char** argv);
-
-}  // namespace cte
+}  // namespace cte::tools
