@@ -23,6 +23,9 @@
 // tape budget (memory_cap_bytes per compute_bounds call) lasts, saving the
 // recomputation; beyond it every chunk is gradient-checkpointed, so the tape
 // keeps only the chunk's bounds and peak memory stays near the cap.
+// The outputs of a conv layer with only conv, ReLU, conv, ... under it go by
+// the patches path instead where that is cheaper (backsub_patches.cpp): each
+// neuron's row is nonzero only on its receptive field, carried as windows.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
