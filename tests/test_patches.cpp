@@ -5,9 +5,11 @@
 // convs under one ReLU, both paths give the same bounds and the same
 // gradients (1e-5 relative) for every backsubstitution relaxation, on the
 // dense and the sparse intermediate paths, whole or chunked under a small
-// memory cap. (Soundness by sampling is the dense path's tests' business.)
+// memory cap; on the CUDA backend too (the emulator here). (Soundness by
+// sampling is the dense path's tests' business.)
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -82,6 +84,8 @@ uint64_t compare_paths(const Network& net, int64_t batch, float eps, Rng& rng, c
                        Relaxation::hbox, Relaxation::crown_ibp})
     for (bool sparse : {false, true})
       for (size_t cap : {size_t(1) << 30, size_t(2) << 10}) {  // whole, or one channel per chunk, checkpointed
+        const bool stacked_or_norms = r == Relaxation::crown || r == Relaxation::hbox;
+        if (cap < 4096 && (sparse || !stacked_or_norms)) continue;  // chunking: one stacked rule and hBox's norms
         const std::string what = label + " " + relaxation_name(r) + (sparse ? " sparse" : " dense") +
                                  (cap < 4096 ? " chunked" : "");
         BoundOptions options;
@@ -108,6 +112,29 @@ TEST_CASE("patches: the dense walk's intermediate bounds and gradients on random
   Network b = padded_convs(rng);
   b.set_requires_grad(true);
   CHECK(compare_paths(b, 2, 0.1f, rng, "padded convs") > 0);
+}
+
+TEST_CASE("patches: the CUDA backend (emulated without a GPU) runs the same path on its own kernels") {
+  if (!cuda_available()) return;
+  Rng rng(23);
+  // Tiny (the emulator is slow): a padded conv, a strided padded conv, a dense layer.
+  Network net(Shape{2, 5, 5}, {make_conv(2, 2, 3, 1, 1, rng), make_relu(), make_conv(2, 3, 3, 2, 1, rng), make_relu(),
+                               make_flatten(), make_linear(27, 2, rng)});
+  net.to(Device::cuda);
+  net.set_requires_grad(true);
+  const Tensor x = Tensor::from_vector(random_values(50, rng, 0.0f, 1.0f), Shape{1, 2, 5, 5}, Device::cuda);
+  const auto [lower0, upper0] = input_box(x, 0.1f);
+  const Tensor spec = Tensor::from_vector(random_values(2 * 2, rng), Shape{1, 2, 2}, Device::cuda);
+  const Relaxation r = Relaxation::crown;
+  BoundOptions options;
+  const Outcome dense = bound(net, lower0, upper0, spec, r, options, relax::PatchChoice::never);
+  const Outcome patches = bound(net, lower0, upper0, spec, r, options, relax::PatchChoice::always);
+  CHECK(patches.patch_chunks > 0);
+  const std::string what = std::string("cuda ") + relaxation_name(r);
+  check_close(patches.lower, dense.lower, what + " lower");
+  check_close(patches.upper, dense.upper, what + " upper");
+  for (size_t p = 0; p < dense.grads.size(); ++p)
+    check_close(patches.grads[p], dense.grads[p], what + " gradient of parameter " + std::to_string(p));
 }
 
 TEST_CASE("patches: taken by cost on a conv after conv + ReLU, not where dense layers lie below") {
