@@ -23,6 +23,9 @@
 // tape budget (memory_cap_bytes per compute_bounds call) lasts, saving the
 // recomputation; beyond it every chunk is gradient-checkpointed, so the tape
 // keeps only the chunk's bounds and peak memory stays near the cap.
+// The outputs of a conv layer with only conv, ReLU, conv, ... under it go by
+// the patches path instead where that is cheaper (backsub_patches.cpp): each
+// neuron's row is nonzero only on its receptive field, carried as windows.
 #include <algorithm>
 #include <initializer_list>
 #include <string>
@@ -514,7 +517,6 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
     sparse = nullptr;
     plan = RowPlan{{}, false, neurons};
   }
-  const int64_t rows = plan.count;
   const size_t rows_per_neuron = ctx.mode == BacksubMode::bounds_stacked ? 2 : 1;
   // Workspace per neuron: per-sample coefficients at every level under the
   // top ReLU, or (all shared) the shared ones plus the (N, n) results; per-sample
@@ -522,7 +524,17 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
   int64_t widths = (per_sample_widths(net, top) + (plan.per_sample ? shared_widths(net, top) : 0)) * batch;
   if (widths == 0)
     for (size_t i = 0; i <= top; ++i) widths += level_width(net, i) + batch;
-  const size_t bytes_per_neuron = std::max<size_t>(1, size_t(widths) * sizeof(float) * rows_per_neuron * kWorkspaceFactor);
+  // The patches path (backsub_patches.cpp) bounds every neuron, whole output
+  // channels at a time, with windows instead of rows: taken where its
+  // coefficients (every neuron's windows) are fewer than the rows' (widths).
+  const int64_t window_sum = patch_window_sum(ctx, top);
+  const bool patches = window_sum > 0 && (patch_choice() == PatchChoice::always ||
+                                          (patch_choice() == PatchChoice::by_cost &&
+                                           neurons * window_sum * batch < plan.count * widths));
+  const int64_t positions = patches ? neurons / net.layers()[top - 1].out_shape[0] : 1;
+  const int64_t rows = patches ? neurons / positions : plan.count;  // chunked units: channels or rows
+  const int64_t unit_width = patches ? positions * window_sum * batch : widths;
+  const size_t bytes_per_neuron = std::max<size_t>(1, size_t(unit_width) * sizeof(float) * rows_per_neuron * kWorkspaceFactor);
   const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_neuron), 1, std::max<int64_t>(rows, 1));
   const std::vector<Tensor> packed = pack(ctx);
   const bool recording = should_record(packed);
@@ -534,39 +546,53 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
   std::vector<std::vector<Tensor>> pieces;
   for (int64_t first = 0; first < rows; first += chunk) {
     const int64_t count = std::min(chunk, rows - first);
-    const NeuronRows chunk_rows = sparse ? chunk_of(plan, first, count, batch) : NeuronRows{first, count, {}, {}};
+    const NeuronRows chunk_rows =
+        sparse && !patches ? chunk_of(plan, first, count, batch) : NeuronRows{first, count, {}, {}};
     std::vector<Tensor> outputs;
     ++g_chunk_stats.chunks;
-    if (sparse) ++(plan.per_sample ? g_chunk_stats.sparse_per_sample_chunks : g_chunk_stats.sparse_shared_chunks);
+    if (patches) ++g_chunk_stats.patch_chunks;
+    else if (sparse) ++(plan.per_sample ? g_chunk_stats.sparse_per_sample_chunks : g_chunk_stats.sparse_shared_chunks);
+    auto bounds_of = [patches, top, chunk_rows](const BacksubContext& c) {
+      return patches ? patch_chunk_bounds_transposed(c, top, chunk_rows.first, chunk_rows.count)
+                     : chunk_bounds_transposed(c, top, chunk_rows);
+    };
     if (on_tape) {
-      outputs = chunk_bounds_transposed(ctx, top, chunk_rows);
+      outputs = bounds_of(ctx);
     } else {
       ++g_chunk_stats.checkpointed_chunks;
       const BacksubContext like = ctx;
-      outputs = checkpointed("backsub_chunk", packed, [like, top, chunk_rows](const std::vector<Tensor>& in) {
-        return chunk_bounds_transposed(unpack(like, in), top, chunk_rows);
+      outputs = checkpointed("backsub_chunk", packed, [like, bounds_of](const std::vector<Tensor>& in) {
+        return bounds_of(unpack(like, in));
       });
     }
     pieces.resize(outputs.size());
     for (size_t k = 0; k < outputs.size(); ++k) pieces[k].push_back(outputs[k]);
   }
   BacksubResult result;
-  result.backsubstituted = uint64_t(rows) * uint64_t(batch);
+  result.backsubstituted = uint64_t(patches ? neurons : rows) * uint64_t(batch);
+  // Dense ranges (and patches): (n, N) blocks in order; listed rows: (N, n) blocks with disjoint supports.
+  auto assemble = [&](size_t k) {
+    if (sparse && !patches) {
+      Tensor sum = pieces[k][0];
+      for (size_t c = 1; c < pieces[k].size(); ++c) sum = ops::add(sum, pieces[k][c]);
+      return sum;
+    }
+    const Tensor all = pieces[k].size() == 1 ? pieces[k][0] : ops::concat_batch(pieces[k]);
+    return ops::transpose(all);  // (n, N) -> (N, n)
+  };
   if (sparse) {
-    // The scattered chunks have disjoint supports (their sum is exact); the
-    // pairs nobody backsubstituted take the fallback's values.
+    // The pairs the row plan backsubstitutes (the patches path computes them
+    // all, and keeps the same ones) take the computed values, the others the
+    // fallback's.
     std::vector<float> computed(size_t(batch * neurons), 0.0f);
     for (int64_t s = 0; s < batch; ++s)
-      for (int64_t row = 0; row < rows; ++row) {
-        const int64_t j = plan.per_sample ? plan.all.per_sample[size_t(s * rows + row)] : plan.all.shared[size_t(row)];
+      for (int64_t row = 0; row < plan.count; ++row) {
+        const int64_t j = plan.per_sample ? plan.all.per_sample[size_t(s * plan.count + row)] : plan.all.shared[size_t(row)];
         if (j >= 0) computed[size_t(s * neurons + j)] = 1.0f;
       }
     const Tensor mask = Tensor::from_vector(computed, Shape{batch, neurons}, device);
     auto assemble_sparse = [&](size_t k, const Tensor& fallback) {
-      if (pieces.empty()) return fallback;
-      Tensor sum = pieces[k][0];
-      for (size_t c = 1; c < pieces[k].size(); ++c) sum = ops::add(sum, pieces[k][c]);
-      return ops::select(mask, sum, fallback);
+      return pieces.empty() ? fallback : ops::select(mask, assemble(k), fallback);
     };
     if (ctx.mode == BacksubMode::generator_norm) {
       result.g_norm = assemble_sparse(0, sparse->fallback.g_norm);
@@ -576,10 +602,6 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
     }
     return result;
   }
-  auto assemble = [&](size_t k) {
-    const Tensor all = pieces[k].size() == 1 ? pieces[k][0] : ops::concat_batch(pieces[k]);
-    return ops::transpose(all);  // (n, N) -> (N, n)
-  };
   if (ctx.mode == BacksubMode::generator_norm) {
     result.g_norm = assemble(0);
   } else {

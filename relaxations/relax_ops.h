@@ -242,6 +242,7 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
 struct BacksubChunkStats {
   uint64_t chunks = 0, checkpointed_chunks = 0;
   uint64_t sparse_shared_chunks = 0, sparse_per_sample_chunks = 0;  // the sparse path's, by row plan
+  uint64_t patch_chunks = 0;                                           // the patches path's
 };
 BacksubChunkStats backsub_chunk_stats();
 void reset_backsub_chunk_stats();
@@ -250,6 +251,23 @@ void reset_backsub_chunk_stats();
 // (the default), or always one of the two plans (tests cover both with it).
 enum class RowPlanChoice { by_cost, shared, per_sample };
 void set_row_plan_choice(RowPlanChoice choice);
+
+// The patches path of backsub_all_neurons (backsub_patches.cpp): a conv
+// layer's outputs bounded through conv, ReLU, conv, ..., conv down to the
+// input with per-position windows instead of dense rows. patch_window_sum:
+// the sum of the window sizes (C kh kw) its per-(sample, position)
+// coefficients take at each level, 0 where it does not apply (sound mode,
+// or other layers under `top`). patch_chunk_bounds_transposed: output
+// channels [first_channel, first_channel + channels) of level `top`, as
+// chunk_bounds_transposed returns them: (channels * H' * W', N) per output.
+// By cost (the default) it runs where it moves fewer coefficients than the
+// dense or sparse rows would; tests force either path on this thread.
+enum class PatchChoice { by_cost, never, always };
+void set_patch_choice(PatchChoice choice);
+PatchChoice patch_choice();
+int64_t patch_window_sum(const BacksubContext& ctx, size_t top);
+std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, size_t top, int64_t first_channel,
+                                                  int64_t channels);
 
 // Bounds (or norms) of C z with z the network's output: spec (N, K, L),
 // folded into the last linear layer when `elide` (for backsubstitution this

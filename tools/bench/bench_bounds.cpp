@@ -21,7 +21,7 @@
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
-//                     [--alpha-steps 20,100]
+//                     [--alpha-steps 20,100] [--patches by-cost|never|always]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -41,6 +41,7 @@
 #include "engine/ops.h"
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
+#include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
 #include "train/trainer.h"
 
@@ -156,6 +157,7 @@ int main(int argc, char** argv) {
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
   bool sparse_crown0 = false;
+  std::string patches = "by-cost";
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
@@ -184,6 +186,11 @@ int main(int argc, char** argv) {
       ->capture_default_str()
       ->check(CLI::IsMember({"sparse", "dense", "both"}));
   app.add_option("--eps", eps, "radius of the L-inf input boxes")->capture_default_str();
+  app.add_option("--patches", patches,
+                 "intermediate bounds of conv outputs in patches form (relaxations/backsub_patches.cpp): by-cost "
+                 "(the default), never (the dense rows), always (wherever it applies)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"by-cost", "never", "always"}));
   app.add_flag("--sparse-crown0", sparse_crown0,
                "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
   app.add_option("--checkpoint", checkpoint,
@@ -198,6 +205,9 @@ int main(int argc, char** argv) {
     for (const std::string& name : split_list(relaxations_arg)) relaxations.push_back(parse_relaxation(name));
     BoundOptions options;
     options.sparse_crown0 = sparse_crown0;
+    relax::set_patch_choice(patches == "never"    ? relax::PatchChoice::never
+                            : patches == "always" ? relax::PatchChoice::always
+                                                  : relax::PatchChoice::by_cost);
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
@@ -217,10 +227,10 @@ int main(int argc, char** argv) {
       data_splits = load_dataset(dataset, "");
       nets.push_back({"ckpt", train::network_from_checkpoint(checkpoint), {50}, &data_splits.test});
     }
-    std::printf("bench_bounds on %s: %s, eps %g\n", device_name(device),
+    std::printf("bench_bounds on %s: %s, eps %g, patches %s\n", device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
-                double(eps));
+                double(eps), patches.c_str());
     std::printf("%-6s %5s  %-15s %-6s %10s %10s %5s %12s  %s\n", "net", "batch", "relaxation", "interm",
                 "median s", "min s", "runs", "peak MiB", "unstable% [backsubstituted%] per ReLU layer");
     Rng data(7);

@@ -1,0 +1,189 @@
+// Backsubstitution in patches form (auto_LiRPA's "patches" mode, written
+// from its description): the intermediate bounds of a conv layer's outputs
+// without a dense coefficient matrix.
+//
+// Row (c, y, x) of a conv layer's output depends only on a window of the
+// level below (its receptive field), and it stays so through ReLUs (diagonal)
+// and further convolutions (the window grows to (k - 1) s + k' per conv).
+// All rows at one output position (y, x) share their window, so a "sample"
+// of the existing fused ops becomes a (sample, position) pair:
+//   coefficients (N * P, K, win)  over the window of each position,
+// P = H' W' positions of the top level, K channels (rows) per position and
+// win = C kh kw the window at the current level. Then
+//   ReLU  backsub_relu with the bounds gathered over each window (unfold),
+//         (N * P, win), exactly the dense step's per-neuron rule;
+//   conv  backsub_conv on each window as a small image: (C, kh, kw) ->
+//         (C', (kh - 1) s + k', ...) with padding 0 (the layer's padding
+//         moves the window's origin: one more unfold offset, below);
+//   input lower = q + A c0 - |A| r0 with c0, r0 gathered per window
+//         (backsub_input).
+// Window positions outside the level (the convolutions' zero padding) hold
+// no neuron: the gathered bounds, centre and radius are zero there, and after
+// each ReLU step the coefficients there are masked to zero (l = u = 0 is the
+// identity case of every rule, so the step alone would keep them).
+// Same numbers as the dense walk: the same products, summed in another order.
+//
+// Where it applies: sound mode off, and from the top down to the input only
+// conv, ReLU, conv, ..., conv (a leading normalize folded into the box is
+// fine); otherwise the dense path runs. The work runs on the existing
+// fused ops (conv2d, backsub_relu, backsub_conv, backsub_input), so every
+// device has it; the gathers are convolutions with an identity kernel.
+#include <string>
+
+#include "engine/ops.h"
+#include "engine/tape.h"
+#include "relaxations/layers/bound_rules.h"
+
+namespace cte::relax {
+namespace {
+
+// The window of one level seen from the top positions: channels x kh x kw,
+// its origin at position (y, x) being (y stride - padding, x stride - padding).
+struct Window {
+  int64_t channels = 0, kh = 0, kw = 0;
+  int stride = 1, padding = 0;
+  int64_t size() const { return channels * kh * kw; }
+};
+
+// The window of the top conv's rows over its input, and the window one conv
+// lower: each (C, kh, kw) window is that conv's output over (C', (kh - 1) s + k', ...).
+Window top_window(const Layer& conv) {
+  const Shape ws = conv.weight.shape();  // (O, C, k, k)
+  return Window{ws[1], ws[2], ws[3], conv.stride, conv.padding};
+}
+Window window_below(const Window& w, const Layer& conv) {
+  const Shape ws = conv.weight.shape();
+  return Window{ws[1], (w.kh - 1) * conv.stride + ws[2], (w.kw - 1) * conv.stride + ws[3], w.stride * conv.stride,
+                w.padding * conv.stride + conv.padding};
+}
+
+// x (N, C, H, W) gathered over every top position's window: (N * P, C * kh * kw),
+// zero where the window leaves the level. A conv of (N * C, 1, H, W) with the
+// identity kernel (kh * kw, 1, kh, kw); differentiable in x.
+Tensor unfold(const Tensor& x, const Window& w, int64_t positions) {
+  const int64_t batch = x.size(0), channels = x.size(1);
+  const int64_t taps = w.kh * w.kw;
+  std::vector<float> eye(size_t(taps * taps), 0.0f);
+  for (int64_t t = 0; t < taps; ++t) eye[size_t(t * taps + t)] = 1.0f;
+  const Tensor kernel = Tensor::from_vector(eye, Shape{taps, 1, w.kh, w.kw}, x.device());
+  const Tensor planes = ops::reshape(x, Shape{batch * channels, 1, x.size(2), x.size(3)});
+  const Tensor cols = ops::conv2d(planes, kernel, Tensor(), w.stride, w.padding);  // (N C, taps, H', W')
+  if (cols.size(2) * cols.size(3) != positions)
+    fail("bounds", "patches: window " + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " stride " +
+                       std::to_string(w.stride) + " padding " + std::to_string(w.padding) + " over " +
+                       x.shape().str() + " gives " + cols.shape().str() + ", expected " + std::to_string(positions) +
+                       " positions");
+  const Tensor per_sample = ops::reshape(cols, Shape{batch, channels * taps, positions});
+  return ops::reshape(ops::transpose(per_sample), Shape{batch * positions, channels * taps});
+}
+
+// A flat (N, n) level reshaped to its (N, C, H, W) image.
+Tensor as_image(const Tensor& flat, const Shape& chw) {
+  return ops::reshape(flat, Shape{flat.size(0), chw[0], chw[1], chw[2]});
+}
+
+// 1 inside the level, 0 on the padding, per position and window entry: (P, 1, win).
+Tensor inside_mask(const Shape& chw, const Window& w, int64_t positions, Device device) {
+  NoGrad constant;
+  const Tensor ones = Tensor::full(Shape{1, chw[0], chw[1], chw[2]}, 1.0f, device);
+  return ops::reshape(unfold(ones, w, positions), Shape{positions, 1, w.size()});
+}
+
+thread_local PatchChoice g_patch_choice = PatchChoice::by_cost;
+
+}  // namespace
+
+void set_patch_choice(PatchChoice choice) { g_patch_choice = choice; }
+PatchChoice patch_choice() { return g_patch_choice; }
+
+int64_t patch_window_sum(const BacksubContext& ctx, size_t top) {
+  if (ctx.sound || top < 2 || top - 1 <= ctx.input_level || (top - 1 - ctx.input_level) % 2 != 0) return 0;
+  const std::vector<Layer>& layers = ctx.net->layers();
+  // From layers[top - 1] down to the input: conv, (relu, conv)+.
+  int64_t sum = 0;  // the window sizes of the per-(sample, position) coefficients
+  Window w;
+  for (size_t i = top; i-- > ctx.input_level;) {
+    const Layer& layer = layers[i];
+    if ((top - 1 - i) % 2 == 1) {
+      if (layer.kind != LayerKind::relu || !ctx.relu_lower[i].defined()) return 0;
+      sum += w.size();
+      continue;
+    }
+    if (layer.kind != LayerKind::conv) return 0;
+    w = i + 1 == top ? top_window(layer) : window_below(w, layer);
+    if (i + 1 < top) sum += w.size();
+  }
+  return sum;
+}
+
+std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, size_t top, int64_t first_channel,
+                                                  int64_t channels) {
+  const std::vector<Layer>& layers = ctx.net->layers();
+  const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const Layer& top_conv = layers[top - 1];
+  const Shape top_shape = top_conv.out_shape;  // (O, H', W')
+  const int64_t positions = top_shape[1] * top_shape[2];
+  const int64_t batch = ctx.batch;
+  const Device device = ctx.centre0.device();
+  Window w = top_window(top_conv);
+  // The rows: the chunk's kernels (K, win), shared by every (sample, position) until a ReLU; [W; -W] when stacked.
+  Tensor coeffs = ops::reshape(ops::slice_batch(ctx.weight[top - 1], first_channel, first_channel + channels),
+                               Shape{channels, w.size()});
+  Tensor top_bias;  // (K)
+  if (track_bias && ctx.bias[top - 1].defined())
+    top_bias = ops::slice_batch(ctx.bias[top - 1], first_channel, first_channel + channels);
+  if (stacked) {
+    coeffs = ops::concat_batch({coeffs, ops::neg(coeffs)});
+    if (top_bias.defined()) top_bias = ops::concat_batch({top_bias, ops::neg(top_bias)});
+  }
+  const int64_t rows = coeffs.size(0);
+  Tensor sum_lower, sum_upper;  // (N * P, K): the intercepts and biases below the top layer
+  for (size_t i = top - 1; i-- > ctx.input_level;) {
+    const Layer& layer = layers[i];
+    if (layer.kind == LayerKind::relu) {
+      const Shape chw = layer.in_shape;
+      const BacksubReluResult r =
+          backsub_relu(ctx.rule, coeffs, unfold(as_image(ctx.relu_lower[i], chw), w, positions),
+                       unfold(as_image(ctx.relu_upper[i], chw), w, positions), track_bias,
+                       ctx.mode == BacksubMode::bounds_symmetric);
+      coeffs = r.coeffs;  // (N * P, K, win)
+      if (w.padding > 0) {
+        const Tensor by_position = ops::reshape(coeffs, Shape{batch, positions, rows, w.size()});
+        coeffs = ops::reshape(ops::mul(by_position, inside_mask(chw, w, positions, device)),
+                              Shape{batch * positions, rows, w.size()});
+      }
+      sum_lower = add_defined(sum_lower, r.bias_lower);
+      sum_upper = add_defined(sum_upper, r.bias_upper);
+      continue;
+    }
+    const Window below = window_below(w, layer);
+    const BacksubAffineResult r =
+        backsub_conv(coeffs, ctx.weight[i], ctx.bias[i], layer.stride, 0, Shape{below.channels, below.kh, below.kw},
+                     Shape{w.channels, w.kh, w.kw}, track_bias);
+    coeffs = r.coeffs;
+    sum_lower = add_defined(sum_lower, r.bias_term);
+    if (ctx.mode == BacksubMode::bounds_symmetric) sum_upper = add_defined(sum_upper, r.bias_term);
+    w = below;
+  }
+  const Shape in_chw = layers[ctx.input_level].in_shape;
+  const BacksubInputResult at_input =
+      backsub_input(coeffs, unfold(as_image(ctx.centre0, in_chw), w, positions),
+                    unfold(as_image(ctx.radius0, in_chw), w, positions));
+  // (N * P, K) -> (K * P, N), rows in the level's (channel, y, x) order.
+  auto transposed = [&](const Tensor& t) {
+    const Tensor by_channel = ops::transpose(ops::reshape(t, Shape{batch, positions, rows}));  // (N, K, P)
+    return ops::transpose(ops::reshape(by_channel, Shape{batch, rows * positions}));
+  };
+  if (ctx.mode == BacksubMode::generator_norm) return {transposed(at_input.spread)};
+  Tensor centre = at_input.centre_term;
+  if (top_bias.defined()) centre = ops::add(centre, top_bias);
+  const Tensor lower = transposed(ops::sub(add_defined(centre, sum_lower), at_input.spread));
+  if (stacked) {
+    const int64_t half = channels * positions;
+    return {ops::slice_batch(lower, 0, half), ops::neg(ops::slice_batch(lower, half, 2 * half))};
+  }
+  return {lower, transposed(ops::add(add_defined(centre, sum_upper), at_input.spread))};
+}
+
+}  // namespace cte::relax
