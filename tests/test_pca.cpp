@@ -3,7 +3,8 @@
 // has eigenvectors (1, 1) and (1, -1); and, on random images, the properties
 // that define PCA checked by brute force (orthonormal rows, projections
 // uncorrelated with variances equal to the reported ones, in decreasing
-// order). Also BatchLoader on features and the error messages.
+// order). Also BatchLoader on features, the error messages, and that
+// evaluation and PGD do not clip balls around features to [0, 1].
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -13,6 +14,11 @@
 
 #include "datasets/dataset.h"
 #include "datasets/pca.h"
+#include "engine/ops.h"
+#include "relaxations/relaxations.h"
+#include "train/networks.h"
+#include "train/pgd.h"
+#include "train/trainer.h"
 
 namespace {
 
@@ -62,8 +68,8 @@ TEST_CASE("pca: points on a line in 3-D have the line's direction as their one c
   CHECK(projected.height == 1);
   CHECK(projected.width == 1);
   CHECK(projected.images.empty());
-  for (int t = 0; t <= 4; ++t)
-    CHECK(projected.features[size_t(t)] == doctest::Approx((t - 2) * 3.0 / 255).epsilon(1e-6).scale(1e-3));
+  // Within 1e-7 absolute (coordinates of about 0.02; the float mean and basis err by ~1e-8).
+  for (int t = 0; t <= 4; ++t) CHECK(std::fabs(projected.features[size_t(t)] - (t - 2) * 3.0 / 255) < 1e-7);
   // All three components: orthonormal, the other two with no variance.
   const cte::PcaBasis all = cte::fit_pca(data, 3);
   for (int i = 0; i < 3; ++i) {
@@ -91,7 +97,7 @@ TEST_CASE("pca: a 2-D cloud with covariance eigenvectors (1, 1) and (1, -1)") {
   const double coords[4][2] = {{3 * std::sqrt(2.0), 0}, {-3 * std::sqrt(2.0), 0}, {0, std::sqrt(2.0)}, {0, -std::sqrt(2.0)}};
   for (int i = 0; i < 4; ++i)
     for (int k = 0; k < 2; ++k)
-      CHECK(p.features[size_t(i * 2 + k)] == doctest::Approx(coords[i][k] / 255).scale(1e-3).epsilon(1e-6));
+      CHECK(std::fabs(p.features[size_t(i * 2 + k)] - coords[i][k] / 255) < 1e-7);
 }
 
 TEST_CASE("pca: on random images the rows are orthonormal and the projections uncorrelated, variances decreasing") {
@@ -162,4 +168,46 @@ TEST_CASE("pca: bad inputs are refused with the numbers") {
                        std::invalid_argument);
   const Dataset wider = tiny_images(3, {{1, 2, 3}});
   CHECK_THROWS_WITH_AS(cte::project_pca(wider, b), doctest::Contains("3 pixels per image"), std::invalid_argument);
+}
+
+TEST_CASE("pca: evaluation and PGD leave balls around features unclipped") {
+  // Coordinates far outside [0, 1]: clipping to it would empty the ball (lower > upper).
+  Dataset data = cte::numbered_classes_dataset("features", 1, 1, 2, 2);
+  data.features = {-3.0f, 5.0f, -2.5f, 4.0f, 2.0f, -4.0f, 3.0f, -1.5f};
+  data.labels = {0, 0, 1, 1};
+  const cte::Network net =
+      cte::train::build_network("fc-2x20", cte::Shape{1, 1, 2}, 2, cte::train::Normalization{{0.0f}, {1.0f}}, 3);
+  const float eps = 0.25f;
+  cte::train::EvalOptions o;
+  o.eps = {eps};
+  o.relaxations = {cte::Relaxation::box, cte::Relaxation::crown};
+  o.pgd = false;
+  o.sound = false;
+  const cte::train::EvalReport report = cte::train::evaluate(net, data, o);
+  // Reference: the same bounds on [x - eps, x + eps] built here, and the clean predictions.
+  const cte::Tensor x = cte::Tensor::from_vector(data.features, cte::Shape{4, 1, 1, 2}, cte::Device::cpu);
+  const std::vector<int> labels(data.labels.begin(), data.labels.end());
+  const std::vector<bool> wrong = cte::train::misclassified(net.forward(x), labels);
+  const cte::Tensor lo = cte::ops::add_scalar(x, -eps), hi = cte::ops::add_scalar(x, eps);
+  cte::BoundOptions bo;
+  for (size_t k = 0; k < 2; ++k) {
+    const std::vector<float> margins = cte::certified_margins(
+        cte::compute_bounds(net, lo, hi, cte::margin_spec(labels, 2, cte::Device::cpu), o.relaxations[k], bo));
+    int64_t expected = 0;
+    for (size_t i = 0; i < 4; ++i) expected += !wrong[i] && margins[i] > 0.0f;
+    CHECK(report.radii[0].certified[k].second == expected);
+  }
+  // PGD stays in the unclipped ball (and, as a control, in [0, 1] when asked to clip).
+  cte::train::PgdOptions p;
+  p.eps = eps;
+  p.steps = 5;
+  p.step_size = 0.1f;
+  p.clip = false;
+  const std::vector<float> adv = cte::train::pgd_attack(net, x, labels, p).x_adv.to_vector();
+  for (size_t i = 0; i < adv.size(); ++i) {
+    CHECK(adv[i] >= data.features[i] - eps - 1e-6f);
+    CHECK(adv[i] <= data.features[i] + eps + 1e-6f);
+  }
+  p.clip = true;
+  for (float v : cte::train::pgd_attack(net, x, labels, p).x_adv.to_vector()) CHECK((v >= 0.0f && v <= 1.0f));
 }
