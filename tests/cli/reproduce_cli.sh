@@ -28,9 +28,9 @@ list=$(reproduce --list 2>&1)
 n=$(wc -l <<<"$list")
 # 12 + 4 + 6 + 4 training cells (tables 11, 11 at 200 epochs, 10, 13's extra seeds), 12 of table 7,
 # 3 tightness nets + 3 curves, 1 landscape net + 1 landscape, 2 SGD figures, figure 3; the SABR
-# comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications; table 14's 7
-# and their 7 cross-certifications.
-if [ "$n" -eq 71 ]; then ok "--list: 71 cells"; else bad "--list: $n cells, expected 71: $list"; fi
+# comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications; table 14's
+# 7 methods x 3 seeds and their 21 cross-certifications.
+if [ "$n" -eq 99 ]; then ok "--list: 99 cells"; else bad "--list: $n cells, expected 99: $list"; fi
 dry=$(reproduce --only 'fmnist-pca16-fc-2x20-triangle-eps0.3@k3' --dry-run 2>&1)
 # Table 14 states its own settings (appendix K.3, no table-6 row): 10 + 50 + 50 epochs as given, batch 64,
 # the 16-D PCA of 1,024 training images; milestones 130, 190 of 200 -> 72 and 104 (round half to even) of 110.
