@@ -594,7 +594,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--rampup", c.rampup,
                  "N_r: epochs over which eps goes linearly from --eps-start to --eps-train and kappa "
                  "from --kappa-start to --kappa-end (per batch)");
-  app.add_option("--eps-train", c.eps_train, "L-inf radius trained for (inputs in [0, 1])");
+  app.add_option("--eps-train", c.eps_train, "L-inf radius trained for (inputs in [0, 1]; with --pca, in the PCA coordinates)");
   app.add_option("--eps-test", c.eps_test, "L-inf radius evaluated at (PGD and certification)");
   app.add_option("--eps-start", c.eps_start, "eps at the start of the ramp-up (the paper uses 0.001 for some runs)");
   app.add_option("--kappa-start", c.kappa_start, "kappa at the start of the ramp-up; loss = kappa*CE(z) + (1-kappa)*CE(worst-case z)");
