@@ -22,6 +22,11 @@ struct Dataset {
   std::vector<uint8_t> images;           // size() * channels*height*width, each image in C,H,W order
   std::vector<uint8_t> labels;           // size(), each in [0, num_classes)
   std::vector<std::string> class_names;  // for image folders (sorted dir names); digits otherwise
+  // Inputs that are not pixels (PCA coordinates, datasets/pca.h): size() * image_numel()
+  // floats that batches take as they are instead of images / 255 (`images` is then empty).
+  // They are not confined to [0, 1], so their eps balls are not clipped to it.
+  std::vector<float> features;
+  bool has_features() const { return !features.empty(); }
   size_t size() const { return labels.size(); }
   size_t image_numel() const { return size_t(channels) * height * width; }
 };
@@ -85,7 +90,8 @@ Augment default_augment(const std::string& name);
 // (seed, epoch, dataset index of the sample), so results depend neither on the
 // number of threads nor on the batch size. The loader keeps a reference to
 // `data`, which must outlive it. The constructor throws std::invalid_argument
-// for a batch size below 1, an empty or inconsistent data set, or negative padding.
+// for a batch size below 1, an empty or inconsistent data set, negative padding,
+// or augmentation asked of features (crops and flips need pixels).
 class BatchLoader {
  public:
   BatchLoader(const Dataset& data, int batch_size, uint64_t seed, bool shuffle, Augment augment,
@@ -95,7 +101,8 @@ class BatchLoader {
   // Sets the epoch and rewinds to its first batch; reshuffles deterministically.
   // The constructor has already started epoch 0.
   void start_epoch(int epoch);
-  // Fills images (count*C*H*W floats in [0,1] = byte/255) and labels (count ints).
+  // Fills images (count*C*H*W floats in [0,1] = byte/255, or the data set's
+  // features as they are) and labels (count ints).
   // Returns false at end of epoch (the vectors are then left untouched).
   bool next(std::vector<float>& images, std::vector<int>& labels);
   size_t batches_per_epoch() const;

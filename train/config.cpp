@@ -186,6 +186,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_BOOL("unsound-fast", unsound_fast),
       CTE_FIELD_NUM("test-subset", test_subset),
       CTE_FIELD_NUM("train-subset", train_subset),
+      CTE_FIELD_NUM("pca", pca),
       CTE_FIELD_NUM("threads", threads),
       CTE_FIELD_BOOL("quiet", quiet),
   };
@@ -401,6 +402,10 @@ void validate_config(const TrainConfig& c) {
   if (c.eval_every < 0) bad("--eval-every " + std::to_string(c.eval_every) + " must be >= 0");
   if (c.test_subset < 0) bad("--test-subset " + std::to_string(c.test_subset) + " must be >= 0 (0: all)");
   if (c.train_subset < 0) bad("--train-subset " + std::to_string(c.train_subset) + " must be >= 0 (0: all)");
+  if (c.pca < 0) bad("--pca " + std::to_string(c.pca) + " must be >= 0 (0: the pixels themselves)");
+  if (c.pca > 0 && (c.net == "conv" || c.net == "conv+" || c.net == "cnn7"))
+    bad("--pca " + std::to_string(c.pca) + " gives the network a vector, not an image: --net " + c.net +
+        " convolves images; use a fully connected one (fc, fc-small, fc-2x20) or a network file");
   if (c.threads < 0) bad("--threads " + std::to_string(c.threads) + " must be >= 0 (0: OpenMP's default)");
   for (const std::string& name : c.certify_with) {
     if (name == kBestColumn || name == kBabColumn) continue;
@@ -580,7 +585,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
                  "Debian's FashionMNIST)");
-  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | cnn7 (SABR's CNN7, with BatchNorm) | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
+  app.add_option("--net", c.net, "fc | conv | conv+ | fc-small | fc-2x20 (table 14's two ReLU layers of 20) | cnn7 (SABR's CNN7, with BatchNorm) | PATH.json | PATH.onnx (a network JSON or ONNX file, trained from its weights)");
   std::string method_help;
   for (const TrainMethod& m : train_method_table()) method_help += (method_help.empty() ? "" : " | ") + std::string(m.help);
   app.add_option("--method", c.method, method_help);
@@ -589,7 +594,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--rampup", c.rampup,
                  "N_r: epochs over which eps goes linearly from --eps-start to --eps-train and kappa "
                  "from --kappa-start to --kappa-end (per batch)");
-  app.add_option("--eps-train", c.eps_train, "L-inf radius trained for (inputs in [0, 1])");
+  app.add_option("--eps-train", c.eps_train, "L-inf radius trained for (inputs in [0, 1]; with --pca, in the PCA coordinates)");
   app.add_option("--eps-test", c.eps_test, "L-inf radius evaluated at (PGD and certification)");
   app.add_option("--eps-start", c.eps_start, "eps at the start of the ramp-up (the paper uses 0.001 for some runs)");
   app.add_option("--kappa-start", c.kappa_start, "kappa at the start of the ramp-up; loss = kappa*CE(z) + (1-kappa)*CE(worst-case z)");
@@ -673,6 +678,12 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                "rounding (relaxations/sound.cpp): a margin within float error of 0 can then be a false certificate");
   app.add_option("--test-subset", c.test_subset, "evaluate on the first N test images (0: all)");
   app.add_option("--train-subset", c.train_subset, "train on the first N training images (0: all; for quick runs)");
+  app.add_option("--pca", c.pca,
+                 "K > 0: the network's input is the K-D PCA of the images (table 14 of the paradox paper: 16), with "
+                 "the basis fitted on the training images trained on (--train-subset) only and saved in the "
+                 "checkpoint; the eps balls of --eps-train and --eps-test then live in that K-D space (raw, "
+                 "unwhitened coordinates: an orthonormal projection of the [0, 1] pixels, unclipped) and there is no "
+                 "augmentation; 0: the pixels");
   app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");
   app.add_flag("--quiet", c.quiet, "no progress output, only the final summary");
   tools::reject_empty_numbers(app);

@@ -25,7 +25,7 @@ struct TrainConfig {
   // data and network
   std::string dataset = "mnist";   // mnist | fashion-mnist | svhn | cifar10 | folder
   std::string data_dir;            // empty: find_data_dir's search
-  std::string net = "conv";        // fc | conv | conv+ | fc-small | PATH.json
+  std::string net = "conv";        // fc | conv | conv+ | fc-small | fc-2x20 | cnn7 | PATH.json
   std::string method = "box";      // see train_methods()
   // schedule (epochs count from 0 internally; the user sees 1-based epochs)
   int epochs = 200;
@@ -77,6 +77,7 @@ struct TrainConfig {
   bool unsound_fast = false;               // certify with the fast bounds (float rounding not accounted for)
   int64_t test_subset = 0;                 // 0: the whole test split
   int64_t train_subset = 0;                // 0: the whole training split
+  int pca = 0;                             // > 0: inputs are this many PCA coordinates of the images (datasets/pca.h)
   int threads = 0;                         // 0: OpenMP's default
   bool quiet = false;
   // --force: --resume may change settings that alter the experiment. Not a

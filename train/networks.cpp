@@ -43,7 +43,7 @@ Normalization dataset_normalization(const std::string& dataset, const Dataset* t
 }
 
 const std::vector<std::string>& builtin_networks() {
-  static const std::vector<std::string> names = {"fc", "conv", "conv+", "fc-small", "cnn7"};
+  static const std::vector<std::string> names = {"fc", "conv", "conv+", "fc-small", "fc-2x20", "cnn7"};
   return names;
 }
 
@@ -87,10 +87,12 @@ Network build_network(const std::string& name, const Shape& input_shape, int num
   std::vector<Layer> layers;
   layers.push_back(make_normalize(norm.mean, norm.std));
   const int64_t k = num_classes;
-  if (name == "fc" || name == "fc-small") {
+  if (name == "fc" || name == "fc-small" || name == "fc-2x20") {
     layers.push_back(make_flatten());
-    add_mlp(layers, input_shape.numel(), name == "fc" ? std::vector<int64_t>{400, 200, 100, 100, k}
-                                                      : std::vector<int64_t>{100, 100, k}, rng);
+    const std::vector<int64_t> widths = name == "fc"         ? std::vector<int64_t>{400, 200, 100, 100, k}
+                                        : name == "fc-small" ? std::vector<int64_t>{100, 100, k}
+                                                             : std::vector<int64_t>{20, 20, k};
+    add_mlp(layers, input_shape.numel(), widths, rng);
   } else if (name == "conv") {
     layers.push_back(make_conv(channels, 16, 4, 2, 1, rng));
     layers.push_back(make_relu());

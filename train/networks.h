@@ -6,6 +6,7 @@
 //   conv      Conv 16 4x4 stride 2 padding 1, ReLU, FC 100, ReLU, FC 10
 //   conv+     Conv 16 4x4 s2 p0, ReLU, Conv 32 4x4 s1 p0, ReLU, FC 100, ReLU, FC 10
 //   fc-small  Linear 100, 100, 10 with ReLUs between
+//   fc-2x20   Linear 20, 20, 10 with ReLUs between (table 14's net, appendix K.3)
 // or a network JSON file (engine/netjson.h), trained from the weights it holds.
 // Weights are initialised PyTorch-style from a generator seeded by --seed.
 #pragma once
@@ -24,7 +25,7 @@ struct Normalization {
 // channel; folder (or anything else): computed from `train` when given, else 0/1.
 Normalization dataset_normalization(const std::string& dataset, const Dataset* train = nullptr);
 
-const std::vector<std::string>& builtin_networks();  // fc, conv, conv+, fc-small
+const std::vector<std::string>& builtin_networks();  // fc, conv, conv+, fc-small, fc-2x20, cnn7
 bool is_builtin_network(const std::string& name);
 
 // input_shape: (C, H, W) of the data. For a JSON network the input shape must

@@ -144,8 +144,12 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
   {
     NoGrad no_grad;
     const Tensor xd = x.detach();
-    lo = ops::clamp(ops::add_scalar(xd, -o.eps), 0.0f, 1.0f);
-    hi = ops::clamp(ops::add_scalar(xd, o.eps), 0.0f, 1.0f);
+    lo = ops::add_scalar(xd, -o.eps);
+    hi = ops::add_scalar(xd, o.eps);
+    if (o.clip) {
+      lo = ops::clamp(lo, 0.0f, 1.0f);
+      hi = ops::clamp(hi, 0.0f, 1.0f);
+    }
   }
   Rng rng(mix_seed(o.seed, kStartTag));
   if (o.keep_highest_loss) return pgd_highest_loss(view, x, labels, o, lo, hi, rng);

@@ -1,6 +1,7 @@
 // PGD (projected gradient descent, Madry et al.) in the L-inf ball: steps of
 // step_size * sign(d CE / d x), each projected back onto the ball around x
-// intersected with [0, 1], so no iterate ever leaves the allowed region.
+// intersected with [0, 1] (unless options.clip is false), so no iterate ever
+// leaves the allowed region.
 // Only the input gets a gradient: the attack runs on a view of the network
 // whose parameters need none, so it records no parameter gradient and
 // leaves training state untouched. All arithmetic stays on the network's
@@ -35,6 +36,8 @@ struct PgdOptions {
   // End the attack once every sample is misclassified (SABR's early stop). Without
   // keep_highest_loss and track, the last iterate is then the one that broke the last sample.
   bool stop_when_all_misclassified = false;
+  // Keep every iterate inside [0, 1] (pixels); false for inputs with no such range (PCA coordinates).
+  bool clip = true;
 };
 
 // The step size of step k (0-based) under options' decay.

@@ -44,6 +44,8 @@ constexpr uint64_t kDataTag = 0x44415441ull;   // "DATA"
 constexpr uint64_t kStepTag = 0x53544550ull;   // "STEP"
 constexpr uint64_t kEvalTag = 0x4556414Cull;   // "EVAL"
 constexpr const char* kCheckpointFormat = "cte-train-checkpoint";
+constexpr const char* kPcaMeanTensor = "pca.mean";              // (pixels)
+constexpr const char* kPcaComponentsTensor = "pca.components";  // (components, pixels)
 
 using Clock = std::chrono::steady_clock;
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
@@ -173,6 +175,7 @@ PgdOptions training_pgd_options(const TrainConfig& c, float eps) {
   o.stop_when_all_misclassified = c.train_pgd_early_stop;
   o.stop_at_success = false;
   o.track = false;
+  o.clip = c.pca == 0;  // PCA coordinates have no [0, 1] to stay in
   return o;
 }
 
@@ -265,7 +268,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
         Tensor lo, hi;
         {
           NoGrad no_grad;
-          const auto [ball_lo, ball_hi] = input_box(x.detach(), s.eps);
+          const auto [ball_lo, ball_hi] = input_box(x.detach(), s.eps, c.pca == 0);
           const Tensor centre = ops::minimum(ops::maximum(x_attack, ops::add_scalar(ball_lo, tau)),
                                              ops::add_scalar(ball_hi, -tau));
           lo = ops::maximum(ops::add_scalar(centre, -tau), ball_lo);
@@ -275,7 +278,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
         box_lo = lo;
         box_hi = hi;
       } else {
-        const auto [lo, hi] = input_box(x, s.eps);
+        const auto [lo, hi] = input_box(x, s.eps, c.pca == 0);
         box_lo = lo;
         box_hi = hi;
         // crown-ibp: beta * CROWN-IBP(R) + (1 - beta) * Box, one shared Box pass (beta 0: Box alone).
@@ -291,7 +294,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   if (c.bound_reg > 0 && method.eps_schedule && s.eps < float(c.eps_train)) {
     // Shi et al.'s warm-up regularisers on the Box bounds of the box the method propagates
     // (pgd, or no robust term yet: the eps box); at eps 0 a box of 1e-6, as SABR's min_eps_reg.
-    if (!box_lo.defined()) std::tie(box_lo, box_hi) = input_box(x.detach(), s.eps > 0.0f ? s.eps : 1e-6f);
+    if (!box_lo.defined()) std::tie(box_lo, box_hi) = input_box(x.detach(), s.eps > 0.0f ? s.eps : 1e-6f, c.pca == 0);
     const float weight = float(c.bound_reg * (1.0 - double(s.eps) / c.eps_train));
     loss = ops::add(loss, ops::scale(bound_regulariser(net_, box_lo, box_hi), weight));
   }
@@ -358,7 +361,9 @@ Dataset dataset_head(const Dataset& data, int64_t n) {
   head.width = data.width;
   head.num_classes = data.num_classes;
   head.class_names = data.class_names;
-  head.images.assign(data.images.begin(), data.images.begin() + int64_t(n) * int64_t(data.image_numel()));
+  const int64_t values = int64_t(n) * int64_t(data.image_numel());
+  if (data.has_features()) head.features.assign(data.features.begin(), data.features.begin() + values);
+  else head.images.assign(data.images.begin(), data.images.begin() + values);
   head.labels.assign(data.labels.begin(), data.labels.begin() + n);
   return head;
 }
@@ -371,9 +376,10 @@ namespace {
 // as they are (EvalOptions::bab).
 void certify_by_bab(const Network& net, const std::vector<float>& images, const std::vector<int>& labels,
                     const std::vector<bool>& correct, EvalAtRadius& r, const EvalOptions& o, int64_t batch_index,
-                    std::vector<bool>& any) {
+                    bool clip, std::vector<bool>& any) {
   const int num_classes = int(net.output_shape()[0]);
   const size_t numel = size_t(net.input_shape().numel());
+  const double inf = std::numeric_limits<double>::infinity();  // unclipped: PCA coordinates
   for (size_t i = 0; i < labels.size(); ++i) {
     if (!correct[i]) continue;
     if (any[i]) {
@@ -384,7 +390,8 @@ void certify_by_bab(const Network& net, const std::vector<float>& images, const 
     verify::VerifyOptions v = o.bab_options;
     v.seed = mix_seed(o.bab_options.seed, kEvalTag, uint64_t(batch_index) * 65536u + i);
     const verify::VerifyResult result =
-        verify::verify_property(net, verify::robustness_property(x, labels[i], num_classes, r.eps), v);
+        verify::verify_property(net, verify::robustness_property(x, labels[i], num_classes, r.eps, clip ? 0.0 : -inf,
+                                                                 clip ? 1.0 : inf), v);
     ++r.bab_runs;
     switch (result.verdict) {
       case verify::Verdict::unsat:
@@ -405,6 +412,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   const auto start = Clock::now();
   const Dataset test = dataset_head(test_full, o.subset);
   BatchLoader loader(test, o.batch_size, 0, /*shuffle=*/false, Augment{});
+  const bool clip = !test.has_features();  // pixels live in [0, 1]; PCA coordinates anywhere
   const Device device = net.device();
   const int num_classes = int(net.output_shape()[0]);
   EvalReport report;
@@ -455,13 +463,14 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
         p.stop_at_success = true;
         p.track = true;
         p.random_start = o.pgd_random_start;
+        p.clip = clip;
         p.seed = mix_seed(o.pgd_options.seed, kEvalTag, uint64_t(batch_index));
         const PgdResult attack = pgd_attack(net, x, labels, p);
         for (int64_t i = 0; i < count; ++i) r.pgd_robust += correct[size_t(i)] && !attack.adversarial[size_t(i)];
       }
       NoGrad no_grad;
       const Tensor spec = margin_spec(labels, num_classes, device);
-      const auto [lo, hi] = input_box(x, r.eps, true, o.sound);
+      const auto [lo, hi] = input_box(x, r.eps, clip, o.sound);
       std::vector<bool> any(size_t(count), false);
       for (size_t k = 0; k < r.certified.size(); ++k) {
         const std::vector<float> margins = certified_margins(compute_bounds(net, lo, hi, spec, r.certified[k].first, bo));
@@ -472,7 +481,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
           r.smallest_margin[k] = std::min(r.smallest_margin[k], margins[size_t(i)]);
         }
       }
-      if (o.bab) certify_by_bab(net, images, labels, correct, r, o, batch_index, any);
+      if (o.bab) certify_by_bab(net, images, labels, correct, r, o, batch_index, clip, any);
       if (o.best) r.best_certified += std::count(any.begin(), any.end(), true);
     }
     ++batch_index;
@@ -525,14 +534,44 @@ json network_architecture(const Network& net) {
   return layers;
 }
 
-Network network_from_checkpoint(const std::string& path, json* metadata) {
-  const Checkpoint ck = load_checkpoint(path);
-  json meta;
+namespace {
+
+json checkpoint_metadata(const Checkpoint& ck, const std::string& path) {
   try {
-    meta = json::parse(ck.metadata);
+    return json::parse(ck.metadata);
   } catch (const std::exception& e) {
     throw std::runtime_error("[checkpoint] " + path + ": metadata is not JSON: " + e.what());
   }
+}
+
+}  // namespace
+
+std::optional<PcaBasis> pca_from_checkpoint(const std::string& path) {
+  const Checkpoint ck = load_checkpoint(path);
+  const json meta = checkpoint_metadata(ck, path);
+  if (!meta.is_object() || !meta.contains("pca")) return std::nullopt;
+  const Tensor* mean = ck.find(kPcaMeanTensor);
+  const Tensor* components = ck.find(kPcaComponentsTensor);
+  if (!mean || !components || components->ndim() != 2 || mean->ndim() != 1 ||
+      components->shape()[1] != mean->shape()[0])
+    throw std::runtime_error("[checkpoint] " + path + ": its metadata has a PCA but the tensors " + kPcaMeanTensor +
+                             " and " + kPcaComponentsTensor + " are " + (mean ? mean->shape().str() : "missing") +
+                             " and " + (components ? components->shape().str() : "missing") +
+                             " (expected (pixels) and (components, pixels))");
+  PcaBasis basis;
+  basis.input_size = mean->shape()[0];
+  basis.mean = mean->to_vector();
+  basis.components = components->to_vector();
+  const json& p = meta.at("pca");
+  basis.fitted_on = p.value("fitted_on", int64_t(0));
+  basis.variances = p.value("variances", std::vector<double>{});
+  basis.total_variance = p.value("total_variance", 0.0);
+  return basis;
+}
+
+Network network_from_checkpoint(const std::string& path, json* metadata) {
+  const Checkpoint ck = load_checkpoint(path);
+  const json meta = checkpoint_metadata(ck, path);
   if (!meta.is_object() || meta.value("format", "") != kCheckpointFormat)
     throw std::runtime_error("[checkpoint] " + path + ": not a checkpoint written by train (metadata format is not " +
                              kCheckpointFormat + ")");
@@ -608,9 +647,22 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
   train_set_ = dataset_head(data_.train, config_.train_subset);
   test_set_ = dataset_head(data_.test, config_.test_subset);
   num_classes_ = data_.train.num_classes;
-  const Shape image_shape{data_.train.channels, data_.train.height, data_.train.width};
-  net_ = build_network(config_.net, image_shape, num_classes_, dataset_normalization(config_.dataset, &data_.train),
-                       config_.seed);
+  Normalization normalization = dataset_normalization(config_.dataset, &data_.train);
+  if (config_.pca > 0) {
+    // The basis sees only the images trained on; the same basis projects the
+    // test images, and the checkpoint keeps it for certify.
+    pca_ = fit_pca(train_set_, config_.pca);
+    train_set_ = project_pca(train_set_, *pca_);
+    test_set_ = project_pca(test_set_, *pca_);
+    normalization = {{0.0f}, {1.0f}};  // the network reads the coordinates as they are
+    double explained = 0;
+    for (double v : pca_->variances) explained += v;
+    *log_ << "[train] inputs: " << config_.pca << "-D PCA of " << pca_->fitted_on << " training images ("
+          << percent(pca_->total_variance > 0 ? explained / pca_->total_variance : 0.0)
+          << " of the pixel variance); eps is measured in these coordinates, unclipped\n";
+  }
+  const Shape image_shape{train_set_.channels, train_set_.height, train_set_.width};
+  net_ = build_network(config_.net, image_shape, num_classes_, normalization, config_.seed);
   if (config_.init == "ibp") ibp_initialise(net_, config_.seed);
   out_dir_ = output_dir(config_);
 
@@ -778,6 +830,13 @@ void Trainer::save_epoch_checkpoint(int epochs_done) {
   meta["architecture"] = network_architecture(net_);
   meta["config"] = config_to_json(config_);
   meta["weights_hash"] = hex64(parameter_hash(net_));
+  if (pca_) {
+    ck.tensors.emplace_back(kPcaMeanTensor, Tensor::from_vector(pca_->mean, Shape{pca_->input_size}, Device::cpu));
+    ck.tensors.emplace_back(kPcaComponentsTensor,
+                            Tensor::from_vector(pca_->components, Shape{pca_->count(), pca_->input_size}, Device::cpu));
+    meta["pca"] = {{"components", pca_->count()}, {"fitted_on", pca_->fitted_on}, {"variances", pca_->variances},
+                   {"total_variance", pca_->total_variance}};
+  }
   ck.metadata = meta.dump();
   save_checkpoint(checkpoint_path(out_dir_), ck);
 }
@@ -827,7 +886,7 @@ TrainSummary Trainer::run() {
   }
   ProgressBar bar(!config_.quiet && comm_.is_root());
   BatchLoader loader(train_set_, config_.batch_size, mix_seed(config_.seed, kDataTag), /*shuffle=*/true,
-                     config_.augment ? default_augment(config_.dataset) : Augment{});
+                     config_.augment && config_.pca == 0 ? default_augment(config_.dataset) : Augment{});
   TrainStep step(net_, *adam_, config_, num_classes_);
   if (!config_.quiet && start_epoch_ < config_.epochs)
     *log_ << "[train] " << config_.method << " on " << config_.dataset << " (" << train_set_.size() << " training, "

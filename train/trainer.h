@@ -16,7 +16,9 @@
 // Adam's "adam.step", "adam.m.<i>", "adam.v.<i>"; metadata JSON: format,
 // epoch (completed), global_step, dataset, num_classes, input_shape, network
 // (Network::describe()), architecture (layer list without weights), config
-// (config_to_json), weights_hash.
+// (config_to_json), weights_hash. With --pca also the basis: tensors
+// "pca.mean" (pixels) and "pca.components" (K, pixels), metadata "pca"
+// {components, fitted_on, variances, total_variance}.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -29,6 +31,7 @@
 #include <nlohmann/json.hpp>
 
 #include "datasets/dataset.h"
+#include "datasets/pca.h"
 #include "engine/file_io.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
@@ -180,6 +183,9 @@ std::string checkpoint_path(const std::string& out_dir);  // <out>/checkpoint.ck
 nlohmann::json network_architecture(const Network& net);
 // Rebuilds the network of a trainer checkpoint (on the CPU) and returns its metadata.
 Network network_from_checkpoint(const std::string& path, nlohmann::json* metadata = nullptr);
+// The PCA basis a --pca run saved in its checkpoint (nullopt for a run on pixels):
+// project_pca with it gives the run's inputs bit for bit.
+std::optional<PcaBasis> pca_from_checkpoint(const std::string& path);
 
 // ---------------------------------------------------------------- the run
 
@@ -242,7 +248,8 @@ class Trainer {
   std::ostream* log_;
   Device device_ = Device::cpu;
   DatasetSplits data_;
-  Dataset train_set_, test_set_;
+  Dataset train_set_, test_set_;  // the subsets, in PCA coordinates with --pca
+  std::optional<PcaBasis> pca_;    // --pca: fitted on train_set_'s images
   int num_classes_ = 0;
   Network net_;
   std::unique_ptr<Adam> adam_;

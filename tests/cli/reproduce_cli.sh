@@ -28,8 +28,26 @@ list=$(reproduce --list 2>&1)
 n=$(wc -l <<<"$list")
 # 12 + 4 + 6 + 4 training cells (tables 11, 11 at 200 epochs, 10, 13's extra seeds), 12 of table 7,
 # 3 tightness nets + 3 curves, 1 landscape net + 1 landscape, 2 SGD figures, figure 3; the SABR
-# comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications.
-if [ "$n" -eq 57 ]; then ok "--list: 57 cells"; else bad "--list: $n cells, expected 57: $list"; fi
+# comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications; table 14's
+# 7 methods x 3 seeds and their 21 cross-certifications.
+if [ "$n" -eq 99 ]; then ok "--list: 99 cells"; else bad "--list: $n cells, expected 99: $list"; fi
+dry=$(reproduce --only 'fmnist-pca16-fc-2x20-triangle-eps0.3@k3' --dry-run 2>&1)
+# Table 14 states its own settings (appendix K.3, no table-6 row): 10 + 50 + 50 epochs as given, batch 64,
+# the 16-D PCA of 1,024 training images; milestones 130, 190 of 200 -> 72 and 104 (round half to even) of 110.
+want="--method triangle --certify-with triangle --eps-test 0.3 --epochs 110 --warmup 10 --rampup 50 --milestones 72,104"
+want2="--pca 16 --train-subset 1024 --eps-train 0.3 --kappa-end 0.0"
+if grep -qF -- "$want" <<<"$dry" && grep -qF -- "$want2" <<<"$dry" && grep -qF -- "--batch-size 64" <<<"$dry"; then
+  ok "dry-run of table 14's Triangle cell: K.3's settings as given"
+else
+  bad "dry-run: $dry"
+fi
+dry=$(reproduce --only table14 --schedule smoke --dry-run 2>&1)
+# Under --schedule smoke (2 epochs) K.3's 10 + 50 of 110 epochs scale to 0 + 1.
+if grep -qF -- "--method parallelogram --certify-with parallelogram --eps-test 0.3 --epochs 2 --warmup 0 --rampup 1" <<<"$dry"; then
+  ok "table 14 under --schedule smoke: its own epoch counts scaled"
+else
+  bad "smoke dry-run: $dry"
+fi
 dry=$(reproduce --only 'fmnist-conv-sabr-eps0.3@short' --dry-run 2>&1)
 # SABR has no table-6 row: Box's CONV eps-0.3 row (eps_train 0.3, N_r 50 -> 15, kappa_end 0.5, L1 5e-6) and lambda 0.6.
 want="--method sabr --certify-with box --eps-train 0.3 --eps-test 0.3 --kappa-end 0.5 --l1 5e-06 --lr 0.0005 --lr-schedule milestones --elide --sabr-lambda 0.6 --epochs 60 --warmup 0 --rampup 15"
@@ -55,7 +73,7 @@ expect_error() {  # WANT ARGS...: tools/reproduce ARGS exits 2 and prints WANT
 }
 expect_error "nope.toml: no such recipe file" --recipe "$tmp/nope.toml" --list
 expect_error "--only table99: matches no cell or experiment" --only table99 --list
-expect_error "--schedule weekly: the recipe has paper, short, brief, smoke" --schedule weekly --list
+expect_error "--schedule weekly: the recipe has paper, short, brief, k3, smoke" --schedule weekly --list
 sed 's/\["conv", 0.3, "CROWN", 0.3, 10, 100/["conv", 0.35, "CROWN", 0.3, 10, 100/' recipes/paradox-fashion-mnist.toml > "$tmp/broken.toml"
 expect_error "table6 has 0 rows for (conv, 0.3, CROWN), need 1" --recipe "$tmp/broken.toml" --list
 sed 's/, "0.3" = { sabr-lambda = 0.6 }//' recipes/paradox-fashion-mnist.toml > "$tmp/no_lambda.toml"

@@ -20,7 +20,8 @@
 #     run's own config.json, refuses experiment changes without --force and
 #     says when a run is finished; banners on stderr (certify eval --json is
 #     clean JSON on stdout); run folders as --checkpoint; export-inputs;
-#     gnuplot scripts that run from their own folder; an aligned table.
+#     gnuplot scripts that run from their own folder; an aligned table;
+#  7. --pca: a run on PCA coordinates and certify eval on its checkpoint agree.
 # Parts 2-5 are skipped (exit 0) when FashionMNIST is not installed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -57,6 +58,8 @@ expect_error "--eps-train -0.1 must be a number >= 0" --eps-train -0.1
 expect_error "--eps-test nan must be a number >= 0" --eps-test nan
 expect_error "is longer than --epochs 10" --epochs 10 --warmup 5 --rampup 6
 expect_error "--batch-size 0 must be at least 1" --batch-size 0
+expect_error "--net conv convolves images" --pca 16
+expect_error "--pca -1 must be >= 0" --pca -1 --net fc
 expect_error "[mnist] data set not found" --dataset mnist --data-dir "$tmp/no-such-dir"
 expect_error "The following argument was not expected: --frobnicate" --frobnicate
 echo '{"epoch": 3}' > "$tmp/bad.json"
@@ -262,6 +265,35 @@ then
   ok "cnn7 checkpoint: certify eval's accuracy and weights are the trainer's ($(grep -o '"accuracy":[0-9.]*' <<<"$ev" | head -1))"
 else
   bad "cnn7 checkpoint: exit $rc: $out | eval: $ev | final: $final"
+fi
+
+echo "== PCA inputs (table 14's setting) through a checkpoint"
+# The basis is fitted on the 200 training images and saved in the checkpoint; certify eval must
+# project the test images exactly as the trainer did: same accuracy, same certified counts and the
+# same smallest certified margins (which move with any change of the inputs), unclipped balls.
+out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc-2x20 --method box --pca 4 --train-subset 200 \
+      --test-subset 100 --epochs 2 --rampup 1 --eps-train 0.05 --eps-test 0.05 --certify-with box,crown \
+      --batch-size 32 --lr 0.01 --pgd-steps 0 --milestones 100 --threads 1 --out "$tmp/pca" 2>&1); rc=$?
+# The trainer evaluates in batches of --batch-size: the same here, as BLAS may round CROWN's products
+# differently for another batch size (the margins then differ in the 7th digit).
+ev=$("$CERTIFY" eval --checkpoint "$tmp/pca" --relaxations box,crown --test-subset 100 --batch-size 32 --threads 1 \
+     --json 2>/dev/null | tail -1)
+final=$(grep '"final":true' "$tmp/pca/metrics.jsonl" 2>/dev/null)
+if [ "$rc" -eq 0 ] && grep -q "inputs: 4-D PCA of 200 training images" <<<"$out" &&
+   grep -q "input(1,1,4) -> normalize -> flatten -> linear(4->20)" <<<"$out" && /usr/bin/python3 - "$ev" "$final" <<'EOF'
+import json, sys
+ev, final = json.loads(sys.argv[1]), json.loads(sys.argv[2])["eval"]
+assert ev["n"] == final["n"] == 100 and ev["accuracy"] == final["accuracy"], (ev, final)
+assert ev["accuracy"] > 0.3, ev  # above chance: the coordinates carry the images
+a, b = ev["radii"][0], final["radii"][0]
+assert a["certified"] == b["certified"], (a, b)
+assert a["certified"]["crown"] > 0, a  # something to compare the margins of
+assert a["smallest_certified_margin"] == b["smallest_certified_margin"], (a, b)
+EOF
+then
+  ok "--pca 4: certify eval on the checkpoint reproduces the trainer's accuracy, certified counts and margins ($(grep -o '"accuracy":[0-9.]*' <<<"$ev" | head -1))"
+else
+  bad "--pca run: exit $rc: $out | eval: $ev | final: $final"
 fi
 
 echo "== certify eval"

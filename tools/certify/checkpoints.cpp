@@ -4,6 +4,7 @@
 #include <cmath>
 #include <filesystem>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 
 #include "train/trainer.h"
@@ -59,6 +60,11 @@ LoadedRun load_run(const std::string& checkpoint, std::string dataset, std::stri
   if (data_dir.empty() && dataset == run.trained.dataset) data_dir = run.trained.data_dir;
   run.dataset = dataset;
   run.data = load_dataset(dataset, data_dir);
+  if (const std::optional<PcaBasis> pca = pca_from_checkpoint(checkpoint)) {
+    // A --pca run's inputs: the images projected on the basis it trained with.
+    run.data.train = project_pca(run.data.train, *pca);
+    run.data.test = project_pca(run.data.test, *pca);
+  }
   const Dataset& test = run.data.test;
   const Network& net = run.net;
   if (Shape{test.channels, test.height, test.width}.numel() != net.input_shape().numel() ||

@@ -49,8 +49,9 @@ struct LoadedRun {
   DatasetSplits data;
 };
 
-// Loads the checkpoint and its data set (default: the one it was trained on)
-// and checks that the network fits the images.
+// Loads the checkpoint and its data set (default: the one it was trained on),
+// projected on the run's PCA basis when it trained with --pca, and checks that
+// the network fits the inputs.
 LoadedRun load_run(const std::string& checkpoint, std::string dataset, std::string data_dir);
 
 // --relaxations split into the relaxations and the best and bab columns

@@ -57,7 +57,7 @@ int certify_eval_command(int argc, char** argv) {
   app.add_option("--data-dir", data_dir, "where the data set lives (default: the run's --data-dir, else the usual search)");
   app.add_option("--test-subset", test_subset, "evaluate on the first N test images (0: all)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
-  app.add_flag("--pgd", pgd, "also run PGD (cross-entropy, clipped to the ball and [0, 1])");
+  app.add_flag("--pgd", pgd, "also run PGD (cross-entropy, clipped to the ball and, for pixel inputs, to [0, 1]; a --pca run's coordinates are not clipped)");
   app.add_option("--pgd-steps", pgd_steps, "PGD steps")->capture_default_str();
   app.add_option("--pgd-step-size", pgd_step_size, "PGD step size")->capture_default_str();
   app.add_option("--pgd-restarts", pgd_restarts, "extra PGD runs from random points of the ball")->capture_default_str();

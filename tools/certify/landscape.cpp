@@ -80,11 +80,13 @@ int certify_landscape_command(int argc, char** argv) {
 
   const size_t numel = test.image_numel();
   std::vector<float> pixels(numel);
-  for (size_t i = 0; i < numel; ++i) pixels[i] = float(test.images[size_t(index) * numel + i]) / 255.0f;
+  for (size_t i = 0; i < numel; ++i)
+    pixels[i] = test.has_features() ? test.features[size_t(index) * numel + i]  // a --pca run's coordinates
+                                    : float(test.images[size_t(index) * numel + i]) / 255.0f;
   std::vector<int64_t> dims{1};
   for (int64_t d : run.net.input_shape().dims()) dims.push_back(d);
   const Tensor x = Tensor::from_vector(pixels, Shape(dims), device);
-  const auto [lower0, upper0] = input_box(x, float(eps));
+  const auto [lower0, upper0] = input_box(x, float(eps), !test.has_features());
 
   const tools::ParameterDirection direction =
       tools::gradient_direction(run.net, x, lower0, upper0, neuron, direction_relaxation);
