@@ -57,25 +57,35 @@ Window window_below(const Window& w, const Layer& conv) {
                 w.padding * conv.stride + conv.padding};
 }
 
-// x (N, C, H, W) gathered over every top position's window: (N * P, C * kh * kw),
-// zero where the window leaves the level. A conv of (N * C, 1, H, W) with the
-// identity kernel (kh * kw, 1, kh, kw); differentiable in x.
-Tensor unfold(const Tensor& x, const Window& w, int64_t positions) {
-  const int64_t batch = x.size(0), channels = x.size(1);
-  const int64_t taps = w.kh * w.kw;
-  std::vector<float> eye(size_t(taps * taps), 0.0f);
-  for (int64_t t = 0; t < taps; ++t) eye[size_t(t * taps + t)] = 1.0f;
-  const Tensor kernel = Tensor::from_vector(eye, Shape{taps, 1, w.kh, w.kw}, x.device());
-  const Tensor planes = ops::reshape(x, Shape{batch * channels, 1, x.size(2), x.size(3)});
-  const Tensor cols = ops::conv2d(planes, kernel, Tensor(), w.stride, w.padding);  // (N C, taps, H', W')
-  if (cols.size(2) * cols.size(3) != positions)
-    fail("bounds", "patches: window " + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " stride " +
-                       std::to_string(w.stride) + " padding " + std::to_string(w.padding) + " over " +
-                       x.shape().str() + " gives " + cols.shape().str() + ", expected " + std::to_string(positions) +
-                       " positions");
-  const Tensor per_sample = ops::reshape(cols, Shape{batch, channels * taps, positions});
-  return ops::reshape(ops::transpose(per_sample), Shape{batch * positions, channels * taps});
-}
+// The gather of one level's windows: a conv with the identity kernel
+// (kh * kw, 1, kh, kw), built once per level and device (one host->device
+// copy) and applied to the bounds, the padding mask, the centre and radius.
+struct Unfold {
+  Window w;
+  int64_t positions;
+  Tensor kernel;  // (kh * kw, 1, kh, kw)
+  Unfold(const Window& window, int64_t top_positions, Device device) : w(window), positions(top_positions) {
+    const int64_t taps = w.kh * w.kw;
+    std::vector<float> eye(size_t(taps * taps), 0.0f);
+    for (int64_t t = 0; t < taps; ++t) eye[size_t(t * taps + t)] = 1.0f;
+    kernel = Tensor::from_vector(eye, Shape{taps, 1, w.kh, w.kw}, device);
+  }
+
+  // x (N, C, H, W) gathered over every top position's window: (N * P, C * kh * kw),
+  // zero where the window leaves the level; differentiable in x.
+  Tensor operator()(const Tensor& x) const {
+    const int64_t batch = x.size(0), channels = x.size(1), taps = kernel.size(0);
+    const Tensor planes = ops::reshape(x, Shape{batch * channels, 1, x.size(2), x.size(3)});
+    const Tensor cols = ops::conv2d(planes, kernel, Tensor(), w.stride, w.padding);  // (N C, taps, H', W')
+    if (cols.size(2) * cols.size(3) != positions)
+      fail("bounds", "patches: window " + std::to_string(w.kh) + "x" + std::to_string(w.kw) + " stride " +
+                         std::to_string(w.stride) + " padding " + std::to_string(w.padding) + " over " +
+                         x.shape().str() + " gives " + cols.shape().str() + ", expected " + std::to_string(positions) +
+                         " positions");
+    const Tensor per_sample = ops::reshape(cols, Shape{batch, channels * taps, positions});
+    return ops::reshape(ops::transpose(per_sample), Shape{batch * positions, channels * taps});
+  }
+};
 
 // A flat (N, n) level reshaped to its (N, C, H, W) image.
 Tensor as_image(const Tensor& flat, const Shape& chw) {
@@ -83,10 +93,10 @@ Tensor as_image(const Tensor& flat, const Shape& chw) {
 }
 
 // 1 inside the level, 0 on the padding, per position and window entry: (P, 1, win).
-Tensor inside_mask(const Shape& chw, const Window& w, int64_t positions, Device device) {
+Tensor inside_mask(const Shape& chw, const Unfold& unfold, Device device) {
   NoGrad constant;
   const Tensor ones = Tensor::full(Shape{1, chw[0], chw[1], chw[2]}, 1.0f, device);
-  return ops::reshape(unfold(ones, w, positions), Shape{positions, 1, w.size()});
+  return ops::reshape(unfold(ones), Shape{unfold.positions, 1, unfold.w.size()});
 }
 
 thread_local PatchChoice g_patch_choice = PatchChoice::by_cost;
@@ -143,14 +153,14 @@ std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, siz
     const Layer& layer = layers[i];
     if (layer.kind == LayerKind::relu) {
       const Shape chw = layer.in_shape;
+      const Unfold unfold(w, positions, device);
       const BacksubReluResult r =
-          backsub_relu(ctx.rule, coeffs, unfold(as_image(ctx.relu_lower[i], chw), w, positions),
-                       unfold(as_image(ctx.relu_upper[i], chw), w, positions), track_bias,
-                       ctx.mode == BacksubMode::bounds_symmetric);
+          backsub_relu(ctx.rule, coeffs, unfold(as_image(ctx.relu_lower[i], chw)),
+                       unfold(as_image(ctx.relu_upper[i], chw)), track_bias, ctx.mode == BacksubMode::bounds_symmetric);
       coeffs = r.coeffs;  // (N * P, K, win)
       if (w.padding > 0) {
         const Tensor by_position = ops::reshape(coeffs, Shape{batch, positions, rows, w.size()});
-        coeffs = ops::reshape(ops::mul(by_position, inside_mask(chw, w, positions, device)),
+        coeffs = ops::reshape(ops::mul(by_position, inside_mask(chw, unfold, device)),
                               Shape{batch * positions, rows, w.size()});
       }
       sum_lower = add_defined(sum_lower, r.bias_lower);
@@ -167,9 +177,9 @@ std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, siz
     w = below;
   }
   const Shape in_chw = layers[ctx.input_level].in_shape;
+  const Unfold unfold(w, positions, device);
   const BacksubInputResult at_input =
-      backsub_input(coeffs, unfold(as_image(ctx.centre0, in_chw), w, positions),
-                    unfold(as_image(ctx.radius0, in_chw), w, positions));
+      backsub_input(coeffs, unfold(as_image(ctx.centre0, in_chw)), unfold(as_image(ctx.radius0, in_chw)));
   // (N * P, K) -> (K * P, N), rows in the level's (channel, y, x) order.
   auto transposed = [&](const Tensor& t) {
     const Tensor by_channel = ops::transpose(ops::reshape(t, Shape{batch, positions, rows}));  // (N, K, P)

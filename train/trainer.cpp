@@ -219,6 +219,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   const Tensor y = Tensor::from_vector(label_values_, Shape{int64_t(labels.size())}, device);
   const TrainMethod& method = train_method(c.method);
   const bool robust = method.eps_schedule && s.kappa < 1.0f;
+  const bool clip = c.pca == 0;  // pixels live in [0, 1]; PCA coordinates anywhere
 
   // Attacks first: PGD runs its own backward passes, which must not see this
   // step's tape.
@@ -268,7 +269,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
         Tensor lo, hi;
         {
           NoGrad no_grad;
-          const auto [ball_lo, ball_hi] = input_box(x.detach(), s.eps, c.pca == 0);
+          const auto [ball_lo, ball_hi] = input_box(x.detach(), s.eps, clip);
           const Tensor centre = ops::minimum(ops::maximum(x_attack, ops::add_scalar(ball_lo, tau)),
                                              ops::add_scalar(ball_hi, -tau));
           lo = ops::maximum(ops::add_scalar(centre, -tau), ball_lo);
@@ -278,7 +279,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
         box_lo = lo;
         box_hi = hi;
       } else {
-        const auto [lo, hi] = input_box(x, s.eps, c.pca == 0);
+        const auto [lo, hi] = input_box(x, s.eps, clip);
         box_lo = lo;
         box_hi = hi;
         // crown-ibp: beta * CROWN-IBP(R) + (1 - beta) * Box, one shared Box pass (beta 0: Box alone).
@@ -294,7 +295,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   if (c.bound_reg > 0 && method.eps_schedule && s.eps < float(c.eps_train)) {
     // Shi et al.'s warm-up regularisers on the Box bounds of the box the method propagates
     // (pgd, or no robust term yet: the eps box); at eps 0 a box of 1e-6, as SABR's min_eps_reg.
-    if (!box_lo.defined()) std::tie(box_lo, box_hi) = input_box(x.detach(), s.eps > 0.0f ? s.eps : 1e-6f, c.pca == 0);
+    if (!box_lo.defined()) std::tie(box_lo, box_hi) = input_box(x.detach(), s.eps > 0.0f ? s.eps : 1e-6f, clip);
     const float weight = float(c.bound_reg * (1.0 - double(s.eps) / c.eps_train));
     loss = ops::add(loss, ops::scale(bound_regulariser(net_, box_lo, box_hi), weight));
   }
