@@ -8,6 +8,7 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 #include <ostream>
 #include <stdexcept>
 
@@ -222,15 +223,78 @@ void check_same_on_all_ranks(Communicator& comm, uint64_t value, const std::stri
 
 void check_parameters_agree(Communicator& comm, const Network& net, const std::string& when) {
   if (comm.size() == 1) return;
-  const std::vector<uint64_t> all = comm.gather(train::parameter_hash(net));
+  // The BatchNorm running averages too: evaluation under MPI splits the test set across ranks.
+  uint64_t h = train::parameter_hash(net);
+  for (const Layer& layer : net.layers())
+    for (const Tensor* t : {&layer.running_mean, &layer.running_var})
+      if (t->defined())
+        for (float v : t->to_vector()) {
+          uint32_t bits;
+          std::memcpy(&bits, &v, sizeof bits);
+          h = (h ^ bits) * 0x100000001b3ull;
+        }
+  const std::vector<uint64_t> all = comm.gather(h);
   if (std::all_of(all.begin(), all.end(), [&](uint64_t v) { return v == all[0]; })) return;
   std::string values;
   for (size_t r = 0; r < all.size(); ++r)
     values += (r ? ", rank " : "rank ") + std::to_string(r) + " " + train::hex64(all[r]);
-  throw std::runtime_error("[train] the parameters differ across MPI ranks " + when + " (fnv1a64: " + values +
+  throw std::runtime_error("[train] the parameters or BatchNorm running averages differ across MPI ranks " + when + " (fnv1a64: " + values +
                            "); the ranks diverged, so training stopped. Every rank must run the same binary, "
                            "flags and data on the same kind of CPU/GPU (-march=native builds differ between CPU "
                            "types); the last checkpoint is rank 0's");
+}
+
+RunningAverageSync::RunningAverageSync(Communicator& comm, Network& net) : comm_(comm) {
+  if (comm.size() == 1) return;
+  for (Layer& layer : net.layers())
+    if (layer.running_mean.defined() && layer.track_running_stats)
+      kept_.push_back({&layer, layer.running_mean.to_vector(), layer.running_var.to_vector(), {}, {}});
+}
+
+void RunningAverageSync::capture(int64_t shard_count) {
+  shard_count_ = shard_count;
+  for (Kept& k : kept_) {
+    if (!k.layer->batch_stats || !k.layer->batch_stats->mean.defined())
+      throw std::logic_error("RunningAverageSync::capture: a BatchNorm layer holds no batch statistics (call it "
+                             "after the clean forward pass, in training mode)");
+    k.batch_mean = k.layer->batch_stats->mean.to_vector();
+    k.batch_var = k.layer->batch_stats->var.to_vector();
+  }
+}
+
+void RunningAverageSync::finish() {
+  if (kept_.empty()) return;
+  // Per layer: the values per channel m, then per channel m mean and m (var + mean^2),
+  // whose sums over the ranks give the global batch's mean and biased variance.
+  std::vector<double> sums;
+  for (const Kept& k : kept_) {
+    const int64_t channels = int64_t(k.mean.size());
+    const double m = double(shard_count_) * double(k.layer->in_shape.numel() / channels);
+    sums.push_back(m);
+    const std::vector<float> none(size_t(channels), 0.0f);
+    const std::vector<float>& mean = shard_count_ > 0 ? k.batch_mean : none;
+    const std::vector<float>& var = shard_count_ > 0 ? k.batch_var : none;
+    for (size_t c = 0; c < mean.size(); ++c) sums.push_back(m * mean[c]);
+    for (size_t c = 0; c < var.size(); ++c) sums.push_back(m * (double(var[c]) + double(mean[c]) * mean[c]));
+  }
+  comm_.sum(sums.data(), sums.size());
+  size_t at = 0;
+  for (const Kept& k : kept_) {
+    const size_t channels = k.mean.size();
+    const double m = sums[at++];
+    const double keep = 1.0 - double(k.layer->momentum), unbiased = m > 1 ? m / (m - 1) : 1.0;
+    std::vector<float> running_mean(channels), running_var(channels);
+    for (size_t c = 0; c < channels; ++c) {
+      const double mean = sums[at + c] / m, var = std::max(0.0, sums[at + channels + c] / m - mean * mean);
+      running_mean[c] = float(keep * k.mean[c] + k.layer->momentum * mean);
+      running_var[c] = float(keep * k.var[c] + k.layer->momentum * var * unbiased);
+    }
+    at += 2 * channels;
+    const Device device = k.layer->running_mean.device();
+    Tensor target_mean = k.layer->running_mean, target_var = k.layer->running_var;  // handles: the layer's storage
+    target_mean.copy_from(Tensor::from_vector(running_mean, Shape{int64_t(channels)}, device));
+    target_var.copy_from(Tensor::from_vector(running_var, Shape{int64_t(channels)}, device));
+  }
 }
 
 std::ostream* root_only(const Communicator& comm, std::ostream* log) {

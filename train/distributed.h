@@ -10,7 +10,7 @@
 // checkpoints, metrics and the progress output. Evaluation deals whole test
 // batches round-robin (batch i to rank i mod N) and sums the counts, so its
 // numbers do not depend on N. A checkpoint holds nothing per rank, so
-// --resume works with any N.
+// --resume works with any N. BatchNorm: RunningAverageSync below.
 //
 // Without MPI in the build, or when not started by a launcher (mpirun,
 // srun), world() is a single process and every call here is free.
@@ -104,9 +104,38 @@ bool any_rank(Communicator& comm, bool flag);
 
 // Throws "[<who>] ... differs across MPI ranks" with every rank's value unless all agree.
 void check_same_on_all_ranks(Communicator& comm, uint64_t value, const std::string& who, const std::string& what);
-// The parameter hash (fnv1a64) of every rank must agree; throws naming the
+// The hash (fnv1a64) of every rank's parameters and BatchNorm running averages must agree; throws naming the
 // ranks and hashes otherwise. `when`: e.g. "after epoch 3".
 void check_parameters_agree(Communicator& comm, const Network& net, const std::string& when);
+
+// BatchNorm under MPI. Each rank normalises its shard with the shard's own
+// batch statistics (PyTorch DDP without SyncBatchNorm): forward and backward
+// stay free of collectives, so a rank whose shard is empty, or whose PGD attack
+// stops early, never leaves another waiting. The running averages, though, are
+// updated with the global batch's mean and variance, combined from every
+// rank's shard statistics (counts, means and variances, in double), so every
+// rank holds the same running averages and evaluation and checkpoints do not
+// depend on N. (A first BatchNorm's are one process's, up to rounding; deeper
+// ones see inputs normalised per shard, near one process's but not equal.) Construct before a step's forward passes (it keeps the running
+// averages as they were), capture() right after the clean batch's forward
+// pass (while the layers hold its statistics), and finish() on every rank
+// after the step's passes (a rank with an empty shard captured nothing).
+class RunningAverageSync {
+ public:
+  RunningAverageSync(Communicator& comm, Network& net);
+  void capture(int64_t shard_count);
+  void finish();
+
+ private:
+  struct Kept {
+    Layer* layer;
+    std::vector<float> mean, var;              // the running averages before the step
+    std::vector<float> batch_mean, batch_var;  // the shard's statistics (capture)
+  };
+  int64_t shard_count_ = 0;
+  Communicator& comm_;
+  std::vector<Kept> kept_;
+};
 
 // `log` on rank 0, a stream that discards everything on the other ranks.
 std::ostream* root_only(const Communicator& comm, std::ostream* log);

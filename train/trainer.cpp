@@ -186,7 +186,9 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   int64_t global_count = int64_t(labels.size());
   comm_.sum(&global_count, 1);
   StepStats stats;
-  if (!labels.empty()) stats = forward_backward(x, labels, s, step_seed, global_count);
+  dist::RunningAverageSync running_averages(comm_, net_);
+  if (!labels.empty()) stats = forward_backward(x, labels, s, step_seed, global_count, running_averages);
+  running_averages.finish();
   double totals[3] = {double(stats.loss), double(stats.correct), double(stats.count)};
   comm_.sum(totals, 3);
   comm_.sum_gradients(optimizer_.parameters());
@@ -212,7 +214,8 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
 }
 
 StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
-                                      uint64_t step_seed, int64_t global_count) {
+                                      uint64_t step_seed, int64_t global_count,
+                                      dist::RunningAverageSync& running_averages) {
   const TrainConfig& c = config_;
   const Device device = x.device();
   label_values_.assign(labels.begin(), labels.end());  // reused host buffer
@@ -240,6 +243,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
     ~TrainingMode() { net.set_training(false); }
   } training_mode(net_);
   const Tensor logits = net_.forward(x);
+  running_averages.capture(int64_t(labels.size()));
   Tensor loss = ops::mean(ops::softmax_cross_entropy(logits, y));
   Tensor box_lo, box_hi;  // the input box whose bounds the method trains on (for --bound-reg)
   if (robust) {

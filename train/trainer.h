@@ -80,7 +80,7 @@ class TrainStep {
  private:
   // The loss of this shard and its backward pass; fills loss, correct, count.
   StepStats forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule,
-                             uint64_t step_seed, int64_t global_count);
+                             uint64_t step_seed, int64_t global_count, dist::RunningAverageSync& running_averages);
 
   Network& net_;
   Optimizer& optimizer_;
