@@ -28,9 +28,20 @@ CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound) 
   return {centre, ops::add(radius, roundoff(ops::add(ops::abs(centre), radius), 4.0f))};
 }
 
+// SABR's shrinking box at an activation's input: u -> u (1 - shrink / 2)
+// where l < 0 < u, then back to centre and radius (differentiable in c and r).
+static CentreRadiusPair shrink_crossing_upper(const Tensor& c, const Tensor& r, float shrink) {
+  const Tensor lower = ops::sub(c, r), upper = ops::add(c, r);
+  const Tensor zero = Tensor::zeros(c.shape(), c.device());
+  const Tensor crossing = ops::mul(ops::compare(lower, zero, kern::BinaryOp::lt),
+                                   ops::compare(upper, zero, kern::BinaryOp::gt));
+  const Tensor shrunk = ops::select(crossing, ops::scale(upper, 1.0f - 0.5f * shrink), upper);
+  return {ops::scale(ops::add(shrunk, lower), 0.5f), ops::scale(ops::sub(shrunk, lower), 0.5f)};
+}
+
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0, size_t end,
                              std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper, bool sound,
-                             size_t begin) {
+                             size_t begin, float shrink) {
   const std::vector<Layer>& layers = net.layers();
   const int64_t batch = centre0.size(0);
   Tensor c = centre0, r = radius0;
@@ -61,6 +72,11 @@ CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Te
         (*relu_lower)[i] = ops::sub((*relu_lower)[i], rounding);
         (*relu_upper)[i] = ops::add((*relu_upper)[i], rounding);
       }
+    }
+    if (activation && shrink > 0.0f) {
+      const CentreRadiusPair shrunk = shrink_crossing_upper(c, r, shrink);
+      c = shrunk.centre;
+      r = shrunk.radius;
     }
     const CentreRadiusPair out = rules.box_step(layer, c, r, batch);
     c = out.centre;
@@ -116,7 +132,7 @@ Bounds box_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0
                   const BoundOptions& options) {
   const CentreRadiusPair box0 = box_of(lower0, upper0, options.sound);
   const CentreRadiusPair h = box_forward(net, box0.centre, box0.radius, box_end(net, spec, options), nullptr, nullptr,
-                                         options.sound);
+                                         options.sound, 0, options.box_shrink);
   return box_output_bounds(net, h, spec, options);
 }
 

@@ -154,9 +154,10 @@ std::string layer_label(const Network& net, size_t index);
 // With `sound`, the radius is widened at every layer by the slack of its
 // rounding (and the stored ReLU bounds with it). begin > 0: the box given is
 // that of level `begin` (flat or not) and the pass runs layers [begin, end).
+// shrink > 0: BoundOptions::box_shrink (training only, not a bound).
 CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Tensor& radius0,
                              size_t end, std::vector<Tensor>* relu_lower, std::vector<Tensor>* relu_upper,
-                             bool sound = false, size_t begin = 0);
+                             bool sound = false, size_t begin = 0, float shrink = 0.0f);
 // The centre and radius of the input box [lower0, upper0], flattened or not
 // as given; with `sound` the radius covers the rounding of both.
 CentreRadiusPair box_of(const Tensor& lower0, const Tensor& upper0, bool sound);

@@ -239,6 +239,12 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
   if (!(options.alpha.lr > 0.0f) || !std::isfinite(options.alpha.lr))
     fail("bounds", "alpha.lr must be a finite number > 0, got " + std::to_string(options.alpha.lr));
   if (options.alpha.memory_cap_bytes == 0) fail("bounds", "alpha.memory_cap_bytes must be > 0");
+  if (!(options.box_shrink >= 0.0f && options.box_shrink < 1.0f))
+    fail("bounds", "box_shrink must lie in [0, 1), got " + std::to_string(options.box_shrink));
+  if (options.box_shrink > 0.0f && (options.sound || relaxation != Relaxation::box))
+    fail("bounds", std::string("box_shrink (SABR's shrinking box) gives no bounds, only a training loss: it is for "
+                               "the box relaxation in training, not ") +
+                       (options.sound ? "sound mode" : relaxation_name(relaxation)));
   if (options.alpha.patience < 0)
     fail("bounds", "alpha.patience must be >= 0, got " + std::to_string(options.alpha.patience));
   check_network(net, device);

@@ -182,6 +182,14 @@ struct BoundOptions {
   bool sparse_crown0 = false;
   // alpha-crown's optimisation of the lower slopes.
   AlphaCrownOptions alpha;
+  // Box only, for training only: SABR's CIFAR-10 2/255 "shrinking box"
+  // (eth-sri/SABR: --use_shrinking_box --shrinking_relu_state cross
+  // --shrinking_method to_zero_shrinking_box --shrinking_ratio R). Before each
+  // ReLU the upper bound of every crossing neuron (l < 0 < u) is scaled by
+  // 1 - R/2 towards zero. The result is NOT a bound: like SABR's small box it
+  // makes the training loss less regularising; compute_bounds refuses it in
+  // sound mode and with any other relaxation. In [0, 1); 0: off.
+  float box_shrink = 0.0f;
 };
 
 struct Bounds {

@@ -213,3 +213,49 @@ TEST_CASE("certify best: an image counts when any listed relaxation certifies it
   CHECK_NOTHROW(validate_config(c));
   CHECK(certify_relaxations(c) == std::vector<Relaxation>{Relaxation::box, Relaxation::crown});
 }
+
+TEST_CASE("recipe: --box-shrink scales each crossing ReLU's upper bound by 1 - R/2 in the Box the loss trains on (hand-computed)") {
+  // x in [-1, 2] -> (x, x + 1.5, x - 3): crossing [-1, 2], active [0.5, 3.5], dead [-4, -1];
+  // ReLU; the sum. Box: [0 + 0.5 + 0, 2 + 3.5 + 0] = [0.5, 5.5]. Shrink 0.4: the crossing
+  // neuron's upper bound 2 -> 2 x 0.8 = 1.6, the others untouched: [0.5, 5.1].
+  std::vector<Layer> layers;
+  layers.push_back(test::linear_layer({{1.0f}, {1.0f}, {1.0f}}, {0.0f, 1.5f, -3.0f}));
+  layers.push_back(make_relu());
+  layers.push_back(test::linear_layer({{1.0f, 1.0f, 1.0f}}, {0.0f}));
+  Network net(Shape{1}, layers);
+  net.set_requires_grad(true);
+  const Tensor lo = Tensor::from_vector({-1.0f}, Shape{1, 1}, Device::cpu);
+  const Tensor hi = Tensor::from_vector({2.0f}, Shape{1, 1}, Device::cpu);
+  BoundOptions o;
+  const Bounds plain = compute_bounds(net, lo, hi, Tensor(), Relaxation::box, o);
+  CHECK(plain.lower.item() == doctest::Approx(0.5));
+  CHECK(plain.upper.item() == doctest::Approx(5.5));
+  o.box_shrink = 0.4f;
+  const Bounds shrunk = compute_bounds(net, lo, hi, Tensor(), Relaxation::box, o);
+  CHECK(shrunk.lower.item() == doctest::Approx(0.5));
+  CHECK(shrunk.upper.item() == doctest::Approx(5.1));
+  // The gradient passes through the scaling: d upper / d b0 = 0.8 (the crossing
+  // neuron's), d upper / d b1 = 1 (the active one's), d upper / d b2 = 0 (dead).
+  backward(shrunk.upper);
+  const std::vector<float> db = net.layers()[0].bias.grad().to_vector();
+  CHECK(db[0] == doctest::Approx(0.8));
+  CHECK(db[1] == doctest::Approx(1.0));
+  CHECK(db[2] == doctest::Approx(0.0));
+  // It gives no bound: refused for certification (sound mode) and for other relaxations.
+  o.sound = true;
+  CHECK_THROWS_WITH(compute_bounds(net, lo, hi, Tensor(), Relaxation::box, o), doctest::Contains("sound mode"));
+  o.sound = false;
+  CHECK_THROWS_WITH(compute_bounds(net, lo, hi, Tensor(), Relaxation::crown, o), doctest::Contains("not crown"));
+  // The flag: box and sabr only; SABR's CIFAR-10 2/255 recipe sets it to its 0.4.
+  TrainConfig c;
+  c.method = "crown-ibp";
+  c.box_shrink = 0.4;
+  CHECK_THROWS_WITH(validate_config(c), doctest::Contains("--method box or sabr, not crown-ibp"));
+  c.method = "sabr";
+  CHECK_NOTHROW(validate_config(c));
+  c.box_shrink = 1.0;
+  CHECK_THROWS_WITH(validate_config(c), doctest::Contains("--box-shrink 1 must lie in [0, 1)"));
+  TrainConfig cifar;
+  apply_recipe("sabr-cifar10-2", cifar);
+  CHECK(cifar.box_shrink == 0.4);
+}

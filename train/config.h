@@ -68,6 +68,7 @@ struct TrainConfig {
   bool train_pgd_keep_highest_loss = true;  // off: the last iterate
   bool train_pgd_early_stop = true;         // stop once every sample of the batch is misclassified
   double sabr_lambda = 0.4;                // sabr: box radius lambda * eps
+  double box_shrink = 0;                   // box, sabr: SABR's shrinking box (BoundOptions::box_shrink)
   // run plumbing
   std::string device = "auto";             // cpu | cuda | auto
   std::string out;                         // empty: runs/<dataset>-<net>-<method>

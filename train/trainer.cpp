@@ -265,6 +265,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
       bo.crown_tie_slope = c.crown_tie;
       bo.alpha = c.alpha;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)
+      bo.box_shrink = float(c.box_shrink);
       Bounds bounds;
       if (method.small_box) {
         // A box of radius tau = lambda * eps around the PGD point, shifted to
