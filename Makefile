@@ -14,10 +14,17 @@
 #        EMU=1          (release binaries get the SIMT emulator as their CUDA backend)
 #        SAN=address|thread (sanitizer for the release build; tests always use both)
 #        FUZZ_SECONDS=60 (make fuzz: seconds per harness)
+#        -jN            (parallel jobs; default: one per core)
 # No fast-math anywhere and no reduced-precision tensor-core math: a certified
 # bound must not depend on the math mode.
 
 SHELL := /bin/bash
+# One job per core unless -jN is given (make 4.3 keeps a command-line -jN over
+# this): a fresh clone's `make test` is mostly compiling, and run serially it
+# left CI's cores idle. Set at the top level only; sub-makes share its jobserver.
+ifeq ($(MAKELEVEL),0)
+  MAKEFLAGS += -j$(shell nproc)
+endif
 CXX ?= g++
 CUDA ?= auto
 CUDA_ARCH ?= 80
