@@ -436,6 +436,30 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   report.crown_tie_slope = o.crown_tie_slope;
   if (o.pgd) report.pgd_start = o.pgd_random_start ? "random" : "zero";
   if (o.bab) report.bab_timeout_s = o.bab_options.timeout_s;
+  const int64_t total_batches = (int64_t(test.size()) + o.batch_size - 1) / o.batch_size;
+  if (o.resume_from || o.resume_batches || o.max_batches) {
+    if (o.comm->size() > 1) fail("evaluate", "resuming or splitting an evaluation into parts is for one process, not MPI");
+    if (o.resume_batches < 0 || o.resume_batches > total_batches || o.max_batches < 0)
+      fail("evaluate", "resume_batches " + std::to_string(o.resume_batches) + " and max_batches " +
+                           std::to_string(o.max_batches) + " for " + std::to_string(total_batches) + " batches");
+    if (o.resume_batches > 0 && !o.resume_from) fail("evaluate", "resume_batches without the report to resume from");
+  }
+  if (o.resume_from && o.resume_batches > 0) {
+    const EvalReport& from = *o.resume_from;
+    bool same = from.radii.size() == report.radii.size();
+    for (size_t i = 0; same && i < from.radii.size(); ++i)
+      same = from.radii[i].eps == report.radii[i].eps && from.radii[i].certified.size() == report.radii[i].certified.size() &&
+             (from.radii[i].pgd_robust < 0) == (report.radii[i].pgd_robust < 0) &&
+             (from.radii[i].best_certified < 0) == (report.radii[i].best_certified < 0) &&
+             (from.radii[i].bab_certified < 0) == (report.radii[i].bab_certified < 0);
+    for (size_t i = 0; same && i < from.radii.size(); ++i)
+      for (size_t k = 0; same && k < from.radii[i].certified.size(); ++k)
+        same = from.radii[i].certified[k].first == report.radii[i].certified[k].first;
+    if (!same) fail("evaluate", "the report to resume from has other radii, relaxations or columns");
+    report = from;
+  }
+  const double seconds_before = report.seconds;
+  int64_t batches_this_run = 0;
   BoundOptions bo;
   bo.sound = o.sound;
   bo.elide_last_layer = o.elide;
@@ -446,10 +470,11 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   std::vector<int> labels;
   int64_t batch_index = 0;
   while (loader.next(images, labels)) {
-    if (!dist::owns_batch(*o.comm, batch_index)) {  // another MPI rank's batch
+    if (!dist::owns_batch(*o.comm, batch_index) || batch_index < o.resume_batches) {  // another rank's, or done
       ++batch_index;
       continue;
     }
+    if (o.max_batches > 0 && batches_this_run == o.max_batches) break;
     const int64_t count = int64_t(labels.size());
     const Tensor x = Tensor::from_vector(images, batch_shape(net, count), device);
     std::vector<bool> correct(static_cast<size_t>(count), false);
@@ -491,9 +516,13 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
       if (o.best) r.best_certified += std::count(any.begin(), any.end(), true);
     }
     ++batch_index;
+    ++batches_this_run;
+    report.seconds = seconds_before + seconds_since(start);
+    if (o.on_partial) o.on_partial(report, batch_index);
     if (o.on_batch) o.on_batch(std::min(report.n * o.comm->size(), int64_t(test.size())), int64_t(test.size()));
   }
-  report.seconds = seconds_since(start);
+  report.complete = o.comm->size() > 1 || batch_index >= total_batches;
+  report.seconds = seconds_before + seconds_since(start);
   dist::combine_eval_reports(*o.comm, report);
   return report;
 }

@@ -140,6 +140,16 @@ struct EvalOptions {
   // Under MPI each rank evaluates test batches i with i mod N = its rank and
   // the counts are summed, so the report is the same for every N.
   dist::Communicator* comm = &dist::world();
+  // A long evaluation in parts (certify curve --batches-per-run): skip the
+  // first `resume_batches` test batches, counting on from `resume_from` (the
+  // report on_partial gave when they were done), and stop after max_batches
+  // more (0: at the end). The counts come out as one uninterrupted run's (each
+  // batch's PGD seed is its index). One process only: not under MPI.
+  const EvalReport* resume_from = nullptr;
+  int64_t resume_batches = 0;
+  int64_t max_batches = 0;
+  // Called after each batch with the report so far and the batches done in all.
+  std::function<void(const EvalReport&, int64_t)> on_partial;
 };
 
 struct EvalAtRadius {
@@ -161,6 +171,7 @@ struct EvalReport {
   int64_t n = 0, correct = 0;
   std::vector<EvalAtRadius> radii;
   double seconds = 0;
+  bool complete = true;  // false: stopped by EvalOptions::max_batches before the last batch
   double accuracy() const { return n ? double(correct) / double(n) : 0.0; }
   bool sound = true;
   int crown_tie_slope = 0;

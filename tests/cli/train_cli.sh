@@ -396,6 +396,21 @@ EOF
   then ok "certify curve: CR(0) = accuracy, CR(0.005) = certify eval's, CR-AUC = trapezoid of the CSV"
   else bad "certify curve values: $(cat "$csv") $(cat "$tmp/curve/cr_auc.json")"; fi
 fi
+# In parts: --batches-per-run 1 stops after one batch of 50 (exit 3, counts in the partial file),
+# the same command continues, and the finished parts give the uninterrupted run's curve.
+parts=("$CERTIFY" curve --checkpoint "$tmp/a/checkpoint.ckpt" --eps-max 0.01 --points 3 --relaxations box,crown
+       --test-subset 100 --batch-size 50 --threads 1 --no-plot --out "$tmp/curve-parts")
+"${parts[@]}" --batches-per-run 1 >/dev/null 2>&1; rc1=$?
+partial_n=$(grep -o '"n":[0-9]*' "$tmp/curve-parts/cr_curve.partial.json" 2>/dev/null)
+out=$("${parts[@]}" --points 4 2>&1); rc_other=$?
+"${parts[@]}" --batches-per-run 1 >/dev/null 2>&1; rc2=$?
+if [ "$rc1" -eq 3 ] && [ "$partial_n" = '"n":50' ] && [ "$rc_other" -ne 0 ] &&
+   grep -qF "cr_curve.partial.json holds a run with other settings" <<<"$out" && [ "$rc2" -eq 0 ] &&
+   [ ! -e "$tmp/curve-parts/cr_curve.partial.json" ] && cmp -s "$tmp/curve-parts/cr_curve.csv" "$csv"; then
+  ok "certify curve --batches-per-run: exit 3 after 50 images, other flags refused, the second part finishes the uninterrupted curve"
+else
+  bad "certify curve in parts: exits $rc1, $rc_other, $rc2; partial $partial_n; $out; $(cat "$tmp/curve-parts/cr_curve.csv" 2>&1) vs $(cat "$csv")"
+fi
 gp="$tmp/curve/cr_curve.gp"
 if grep -qF "set output 'cr_curve.png'" "$gp" && grep -qF "'cr_curve.csv' using 1:2 with lines" "$gp" && ! grep -qF "$tmp" "$gp" &&
    grep -qF "set xrange [0:0.01]" "$gp" && grep -q "title 'box (CR-AUC [0-9.e+-]*)'" "$gp" &&

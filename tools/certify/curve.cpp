@@ -4,6 +4,9 @@
 //     and their areas, CR-AUC: the paper's tightness measure (figure 2,
 //     tables 1 and 4). Writes DIR/cr_curve.csv, cr_curve.gp, cr_curve.png
 //     (when gnuplot is installed) and cr_auc.json.
+//     A long run saves its counts after every test batch in
+//     DIR/cr_curve.partial.json; the same command run again (after a kill, a
+//     session's end, or --batches-per-run) continues from there.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -12,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -31,6 +35,68 @@ namespace cte::tools {
 using nlohmann::json;
 using namespace cte::train;
 
+namespace {
+
+// The partial file: what the counts so far were measured with, the batches
+// done, and the counts (certified per radius and relaxation, their smallest
+// margins, null for +inf).
+json partial_settings(const std::string& weights, const std::vector<float>& eps,
+                      const std::vector<Relaxation>& relaxations, const EvalOptions& o) {
+  json names = json::array();
+  for (Relaxation r : relaxations) names.push_back(relaxation_name(r));
+  return {{"weights_hash", weights}, {"eps", eps}, {"relaxations", names}, {"test_subset", o.subset},
+          {"batch_size", o.batch_size}, {"sound", o.sound}, {"elide", o.elide}};
+}
+
+json partial_json(const json& settings, const EvalReport& r, int64_t batches) {
+  json radii = json::array();
+  for (const EvalAtRadius& at : r.radii) {
+    json counts = json::array(), smallest = json::array();
+    for (size_t k = 0; k < at.certified.size(); ++k) {
+      counts.push_back(at.certified[k].second);
+      smallest.push_back(std::isfinite(at.smallest_margin[k]) ? json(at.smallest_margin[k]) : json(nullptr));
+    }
+    radii.push_back({{"certified", counts}, {"smallest_margin", smallest}});
+  }
+  return {{"settings", settings}, {"batches", batches}, {"n", r.n}, {"correct", r.correct},
+          {"seconds", r.seconds}, {"radii", radii}};
+}
+
+// The counts of a partial file into `report` (laid out by evaluate's options already).
+int64_t read_partial(const std::string& path, const json& settings, EvalReport& report) {
+  json j;
+  try {
+    std::ifstream in(path);
+    j = json::parse(in);
+  } catch (const std::exception& e) {
+    throw std::runtime_error("[curve] " + path + " is not a partial run's file (" + e.what() +
+                             "); delete it to start over");
+  }
+  if (j.value("settings", json()) != settings)
+    throw std::runtime_error("[curve] " + path + " holds a run with other settings (" +
+                             j.value("settings", json()).dump() + ", now " + settings.dump() +
+                             "): delete it to start over, or give the same checkpoint and flags");
+  report.n = j.at("n").get<int64_t>();
+  report.correct = j.at("correct").get<int64_t>();
+  report.seconds = j.at("seconds").get<double>();
+  const json& radii = j.at("radii");
+  if (radii.size() != report.radii.size()) throw std::runtime_error("[curve] " + path + ": radii do not match");
+  for (size_t i = 0; i < radii.size(); ++i) {
+    EvalAtRadius& at = report.radii[i];
+    const json& counts = radii[i].at("certified");
+    const json& smallest = radii[i].at("smallest_margin");
+    if (counts.size() != at.certified.size() || smallest.size() != at.certified.size())
+      throw std::runtime_error("[curve] " + path + ": relaxations do not match");
+    for (size_t k = 0; k < counts.size(); ++k) {
+      at.certified[k].second = counts[k].get<int64_t>();
+      at.smallest_margin[k] = smallest[k].is_null() ? std::numeric_limits<float>::infinity() : smallest[k].get<float>();
+    }
+  }
+  return j.at("batches").get<int64_t>();
+}
+
+}  // namespace
+
 int certify_curve_command(int argc, char** argv) {
   CLI::App app{"certify curve: CR curves (certified accuracy at eps evenly spaced over [0, eps-max]) of a train "
                "checkpoint under several relaxations, and their areas CR-AUC, the paper's tightness measure "
@@ -38,7 +104,7 @@ int certify_curve_command(int argc, char** argv) {
   FigureFlags f;
   double eps_max = 0.0;
   int points = 100, batch_size = 100;
-  int64_t test_subset = 0;
+  int64_t test_subset = 0, batches_per_run = 0;
   ElideFlags elide;
   bool unsound_fast = false;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
@@ -49,6 +115,10 @@ int certify_curve_command(int argc, char** argv) {
   app.add_option("--points", points, "number of radii, 0 and eps-max included")->capture_default_str();
   app.add_option("--test-subset", test_subset, "use the first N test images (0: all)")->capture_default_str();
   app.add_option("--batch-size", batch_size, "evaluation batch size")->capture_default_str();
+  app.add_option("--batches-per-run", batches_per_run,
+                 "evaluate at most this many test batches, save the counts in DIR/cr_curve.partial.json and exit "
+                 "with status 3; the same command continues (0: to the end; a killed run continues too)")
+      ->capture_default_str();
   add_elide_flags(app, elide);
   add_unsound_flag(app, unsound_fast);
   tools::reject_empty_numbers(app);
@@ -61,6 +131,8 @@ int certify_curve_command(int argc, char** argv) {
   tools::warn_if_eps_covers_inputs("certify", "--eps-max", eps_max);
   if (batch_size < 1) throw std::invalid_argument("[certify] --batch-size " + std::to_string(batch_size) + " must be at least 1");
   if (test_subset < 0) throw std::invalid_argument("[certify] --test-subset " + std::to_string(test_subset) + " must be >= 0");
+  if (batches_per_run < 0)
+    throw std::invalid_argument("[certify] --batches-per-run " + std::to_string(batches_per_run) + " must be >= 0");
   auto [run, device, relaxations] = start_figure(f);
 
   tools::CrCurves curves;
@@ -77,7 +149,40 @@ int certify_curve_command(int argc, char** argv) {
   o.on_batch = [](int64_t done, int64_t total) {
     std::cerr << "[curve] " << done << "/" << total << " test images" << std::endl;
   };
+  // Resumable: the counts after every batch go to the partial file (written
+  // whole, then renamed over the old one, so a kill leaves one or the other).
+  const std::string partial = (std::filesystem::path(f.out_dir) / "cr_curve.partial.json").string();
+  const json settings = partial_settings(run.meta.value("weights_hash", ""), o.eps, relaxations, o);
+  EvalReport resumed;
+  if (std::filesystem::exists(partial)) {
+    for (float eps : o.eps) {
+      EvalAtRadius at;
+      at.eps = eps;
+      for (Relaxation relaxation : relaxations) at.certified.emplace_back(relaxation, 0);
+      at.smallest_margin.assign(relaxations.size(), std::numeric_limits<float>::infinity());
+      resumed.radii.push_back(at);
+    }
+    o.resume_batches = read_partial(partial, settings, resumed);
+    o.resume_from = &resumed;
+    std::cerr << "[curve] continuing from " << partial << ": " << o.resume_batches << " batches (" << resumed.n
+              << " test images) done" << std::endl;
+  }
+  o.max_batches = batches_per_run;
+  o.on_partial = [&](const EvalReport& so_far, int64_t batches) {
+    const std::string tmp = partial + ".tmp";
+    {
+      std::ofstream out(tmp);
+      out << partial_json(settings, so_far, batches).dump() << "\n";
+      if (!out) throw std::runtime_error("[curve] cannot write " + tmp);
+    }
+    std::filesystem::rename(tmp, partial);
+  };
   const EvalReport r = evaluate(run.net, run.data.test, o);
+  if (!r.complete) {
+    std::cout << "[curve] stopped after --batches-per-run " << batches_per_run << " (" << r.n
+              << " test images so far, counts in " << partial << "); run the same command again to continue\n";
+    return 3;
+  }
 
   const double n = double(std::max<int64_t>(1, r.n));
   for (size_t j = 0; j < relaxations.size(); ++j) {
@@ -132,6 +237,7 @@ int certify_curve_command(int argc, char** argv) {
     out << summary.dump(2) << "\n";
     if (!out) throw std::runtime_error("[certify] cannot write " + summary_path);
   }
+  std::filesystem::remove(partial);
   finish_figure("curve", {csv, script, summary_path}, script, png, f.no_plot);
   return 0;
 }
