@@ -35,4 +35,11 @@ void synchronize();  // cudaDeviceSynchronize, checked
 struct RawAllocCounters { uint64_t mallocs = 0, frees = 0; };
 RawAllocCounters raw_alloc_counters();
 
+// Counts of the calls that make the host wait for the device since start:
+// synchronous copies each way (cudaMemcpy; a host-to-device copy from
+// pageable memory blocks too) and cudaDeviceSynchronize. A training step
+// without host round trips (issue 19) makes none; bench_train reports them.
+struct HostSyncCounters { uint64_t device_to_host = 0, host_to_device = 0, synchronizes = 0; };
+HostSyncCounters host_sync_counters();
+
 }  // namespace cte::gpu

@@ -88,6 +88,7 @@ std::string describe_device() {
 
 namespace {
 std::atomic<uint64_t> raw_mallocs{0}, raw_frees{0};
+std::atomic<uint64_t> copies_to_host{0}, copies_to_device{0}, device_synchronizes{0};
 }
 
 void* malloc_raw(size_t bytes) {
@@ -112,11 +113,13 @@ void free_raw(void* ptr) {
 
 void copy_host_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  copies_to_device.fetch_add(1, std::memory_order_relaxed);
   CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice));
 }
 
 void copy_device_to_host(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
+  copies_to_host.fetch_add(1, std::memory_order_relaxed);
   CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost));
 }
 
@@ -125,10 +128,18 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes) {
   CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
 }
 
-void synchronize() { CTE_CUDA_CHECK(cudaDeviceSynchronize()); }
+void synchronize() {
+  device_synchronizes.fetch_add(1, std::memory_order_relaxed);
+  CTE_CUDA_CHECK(cudaDeviceSynchronize());
+}
 
 RawAllocCounters raw_alloc_counters() {
   return {raw_mallocs.load(std::memory_order_relaxed), raw_frees.load(std::memory_order_relaxed)};
+}
+
+HostSyncCounters host_sync_counters() {
+  return {copies_to_host.load(std::memory_order_relaxed), copies_to_device.load(std::memory_order_relaxed),
+          device_synchronizes.load(std::memory_order_relaxed)};
 }
 
 // The handles are created once and deliberately never destroyed: destroying

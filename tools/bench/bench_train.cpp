@@ -29,6 +29,7 @@
 #include "engine/optim.h"
 #include "engine/random.h"
 #include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
 #include "train/config.h"
 #include "train/networks.h"
 #include "train/trainer.h"
@@ -112,6 +113,7 @@ int main(int argc, char** argv) {
         step.run(x, labels, sched, 0);
         if (std::chrono::duration<double>(Clock::now() - warm).count() < seconds / 4) step.run(x, labels, sched, 1);
         int64_t steps = 0;
+        const gpu::HostSyncCounters syncs_before = gpu::host_sync_counters();
         const auto start = Clock::now();
         const double cpu_start = process_cpu_seconds();
         double elapsed = 0;
@@ -122,15 +124,26 @@ int main(int argc, char** argv) {
           elapsed = std::chrono::duration<double>(Clock::now() - start).count();
         } while (elapsed < seconds);
         const double cpu = process_cpu_seconds() - cpu_start;
+        // Host round trips per step on a GPU (issue 19's target: none): synchronous copies each way and syncs.
+        const gpu::HostSyncCounters syncs_after = gpu::host_sync_counters();
+        const double per_step = 1.0 / double(steps);
+        const double to_host = double(syncs_after.device_to_host - syncs_before.device_to_host) * per_step;
+        const double to_device = double(syncs_after.host_to_device - syncs_before.host_to_device) * per_step;
+        const double syncs = double(syncs_after.synchronizes - syncs_before.synchronizes) * per_step;
         const double ips = double(steps) * batch / elapsed;
         const double ips_cpu = double(steps) * batch / std::max(1e-9, cpu);
         std::printf("%-5s %-12s %9.0f images/s  (%4lld steps in %5.2f s, %7.2f ms/step; %8.0f images per CPU-second; "
                     "loss %.3f)\n",
                     net_name.c_str(), method.c_str(), ips, static_cast<long long>(steps), elapsed,
                     1000.0 * elapsed / double(steps), ips_cpu, double(loss));
+        if (device == Device::cuda)
+          std::printf("%-5s %-12s host round trips per step: %.1f device->host copies, %.1f host->device, %.1f syncs\n",
+                      net_name.c_str(), method.c_str(), to_host, to_device, syncs);
         std::fflush(stdout);
         results.push_back({{"net", net_name}, {"method", method}, {"images_per_s", ips}, {"images_per_cpu_s", ips_cpu}, {"batch", batch},
-                           {"steps", steps}, {"seconds", elapsed}});
+                           {"steps", steps}, {"seconds", elapsed},
+                           {"host_round_trips_per_step",
+                            {{"device_to_host", to_host}, {"host_to_device", to_device}, {"synchronizes", syncs}}}});
       } catch (const std::exception& e) {
         tape_reset();
         std::printf("%-5s %-12s failed: %s\n", net_name.c_str(), method.c_str(), e.what());
