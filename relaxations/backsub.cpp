@@ -23,8 +23,9 @@
 // tape budget (memory_cap_bytes per compute_bounds call) lasts, saving the
 // recomputation; beyond it every chunk is gradient-checkpointed, so the tape
 // keeps only the chunk's bounds and peak memory stays near the cap.
-// The outputs of a conv layer with only conv, ReLU, conv, ... under it go by
-// the patches path instead where that is cheaper (backsub_patches.cpp): each
+// The outputs of a conv layer with only conv, ReLU, conv, ... under it (and
+// elementwise layers, BatchNorm and normalize, anywhere between) go by the
+// patches path instead where that is cheaper (backsub_patches.cpp): each
 // neuron's row is nonzero only on its receptive field, carried as windows.
 #include <algorithm>
 #include <initializer_list>
@@ -366,16 +367,19 @@ NeuronRows chunk_of(const RowPlan& plan, int64_t first, int64_t count, int64_t b
 thread_local BacksubChunkStats g_chunk_stats;
 
 // True when between the (possibly normalized) input box and level `top` lie
-// only flatten layers and at most one linear or conv layer: the bounds are
-// then those of one affine map over a box, W c + b -+ |W| r, which a forward
-// pass computes without forming any coefficient matrix (for a conv layer the
-// backsubstitution would start from an identity over all its outputs).
+// only flatten and elementwise layers and at most one linear or conv layer:
+// the bounds are then those of one affine map over a box, W c + b -+ |W| r,
+// which a forward pass computes without forming any coefficient matrix (for
+// a conv layer the backsubstitution would start from an identity over all
+// its outputs). An elementwise layer y = s x + t keeps this exact: it maps a
+// box onto a box (c' = s c + t, r' = |s| r), before the affine layer or after
+// it (|s W| = |s| |W| row by row), so conv + BatchNorm goes this way too.
 bool single_affine_layer(const BacksubContext& ctx, size_t top) {
   int affine = 0;
   for (size_t i = ctx.input_level; i < top; ++i) {
     const LayerRole role = bound_rules(ctx.net->layers()[i]).role;
     if (role == LayerRole::affine) ++affine;
-    else if (role != LayerRole::reshape) return false;
+    else if (role != LayerRole::reshape && role != LayerRole::elementwise) return false;
   }
   return affine <= 1;
 }

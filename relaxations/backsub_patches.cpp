@@ -23,9 +23,24 @@
 // identity case of every rule, so the step alone would keep them).
 // Same numbers as the dense walk: the same products, summed in another order.
 //
+// Elementwise layers (normalize, evaluation- or training-mode BatchNorm:
+// y = s x + t per neuron, bound_rules' role `elementwise`) keep the window
+// structure: under the top conv each window's coefficients are multiplied by
+// s gathered over the window (zero on the padding, which holds no neuron and
+// so also masks there) and the window's dot product with t joins the
+// intercept sums, the dense step's q += A t, A = A s per window. Between the
+// top conv and level `top` (conv, BatchNorm, ReLU: the ReLU's input is the
+// BatchNorm's output) they are applied to the conv's bounds afterwards:
+// [l, u] -> [s+ l + s- u + t, s+ u + s- l + t] and |s| g for a generator
+// norm. That is the dense walk's number too: the rows of s x + t are s times
+// the conv's, and a negative s swaps which relaxation (lower or upper) each
+// ReLU contributes, exactly as it swaps l and u.
+//
 // Where it applies: sound mode off, and from the top down to the input only
-// conv, ReLU, conv, ..., conv (a leading normalize folded into the box is
-// fine); otherwise the dense path runs. The work runs on the existing
+// conv, ReLU and elementwise layers, with a conv under the elementwise
+// layers right below the top and at least one ReLU under that conv (a
+// leading normalize or BatchNorm folded into the box is fine); otherwise the
+// dense path runs. The work runs on the existing
 // fused ops (conv2d, backsub_relu, backsub_conv, backsub_input), so every
 // device has it; the gathers are convolutions with an identity kernel.
 #include <string>
@@ -99,6 +114,56 @@ Tensor inside_mask(const Shape& chw, const Unfold& unfold, Device device) {
   return ops::reshape(unfold(ones), Shape{unfold.positions, 1, unfold.w.size()});
 }
 
+// Elementwise layers (y = s x + t per neuron), as the layer table says.
+bool elementwise(const Layer& layer) { return bound_rules(layer).role == LayerRole::elementwise; }
+
+// The conv the walk from level `top` starts from: layers[top - 1], or the
+// first layer under the elementwise layers right below `top`; `top` when
+// that is not a conv.
+size_t top_conv(const BacksubContext& ctx, size_t top) {
+  const std::vector<Layer>& layers = ctx.net->layers();
+  size_t i = top;
+  while (i > ctx.input_level && elementwise(layers[i - 1])) --i;
+  return i > ctx.input_level && layers[i - 1].kind == LayerKind::conv ? i - 1 : top;
+}
+
+// A per-neuron vector v (n) of a (C, H, W) level gathered over every sample's
+// and top position's window: (N * P, win), zero on the padding.
+Tensor windows_of(const Tensor& v, const Shape& chw, int64_t batch, const Unfold& unfold) {
+  const Tensor image = ops::reshape(v, Shape{1, chw[0], chw[1], chw[2]});
+  return unfold(ops::mul(Tensor::full(Shape{batch, 1, 1, 1}, 1.0f, v.device()), image));
+}
+
+// Each window's dot product of coeffs (K, win) shared or (N * P, K, win) with
+// values (N * P, win): (N * P, K).
+Tensor window_dot(const Tensor& coeffs, const Tensor& values) {
+  if (coeffs.ndim() == 2) return ops::matmul(values, coeffs, false, true);
+  const int64_t windows = coeffs.size(0), rows = coeffs.size(1), win = coeffs.size(2);
+  return ops::reshape(ops::matmul(coeffs, ops::reshape(values, Shape{windows, win, 1})), Shape{windows, rows});
+}
+
+// Bounds of neurons [first, first + count) of layers[conv]'s output, rows
+// (count, N) ({lower, upper}, or {g_norm}), carried up through the
+// elementwise layers above it to level `top` (the header's rule).
+std::vector<Tensor> up_through_elementwise(const BacksubContext& ctx, size_t conv, size_t top, int64_t first,
+                                           int64_t count, std::vector<Tensor> bounds) {
+  for (size_t i = conv + 1; i < top; ++i) {
+    auto rows_of = [&](const Tensor& v) {  // (n) -> (count, 1), broadcast over the samples
+      return ops::reshape(ops::slice_batch(v, first, first + count), Shape{count, 1});
+    };
+    const Tensor scale = rows_of(ctx.norm_scale[i]);
+    if (ctx.mode == BacksubMode::generator_norm) {
+      bounds[0] = ops::mul(bounds[0], ops::abs(scale));
+      continue;
+    }
+    const Tensor positive = ops::relu(scale), negative = ops::sub(scale, positive), shift = rows_of(ctx.norm_shift[i]);
+    const Tensor lower = ops::add(ops::add(ops::mul(bounds[0], positive), ops::mul(bounds[1], negative)), shift);
+    const Tensor upper = ops::add(ops::add(ops::mul(bounds[1], positive), ops::mul(bounds[0], negative)), shift);
+    bounds = {lower, upper};
+  }
+  return bounds;
+}
+
 thread_local PatchChoice g_patch_choice = PatchChoice::by_cost;
 
 }  // namespace
@@ -107,23 +172,25 @@ void set_patch_choice(PatchChoice choice) { g_patch_choice = choice; }
 PatchChoice patch_choice() { return g_patch_choice; }
 
 int64_t patch_window_sum(const BacksubContext& ctx, size_t top) {
-  if (ctx.sound || top < 2 || top - 1 <= ctx.input_level || (top - 1 - ctx.input_level) % 2 != 0) return 0;
+  const size_t conv = top_conv(ctx, top);
+  if (ctx.sound || conv == top) return 0;
   const std::vector<Layer>& layers = ctx.net->layers();
-  // From layers[top - 1] down to the input: conv, (relu, conv)+.
   int64_t sum = 0;  // the window sizes of the per-(sample, position) coefficients
-  Window w;
-  for (size_t i = top; i-- > ctx.input_level;) {
+  bool relu_crossed = false;
+  Window w = top_window(layers[conv]);
+  for (size_t i = conv; i-- > ctx.input_level;) {
     const Layer& layer = layers[i];
-    if ((top - 1 - i) % 2 == 1) {
-      if (layer.kind != LayerKind::relu || !ctx.relu_lower[i].defined()) return 0;
-      sum += w.size();
-      continue;
+    if (layer.kind == LayerKind::relu) {
+      if (!ctx.relu_lower[i].defined()) return 0;
+      relu_crossed = true;
+    } else if (layer.kind == LayerKind::conv) {
+      w = window_below(w, layer);
+    } else if (!elementwise(layer)) {
+      return 0;
     }
-    if (layer.kind != LayerKind::conv) return 0;
-    w = i + 1 == top ? top_window(layer) : window_below(w, layer);
-    if (i + 1 < top) sum += w.size();
+    sum += w.size();
   }
-  return sum;
+  return relu_crossed ? sum : 0;  // without a ReLU the windows stay shared: the dense walk's case
 }
 
 std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, size_t top, int64_t first_channel,
@@ -131,32 +198,35 @@ std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, siz
   const std::vector<Layer>& layers = ctx.net->layers();
   const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
-  const Layer& top_conv = layers[top - 1];
-  const Shape top_shape = top_conv.out_shape;  // (O, H', W')
+  const bool symmetric = ctx.mode == BacksubMode::bounds_symmetric;
+  const size_t conv = top_conv(ctx, top);
+  if (conv == top) fail("bounds", "patches: no conv under level " + std::to_string(top));
+  const Layer& top_conv_layer = layers[conv];
+  const Shape top_shape = top_conv_layer.out_shape;  // (O, H', W')
   const int64_t positions = top_shape[1] * top_shape[2];
   const int64_t batch = ctx.batch;
   const Device device = ctx.centre0.device();
-  Window w = top_window(top_conv);
+  Window w = top_window(top_conv_layer);
+  Unfold unfold(w, positions, device);  // the current level's gather, rebuilt at each conv
   // The rows: the chunk's kernels (K, win), shared by every (sample, position) until a ReLU; [W; -W] when stacked.
-  Tensor coeffs = ops::reshape(ops::slice_batch(ctx.weight[top - 1], first_channel, first_channel + channels),
+  Tensor coeffs = ops::reshape(ops::slice_batch(ctx.weight[conv], first_channel, first_channel + channels),
                                Shape{channels, w.size()});
   Tensor top_bias;  // (K)
-  if (track_bias && ctx.bias[top - 1].defined())
-    top_bias = ops::slice_batch(ctx.bias[top - 1], first_channel, first_channel + channels);
+  if (track_bias && ctx.bias[conv].defined())
+    top_bias = ops::slice_batch(ctx.bias[conv], first_channel, first_channel + channels);
   if (stacked) {
     coeffs = ops::concat_batch({coeffs, ops::neg(coeffs)});
     if (top_bias.defined()) top_bias = ops::concat_batch({top_bias, ops::neg(top_bias)});
   }
   const int64_t rows = coeffs.size(0);
   Tensor sum_lower, sum_upper;  // (N * P, K): the intercepts and biases below the top layer
-  for (size_t i = top - 1; i-- > ctx.input_level;) {
+  for (size_t i = conv; i-- > ctx.input_level;) {
     const Layer& layer = layers[i];
     if (layer.kind == LayerKind::relu) {
       const Shape chw = layer.in_shape;
-      const Unfold unfold(w, positions, device);
       const BacksubReluResult r =
           backsub_relu(ctx.rule, coeffs, unfold(as_image(ctx.relu_lower[i], chw)),
-                       unfold(as_image(ctx.relu_upper[i], chw)), track_bias, ctx.mode == BacksubMode::bounds_symmetric);
+                       unfold(as_image(ctx.relu_upper[i], chw)), track_bias, symmetric);
       coeffs = r.coeffs;  // (N * P, K, win)
       if (w.padding > 0) {
         const Tensor by_position = ops::reshape(coeffs, Shape{batch, positions, rows, w.size()});
@@ -167,17 +237,28 @@ std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, siz
       sum_upper = add_defined(sum_upper, r.bias_upper);
       continue;
     }
+    if (elementwise(layer)) {
+      // q += A t and A = A s per window; s and t are zero on the padding, so this masks it too.
+      if (track_bias) {
+        const Tensor bias_term = window_dot(coeffs, windows_of(ctx.norm_shift[i], layer.in_shape, batch, unfold));
+        sum_lower = add_defined(sum_lower, bias_term);
+        if (symmetric) sum_upper = add_defined(sum_upper, bias_term);
+      }
+      const Tensor scale = windows_of(ctx.norm_scale[i], layer.in_shape, batch, unfold);
+      coeffs = ops::mul(coeffs, ops::reshape(scale, Shape{batch * positions, 1, w.size()}));  // (N * P, K, win)
+      continue;
+    }
     const Window below = window_below(w, layer);
     const BacksubAffineResult r =
         backsub_conv(coeffs, ctx.weight[i], ctx.bias[i], layer.stride, 0, Shape{below.channels, below.kh, below.kw},
                      Shape{w.channels, w.kh, w.kw}, track_bias);
     coeffs = r.coeffs;
     sum_lower = add_defined(sum_lower, r.bias_term);
-    if (ctx.mode == BacksubMode::bounds_symmetric) sum_upper = add_defined(sum_upper, r.bias_term);
+    if (symmetric) sum_upper = add_defined(sum_upper, r.bias_term);
     w = below;
+    unfold = Unfold(w, positions, device);
   }
   const Shape in_chw = layers[ctx.input_level].in_shape;
-  const Unfold unfold(w, positions, device);
   const BacksubInputResult at_input =
       backsub_input(coeffs, unfold(as_image(ctx.centre0, in_chw)), unfold(as_image(ctx.radius0, in_chw)));
   // (N * P, K) -> (K * P, N), rows in the level's (channel, y, x) order.
@@ -185,15 +266,17 @@ std::vector<Tensor> patch_chunk_bounds_transposed(const BacksubContext& ctx, siz
     const Tensor by_channel = ops::transpose(ops::reshape(t, Shape{batch, positions, rows}));  // (N, K, P)
     return ops::transpose(ops::reshape(by_channel, Shape{batch, rows * positions}));
   };
-  if (ctx.mode == BacksubMode::generator_norm) return {transposed(at_input.spread)};
+  const int64_t first = first_channel * positions, half = channels * positions;  // the chunk's neurons
+  if (ctx.mode == BacksubMode::generator_norm)
+    return up_through_elementwise(ctx, conv, top, first, half, {transposed(at_input.spread)});
   Tensor centre = at_input.centre_term;
   if (top_bias.defined()) centre = ops::add(centre, top_bias);
   const Tensor lower = transposed(ops::sub(add_defined(centre, sum_lower), at_input.spread));
-  if (stacked) {
-    const int64_t half = channels * positions;
-    return {ops::slice_batch(lower, 0, half), ops::neg(ops::slice_batch(lower, half, 2 * half))};
-  }
-  return {lower, transposed(ops::add(add_defined(centre, sum_upper), at_input.spread))};
+  if (stacked)
+    return up_through_elementwise(ctx, conv, top, first, half,
+                                  {ops::slice_batch(lower, 0, half), ops::neg(ops::slice_batch(lower, half, 2 * half))});
+  return up_through_elementwise(ctx, conv, top, first, half,
+                                {lower, transposed(ops::add(add_defined(centre, sum_upper), at_input.spread))});
 }
 
 }  // namespace cte::relax

@@ -179,7 +179,7 @@ struct BacksubContext {
   const Network* net = nullptr;
   std::vector<Tensor> weight, bias;            // per layer (linear, conv), else undefined
   std::vector<Tensor> relu_lower, relu_upper;  // per ReLU layer: its input's bounds (N, n)
-  std::vector<Tensor> norm_scale, norm_shift;  // per normalize layer: inv_std and -mean*inv_std, (n)
+  std::vector<Tensor> norm_scale, norm_shift;  // per elementwise layer (normalize, batch_norm): y = scale x + shift, (n)
   Tensor centre0, radius0;                     // the box at input_level, (N, n)
   size_t input_level = 0;                      // 1 when a leading normalize is folded into the box
   int64_t batch = 0;
@@ -254,11 +254,13 @@ enum class RowPlanChoice { by_cost, shared, per_sample };
 void set_row_plan_choice(RowPlanChoice choice);
 
 // The patches path of backsub_all_neurons (backsub_patches.cpp): a conv
-// layer's outputs bounded through conv, ReLU, conv, ..., conv down to the
-// input with per-position windows instead of dense rows. patch_window_sum:
-// the sum of the window sizes (C kh kw) its per-(sample, position)
-// coefficients take at each level, 0 where it does not apply (sound mode,
-// or other layers under `top`). patch_chunk_bounds_transposed: output
+// layer's outputs (or those of elementwise layers right above it: conv,
+// BatchNorm) bounded through conv, ReLU, conv, ..., conv, with elementwise
+// layers anywhere between, down to the input with per-position windows
+// instead of dense rows. patch_window_sum: the sum of the window sizes
+// (C kh kw) its per-(sample, position) coefficients take at each level, 0
+// where it does not apply (sound mode, no ReLU under the top conv, or other
+// layers under `top`). patch_chunk_bounds_transposed: output
 // channels [first_channel, first_channel + channels) of level `top`, as
 // chunk_bounds_transposed returns them: (channels * H' * W', N) per output.
 // By cost (the default) it runs where it moves fewer coefficients than the

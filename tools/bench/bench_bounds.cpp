@@ -21,7 +21,7 @@
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
-//                     [--alpha-steps 20,100] [--patches by-cost|never|always]
+//                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -158,6 +158,7 @@ int main(int argc, char** argv) {
   float eps = 0.1f;
   bool sparse_crown0 = false;
   std::string patches = "by-cost";
+  int batch_override = 0;
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
@@ -193,6 +194,11 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"by-cost", "never", "always"}));
   app.add_flag("--sparse-crown0", sparse_crown0,
                "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
+  app.add_option("--batch", batch_override,
+                 "one batch size for every net instead of each net's own (fc, conv: 50 and 100; conv+ and --checkpoint: 50); "
+                 "0: theirs")
+      ->check(CLI::NonNegativeNumber)
+      ->capture_default_str();
   app.add_option("--checkpoint", checkpoint,
                  "also a trained net: a train run's checkpoint.ckpt, on the first test images of --dataset (batch 50)");
   app.add_option("--dataset", dataset, "the data set of --checkpoint (load_dataset's names)")->capture_default_str();
@@ -227,6 +233,8 @@ int main(int argc, char** argv) {
       data_splits = load_dataset(dataset, "");
       nets.push_back({"ckpt", train::network_from_checkpoint(checkpoint), {50}, &data_splits.test});
     }
+    if (batch_override > 0)
+      for (BenchNet& b : nets) b.batches = {batch_override};
     std::printf("bench_bounds on %s: %s, eps %g, patches %s\n", device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
