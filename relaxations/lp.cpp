@@ -5,6 +5,7 @@
 #include <glpk.h>
 
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <string>
 #include <utility>
@@ -12,11 +13,15 @@
 
 #include "kernels/common/relu_relaxation.h"
 #include "relaxations/layers/bound_rules.h"
+#include "relaxations/relax_ops.h"
 
 namespace cte::relax {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+
+thread_local int64_t failed_solves = 0;
+thread_local int first_try_iteration_limit = 0;
 
 using Terms = LpTerms;
 using AffineMap = LpAffineMap;  // each layer's lp_rows (relaxations/layers/<kind>.cpp)
@@ -67,7 +72,8 @@ class Program {
   }
 
   // A sound upper bound of max objective^T x over the program (see lp.h).
-  double maximize(const Terms& objective) {
+  // `what` names the neuron or spec row in the failure report.
+  double maximize(const Terms& objective, const std::string& what) {
     for (int j : objective_vars_) glp_set_obj_coef(lp_, j + 1, 0.0);
     objective_vars_.clear();
     glp_set_obj_dir(lp_, GLP_MAX);
@@ -75,12 +81,41 @@ class Program {
       glp_set_obj_coef(lp_, var + 1, coef);
       objective_vars_.push_back(var);
     }
-    const bool solved = glp_simplex(lp_, &options_) == 0 && glp_get_status(lp_) == GLP_OPT;
-    // d = c - A^T y, then the bound; y = 0 (interval arithmetic) when the solver failed.
+    options_.it_lim = first_try_iteration_limit > 0 ? first_try_iteration_limit : std::numeric_limits<int>::max();
+    int code = glp_simplex(lp_, &options_);
+    if (code != 0 || glp_get_status(lp_) != GLP_OPT) {
+      // The warm start went wrong (a singular or ill-conditioned basis, a
+      // limit): start again from Bixby's basis of the scaled problem with
+      // the dual simplex (falling back to the primal when it must).
+      glp_smcp retry = options_;
+      retry.it_lim = std::numeric_limits<int>::max();
+      retry.meth = GLP_DUALP;
+      glp_scale_prob(lp_, GLP_SF_AUTO);
+      glp_adv_basis(lp_, 0);
+      code = glp_simplex(lp_, &retry);
+    }
+    const int status = glp_get_status(lp_);
+    const double with_duals = dual_bound(objective, true);
+    if (code == 0 && status == GLP_OPT) return with_duals;
+    // Any y gives a sound bound: keep the better of the solver's last one and y = 0.
+    ++failed_solves;
+    std::fprintf(stderr, "[lp] warning: %s: glp_simplex failed twice (return code %d, status %d); bound from the solver's last dual point or interval arithmetic\n",
+                 what.c_str(), code, status);
+    return std::min(with_duals, dual_bound(objective, false));
+  }
+
+ private:
+  struct Row {
+    Terms terms;
+    double lo, hi;
+  };
+  // sum_i max(y_i r_i over row i's range) + sum_j max(d_j x_j over [l_j, u_j]),
+  // d = c - A^T y, with y the solver's row duals (or 0: interval arithmetic).
+  double dual_bound(const Terms& objective, bool use_duals) const {
     std::vector<double> reduced(lo_.size(), 0.0);
     for (const auto& [var, coef] : objective) reduced[size_t(var)] += coef;
     double bound = 0.0;
-    for (size_t i = 0; solved && i < rows_.size(); ++i) {
+    for (size_t i = 0; use_duals && i < rows_.size(); ++i) {
       double y = glp_get_row_dual(lp_, int(i) + 1);
       const Row& row = rows_[i];
       if ((y > 0 && std::isinf(row.hi)) || (y < 0 && std::isinf(row.lo)) || !std::isfinite(y)) y = 0.0;
@@ -93,11 +128,6 @@ class Program {
     return bound;
   }
 
- private:
-  struct Row {
-    Terms terms;
-    double lo, hi;
-  };
   void set_column_bounds(int j, double lo, double hi) {
     glp_set_col_bnds(lp_, j, lo == hi ? GLP_FX : GLP_DB, lo, hi);
   }
@@ -136,10 +166,27 @@ float round_up(double v) {
   return f;
 }
 
+// The float32 forward pass's rounding error bound at one output of an affine
+// layer: gamma (sum |coef| M + |constant|), M the input's magnitude bound.
+double forward_rounding(const Program& p, const Terms& terms, double constant, double gamma) {
+  double magnitude = std::fabs(constant);
+  for (const auto& [var, coef] : terms)
+    magnitude += std::fabs(coef) * std::max(std::fabs(p.lower(var)), std::fabs(p.upper(var)));
+  return gamma * magnitude;
+}
+
 }  // namespace
 
+int64_t lp_failed_solves() { return failed_solves; }
+
+int lp_set_first_try_iteration_limit(int limit) {
+  const int previous = first_try_iteration_limit;
+  first_try_iteration_limit = limit;
+  return previous;
+}
+
 Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec, kern::LpReluRule rule,
-                 bool need_lower) {
+                 bool need_lower, bool sound) {
   glp_term_out(GLP_OFF);
   const std::vector<Layer>& layers = net.layers();
   std::vector<AffineMap> maps(layers.size());
@@ -198,25 +245,31 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
       // and a ReLU will read the neuron.
       const AffineMap& map = maps[i];
       const bool feeds_relu = i + 1 < layers.size() && bound_rules(layers[i + 1]).role == LayerRole::activation;
+      // Sound mode: the float32 pass's error at this layer (lp.h); the LP's
+      // own double rounding of the constants lies far inside it.
+      const double gamma = sound ? double(rounding_gamma(bound_rules(layer).dot_terms(layer) + 1)) : 0.0;
       std::vector<int> next;
       for (size_t k = 0; k < map.rows.size(); ++k) {
         Terms terms;
         for (const auto& [j, coef] : map.rows[k]) terms.emplace_back(current[size_t(j)], coef);
+        const double error = forward_rounding(p, terms, map.constant[k], gamma);
         const auto [lo, hi] = interval_of(p, terms, map.constant[k]);
-        const int z = p.add_variable(lo, hi);
-        Terms row = negated(terms);  // z - terms = constant
+        const int z = p.add_variable(lo - error, hi + error);
+        Terms row = negated(terms);  // z - terms = constant (+- the rounding error)
         row.emplace_back(z, 1.0);
-        p.add_row(row, map.constant[k], map.constant[k]);
+        p.add_row(row, map.constant[k] - error, map.constant[k] + error);
         next.push_back(z);
       }
       // A neuron already stable by interval arithmetic keeps its exact ReLU
       // constraint whatever its bounds, and the interval bounds cut nothing
       // off the LP's feasible set, so only unstable neurons need the two LPs.
       if (!box && feeds_relu)
-        for (int z : next) {
+        for (size_t k = 0; k < next.size(); ++k) {
+          const int z = next[k];
           if (p.lower(z) >= 0 || p.upper(z) <= 0) continue;
-          const double hi = p.maximize({{z, 1.0}});
-          const double lo = hi > 0 ? -p.maximize({{z, -1.0}}) : p.lower(z);
+          const std::string what = "sample " + std::to_string(s) + ", layer " + std::to_string(i) + ", neuron " + std::to_string(k);
+          const double hi = p.maximize({{z, 1.0}}, what + " (upper)");
+          const double lo = hi > 0 ? -p.maximize({{z, -1.0}}, what + " (lower)") : p.lower(z);
           p.tighten(z, lo, hi);
         }
       box = box && map.diagonal;
@@ -232,8 +285,9 @@ Bounds lp_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0,
       } else {
         objective.emplace_back(current[size_t(k)], 1.0);
       }
-      upper[size_t(s * rows + k)] = round_up(p.maximize(objective));
-      if (need_lower) lower[size_t(s * rows + k)] = round_down(-p.maximize(negated(objective)));
+      const std::string what = "sample " + std::to_string(s) + ", output row " + std::to_string(k);
+      upper[size_t(s * rows + k)] = round_up(p.maximize(objective, what + " (upper)"));
+      if (need_lower) lower[size_t(s * rows + k)] = round_down(-p.maximize(negated(objective), what + " (lower)"));
     }
   }
   Bounds out;

@@ -130,11 +130,6 @@ Tensor roundoff(const Tensor& v, float ulps);
 // rounding of these subtractions themselves.
 Bounds widen(const Bounds& bounds, const Tensor& slack);
 
-// A bound on |z_float - z_real| (N, L) of the float32 forward pass against
-// the real-valued network, over the box [lower0, upper0] (an absolute-value
-// pass; used where a relaxation is sound for the real network only: the LPs).
-Tensor forward_rounding_bound(const Network& net, const Tensor& lower0, const Tensor& upper0);
-
 // ---------------------------------------------------------------- shared building blocks
 
 // A normalize layer as a per-neuron affine map y = scale x + shift over its

@@ -262,11 +262,12 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
       if (grad_recording_enabled() && should_record(params))
         fail("bounds", std::string(info.name) +
                            " is an LP relaxation without gradients here; compute it under NoGrad (certification)");
-      bounds = relax::lp_bounds(net, lower0, upper0, spec, info.lp_rule, options.need_lower);
-      if (options.sound) {  // the LP is sound for the real network; add the float32 pass's distance from it
+      // Sound mode: the float32 pass's rounding lives inside the LP as ranged
+      // affine rows (lp.h); widen only adds the final outward rounding margin.
+      bounds = relax::lp_bounds(net, lower0, upper0, spec, info.lp_rule, options.need_lower, options.sound);
+      if (options.sound) {
         NoGrad no_grad;
-        const Tensor distance = relax::forward_rounding_bound(net, lower0, upper0);
-        bounds = relax::widen(bounds, spec.defined() ? relax::abs_coeffs_times(spec, distance) : distance);
+        bounds = relax::widen(bounds, Tensor::zeros(bounds.upper.shape(), bounds.upper.device()));
       }
       break;
     }

@@ -123,19 +123,4 @@ Bounds widen(const Bounds& bounds, const Tensor& slack) {
   return out;
 }
 
-Tensor forward_rounding_bound(const Network& net, const Tensor& lower0, const Tensor& upper0) {
-  const int64_t batch = lower0.size(0);
-  const Shape flat = flat_of(batch, net.input_shape());
-  Tensor magnitude = ops::reshape(ops::maximum(ops::abs(lower0), ops::abs(upper0)), flat);
-  Tensor error = Tensor::zeros(flat, lower0.device());
-  for (const Layer& layer : net.layers()) {
-    // The error so far passes the layer (ReLU is 1-Lipschitz), and the layer adds its own.
-    const Tensor own = affine_slack(layer, magnitude, batch);
-    error = abs_layer_image(layer, error, batch, false);
-    if (own.defined()) error = ops::add(error, own);
-    magnitude = magnitude_after(layer, magnitude, batch);
-  }
-  return ops::scale(error, 1.03f);
-}
-
 }  // namespace cte::relax
