@@ -263,12 +263,8 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
         fail("bounds", std::string(info.name) +
                            " is an LP relaxation without gradients here; compute it under NoGrad (certification)");
       // Sound mode: the float32 pass's rounding lives inside the LP as ranged
-      // affine rows (lp.h); widen only adds the final outward rounding margin.
+      // affine rows, and lp_bounds rounds its double bounds outwards to float (lp.h).
       bounds = relax::lp_bounds(net, lower0, upper0, spec, info.lp_rule, options.need_lower, options.sound);
-      if (options.sound) {
-        NoGrad no_grad;
-        bounds = relax::widen(bounds, Tensor::zeros(bounds.upper.shape(), bounds.upper.device()));
-      }
       break;
     }
   }

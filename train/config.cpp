@@ -400,8 +400,8 @@ void validate_config(const TrainConfig& c) {
     bad("--sabr-lambda " + format_number(c.sabr_lambda) + " must lie in (0, 1]");
   if (!(std::isfinite(c.box_shrink) && c.box_shrink >= 0 && c.box_shrink < 1))
     bad("--box-shrink " + format_number(c.box_shrink) + " must lie in [0, 1)");
-  if (c.box_shrink > 0 && !(train_method(c.method).certified && train_method(c.method).relaxation == Relaxation::box &&
-                            train_method(c.method).beta == BetaSchedule::none))
+  const TrainMethod& method = train_method(c.method);
+  if (c.box_shrink > 0 && !(method.certified && method.relaxation == Relaxation::box && method.beta == BetaSchedule::none))
     bad("--box-shrink " + format_number(c.box_shrink) + " shrinks the Box bounds a method trains on: --method box "
         "or sabr, not " + c.method);
   if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")

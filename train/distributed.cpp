@@ -8,7 +8,6 @@
 #include <chrono>
 #include <climits>
 #include <cstdlib>
-#include <cstring>
 #include <ostream>
 #include <stdexcept>
 
@@ -224,16 +223,10 @@ void check_same_on_all_ranks(Communicator& comm, uint64_t value, const std::stri
 void check_parameters_agree(Communicator& comm, const Network& net, const std::string& when) {
   if (comm.size() == 1) return;
   // The BatchNorm running averages too: evaluation under MPI splits the test set across ranks.
-  uint64_t h = train::parameter_hash(net);
+  std::vector<Tensor> running_averages;
   for (const Layer& layer : net.layers())
-    for (const Tensor* t : {&layer.running_mean, &layer.running_var})
-      if (t->defined())
-        for (float v : t->to_vector()) {
-          uint32_t bits;
-          std::memcpy(&bits, &v, sizeof bits);
-          h = (h ^ bits) * 0x100000001b3ull;
-        }
-  const std::vector<uint64_t> all = comm.gather(h);
+    if (layer.running_mean.defined()) running_averages.insert(running_averages.end(), {layer.running_mean, layer.running_var});
+  const std::vector<uint64_t> all = comm.gather(train::tensors_hash(running_averages, train::parameter_hash(net)));
   if (std::all_of(all.begin(), all.end(), [&](uint64_t v) { return v == all[0]; })) return;
   std::string values;
   for (size_t r = 0; r < all.size(); ++r)

@@ -132,10 +132,9 @@ Network build_network(const std::string& name, const Shape& input_shape, int num
   return Network(input_shape, std::move(layers));
 }
 
-uint64_t parameter_hash(const Network& net) {
-  uint64_t h = 0xcbf29ce484222325ull;
-  for (const Tensor& p : net.parameters()) {
-    const std::vector<float> values = p.to_vector();
+uint64_t tensors_hash(const std::vector<Tensor>& tensors, uint64_t h) {
+  for (const Tensor& t : tensors) {
+    const std::vector<float> values = t.to_vector();
     const unsigned char* bytes = reinterpret_cast<const unsigned char*>(values.data());
     for (size_t i = 0; i < values.size() * sizeof(float); ++i) {
       h ^= bytes[i];
@@ -144,6 +143,8 @@ uint64_t parameter_hash(const Network& net) {
   }
   return h;
 }
+
+uint64_t parameter_hash(const Network& net) { return tensors_hash(net.parameters()); }
 
 std::string hex64(uint64_t value) {
   char buffer[32];

@@ -43,6 +43,8 @@ void ibp_initialise(Network& net, uint64_t seed);
 // The FNV-1a 64-bit hash of every parameter's float bytes in order: equal
 // hashes mean bitwise-equal weights (the resume tests compare these).
 uint64_t parameter_hash(const Network& net);
+// fnv1a64 of the tensors' float bytes in order, continuing from h (parameter_hash's routine).
+uint64_t tensors_hash(const std::vector<Tensor>& tensors, uint64_t h = 0xcbf29ce484222325ull);
 std::string hex64(uint64_t value);
 
 }  // namespace cte::train
