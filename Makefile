@@ -119,7 +119,9 @@ ifeq ($(USE_CUDA),1)
   REL_LINK := $(CUDA_LIBS)
   ifeq ($(HAVE_MPI)$(HAVE_NCCL),yesyes)
     REL_LINK += -lnccl
-    build/rel/train/distributed_nccl.cpp.o: REL_FLAGS += -DCTE_HAVE_NCCL -I$(CUDA_HOME)/include
+    # The NCCL variant gets its own object beside the nvcc ones: an EMU=1 build
+    # (no NCCL) shares build/rel and must not link it, nor this build the other.
+    REL_OBJS := $(filter-out build/rel/train/distributed_nccl.cpp.o,$(REL_OBJS)) build/rel-nvcc/train/distributed_nccl.cpp.o
   endif
 else
   REL_CU_OBJS := $(call obj,rel,$(CU_SRCS) $(EMU_SRCS))
@@ -152,6 +154,9 @@ build/rel/%.cpp.o: %.cpp
 build/rel/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(CXX) $(REL_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
+build/rel-nvcc/train/distributed_nccl.cpp.o: train/distributed_nccl.cpp
+	@mkdir -p $(@D)
+	$(CXX) $(REL_FLAGS) $(MPI_FLAGS) -DCTE_HAVE_NCCL -I$(CUDA_HOME)/include -c $< -o $@
 build/rel-nvcc/%.cu.o: %.cu
 	@mkdir -p $(@D)
 	$(NVCC) $(NVCC_FLAGS) -c $< -o $@

@@ -46,4 +46,6 @@
   X(batch_norm_train, "batch_norm_stats batch_norm_apply batch_norm_backward", true) \
   X(log_softmax, "log_softmax log_softmax_backward", true)                  \
   X(logsumexp, "logsumexp logsumexp_backward", true)                        \
-  X(softmax_cross_entropy, "softmax_xent softmax_xent_backward", true)
+  X(softmax_cross_entropy, "softmax_xent softmax_xent_backward", true)     \
+  X(margin_spec, "margin_spec", false)                                      \
+  X(count_correct, "argmax_hits reduce_sum", false)

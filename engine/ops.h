@@ -87,4 +87,13 @@ Tensor logsumexp(const Tensor& x);  // drops the last axis
 // A label outside [0, K) is an error on the CPU and a NaN loss on CUDA (no per-step copy back).
 Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 
+// ---- labels on the device (engine/ops/softmax.cpp): a training step builds its
+// specification and counts its hits without copying the batch back to the host.
+// labels (N) hold class indices; a label that is not one gives NaN rows / no hit.
+// The margin specification (N, K-1, K): row r of sample s is e_o - e_y, o the
+// r-th class other than y (relaxations.h margin_spec builds the same from host labels).
+Tensor margin_spec(const Tensor& labels, int64_t num_classes);
+// How many rows of logits (N, K) have their first largest entry at the label: a scalar.
+Tensor count_correct(const Tensor& logits, const Tensor& labels);
+
 }  // namespace cte::ops

@@ -19,7 +19,20 @@ Adam::Adam(std::vector<Tensor> params, float lr, float beta1, float beta2, float
   }
 }
 
-void Adam::step() {
+namespace {
+// The skip flag's device pointer (null: never skip), checked against the parameters.
+const float* skip_flag(const char* optimizer, const Tensor& skip, const std::vector<Tensor>& params) {
+  if (!skip.defined()) return nullptr;
+  if (skip.numel() != 1) fail(optimizer, "the skip flag has shape " + skip.shape().str() + ", expected one element");
+  if (!params.empty() && skip.device() != params[0].device())
+    fail(optimizer, std::string("the skip flag is on ") + device_name(skip.device()) + ", the parameters on " +
+                        device_name(params[0].device()));
+  return skip.data();
+}
+}  // namespace
+
+void Adam::step(const Tensor& skip) {
+  const float* skip_if_nonzero = skip_flag("adam", skip, params_);
   ++step_;
   const float bc1 = 1.0f - std::pow(beta1_, float(step_));
   const float bc2 = 1.0f - std::pow(beta2_, float(step_));
@@ -28,7 +41,7 @@ void Adam::step() {
     const Tensor g = p.grad();
     if (!g.defined()) continue;  // a parameter the loss did not reach
     CTE_RUN(p.device(), adam_step, p.data(), g.data(), m_[i].data(), v_[i].data(), p.numel(), lr_,
-            beta1_, beta2_, eps_, bc1, bc2);
+            beta1_, beta2_, eps_, bc1, bc2, skip_if_nonzero);
   }
 }
 
@@ -72,12 +85,13 @@ Sgd::Sgd(std::vector<Tensor> params, float lr, float momentum)
   for (const Tensor& p : params_) buffers_.push_back(Tensor::zeros(p.shape(), p.device()));
 }
 
-void Sgd::step() {
+void Sgd::step(const Tensor& skip) {
+  const float* skip_if_nonzero = skip_flag("sgd", skip, params_);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     const Tensor g = p.grad();
     if (!g.defined()) continue;
-    CTE_RUN(p.device(), sgd_step, p.data(), g.data(), buffers_[i].data(), p.numel(), lr_, momentum_);
+    CTE_RUN(p.device(), sgd_step, p.data(), g.data(), buffers_[i].data(), p.numel(), lr_, momentum_, skip_if_nonzero);
   }
 }
 

@@ -12,7 +12,11 @@ namespace cte {
 class Optimizer {
  public:
   virtual ~Optimizer() = default;
-  virtual void step() = 0;                     // applies the accumulated gradients
+  // Applies the accumulated gradients. skip: a one-element tensor on the
+  // parameters' device, read by the kernels themselves; nonzero leaves every
+  // parameter and moment as it is (the trainer's non-finite step), without the
+  // host reading it. Adam's step count, which is host state, advances anyway.
+  virtual void step(const Tensor& skip = Tensor()) = 0;
   void zero_grad();                            // clears every parameter's gradient
   void set_learning_rate(float lr) { lr_ = lr; }
   float learning_rate() const { return lr_; }
@@ -30,7 +34,7 @@ class Optimizer {
 class Adam : public Optimizer {
  public:
   Adam(std::vector<Tensor> params, float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
-  void step() override;
+  void step(const Tensor& skip = Tensor()) override;
   int64_t steps_taken() const { return step_; }
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
@@ -44,7 +48,7 @@ class Adam : public Optimizer {
 class Sgd : public Optimizer {
  public:
   Sgd(std::vector<Tensor> params, float lr, float momentum = 0.0f);
-  void step() override;
+  void step(const Tensor& skip = Tensor()) override;
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
 

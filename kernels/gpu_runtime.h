@@ -30,6 +30,19 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes);
 void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void synchronize();  // cudaDeviceSynchronize, checked
 
+// Asynchronous uploads (issue 19: a training step without host round trips).
+// A host-to-device copy from page-locked memory is queued on the default
+// stream and returns at once; the source must stay untouched until an event
+// recorded after the copy has completed (engine/staging.h keeps that rule).
+void* malloc_pinned(size_t bytes);  // cudaMallocHost; throws naming the size on failure
+void free_pinned(void* ptr);        // cudaFreeHost
+void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes);
+// An event marks a point in the default stream's queue.
+void* event_create();          // cudaEventCreateWithFlags(cudaEventDisableTiming)
+void event_destroy(void* event);
+void event_record(void* event);  // after everything queued so far
+void event_wait(void* event);    // the host waits until the device has reached it
+
 // Counts of raw cudaMalloc / cudaFree calls since start (tests assert that a
 // steady-state training step makes none).
 struct RawAllocCounters { uint64_t mallocs = 0, frees = 0; };
@@ -39,7 +52,9 @@ RawAllocCounters raw_alloc_counters();
 // synchronous copies each way (cudaMemcpy; a host-to-device copy from
 // pageable memory blocks too) and cudaDeviceSynchronize. A training step
 // without host round trips (issue 19) makes none; bench_train reports them.
-struct HostSyncCounters { uint64_t device_to_host = 0, host_to_device = 0, synchronizes = 0; };
+// Waits on an event (event_wait) are counted apart: they only hold the host
+// back when it has queued work more than a staging ring ahead of the device.
+struct HostSyncCounters { uint64_t device_to_host = 0, host_to_device = 0, synchronizes = 0, event_waits = 0; };
 HostSyncCounters host_sync_counters();
 
 }  // namespace cte::gpu

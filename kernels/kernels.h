@@ -113,6 +113,14 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
   X(softmax_xent_backward, (const float* dloss /*[rows]*/, const float* probs           \
                             /*[rows,cols]*/, const float* labels /*[rows]*/,            \
                             float* dlogits /*[rows,cols]*/, int64_t rows, int64_t cols)) \
+  /* The margin specification of each sample: row r of sample s is e_o - e_y, o the */ \
+  /* r-th class other than y = labels[s] (kernels/common/label_math.h); NaN rows for */ \
+  /* a label that is not a class index.                                               */ \
+  X(margin_spec, (const float* labels /*[n]*/, float* spec /*[n,classes-1,classes]*/,    \
+                  int64_t n, int64_t classes))                                          \
+  /* hits[r] = 1 when the first largest logit of row r is at labels[r], else 0.       */ \
+  X(argmax_hits, (const float* logits /*[rows,cols]*/, const float* labels /*[rows]*/,   \
+                  float* hits /*[rows]*/, int64_t rows, int64_t cols))                  \
   /* Per channel c of x [n, channels, plane]: mean and biased variance over n*plane  */ \
   /* values (two passes: the mean first, then the squared deviations).              */ \
   X(batch_norm_stats, (const float* x /*[n,channels,plane]*/, float* mean /*[channels]*/,  \
@@ -134,12 +142,15 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
                           int64_t channels, int64_t plane, float eps, int batch_stats))          \
   /* In place: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                           */ \
   /* p -= lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).           */ \
+  /* skip: a device flag read by the kernel; nonzero leaves p, m and v as they are    */ \
+  /* (a step whose loss or gradient is not finite), null never skips.                 */ \
   X(adam_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* m /*[n]*/,      \
                 float* v /*[n]*/, int64_t n, float lr, float beta1, float beta2,         \
-                float eps, float bias_correction1, float bias_correction2))             \
-  /* In place: buf = momentum * buf + g; p -= lr * buf (PyTorch's SGD).              */ \
+                float eps, float bias_correction1, float bias_correction2,              \
+                const float* skip /*[1] or null*/))                                     \
+  /* In place: buf = momentum * buf + g; p -= lr * buf (PyTorch's SGD); skip as above. */ \
   X(sgd_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* buf /*[n]*/,     \
-               int64_t n, float lr, float momentum))
+               int64_t n, float lr, float momentum, const float* skip /*[1] or null*/))
 
 #define CTE_DECLARE_KERNEL_TWINS(name, params) \
   void name##_cpu params;                      \

@@ -73,7 +73,7 @@ void check_device(const Network& net, size_t index, const char* what, const Tens
 // hands out the list for editing, so a weight may have been replaced since):
 // the kind's shape rule, the one the constructor ran, is re-run; then every
 // tensor the kind holds lives on `device` and is finite.
-void check_network(const Network& net, Device device) {
+void check_network(const Network& net, Device device, bool check_weights_finite) {
   const std::vector<Layer>& layers = net.layers();
   std::vector<FiniteCheck> finite;
   Shape shape = net.input_shape();
@@ -92,7 +92,7 @@ void check_network(const Network& net, Device device) {
                              layer.out_shape.str());
     shape = out;
   }
-  check_finite(net, finite, device);
+  if (check_weights_finite) check_finite(net, finite, device);
 }
 
 std::string expected_input(const Network& net) {
@@ -247,7 +247,7 @@ Bounds compute_bounds(const Network& net, const Tensor& lower0, const Tensor& up
                        (options.sound ? "sound mode" : relaxation_name(relaxation)));
   if (options.alpha.patience < 0)
     fail("bounds", "alpha.patience must be >= 0, got " + std::to_string(options.alpha.patience));
-  check_network(net, device);
+  check_network(net, device, options.check_finite_weights);
   Bounds bounds;
   const RelaxationInfo& info = relaxation_info(relaxation);
   switch (info.engine) {
@@ -346,22 +346,27 @@ Tensor worst_case_logits(const Bounds& margin_bounds, const std::vector<int>& la
     fail("worst_case_logits", "margin bounds are " + (upper.defined() ? upper.shape().str() : std::string("undefined")) +
                                   ", expected (" + std::to_string(n) + ", " + std::to_string(rows) + ") for " +
                                   std::to_string(n) + " labels and " + std::to_string(num_classes) + " classes");
-  // scatter[s, y', row(y')] = 1 for y' != y: (N, K, K-1) times upper (N, K-1, 1).
-  std::vector<float> scatter(size_t(n * num_classes * rows), 0.0f);
-  for (int64_t s = 0; s < n; ++s) {
-    const int y = labels[size_t(s)];
-    if (y < 0 || y >= num_classes)
-      fail("worst_case_logits", "label " + std::to_string(y) + " of sample " + std::to_string(s) +
-                                    " is outside [0, " + std::to_string(num_classes) + ")");
-    int64_t row = 0;
-    for (int other = 0; other < num_classes; ++other) {
-      if (other == y) continue;
-      scatter[size_t((s * num_classes + other) * rows + row)] = 1.0f;
-      ++row;
-    }
+  return worst_case_logits(margin_bounds, margin_spec(labels, num_classes, upper.device()));
+}
+
+Tensor worst_case_logits(const Bounds& margin_bounds, const Tensor& spec) {
+  const Tensor& upper = margin_bounds.upper;
+  if (!spec.defined() || spec.ndim() != 3 || spec.size(2) != spec.size(1) + 1)
+    fail("worst_case_logits", "the specification is " + (spec.defined() ? spec.shape().str() : std::string("undefined")) +
+                                  ", expected a margin specification (N, K-1, K)");
+  const int64_t n = spec.size(0), rows = spec.size(1), num_classes = spec.size(2);
+  if (!upper.defined() || upper.ndim() != 2 || upper.size(0) != n || upper.size(1) != rows)
+    fail("worst_case_logits", "margin bounds are " + (upper.defined() ? upper.shape().str() : std::string("undefined")) +
+                                  ", expected (" + std::to_string(n) + ", " + std::to_string(rows) +
+                                  ") for the specification " + spec.shape().str());
+  // The spec's +1 entries scatter row k's bound to its class y' (0 at y):
+  // relu(C)^T (N, K, K-1) times upper (N, K-1, 1); one nonzero term per output, so exact.
+  Tensor scatter;
+  {
+    NoGrad no_grad;
+    scatter = ops::relu(spec);
   }
-  const Tensor scatter_t = Tensor::from_vector(scatter, Shape{n, num_classes, rows}, upper.device());
-  const Tensor worst = ops::matmul(scatter_t, ops::reshape(upper, Shape{n, rows, 1}));
+  const Tensor worst = ops::matmul(scatter, ops::reshape(upper, Shape{n, rows, 1}), /*trans_a=*/true);
   return ops::reshape(worst, Shape{n, num_classes});
 }
 

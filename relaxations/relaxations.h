@@ -190,6 +190,11 @@ struct BoundOptions {
   // makes the training loss less regularising; compute_bounds refuses it in
   // sound mode and with any other relaxation. In [0, 1); 0: off.
   float box_shrink = 0.0f;
+  // Check that every weight is finite before bounding (naming the layer that is
+  // not). On a GPU that costs one device-to-host copy per call; a training step
+  // turns it off, since a NaN weight makes its loss NaN, which the step flags
+  // on the device (train/trainer.h) without the host waiting.
+  bool check_finite_weights = true;
 };
 
 struct Bounds {
@@ -236,5 +241,8 @@ std::vector<bool> certified(const Bounds& margin_bounds);
 // (N, K) with 0 at the true class and upper(z_y' - z_y) elsewhere, so that
 // softmax_cross_entropy(worst, y) is the paper's L_CE(z_hat, y) shifted by z_y.
 Tensor worst_case_logits(const Bounds& margin_bounds, const std::vector<int>& labels, int num_classes);
+// The same from the margin specification the bounds were computed for (N, K-1, K),
+// e.g. ops::margin_spec of labels on the device: no label leaves the host.
+Tensor worst_case_logits(const Bounds& margin_bounds, const Tensor& spec);
 
 }  // namespace cte

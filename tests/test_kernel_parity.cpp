@@ -785,6 +785,48 @@ PARITY_CHECK(softmax_xent) {
     }
 }
 
+// Labels with every class, plus labels that name none (NaN rows / no hit).
+std::vector<float> labels_with_invalid(TestRng& rng, int64_t rows, int64_t classes) {
+  std::vector<float> labels(static_cast<size_t>(rows));
+  for (float& l : labels) l = float(rng.below(classes));
+  const float invalid[] = {-1.0f, float(classes), 0.5f, NAN};
+  for (size_t i = 0; i < labels.size(); i += 7) labels[i] = invalid[(i / 7) % 4];
+  return labels;
+}
+
+PARITY_CHECK(margin_spec) {
+  TestRng rng(814);
+  for (int64_t classes : {2, 3, 10, 100})
+    for (int64_t n : {int64_t(1), int64_t(9), int64_t(kGridWrapSize / (classes * classes) + 1)}) {
+      const std::vector<float> labels = labels_with_invalid(rng, n, classes);
+      DeviceBuffer labels_cuda(labels);
+      std::vector<float> cpu = nan_vector(size_t(n * (classes - 1) * classes));
+      DeviceBuffer cuda(std::vector<float>(cpu.size(), 7.0f));
+      margin_spec_cpu(labels.data(), cpu.data(), n, classes);
+      margin_spec_cuda(labels_cuda.get(), cuda.get(), n, classes);
+      // Rows of the invalid labels are NaN on both sides.
+      expect_close(label("margin_spec", {n, classes - 1, classes}), cuda.download(), cpu, kExact, {}, /*nan_ok=*/true);
+    }
+}
+
+PARITY_CHECK(argmax_hits) {
+  TestRng rng(815);
+  for (RowsCols s : row_shapes()) {
+    if (s.cols < 2) continue;
+    std::vector<float> x = logits(rng, size_t(s.rows * s.cols), Logits::moderate);
+    // Ties (the first of equal maxima wins) and NaN entries in some rows.
+    for (int64_t r = 0; r < s.rows; r += 5) x[size_t(r * s.cols + s.cols - 1)] = x[size_t(r * s.cols)] = 50.0f;
+    for (int64_t r = 2; r < s.rows; r += 11) x[size_t(r * s.cols + rng.below(s.cols))] = NAN;
+    const std::vector<float> labels = labels_with_invalid(rng, s.rows, s.cols);
+    DeviceBuffer x_cuda(x), labels_cuda(labels);
+    std::vector<float> cpu = nan_vector(size_t(s.rows));
+    DeviceBuffer cuda(cpu);
+    argmax_hits_cpu(x.data(), labels.data(), cpu.data(), s.rows, s.cols);
+    argmax_hits_cuda(x_cuda.get(), labels_cuda.get(), cuda.get(), s.rows, s.cols);
+    expect_close(label("argmax_hits", {s.rows, s.cols}), cuda.download(), cpu, kExact);
+  }
+}
+
 PARITY_CHECK(softmax_xent_backward) {
   TestRng rng(813);
   for (RowsCols s : row_shapes()) {
@@ -920,12 +962,17 @@ PARITY_CHECK(adam_step) {
     for (int step = 1; step <= 3; ++step) {
       const std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
       DeviceBuffer grad_cuda(grad);
+      // Step 2 is skipped by the flag: both twins must leave everything as it was.
+      const std::vector<float> skip = {step == 2 ? 1.0f : 0.0f};
+      DeviceBuffer skip_cuda(skip);
       const float bc1 = 1.0f - std::pow(beta1, float(step));
       const float bc2 = 1.0f - std::pow(beta2, float(step));
+      const std::vector<float> param_before = param;
       adam_step_cpu(param.data(), grad.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, bc1,
-                    bc2);
+                    bc2, skip.data());
       adam_step_cuda(param_cuda.get(), grad_cuda.get(), m_cuda.get(), v_cuda.get(), n, lr, beta1,
-                     beta2, eps, bc1, bc2);
+                     beta2, eps, bc1, bc2, skip_cuda.get());
+      if (step == 2) expect_close(label("adam_step skipped", {n}), param, param_before, kExact);
       const std::string what = label("adam_step", {n}) + " step " + std::to_string(step);
       expect_close(what + " param", param_cuda.download(), param, kDefault);
       expect_close(what + " m", m_cuda.download(), m, kDefault);
@@ -944,8 +991,13 @@ PARITY_CHECK(sgd_step) {
     for (int step = 1; step <= 3; ++step) {
       const std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
       DeviceBuffer grad_cuda(grad);
-      sgd_step_cpu(param.data(), grad.data(), buf.data(), n, lr, momentum);
-      sgd_step_cuda(param_cuda.get(), grad_cuda.get(), buf_cuda.get(), n, lr, momentum);
+      const std::vector<float> skip = {step == 2 ? 1.0f : 0.0f};  // step 2 skipped
+      DeviceBuffer skip_cuda(skip);
+      const std::vector<float> param_before = param;
+      sgd_step_cpu(param.data(), grad.data(), buf.data(), n, lr, momentum, step == 3 ? nullptr : skip.data());
+      sgd_step_cuda(param_cuda.get(), grad_cuda.get(), buf_cuda.get(), n, lr, momentum,
+                    step == 3 ? nullptr : skip_cuda.get());
+      if (step == 2) expect_close(label("sgd_step skipped", {n}), param, param_before, kExact);
       const std::string what = label("sgd_step", {n}) + " step " + std::to_string(step);
       expect_close(what + " param", param_cuda.download(), param, kDefault);
       expect_close(what + " buf", buf_cuda.download(), buf, kDefault);

@@ -127,6 +127,15 @@ std::vector<OpCase> op_cases() {
   add_case("softmax_cross_entropy", "(4,5)",
            {R({4, 5}, -3, 3), Tensor::from_vector({0, 4, 2, 2}, Shape{4}, Device::cpu)},
            [](V x) { return ops::softmax_cross_entropy(x[0], x[1]); }, {true, false});
+  add_case("margin_spec", "4 labels, 5 classes", {Tensor::from_vector({0, 4, 2, 2}, Shape{4}, Device::cpu)},
+           [](V x) { return ops::margin_spec(x[0], 5); }, {false});
+  {
+    // A tie between classes 1 and 3 in row 2 (the first wins) and a NaN in row 3.
+    const Tensor logits = Tensor::from_vector({0, 1, 2, 3, 4,  9, 1, 0, 0, 0,  0, 7, 0, 7, 0,  NAN, 1, 5, 0, 0},
+                                              Shape{4, 5}, Device::cpu);
+    add_case("count_correct", "ties and NaN", {logits, Tensor::from_vector({4, 0, 3, 2}, Shape{4}, Device::cpu)},
+             [](V x) { return ops::count_correct(x[0], x[1]); }, {false, false});
+  }
   return cases;
 }
 

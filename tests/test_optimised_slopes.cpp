@@ -61,14 +61,14 @@ TEST_CASE("triangle and parallelogram by slopes reach their LPs within 1e-3 rela
     for (auto [slopes, lp] : {std::pair{Relaxation::triangle, Relaxation::triangle_lp},
                               std::pair{Relaxation::parallelogram, Relaxation::parallelogram_lp}}) {
       CAPTURE(trial);
-      CAPTURE(relaxation_name(slopes));
+      CAPTURE(std::string(relaxation_name(slopes)));
       const Bounds reference = bounds_with(net, box, lp);
       const Bounds optimised = bounds_with(net, box, slopes, slope_options(300));
       const Bounds crown = bounds_with(net, box, Relaxation::crown);
       double tighter = 0.0, crown_tighter = 0.0;
       const double gap = worst_relative_gap(optimised, reference, tighter);
       const double crown_gap = worst_relative_gap(crown, reference, crown_tighter);
-      MESSAGE(relaxation_name(slopes) << " (300 steps) vs " << relaxation_name(lp) << ", trial " << trial
+      MESSAGE(std::string(relaxation_name(slopes)) << " (300 steps) vs " << std::string(relaxation_name(lp)) << ", trial " << trial
                                       << ": worst gap " << gap << " relative (CROWN's " << crown_gap
                                       << "), most tighter " << tighter);
       CHECK(gap < 1e-3);
@@ -105,7 +105,7 @@ TEST_CASE("triangle and parallelogram by slopes: sound by sampling (fast and sou
   const std::vector<float> lo = box.lower.to_vector(), hi = box.upper.to_vector(), spec = box.spec.to_vector();
   for (Relaxation r : {Relaxation::triangle, Relaxation::parallelogram})
     for (bool sound : {false, true}) {
-      CAPTURE(relaxation_name(r));
+      CAPTURE(std::string(relaxation_name(r)));
       CAPTURE(sound);
       const Bounds b = bounds_with(net, box, r, slope_options(30, sound));
       const std::vector<float> l = b.lower.to_vector(), u = b.upper.to_vector();
@@ -139,7 +139,7 @@ TEST_CASE("triangle and parallelogram: the memory cap chunks an intermediate lay
   const Network net = dense_net({4, 8, 8, 3}, rng);
   const LabelledBox box = random_labelled_box(net, 2, 0.2f, rng);
   for (Relaxation r : {Relaxation::triangle, Relaxation::parallelogram}) {
-    CAPTURE(relaxation_name(r));
+    CAPTURE(std::string(relaxation_name(r)));
     BoundOptions small = slope_options(20);
     small.alpha.memory_cap_bytes = 1;  // one row per chunk
     const Bounds whole = bounds_with(net, box, r, slope_options(20));
@@ -156,7 +156,7 @@ TEST_CASE("triangle and parallelogram: the training gradient against finite diff
   // is the exact LP (triangle-lp, parallelogram-lp) differenced centrally.
   for (auto [slopes, lp] : {std::pair{Relaxation::triangle, Relaxation::triangle_lp},
                             std::pair{Relaxation::parallelogram, Relaxation::parallelogram_lp}}) {
-    CAPTURE(relaxation_name(slopes));
+    CAPTURE(std::string(relaxation_name(slopes)));
     Rng rng(1505);
     Network net = dense_net({3, 5, 4, 3}, rng);
     const LabelledBox box = random_labelled_box(net, 2, 0.15f, rng);
@@ -195,7 +195,7 @@ TEST_CASE("triangle and parallelogram: the training gradient against finite diff
       worst = std::max(worst, std::fabs(analytic[i] - numeric[i]));
     }
     const double cosine = dot / std::sqrt(na * nn);
-    MESSAGE(relaxation_name(slopes) << " gradient vs central differences of " << relaxation_name(lp) << " (h " << h
+    MESSAGE(std::string(relaxation_name(slopes)) << " gradient vs central differences of " << std::string(relaxation_name(lp)) << " (h " << h
                                     << ") over " << analytic.size() << " weights: cosine " << cosine
                                     << ", worst absolute difference " << worst);
     CHECK(cosine > 0.99);

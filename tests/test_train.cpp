@@ -20,7 +20,9 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/random.h"
+#include "engine/staging.h"
 #include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
 #include "relaxations/relaxations.h"
 #include "tests/test_util.h"
 #include "train/config.h"
@@ -311,7 +313,7 @@ TEST_CASE("train: PGD finds an adversarial example wherever brute force finds on
   s.lr = 1e-2f;
   for (int i = 0; i < 300; ++i) step.run(x, labels, s, uint64_t(i));
   const StepStats final_stats = step.run(x, labels, s, 999);
-  REQUIRE(final_stats.correct >= n * 9 / 10);
+  REQUIRE(final_stats.read().correct >= n * 9 / 10);
 
   // Test points near the boundary; brute force over a 101 x 101 grid of the ball.
   const float eps = 0.08f;
@@ -432,7 +434,7 @@ TEST_CASE("train: every method takes a finite training step") {
     s.lr = 1e-3f;
     const uint64_t before = parameter_hash(net);
     const StepStats st = step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
-    CHECK(std::isfinite(st.loss));
+    CHECK(std::isfinite(st.read().loss));
     CHECK(st.count == 20);
     CHECK(parameter_hash(net) != before);
     CHECK(tape_size() == 0);
@@ -652,9 +654,14 @@ TEST_CASE("train: resume continues a run to the same weights bit for bit") {
   CHECK(msg.find("--net fc builds") != std::string::npos);
 }
 
-TEST_CASE("train: a non-finite loss stops training at once, naming epoch and step, keeping the last checkpoint") {
+TEST_CASE("train: a non-finite loss stops training, naming epoch and step, keeping the last checkpoint") {
+  // On the CPU the step is read at once; on CUDA the device-side flag and the
+  // first bad step's index are read at the end of the epoch.
+  for (Device device : test::devices()) {
+  CAPTURE(device_name(device));
   TempDir dir("nonfinite");
   TrainConfig c = small_config(dir.str("run"));
+  c.device = device_name(device);
   c.epochs = 1;
   c.rampup = 0;
   std::ostringstream quiet;
@@ -679,6 +686,8 @@ TEST_CASE("train: a non-finite loss stops training at once, naming epoch and ste
   std::ifstream metrics(dir.str("run/metrics.jsonl"));
   const std::string lines((std::istreambuf_iterator<char>(metrics)), std::istreambuf_iterator<char>());
   CHECK(lines.find("\"epoch\":2") == std::string::npos);  // nothing of the failed epoch
+  if (device == Device::cuda) CHECK(msg.find("and in 10 later steps of the epoch") != std::string::npos);
+  }
 }
 
 TEST_CASE("train: two trainers cannot share an output folder") {
@@ -857,15 +866,20 @@ TEST_CASE("train: config JSON round trip, --config merge and unknown keys") {
 
 // ---------------------------------------------------------------- CUDA backend
 
+// The first n synthetic training images (4x4, scaled to [0, 1]) and their labels.
+std::pair<std::vector<float>, std::vector<int>> first_training_images(const DatasetSplits& data, int64_t n) {
+  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + n * 16);
+  for (float& v : xs) v /= 255.0f;
+  return {xs, std::vector<int>(data.train.labels.begin(), data.train.labels.begin() + n)};
+}
+
 TEST_CASE("train: training steps and evaluation on the CUDA backend match the CPU") {
   if (!cuda_available()) {
     MESSAGE("no CUDA device (real or emulated): skipped");
     return;
   }
   const DatasetSplits data = synthetic_data();
-  std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 12 * 16);
-  for (float& v : xs) v /= 255.0f;
-  const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 12);
+  const auto [xs, labels] = first_training_images(data, 12);
   for (const std::string method : {"natural", "box", "crown-ibp", "sabr"}) {
     CAPTURE(method);
     TrainConfig c = small_config("unused");
@@ -884,7 +898,7 @@ TEST_CASE("train: training steps and evaluation on the CUDA backend match the CP
       s.beta = 0.5f;
       s.lr = 1e-3f;
       const Tensor x = Tensor::from_vector(xs, Shape{12, 1, 4, 4}, device);
-      for (int i = 0; i < 2; ++i) CHECK(std::isfinite(step.run(x, labels, s, uint64_t(i)).loss));
+      for (int i = 0; i < 2; ++i) CHECK(std::isfinite(step.run(x, labels, s, uint64_t(i)).read().loss));
       std::vector<float> flat;
       for (const Tensor& p : net.parameters())
         for (float v : p.to_vector()) flat.push_back(v);
@@ -901,6 +915,98 @@ TEST_CASE("train: training steps and evaluation on the CUDA backend match the CP
     }
     CHECK_CLOSE_VEC(after[1], after[0], 1e-4, 1e-3);
   }
+}
+
+TEST_CASE("train: a CUDA training step makes no host round trip, and its device-side stats are the step's") {
+  // Issue 19: labels staged asynchronously, the margin specification and the
+  // hit count built on the device, the finite check a device flag the
+  // optimiser's kernels read. Counted: synchronous copies either way and
+  // device synchronisations (gpu::host_sync_counters). The values are checked
+  // against the step's logits read beforehand and evaluated here in double.
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device (real or emulated): skipped");
+    return;
+  }
+  const DatasetSplits data = synthetic_data();
+  const auto [xs, labels] = first_training_images(data, 12);
+  const Shape shape{12, 1, 4, 4};
+  for (const std::string method : {"natural", "box"}) {
+    CAPTURE(method);
+    TrainConfig c = small_config("unused");
+    c.method = method;
+    c.l1 = 0;
+    Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
+    net.to(Device::cuda);
+    net.set_requires_grad(true);
+    Adam adam(net.parameters(), 1e-3f);
+    TrainStep step(net, adam, c, 3);
+    ScheduleValues s;
+    s.eps = 0.05f;
+    s.kappa = 0.5f;
+    s.lr = 1e-3f;
+    UploadStaging staging;
+    Tensor x = staging.upload(xs, shape, Device::cuda);
+    for (int i = 0; i < 2; ++i) step.run(x, labels, s, uint64_t(i));  // warm: allocator caches
+    std::vector<float> z;
+    {
+      NoGrad no_grad;
+      z = net.forward(x).to_vector();  // the next step's clean logits (12, 3)
+    }
+    const gpu::HostSyncCounters before = gpu::host_sync_counters();
+    const StepStats st = step.run(x, labels, s, 2);
+    x = staging.upload(xs, shape, Device::cuda);  // the next batch's upload queues too
+    const gpu::HostSyncCounters after = gpu::host_sync_counters();
+    CHECK(after.device_to_host - before.device_to_host == 0);
+    CHECK(after.host_to_device - before.host_to_device == 0);
+    CHECK(after.synchronizes - before.synchronizes == 0);
+
+    int64_t correct = 0;
+    double cross_entropy = 0;
+    for (size_t i = 0; i < labels.size(); ++i) {
+      const float* row = z.data() + 3 * i;
+      const int64_t best = std::max_element(row, row + 3) - row;
+      correct += best == labels[i];
+      double m = row[0];
+      for (int k = 1; k < 3; ++k) m = std::max(m, double(row[k]));
+      double sum = 0;
+      for (int k = 0; k < 3; ++k) sum += std::exp(double(row[k]) - m);
+      cross_entropy += (m + std::log(sum) - row[labels[i]]) / double(labels.size());
+    }
+    const StepStats::Host h = st.read();
+    CHECK(h.finite);
+    CHECK(h.correct == correct);
+    CHECK(st.count == 12);
+    if (method == "natural") CHECK(h.loss == doctest::Approx(cross_entropy).epsilon(1e-5));
+    if (method == "box") CHECK(h.loss > float(0.5 * cross_entropy));  // plus half the worst case's, > the clean CE
+
+    // A NaN pixel: the loss is NaN, the flag set, and the optimiser's kernels skip
+    // the update on the device, still without a host round trip.
+    std::vector<float> poisoned = xs;
+    poisoned[5] = NAN;
+    const Tensor x_nan = Tensor::from_vector(poisoned, shape, Device::cuda);
+    const uint64_t weights_before = parameter_hash(net);
+    const gpu::HostSyncCounters before_nan = gpu::host_sync_counters();
+    const StepStats bad = step.run(x_nan, labels, s, 3);
+    const gpu::HostSyncCounters after_nan = gpu::host_sync_counters();
+    CHECK(after_nan.device_to_host - before_nan.device_to_host == 0);
+    CHECK(after_nan.synchronizes - before_nan.synchronizes == 0);
+    CHECK_FALSE(bad.read().finite);
+    CHECK(parameter_hash(net) == weights_before);
+  }
+}
+
+TEST_CASE("train: labels outside the classes stop a step before any device work, naming label and sample") {
+  const DatasetSplits data = synthetic_data();
+  Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
+  net.set_requires_grad(true);
+  Adam adam(net.parameters(), 1e-3f);
+  TrainConfig c = small_config("unused");
+  TrainStep step(net, adam, c, 3);
+  ScheduleValues s;
+  s.eps = 0.05f;
+  const std::string msg = message_of(
+      [&] { step.run(Tensor::zeros(Shape{2, 1, 4, 4}, Device::cpu), std::vector<int>{1, 3}, s, 0); });
+  CHECK(msg.find("[train step] label 3 of sample 1 is outside [0, 3)") != std::string::npos);
 }
 
 TEST_CASE("train: a --method pgd step updates BatchNorm's running averages once, from the clean batch") {
@@ -932,4 +1038,26 @@ TEST_CASE("train: a --method pgd step updates BatchNorm's running averages once,
   const std::vector<float> running_mean = net.layers()[1].running_mean.to_vector();
   for (int j = 0; j < 3; ++j) CHECK(running_mean[size_t(j)] == doctest::Approx(expected_mean[size_t(j)]).epsilon(1e-5));
   CHECK_FALSE(net.training());  // the step leaves evaluation mode behind
+}
+
+// The label ops against independent references: margin_spec against the host
+// builder of relaxations.h (its own loop), count_correct against a count by hand.
+TEST_CASE("ops: margin_spec from device labels equals the host builder; count_correct counts first maxima") {
+  const std::vector<int> labels{0, 4, 2, 2, 3};
+  std::vector<float> as_float(labels.begin(), labels.end());
+  for (Device device : test::devices()) {
+    CAPTURE(device_name(device));
+    const Tensor spec = ops::margin_spec(Tensor::from_vector(as_float, Shape{5}, device), 5);
+    CHECK(spec.shape() == Shape{5, 4, 5});
+    CHECK(spec.to_vector() == margin_spec(labels, 5, Device::cpu).to_vector());
+    // Rows: argmax 4 (label 4: hit); argmax 0 (label 0: hit); a tie of classes 1
+    // and 3 (the first wins; label 3: miss); NaN first (std::max_element keeps
+    // index 0; label 2: miss).
+    const Tensor logits = Tensor::from_vector({0, 1, 2, 3, 4, 9, 1, 0, 0, 0, 0, 7, 0, 7, 0, NAN, 1, 5, 0, 0},
+                                              Shape{4, 5}, device);
+    CHECK(ops::count_correct(logits, Tensor::from_vector({4, 0, 3, 2}, Shape{4}, device)).item() == 2.0f);
+    CHECK(ops::count_correct(logits, Tensor::from_vector({4, 0, 1, 0}, Shape{4}, device)).item() == 4.0f);
+  }
+  CHECK_THROWS_WITH(ops::margin_spec(Tensor::zeros(Shape{2, 2}, Device::cpu), 3),
+                    doctest::Contains("[margin_spec] labels are (2,2), expected (N)"));
 }

@@ -57,18 +57,6 @@ Shape batch_shape(const Network& net, int64_t count) {
   return Shape(dims);
 }
 
-int64_t count_correct(const Tensor& logits, const std::vector<int>& labels) {
-  const int64_t k = logits.shape()[1];
-  const std::vector<float> z = logits.to_vector();
-  int64_t correct = 0;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    const float* row = z.data() + int64_t(i) * k;
-    const int64_t best = std::max_element(row, row + k) - row;
-    correct += best == labels[i];
-  }
-  return correct;
-}
-
 // A float as the shortest decimal that reads back to it (0.1, not 0.10000000149).
 double json_float(float v) {
   char buffer[32];
@@ -117,11 +105,13 @@ class SignalGuard {
 class ProgressBar {
  public:
   explicit ProgressBar(bool enabled) : enabled_(enabled && isatty(STDERR_FILENO)) {}
+  // Whether update(done, total) would draw now (at most every 0.1 s, and the last step).
+  bool due(int64_t done, int64_t total) const {
+    return enabled_ && (done >= total || std::chrono::duration<double>(Clock::now() - last_).count() >= 0.1);
+  }
   void update(const std::string& prefix, int64_t done, int64_t total, const std::string& suffix) {
-    if (!enabled_) return;
-    const auto now = Clock::now();
-    if (done < total && std::chrono::duration<double>(now - last_).count() < 0.1) return;
-    last_ = now;
+    if (!due(done, total)) return;
+    last_ = Clock::now();
     constexpr int kWidth = 24;
     const int filled = total > 0 ? int(kWidth * done / total) : kWidth;
     std::string bar(size_t(filled), '=');
@@ -179,6 +169,14 @@ PgdOptions training_pgd_options(const TrainConfig& c, float eps) {
   return o;
 }
 
+StepStats::Host StepStats::read() const {
+  Host h;
+  h.loss = loss.item();
+  h.correct = int64_t(correct.item());
+  h.finite = skipped.item() == 0.0f;
+  return h;
+}
+
 StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
                          uint64_t step_seed) {
   optimizer_.set_learning_rate(s.lr);
@@ -187,28 +185,38 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   comm_.sum(&global_count, 1);
   StepStats stats;
   dist::RunningAverageSync running_averages(comm_, net_);
-  if (!labels.empty()) stats = forward_backward(x, labels, s, step_seed, global_count, running_averages);
+  if (!labels.empty()) {
+    stats = forward_backward(x, labels, s, step_seed, global_count, running_averages);
+  } else {  // an empty shard under MPI
+    stats.loss = Tensor::zeros(Shape{}, x.device());
+    stats.correct = Tensor::zeros(Shape{}, x.device());
+  }
   running_averages.finish();
-  double totals[3] = {double(stats.loss), double(stats.correct), double(stats.count)};
-  comm_.sum(totals, 3);
+  if (comm_.size() > 1) {
+    // The global batch's loss and hits: a host round trip per step, which MPI's
+    // host-side collectives need anyway (single-process training makes none).
+    double totals[3] = {double(stats.loss.item()), double(stats.correct.item()), double(stats.count)};
+    comm_.sum(totals, 3);
+    stats.loss = Tensor::scalar(float(totals[0]), x.device());
+    stats.correct = Tensor::scalar(float(totals[1]), x.device());
+    stats.count = int64_t(totals[2]);
+  }
   comm_.sum_gradients(optimizer_.parameters());
-  stats.loss = float(totals[0]);
-  stats.correct = int64_t(totals[1]);
-  stats.count = int64_t(totals[2]);
   {
-    // One scalar for all gradients: sum |g| is finite iff every gradient is
-    // (or huge enough to overflow, which is no better), one read per step.
+    // One flag on the device for the loss and all gradients: loss + sum |g| is
+    // finite iff all of them are (or huge enough to overflow, which is no
+    // better); times 0 it is 0, or NaN, which alone is unequal to itself. The
+    // optimiser's kernels read the flag, so the host never waits for it.
     NoGrad no_grad;
-    Tensor total;
+    Tensor total = stats.loss;
     for (const Tensor& p : optimizer_.parameters()) {
       const Tensor g = p.grad();
-      if (!g.defined()) continue;
-      const Tensor s = ops::sum(ops::abs(g));
-      total = total.defined() ? ops::add(total, s) : s;
+      if (g.defined()) total = ops::add(total, ops::sum(ops::abs(g)));
     }
-    stats.finite = std::isfinite(stats.loss) && (!total.defined() || std::isfinite(total.item()));
+    const Tensor probe = ops::scale(total, 0.0f);
+    stats.skipped = ops::add_scalar(ops::neg(ops::compare(probe, probe, kern::BinaryOp::eq)), 1.0f);
   }
-  if (stats.finite) optimizer_.step();
+  optimizer_.step(stats.skipped);
   optimizer_.zero_grad();
   return stats;
 }
@@ -218,8 +226,14 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
                                       dist::RunningAverageSync& running_averages) {
   const TrainConfig& c = config_;
   const Device device = x.device();
-  label_values_.assign(labels.begin(), labels.end());  // reused host buffer
-  const Tensor y = Tensor::from_vector(label_values_, Shape{int64_t(labels.size())}, device);
+  // Labels are checked here, on the host, where they are free to read: the
+  // device kernels below would turn a bad one into NaN.
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= num_classes_)
+      fail("train step", "label " + std::to_string(labels[i]) + " of sample " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(num_classes_) + ")");
+  label_values_.assign(labels.begin(), labels.end());
+  const Tensor y = label_staging_.upload(label_values_, Shape{int64_t(labels.size())}, device);
   const TrainMethod& method = train_method(c.method);
   const bool robust = method.eps_schedule && s.kappa < 1.0f;
   const bool clip = c.pca == 0;  // pixels live in [0, 1]; PCA coordinates anywhere
@@ -259,8 +273,9 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
       } untracked(net_);
       worst = net_.forward(x_attack);
     } else {
-      const Tensor spec = margin_spec(labels, num_classes_, device);
+      const Tensor spec = ops::margin_spec(y, num_classes_);
       BoundOptions bo;
+      bo.check_finite_weights = false;  // a NaN weight gives a NaN loss, flagged on the device
       bo.elide_last_layer = c.elide;
       bo.crown_tie_slope = c.crown_tie;
       bo.alpha = c.alpha;
@@ -291,7 +306,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
         if (method.beta == BetaSchedule::ramp_down) bo.crown_ibp_beta = s.beta;
         bounds = compute_bounds(net_, lo, hi, spec, method.relaxation, bo);
       }
-      worst = worst_case_logits(bounds, labels, num_classes_);
+      worst = worst_case_logits(bounds, spec);
     }
     const Tensor robust_loss = ops::mean(ops::softmax_cross_entropy(worst, y));
     loss = s.kappa > 0.0f ? ops::add(ops::scale(loss, s.kappa), ops::scale(robust_loss, 1.0f - s.kappa))
@@ -318,9 +333,9 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
   }
   backward(loss);
   StepStats stats;
-  stats.loss = loss.item();
+  stats.loss = loss.detach();
   stats.count = int64_t(labels.size());
-  stats.correct = count_correct(logits.detach(), labels);
+  stats.correct = ops::count_correct(logits.detach(), y);
   return stats;
 }
 
@@ -897,6 +912,7 @@ std::string eval_summary(const EvalReport& r) {
 struct Trainer::EpochTotals {
   double loss_sum = 0;
   int64_t correct = 0, seen = 0;
+  int64_t skipped_steps = 0;  // steps whose loss or gradient was not finite
   ScheduleValues sched;  // the schedule at the epoch's last batch
   double seconds = 0;    // training time, evaluation excluded
   bool stopped = false;  // a stop signal arrived: the epoch is incomplete and not counted
@@ -942,46 +958,88 @@ TrainSummary Trainer::run() {
   return summary;
 }
 
+namespace {
+// The step sums of an epoch, kept on the training device (scalars) and read
+// once at its end: a GPU step then never waits for the device.
+struct DeviceEpochSums {
+  // No step index reaches this; float holds step indices exactly below 2^24.
+  static constexpr float kNoStep = 1e9f;
+  Tensor loss_sum, correct, skipped, first_skipped;
+  explicit DeviceEpochSums(Device device)
+      : loss_sum(Tensor::zeros(Shape{}, device)), correct(Tensor::zeros(Shape{}, device)),
+        skipped(Tensor::zeros(Shape{}, device)), first_skipped(Tensor::full(Shape{}, kNoStep, device)) {}
+  void add(const StepStats& st, int64_t step_in_epoch) {
+    NoGrad no_grad;
+    loss_sum = ops::add(loss_sum, ops::scale(st.loss, float(st.count)));
+    correct = ops::add(correct, st.correct);
+    skipped = ops::add(skipped, st.skipped);
+    // This step's index where it was skipped, kNoStep where not (scalars filled on the device).
+    const Device device = st.skipped.device();
+    first_skipped = ops::minimum(first_skipped, ops::select(st.skipped, Tensor::scalar(float(step_in_epoch), device),
+                                                            Tensor::scalar(kNoStep, device)));
+  }
+};
+}  // namespace
+
 Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainStep& step, ProgressBar& bar) {
   const int64_t batches = int64_t(loader.batches_per_epoch());
   loader.start_epoch(epoch);
   const auto epoch_start = Clock::now();
   reset_relu_layer_stats();
   EpochTotals totals;
+  DeviceEpochSums sums(device_);
+  // The first non-finite step stops the run, naming it; the epoch's checkpoint is not written.
+  const int64_t epoch_first_step = global_step_;
+  // loss: the step's, when it was read (on the GPU the end-of-epoch check knows only which step).
+  auto fail_not_finite = [&](std::optional<float> loss, int64_t step_in_epoch, int64_t skipped_steps) {
+    bar.clear();
+    throw std::runtime_error(
+        "[train] the loss " + (loss ? "(" + format_number(*loss) + ") " : std::string()) +
+        "or a gradient is not finite at epoch " + std::to_string(epoch + 1) + ", step " +
+        std::to_string(step_in_epoch + 1) + " of " + std::to_string(batches) + " (global step " +
+        std::to_string(epoch_first_step + step_in_epoch + 1) + ")" +
+        (skipped_steps > 1 ? ", and in " + std::to_string(skipped_steps - 1) + " later steps of the epoch" : "") +
+        "; its optimiser step was skipped and training stopped. " +
+        (epoch > 0 ? "The last good checkpoint (epoch " + std::to_string(epoch) + ") is " + checkpoint_path(out_dir_)
+                   : std::string("No epoch was completed, so there is no checkpoint")) +
+        ". A lower --lr (now " + format_number(config_.lr) + ") or --eps-train may help.");
+  };
+  // On the CPU a read is free, so every step is read and a bad one stops the run at
+  // once; on a GPU the host reads only what the progress bar shows, and the sums at the end.
+  const bool read_every_step = device_ == Device::cpu;
   std::vector<float> images;
   std::vector<int> labels;
   for (int64_t b = 0; loader.next(images, labels); ++b) {
     dist::keep_shard(comm_, images, labels);  // under MPI: this rank's part of the global batch
     totals.sched = schedule_at(config_, epoch, b, batches);
-    const Tensor x = Tensor::from_vector(images, batch_shape(net_, int64_t(labels.size())), device_);
+    const Tensor x = image_staging_.upload(images, batch_shape(net_, int64_t(labels.size())), device_);
     const StepStats st = step.run(x, labels, totals.sched, mix_seed(config_.seed, kStepTag, uint64_t(global_step_)));
-    if (!st.finite) {
-      bar.clear();
-      throw std::runtime_error(
-          "[train] the loss (" + format_number(st.loss) + ") or a gradient is not finite at epoch " +
-          std::to_string(epoch + 1) + ", step " + std::to_string(b + 1) + " of " + std::to_string(batches) +
-          " (global step " + std::to_string(global_step_ + 1) + "); training stopped. " +
-          (epoch > 0 ? "The last good checkpoint (epoch " + std::to_string(epoch) + ") is " + checkpoint_path(out_dir_)
-                     : std::string("No epoch was completed, so there is no checkpoint")) +
-          ". A lower --lr (now " + format_number(config_.lr) + ") or --eps-train may help.");
-    }
     ++global_step_;
-    totals.loss_sum += double(st.loss) * double(st.count);
-    totals.correct += st.correct;
     totals.seen += st.count;
-    if (!config_.quiet) {
-      const double rate = double(totals.seen) / std::max(1e-9, seconds_since(epoch_start));
-      char suffix[160];
-      if (uses_eps_schedule(config_.method))
-        std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", st.loss, totals.sched.eps,
-                      totals.sched.kappa, rate);
-      else
-        std::snprintf(suffix, sizeof suffix, "loss %.4f %.0f img/s", st.loss, rate);
-      bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1, batches,
-                 suffix);
+    sums.add(st, b);
+    const bool show = !config_.quiet && bar.due(b + 1, batches);
+    if (read_every_step || show) {
+      const float loss = st.loss.item();
+      if (read_every_step && st.skipped.item() != 0.0f) fail_not_finite(loss, b, 1);
+      if (show) {
+        const double rate = double(totals.seen) / std::max(1e-9, seconds_since(epoch_start));
+        char suffix[160];
+        if (uses_eps_schedule(config_.method))
+          std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", loss, totals.sched.eps,
+                        totals.sched.kappa, rate);
+        else
+          std::snprintf(suffix, sizeof suffix, "loss %.4f %.0f img/s", loss, rate);
+        bar.update("[epoch " + std::to_string(epoch + 1) + "/" + std::to_string(config_.epochs) + "]", b + 1,
+                   batches, suffix);
+      }
     }
     if ((totals.stopped = dist::any_rank(comm_, g_stop_signal.load() != 0))) break;  // all ranks stop together
   }
+  // The epoch's one read of the device sums.
+  totals.loss_sum = double(sums.loss_sum.item());
+  totals.correct = int64_t(sums.correct.item());
+  totals.skipped_steps = int64_t(sums.skipped.item());
+  if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
   totals.seconds = seconds_since(epoch_start);
   return totals;
 }

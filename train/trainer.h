@@ -35,6 +35,7 @@
 #include "engine/file_io.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
+#include "engine/staging.h"
 #include "relaxations/relaxations.h"
 #include "train/config.h"
 #include "train/distributed.h"
@@ -46,13 +47,23 @@ namespace cte::train {
 
 // ---------------------------------------------------------------- one step
 
+// What one step leaves on the network's device, so that the step makes no
+// host round trip on a GPU: the trainer adds these up on the device and reads
+// the sums once per epoch; read() copies one step's values to the host.
 struct StepStats {
-  float loss = 0;
-  // false: the loss or a gradient was NaN or infinite, and the optimiser step
-  // was skipped (the weights are those before the step).
-  bool finite = true;
-  int64_t correct = 0;  // clean predictions (argmax) equal to the label
-  int64_t count = 0;
+  Tensor loss;     // scalar: the (global) batch's loss
+  Tensor correct;  // scalar: clean predictions (first argmax) equal to the label
+  // scalar: 1 when the loss or a gradient was NaN or infinite and the optimiser
+  // step was skipped (the weights are those before the step), else 0.
+  Tensor skipped;
+  int64_t count = 0;  // samples in the (global) batch
+
+  struct Host {
+    float loss = 0;
+    int64_t correct = 0;
+    bool finite = true;
+  };
+  Host read() const;  // three device-to-host copies on a GPU
 };
 
 // One training step of any method on one batch: clean forward, the robust
@@ -78,7 +89,7 @@ class TrainStep {
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
  private:
-  // The loss of this shard and its backward pass; fills loss, correct, count.
+  // The loss of this shard and its backward pass; fills loss, correct, count (skipped is run()'s).
   StepStats forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule,
                              uint64_t step_seed, int64_t global_count, dist::RunningAverageSync& running_averages);
 
@@ -88,7 +99,8 @@ class TrainStep {
   int num_classes_;
   std::vector<Tensor> weights_;       // for the L2 penalty (weights only, no biases)
   std::vector<Tensor> l1_terms_;      // the L1 penalty's: the weights, and with --l1-bias the biases
-  std::vector<float> label_values_;  // host staging of the labels, reused
+  std::vector<float> label_values_;  // the labels as floats, reused
+  UploadStaging label_staging_;      // their asynchronous upload
   dist::Communicator& comm_;
 };
 
@@ -258,6 +270,7 @@ class Trainer {
   TrainConfig config_;
   std::ostream* log_;
   Device device_ = Device::cpu;
+  UploadStaging image_staging_;  // the batches' asynchronous upload to device_
   DatasetSplits data_;
   Dataset train_set_, test_set_;  // the subsets, in PCA coordinates with --pca
   std::optional<PcaBasis> pca_;    // --pca: fitted on train_set_'s images

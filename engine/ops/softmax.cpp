@@ -1,6 +1,7 @@
 // The softmax family over the last axis: log_softmax, logsumexp and the fused,
 // numerically stable softmax cross-entropy (which saves the probabilities for
-// its backward instead of recomputing them).
+// its backward instead of recomputing them); beside it the label ops a training
+// step runs on the device (margin_spec, count_correct).
 #include "engine/dispatch.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
@@ -73,6 +74,27 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels) {
       accumulate_grad(logits, dlogits);
     });
   return loss;
+}
+
+Tensor margin_spec(const Tensor& labels, int64_t num_classes) {
+  if (labels.ndim() != 1) fail("margin_spec", "labels are " + labels.shape().str() + ", expected (N)");
+  if (num_classes < 2) fail("margin_spec", "needs at least 2 classes, got " + std::to_string(num_classes));
+  const int64_t n = labels.shape()[0];
+  Tensor spec = Tensor::empty(Shape{n, num_classes - 1, num_classes}, labels.device());
+  CTE_RUN(labels.device(), margin_spec, labels.data(), spec.data(), n, num_classes);
+  return spec;
+}
+
+Tensor count_correct(const Tensor& logits, const Tensor& labels) {
+  const Device device = common_device("count_correct", {&logits, &labels});
+  if (logits.ndim() != 2 || labels.ndim() != 1 || labels.shape()[0] != logits.shape()[0])
+    fail("count_correct", "logits are " + logits.shape().str() + " and labels " + labels.shape().str() +
+                              " (expects (N, K) and (N))");
+  const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  Tensor hits = Tensor::empty(Shape{rows}, device);
+  CTE_RUN(device, argmax_hits, logits.data(), labels.data(), hits.data(), rows, cols);
+  NoGrad no_grad;
+  return sum(hits);
 }
 
 }  // namespace cte::ops

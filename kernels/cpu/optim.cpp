@@ -7,7 +7,8 @@ namespace cte::kern {
 
 void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                    float beta1, float beta2, float eps, float bias_correction1,
-                   float bias_correction2) {
+                   float bias_correction2, const float* skip) {
+  if (skip != nullptr && *skip != 0.0f) return;
 #pragma omp parallel for simd schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i)
     adam_update(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps, bias_correction1,
@@ -15,7 +16,8 @@ void adam_step_cpu(float* param, const float* grad, float* m, float* v, int64_t 
 }
 
 void sgd_step_cpu(float* param, const float* grad, float* buf, int64_t n, float lr,
-                  float momentum) {
+                  float momentum, const float* skip) {
+  if (skip != nullptr && *skip != 0.0f) return;
 #pragma omp parallel for simd schedule(static) if (n > (1 << 15))
   for (int64_t i = 0; i < n; ++i) sgd_update(param[i], grad[i], buf[i], lr, momentum);
 }

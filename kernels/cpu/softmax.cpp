@@ -3,6 +3,7 @@
 // maximum first, so logits of 1e3 neither overflow nor lose the answer.
 #include <cmath>
 
+#include "kernels/common/label_math.h"
 #include "kernels/kernels.h"
 
 namespace cte::kern {
@@ -75,6 +76,18 @@ void softmax_xent_backward_cpu(const float* dloss, const float* probs, const flo
     for (int64_t j = 0; j < cols; ++j)
       dlogits[r * cols + j] = valid ? dloss[r] * (probs[r * cols + j] - (j == label ? 1.0f : 0.0f)) : NAN;
   }
+}
+
+void margin_spec_cpu(const float* labels, float* spec, int64_t n, int64_t classes) {
+  const int64_t rows = classes - 1;
+  for (int64_t s = 0; s < n; ++s)
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < classes; ++c)
+        spec[(s * rows + r) * classes + c] = margin_spec_entry(labels[s], r, c, classes);
+}
+
+void argmax_hits_cpu(const float* logits, const float* labels, float* hits, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) hits[r] = argmax_hit(logits + r * cols, cols, labels[r]);
 }
 
 }  // namespace cte::kern

@@ -8,19 +8,21 @@
 namespace cte::kern {
 namespace {
 
-// param, grad, m, v: [n]; param, m and v are updated in place.
+// param, grad, m, v: [n]; param, m and v are updated in place unless skip[0] != 0.
 __global__ void adam_step_kernel(float* param, const float* grad, float* m, float* v, int64_t n,
                                  float lr, float beta1, float beta2, float eps,
-                                 float bias_correction1, float bias_correction2) {
+                                 float bias_correction1, float bias_correction2, const float* skip) {
+  if (skip != nullptr && *skip != 0.0f) return;  // one flag for the whole grid: no divergence
   CTE_GRID_STRIDE_LOOP(i, n) {
     adam_update(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps, bias_correction1,
                 bias_correction2);
   }
 }
 
-// param, grad, buf: [n]; param and buf are updated in place.
+// param, grad, buf: [n]; param and buf are updated in place unless skip[0] != 0.
 __global__ void sgd_step_kernel(float* param, const float* grad, float* buf, int64_t n, float lr,
-                                float momentum) {
+                                float momentum, const float* skip) {
+  if (skip != nullptr && *skip != 0.0f) return;
   CTE_GRID_STRIDE_LOOP(i, n) { sgd_update(param[i], grad[i], buf[i], lr, momentum); }
 }
 
@@ -28,14 +30,14 @@ __global__ void sgd_step_kernel(float* param, const float* grad, float* buf, int
 
 void adam_step_cuda(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                     float beta1, float beta2, float eps, float bias_correction1,
-                    float bias_correction2) {
+                    float bias_correction2, const float* skip) {
   gpu::launch_1d("adam_step", n, adam_step_kernel, param, grad, m, v, n, lr, beta1, beta2, eps,
-                 bias_correction1, bias_correction2);
+                 bias_correction1, bias_correction2, skip);
 }
 
 void sgd_step_cuda(float* param, const float* grad, float* buf, int64_t n, float lr,
-                   float momentum) {
-  gpu::launch_1d("sgd_step", n, sgd_step_kernel, param, grad, buf, n, lr, momentum);
+                   float momentum, const float* skip) {
+  gpu::launch_1d("sgd_step", n, sgd_step_kernel, param, grad, buf, n, lr, momentum, skip);
 }
 
 }  // namespace cte::kern

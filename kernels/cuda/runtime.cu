@@ -88,7 +88,7 @@ std::string describe_device() {
 
 namespace {
 std::atomic<uint64_t> raw_mallocs{0}, raw_frees{0};
-std::atomic<uint64_t> copies_to_host{0}, copies_to_device{0}, device_synchronizes{0};
+std::atomic<uint64_t> copies_to_host{0}, copies_to_device{0}, device_synchronizes{0}, event_waits{0};
 }
 
 void* malloc_raw(size_t bytes) {
@@ -133,13 +133,51 @@ void synchronize() {
   CTE_CUDA_CHECK(cudaDeviceSynchronize());
 }
 
+void* malloc_pinned(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* ptr = nullptr;
+  const cudaError_t status = cudaMallocHost(&ptr, bytes);
+  if (status != cudaSuccess) {
+    (void)cudaGetLastError();
+    throw std::runtime_error("CUDA error: cudaMallocHost of " + std::to_string(bytes) +
+                             " bytes of page-locked host memory failed: " + cudaGetErrorString(status));
+  }
+  return ptr;
+}
+
+void free_pinned(void* ptr) {
+  if (ptr != nullptr) CTE_CUDA_CHECK(cudaFreeHost(ptr));
+}
+
+void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes) {
+  if (bytes == 0) return;
+  CTE_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, nullptr));
+}
+
+void* event_create() {
+  cudaEvent_t event = nullptr;
+  CTE_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));
+  return event;
+}
+
+void event_destroy(void* event) {
+  if (event != nullptr) CTE_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
+}
+
+void event_record(void* event) { CTE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), nullptr)); }
+
+void event_wait(void* event) {
+  event_waits.fetch_add(1, std::memory_order_relaxed);
+  CTE_CUDA_CHECK(cudaEventSynchronize(static_cast<cudaEvent_t>(event)));
+}
+
 RawAllocCounters raw_alloc_counters() {
   return {raw_mallocs.load(std::memory_order_relaxed), raw_frees.load(std::memory_order_relaxed)};
 }
 
 HostSyncCounters host_sync_counters() {
   return {copies_to_host.load(std::memory_order_relaxed), copies_to_device.load(std::memory_order_relaxed),
-          device_synchronizes.load(std::memory_order_relaxed)};
+          device_synchronizes.load(std::memory_order_relaxed), event_waits.load(std::memory_order_relaxed)};
 }
 
 // The handles are created once and deliberately never destroyed: destroying

@@ -10,6 +10,7 @@
 
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/common/label_math.h"
 #include "kernels/kernels.h"
 
 namespace cte::kern {
@@ -106,6 +107,22 @@ __global__ void softmax_xent_backward_kernel(const float* dloss, const float* pr
   }
 }
 
+// labels: [n], spec: [n, classes-1, classes]; element-wise.
+__global__ void margin_spec_kernel(const float* labels, float* spec, int64_t n, int64_t classes) {
+  const int64_t rows = classes - 1;
+  CTE_GRID_STRIDE_LOOP(i, n * rows * classes) {
+    const int64_t c = i % classes, r = i / classes % rows, s = i / (classes * rows);
+    spec[i] = margin_spec_entry(labels[s], r, c, classes);
+  }
+}
+
+// logits: [rows, cols], labels: [rows], hits: [rows]; one thread per row (cols is a
+// handful of classes).
+__global__ void argmax_hits_kernel(const float* logits, const float* labels, float* hits, int64_t rows,
+                                   int64_t cols) {
+  CTE_GRID_STRIDE_LOOP(r, rows) { hits[r] = argmax_hit(logits + r * cols, cols, labels[r]); }
+}
+
 using gpu::row_launch;
 using gpu::RowLaunch;
 
@@ -153,6 +170,16 @@ void softmax_xent_backward_cuda(const float* dloss, const float* probs, const fl
   if (rows <= 0 || cols <= 0) return;
   gpu::launch_1d("softmax_xent_backward", rows * cols, softmax_xent_backward_kernel, dloss, probs,
                  labels, dlogits, rows, cols);
+}
+
+void margin_spec_cuda(const float* labels, float* spec, int64_t n, int64_t classes) {
+  if (n <= 0 || classes < 2) return;
+  gpu::launch_1d("margin_spec", n * (classes - 1) * classes, margin_spec_kernel, labels, spec, n, classes);
+}
+
+void argmax_hits_cuda(const float* logits, const float* labels, float* hits, int64_t rows, int64_t cols) {
+  if (rows <= 0) return;
+  gpu::launch_1d("argmax_hits", rows, argmax_hits_kernel, logits, labels, hits, rows, cols);
 }
 
 }  // namespace cte::kern

@@ -694,6 +694,47 @@ cudaError_t cudaStreamSynchronize(cudaStream_t) {
   return device_visible() ? cudaSuccess : note(cudaErrorNoDevice);
 }
 
+cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
+  if (ptr == nullptr) return note(cudaErrorInvalidValue);
+  *ptr = nullptr;
+  if (!device_visible()) return note(cudaErrorNoDevice);
+  if (bytes == 0) return cudaSuccess;
+  *ptr = std::malloc(bytes);
+  return *ptr != nullptr ? cudaSuccess : note(cudaErrorMemoryAllocation);
+}
+
+cudaError_t cudaFreeHost(void* ptr) {
+  std::free(ptr);
+  return cudaSuccess;
+}
+
+struct CUevent_st {
+  bool recorded = false;
+};
+
+cudaError_t cudaEventCreateWithFlags(cudaEvent_t* event, unsigned) {
+  if (event == nullptr) return note(cudaErrorInvalidValue);
+  if (!device_visible()) return note(cudaErrorNoDevice);
+  *event = new CUevent_st;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventDestroy(cudaEvent_t event) {
+  if (event == nullptr) return note(cudaErrorInvalidValue);
+  delete event;
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
+  if (event == nullptr) return note(cudaErrorInvalidValue);
+  event->recorded = true;  // all earlier work has already run
+  return cudaSuccess;
+}
+
+cudaError_t cudaEventSynchronize(cudaEvent_t event) {
+  return event == nullptr ? note(cudaErrorInvalidValue) : cudaSuccess;
+}
+
 cudaError_t cudaGetDeviceCount(int* count) {
   if (count == nullptr) return note(cudaErrorInvalidValue);
   *count = device_visible() ? 1 : 0;

@@ -109,9 +109,10 @@ void check_shards_sum_to_whole(const std::string& method, Device device, int64_t
   REQUIRE(largest > 0.0f);
   CHECK_CLOSE_VEC(summed, whole, tolerance * largest, 0.0);
   CHECK(shard_stats.count == count);
-  CHECK(shard_stats.correct == whole_stats.correct);
-  CHECK(shard_stats.loss == doctest::Approx(whole_stats.loss).epsilon(1e-5));
-  CHECK(shard_stats.finite);
+  const StepStats::Host shard_host = shard_stats.read(), whole_host = whole_stats.read();
+  CHECK(shard_host.correct == whole_host.correct);
+  CHECK(shard_host.loss == doctest::Approx(whole_host.loss).epsilon(1e-5));
+  CHECK(shard_host.finite);
 }
 
 }  // namespace
