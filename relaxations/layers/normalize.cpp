@@ -46,16 +46,24 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
-  // Constants (the statistics are not trained): expanded to every neuron.
-  const std::vector<float> mean = layer.mean.to_vector(), inv_std = layer.inv_std.to_vector();
-  const int64_t n = layer.in_shape.numel();
-  std::vector<float> scale(static_cast<size_t>(n)), shift(static_cast<size_t>(n));
-  for (int64_t j = 0; j < n; ++j) {
-    const size_t c = channel_of(layer, mean.size(), j);
-    scale[size_t(j)] = inv_std[c];
-    shift[size_t(j)] = -mean[c] * inv_std[c];
-  }
-  return {Tensor::from_vector(scale, Shape{n}, device), Tensor::from_vector(shift, Shape{n}, device)};
+  // Constants (the statistics are not trained), spread to every neuron on the
+  // device itself: a training step must not copy them through the host. The
+  // values are channel_of's: scale_j = inv_std[c], shift_j = -mean[c] * inv_std[c].
+  if (layer.mean.device() != device || layer.inv_std.device() != device)
+    fail("normalize", std::string("the statistics live on ") + device_name(layer.mean.device()) + ", the bounds on " +
+                          device_name(device));
+  const int64_t n = layer.in_shape.numel(), channels = layer.mean.numel();
+  const bool per_channel = channels > 1 && layer.in_shape.ndim() == 3;
+  const int64_t groups = per_channel ? channels : 1, plane = n / groups;
+  auto spread = [&](const Tensor& per_group) {  // (groups) -> (n), each value over its plane
+    const Tensor column = ops::reshape(per_group, Shape{groups, 1});
+    return ops::reshape(ops::mul(Tensor::full(Shape{groups, plane}, 1.0f, device), column), Shape{n});
+  };
+  // channel_of sends every neuron to channel 0 unless the input is (C, H, W) with C statistics.
+  const Tensor mean = per_channel ? layer.mean : ops::slice_batch(ops::reshape(layer.mean, Shape{channels}), 0, 1);
+  const Tensor inv_std =
+      per_channel ? layer.inv_std : ops::slice_batch(ops::reshape(layer.inv_std, Shape{channels}), 0, 1);
+  return {spread(inv_std), spread(ops::mul(ops::neg(mean), inv_std))};
 }
 
 const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
