@@ -19,9 +19,9 @@
 // shared; the first affine layer's own bounds (no ReLU below) are computed
 // forward, W c0 + b -+ |W| r0, which is the same number without forming A.
 // Intermediate bounds are computed in chunks of neurons sized to
-// memory_cap_bytes. A layer's whole workspace goes on the tape while the
-// tape budget (memory_cap_bytes per compute_bounds call) lasts, saving the
-// recomputation; beyond it every chunk is gradient-checkpointed, so the tape
+// memory_cap_bytes. Chunks go on the tape whole while the tape budget
+// (memory_cap_bytes per compute_bounds call) lasts, saving their
+// recomputation; beyond it each chunk is gradient-checkpointed, so the tape
 // keeps only the chunk's bounds and peak memory stays near the cap.
 // The outputs of a conv layer with only conv, ReLU, conv, ... under it (and
 // elementwise layers, BatchNorm and normalize, anywhere between) go by the
@@ -542,9 +542,6 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
   const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_neuron), 1, std::max<int64_t>(rows, 1));
   const std::vector<Tensor> packed = pack(ctx);
   const bool recording = should_record(packed);
-  const size_t total_bytes = bytes_per_neuron * size_t(rows);
-  const bool on_tape = !recording || total_bytes <= ctx.tape_budget_bytes;
-  if (recording && on_tape) ctx.tape_budget_bytes -= total_bytes;
 
   // Per output, the chunks' blocks: (count, N) for ranges, (N, n) scattered for listed rows.
   std::vector<std::vector<Tensor>> pieces;
@@ -560,6 +557,12 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
       return patches ? patch_chunk_bounds_transposed(c, top, chunk_rows.first, chunk_rows.count)
                      : chunk_bounds_transposed(c, top, chunk_rows);
     };
+    // Decided per chunk, not per layer: a layer wider than what is left of the
+    // budget still keeps its first chunks (CONV+ CROWN at a 1 GiB cap: about
+    // half of the work that would otherwise be recomputed in the backward pass).
+    const size_t chunk_bytes = bytes_per_neuron * size_t(count);
+    const bool on_tape = !recording || chunk_bytes <= ctx.tape_budget_bytes;
+    if (recording && on_tape) ctx.tape_budget_bytes -= chunk_bytes;
     if (on_tape) {
       outputs = bounds_of(ctx);
     } else {

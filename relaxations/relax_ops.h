@@ -227,8 +227,8 @@ struct SparseRows {
 // [0, top), flattened: (N, n_top). Intermediate bounds of ReLU layer `top`
 // come from here. With no ReLU under `top` and one affine layer, a forward
 // pass W c + b -+ |W| r gives them directly. Otherwise it works in chunks of
-// neurons sized by memory_cap_bytes; the layer's workspace goes on the tape
-// while ctx.tape_budget_bytes lasts, and beyond that each chunk is
+// neurons sized by memory_cap_bytes; chunks go on the tape while
+// ctx.tape_budget_bytes lasts, and beyond that each chunk is
 // gradient-checkpointed (the tape then holds only its outputs and recomputes
 // it in backward). With `sparse`, only its needed pairs are backsubstituted.
 BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseRows* sparse = nullptr);

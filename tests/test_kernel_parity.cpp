@@ -503,6 +503,11 @@ const ConvGeometry kConvGeometries[] = {
     conv_geometry(2, 8, 32, 32, 35, 3, 3, 1, 1),   // ~72,000 outputs: many blocks
     conv_geometry(13, 1, 28, 28, 16, 4, 4, 2, 1),  // the CPU threads split an odd batch of images
     conv_geometry(0, 3, 5, 5, 2, 3, 3, 1, 1),      // empty batch: the filter gradient is 0
+    // Small images go through the CPU GEMMs a block at a time (CONV+'s patch
+    // windows: 3x10x10 -> 4x4): blocks of 32 and a last one of 8; with padding,
+    // blocks of 21 and 16.
+    conv_geometry(40, 3, 10, 10, 16, 4, 4, 2, 0),
+    conv_geometry(37, 3, 10, 10, 6, 4, 4, 2, 1),
 };
 
 struct ConvMagnitudes {

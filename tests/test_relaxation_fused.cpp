@@ -798,7 +798,7 @@ TEST_CASE("relax fused: chunked, checkpointed intermediate bounds equal one pass
   for (Relaxation relaxation : all_relaxations()) {
     CAPTURE(relaxation_name(relaxation));
     BoundOptions one_pass, chunked;
-    chunked.memory_cap_bytes = 20000;  // several chunks per layer, every chunk checkpointed
+    chunked.memory_cap_bytes = 20000;  // several chunks per layer, all but the first few checkpointed
     const BoundsRun a = run_bounds(net, Device::cpu, lower0, upper0, &labels, relaxation, one_pass);
     relax::reset_backsub_chunk_stats();
     const BoundsRun b = run_bounds(net, Device::cpu, lower0, upper0, &labels, relaxation, chunked);
