@@ -4,7 +4,9 @@
 #  1. bench_bounds, bench_engine and bench_data take --threads (and reject a
 #     negative count naming the flag); bench_data takes --seconds and
 #     --device like the others; bench_bounds takes train's lowercase network
-#     names and still the uppercase ones;
+#     names and still the uppercase ones; --gap-to prints each line's gap to
+#     a reference relaxation (alpha-CROWN never above CROWN) and only in the
+#     certify modes;
 #  2. the README updater puts a `make run` result paragraph between the
 #     demo-result markers of a README, leaves the rest alone, and refuses a
 #     README without the markers.
@@ -25,8 +27,20 @@ for nets in fc FC; do
   fi
 done
 out=$(build/bin/bench_bounds --nets mlp --relaxations box --runs 1 2>&1); rc=$?
-if [ "$rc" -ne 0 ] && grep -qF "unknown net 'mlp' (expected fc, conv, conv+)" <<<"$out"; then ok "bench_bounds --nets mlp -> exit $rc"
+if [ "$rc" -ne 0 ] && grep -qF "unknown net 'mlp' (expected fc, conv, conv+, fc-small)" <<<"$out"; then ok "bench_bounds --nets mlp -> exit $rc"
 else bad "bench_bounds --nets mlp: exit $rc: $out"; fi
+# --gap-to: the reference's line first with gap 0; alpha-CROWN starts from
+# CROWN's slopes and keeps each row's best, so it is never above CROWN (gap <= 0).
+out=$(build/bin/bench_bounds --nets fc-small --batch 2 --mode certify-fast --relaxations alpha-crown --alpha-steps 5 \
+      --gap-to crown --runs 1 --threads 1 2>&1); rc=$?
+reference=$(grep "^fc-small" <<<"$out" | head -1)
+alpha_gap=$(awk '$3 == "alpha-crown/5" {print $9}' <<<"$out")
+if [ "$rc" -eq 0 ] && grep -q "^fc-small  *2  crown .* 0.00e+00" <<<"$reference" && [ -n "$alpha_gap" ] &&
+   awk -v g="$alpha_gap" 'BEGIN {exit !(g + 0 <= 0)}'; then ok "bench_bounds --gap-to crown: alpha-crown/5 gap $alpha_gap"
+else bad "bench_bounds --gap-to crown: exit $rc, alpha-crown gap '$alpha_gap': $out"; fi
+out=$(build/bin/bench_bounds --nets fc --gap-to triangle-lp --runs 1 2>&1); rc=$?
+if [ "$rc" -ne 0 ] && grep -qF -- "--gap-to compares certification bounds" <<<"$out"; then ok "bench_bounds --gap-to in train mode -> exit $rc"
+else bad "bench_bounds --gap-to in train mode: exit $rc: $out"; fi
 out=$(build/bin/bench_engine --seconds 0.01 --threads 1 --device cpu 2>&1); rc=$?
 if [ "$rc" -eq 0 ] && grep -q "^backend: .*1 OpenMP threads" <<<"$out" && grep -q "GFLOP/s" <<<"$out"; then ok "bench_engine --threads 1"
 else bad "bench_engine --threads 1: exit $rc: $out"; fi

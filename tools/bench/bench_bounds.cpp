@@ -16,18 +16,24 @@
 // --checkpoint adds a trained net (a train run's checkpoint) on the first
 // test images of --dataset instead of random inputs. alpha-crown runs once
 // per --alpha-steps value (20 and 100 by default; early stop off, so every
-// step runs), labelled alpha-crown/N.
-// Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+]
+// step runs), labelled alpha-crown/N; so do triangle and parallelogram (their
+// optimised slopes). --gap-to REL (certify modes) times REL first and prints
+// each line's largest relative gap of the margins' upper bounds above REL's:
+// with triangle-lp, how close the slopes come to the LP and how much faster,
+// e.g. --nets fc-small --batch 2 --mode certify-sound --relaxations
+// triangle,parallelogram --gap-to triangle-lp.
+// Usage: bench_bounds [--device cpu|cuda|auto] [--runs N] [--nets fc,conv,conv+,fc-small]
 //                     [--relaxations box,crown,...] [--memory-cap-mb M] [--threads N]
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
-//                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N]
+//                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N] [--gap-to REL]
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
 #include <cctype>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <exception>
 #include <sstream>
@@ -63,6 +69,11 @@ Network make_fc(Rng& rng) {
                                     make_relu(), make_linear(100, 10, rng)});
 }
 
+Network make_fc_small(Rng& rng) {  // issue 14's size for Triangle/Parallelogram against their LPs
+  return Network(Shape{1, 28, 28}, {make_flatten(), make_linear(784, 100, rng), make_relu(), make_linear(100, 100, rng),
+                                    make_relu(), make_linear(100, 10, rng)});
+}
+
 Network make_conv_net(Rng& rng) {
   return Network(Shape{1, 28, 28}, {make_conv(1, 16, 4, 2, 1, rng), make_relu(), make_flatten(),
                                     make_linear(16 * 14 * 14, 100, rng), make_relu(), make_linear(100, 10, rng)});
@@ -87,11 +98,13 @@ struct Measurement {
   double median_s = 0, min_s = 0;
   size_t peak_bytes = 0;
   int runs = 0;
+  Tensor upper;  // certify modes: the margins' upper bounds of the last run, (N, K-1)
 };
 
 // One step: bounds of the margins, the certified cross-entropy, backward.
 double one_step(const Network& net, const Tensor& x, const std::vector<int>& labels, const Tensor& label_tensor,
-                Relaxation relaxation, const BoundOptions& options, Device device, bool certify, float eps) {
+                Relaxation relaxation, const BoundOptions& options, Device device, bool certify, float eps,
+                Tensor* upper = nullptr) {
   for (const Tensor& p : net.parameters()) Tensor(p).zero_grad();
   if (device == Device::cuda) gpu::synchronize();
   const auto start = Clock::now();
@@ -99,10 +112,12 @@ double one_step(const Network& net, const Tensor& x, const std::vector<int>& lab
     NoGrad no_grad;
     const auto [lower0, upper0] = input_box(x, eps, true, options.sound);
     const Tensor spec = margin_spec(labels, 10, device);
-    [[maybe_unused]] const std::vector<bool> proven =
-        certified(compute_bounds(net, lower0, upper0, spec, relaxation, options));
+    const Bounds bounds = compute_bounds(net, lower0, upper0, spec, relaxation, options);
+    [[maybe_unused]] const std::vector<bool> proven = certified(bounds);
     if (device == Device::cuda) gpu::synchronize();
-    return std::chrono::duration<double>(Clock::now() - start).count();
+    const double seconds = std::chrono::duration<double>(Clock::now() - start).count();
+    if (upper) *upper = bounds.upper;
+    return seconds;
   }
   const auto [lower0, upper0] = input_box(x, eps);
   const Tensor spec = margin_spec(labels, 10, device);
@@ -138,7 +153,7 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
   std::vector<double> times;
   for (int r = 0; r < timed; ++r) {
     reset_peak_bytes(device);
-    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps));
+    times.push_back(one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps, &m.upper));
     m.peak_bytes = std::max(m.peak_bytes, allocator_stats(device).peak_bytes_in_use - base);
   }
   std::sort(times.begin(), times.end());
@@ -146,6 +161,16 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
   m.min_s = times.front();
   m.runs = timed;
   return m;
+}
+
+// How far `upper` lies above the reference's upper bounds of the same margins:
+// the largest (u - u_ref) / max(|u_ref|, 1e-6), as a fraction (negative: tighter).
+double worst_relative_gap(const Tensor& upper, const Tensor& reference) {
+  const std::vector<float> u = upper.to_vector(), r = reference.to_vector();
+  double worst = -1e300;
+  for (size_t k = 0; k < u.size(); ++k)
+    worst = std::max(worst, (double(u[k]) - double(r[k])) / std::max(std::fabs(double(r[k])), 1e-6));
+  return worst;
 }
 
 }  // namespace
@@ -161,20 +186,22 @@ int main(int argc, char** argv) {
   bool sparse_crown0 = false;
   std::string patches = "by-cost";
   int batch_override = 0;
+  std::string gap_to;
   int runs = 5, threads = 0;
   double cap_mb = 1024;
   app.add_option("--device", device_name_arg, "cpu, cuda or auto")->capture_default_str();
   app.add_option("--runs", runs, "timed runs per configuration after one warm-up (median reported)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
-  app.add_option("--nets", nets_arg, "comma-separated subset of fc, conv, conv+ (train's names)")->capture_default_str();
+  app.add_option("--nets", nets_arg, "comma-separated subset of fc, conv, conv+, fc-small (train's names)")
+      ->capture_default_str();
   app.add_option("--relaxations", relaxations_arg, "comma-separated relaxations")->capture_default_str();
   app.add_option("--memory-cap-mb", cap_mb, "BoundOptions::memory_cap_bytes in MiB (chunking of intermediate bounds)")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)")->capture_default_str();
   app.add_option("--alpha-steps", alpha_steps,
-                 "alpha-crown: Adam steps on the slopes, one bench line per value (early stop off)")
+                 "alpha-crown, triangle, parallelogram: Adam steps on the slopes, one bench line per value (early stop off)")
       ->delimiter(',')
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
@@ -204,6 +231,9 @@ int main(int argc, char** argv) {
   app.add_option("--checkpoint", checkpoint,
                  "also a trained net: a train run's checkpoint.ckpt, on the first test images of --dataset (batch 50)");
   app.add_option("--dataset", dataset, "the data set of --checkpoint (load_dataset's names)")->capture_default_str();
+  app.add_option("--gap-to", gap_to,
+                 "certify modes: also time this relaxation (e.g. triangle-lp) first on each net and batch, and print "
+                 "each line's largest relative gap of the margins' upper bounds above it (1e-3: 0.1% looser)");
   CLI11_PARSE(app, argc, argv);
   try {
     set_thread_count(threads, "[bench_bounds] --threads");
@@ -220,6 +250,14 @@ int main(int argc, char** argv) {
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
     const bool certify = mode != "train";
+    if (!gap_to.empty() && !certify)
+      throw std::runtime_error("[bench_bounds] --gap-to compares certification bounds: use it with --mode certify-fast "
+                               "or certify-sound");
+    if (!gap_to.empty()) {  // the reference goes first, so every other line can print its gap
+      const Relaxation reference = parse_relaxation(gap_to);
+      relaxations.erase(std::remove(relaxations.begin(), relaxations.end(), reference), relaxations.end());
+      relaxations.insert(relaxations.begin(), reference);
+    }
     std::vector<BenchNet> nets;
     Rng init(2024);
     for (const std::string& given : split_list(nets_arg)) {
@@ -228,7 +266,9 @@ int main(int argc, char** argv) {
       if (name == "fc") nets.push_back({name, make_fc(init), {50, 100}});
       else if (name == "conv") nets.push_back({name, make_conv_net(init), {50, 100}});
       else if (name == "conv+") nets.push_back({name, make_conv_plus(init), {50}});
-      else throw std::runtime_error("[bench_bounds] --nets: unknown net '" + given + "' (expected fc, conv, conv+)");
+      else if (name == "fc-small") nets.push_back({name, make_fc_small(init), {50}});
+      else throw std::runtime_error("[bench_bounds] --nets: unknown net '" + given +
+                                    "' (expected fc, conv, conv+, fc-small)");
     }
     DatasetSplits data_splits;
     if (!checkpoint.empty()) {
@@ -241,15 +281,17 @@ int main(int argc, char** argv) {
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
                 double(eps), patches.c_str());
-    std::printf("%-6s %5s  %-15s %-6s %10s %10s %5s %12s  %s\n", "net", "batch", "relaxation", "interm",
-                "median s", "min s", "runs", "peak MiB", "unstable% [backsubstituted%] per ReLU layer");
+    std::printf("%-8s %5s  %-18s %-6s %10s %10s %5s %12s %10s  %s\n", "net", "batch", "relaxation", "interm",
+                "median s", "min s", "runs", "peak MiB", gap_to.empty() ? "" : "gap",
+                "unstable% [backsubstituted%] per ReLU layer");
     Rng data(7);
     for (BenchNet& b : nets) {
       b.net.to(device);
       b.net.set_requires_grad(true);
-      for (int batch : b.batches)
+      for (int batch : b.batches) {
+        Tensor reference_upper;  // --gap-to's bounds on this net and batch
         for (Relaxation r : relaxations) {
-          const bool alpha = r == Relaxation::alpha_crown;
+          const bool alpha = relaxation_info(r).engine == BoundsEngine::optimised_slopes;
           for (size_t v = 0; v < (alpha ? alpha_steps.size() : 1); ++v) {
             BoundOptions o = options;
             std::string label = relaxation_name(r);
@@ -271,13 +313,17 @@ int main(int argc, char** argv) {
                               100.0 * double(s.backsubstituted) / pairs);
                 layers += text;
               }
-              std::printf("%-6s %5d  %-15s %-6s %10.4f %10.4f %5d %12.1f %s\n", b.name.c_str(), batch, label.c_str(),
-                          kind.c_str(), m.median_s, m.min_s, m.runs, double(m.peak_bytes) / (1024.0 * 1024.0),
-                          layers.c_str());
+              if (!gap_to.empty() && !reference_upper.defined()) reference_upper = m.upper;
+              char gap[32] = "";
+              if (!gap_to.empty()) std::snprintf(gap, sizeof gap, "%.2e", worst_relative_gap(m.upper, reference_upper));
+              std::printf("%-8s %5d  %-18s %-6s %10.4f %10.4f %5d %12.1f %10s %s\n", b.name.c_str(), batch,
+                          label.c_str(), kind.c_str(), m.median_s, m.min_s, m.runs,
+                          double(m.peak_bytes) / (1024.0 * 1024.0), gap, layers.c_str());
               std::fflush(stdout);
             }
           }
         }
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
