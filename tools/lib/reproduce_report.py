@@ -17,7 +17,7 @@ from pathlib import Path
 
 RELAXATION_TITLES = {"box": "Box", "hbox": "hBox", "crown-ibp": "CROWN-IBP", "deepz": "DeepZ", "crown": "CROWN",
                      "crown0": "CROWN-0", "triangle": "Triangle", "parallelogram": "Parallelogram",
-                     "triangle-lp": "Triangle", "parallelogram-lp": "Parallelogram"}
+                     "triangle-lp": "Triangle (LP)", "parallelogram-lp": "Parallelogram (LP)"}
 
 
 def load_results(paths, cells):
