@@ -98,6 +98,28 @@ std::vector<int32_t> column_sources(const ConvGeometry& g) {
   }
   return source;
 }
+// The table of the last geometry the calling thread used: a training step
+// calls the same few convolutions every step, so the table is built once, not
+// allocated per call (the callers read it inside their parallel regions).
+const std::vector<int32_t>& cached_column_sources(const ConvGeometry& g) {
+  thread_local ConvGeometry last{};
+  thread_local std::vector<int32_t> table;
+  const auto same = [](const ConvGeometry& a, const ConvGeometry& b) {  // n does not change the table
+    return a.c_in == b.c_in && a.h_in == b.h_in && a.w_in == b.w_in && a.kh == b.kh && a.kw == b.kw &&
+           a.stride == b.stride && a.padding == b.padding && a.h_out == b.h_out && a.w_out == b.w_out;
+  };
+  if (table.empty() || !same(last, g)) {
+    table = column_sources(g);
+    last = g;
+  }
+  return table;
+}
+// What im2col_block and col2im_scatter read: the table for blocks of small
+// images, nothing (im2col's line walk) for one large image per block.
+const std::vector<int32_t>& block_sources(const ConvGeometry& g, int64_t per_block) {
+  static const std::vector<int32_t> none;
+  return per_block > 1 ? cached_column_sources(g) : none;
+}
 void im2col_gather(const float* x, float* col, int64_t ld, const std::vector<int32_t>& source, int64_t spatial) {
   const int64_t rows = int64_t(source.size()) / spatial;
   for (int64_t row = 0; row < rows; ++row) {
@@ -195,7 +217,7 @@ void conv2d_forward_cpu(const float* x, const float* w, float* y, ConvGeometry g
     return;
   }
   const int64_t per_block = images_per_block(g), blocks = block_count(g, per_block);
-  const std::vector<int32_t> source = per_block > 1 ? column_sources(g) : std::vector<int32_t>{};
+  const std::vector<int32_t>& source = block_sources(g, per_block);
 #pragma omp parallel if (worth_threads(g))
   {
     float* col = scratch_of_size(0, rows * per_block * spatial);
@@ -217,7 +239,7 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, float* dx, ConvGe
   if (g.n == 0 || g.c_in == 0) return;
   const int64_t rows = col_rows(g), spatial = out_plane(g);
   const int64_t per_block = images_per_block(g), blocks = block_count(g, per_block);
-  const std::vector<int32_t> source = per_block > 1 ? column_sources(g) : std::vector<int32_t>{};
+  const std::vector<int32_t>& source = block_sources(g, per_block);
 #pragma omp parallel if (worth_threads(g))
   {
     float* col = scratch_of_size(0, rows * per_block * spatial);
@@ -244,7 +266,7 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, float* dw, Conv
   std::fill(dw, dw + size, 0.0f);
   if (g.n == 0 || spatial == 0) return;
   const int64_t per_block = images_per_block(g), blocks = block_count(g, per_block);
-  const std::vector<int32_t> source = per_block > 1 ? column_sources(g) : std::vector<int32_t>{};
+  const std::vector<int32_t>& source = block_sources(g, per_block);
   // Each thread sums its blocks into its own dw; the partial sums are then
   // added in thread order (deterministic for a given thread count).
   const int threads = worth_threads(g) ? int(std::min<int64_t>(omp_get_max_threads(), blocks)) : 1;
