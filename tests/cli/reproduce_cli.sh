@@ -65,6 +65,15 @@ else
   bad "dry-run: $dry"
 fi
 
+dry=$(reproduce --only 'tightness-fc-small/*' --dry-run 2>&1)
+# The LP relaxations make a certify batch minutes long: the recipe's batch_size reaches certify curve,
+# which saves its counts after every batch.
+if grep -qF -- "--points 21 --batch-size 5" <<<"$dry"; then
+  ok "dry-run of tightness-fc-small: the recipe's batch_size reaches certify curve"
+else
+  bad "dry-run: $dry"
+fi
+
 expect_error() {  # WANT ARGS...: tools/reproduce ARGS exits 2 and prints WANT
   local want="$1"; shift
   local out rc
