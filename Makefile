@@ -209,7 +209,7 @@ GPU_TEST_SRCS := $(filter-out tests/test_emulator.cpp,$(TEST_SRCS))
 GPU_TEST_CU_SRCS := $(filter-out tests/emu_test_kernels.cu,$(TEST_CU_SRCS))
 build/test/tests_gpu: $(call obj,rel,$(GPU_TEST_SRCS)) $(call obj,rel-nvcc,$(GPU_TEST_CU_SRCS)) $(REL_OBJS) $(REL_CU_OBJS)
 	@mkdir -p $(@D)
-	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(CUDA_LIBS)
+	$(CXX) $(REL_FLAGS) $^ -o $@ $(LIBS) $(REL_LINK)
 
 # ---------------------------------------------------------------- the relaxation viewer
 # The page computes one ReLU's regions with the engine's own rule code
