@@ -48,4 +48,5 @@
   X(logsumexp, "logsumexp logsumexp_backward", true)                        \
   X(softmax_cross_entropy, "softmax_xent softmax_xent_backward", true)     \
   X(margin_spec, "margin_spec", false)                                      \
-  X(count_correct, "argmax_hits reduce_sum", false)
+  X(count_correct, "argmax_hits reduce_sum", false)                         \
+  X(misclassified, "misclassified_rows", false)

@@ -95,5 +95,9 @@ Tensor softmax_cross_entropy(const Tensor& logits, const Tensor& labels);
 Tensor margin_spec(const Tensor& labels, int64_t num_classes);
 // How many rows of logits (N, K) have their first largest entry at the label: a scalar.
 Tensor count_correct(const Tensor& logits, const Tensor& labels);
+// Per row of logits (N, K): 1 when some other class's logit is at or above the
+// label's (a NaN counts, as does a label naming no class), else 0; shape (N).
+// PGD's test for a broken sample, kept on the device (train/pgd.cpp).
+Tensor misclassified(const Tensor& logits, const Tensor& labels);
 
 }  // namespace cte::ops

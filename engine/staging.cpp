@@ -53,4 +53,50 @@ Tensor UploadStaging::upload(const float* values, const Shape& shape, Device dev
   return t;
 }
 
+ScalarReadback::ScalarReadback(size_t depth) : slots_(depth == 0 ? 1 : depth) {}
+
+ScalarReadback::~ScalarReadback() {
+  for (Slot& slot : slots_) {
+    if (slot.event != nullptr) {  // a copy may still be queued into the buffer
+      gpu::event_wait(slot.event);
+      gpu::event_destroy(slot.event);
+    }
+    if (slot.pinned != nullptr) gpu::free_pinned(slot.pinned);
+  }
+}
+
+void ScalarReadback::queue(const Tensor& scalar) {
+  if (scalar.numel() != 1) fail("readback", "expects one value, got a tensor of shape " + scalar.shape().str());
+  Slot& slot = slots_[queued_ % slots_.size()];
+  ++queued_;
+  slot.on_device = scalar.device() == Device::cuda;
+  if (!slot.on_device) {
+    slot.host = scalar.data()[0];
+    return;
+  }
+  if (slot.pinned == nullptr) {
+    slot.pinned = static_cast<float*>(gpu::malloc_pinned(sizeof(float)));
+    slot.event = gpu::event_create();
+  } else {
+    gpu::event_wait(slot.event);  // the copy `depth` calls ago has left this buffer
+  }
+  gpu::copy_device_to_host_async(slot.pinned, scalar.data(), sizeof(float));
+  gpu::event_record(slot.event);
+}
+
+bool ScalarReadback::value(size_t lag, float* out) {
+  if (lag >= slots_.size())
+    fail("readback", "lag " + std::to_string(lag) + " needs more than the " + std::to_string(slots_.size()) +
+                         " values kept");
+  if (queued_ <= lag) return false;
+  Slot& slot = slots_[(queued_ - 1 - lag) % slots_.size()];
+  if (!slot.on_device) {
+    *out = slot.host;
+    return true;
+  }
+  gpu::event_wait(slot.event);
+  *out = *slot.pinned;
+  return true;
+}
+
 }  // namespace cte

@@ -38,4 +38,35 @@ class UploadStaging {
   size_t next_ = 0;
 };
 
+// Scalars read back from the device without stopping the host: queue() puts a
+// copy of a one-element tensor behind the work already queued (into
+// page-locked memory, with an event behind it) and returns at once;
+// value(lag) gives the value queued `lag` calls before the latest, waiting for
+// the device only up to that point, so the `lag` steps queued after it keep the
+// device busy meanwhile. PGD's early stop reads its "every sample broken" flag
+// this way (train/pgd.cpp), one step late on a GPU. On the CPU queue() reads
+// the value at once and any lag sees it.
+class ScalarReadback {
+ public:
+  explicit ScalarReadback(size_t depth = 2);
+  ~ScalarReadback();
+  ScalarReadback(const ScalarReadback&) = delete;
+  ScalarReadback& operator=(const ScalarReadback&) = delete;
+
+  void queue(const Tensor& scalar);
+  // The value queued `lag` calls before the latest (lag < depth), or nothing
+  // when fewer than lag + 1 values have been queued.
+  bool value(size_t lag, float* out);
+
+ private:
+  struct Slot {
+    float* pinned = nullptr;  // page-locked host float (CUDA) or unused (CPU)
+    void* event = nullptr;    // recorded behind the slot's copy
+    float host = 0.0f;        // the value on the CPU
+    bool on_device = false;
+  };
+  std::vector<Slot> slots_;
+  size_t queued_ = 0;  // values queued so far
+};
+
 }  // namespace cte

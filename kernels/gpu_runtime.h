@@ -37,6 +37,9 @@ void synchronize();  // cudaDeviceSynchronize, checked
 void* malloc_pinned(size_t bytes);  // cudaMallocHost; throws naming the size on failure
 void free_pinned(void* ptr);        // cudaFreeHost
 void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes);
+// The other way: queued behind the work already in the stream, the values land
+// in page-locked memory once an event recorded after the copy has completed.
+void copy_device_to_host_async(void* pinned_dst, const void* src, size_t bytes);
 // An event marks a point in the default stream's queue.
 void* event_create();          // cudaEventCreateWithFlags(cudaEventDisableTiming)
 void event_destroy(void* event);

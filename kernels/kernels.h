@@ -121,6 +121,10 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
   /* hits[r] = 1 when the first largest logit of row r is at labels[r], else 0.       */ \
   X(argmax_hits, (const float* logits /*[rows,cols]*/, const float* labels /*[rows]*/,   \
                   float* hits /*[rows]*/, int64_t rows, int64_t cols))                  \
+  /* flags[r] = 1 when some other logit of row r is >= the one at labels[r] (or NaN, */ \
+  /* or the label names no class), else 0: PGD's "already broken" test.              */ \
+  X(misclassified_rows, (const float* logits /*[rows,cols]*/, const float* labels     \
+                         /*[rows]*/, float* flags /*[rows]*/, int64_t rows, int64_t cols)) \
   /* Per channel c of x [n, channels, plane]: mean and biased variance over n*plane  */ \
   /* values (two passes: the mean first, then the squared deviations).              */ \
   X(batch_norm_stats, (const float* x /*[n,channels,plane]*/, float* mean /*[channels]*/,  \

@@ -814,22 +814,30 @@ PARITY_CHECK(margin_spec) {
     }
 }
 
-PARITY_CHECK(argmax_hits) {
-  TestRng rng(815);
+// A per-row rule over logits and labels (argmax_hits, misclassified_rows): rows
+// with ties between the first and last class, NaN entries, invalid labels.
+using LabelRowKernel = void (*)(const float*, const float*, float*, int64_t, int64_t);
+void check_label_row_kernel(const char* name, uint64_t seed, LabelRowKernel cpu_kernel, LabelRowKernel cuda_kernel) {
+  TestRng rng(seed);
   for (RowsCols s : row_shapes()) {
     if (s.cols < 2) continue;
     std::vector<float> x = logits(rng, size_t(s.rows * s.cols), Logits::moderate);
-    // Ties (the first of equal maxima wins) and NaN entries in some rows.
     for (int64_t r = 0; r < s.rows; r += 5) x[size_t(r * s.cols + s.cols - 1)] = x[size_t(r * s.cols)] = 50.0f;
     for (int64_t r = 2; r < s.rows; r += 11) x[size_t(r * s.cols + rng.below(s.cols))] = NAN;
     const std::vector<float> labels = labels_with_invalid(rng, s.rows, s.cols);
     DeviceBuffer x_cuda(x), labels_cuda(labels);
     std::vector<float> cpu = nan_vector(size_t(s.rows));
     DeviceBuffer cuda(cpu);
-    argmax_hits_cpu(x.data(), labels.data(), cpu.data(), s.rows, s.cols);
-    argmax_hits_cuda(x_cuda.get(), labels_cuda.get(), cuda.get(), s.rows, s.cols);
-    expect_close(label("argmax_hits", {s.rows, s.cols}), cuda.download(), cpu, kExact);
+    cpu_kernel(x.data(), labels.data(), cpu.data(), s.rows, s.cols);
+    cuda_kernel(x_cuda.get(), labels_cuda.get(), cuda.get(), s.rows, s.cols);
+    expect_close(label(name, {s.rows, s.cols}), cuda.download(), cpu, kExact);
   }
+}
+
+PARITY_CHECK(argmax_hits) { check_label_row_kernel("argmax_hits", 815, argmax_hits_cpu, argmax_hits_cuda); }
+
+PARITY_CHECK(misclassified_rows) {
+  check_label_row_kernel("misclassified_rows", 817, misclassified_rows_cpu, misclassified_rows_cuda);
 }
 
 PARITY_CHECK(softmax_xent_backward) {

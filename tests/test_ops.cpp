@@ -135,6 +135,9 @@ std::vector<OpCase> op_cases() {
                                               Shape{4, 5}, Device::cpu);
     add_case("count_correct", "ties and NaN", {logits, Tensor::from_vector({4, 0, 3, 2}, Shape{4}, Device::cpu)},
              [](V x) { return ops::count_correct(x[0], x[1]); }, {false, false});
+    // Row 0 correct, row 1 broken by a strict win, row 2 by a tie with the label's class, row 3 by a NaN.
+    add_case("misclassified", "ties and NaN", {logits, Tensor::from_vector({4, 1, 3, 2}, Shape{4}, Device::cpu)},
+             [](V x) { return ops::misclassified(x[0], x[1]); }, {false, false});
   }
   return cases;
 }

@@ -5,13 +5,18 @@
 // moves toward c (and overshoots it when the step is larger than the gap).
 #include <doctest/doctest.h>
 
+#include <algorithm>
+#include <string>
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/staging.h"
 #include "engine/tape.h"
 #include "train/pgd.h"
 #include "train/schedule.h"
 #include "train/trainer.h"
+#include "kernels/gpu_runtime.h"
+#include "tests/test_util.h"
 
 using namespace cte;
 using namespace cte::train;
@@ -113,7 +118,7 @@ TEST_CASE("pgd recipe: a misclassified sample keeps its latest iterate; early st
   const Tensor x = Tensor::from_vector({0.5f, 0.5f}, Shape{2, 1}, Device::cpu);
   const Network tent = tent_network(-1.0f, 1.0f, 0.75f);
   const PgdResult r = pgd_attack(tent, x, {0, 1}, o);  // label 1: z1 = -1 - |x - c| < 0 = z0, misclassified
-  CHECK(r.adversarial == std::vector<bool>{false, true});
+  CHECK(r.broken.to_vector() == std::vector<float>{0, 1});
   const std::vector<float> adv = r.x_adv.to_vector();
   CHECK(adv[0] == doctest::Approx(0.7f).epsilon(1e-5));
   // Label 1's loss softplus(z0 - z1) = softplus(1 + |x - c|) grows away from c: its steps go left,
@@ -221,4 +226,68 @@ TEST_CASE("train attack: early stop without keep-highest-loss returns the iterat
   o.stop_when_all_misclassified = false;  // on to the peak and around it
   CHECK(attack_1d(net, 0.2f, o) > 0.35f);
   CHECK(tape_size() == 0);
+}
+
+TEST_CASE("train attack: on the device without host round trips, the GPU's late early stop changing nothing") {
+  // z1 = 1 - 4 |x - 0.5|: label 0 is broken iff |x - 0.5| <= 0.25. Steps of 0.1 to the right from
+  // 0.2, 0.1, 0.0 break the samples at x1, x2, x3 (0.3 each), so the batch is all broken at
+  // iterate 3 and the attack stops there: each sample's latest iterate, 0.2 + 0.3 = 0.5 (the peak,
+  // where the gradient's sign is 0), 0.4 and 0.3. On a GPU the host sees the stop flag one step
+  // late and runs step 4 too, which must change nothing: CUDA (emulated) equals the CPU bit for bit.
+  const Network net = tent_network(1.0f, 4.0f, 0.5f);
+  const std::vector<float> starts{0.2f, 0.1f, 0.0f};
+  for (bool highest_loss : {true, false}) {
+    for (bool random_start : {false, true}) {
+      CAPTURE(highest_loss);
+      CAPTURE(random_start);
+      PgdOptions o = sabr_options();
+      o.step_decay_at.clear();
+      o.step_size = 0.1f;
+      o.keep_highest_loss = highest_loss;
+      o.stop_when_all_misclassified = true;
+      o.random_start = random_start;
+      o.seed = 5;
+      std::vector<std::vector<float>> answers;
+      for (Device device : test::devices()) {
+        CAPTURE(device_name(device));
+        Network on_device = net;
+        on_device.to(device);
+        const Tensor x = Tensor::from_vector(starts, Shape{3, 1}, device);
+        UploadStaging staging;
+        o.labels_on_device = Tensor::zeros(Shape{3}, device);
+        o.staging = &staging;
+        const gpu::HostSyncCounters before = gpu::host_sync_counters();
+        const PgdResult r = pgd_attack(on_device, x, {0, 0, 0}, o);
+        const gpu::HostSyncCounters after = gpu::host_sync_counters();
+        if (device == Device::cuda) {
+          CHECK(after.device_to_host - before.device_to_host == 0);
+          CHECK(after.host_to_device - before.host_to_device == 0);
+          CHECK(after.synchronizes - before.synchronizes == 0);
+        }
+        answers.push_back(r.x_adv.to_vector());
+        if (!random_start) {
+          CHECK(r.broken.to_vector() == std::vector<float>{1, 1, 1});
+          CHECK(answers.back()[0] == doctest::Approx(0.5f).epsilon(1e-5));
+          CHECK(answers.back()[1] == doctest::Approx(0.4f).epsilon(1e-5));
+          CHECK(answers.back()[2] == doctest::Approx(0.3f).epsilon(1e-5));
+        }
+        for (size_t i = 0; i < starts.size(); ++i) {
+          CHECK(answers.back()[i] >= std::max(0.0f, starts[i] - o.eps));
+          CHECK(answers.back()[i] <= starts[i] + o.eps);
+        }
+        CHECK(tape_size() == 0);
+      }
+      for (size_t d = 1; d < answers.size(); ++d) CHECK(answers[d] == answers[0]);
+    }
+  }
+  // Without the early stop the attack goes on past x3 (to the peak and around it).
+  PgdOptions o = sabr_options();
+  o.step_decay_at.clear();
+  o.step_size = 0.1f;
+  o.keep_highest_loss = false;
+  const Tensor x = Tensor::from_vector(starts, Shape{3, 1}, Device::cpu);
+  CHECK(pgd_attack(net, x, {0, 0, 0}, o).x_adv.to_vector()[2] > 0.35f);
+  // Labels on the device must match the batch.
+  o.labels_on_device = Tensor::zeros(Shape{2}, Device::cpu);
+  CHECK_THROWS_WITH(pgd_attack(net, x, {0, 0, 0}, o), doctest::Contains("[pgd] labels_on_device is (2) on cpu"));
 }

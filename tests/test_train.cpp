@@ -934,7 +934,9 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
   const Shape shape{12, 1, 4, 4};
   // fc-small starts with a Normalize layer, whose expansion the backsubstitution
   // relaxations (hbox, crown-ibp) build on the device too.
-  for (const std::string method : {"natural", "box", "hbox", "crown-ibp"}) {
+  // pgd and sabr: the training attack decides on the device too (train/pgd.cpp), its early stop
+  // read asynchronously.
+  for (const std::string method : {"natural", "box", "hbox", "crown-ibp", "pgd", "sabr"}) {
     CAPTURE(method);
     TrainConfig c = small_config("unused");
     c.method = method;
@@ -1062,6 +1064,13 @@ TEST_CASE("ops: margin_spec from device labels equals the host builder; count_co
                                               Shape{4, 5}, device);
     CHECK(ops::count_correct(logits, Tensor::from_vector({4, 0, 3, 2}, Shape{4}, device)).item() == 2.0f);
     CHECK(ops::count_correct(logits, Tensor::from_vector({4, 0, 1, 0}, Shape{4}, device)).item() == 4.0f);
+    // misclassified: row 0 correct; row 1 beaten by class 0; row 2 tied with class 1 (a tie
+    // breaks the sample, as in PGD's host test); row 3 only by its NaN; a label naming no class.
+    const Tensor broken = ops::misclassified(logits, Tensor::from_vector({4, 1, 3, 2}, Shape{4}, device));
+    CHECK(broken.to_vector() == std::vector<float>{0, 1, 1, 1});
+    CHECK(misclassified(logits, {4, 1, 3, 2}) == std::vector<bool>{false, true, true, true});
+    CHECK(ops::misclassified(logits, Tensor::from_vector({4, 0, 1, 7}, Shape{4}, device)).to_vector() ==
+          std::vector<float>{0, 0, 1, 1});
   }
   CHECK_THROWS_WITH(ops::margin_spec(Tensor::zeros(Shape{2, 2}, Device::cpu), 3),
                     doctest::Contains("[margin_spec] labels are (2,2), expected (N)"));

@@ -7,6 +7,7 @@
 
 #include "engine/ops.h"
 #include "engine/random.h"
+#include "engine/staging.h"
 #include "engine/tape.h"
 
 namespace cte::train {
@@ -32,71 +33,100 @@ Tensor mask_tensor(const std::vector<bool>& flags, bool value, const Shape& shap
   return Tensor::from_vector(v, shape, device);
 }
 
-// Uniform in [lo, hi] elementwise.
-Tensor uniform_between(const Tensor& lo, const Tensor& hi, Rng& rng) {
+// Uniform in [lo, hi] elementwise; the draws go up through `staging` when given
+// (no host round trip), else by a plain copy.
+Tensor uniform_between(const Tensor& lo, const Tensor& hi, Rng& rng, UploadStaging* staging = nullptr) {
   std::vector<float> u(size_t(lo.numel()));
   for (float& v : u) v = float(rng.uniform());
-  const Tensor t = Tensor::from_vector(u, lo.shape(), lo.device());
+  const Tensor t = staging != nullptr ? staging->upload(u, lo.shape(), lo.device())
+                                      : Tensor::from_vector(u, lo.shape(), lo.device());
   return ops::minimum(ops::add(lo, ops::mul(t, ops::sub(hi, lo))), hi);
 }
 
-// where(take, a, b) per sample: take (N) on the host, a and b like x.
-Tensor select_samples(const std::vector<bool>& take, const Tensor& a, const Tensor& b, const Shape& mask_shape) {
-  const Device device = a.device();
-  return ops::add(ops::mul(a, mask_tensor(take, true, mask_shape, device)),
-                  ops::mul(b, mask_tensor(take, false, mask_shape, device)));
+// x where take (N, 0 or 1) is 1, else the other; exact for finite values (x * 1 + y * 0).
+Tensor select_by_mask(const Tensor& take, const Tensor& a, const Tensor& b, const Shape& mask_shape) {
+  const Tensor m = ops::reshape(take, mask_shape);
+  return ops::add(ops::mul(a, m), ops::mul(b, ops::add_scalar(ops::neg(m), 1.0f)));
 }
 
-// keep_highest_loss (see pgd.h). Per iterate x_0..x_steps: a sample misclassified at
-// x_i (or earlier) takes x_i; else it takes x_i when its cross-entropy beats every
-// earlier iterate's; the final iterate is only checked for misclassification, as in
-// the official code, so the last step's point is kept only if it breaks the sample.
-PgdResult pgd_highest_loss(const Network& view, const Tensor& x, const std::vector<int>& labels, const PgdOptions& o,
-                           const Tensor& lo, const Tensor& hi, Rng& rng) {
+// The training attack (track off: --method pgd and sabr), with every decision
+// on the device, so a training step makes no host round trip (issue 19):
+//   found (N): misclassified at some iterate so far (ops::misclassified);
+//   keep_highest_loss: per iterate x_0..x_steps, a sample found at x_i (or
+//     earlier) takes x_i, else it takes x_i when its cross-entropy beats every
+//     earlier iterate's; the final iterate is only checked for
+//     misclassification, as in the official code (eth-sri/SABR adv_attack.py);
+//   early stop: `done` turns 1 once every sample is found (keep_highest_loss)
+//     or the current iterate misclassifies every sample (last-iterate mode),
+//     and from then on x stays where it is, so later steps change nothing.
+// The host learns of `done` through a ScalarReadback: at once on the CPU, one
+// step late on a GPU, whose extra step changes nothing (everything is frozen)
+// but keeps the device busy while the host waits for the flag.
+PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, const PgdOptions& o, const Tensor& lo,
+                       const Tensor& hi, Rng& rng) {
   const Device device = x.device();
-  const size_t n = labels.size();
+  const int64_t n = x.shape()[0];
   const Shape mask_shape = per_sample_shape(x.shape());
-  const Tensor y = labels_tensor(labels, device);
+  const bool early_stop = o.stop_when_all_misclassified;
   const Tensor zero = Tensor::zeros(Shape{1}, device);
-  Tensor xa;
+  Tensor xa, kept, found, best_loss, done;
   {
     NoGrad no_grad;
-    xa = o.random_start ? uniform_between(lo, hi, rng) : x.detach().clone();
+    xa = o.random_start ? uniform_between(lo, hi, rng, o.staging) : x.detach().clone();
+    kept = xa;
+    found = Tensor::zeros(Shape{n}, device);
+    best_loss = Tensor::full(Shape{n}, -std::numeric_limits<float>::infinity(), device);
+    done = Tensor::zeros(Shape{1}, device);
   }
-  Tensor kept = xa;
-  std::vector<float> best_loss(n, -std::numeric_limits<float>::infinity());
-  PgdResult result;
-  result.adversarial.assign(n, false);
+  ScalarReadback done_flags(2);
+  const size_t lag = device == Device::cuda ? 1 : 0;
   for (int step = 0;; ++step) {
+    float stopped = 0.0f;
+    if (early_stop && done_flags.value(lag, &stopped) && stopped != 0.0f) break;
+    const bool final = step == o.steps;
+    if (final && !o.keep_highest_loss) break;
     Tensor leaf = xa.detach();
     leaf.set_requires_grad(true);
     const Tensor logits = view.forward(leaf);
-    const std::vector<bool> wrong = misclassified(logits, labels);
-    std::vector<bool> take(n, false);
-    for (size_t i = 0; i < n; ++i) take[i] = result.adversarial[i] = result.adversarial[i] || wrong[i];
-    const bool all_found = std::all_of(result.adversarial.begin(), result.adversarial.end(), [](bool b) { return b; });
-    if (step == o.steps || (o.stop_when_all_misclassified && all_found)) {
+    Tensor wrong;
+    if (o.keep_highest_loss || early_stop) {
+      NoGrad no_grad;
+      wrong = ops::misclassified(logits.detach(), y);
+      found = ops::maximum(found, wrong);
+    }
+    if (final) {  // keep_highest_loss: the final iterate only where it breaks the sample
       tape_reset();
       NoGrad no_grad;
-      kept = select_samples(take, xa, kept, mask_shape);
+      kept = select_by_mask(found, xa, kept, mask_shape);
       break;
     }
     const Tensor losses = ops::softmax_cross_entropy(logits, y);  // (N)
-    const std::vector<float> loss_values = losses.to_vector();
-    for (size_t i = 0; i < n; ++i)
-      if (loss_values[i] > best_loss[i]) {
-        best_loss[i] = loss_values[i];
-        take[i] = true;
-      }
     backward(ops::sum(losses));
     NoGrad no_grad;
-    kept = select_samples(take, xa, kept, mask_shape);
+    if (o.keep_highest_loss) {
+      const Tensor loss = losses.detach();
+      const Tensor improved = ops::compare(loss, best_loss, kern::BinaryOp::gt);
+      best_loss = ops::select(improved, loss, best_loss);  // (not maximum: a NaN loss must not stick)
+      kept = select_by_mask(ops::maximum(found, improved), xa, kept, mask_shape);
+    }
+    if (early_stop) {  // every sample found (or misclassified right now): sum of the 0/1 flags reaches n
+      const Tensor all = ops::compare(ops::add_scalar(ops::sum(o.keep_highest_loss ? found : wrong), -float(n)),
+                                      zero, kern::BinaryOp::ge);
+      done = ops::maximum(done, all);
+      done_flags.queue(done);
+    }
     const Tensor g = leaf.grad();
     const Tensor direction =
         ops::sub(ops::compare(g, zero, kern::BinaryOp::gt), ops::compare(g, zero, kern::BinaryOp::lt));
-    xa = ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, pgd_step_size(o, step))), lo), hi);
+    const Tensor stepped =
+        ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, pgd_step_size(o, step))), lo), hi);
+    // After the early stop x stays, so every later iterate is the same point and nothing a step
+    // takes from it changes the answer (in last-iterate mode x itself is the answer).
+    xa = early_stop ? ops::add(ops::mul(stepped, ops::add_scalar(ops::neg(done), 1.0f)), ops::mul(xa, done)) : stepped;
   }
-  result.x_adv = kept.detach();
+  PgdResult result;
+  result.x_adv = (o.keep_highest_loss ? kept : xa).detach();
+  result.broken = found;
   return result;
 }
 
@@ -138,7 +168,11 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
   const Device device = x.device();
   const int64_t n = x.shape()[0];
   const Shape mask_shape = per_sample_shape(x.shape());
-  const Tensor y = labels_tensor(labels, device);
+  const Tensor& given = o.labels_on_device;
+  if (given.defined() && (given.ndim() != 1 || given.shape()[0] != n || given.device() != device))
+    fail("pgd", "labels_on_device is " + given.shape().str() + " on " + device_name(given.device()) + " but the input is " +
+                    x.shape().str() + " on " + device_name(device));
+  const Tensor y = given.defined() ? given : labels_tensor(labels, device);
   const Tensor zero = Tensor::zeros(Shape{1}, device);
   Tensor lo, hi;
   {
@@ -152,19 +186,27 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
     }
   }
   Rng rng(mix_seed(o.seed, kStartTag));
-  if (o.keep_highest_loss) return pgd_highest_loss(view, x, labels, o, lo, hi, rng);
+  if (!o.track || o.keep_highest_loss) {
+    PgdResult result = pgd_training(view, x, y, o, lo, hi, rng);
+    if (o.track) {  // asked for on the host: one read at the end
+      const std::vector<float> broken = result.broken.to_vector();
+      for (float flag : broken) result.adversarial.push_back(flag != 0.0f);
+    }
+    return result;
+  }
+  // Evaluation: per-sample bookkeeping on the host (restarts, samples frozen once broken).
   PgdResult result;
   result.adversarial.assign(size_t(n), false);
   Tensor best;  // the adversarial points found so far (where adversarial[i])
   for (int attempt = 0; attempt <= o.restarts; ++attempt) {
-    if (o.track && o.stop_at_success && attempt > 0 &&
+    if (o.stop_at_success && attempt > 0 &&
         std::all_of(result.adversarial.begin(), result.adversarial.end(), [](bool b) { return b; }))
       break;
     Tensor xa;
     {
       NoGrad no_grad;
       xa = (attempt > 0 || o.random_start) ? uniform_between(lo, hi, rng) : x.detach().clone();
-      if (attempt > 0 && o.track && o.stop_at_success) {
+      if (attempt > 0 && o.stop_at_success) {
         // Samples already broken start (and stay) at their adversarial point.
         const Tensor found = mask_tensor(result.adversarial, true, mask_shape, device);
         const Tensor open = mask_tensor(result.adversarial, false, mask_shape, device);
@@ -174,42 +216,31 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
     Tensor active = mask_tensor(result.adversarial, false, mask_shape, device);
     for (int step = 0; step <= o.steps; ++step) {
       if (step == o.steps) {
-        if (o.track) {
-          NoGrad no_grad;
-          const std::vector<bool> wrong = misclassified(view.forward(xa), labels);
-          for (size_t i = 0; i < wrong.size(); ++i)
-            if (wrong[i] && !result.adversarial[i]) result.adversarial[i] = true;
-        }
+        NoGrad no_grad;
+        const std::vector<bool> wrong = misclassified(view.forward(xa), labels);
+        for (size_t i = 0; i < wrong.size(); ++i)
+          if (wrong[i] && !result.adversarial[i]) result.adversarial[i] = true;
         break;
       }
       Tensor leaf = xa.detach();
       leaf.set_requires_grad(true);
       const Tensor logits = view.forward(leaf);
-      if (o.track) {
-        const std::vector<bool> wrong = misclassified(logits, labels);
-        bool changed = false;
-        for (size_t i = 0; i < wrong.size(); ++i)
-          if (wrong[i] && !result.adversarial[i]) result.adversarial[i] = changed = true;
-        if (o.stop_at_success && changed) {
-          if (std::all_of(result.adversarial.begin(), result.adversarial.end(), [](bool b) { return b; })) {
-            tape_reset();
-            break;
-          }
-          active = mask_tensor(result.adversarial, false, mask_shape, device);
-        }
-      }
-      if (!o.track && o.stop_when_all_misclassified) {
-        const std::vector<bool> wrong = misclassified(logits, labels);
-        if (std::all_of(wrong.begin(), wrong.end(), [](bool b) { return b; })) {
+      const std::vector<bool> wrong = misclassified(logits, labels);
+      bool changed = false;
+      for (size_t i = 0; i < wrong.size(); ++i)
+        if (wrong[i] && !result.adversarial[i]) result.adversarial[i] = changed = true;
+      if (o.stop_at_success && changed) {
+        if (std::all_of(result.adversarial.begin(), result.adversarial.end(), [](bool b) { return b; })) {
           tape_reset();
           break;
         }
+        active = mask_tensor(result.adversarial, false, mask_shape, device);
       }
       backward(ops::sum(ops::softmax_cross_entropy(logits, y)));
       NoGrad no_grad;
       const Tensor g = leaf.grad();
       Tensor direction = ops::sub(ops::compare(g, zero, kern::BinaryOp::gt), ops::compare(g, zero, kern::BinaryOp::lt));
-      if (o.track && o.stop_at_success) direction = ops::mul(direction, active);
+      if (o.stop_at_success) direction = ops::mul(direction, active);
       xa = ops::minimum(ops::maximum(ops::add(xa, ops::scale(direction, pgd_step_size(o, step))), lo), hi);
     }
     // Frozen samples (found earlier) kept their point, so the last iterate is the answer.

@@ -5,13 +5,16 @@
 // Only the input gets a gradient: the attack runs on a view of the network
 // whose parameters need none, so it records no parameter gradient and
 // leaves training state untouched. All arithmetic stays on the network's
-// device; per step only the (N, K) logits come to the host, to see which
-// samples are already misclassified.
+// device. Evaluation (track on) brings the (N, K) logits to the host every
+// step, to see which samples are already misclassified; the training attack
+// (track off) decides on the device and makes no host round trip: its early
+// stop reaches the host through an asynchronous read, one step late on a GPU.
 #pragma once
 #include <cstdint>
 #include <vector>
 
 #include "engine/nn.h"
+#include "engine/staging.h"
 #include "engine/tensor.h"
 
 namespace cte::train {
@@ -23,7 +26,7 @@ struct PgdOptions {
   int restarts = 0;             // extra attempts from uniform random points of the ball
   bool random_start = false;    // first attempt from a random point (training) instead of x itself
   bool stop_at_success = true;  // evaluation: a sample stops moving once misclassified
-  bool track = true;            // check the logits every step (evaluation); training skips it
+  bool track = true;            // evaluation: per-sample bookkeeping on the host; off: the training attack
   uint64_t seed = 0;            // random starts
   // Step-size decay: from step ceil(f * steps) on, for each f in step_decay_at, the step is
   // multiplied by step_decay_factor (SABR: {0.5, 0.8, 0.9} and 0.1). Empty: a constant step.
@@ -31,13 +34,18 @@ struct PgdOptions {
   float step_decay_factor = 0.1f;
   // SABR's training attack (eth-sri/SABR, src/adv_attack.py, train mode): one attempt that
   // returns, per sample, the iterate of highest cross-entropy (a sample once misclassified:
-  // its latest iterate) instead of the last one. Ignores restarts and stop_at_success.
+  // its latest iterate) instead of the last one. Runs the training attack (see track), which
+  // ignores restarts and stop_at_success.
   bool keep_highest_loss = false;
   // End the attack once every sample is misclassified (SABR's early stop). Without
   // keep_highest_loss and track, the last iterate is then the one that broke the last sample.
   bool stop_when_all_misclassified = false;
   // Keep every iterate inside [0, 1] (pixels); false for inputs with no such range (PCA coordinates).
   bool clip = true;
+  // A training step's: its labels already on the device (N) (undefined: uploaded from `labels`),
+  // and where the random start's draws go up without a host round trip (null: a plain copy).
+  Tensor labels_on_device;
+  UploadStaging* staging = nullptr;
 };
 
 // The step size of step k (0-based) under options' decay.
@@ -46,6 +54,8 @@ float pgd_step_size(const PgdOptions& options, int step);
 struct PgdResult {
   Tensor x_adv;                   // like x, inside [x - eps, x + eps] and [0, 1]
   std::vector<bool> adversarial;  // (N) some iterate was misclassified (only when track)
+  Tensor broken;                  // the same on the device, 0 or 1 (N) (track off, with keep_highest_loss or
+                                  // stop_when_all_misclassified: what the attack checked)
 };
 
 // x: (N, net input shape...) in [0, 1]; labels: N class indices.

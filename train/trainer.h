@@ -101,6 +101,7 @@ class TrainStep {
   std::vector<Tensor> l1_terms_;      // the L1 penalty's: the weights, and with --l1-bias the biases
   std::vector<float> label_values_;  // the labels as floats, reused
   UploadStaging label_staging_;      // their asynchronous upload
+  UploadStaging attack_staging_;     // the PGD random start's draws (one batch-sized upload per step)
   dist::Communicator& comm_;
 };
 

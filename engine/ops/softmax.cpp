@@ -1,7 +1,7 @@
 // The softmax family over the last axis: log_softmax, logsumexp and the fused,
 // numerically stable softmax cross-entropy (which saves the probabilities for
 // its backward instead of recomputing them); beside it the label ops a training
-// step runs on the device (margin_spec, count_correct).
+// step and its attack run on the device (margin_spec, count_correct, misclassified).
 #include "engine/dispatch.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
@@ -85,16 +85,31 @@ Tensor margin_spec(const Tensor& labels, int64_t num_classes) {
   return spec;
 }
 
-Tensor count_correct(const Tensor& logits, const Tensor& labels) {
-  const Device device = common_device("count_correct", {&logits, &labels});
+namespace {
+// The shared front of the per-row label ops: logits (N, K) and labels (N) on one device.
+Device check_logits_and_labels(const char* op, const Tensor& logits, const Tensor& labels) {
+  const Device device = common_device(op, {&logits, &labels});
   if (logits.ndim() != 2 || labels.ndim() != 1 || labels.shape()[0] != logits.shape()[0])
-    fail("count_correct", "logits are " + logits.shape().str() + " and labels " + labels.shape().str() +
-                              " (expects (N, K) and (N))");
+    fail(op, "logits are " + logits.shape().str() + " and labels " + labels.shape().str() + " (expects (N, K) and (N))");
+  return device;
+}
+}  // namespace
+
+Tensor count_correct(const Tensor& logits, const Tensor& labels) {
+  const Device device = check_logits_and_labels("count_correct", logits, labels);
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   Tensor hits = Tensor::empty(Shape{rows}, device);
   CTE_RUN(device, argmax_hits, logits.data(), labels.data(), hits.data(), rows, cols);
   NoGrad no_grad;
   return sum(hits);
+}
+
+Tensor misclassified(const Tensor& logits, const Tensor& labels) {
+  const Device device = check_logits_and_labels("misclassified", logits, labels);
+  const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  Tensor flags = Tensor::empty(Shape{rows}, device);
+  CTE_RUN(device, misclassified_rows, logits.data(), labels.data(), flags.data(), rows, cols);
+  return flags;
 }
 
 }  // namespace cte::ops

@@ -35,4 +35,16 @@ CTE_HD inline float argmax_hit(const float* row, int64_t cols, float label) {
   return cols > 0 && best == label_class(label, cols) ? 1.0f : 0.0f;
 }
 
+// 1 when a class other than the label's has a logit at or above the label's,
+// a NaN anywhere in the comparison included (such a sample is not safely
+// classified), or when the label names no class; else 0. The rule of
+// train/pgd.h's misclassified(), which PGD uses to leave broken samples be.
+CTE_HD inline float misclassified_row(const float* row, int64_t cols, float label) {
+  const int64_t y = label_class(label, cols);
+  if (y < 0) return 1.0f;
+  for (int64_t j = 0; j < cols; ++j)
+    if (j != y && !(row[j] < row[y])) return 1.0f;
+  return 0.0f;
+}
+
 }  // namespace cte::kern

@@ -90,4 +90,8 @@ void argmax_hits_cpu(const float* logits, const float* labels, float* hits, int6
   for (int64_t r = 0; r < rows; ++r) hits[r] = argmax_hit(logits + r * cols, cols, labels[r]);
 }
 
+void misclassified_rows_cpu(const float* logits, const float* labels, float* flags, int64_t rows, int64_t cols) {
+  for (int64_t r = 0; r < rows; ++r) flags[r] = misclassified_row(logits + r * cols, cols, labels[r]);
+}
+
 }  // namespace cte::kern

@@ -154,6 +154,11 @@ void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes) 
   CTE_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, nullptr));
 }
 
+void copy_device_to_host_async(void* pinned_dst, const void* src, size_t bytes) {
+  if (bytes == 0) return;
+  CTE_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, bytes, cudaMemcpyDeviceToHost, nullptr));
+}
+
 void* event_create() {
   cudaEvent_t event = nullptr;
   CTE_CUDA_CHECK(cudaEventCreateWithFlags(&event, cudaEventDisableTiming));

@@ -123,6 +123,12 @@ __global__ void argmax_hits_kernel(const float* logits, const float* labels, flo
   CTE_GRID_STRIDE_LOOP(r, rows) { hits[r] = argmax_hit(logits + r * cols, cols, labels[r]); }
 }
 
+// logits: [rows, cols], labels: [rows], flags: [rows]; one thread per row.
+__global__ void misclassified_rows_kernel(const float* logits, const float* labels, float* flags, int64_t rows,
+                                          int64_t cols) {
+  CTE_GRID_STRIDE_LOOP(r, rows) { flags[r] = misclassified_row(logits + r * cols, cols, labels[r]); }
+}
+
 using gpu::row_launch;
 using gpu::RowLaunch;
 
@@ -180,6 +186,11 @@ void margin_spec_cuda(const float* labels, float* spec, int64_t n, int64_t class
 void argmax_hits_cuda(const float* logits, const float* labels, float* hits, int64_t rows, int64_t cols) {
   if (rows <= 0) return;
   gpu::launch_1d("argmax_hits", rows, argmax_hits_kernel, logits, labels, hits, rows, cols);
+}
+
+void misclassified_rows_cuda(const float* logits, const float* labels, float* flags, int64_t rows, int64_t cols) {
+  if (rows <= 0) return;
+  gpu::launch_1d("misclassified_rows", rows, misclassified_rows_kernel, logits, labels, flags, rows, cols);
 }
 
 }  // namespace cte::kern
