@@ -171,6 +171,22 @@ if [ "$check" = fine ]; then ok "the cell's JSON: command, epochs, images, secon
 out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1)
 if grep -qF "3 cells selected, 3 already done, 0 to run" <<<"$out"; then ok "a re-run runs nothing"; else bad "re-run: $out"; fi
 
+# A net whose recorded result stands but whose checkpoint is a retraining stopped part-way (its
+# metrics end before the last epoch) is no net to certify: a cell on it resumes the training first.
+tiny_run="$tmp/runs/fmnist-conv-box-eps0.1@tiny"
+cp "$tiny_run/metrics.jsonl" "$tmp/metrics.keep"
+head -n 2 "$tmp/metrics.keep" > "$tiny_run/metrics.jsonl"
+mv "$tmp/results/cells/x__fmnist-conv-box-eps0.1@tiny.json" "$tmp/x.keep"
+out=$(reproduce --recipe "$tmp/tiny.toml" --only 'x/*' --dry-run 2>&1)
+if grep -qF "checkpoint is gone or unfinished; training it again" <<<"$out" \
+   && grep -A1 -F "fmnist-conv-box-eps0.1@tiny" <<<"$out" | grep -qF -- "--resume"; then
+  ok "a cell on an unfinished retraining resumes it first"
+else
+  bad "unfinished net: $out"
+fi
+cp "$tmp/metrics.keep" "$tiny_run/metrics.jsonl"
+mv "$tmp/x.keep" "$tmp/results/cells/x__fmnist-conv-box-eps0.1@tiny.json"
+
 echo "== a killed training cell resumes"
 sed 's/epochs = 4/epochs = 6/; s/"tiny"/"six"/g; s/schedules.tiny/schedules.six/' "$tmp/tiny.toml" > "$tmp/six.toml"
 tools/reproduce --runs "$tmp/runs" --results "$tmp/results" --recipe "$tmp/six.toml" --only 't' --no-report \
