@@ -408,8 +408,11 @@ def tightness_section(doc, recipe, cells, results, figures, measured_only=False)
         if measured_only and not r:
             continue
         exp = c["experiments"][0]
-        letter = exp.split("-")[-1]
-        p = paper.get(letter, {})
+        # The paper's column: the experiment's letter (tightness-D), or the one it names with its data
+        # set ("F (MNIST)": the column is that letter's, the header says the data set differs).
+        column = c.get("paper_column", exp.split("-")[-1])
+        p = paper.get(column.split(" ")[0], {})
+        paper_header = "CR-AUC (paper" + (f", {column}" if "paper_column" in c else "") + ")"
         rows = []
         if r:
             auc = r["cr_auc"]["cr_auc"]
@@ -419,7 +422,7 @@ def tightness_section(doc, recipe, cells, results, figures, measured_only=False)
             order = sorted(auc.items(), key=lambda t: t[1])
             trained = results.get(c["needs"][0])
             acc = pct(trained["evaluation"]["accuracy"]) if trained else "-"
-            doc.table(["relaxation", "CR-AUC (ours)", "CR-AUC (paper)"], rows,
+            doc.table(["relaxation", "CR-AUC (ours)", paper_header], rows,
                       f"Tightness, {exp}: {cells[c['needs'][0]]['id']} (accuracy {acc}%), CR-AUC over eps in "
                       f"[0, {c['eps_max']:g}]" + (f", first {c['test_subset']} test images" if "test_subset" in c else ""))
             doc.bullets(["ours, loosest to tightest: " + " < ".join(f"{RELAXATION_TITLES.get(n, n)} {v:.3f}"
