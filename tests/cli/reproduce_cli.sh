@@ -189,7 +189,7 @@ mv "$tmp/x.keep" "$tmp/results/cells/x__fmnist-conv-box-eps0.1@tiny.json"
 
 echo "== a killed training cell resumes"
 sed 's/epochs = 4/epochs = 6/; s/"tiny"/"six"/g; s/schedules.tiny/schedules.six/' "$tmp/tiny.toml" > "$tmp/six.toml"
-tools/reproduce --runs "$tmp/runs" --results "$tmp/results" --recipe "$tmp/six.toml" --only 't' --no-report \
+nice -n 3 tools/reproduce --runs "$tmp/runs" --results "$tmp/results" --recipe "$tmp/six.toml" --only 't' --no-report \
   >/dev/null 2>&1 &  # not through the function: $! must be the runner's own process
 runner=$!
 metrics="$tmp/runs/fmnist-conv-box-eps0.1@six/metrics.jsonl"
@@ -197,6 +197,15 @@ for _ in $(seq 1 600); do
   [ -f "$metrics" ] && [ "$(wc -l < "$metrics")" -ge 2 ] && break
   sleep 0.1
 done
+# The cell runs in a session (scheduler autogroup) of its own, which keeps the runner's niceness.
+cell_pid=$(pgrep -f -- "--out $tmp/runs/fmnist-conv-box-eps0.1@six" | head -1)
+if [ ! -r /proc/self/autogroup ]; then
+  echo "skip the cell's autogroup niceness: this kernel has no autogroups"
+elif [ -n "$cell_pid" ] && grep -q "nice 3$" "/proc/$cell_pid/autogroup"; then
+  ok "a cell of 'nice -n 3 tools/reproduce' runs in an autogroup of niceness 3"
+else
+  bad "cell autogroup: pid '$cell_pid': $(cat "/proc/$cell_pid/autogroup" 2>&1)"
+fi
 kill -TERM "$runner"; wait "$runner"; rc=$?
 if [ "$rc" -eq 130 ] && [ ! -f "$tmp/results/cells/fmnist-conv-box-eps0.1@six.json" ] \
    && [ -f "$tmp/runs/fmnist-conv-box-eps0.1@six/checkpoint.ckpt" ]; then
