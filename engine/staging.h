@@ -57,6 +57,8 @@ class ScalarReadback {
   // The value queued `lag` calls before the latest (lag < depth), or nothing
   // when fewer than lag + 1 values have been queued.
   bool value(size_t lag, float* out);
+  // Forget the values queued so far (a new attack); the buffers stay.
+  void restart() { queued_ = 0; }
 
  private:
   struct Slot {

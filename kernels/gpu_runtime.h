@@ -57,7 +57,13 @@ RawAllocCounters raw_alloc_counters();
 // without host round trips (issue 19) makes none; bench_train reports them.
 // Waits on an event (event_wait) are counted apart: they only hold the host
 // back when it has queued work more than a staging ring ahead of the device.
-struct HostSyncCounters { uint64_t device_to_host = 0, host_to_device = 0, synchronizes = 0, event_waits = 0; };
+// Page-locked allocations and frees (cudaMallocHost, cudaFreeHost) are counted
+// too: cudaFreeHost waits for the whole device, so a step that builds its
+// staging buffers afresh each time syncs through them.
+struct HostSyncCounters {
+  uint64_t device_to_host = 0, host_to_device = 0, synchronizes = 0, event_waits = 0, pinned_allocations = 0,
+           pinned_frees = 0;
+};
 HostSyncCounters host_sync_counters();
 
 }  // namespace cte::gpu

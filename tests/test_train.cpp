@@ -961,11 +961,15 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
     }
     const gpu::HostSyncCounters before = gpu::host_sync_counters();
     const StepStats st = step.run(x, labels, s, 2);
+    const gpu::HostSyncCounters after_step = gpu::host_sync_counters();
     x = staging.upload(xs, shape, Device::cuda);  // the next batch's upload queues too
     const gpu::HostSyncCounters after = gpu::host_sync_counters();
     CHECK(after.device_to_host - before.device_to_host == 0);
     CHECK(after.host_to_device - before.host_to_device == 0);
     CHECK(after.synchronizes - before.synchronizes == 0);
+    // Staging and readback buffers are kept across steps (cudaFreeHost would wait for the device).
+    CHECK(after_step.pinned_allocations - before.pinned_allocations == 0);
+    CHECK(after.pinned_frees - before.pinned_frees == 0);
 
     int64_t correct = 0;
     double cross_entropy = 0;

@@ -78,7 +78,9 @@ PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, co
     best_loss = Tensor::full(Shape{n}, -std::numeric_limits<float>::infinity(), device);
     done = Tensor::zeros(Shape{1}, device);
   }
-  ScalarReadback done_flags(2);
+  ScalarReadback local_flags(o.readback != nullptr ? 1 : 2);
+  ScalarReadback& done_flags = o.readback != nullptr ? *o.readback : local_flags;
+  done_flags.restart();
   const size_t lag = device == Device::cuda ? 1 : 0;
   for (int step = 0;; ++step) {
     float stopped = 0.0f;

@@ -46,6 +46,7 @@ struct PgdOptions {
   // and where the random start's draws go up without a host round trip (null: a plain copy).
   Tensor labels_on_device;
   UploadStaging* staging = nullptr;
+  ScalarReadback* readback = nullptr;  // the early stop's flag reads (null: a buffer made per call)
 };
 
 // The step size of step k (0-based) under options' decay.

@@ -246,6 +246,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& l
     o.seed = comm_.size() > 1 ? mix_seed(step_seed, uint64_t(comm_.rank())) : step_seed;
     o.labels_on_device = y;
     o.staging = &attack_staging_;
+    o.readback = &attack_readback_;
     x_attack = pgd_attack(net_, x, labels, o).x_adv;
   }
 

@@ -102,6 +102,7 @@ class TrainStep {
   std::vector<float> label_values_;  // the labels as floats, reused
   UploadStaging label_staging_;      // their asynchronous upload
   UploadStaging attack_staging_;     // the PGD random start's draws (one batch-sized upload per step)
+  ScalarReadback attack_readback_;   // the PGD early stop's flag (its page-locked buffers kept across steps)
   dist::Communicator& comm_;
 };
 

@@ -88,7 +88,8 @@ std::string describe_device() {
 
 namespace {
 std::atomic<uint64_t> raw_mallocs{0}, raw_frees{0};
-std::atomic<uint64_t> copies_to_host{0}, copies_to_device{0}, device_synchronizes{0}, event_waits{0};
+std::atomic<uint64_t> copies_to_host{0}, copies_to_device{0}, device_synchronizes{0}, event_waits{0},
+    pinned_allocations{0}, pinned_frees{0};
 }
 
 void* malloc_raw(size_t bytes) {
@@ -136,6 +137,7 @@ void synchronize() {
 void* malloc_pinned(size_t bytes) {
   if (bytes == 0) return nullptr;
   void* ptr = nullptr;
+  pinned_allocations.fetch_add(1, std::memory_order_relaxed);
   const cudaError_t status = cudaMallocHost(&ptr, bytes);
   if (status != cudaSuccess) {
     (void)cudaGetLastError();
@@ -146,7 +148,9 @@ void* malloc_pinned(size_t bytes) {
 }
 
 void free_pinned(void* ptr) {
-  if (ptr != nullptr) CTE_CUDA_CHECK(cudaFreeHost(ptr));
+  if (ptr == nullptr) return;
+  pinned_frees.fetch_add(1, std::memory_order_relaxed);
+  CTE_CUDA_CHECK(cudaFreeHost(ptr));
 }
 
 void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes) {
@@ -182,7 +186,8 @@ RawAllocCounters raw_alloc_counters() {
 
 HostSyncCounters host_sync_counters() {
   return {copies_to_host.load(std::memory_order_relaxed), copies_to_device.load(std::memory_order_relaxed),
-          device_synchronizes.load(std::memory_order_relaxed), event_waits.load(std::memory_order_relaxed)};
+          device_synchronizes.load(std::memory_order_relaxed), event_waits.load(std::memory_order_relaxed),
+          pinned_allocations.load(std::memory_order_relaxed), pinned_frees.load(std::memory_order_relaxed)};
 }
 
 // The handles are created once and deliberately never destroyed: destroying
