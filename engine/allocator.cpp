@@ -49,6 +49,17 @@ void unpoison(Device device, void* ptr, size_t bytes) {
 #endif
 }
 
+}  // namespace
+
+struct GraphMemoryPool::State {
+  std::unordered_map<size_t, std::vector<void*>> free_lists;
+  std::vector<void*> blocks;                        // every block it owns
+  std::vector<std::pair<void*, size_t>> held_back;  // outside blocks freed during its capture
+  size_t bytes = 0;
+};
+
+namespace {
+
 class CachingAllocator {
  public:
   explicit CachingAllocator(Device device) : device_(device) {}
@@ -57,7 +68,7 @@ class CachingAllocator {
     const size_t size = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     void* ptr = nullptr;
-    auto& bin = free_lists_[size];
+    auto& bin = active_pool_ != nullptr ? active_pool_->free_lists[size] : free_lists_[size];
     if (!bin.empty()) {
       ptr = bin.back();
       bin.pop_back();
@@ -65,6 +76,11 @@ class CachingAllocator {
     } else {
       ptr = raw_allocate(size);
       ++stats_.raw_allocations;
+      if (active_pool_ != nullptr) {
+        active_pool_->blocks.push_back(ptr);
+        active_pool_->bytes += size;
+        pool_of_.emplace(ptr, active_pool_);
+      }
     }
     stats_.bytes_in_use += size;
     if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
@@ -77,10 +93,50 @@ class CachingAllocator {
   void release(void* ptr, size_t bytes) {
     const size_t size = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
-    poison(device_, ptr, size);
-    free_lists_[size].push_back(ptr);
     stats_.bytes_in_use -= size;
     stats_.bytes_cached += size;
+    // A graph's blocks stay addressable: its replays still use them.
+    if (!pool_of_.empty()) {
+      if (auto it = pool_of_.find(ptr); it != pool_of_.end()) {
+        unpoison(device_, ptr, size);
+        it->second->free_lists[size].push_back(ptr);
+        return;
+      }
+    }
+    if (active_pool_ != nullptr) {
+      unpoison(device_, ptr, size);
+      active_pool_->held_back.emplace_back(ptr, size);
+      return;
+    }
+    poison(device_, ptr, size);
+    free_lists_[size].push_back(ptr);
+  }
+
+  void set_active_pool(GraphMemoryPool::State* pool) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (pool != nullptr && active_pool_ != nullptr)
+      fail("allocator", "a graph memory pool is already active (one capture at a time)");
+    active_pool_ = pool;
+  }
+
+  // The pool's blocks, free or held back, join the shared cache; its live
+  // blocks do when they are freed.
+  void retire_pool(GraphMemoryPool::State* pool) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (active_pool_ == pool) active_pool_ = nullptr;
+    for (void* block : pool->blocks) pool_of_.erase(block);
+    for (auto& [size, bin] : pool->free_lists)
+      for (void* block : bin) {
+        poison(device_, block, size);
+        free_lists_[size].push_back(block);
+      }
+    for (const auto& [block, size] : pool->held_back) {
+      poison(device_, block, size);
+      free_lists_[size].push_back(block);
+    }
+    pool->free_lists.clear();
+    pool->held_back.clear();
+    pool->blocks.clear();
   }
 
   void empty_cache() {
@@ -120,6 +176,8 @@ class CachingAllocator {
   Device device_;
   std::mutex mutex_;
   std::unordered_map<size_t, std::vector<void*>> free_lists_;
+  GraphMemoryPool::State* active_pool_ = nullptr;                 // capturing: allocations come from here
+  std::unordered_map<void*, GraphMemoryPool::State*> pool_of_;  // the owner of each pool block
   AllocatorStats stats_;
 };
 
@@ -138,6 +196,12 @@ void device_free(Device device, void* ptr, size_t bytes) { allocator_for(device)
 AllocatorStats allocator_stats(Device device) { return allocator_for(device).stats(); }
 void reset_peak_bytes(Device device) { allocator_for(device).reset_peak(); }
 void empty_cache(Device device) { allocator_for(device).empty_cache(); }
+
+GraphMemoryPool::GraphMemoryPool() : state_(std::make_unique<State>()) {}
+GraphMemoryPool::~GraphMemoryPool() { allocator_for(Device::cuda).retire_pool(state_.get()); }
+void GraphMemoryPool::begin() { allocator_for(Device::cuda).set_active_pool(state_.get()); }
+void GraphMemoryPool::end() { allocator_for(Device::cuda).set_active_pool(nullptr); }
+size_t GraphMemoryPool::bytes() const { return state_->bytes; }
 
 Buffer::Buffer(Device device_, size_t bytes_) : bytes(bytes_), device(device_) {
   ptr = static_cast<float*>(device_allocate(device, bytes));

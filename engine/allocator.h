@@ -10,6 +10,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 
 #include "engine/tensor.h"
 
@@ -28,6 +29,31 @@ void device_free(Device device, void* ptr, size_t bytes);
 AllocatorStats allocator_stats(Device device);
 void reset_peak_bytes(Device device);
 void empty_cache(Device device);  // returns cached blocks to the system
+
+// CUDA graph capture (kernels/gpu_runtime.h): a graph replays its kernels on
+// the device addresses it captured, so the blocks a capture allocates must not
+// be handed to anyone else while the graph lives. A GraphMemoryPool keeps them:
+// between begin() and end() device allocations come from the pool's own free
+// lists (or fresh cudaMalloc blocks it owns), and its blocks go back to those
+// lists whenever they are freed, during the capture or later. A block from
+// outside the pool freed during the capture is held back until the pool dies
+// (the graph may still read it). Destroy the graph first, then its pool; the
+// pool's blocks then return to the shared cache.
+class GraphMemoryPool {
+ public:
+  GraphMemoryPool();
+  ~GraphMemoryPool();
+  GraphMemoryPool(const GraphMemoryPool&) = delete;
+  GraphMemoryPool& operator=(const GraphMemoryPool&) = delete;
+  void begin();  // throws when another pool is active
+  void end();
+  size_t bytes() const;  // device memory the pool has taken (rounded sizes)
+
+  struct State;
+
+ private:
+  std::unique_ptr<State> state_;
+};
 
 struct Buffer {
   float* ptr = nullptr;

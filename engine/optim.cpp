@@ -31,11 +31,19 @@ const float* skip_flag(const char* optimizer, const Tensor& skip, const std::vec
 }
 }  // namespace
 
+namespace {
+float bias_correction(float beta, int64_t step) { return 1.0f - std::pow(beta, float(step)); }
+}  // namespace
+
+std::vector<float> Adam::next_step_scalars() const {
+  return {lr_, bias_correction(beta1_, step_ + 1), bias_correction(beta2_, step_ + 1)};
+}
+
 void Adam::step(const Tensor& skip) {
   const float* skip_if_nonzero = skip_flag("adam", skip, params_);
   ++step_;
-  const float bc1 = 1.0f - std::pow(beta1_, float(step_));
-  const float bc2 = 1.0f - std::pow(beta2_, float(step_));
+  const float bc1 = bias_correction(beta1_, step_);
+  const float bc2 = bias_correction(beta2_, step_);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
     const Tensor g = p.grad();

@@ -23,6 +23,11 @@ class Optimizer {
   const std::vector<Tensor>& parameters() const { return params_; }
   // State for checkpoints (moments, step count) as named tensors.
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
+  // CUDA graphs: the host values the next step() passes to its kernels (a
+  // captured step keeps them, so a replay is valid only while they are equal),
+  // and the host-side bookkeeping of a step replayed without calling step().
+  virtual std::vector<float> next_step_scalars() const { return {lr_}; }
+  virtual void count_replayed_step() {}
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state) = 0;
 
  protected:
@@ -36,6 +41,10 @@ class Adam : public Optimizer {
   Adam(std::vector<Tensor> params, float lr, float beta1 = 0.9f, float beta2 = 0.999f, float eps = 1e-8f);
   void step(const Tensor& skip = Tensor()) override;
   int64_t steps_taken() const { return step_; }
+  // lr and the bias corrections 1 - beta^t, which reach exactly 1 in float
+  // after some 17,000 steps (beta2 = 0.999), from when on a graph replays.
+  std::vector<float> next_step_scalars() const override;
+  void count_replayed_step() override { ++step_; }
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
 

@@ -31,7 +31,7 @@ void copy_device_to_device(void* dst, const void* src, size_t bytes);
 void synchronize();  // cudaDeviceSynchronize, checked
 
 // Asynchronous uploads (issue 19: a training step without host round trips).
-// A host-to-device copy from page-locked memory is queued on the default
+// A host-to-device copy from page-locked memory is queued on the engine's
 // stream and returns at once; the source must stay untouched until an event
 // recorded after the copy has completed (engine/staging.h keeps that rule).
 void* malloc_pinned(size_t bytes);  // cudaMallocHost; throws naming the size on failure
@@ -40,11 +40,26 @@ void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes);
 // The other way: queued behind the work already in the stream, the values land
 // in page-locked memory once an event recorded after the copy has completed.
 void copy_device_to_host_async(void* pinned_dst, const void* src, size_t bytes);
-// An event marks a point in the default stream's queue.
+// An event marks a point in the engine's stream.
 void* event_create();          // cudaEventCreateWithFlags(cudaEventDisableTiming)
 void event_destroy(void* event);
 void event_record(void* event);  // after everything queued so far
 void event_wait(void* event);    // the host waits until the device has reached it
+
+// CUDA graphs (issue 19: a training step replayed with one launch). The device
+// work queued between capture_begin and capture_end is recorded, not run;
+// graph_launch replays it. Host code in between runs once, at capture: the
+// kernel arguments, pointers and sizes it computed are frozen into the graph,
+// so a replay reads its inputs from and writes its outputs to the same device
+// buffers. A call that makes the host wait during a capture (a synchronous
+// copy, a synchronize, cudaFree) fails, and so does the capture; after a
+// failure, capture_abandon ends it. One capture at a time.
+void capture_begin();
+void* capture_end();  // the instantiated graph (cudaGraphExec_t)
+void capture_abandon();
+bool capturing();
+void graph_launch(void* graph);
+void graph_destroy(void* graph);
 
 // Counts of raw cudaMalloc / cudaFree calls since start (tests assert that a
 // steady-state training step makes none).

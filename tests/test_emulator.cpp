@@ -476,6 +476,57 @@ struct BlasHandle {
 
 }  // namespace
 
+TEST_CASE("emulator: stream capture records work instead of running it and fails on host waits, like CUDA") {
+  use_emulated_device();
+  cudaStream_t stream = nullptr;
+  REQUIRE(cudaStreamCreate(&stream) == cudaSuccess);
+  float* d = nullptr;
+  REQUIRE(cudaMalloc(&d, 4 * sizeof(float)) == cudaSuccess);
+  std::vector<float> source{1, 2, 3, 4}, out(4, -1.0f);
+  REQUIRE(cudaMemset(d, 0, 4 * sizeof(float)) == cudaSuccess);
+
+  CHECK(cudaStreamBeginCapture(nullptr, cudaStreamCaptureModeRelaxed) == cudaErrorStreamCaptureUnsupported);
+  (void)cudaGetLastError();
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+  CHECK(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed) == cudaErrorIllegalState);
+  CHECK(cudaMemcpyAsync(d, source.data(), 4 * sizeof(float), cudaMemcpyHostToDevice, stream) == cudaSuccess);
+  CHECK(cudaMemcpyAsync(out.data(), d, 4 * sizeof(float), cudaMemcpyDeviceToHost, stream) == cudaSuccess);
+  CHECK(out == std::vector<float>(4, -1.0f));  // recorded, not run
+  cudaStreamCaptureStatus status = cudaStreamCaptureStatusNone;
+  CHECK(cudaStreamIsCapturing(stream, &status) == cudaSuccess);
+  CHECK(status == cudaStreamCaptureStatusActive);
+  cudaGraph_t graph = nullptr;
+  REQUIRE(cudaStreamEndCapture(stream, &graph) == cudaSuccess);
+  cudaGraphExec_t exec = nullptr;
+  REQUIRE(cudaGraphInstantiate(&exec, graph, 0) == cudaSuccess);
+  for (float scale : {1.0f, 10.0f}) {  // the source is read at each replay
+    for (int i = 0; i < 4; ++i) source[size_t(i)] = scale * float(i + 1);
+    REQUIRE(cudaGraphLaunch(exec, stream) == cudaSuccess);
+    CHECK(out == std::vector<float>{scale, 2 * scale, 3 * scale, 4 * scale});
+  }
+
+  // A synchronous copy, a synchronize, or a launch on another stream invalidates the capture.
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+  CHECK(cudaMemcpy(out.data(), d, sizeof(float), cudaMemcpyDeviceToHost) == cudaErrorStreamCaptureImplicit);
+  cudaGraph_t broken = nullptr;
+  CHECK(cudaStreamEndCapture(stream, &broken) == cudaErrorStreamCaptureInvalidated);
+  CHECK(broken == nullptr);
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+  CHECK(cudaDeviceSynchronize() == cudaErrorStreamCaptureUnsupported);
+  CHECK(cudaStreamEndCapture(stream, &broken) == cudaErrorStreamCaptureInvalidated);
+  REQUIRE(cudaStreamBeginCapture(stream, cudaStreamCaptureModeRelaxed) == cudaSuccess);
+  int* nothing = nullptr;
+  CHECK_THROWS_WITH_AS(emu::launch("elsewhere", dim3(1), dim3(1), 0, noop_kernel, nothing),
+                       doctest::Contains("other than the capturing one"), std::runtime_error);
+  CHECK(cudaStreamEndCapture(stream, &broken) == cudaErrorStreamCaptureInvalidated);
+  (void)cudaGetLastError();
+
+  CHECK(cudaGraphExecDestroy(exec) == cudaSuccess);
+  CHECK(cudaGraphDestroy(graph) == cudaSuccess);
+  CHECK(cudaFree(d) == cudaSuccess);
+  CHECK(cudaStreamDestroy(stream) == cudaSuccess);
+}
+
 TEST_CASE("emulator: cublasSgemm matches a column-major triple loop") {
   use_emulated_device();
   BlasHandle blas;

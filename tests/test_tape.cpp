@@ -1,6 +1,8 @@
 // The tape's rules (engine/tape.h), each checked directly.
 #include <doctest/doctest.h>
 
+#include <algorithm>
+
 #include "engine/allocator.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
@@ -181,6 +183,64 @@ TEST_CASE("allocator: freed blocks are reused, so a repeated step makes no raw a
     CHECK(gpu::raw_alloc_counters().mallocs == cuda_before);
     CHECK(grad[0] == doctest::Approx(16.0f));  // every row of x contributes 1
   }
+}
+
+
+TEST_CASE("graphs: a captured computation replays on new inputs, keeps its own blocks, and refuses host waits") {
+  // sum(relu(x W)) for a (2, 4) x and a (4, 3) W, captured once (cuBLAS GEMM,
+  // kernels, a device-to-device copy) and replayed on two inputs copied into
+  // the graph's input buffer; the expected sums are computed here in double.
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device (real or emulated): skipped");
+    return;
+  }
+  const std::vector<float> w_values{0.5f, -1.0f, 2.0f, 1.5f, 0.25f, -0.5f, -2.0f, 1.0f, 0.75f, 1.0f, -0.25f, 0.5f};
+  const Tensor w = Tensor::from_vector(w_values, Shape{4, 3}, Device::cuda);
+  auto expected = [&](const std::vector<float>& x) {
+    double total = 0;
+    for (int i = 0; i < 2; ++i)
+      for (int j = 0; j < 3; ++j) {
+        double z = 0;
+        for (int k = 0; k < 4; ++k) z += double(x[size_t(i * 4 + k)]) * double(w_values[size_t(k * 3 + j)]);
+        total += std::max(z, 0.0);
+      }
+    return total;
+  };
+  Tensor x = Tensor::zeros(Shape{2, 4}, Device::cuda);  // the graph's input buffer
+  NoGrad no_grad;
+  GraphMemoryPool pool;
+  pool.begin();
+  gpu::capture_begin();
+  Tensor product = ops::matmul(x, w);
+  const float* product_block = product.data();
+  Tensor staged = Tensor::empty(Shape{2, 4}, Device::cuda);
+  staged.copy_from(x);
+  const Tensor y = ops::sum(ops::relu(ops::matmul(staged, w)));
+  product = Tensor();  // freed inside the capture: back to the pool, not to the shared cache
+  void* graph = gpu::capture_end();
+  pool.end();
+  CHECK_FALSE(gpu::capturing());
+
+  for (const std::vector<float>& input : {std::vector<float>{1, 2, 3, 4, -1, 0.5f, 2, -3},
+                                          std::vector<float>{-2, 1, 0, 0.5f, 3, 3, -1, 1}}) {
+    x.copy_from(Tensor::from_vector(input, Shape{2, 4}, Device::cpu));
+    gpu::graph_launch(graph);
+    CHECK(y.item() == doctest::Approx(expected(input)).epsilon(1e-6));
+  }
+  // The block freed during the capture is the graph's: allocations elsewhere never get it.
+  std::vector<Tensor> others;
+  for (int i = 0; i < 4; ++i) {
+    others.push_back(Tensor::empty(Shape{2, 3}, Device::cuda));
+    CHECK(others.back().data() != product_block);
+  }
+
+  // A host wait inside a capture fails (here a read of y), and so does the capture.
+  gpu::capture_begin();
+  CHECK_THROWS_WITH_AS(y.item(), doctest::Contains("capturing"), std::runtime_error);
+  gpu::capture_abandon();
+  CHECK_FALSE(gpu::capturing());
+  CHECK(ops::add_scalar(y, 1.0f).item() == doctest::Approx(expected({-2, 1, 0, 0.5f, 3, 3, -1, 1}) + 1.0));
+  gpu::graph_destroy(graph);
 }
 
 }  // namespace cte::test

@@ -179,6 +179,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("sabr-lambda", sabr_lambda),
       CTE_FIELD_NUM("box-shrink", box_shrink),
       CTE_FIELD_STR("device", device),
+      CTE_FIELD_BOOL("cuda-graph", cuda_graph),
       CTE_FIELD_STR("out", out),
       CTE_FIELD_BOOL("resume", resume),
       CTE_FIELD_NUM("eval-every", eval_every),
@@ -672,6 +673,11 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "cross): in training only, before each ReLU the upper bound of every crossing neuron is scaled by "
                  "1 - R/2 (0: off; certification never shrinks)");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
+  add_on_off_flag(app, "cuda-graph", c.cuda_graph,
+                  "on a GPU, capture a training step as a CUDA graph once two steps in a row bake the same values "
+                  "into their kernels (batch size, eps, kappa, beta, lr, Adam's bias corrections: after the "
+                  "ramp-up) and replay it with one launch; methods that read the device mid-step (pgd, sabr, "
+                  "deepz and crown's sparse bounds) run without one (default: off)");
   app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");
   app.add_flag("--resume", c.resume,
                "continue the run in --out from its last checkpoint, with its own config.json for every flag not given "

@@ -71,6 +71,7 @@ struct TrainConfig {
   double box_shrink = 0;                   // box, sabr: SABR's shrinking box (BoundOptions::box_shrink)
   // run plumbing
   std::string device = "auto";             // cpu | cuda | auto
+  bool cuda_graph = false;                 // replay repeated steps as CUDA graphs (TrainStep)
   std::string out;                         // empty: runs/<dataset>-<net>-<method>
   bool resume = false;
   int eval_every = 0;                      // evaluate every K epochs (0: only at the end)

@@ -24,6 +24,7 @@
 #include "engine/device.h"
 #include "engine/file_io.h"
 #include "engine/layers/layer_rules.h"
+#include "kernels/gpu_runtime.h"
 #include "engine/netjson.h"
 #include "engine/onnx_io.h"
 #include "engine/ops.h"
@@ -179,6 +180,88 @@ StepStats::Host StepStats::read() const {
 
 StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
                          uint64_t step_seed) {
+  // Labels are checked here, on the host, where they are free to read: the
+  // device kernels would turn a bad one into NaN.
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= num_classes_)
+      fail("train step", "label " + std::to_string(labels[i]) + " of sample " + std::to_string(i) +
+                             " is outside [0, " + std::to_string(num_classes_) + ")");
+  label_values_.assign(labels.begin(), labels.end());
+  const Tensor y = label_staging_.upload(label_values_, Shape{int64_t(labels.size())}, x.device());
+  if (config_.cuda_graph && x.device() == Device::cuda && comm_.size() == 1 && !labels.empty())
+    if (std::optional<StepStats> replayed = run_as_graph(x, y, labels, s, step_seed)) return *replayed;
+  return run_eager(x, y, labels, s, step_seed);
+}
+
+TrainStep::CapturedStep::Exec::~Exec() {
+  try {
+    gpu::graph_destroy(graph);
+  } catch (const std::exception& e) {  // a destructor must not throw; the process is ending anyway
+    std::fprintf(stderr, "[train] destroying a CUDA graph failed: %s\n", e.what());
+  }
+}
+
+std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
+                                                 const ScheduleValues& s, uint64_t step_seed) {
+  if (!graph_counts_.refused.empty()) return std::nullopt;
+  if (train_method(config_.method).attack == Attack::pgd) {
+    graph_counts_.refused = "the training attack's early stop reads a flag back every step";
+    return std::nullopt;
+  }
+  // Every host value the step's kernels are given (the rest is fixed by the config).
+  optimizer_.set_learning_rate(s.lr);
+  std::vector<float> key{float(labels.size()), s.eps, s.kappa, s.beta};
+  for (float v : optimizer_.next_step_scalars()) key.push_back(v);
+  for (size_t i = 0; i < graphs_.size(); ++i) {
+    if (graphs_[i]->key != key) continue;
+    std::rotate(graphs_.begin() + i, graphs_.begin() + i + 1, graphs_.end());  // most recently used last
+    CapturedStep& g = *graphs_.back();
+    g.x.copy_from(x);  // queued on the device, as is the launch
+    g.y.copy_from(y);
+    optimizer_.count_replayed_step();
+    gpu::graph_launch(g.exec.graph);
+    ++graph_counts_.replays;
+    return g.stats;
+  }
+  // Capture only a step whose values repeat the previous step's: during the
+  // ramp-up every step has its own, and capturing costs more than it saves.
+  const bool repeats = key == previous_key_;
+  previous_key_ = key;
+  if (!repeats) return std::nullopt;
+  auto g = std::make_unique<CapturedStep>();
+  g->key = key;
+  g->x = Tensor::empty(x.shape(), Device::cuda);
+  g->y = Tensor::empty(y.shape(), Device::cuda);
+  g->x.copy_from(x);
+  g->y.copy_from(y);
+  g->pool.begin();
+  try {
+    gpu::capture_begin();
+    g->stats = run_eager(g->x, g->y, labels, s, step_seed);
+    g->exec.graph = gpu::capture_end();
+  } catch (const std::exception& e) {
+    // Nothing was run: the step runs eagerly, now and from now on, on a fresh tape.
+    gpu::capture_abandon();
+    tape_reset();
+    g->pool.end();
+    g.reset();
+    graph_counts_.refused = e.what();
+    std::fprintf(stderr, "[train] --cuda-graph: the %s step cannot be captured (%s); it runs without a graph\n",
+                 config_.method.c_str(), e.what());
+    return std::nullopt;
+  }
+  g->pool.end();
+  gpu::graph_launch(g->exec.graph);  // the capture recorded the step; this runs it
+  ++graph_counts_.captures;
+  // Two graphs cover a step value's change (an lr milestone) without holding
+  // a working set per milestone.
+  if (graphs_.size() == 2) graphs_.erase(graphs_.begin());
+  graphs_.push_back(std::move(g));
+  return graphs_.back()->stats;
+}
+
+StepStats TrainStep::run_eager(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
+                               const ScheduleValues& s, uint64_t step_seed) {
   optimizer_.set_learning_rate(s.lr);
   optimizer_.zero_grad();
   int64_t global_count = int64_t(labels.size());
@@ -186,7 +269,7 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   StepStats stats;
   dist::RunningAverageSync running_averages(comm_, net_);
   if (!labels.empty()) {
-    stats = forward_backward(x, labels, s, step_seed, global_count, running_averages);
+    stats = forward_backward(x, y, labels, s, step_seed, global_count, running_averages);
   } else {  // an empty shard under MPI
     stats.loss = Tensor::zeros(Shape{}, x.device());
     stats.correct = Tensor::zeros(Shape{}, x.device());
@@ -221,19 +304,10 @@ StepStats TrainStep::run(const Tensor& x, const std::vector<int>& labels, const 
   return stats;
 }
 
-StepStats TrainStep::forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& s,
-                                      uint64_t step_seed, int64_t global_count,
+StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
+                                      const ScheduleValues& s, uint64_t step_seed, int64_t global_count,
                                       dist::RunningAverageSync& running_averages) {
   const TrainConfig& c = config_;
-  const Device device = x.device();
-  // Labels are checked here, on the host, where they are free to read: the
-  // device kernels below would turn a bad one into NaN.
-  for (size_t i = 0; i < labels.size(); ++i)
-    if (labels[i] < 0 || labels[i] >= num_classes_)
-      fail("train step", "label " + std::to_string(labels[i]) + " of sample " + std::to_string(i) +
-                             " is outside [0, " + std::to_string(num_classes_) + ")");
-  label_values_.assign(labels.begin(), labels.end());
-  const Tensor y = label_staging_.upload(label_values_, Shape{int64_t(labels.size())}, device);
   const TrainMethod& method = train_method(c.method);
   const bool robust = method.eps_schedule && s.kappa < 1.0f;
   const bool clip = c.pca == 0;  // pixels live in [0, 1]; PCA coordinates anywhere
@@ -956,6 +1030,11 @@ TrainSummary Trainer::run() {
     finish_epoch(epoch, totals, eval, bar);
   }
   summary.epochs_done = std::max(start_epoch_, config_.epochs);
+  if (config_.cuda_graph && !config_.quiet && device_ == Device::cuda) {
+    const TrainStep::GraphCounts& graphs = step.graph_counts();
+    *log_ << "[train] CUDA graphs: " << graphs.captures << " captured, " << graphs.replays << " steps replayed"
+          << (graphs.refused.empty() ? std::string() : "; the step runs without one: " + graphs.refused) << std::endl;
+  }
   final_evaluation(summary, bar);
   print_result(summary);
   return summary;

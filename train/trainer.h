@@ -33,6 +33,7 @@
 #include "datasets/dataset.h"
 #include "datasets/pca.h"
 #include "engine/file_io.h"
+#include "engine/allocator.h"
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "engine/staging.h"
@@ -86,12 +87,51 @@ class TrainStep {
   // x: (N, net input shape) on the network's device (N may be 0 on a rank
   // whose shard of a small last batch is empty); labels: N classes;
   // step_seed: the randomness of this step (PGD starts).
+  //
+  // With --cuda-graph on a GPU (one process), a step whose kernels would get
+  // the same host values as the step before (batch size, eps, kappa, beta, the
+  // optimiser's next_step_scalars) is captured as a CUDA graph, and later steps
+  // with those values replay it: the batch is copied into the graph's own input
+  // buffers and the whole step is one launch. A replayed step's StepStats are
+  // the graph's output tensors, overwritten by the next replay (the trainer adds
+  // them up before that, in stream order). Methods with a host round trip
+  // inside the step (pgd and sabr's early stop, deepz and crown's sparse
+  // bounds) fail their capture once and then always run eagerly.
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
+  struct GraphCounts {
+    int64_t captures = 0, replays = 0;  // a capture also runs the step once
+    std::string refused;                 // why the method runs without graphs (empty: it does not)
+  };
+  const GraphCounts& graph_counts() const { return graph_counts_; }
+
  private:
+  StepStats run_eager(const Tensor& x, const Tensor& y, const std::vector<int>& labels, const ScheduleValues& s,
+                      uint64_t step_seed);
+  // The step as a graph (captured now or replayed), or nothing: run it eagerly.
+  std::optional<StepStats> run_as_graph(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
+                                        const ScheduleValues& s, uint64_t step_seed);
   // The loss of this shard and its backward pass; fills loss, correct, count (skipped is run()'s).
-  StepStats forward_backward(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule,
-                             uint64_t step_seed, int64_t global_count, dist::RunningAverageSync& running_averages);
+  // y: the labels on x's device.
+  StepStats forward_backward(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
+                             const ScheduleValues& schedule, uint64_t step_seed, int64_t global_count,
+                             dist::RunningAverageSync& running_averages);
+
+  // One captured step. Members are destroyed bottom-up: the graph, its
+  // outputs and inputs, then the memory pool that holds their blocks.
+  struct CapturedStep {
+    std::vector<float> key;  // the host values its kernels were given
+    GraphMemoryPool pool;
+    Tensor x, y;             // its input buffers
+    StepStats stats;         // its outputs
+    struct Exec {
+      void* graph = nullptr;
+      ~Exec();
+    } exec;
+  };
+  std::vector<std::unique_ptr<CapturedStep>> graphs_;  // most recently used last
+  std::vector<float> previous_key_;
+  GraphCounts graph_counts_;
 
   Network& net_;
   Optimizer& optimizer_;

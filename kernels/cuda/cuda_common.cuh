@@ -57,15 +57,22 @@ inline unsigned blocks_for(int64_t n, int block = kBlock) {
 
 namespace cte::gpu {
 
+// The stream all of the engine's device work is queued on: launches, async
+// copies, events, cuBLAS and cuDNN. A stream of its own (not the legacy default
+// stream, which cannot be captured into a CUDA graph), created blocking so that
+// the synchronous copies and NCCL on the legacy stream stay ordered with it.
+// Defined in kernels/cuda/runtime.cu.
+cudaStream_t work_stream();
+
 // The one launch helper. An empty grid launches nothing (CUDA rejects it).
 template <typename... KernelArgs, typename... Args>
 void launch(const char* name, dim3 grid, dim3 block, size_t shared_bytes,
             void (*kernel)(KernelArgs...), Args&&... args) {
   if (grid.x == 0 || grid.y == 0 || grid.z == 0) return;
 #ifdef CTE_EMULATOR
-  ::emu::launch(name, grid, block, shared_bytes, kernel, std::forward<Args>(args)...);
+  ::emu::launch_on(work_stream(), name, grid, block, shared_bytes, kernel, std::forward<Args>(args)...);
 #else
-  kernel<<<grid, block, shared_bytes>>>(std::forward<Args>(args)...);
+  kernel<<<grid, block, shared_bytes, work_stream()>>>(std::forward<Args>(args)...);
   cudaError_t status = cudaGetLastError();
   if (status != cudaSuccess) fail(name, __FILE__, __LINE__, cudaGetErrorString(status));
 #endif

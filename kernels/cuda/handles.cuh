@@ -9,13 +9,13 @@
 
 namespace cte::gpu {
 
-// cuBLAS handle on the default stream, in plain FP32 math (no TF32).
+// cuBLAS handle on work_stream(), in plain FP32 math (no TF32).
 cublasHandle_t cublas_handle();
-// cuDNN handle on the default stream.
+// cuDNN handle on work_stream().
 cudnnHandle_t cudnn_handle();
 // Device scratch of at least `bytes` (nullptr for 0). Grows, never shrinks, so a
 // steady-state training step makes no cudaMalloc. The pointer stays valid until
-// the next call that asks for more; users run on the default stream, in order.
+// the next call that asks for more; users run on work_stream(), in order.
 void* workspace(size_t bytes);
 
 }  // namespace cte::gpu

@@ -126,7 +126,8 @@ void copy_device_to_host(void* dst, const void* src, size_t bytes) {
 
 void copy_device_to_device(void* dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  CTE_CUDA_CHECK(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToDevice));
+  // Queued, not waited for (a device-to-device cudaMemcpy does not wait either), so it can be captured.
+  CTE_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, work_stream()));
 }
 
 void synchronize() {
@@ -155,12 +156,12 @@ void free_pinned(void* ptr) {
 
 void copy_host_to_device_async(void* dst, const void* pinned_src, size_t bytes) {
   if (bytes == 0) return;
-  CTE_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, nullptr));
+  CTE_CUDA_CHECK(cudaMemcpyAsync(dst, pinned_src, bytes, cudaMemcpyHostToDevice, work_stream()));
 }
 
 void copy_device_to_host_async(void* pinned_dst, const void* src, size_t bytes) {
   if (bytes == 0) return;
-  CTE_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, bytes, cudaMemcpyDeviceToHost, nullptr));
+  CTE_CUDA_CHECK(cudaMemcpyAsync(pinned_dst, src, bytes, cudaMemcpyDeviceToHost, work_stream()));
 }
 
 void* event_create() {
@@ -173,7 +174,7 @@ void event_destroy(void* event) {
   if (event != nullptr) CTE_CUDA_CHECK(cudaEventDestroy(static_cast<cudaEvent_t>(event)));
 }
 
-void event_record(void* event) { CTE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), nullptr)); }
+void event_record(void* event) { CTE_CUDA_CHECK(cudaEventRecord(static_cast<cudaEvent_t>(event), work_stream())); }
 
 void event_wait(void* event) {
   event_waits.fetch_add(1, std::memory_order_relaxed);
@@ -190,12 +191,63 @@ HostSyncCounters host_sync_counters() {
           pinned_allocations.load(std::memory_order_relaxed), pinned_frees.load(std::memory_order_relaxed)};
 }
 
-// The handles are created once and deliberately never destroyed: destroying
-// them from a static destructor can run after the CUDA runtime has shut down.
+// The stream and handles are created once and deliberately never destroyed:
+// destroying them from a static destructor can run after the CUDA runtime has
+// shut down.
+cudaStream_t work_stream() {
+  static const cudaStream_t stream = [] {
+    cudaStream_t s = nullptr;
+    CTE_CUDA_CHECK(cudaStreamCreate(&s));
+    return s;
+  }();
+  return stream;
+}
+
+namespace {
+std::atomic<bool> capture_active{false};
+}
+
+bool capturing() { return capture_active.load(); }
+
+void capture_begin() {
+  if (capture_active.load()) throw std::runtime_error("CUDA graph: capture_begin while a capture is already running");
+  // Relaxed: the caching allocator may still cudaMalloc a fresh block during the capture.
+  CTE_CUDA_CHECK(cudaStreamBeginCapture(work_stream(), cudaStreamCaptureModeRelaxed));
+  capture_active.store(true);
+}
+
+void* capture_end() {
+  if (!capture_active.load()) throw std::runtime_error("CUDA graph: capture_end without capture_begin");
+  capture_active.store(false);
+  cudaGraph_t graph = nullptr;
+  CTE_CUDA_CHECK(cudaStreamEndCapture(work_stream(), &graph));
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
+  (void)cudaGraphDestroy(graph);
+  CTE_CUDA_CHECK(status);
+  return exec;
+}
+
+void capture_abandon() {
+  if (!capture_active.load()) return;
+  capture_active.store(false);
+  cudaGraph_t graph = nullptr;
+  (void)cudaStreamEndCapture(work_stream(), &graph);  // invalidated or not: discarded
+  if (graph != nullptr) (void)cudaGraphDestroy(graph);
+  (void)cudaGetLastError();
+}
+
+void graph_launch(void* graph) { CTE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), work_stream())); }
+
+void graph_destroy(void* graph) {
+  if (graph != nullptr) CTE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)));
+}
+
 cublasHandle_t cublas_handle() {
   static const cublasHandle_t handle = [] {
     cublasHandle_t h = nullptr;
     CTE_CUDA_CHECK(cublasCreate(&h));
+    CTE_CUDA_CHECK(cublasSetStream(h, work_stream()));
     // Plain FP32 math: a certified bound must not depend on TF32 / reduced-
     // precision tensor-core arithmetic, whose rounding the bound does not model.
     CTE_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
@@ -208,6 +260,7 @@ cudnnHandle_t cudnn_handle() {
   static const cudnnHandle_t handle = [] {
     cudnnHandle_t h = nullptr;
     CTE_CUDA_CHECK(cudnnCreate(&h));
+    CTE_CUDA_CHECK(cudnnSetStream(h, work_stream()));
     // The FP32-only math type is set per convolution descriptor (kernels/cuda/conv.cu).
     return h;
   }();

@@ -118,11 +118,16 @@ cublasStatus_t gemm_batched(const char* function, cublasHandle_t handle, cublasO
                             C + batch * strideC))
       return CUBLAS_STATUS_EXECUTION_FAILED;
   }
-  emu::detail::DeviceWorkLock lock;
-  std::vector<double> a_rows, b_cols;
-  for (int batch = 0; batch < batchCount; ++batch)
-    gemm_one(shape, *alpha, a_of(batch), b_of(batch), *beta, C + batch * strideC, a_rows, b_cols);
-  return CUBLAS_STATUS_SUCCESS;
+  // Host-side alpha and beta are read when the call is queued, as cuBLAS does (a captured graph keeps them).
+  const float alpha_value = *alpha, beta_value = *beta;
+  const bool queued = emu::detail::submit(handle->stream, [=] {
+    emu::detail::DeviceWorkLock lock;
+    std::vector<double> a_rows, b_cols;
+    for (int batch = 0; batch < batchCount; ++batch)
+      gemm_one(shape, alpha_value, reads_ab ? A + batch * strideA : nullptr, reads_ab ? B + batch * strideB : nullptr,
+               beta_value, C + batch * strideC, a_rows, b_cols);
+  });
+  return queued ? CUBLAS_STATUS_SUCCESS : CUBLAS_STATUS_EXECUTION_FAILED;
 }
 
 }  // namespace

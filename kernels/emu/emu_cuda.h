@@ -21,6 +21,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
+#include <stdexcept>
 #include <string>
 #include <tuple>
 #include <type_traits>
@@ -60,6 +62,9 @@ inline thread_local uint3 blockIdx{0, 0, 0};
 inline thread_local dim3 blockDim{1, 1, 1};
 inline thread_local dim3 gridDim{1, 1, 1};
 inline constexpr int warpSize = 32;
+
+struct CUstream_st;
+using cudaStream_t = CUstream_st*;
 
 // ---------------------------------------------------------------------------
 // The emulator's own interface.
@@ -127,6 +132,18 @@ struct DeviceWorkLock {
   DeviceWorkLock& operator=(const DeviceWorkLock&) = delete;
 };
 
+// Stream capture (CUDA graphs). While a stream captures, the device work
+// queued on it (launches, asynchronous copies and sets, cuBLAS and cuDNN calls)
+// is recorded instead of run, and cudaGraphLaunch runs the recording in order.
+// As on a GPU, work that makes the host wait (a synchronous copy, a
+// synchronize, cudaFree) or work queued on another stream invalidates the
+// capture and fails. submit() runs `work` now or records it; it returns false
+// (the capture invalidated) when `stream` is not the capturing one.
+bool capturing();
+bool submit(cudaStream_t stream, std::function<void()> work);
+// For synchronous calls: true (and the capture invalidated) while capturing.
+bool refuse_while_capturing();
+
 template <class F>
 void invoke_body(const void* ctx) {
   (*static_cast<const F*>(ctx))();
@@ -168,14 +185,31 @@ inline unsigned check_width(int width, const char* intrinsic) {
 // copied once, and every thread receives its own by-value copy, as in CUDA.
 // Throws std::runtime_error naming the kernel for an invalid configuration, a
 // kernel that throws, or misuse of a barrier or warp intrinsic.
+// launch_on queues it on `stream`: while that stream captures a graph, the
+// launch (with its arguments as converted now) is recorded and runs at each
+// replay; a launch on another stream then fails the capture.
 template <class... KArgs, class... Args>
-void launch(const char* name, dim3 grid, dim3 block, size_t shared_bytes,
-            void (*kernel)(KArgs...), Args&&... args) {
+void launch_on(cudaStream_t stream, const char* name, dim3 grid, dim3 block, size_t shared_bytes,
+               void (*kernel)(KArgs...), Args&&... args) {
   static_assert(sizeof...(KArgs) == sizeof...(Args), "emu::launch: wrong number of kernel arguments");
-  const std::tuple<std::decay_t<KArgs>...> frozen_args{std::forward<Args>(args)...};
-  auto run_once = [&frozen_args, kernel]() { std::apply(kernel, frozen_args); };
-  detail::run_launch(name, grid, block, shared_bytes,
-                     detail::KernelBody{&detail::invoke_body<decltype(run_once)>, &run_once});
+  std::tuple<std::decay_t<KArgs>...> frozen_args{std::forward<Args>(args)...};
+  auto run = [name, grid, block, shared_bytes, kernel, frozen_args]() {
+    auto run_once = [&frozen_args, kernel]() { std::apply(kernel, frozen_args); };
+    detail::run_launch(name, grid, block, shared_bytes,
+                       detail::KernelBody{&detail::invoke_body<decltype(run_once)>, &run_once});
+  };
+  if (!detail::capturing()) {
+    run();
+    return;
+  }
+  if (!detail::submit(stream, std::move(run)))
+    throw std::runtime_error(std::string("emu: kernel ") + (name != nullptr ? name : "(unnamed)") +
+                             " launched on a stream other than the capturing one (the capture is invalidated)");
+}
+template <class... KArgs, class... Args>
+void launch(const char* name, dim3 grid, dim3 block, size_t shared_bytes, void (*kernel)(KArgs...),
+            Args&&... args) {
+  launch_on(nullptr, name, grid, block, shared_bytes, kernel, std::forward<Args>(args)...);
 }
 
 }  // namespace emu
@@ -389,7 +423,11 @@ enum cudaError_t : int {
   cudaErrorInvalidConfiguration = 9,
   cudaErrorNoDevice = 100,
   cudaErrorInvalidDevice = 101,
+  cudaErrorIllegalState = 401,
   cudaErrorLaunchFailure = 719,
+  cudaErrorStreamCaptureUnsupported = 900,
+  cudaErrorStreamCaptureInvalidated = 901,
+  cudaErrorStreamCaptureImplicit = 906,
 };
 using cudaError = cudaError_t;
 
@@ -400,9 +438,6 @@ enum cudaMemcpyKind : int {
   cudaMemcpyDeviceToDevice = 3,
   cudaMemcpyDefault = 4,
 };
-
-struct CUstream_st;
-using cudaStream_t = CUstream_st*;
 
 struct cudaDeviceProp {
   char name[256];
@@ -434,6 +469,28 @@ cudaError_t cudaDeviceSynchronize();
 cudaError_t cudaStreamCreate(cudaStream_t* stream);
 cudaError_t cudaStreamDestroy(cudaStream_t stream);
 cudaError_t cudaStreamSynchronize(cudaStream_t stream);
+// CUDA graphs by stream capture (see emu::detail::submit). One capture at a time.
+enum cudaStreamCaptureMode : int {
+  cudaStreamCaptureModeGlobal = 0,
+  cudaStreamCaptureModeThreadLocal = 1,
+  cudaStreamCaptureModeRelaxed = 2,
+};
+enum cudaStreamCaptureStatus : int {
+  cudaStreamCaptureStatusNone = 0,
+  cudaStreamCaptureStatusActive = 1,
+  cudaStreamCaptureStatusInvalidated = 2,
+};
+struct CUgraph_st;
+using cudaGraph_t = CUgraph_st*;
+struct CUgraphExec_st;
+using cudaGraphExec_t = CUgraphExec_st*;
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode mode);
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph);
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status);
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long flags = 0);
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream);
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec);
+cudaError_t cudaGraphDestroy(cudaGraph_t graph);
 // Page-locked host memory and events (the trainer's asynchronous input staging).
 // The emulator runs every copy and kernel to completion before returning, so
 // host memory is plain heap memory and an event is complete once recorded.

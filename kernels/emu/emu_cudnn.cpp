@@ -186,6 +186,19 @@ void backward_filter(const ConvShape& s, float alpha, const float* x, const floa
         }
 }
 
+// Runs compute(alpha, beta) on the handle's stream, or records it while that
+// stream captures a graph. The host-side alpha and beta are read now, as cuDNN
+// does (a captured graph keeps them).
+template <class Compute>
+cudnnStatus_t queue_on_stream(cudnnHandle_t handle, const void* alpha, const void* beta, Compute compute) {
+  const float alpha_value = *static_cast<const float*>(alpha), beta_value = *static_cast<const float*>(beta);
+  const bool queued = emu::detail::submit(handle->stream, [=] {
+    emu::detail::DeviceWorkLock lock;
+    compute(alpha_value, beta_value);
+  });
+  return queued ? CUDNN_STATUS_SUCCESS : CUDNN_STATUS_EXECUTION_FAILED;
+}
+
 cudnnStatus_t check_call(cudnnHandle_t handle, const void* alpha, const void* beta) {
   if (handle == nullptr) return CUDNN_STATUS_NOT_INITIALIZED;
   if (alpha == nullptr || beta == nullptr) return CUDNN_STATUS_BAD_PARAM;
@@ -371,10 +384,10 @@ cudnnStatus_t cudnnConvolutionForward(cudnnHandle_t handle, const void* alpha, c
   if (!operand_in_device(fn, "x", x, s.x_elements()) || !operand_in_device(fn, "w", w, s.w_elements()) ||
       !operand_in_device(fn, "y", y, s.y_elements()))
     return CUDNN_STATUS_EXECUTION_FAILED;
-  emu::detail::DeviceWorkLock lock;
-  forward(s, *static_cast<const float*>(alpha), static_cast<const float*>(x), static_cast<const float*>(w),
-          *static_cast<const float*>(beta), static_cast<float*>(y));
-  return CUDNN_STATUS_SUCCESS;
+  return queue_on_stream(handle, alpha, beta, [=](float alpha_value, float beta_value) {
+    forward(s, alpha_value, static_cast<const float*>(x), static_cast<const float*>(w), beta_value,
+            static_cast<float*>(y));
+  });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alpha, cudnnFilterDescriptor_t w_desc,
@@ -392,10 +405,10 @@ cudnnStatus_t cudnnConvolutionBackwardData(cudnnHandle_t handle, const void* alp
   if (!operand_in_device(fn, "w", w, s.w_elements()) || !operand_in_device(fn, "dy", dy, s.y_elements()) ||
       !operand_in_device(fn, "dx", dx, s.x_elements()))
     return CUDNN_STATUS_EXECUTION_FAILED;
-  emu::detail::DeviceWorkLock lock;
-  backward_data(s, *static_cast<const float*>(alpha), static_cast<const float*>(w), static_cast<const float*>(dy),
-                *static_cast<const float*>(beta), static_cast<float*>(dx));
-  return CUDNN_STATUS_SUCCESS;
+  return queue_on_stream(handle, alpha, beta, [=](float alpha_value, float beta_value) {
+    backward_data(s, alpha_value, static_cast<const float*>(w), static_cast<const float*>(dy), beta_value,
+                  static_cast<float*>(dx));
+  });
 }
 
 cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* alpha, cudnnTensorDescriptor_t x_desc,
@@ -413,8 +426,8 @@ cudnnStatus_t cudnnConvolutionBackwardFilter(cudnnHandle_t handle, const void* a
   if (!operand_in_device(fn, "x", x, s.x_elements()) || !operand_in_device(fn, "dy", dy, s.y_elements()) ||
       !operand_in_device(fn, "dw", dw, s.w_elements()))
     return CUDNN_STATUS_EXECUTION_FAILED;
-  emu::detail::DeviceWorkLock lock;
-  backward_filter(s, *static_cast<const float*>(alpha), static_cast<const float*>(x), static_cast<const float*>(dy),
-                  *static_cast<const float*>(beta), static_cast<float*>(dw));
-  return CUDNN_STATUS_SUCCESS;
+  return queue_on_stream(handle, alpha, beta, [=](float alpha_value, float beta_value) {
+    backward_filter(s, alpha_value, static_cast<const float*>(x), static_cast<const float*>(dy), beta_value,
+                    static_cast<float*>(dw));
+  });
 }

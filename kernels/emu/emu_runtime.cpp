@@ -397,7 +397,8 @@ cudaError_t note(cudaError_t status) {
   return status;
 }
 
-cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+// Whether the copy's operands are of the kinds `kind` names (cudaSuccess) or why not.
+cudaError_t check_copy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
   if (!device_visible()) return note(cudaErrorNoDevice);
   if (bytes == 0) return cudaSuccess;
   if (dst == nullptr || src == nullptr) return note(cudaErrorInvalidValue);
@@ -413,7 +414,12 @@ cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKin
       ok = (dst_in_device || !points_into_device(dst)) && (src_in_device || !points_into_device(src));
       break;
   }
-  if (!ok) return note(cudaErrorInvalidValue);
+  return ok ? cudaSuccess : note(cudaErrorInvalidValue);
+}
+
+cudaError_t copy_checked(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (const cudaError_t status = check_copy(dst, src, bytes, kind); status != cudaSuccess || bytes == 0)
+    return status;
   detail::DeviceWorkLock lock;
   std::memmove(dst, src, bytes);
   return cudaSuccess;
@@ -574,8 +580,53 @@ std::string describe_range_problem(const void* ptr, size_t bytes) {
   return out.str();
 }
 
+// The one capture (CUDA allows one per stream; the engine captures one stream).
+struct Capture {
+  std::mutex mutex;
+  std::atomic<bool> active{false};
+  bool invalidated = false;
+  cudaStream_t stream = nullptr;
+  std::vector<std::function<void()>> work;
+};
+Capture& capture() {
+  static Capture c;
+  return c;
+}
+
+bool capturing() { return capture().active.load(); }
+
+bool submit(cudaStream_t stream, std::function<void()> work) {
+  Capture& c = capture();
+  if (c.active.load()) {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    if (stream != c.stream) {
+      c.invalidated = true;
+      return false;
+    }
+    c.work.push_back(std::move(work));
+    return true;
+  }
+  work();
+  return true;
+}
+
+bool refuse_while_capturing() {
+  Capture& c = capture();
+  if (!c.active.load()) return false;
+  std::lock_guard<std::mutex> lock(c.mutex);
+  c.invalidated = true;
+  return true;
+}
+
 }  // namespace detail
 }  // namespace emu
+
+struct CUgraph_st {
+  std::vector<std::function<void()>> work;
+};
+struct CUgraphExec_st {
+  std::vector<std::function<void()>> work;
+};
 
 // ---------------------------------------------------------------------------
 // CUDA runtime stand-ins.
@@ -590,7 +641,12 @@ const char* cudaGetErrorString(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "invalid configuration argument";
     case cudaErrorNoDevice: return "no CUDA-capable device is detected";
     case cudaErrorInvalidDevice: return "invalid device ordinal";
+    case cudaErrorIllegalState: return "the operation cannot be performed in the present state";
     case cudaErrorLaunchFailure: return "unspecified launch failure";
+    case cudaErrorStreamCaptureUnsupported: return "operation not permitted when stream is capturing";
+    case cudaErrorStreamCaptureInvalidated: return "operation failed due to a previous error during capture";
+    case cudaErrorStreamCaptureImplicit:
+      return "operation would make the legacy stream depend on a capturing blocking stream";
   }
   return "unrecognized error code";
 }
@@ -603,7 +659,11 @@ const char* cudaGetErrorName(cudaError_t error) {
     case cudaErrorInvalidConfiguration: return "cudaErrorInvalidConfiguration";
     case cudaErrorNoDevice: return "cudaErrorNoDevice";
     case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
+    case cudaErrorIllegalState: return "cudaErrorIllegalState";
     case cudaErrorLaunchFailure: return "cudaErrorLaunchFailure";
+    case cudaErrorStreamCaptureUnsupported: return "cudaErrorStreamCaptureUnsupported";
+    case cudaErrorStreamCaptureInvalidated: return "cudaErrorStreamCaptureInvalidated";
+    case cudaErrorStreamCaptureImplicit: return "cudaErrorStreamCaptureImplicit";
   }
   return "cudaErrorUnknown";
 }
@@ -641,6 +701,7 @@ cudaError_t cudaMalloc(void** ptr, size_t bytes) {
 
 cudaError_t cudaFree(void* ptr) {
   if (ptr == nullptr) return cudaSuccess;
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureUnsupported);
   emu::Allocations& registry = emu::allocations();
   {
     std::lock_guard<std::mutex> lock(registry.mutex);
@@ -655,14 +716,24 @@ cudaError_t cudaFree(void* ptr) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureImplicit);
   return emu::copy_checked(dst, src, bytes, kind);
 }
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t) {
-  return emu::copy_checked(dst, src, bytes, kind);
+// Checked when queued (as a GPU checks the pointers' kinds), copied when run.
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind, cudaStream_t stream) {
+  if (!emu::detail::capturing()) return emu::copy_checked(dst, src, bytes, kind);
+  if (const cudaError_t status = emu::check_copy(dst, src, bytes, kind); status != cudaSuccess) return status;
+  const bool queued = emu::detail::submit(stream, [=] {
+    if (emu::copy_checked(dst, src, bytes, kind) != cudaSuccess)
+      throw std::runtime_error("emu: a captured cudaMemcpyAsync of " + std::to_string(bytes) +
+                               " bytes found its operands invalid at replay");
+  });
+  return queued ? cudaSuccess : note(cudaErrorStreamCaptureImplicit);
 }
 
-cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+namespace {
+cudaError_t memset_checked(void* ptr, int value, size_t bytes) {
   if (!device_visible()) return note(cudaErrorNoDevice);
   if (bytes == 0) return cudaSuccess;
   if (!emu::detail::is_device_range(ptr, bytes)) return note(cudaErrorInvalidValue);
@@ -670,12 +741,27 @@ cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
   std::memset(ptr, value, bytes);
   return cudaSuccess;
 }
+}  // namespace
 
-cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t) {
-  return cudaMemset(ptr, value, bytes);
+cudaError_t cudaMemset(void* ptr, int value, size_t bytes) {
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureImplicit);
+  return memset_checked(ptr, value, bytes);
 }
 
-cudaError_t cudaDeviceSynchronize() { return device_visible() ? cudaSuccess : note(cudaErrorNoDevice); }
+cudaError_t cudaMemsetAsync(void* ptr, int value, size_t bytes, cudaStream_t stream) {
+  if (!emu::detail::capturing()) return memset_checked(ptr, value, bytes);
+  if (bytes > 0 && !emu::detail::is_device_range(ptr, bytes)) return note(cudaErrorInvalidValue);
+  const bool queued = emu::detail::submit(stream, [=] {
+    if (memset_checked(ptr, value, bytes) != cudaSuccess)
+      throw std::runtime_error("emu: a captured cudaMemsetAsync found its range freed at replay");
+  });
+  return queued ? cudaSuccess : note(cudaErrorStreamCaptureImplicit);
+}
+
+cudaError_t cudaDeviceSynchronize() {
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureUnsupported);
+  return device_visible() ? cudaSuccess : note(cudaErrorNoDevice);
+}
 
 cudaError_t cudaStreamCreate(cudaStream_t* stream) {
   if (stream == nullptr) return note(cudaErrorInvalidValue);
@@ -691,7 +777,72 @@ cudaError_t cudaStreamDestroy(cudaStream_t stream) {
 }
 
 cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureUnsupported);
   return device_visible() ? cudaSuccess : note(cudaErrorNoDevice);
+}
+
+cudaError_t cudaStreamBeginCapture(cudaStream_t stream, cudaStreamCaptureMode) {
+  if (!device_visible()) return note(cudaErrorNoDevice);
+  if (stream == nullptr) return note(cudaErrorStreamCaptureUnsupported);  // the legacy stream cannot capture
+  emu::detail::Capture& c = emu::detail::capture();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (c.active.load()) return note(cudaErrorIllegalState);
+  c.stream = stream;
+  c.invalidated = false;
+  c.work.clear();
+  c.active.store(true);
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamEndCapture(cudaStream_t stream, cudaGraph_t* graph) {
+  if (graph == nullptr) return note(cudaErrorInvalidValue);
+  *graph = nullptr;
+  emu::detail::Capture& c = emu::detail::capture();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (!c.active.load() || stream != c.stream) return note(cudaErrorIllegalState);
+  c.active.store(false);
+  std::vector<std::function<void()>> work = std::move(c.work);
+  c.work.clear();
+  if (c.invalidated) return note(cudaErrorStreamCaptureInvalidated);
+  *graph = new CUgraph_st{std::move(work)};
+  return cudaSuccess;
+}
+
+cudaError_t cudaStreamIsCapturing(cudaStream_t stream, cudaStreamCaptureStatus* status) {
+  if (status == nullptr) return note(cudaErrorInvalidValue);
+  emu::detail::Capture& c = emu::detail::capture();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (!c.active.load() || stream != c.stream) *status = cudaStreamCaptureStatusNone;
+  else *status = c.invalidated ? cudaStreamCaptureStatusInvalidated : cudaStreamCaptureStatusActive;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphInstantiate(cudaGraphExec_t* exec, cudaGraph_t graph, unsigned long long) {
+  if (exec == nullptr || graph == nullptr) return note(cudaErrorInvalidValue);
+  *exec = new CUgraphExec_st{graph->work};
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphLaunch(cudaGraphExec_t exec, cudaStream_t stream) {
+  if (exec == nullptr) return note(cudaErrorInvalidValue);
+  if (!device_visible()) return note(cudaErrorNoDevice);
+  if (emu::detail::capturing()) {  // a graph launched into a capture becomes part of it
+    for (const auto& work : exec->work)
+      if (!emu::detail::submit(stream, work)) return note(cudaErrorStreamCaptureImplicit);
+    return cudaSuccess;
+  }
+  for (const auto& work : exec->work) work();
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphExecDestroy(cudaGraphExec_t exec) {
+  delete exec;
+  return cudaSuccess;
+}
+
+cudaError_t cudaGraphDestroy(cudaGraph_t graph) {
+  delete graph;
+  return cudaSuccess;
 }
 
 cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
@@ -704,6 +855,7 @@ cudaError_t cudaMallocHost(void** ptr, size_t bytes) {
 }
 
 cudaError_t cudaFreeHost(void* ptr) {
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureUnsupported);
   std::free(ptr);
   return cudaSuccess;
 }
@@ -732,7 +884,9 @@ cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
 }
 
 cudaError_t cudaEventSynchronize(cudaEvent_t event) {
-  return event == nullptr ? note(cudaErrorInvalidValue) : cudaSuccess;
+  if (event == nullptr) return note(cudaErrorInvalidValue);
+  if (emu::detail::refuse_while_capturing()) return note(cudaErrorStreamCaptureUnsupported);
+  return cudaSuccess;
 }
 
 cudaError_t cudaGetDeviceCount(int* count) {

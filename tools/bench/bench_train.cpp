@@ -57,6 +57,7 @@ int main(int argc, char** argv) {
   int batch = 100, train_pgd_steps = 10, threads = 0;
   double seconds = 3.0;
   std::string device_name = "auto", json_path;
+  bool cuda_graph = false;
   app.add_option("--nets", nets, "networks to time")->delimiter(',');
   app.add_option("--methods", methods, "training methods to time")->delimiter(',');
   app.add_option("--batch", batch, "batch size");
@@ -65,6 +66,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   app.add_option("--device", device_name, "cpu | cuda | auto");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
+  app.add_flag("--cuda-graph", cuda_graph,
+               "train's --cuda-graph: replay the step as a CUDA graph (Adam's step count starts at 20,000, where its "
+               "bias corrections are exactly 1 in float, as after epoch 29 at batch 100)");
   CLI11_PARSE(app, argc, argv);
 
   TrainConfig config;
@@ -72,6 +76,7 @@ int main(int argc, char** argv) {
   config.device = device_name;
   config.batch_size = batch;
   config.train_pgd_steps = train_pgd_steps;
+  config.cuda_graph = cuda_graph;
   Device device;
   try {
     device = prepare_runtime(config);
@@ -106,6 +111,12 @@ int main(int argc, char** argv) {
         net.to(device);
         net.set_requires_grad(true);
         Adam adam(net.parameters(), 5e-4f);
+        if (cuda_graph) {
+          std::vector<std::pair<std::string, Tensor>> state = adam.state();
+          for (auto& [name, t] : state)
+            if (name == "adam.step") t = Tensor::scalar(20000.0f, Device::cpu);
+          adam.load_state(state);
+        }
         TrainStep step(net, adam, config, 10);
         const Tensor x = Tensor::from_vector(images, Shape{batch, 1, 28, 28}, device);
         // Warm-up (allocator caches, BLAS buffers): two steps, or one for a slow method.
@@ -145,9 +156,16 @@ int main(int argc, char** argv) {
         if (device == Device::cuda)
           std::printf("%-5s %-12s host round trips per step: %.1f device->host copies, %.1f host->device, %.1f syncs\n",
                       net_name.c_str(), method.c_str(), to_host, to_device, syncs);
+        const TrainStep::GraphCounts& graphs = step.graph_counts();
+        if (cuda_graph && device == Device::cuda)
+          std::printf("%-5s %-12s CUDA graphs: %lld captured, %lld steps replayed%s\n", net_name.c_str(),
+                      method.c_str(), static_cast<long long>(graphs.captures),
+                      static_cast<long long>(graphs.replays),
+                      graphs.refused.empty() ? "" : (" (refused: " + graphs.refused + ")").c_str());
         std::fflush(stdout);
         results.push_back({{"net", net_name}, {"method", method}, {"images_per_s", ips}, {"images_per_cpu_s", ips_cpu}, {"batch", batch},
                            {"steps", steps}, {"seconds", elapsed},
+                           {"cuda_graph", {{"on", cuda_graph}, {"captures", graphs.captures}, {"replays", graphs.replays}}},
                            {"host_round_trips_per_step",
                             {{"device_to_host", to_host}, {"host_to_device", to_device}, {"synchronizes", syncs}}}});
       } catch (const std::exception& e) {

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One prepared run for a lent GPU machine (minutes of device time, one call):
 # build the nvcc binaries and the GPU test suite, run the suite, then the
-# training and bound benchmarks on the device, each under its own time limit,
+# training benchmarks (eager, then as CUDA graphs) and the bound benchmarks on the device, each under its own time limit,
 # everything logged and the JSON kept under OUT (default: $OUT, else
 # build/gpu-session). Usage: bash tools/bench/gpu_session.sh [OUT]
 #   GPU_SESSION_SECONDS  seconds per timed benchmark configuration (default 2)
@@ -30,6 +30,12 @@ for batch in 100 1000; do
   timeout 150 build/bin/bench_train --device cuda --nets fc,conv --methods natural,box,crown-ibp \
     --batch "$batch" --seconds "$seconds" --json "$out/bench_train_b$batch.json" 2>&1 | tee -a "$out/bench_train.log" ||
     status=1
+done
+log "bench_train --device cuda --cuda-graph: the same steps replayed as CUDA graphs"
+for batch in 100 1000; do
+  timeout 150 build/bin/bench_train --device cuda --cuda-graph --nets fc,conv --methods natural,box,crown-ibp \
+    --batch "$batch" --seconds "$seconds" --json "$out/bench_train_graph_b$batch.json" 2>&1 |
+    tee -a "$out/bench_train_graph.log" || status=1
 done
 log "bench_bounds --device cuda"
 timeout 150 build/bin/bench_bounds --device cuda --nets fc,conv --runs 3 2>&1 | tee "$out/bench_bounds.log" || status=1
