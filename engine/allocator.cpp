@@ -68,14 +68,21 @@ class CachingAllocator {
     const size_t size = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     void* ptr = nullptr;
-    auto& bin = active_pool_ != nullptr ? active_pool_->free_lists[size] : free_lists_[size];
-    if (!bin.empty()) {
+    auto take = [&](std::vector<void*>& bin) {
       ptr = bin.back();
       bin.pop_back();
       stats_.bytes_cached -= size;
+    };
+    if (active_pool_ != nullptr && !active_pool_->free_lists[size].empty()) {
+      take(active_pool_->free_lists[size]);
     } else {
-      ptr = raw_allocate(size);
-      ++stats_.raw_allocations;
+      // A capture takes a free block of the shared cache before a fresh one (a
+      // retired pool's blocks are reused, so captures do not add up), and keeps it.
+      if (!free_lists_[size].empty()) take(free_lists_[size]);
+      else {
+        ptr = raw_allocate(size);
+        ++stats_.raw_allocations;
+      }
       if (active_pool_ != nullptr) {
         active_pool_->blocks.push_back(ptr);
         active_pool_->bytes += size;
@@ -85,8 +92,10 @@ class CachingAllocator {
     stats_.bytes_in_use += size;
     if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
       stats_.peak_bytes_in_use = stats_.bytes_in_use;
-    unpoison(device_, ptr, bytes);
-    poison(device_, static_cast<char*>(ptr) + bytes, size - bytes);
+    // A pool block stays addressable whole: a replay may write an earlier, larger tensor there.
+    const bool pool_block = active_pool_ != nullptr || (!pool_of_.empty() && pool_of_.count(ptr) != 0);
+    unpoison(device_, ptr, pool_block ? size : bytes);
+    if (!pool_block) poison(device_, static_cast<char*>(ptr) + bytes, size - bytes);
     return ptr;
   }
 
@@ -110,6 +119,11 @@ class CachingAllocator {
     }
     poison(device_, ptr, size);
     free_lists_[size].push_back(ptr);
+  }
+
+  size_t pool_bytes(const GraphMemoryPool::State* pool) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    return pool->bytes;
   }
 
   void set_active_pool(GraphMemoryPool::State* pool) {
@@ -146,10 +160,10 @@ class CachingAllocator {
         unpoison(device_, ptr, size);
         raw_free(ptr);
         ++stats_.raw_frees;
+        stats_.bytes_cached -= size;  // graph pools keep theirs
       }
       bin.clear();
     }
-    stats_.bytes_cached = 0;
   }
 
   AllocatorStats stats() {
@@ -201,7 +215,7 @@ GraphMemoryPool::GraphMemoryPool() : state_(std::make_unique<State>()) {}
 GraphMemoryPool::~GraphMemoryPool() { allocator_for(Device::cuda).retire_pool(state_.get()); }
 void GraphMemoryPool::begin() { allocator_for(Device::cuda).set_active_pool(state_.get()); }
 void GraphMemoryPool::end() { allocator_for(Device::cuda).set_active_pool(nullptr); }
-size_t GraphMemoryPool::bytes() const { return state_->bytes; }
+size_t GraphMemoryPool::bytes() const { return allocator_for(Device::cuda).pool_bytes(state_.get()); }
 
 Buffer::Buffer(Device device_, size_t bytes_) : bytes(bytes_), device(device_) {
   ptr = static_cast<float*>(device_allocate(device, bytes));

@@ -34,7 +34,7 @@ void empty_cache(Device device);  // returns cached blocks to the system
 // the device addresses it captured, so the blocks a capture allocates must not
 // be handed to anyone else while the graph lives. A GraphMemoryPool keeps them:
 // between begin() and end() device allocations come from the pool's own free
-// lists (or fresh cudaMalloc blocks it owns), and its blocks go back to those
+// lists (else from the shared cache's, else cudaMalloc; the pool keeps them), and its blocks go back to those
 // lists whenever they are freed, during the capture or later. A block from
 // outside the pool freed during the capture is held back until the pool dies
 // (the graph may still read it). Destroy the graph first, then its pool; the

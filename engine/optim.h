@@ -25,9 +25,11 @@ class Optimizer {
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
   // CUDA graphs: the host values the next step() passes to its kernels (a
   // captured step keeps them, so a replay is valid only while they are equal),
-  // and the host-side bookkeeping of a step replayed without calling step().
+  // and the host-side step count (Adam's), advanced by hand for a replayed
+  // step and restored after a capture that failed.
   virtual std::vector<float> next_step_scalars() const { return {lr_}; }
-  virtual void count_replayed_step() {}
+  virtual int64_t step_count() const { return 0; }
+  virtual void set_step_count(int64_t) {}
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state) = 0;
 
  protected:
@@ -44,7 +46,8 @@ class Adam : public Optimizer {
   // lr and the bias corrections 1 - beta^t, which reach exactly 1 in float
   // after some 17,000 steps (beta2 = 0.999), from when on a graph replays.
   std::vector<float> next_step_scalars() const override;
-  void count_replayed_step() override { ++step_; }
+  int64_t step_count() const override { return step_; }
+  void set_step_count(int64_t steps) override { step_ = steps; }
   std::vector<std::pair<std::string, Tensor>> state() const override;
   void load_state(const std::vector<std::pair<std::string, Tensor>>& state) override;
 

@@ -208,38 +208,58 @@ TEST_CASE("graphs: a captured computation replays on new inputs, keeps its own b
   };
   Tensor x = Tensor::zeros(Shape{2, 4}, Device::cuda);  // the graph's input buffer
   NoGrad no_grad;
-  GraphMemoryPool pool;
-  pool.begin();
-  gpu::capture_begin();
-  Tensor product = ops::matmul(x, w);
-  const float* product_block = product.data();
-  Tensor staged = Tensor::empty(Shape{2, 4}, Device::cuda);
-  staged.copy_from(x);
-  const Tensor y = ops::sum(ops::relu(ops::matmul(staged, w)));
-  product = Tensor();  // freed inside the capture: back to the pool, not to the shared cache
-  void* graph = gpu::capture_end();
-  pool.end();
-  CHECK_FALSE(gpu::capturing());
+  auto capture = [&](GraphMemoryPool& pool, Tensor& y, const float** product_block) {
+    pool.begin();
+    gpu::capture_begin();
+    Tensor product = ops::matmul(x, w);
+    *product_block = product.data();
+    Tensor staged = Tensor::empty(Shape{2, 4}, Device::cuda);
+    staged.copy_from(x);
+    y = ops::sum(ops::relu(ops::matmul(staged, w)));
+    product = Tensor();  // freed inside the capture: back to the pool, not to the shared cache
+    void* graph = gpu::capture_end();
+    pool.end();
+    return graph;
+  };
+  {
+    GraphMemoryPool pool;
+    Tensor y;
+    const float* product_block = nullptr;
+    void* graph = capture(pool, y, &product_block);
+    CHECK_FALSE(gpu::capturing());
 
-  for (const std::vector<float>& input : {std::vector<float>{1, 2, 3, 4, -1, 0.5f, 2, -3},
-                                          std::vector<float>{-2, 1, 0, 0.5f, 3, 3, -1, 1}}) {
-    x.copy_from(Tensor::from_vector(input, Shape{2, 4}, Device::cpu));
-    gpu::graph_launch(graph);
-    CHECK(y.item() == doctest::Approx(expected(input)).epsilon(1e-6));
-  }
-  // The block freed during the capture is the graph's: allocations elsewhere never get it.
-  std::vector<Tensor> others;
-  for (int i = 0; i < 4; ++i) {
-    others.push_back(Tensor::empty(Shape{2, 3}, Device::cuda));
-    CHECK(others.back().data() != product_block);
-  }
+    for (const std::vector<float>& input : {std::vector<float>{1, 2, 3, 4, -1, 0.5f, 2, -3},
+                                            std::vector<float>{-2, 1, 0, 0.5f, 3, 3, -1, 1}}) {
+      x.copy_from(Tensor::from_vector(input, Shape{2, 4}, Device::cpu));
+      gpu::graph_launch(graph);
+      CHECK(y.item() == doctest::Approx(expected(input)).epsilon(1e-6));
+    }
+    // The block freed during the capture is the graph's: allocations elsewhere never get it.
+    std::vector<Tensor> others;
+    for (int i = 0; i < 4; ++i) {
+      others.push_back(Tensor::empty(Shape{2, 3}, Device::cuda));
+      CHECK(others.back().data() != product_block);
+    }
 
-  // A host wait inside a capture fails (here a read of y), and so does the capture.
-  gpu::capture_begin();
-  CHECK_THROWS_WITH_AS(y.item(), doctest::Contains("capturing"), std::runtime_error);
-  gpu::capture_abandon();
-  CHECK_FALSE(gpu::capturing());
-  CHECK(ops::add_scalar(y, 1.0f).item() == doctest::Approx(expected({-2, 1, 0, 0.5f, 3, 3, -1, 1}) + 1.0));
+    // A host wait inside a capture fails (here a read of y), and so does the capture.
+    gpu::capture_begin();
+    CHECK_THROWS_WITH_AS(y.item(), doctest::Contains("capturing"), std::runtime_error);
+    gpu::capture_abandon();
+    CHECK_FALSE(gpu::capturing());
+    CHECK(ops::add_scalar(y, 1.0f).item() == doctest::Approx(expected({-2, 1, 0, 0.5f, 3, 3, -1, 1}) + 1.0));
+    gpu::graph_destroy(graph);
+  }
+  // The retired pool's blocks went back to the shared cache, and a new capture
+  // takes those before cudaMalloc: captures do not add up.
+  const uint64_t raw_before = allocator_stats(Device::cuda).raw_allocations;
+  GraphMemoryPool again;
+  Tensor y;
+  const float* product_block = nullptr;
+  void* graph = capture(again, y, &product_block);
+  CHECK(allocator_stats(Device::cuda).raw_allocations == raw_before);
+  x.copy_from(Tensor::from_vector({1, 1, 1, 1, 1, 1, 1, 1}, Shape{2, 4}, Device::cpu));
+  gpu::graph_launch(graph);
+  CHECK(y.item() == doctest::Approx(expected({1, 1, 1, 1, 1, 1, 1, 1})).epsilon(1e-6));
   gpu::graph_destroy(graph);
 }
 

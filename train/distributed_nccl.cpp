@@ -36,8 +36,9 @@ bool nccl_sum_gradients(const std::vector<Tensor>& grads, int rank, int size, vo
     MPI_Bcast(&id, int(sizeof id), MPI_BYTE, 0, *static_cast<MPI_Comm*>(mpi_comm));
     check_nccl(ncclCommInitRank(&g_nccl, size, id, rank), "ncclCommInitRank");
   }
-  // The engine runs every kernel on the default stream, so the reduction is
-  // ordered after backward and before the optimiser step.
+  // The engine's stream (gpu::work_stream) is a blocking stream, so this
+  // reduction on the legacy stream is ordered after backward and before the
+  // optimiser step.
   check_nccl(ncclGroupStart(), "ncclGroupStart");
   for (const Tensor& g : grads) {
     Tensor buffer = g;

@@ -203,7 +203,6 @@ TrainStep::CapturedStep::Exec::~Exec() {
 
 std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
                                                  const ScheduleValues& s, uint64_t step_seed) {
-  if (!graph_counts_.refused.empty()) return std::nullopt;
   if (train_method(config_.method).attack == Attack::pgd) {
     graph_counts_.refused = "the training attack's early stop reads a flag back every step";
     return std::nullopt;
@@ -218,16 +217,20 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     CapturedStep& g = *graphs_.back();
     g.x.copy_from(x);  // queued on the device, as is the launch
     g.y.copy_from(y);
-    optimizer_.count_replayed_step();
+    optimizer_.set_step_count(optimizer_.step_count() + 1);
     gpu::graph_launch(g.exec.graph);
     ++graph_counts_.replays;
     return g.stats;
   }
-  // Capture only a step whose values repeat the previous step's: during the
-  // ramp-up every step has its own, and capturing costs more than it saves.
-  const bool repeats = key == previous_key_;
+  // Capture only values that have held for kStepsBeforeCapture steps in a row:
+  // during the ramp-up every step has its own, and from step ~9,700 to
+  // ~17,300 Adam's float bias correction 1 - 0.999^t repeats for only a few
+  // steps at a time; capturing each of those would cost more than it saves.
+  steps_with_key_ = key == previous_key_ ? steps_with_key_ + 1 : 1;
   previous_key_ = key;
-  if (!repeats) return std::nullopt;
+  if (steps_with_key_ < kStepsBeforeCapture) return std::nullopt;
+  if (std::find(refused_keys_.begin(), refused_keys_.end(), key) != refused_keys_.end()) return std::nullopt;
+  const int64_t optimizer_steps = optimizer_.step_count();
   auto g = std::make_unique<CapturedStep>();
   g->key = key;
   g->x = Tensor::empty(x.shape(), Device::cuda);
@@ -240,14 +243,18 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     g->stats = run_eager(g->x, g->y, labels, s, step_seed);
     g->exec.graph = gpu::capture_end();
   } catch (const std::exception& e) {
-    // Nothing was run: the step runs eagerly, now and from now on, on a fresh tape.
+    // Nothing was run: this step runs eagerly, on a fresh tape and with the
+    // optimiser's step count as before, and these values are not tried again.
     gpu::capture_abandon();
     tape_reset();
+    optimizer_.set_step_count(optimizer_steps);
     g->pool.end();
     g.reset();
+    if (graph_counts_.refused.empty())
+      std::fprintf(stderr, "[train] --cuda-graph: the %s step cannot be captured (%s); it runs without a graph\n",
+                   config_.method.c_str(), e.what());
     graph_counts_.refused = e.what();
-    std::fprintf(stderr, "[train] --cuda-graph: the %s step cannot be captured (%s); it runs without a graph\n",
-                 config_.method.c_str(), e.what());
+    refused_keys_.push_back(key);
     return std::nullopt;
   }
   g->pool.end();
@@ -993,6 +1000,7 @@ struct Trainer::EpochTotals {
   ScheduleValues sched;  // the schedule at the epoch's last batch
   double seconds = 0;    // training time, evaluation excluded
   bool stopped = false;  // a stop signal arrived: the epoch is incomplete and not counted
+  TrainStep::GraphCounts graphs;  // --cuda-graph: this epoch's captures and replayed steps
   double mean_loss() const { return seen ? loss_sum / double(seen) : 0.0; }
   double accuracy() const { return seen ? double(correct) / double(seen) : 0.0; }
   double images_per_s() const { return double(seen) / std::max(1e-9, seconds); }
@@ -1033,7 +1041,7 @@ TrainSummary Trainer::run() {
   if (config_.cuda_graph && !config_.quiet && device_ == Device::cuda) {
     const TrainStep::GraphCounts& graphs = step.graph_counts();
     *log_ << "[train] CUDA graphs: " << graphs.captures << " captured, " << graphs.replays << " steps replayed"
-          << (graphs.refused.empty() ? std::string() : "; the step runs without one: " + graphs.refused) << std::endl;
+          << (graphs.refused.empty() ? std::string() : "; last capture refused: " + graphs.refused) << std::endl;
   }
   final_evaluation(summary, bar);
   print_result(summary);
@@ -1069,6 +1077,7 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   const auto epoch_start = Clock::now();
   reset_relu_layer_stats();
   EpochTotals totals;
+  const TrainStep::GraphCounts graphs_before = step.graph_counts();
   DeviceEpochSums sums(device_);
   // The first non-finite step stops the run, naming it; the epoch's checkpoint is not written.
   const int64_t epoch_first_step = global_step_;
@@ -1123,6 +1132,9 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   totals.skipped_steps = int64_t(sums.skipped.item());
   if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
   totals.seconds = seconds_since(epoch_start);
+  totals.graphs = step.graph_counts();
+  totals.graphs.captures -= graphs_before.captures;
+  totals.graphs.replays -= graphs_before.replays;
   return totals;
 }
 
@@ -1162,6 +1174,8 @@ void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::opti
   line["images_per_s"] = totals.images_per_s();
   line["seconds"] = totals.seconds;
   line["global_step"] = global_step_;
+  if (config_.cuda_graph && device_ == Device::cuda)
+    line["cuda_graph"] = {{"captures", totals.graphs.captures}, {"replayed_steps", totals.graphs.replays}};
   // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): per ReLU layer (by
   // layer index), the fraction of (sample, neuron) pairs unstable under the bounds used, and of
   // rows backsubstituted (relaxations.h, ReluLayerStats).

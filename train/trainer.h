@@ -94,14 +94,16 @@ class TrainStep {
   // with those values replay it: the batch is copied into the graph's own input
   // buffers and the whole step is one launch. A replayed step's StepStats are
   // the graph's output tensors, overwritten by the next replay (the trainer adds
-  // them up before that, in stream order). Methods with a host round trip
-  // inside the step (pgd and sabr's early stop, deepz and crown's sparse
-  // bounds) fail their capture once and then always run eagerly.
+  // them up before that, in stream order). The values must have held for
+  // four steps in a row before a capture. pgd and sabr (their early stop reads
+  // the device) never capture; a step with another host round trip (deepz and
+  // crown's sparse bounds) fails its capture, runs eagerly, and those values
+  // are not tried again.
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
   struct GraphCounts {
     int64_t captures = 0, replays = 0;  // a capture also runs the step once
-    std::string refused;                 // why the method runs without graphs (empty: it does not)
+    std::string refused;                 // why the last capture failed or was not tried (empty: none did)
   };
   const GraphCounts& graph_counts() const { return graph_counts_; }
 
@@ -130,7 +132,10 @@ class TrainStep {
     } exec;
   };
   std::vector<std::unique_ptr<CapturedStep>> graphs_;  // most recently used last
+  static constexpr int kStepsBeforeCapture = 4;
   std::vector<float> previous_key_;
+  int steps_with_key_ = 0;                       // steps in a row with previous_key_
+  std::vector<std::vector<float>> refused_keys_;  // values whose capture failed
   GraphCounts graph_counts_;
 
   Network& net_;

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/cuda/handles.cuh"
@@ -205,6 +206,8 @@ cudaStream_t work_stream() {
 
 namespace {
 std::atomic<bool> capture_active{false};
+std::atomic<int64_t> live_graphs{0};  // instantiated and not yet destroyed
+void free_parked_workspaces();
 }
 
 bool capturing() { return capture_active.load(); }
@@ -225,6 +228,7 @@ void* capture_end() {
   const cudaError_t status = cudaGraphInstantiate(&exec, graph, 0);
   (void)cudaGraphDestroy(graph);
   CTE_CUDA_CHECK(status);
+  live_graphs.fetch_add(1);
   return exec;
 }
 
@@ -240,7 +244,9 @@ void capture_abandon() {
 void graph_launch(void* graph) { CTE_CUDA_CHECK(cudaGraphLaunch(static_cast<cudaGraphExec_t>(graph), work_stream())); }
 
 void graph_destroy(void* graph) {
-  if (graph != nullptr) CTE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)));
+  if (graph == nullptr) return;
+  CTE_CUDA_CHECK(cudaGraphExecDestroy(static_cast<cudaGraphExec_t>(graph)));
+  if (live_graphs.fetch_sub(1) == 1) free_parked_workspaces();
 }
 
 cublasHandle_t cublas_handle() {
@@ -248,6 +254,10 @@ cublasHandle_t cublas_handle() {
     cublasHandle_t h = nullptr;
     CTE_CUDA_CHECK(cublasCreate(&h));
     CTE_CUDA_CHECK(cublasSetStream(h, work_stream()));
+    // A workspace of its own, set after the stream (which resets it): otherwise
+    // cuBLAS may allocate one inside a graph capture. 32 MiB: cuBLAS's advice for Hopper.
+    constexpr size_t kCublasWorkspaceBytes = size_t(32) << 20;
+    CTE_CUDA_CHECK(cublasSetWorkspace(h, malloc_raw(kCublasWorkspaceBytes), kCublasWorkspaceBytes));
     // Plain FP32 math: a certified bound must not depend on TF32 / reduced-
     // precision tensor-core arithmetic, whose rounding the bound does not model.
     CTE_CUDA_CHECK(cublasSetMathMode(h, CUBLAS_DEFAULT_MATH));
@@ -267,21 +277,38 @@ cudnnHandle_t cudnn_handle() {
   return handle;
 }
 
+namespace {
+std::mutex workspace_mutex;
+void* workspace_buffer = nullptr;
+size_t workspace_capacity = 0;
+std::vector<void*> parked_workspaces;  // outgrown while a graph may still use them
+
+void free_parked_workspaces() {
+  std::lock_guard<std::mutex> lock(workspace_mutex);
+  for (void* buffer : parked_workspaces) free_raw(buffer);
+  parked_workspaces.clear();
+}
+}  // namespace
+
 void* workspace(size_t bytes) {
-  static std::mutex mutex;
-  static void* buffer = nullptr;
-  static size_t capacity = 0;
   if (bytes == 0) return nullptr;
-  std::lock_guard<std::mutex> lock(mutex);
-  if (bytes > capacity) {
-    // cudaFree synchronizes the device, so no queued kernel still reads the old buffer.
-    free_raw(buffer);
-    buffer = nullptr;
-    capacity = 0;
-    buffer = malloc_raw(bytes);
-    capacity = bytes;
+  std::lock_guard<std::mutex> lock(workspace_mutex);
+  if (bytes > workspace_capacity) {
+    // A captured graph keeps the old buffer's address for every replay, and
+    // cudaFree would fail a capture: while either may be the case the old
+    // buffer is parked until the last graph is destroyed. Otherwise cudaFree
+    // synchronizes the device, so no queued kernel still reads it.
+    if (capture_active.load() || live_graphs.load() > 0) {
+      if (workspace_buffer != nullptr) parked_workspaces.push_back(workspace_buffer);
+    } else {
+      free_raw(workspace_buffer);
+    }
+    workspace_buffer = nullptr;
+    workspace_capacity = 0;
+    workspace_buffer = malloc_raw(bytes);
+    workspace_capacity = bytes;
   }
-  return buffer;
+  return workspace_buffer;
 }
 
 }  // namespace cte::gpu
