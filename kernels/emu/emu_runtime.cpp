@@ -598,13 +598,15 @@ bool capturing() { return capture().active.load(); }
 bool submit(cudaStream_t stream, std::function<void()> work) {
   Capture& c = capture();
   if (c.active.load()) {
-    std::lock_guard<std::mutex> lock(c.mutex);
-    if (stream != c.stream) {
-      c.invalidated = true;
-      return false;
+    std::unique_lock<std::mutex> lock(c.mutex);
+    if (c.active.load()) {  // checked again under the lock: the capture may have ended meanwhile
+      if (stream != c.stream) {
+        c.invalidated = true;
+        return false;
+      }
+      c.work.push_back(std::move(work));
+      return true;
     }
-    c.work.push_back(std::move(work));
-    return true;
   }
   work();
   return true;
