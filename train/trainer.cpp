@@ -24,12 +24,12 @@
 #include "engine/device.h"
 #include "engine/file_io.h"
 #include "engine/layers/layer_rules.h"
-#include "kernels/gpu_runtime.h"
 #include "engine/netjson.h"
 #include "engine/onnx_io.h"
 #include "engine/ops.h"
 #include "engine/random.h"
 #include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
 #include "tools/lib/cli_flags.h"
 #include "train/bound_reg.h"
 #include "train/networks.h"
@@ -204,7 +204,8 @@ TrainStep::CapturedStep::Exec::~Exec() {
 std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
                                                  const ScheduleValues& s, uint64_t step_seed) {
   if (train_method(config_.method).attack == Attack::pgd) {
-    graph_counts_.refused = "the training attack's early stop reads a flag back every step";
+    if (graph_counts_.refused.empty())  // set once, not rebuilt every step
+      graph_counts_.refused = "the training attack's early stop reads a flag back every step";
     return std::nullopt;
   }
   // Every host value the step's kernels are given (the rest is fixed by the config).
