@@ -276,6 +276,14 @@ TEST_CASE("train attack: on the device without host round trips, the GPU's late 
           CHECK(answers.back()[i] <= starts[i] + o.eps);
         }
         CHECK(tape_size() == 0);
+        // As a CUDA graph runs it: the random start's draws given as a tensor, and all 8 steps
+        // run with no flag read (steps 4-7 past the stop, frozen): the same answer.
+        PgdOptions captured = o;
+        captured.read_early_stop = false;
+        if (random_start)
+          captured.start_draws = Tensor::from_vector(pgd_start_draws(o.seed, 3), Shape{3, 1}, device);
+        answers.push_back(pgd_attack(on_device, x, {0, 0, 0}, captured).x_adv.to_vector());
+        CHECK(tape_size() == 0);
       }
       for (size_t d = 1; d < answers.size(); ++d) CHECK(answers[d] == answers[0]);
     }
@@ -287,6 +295,13 @@ TEST_CASE("train attack: on the device without host round trips, the GPU's late 
   o.keep_highest_loss = false;
   const Tensor x = Tensor::from_vector(starts, Shape{3, 1}, Device::cpu);
   CHECK(pgd_attack(net, x, {0, 0, 0}, o).x_adv.to_vector()[2] > 0.35f);
+  // Draws must match the batch; they and the flagless run are the training attack's.
+  o.start_draws = Tensor::zeros(Shape{2, 1}, Device::cpu);
+  CHECK_THROWS_WITH(pgd_attack(net, x, {0, 0, 0}, o), doctest::Contains("[pgd] start_draws are (2,1) on cpu but the input is (3,1)"));
+  o.start_draws = Tensor();
+  PgdOptions evaluation;
+  evaluation.read_early_stop = false;
+  CHECK_THROWS_WITH(pgd_attack(net, x, {0, 0, 0}, evaluation), doctest::Contains("for the training attack"));
   // Labels on the device must match the batch.
   o.labels_on_device = Tensor::zeros(Shape{2}, Device::cpu);
   CHECK_THROWS_WITH(pgd_attack(net, x, {0, 0, 0}, o), doctest::Contains("[pgd] labels_on_device is (2) on cpu"));

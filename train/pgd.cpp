@@ -33,14 +33,24 @@ Tensor mask_tensor(const std::vector<bool>& flags, bool value, const Shape& shap
   return Tensor::from_vector(v, shape, device);
 }
 
+std::vector<float> uniform_draws(Rng& rng, int64_t count) {
+  std::vector<float> u(static_cast<size_t>(count));
+  for (float& v : u) v = float(rng.uniform());
+  return u;
+}
+
+// lo + u (hi - lo) elementwise for draws u (like lo) in [0, 1), at most hi.
+Tensor between(const Tensor& lo, const Tensor& hi, const Tensor& u) {
+  return ops::minimum(ops::add(lo, ops::mul(u, ops::sub(hi, lo))), hi);
+}
+
 // Uniform in [lo, hi] elementwise; the draws go up through `staging` when given
 // (no host round trip), else by a plain copy.
 Tensor uniform_between(const Tensor& lo, const Tensor& hi, Rng& rng, UploadStaging* staging = nullptr) {
-  std::vector<float> u(size_t(lo.numel()));
-  for (float& v : u) v = float(rng.uniform());
+  const std::vector<float> u = uniform_draws(rng, lo.numel());
   const Tensor t = staging != nullptr ? staging->upload(u, lo.shape(), lo.device())
                                       : Tensor::from_vector(u, lo.shape(), lo.device());
-  return ops::minimum(ops::add(lo, ops::mul(t, ops::sub(hi, lo))), hi);
+  return between(lo, hi, t);
 }
 
 // x where take (N, 0 or 1) is 1, else the other; exact for finite values (x * 1 + y * 0).
@@ -72,7 +82,9 @@ PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, co
   Tensor xa, kept, found, best_loss, done;
   {
     NoGrad no_grad;
-    xa = o.random_start ? uniform_between(lo, hi, rng, o.staging) : x.detach().clone();
+    if (!o.random_start) xa = x.detach().clone();
+    else if (o.start_draws.defined()) xa = between(lo, hi, o.start_draws);
+    else xa = uniform_between(lo, hi, rng, o.staging);
     kept = xa;
     found = Tensor::zeros(Shape{n}, device);
     best_loss = Tensor::full(Shape{n}, -std::numeric_limits<float>::infinity(), device);
@@ -84,7 +96,7 @@ PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, co
   const size_t lag = device == Device::cuda ? 1 : 0;
   for (int step = 0;; ++step) {
     float stopped = 0.0f;
-    if (early_stop && done_flags.value(lag, &stopped) && stopped != 0.0f) break;
+    if (early_stop && o.read_early_stop && done_flags.value(lag, &stopped) && stopped != 0.0f) break;
     const bool final = step == o.steps;
     if (final && !o.keep_highest_loss) break;
     Tensor leaf = xa.detach();
@@ -115,7 +127,7 @@ PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, co
       const Tensor all = ops::compare(ops::add_scalar(ops::sum(o.keep_highest_loss ? found : wrong), -float(n)),
                                       zero, kern::BinaryOp::ge);
       done = ops::maximum(done, all);
-      done_flags.queue(done);
+      if (o.read_early_stop) done_flags.queue(done);
     }
     const Tensor g = leaf.grad();
     const Tensor direction =
@@ -133,6 +145,11 @@ PgdResult pgd_training(const Network& view, const Tensor& x, const Tensor& y, co
 }
 
 }  // namespace
+
+std::vector<float> pgd_start_draws(uint64_t seed, int64_t count) {
+  Rng rng(mix_seed(seed, kStartTag));
+  return uniform_draws(rng, count);
+}
 
 float pgd_step_size(const PgdOptions& o, int step) {
   float size = o.step_size;
@@ -175,6 +192,12 @@ PgdResult pgd_attack(const Network& net, const Tensor& x, const std::vector<int>
     fail("pgd", "labels_on_device is " + given.shape().str() + " on " + device_name(given.device()) + " but the input is " +
                     x.shape().str() + " on " + device_name(device));
   const Tensor y = given.defined() ? given : labels_tensor(labels, device);
+  const Tensor& draws = o.start_draws;
+  if (draws.defined() && (draws.shape() != x.shape() || draws.device() != device))
+    fail("pgd", "start_draws are " + draws.shape().str() + " on " + device_name(draws.device()) + " but the input is " +
+                    x.shape().str() + " on " + device_name(device));
+  if ((draws.defined() || !o.read_early_stop) && (o.track && !o.keep_highest_loss))
+    fail("pgd", "start_draws and read_early_stop = false are for the training attack (track off)");
   const Tensor zero = Tensor::zeros(Shape{1}, device);
   Tensor lo, hi;
   {

@@ -47,7 +47,18 @@ struct PgdOptions {
   Tensor labels_on_device;
   UploadStaging* staging = nullptr;
   ScalarReadback* readback = nullptr;  // the early stop's flag reads (null: a buffer made per call)
+  // A step captured as a CUDA graph (the training attack only), which can neither draw on the
+  // host nor branch on a device value: the random start's draws come in as a tensor like x
+  // (pgd_start_draws(seed, x.numel()) on x's device, a graph input refilled before each
+  // replay), and the attack runs all its steps with no early-stop read. The early stop's
+  // freeze (x stays once `done`) makes those extra steps change nothing: x_adv is the same.
+  Tensor start_draws;
+  bool read_early_stop = true;
 };
+
+// The uniform [0, 1) draws of the random start for `seed`, as pgd_attack makes
+// them: count values, the start being lo + u * (hi - lo) elementwise.
+std::vector<float> pgd_start_draws(uint64_t seed, int64_t count);
 
 // The step size of step k (0-based) under options' decay.
 float pgd_step_size(const PgdOptions& options, int step);

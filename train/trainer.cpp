@@ -203,11 +203,6 @@ TrainStep::CapturedStep::Exec::~Exec() {
 
 std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
                                                  const ScheduleValues& s, uint64_t step_seed) {
-  if (train_method(config_.method).attack == Attack::pgd) {
-    if (graph_counts_.refused.empty())  // set once, not rebuilt every step
-      graph_counts_.refused = "the training attack's early stop reads a flag back every step";
-    return std::nullopt;
-  }
   // Every host value the step's kernels are given (the rest is fixed by the config).
   optimizer_.set_learning_rate(s.lr);
   std::vector<float> key{float(labels.size()), s.eps, s.kappa, s.beta};
@@ -218,6 +213,7 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     CapturedStep& g = *graphs_.back();
     g.x.copy_from(x);  // queued on the device, as is the launch
     g.y.copy_from(y);
+    if (g.draws.defined()) g.draws.copy_from(attack_start_draws(x.shape(), s, step_seed));
     optimizer_.set_step_count(optimizer_.step_count() + 1);
     gpu::graph_launch(g.exec.graph);
     ++graph_counts_.replays;
@@ -238,14 +234,21 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
   g->y = Tensor::empty(y.shape(), Device::cuda);
   g->x.copy_from(x);
   g->y.copy_from(y);
+  if (const Tensor draws = attack_start_draws(x.shape(), s, step_seed); draws.defined()) {
+    g->draws = Tensor::empty(x.shape(), Device::cuda);
+    g->draws.copy_from(draws);
+  }
   g->pool.begin();
   try {
+    capturing_ = g.get();
     gpu::capture_begin();
     g->stats = run_eager(g->x, g->y, labels, s, step_seed);
     g->exec.graph = gpu::capture_end();
+    capturing_ = nullptr;
   } catch (const std::exception& e) {
     // Nothing was run: this step runs eagerly, on a fresh tape and with the
     // optimiser's step count as before, and these values are not tried again.
+    capturing_ = nullptr;
     gpu::capture_abandon();
     tape_reset();
     optimizer_.set_step_count(optimizer_steps);
@@ -266,6 +269,20 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
   if (graphs_.size() == 2) graphs_.erase(graphs_.begin());
   graphs_.push_back(std::move(g));
   return graphs_.back()->stats;
+}
+
+bool TrainStep::attack_runs(const ScheduleValues& s) const {
+  const TrainMethod& method = train_method(config_.method);
+  return method.attack == Attack::pgd && method.eps_schedule && s.kappa < 1.0f;
+}
+
+uint64_t TrainStep::attack_seed(uint64_t step_seed) const {
+  return comm_.size() > 1 ? mix_seed(step_seed, uint64_t(comm_.rank())) : step_seed;
+}
+
+Tensor TrainStep::attack_start_draws(const Shape& x_shape, const ScheduleValues& s, uint64_t step_seed) {
+  if (!attack_runs(s) || !config_.train_pgd_random_start) return Tensor();
+  return attack_staging_.upload(pgd_start_draws(attack_seed(step_seed), x_shape.numel()), x_shape, Device::cuda);
 }
 
 StepStats TrainStep::run_eager(const Tensor& x, const Tensor& y, const std::vector<int>& labels,
@@ -323,12 +340,16 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
   // Attacks first: PGD runs its own backward passes, which must not see this
   // step's tape.
   Tensor x_attack;
-  if (robust && method.attack == Attack::pgd) {
+  if (attack_runs(s)) {
     PgdOptions o = training_pgd_options(c, s.eps);
-    o.seed = comm_.size() > 1 ? mix_seed(step_seed, uint64_t(comm_.rank())) : step_seed;
+    o.seed = attack_seed(step_seed);
     o.labels_on_device = y;
     o.staging = &attack_staging_;
     o.readback = &attack_readback_;
+    if (capturing_ != nullptr) {  // a graph cannot draw on the host or branch on the device
+      o.start_draws = capturing_->draws;
+      o.read_early_stop = false;
+    }
     x_attack = pgd_attack(net_, x, labels, o).x_adv;
   }
 

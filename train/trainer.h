@@ -95,10 +95,13 @@ class TrainStep {
   // buffers and the whole step is one launch. A replayed step's StepStats are
   // the graph's output tensors, overwritten by the next replay (the trainer adds
   // them up before that, in stream order). The values must have held for
-  // four steps in a row before a capture. pgd and sabr (their early stop reads
-  // the device) never capture; a step with another host round trip (deepz and
-  // crown's sparse bounds) fails its capture, runs eagerly, and those values
-  // are not tried again.
+  // four steps in a row before a capture. pgd and sabr steps are captured too:
+  // their random start's draws (made on the host from the step seed, as
+  // eagerly) are a graph input like the batch, and the captured attack runs
+  // all its steps instead of reading its early-stop flag (x is frozen once
+  // every sample is broken, so the result is the same). A step with another
+  // host round trip (deepz and crown's sparse bounds) fails its capture, runs
+  // eagerly, and those values are not tried again.
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
   struct GraphCounts {
@@ -119,12 +122,20 @@ class TrainStep {
                              const ScheduleValues& schedule, uint64_t step_seed, int64_t global_count,
                              dist::RunningAverageSync& running_averages);
 
+  // Whether this step runs the training attack, and its seed.
+  bool attack_runs(const ScheduleValues& s) const;
+  uint64_t attack_seed(uint64_t step_seed) const;
+  // The attack's random-start draws for a step (x's shape, on the GPU), or
+  // nothing when the step draws none.
+  Tensor attack_start_draws(const Shape& x_shape, const ScheduleValues& s, uint64_t step_seed);
+
   // One captured step. Members are destroyed bottom-up: the graph, its
   // outputs and inputs, then the memory pool that holds their blocks.
   struct CapturedStep {
     std::vector<float> key;  // the host values its kernels were given
     GraphMemoryPool pool;
     Tensor x, y;             // its input buffers
+    Tensor draws;            // the attack's random-start draws, like x (undefined: none)
     StepStats stats;         // its outputs
     struct Exec {
       void* graph = nullptr;
@@ -137,6 +148,7 @@ class TrainStep {
   int steps_with_key_ = 0;                       // steps in a row with previous_key_
   std::vector<std::vector<float>> refused_keys_;  // values whose capture failed
   GraphCounts graph_counts_;
+  const CapturedStep* capturing_ = nullptr;  // the step being captured, if any
 
   Network& net_;
   Optimizer& optimizer_;

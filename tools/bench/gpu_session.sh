@@ -27,13 +27,13 @@ if [ "${GPU_SESSION_SKIP_TESTS:-0}" != 1 ]; then
 fi
 log "bench_train --device cuda: images/s and host round trips per step"
 for batch in 100 1000; do
-  timeout 150 build/bin/bench_train --device cuda --nets fc,conv --methods natural,box,crown-ibp \
+  timeout 150 build/bin/bench_train --device cuda --nets fc,conv --methods natural,box,crown-ibp,sabr \
     --batch "$batch" --seconds "$seconds" --json "$out/bench_train_b$batch.json" 2>&1 | tee -a "$out/bench_train.log" ||
     status=1
 done
 log "bench_train --device cuda --cuda-graph: the same steps replayed as CUDA graphs"
 for batch in 100 1000; do
-  timeout 150 build/bin/bench_train --device cuda --cuda-graph --nets fc,conv --methods natural,box,crown-ibp \
+  timeout 150 build/bin/bench_train --device cuda --cuda-graph --nets fc,conv --methods natural,box,crown-ibp,sabr \
     --batch "$batch" --seconds "$seconds" --json "$out/bench_train_graph_b$batch.json" 2>&1 |
     tee -a "$out/bench_train_graph.log" || status=1
 done
