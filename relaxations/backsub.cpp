@@ -674,20 +674,6 @@ namespace {
 // stable so many neurons its own loose bounds do not (41% vs 2% unstable on a
 // Box-trained CONV's hidden layer) that the result is another relaxation.
 
-// The Box pass from the input box: every ReLU's l, u, without a tape.
-void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upper0, bool sound,
-                     std::vector<Tensor>& lower, std::vector<Tensor>& upper) {
-  NoGrad no_grad;
-  const std::vector<Layer>& layers = net.layers();
-  lower.assign(layers.size(), Tensor());
-  upper.assign(layers.size(), Tensor());
-  size_t end = 0;
-  for (size_t i = 0; i < layers.size(); ++i)
-    if (bound_rules(layers[i]).role == LayerRole::activation) end = i + 1;
-  const CentreRadiusPair box0 = box_of(lower0, upper0, sound);
-  box_forward(net, box0.centre, box0.radius, end, &lower, &upper, sound);
-}
-
 // The pairs of ReLU layer `relu` to backsubstitute: those unstable under the
 // cheap bounds, the Box pass's [box_lower, box_upper] intersected with the
 // interval image of the previous ReLU's output box [relu(l), relu(u)] (its
@@ -704,29 +690,7 @@ SparseRows unstable_rows(const BacksubContext& ctx, size_t relu, size_t previous
     lower = ops::maximum(lower, step_lower[relu]);
     upper = ops::minimum(upper, step_upper[relu]);
   }
-  SparseRows rows;
-  const std::vector<float> l = lower.to_vector(), u = upper.to_vector();
-  rows.needed.resize(l.size());
-  for (size_t k = 0; k < l.size(); ++k) rows.needed[k] = kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
-  rows.fallback.lower = lower;
-  rows.fallback.upper = upper;
-  return rows;
-}
-
-thread_local std::vector<ReluLayerStats> g_relu_layer_stats;
-
-// Adds one ReLU layer's counts (final bounds r) to g_relu_layer_stats.
-void record_relu_layer(size_t layer, const BacksubResult& r) {
-  const std::vector<float> l = r.lower.to_vector(), u = r.upper.to_vector();
-  auto it = std::find_if(g_relu_layer_stats.begin(), g_relu_layer_stats.end(),
-                         [layer](const ReluLayerStats& s) { return s.layer == layer; });
-  if (it == g_relu_layer_stats.end()) {
-    g_relu_layer_stats.push_back(ReluLayerStats{layer, 0, 0, 0});
-    it = g_relu_layer_stats.end() - 1;
-  }
-  it->pairs += l.size();
-  for (size_t k = 0; k < l.size(); ++k) it->unstable += kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
-  it->backsubstituted += r.backsubstituted;  // 0 where a forward pass gave the bounds (one affine layer)
+  return unstable_under(lower, upper);
 }
 
 // The bounds of C z once the intermediate bounds are in ctx. With elision
@@ -748,6 +712,44 @@ BacksubResult output_bounds(BacksubContext& ctx, const Tensor& spec, const Bound
 }
 
 }  // namespace
+
+void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upper0, bool sound,
+                     std::vector<Tensor>& lower, std::vector<Tensor>& upper) {
+  NoGrad no_grad;
+  const std::vector<Layer>& layers = net.layers();
+  lower.assign(layers.size(), Tensor());
+  upper.assign(layers.size(), Tensor());
+  size_t end = 0;
+  for (size_t i = 0; i < layers.size(); ++i)
+    if (bound_rules(layers[i]).role == LayerRole::activation) end = i + 1;
+  const CentreRadiusPair box0 = box_of(lower0, upper0, sound);
+  box_forward(net, box0.centre, box0.radius, end, &lower, &upper, sound);
+}
+
+static thread_local std::vector<ReluLayerStats> g_relu_layer_stats;
+
+void record_relu_layer(size_t layer, const BacksubResult& r) {
+  const std::vector<float> l = r.lower.to_vector(), u = r.upper.to_vector();
+  auto it = std::find_if(g_relu_layer_stats.begin(), g_relu_layer_stats.end(),
+                         [layer](const ReluLayerStats& s) { return s.layer == layer; });
+  if (it == g_relu_layer_stats.end()) {
+    g_relu_layer_stats.push_back(ReluLayerStats{layer, 0, 0, 0});
+    it = g_relu_layer_stats.end() - 1;
+  }
+  it->pairs += l.size();
+  for (size_t k = 0; k < l.size(); ++k) it->unstable += kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
+  it->backsubstituted += r.backsubstituted;  // 0 where a forward pass gave the bounds (one affine layer)
+}
+
+SparseRows unstable_under(const Tensor& lower, const Tensor& upper) {
+  SparseRows rows;
+  const std::vector<float> l = lower.to_vector(), u = upper.to_vector();
+  rows.needed.resize(l.size());
+  for (size_t k = 0; k < l.size(); ++k) rows.needed[k] = kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
+  rows.fallback.lower = lower;
+  rows.fallback.upper = upper;
+  return rows;
+}
 
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {

@@ -196,6 +196,11 @@ struct BacksubContext {
   // to the slope and the intercept of CROWN's upper line (the chord) where a
   // row's coefficient is negative, making it beta (x - l) + (1 - beta) u.
   std::vector<Tensor> upper_slope_shift, upper_intercept_shift;
+  // hBox's sparse path (BoundOptions::sparse_intermediate), per ReLU layer or
+  // empty (the dense path): the Box pass's bounds (N, n), which classify its
+  // neurons; only the unstable ones get their generator norm backsubstituted
+  // (relaxations/layers/relu.cpp, hbox_step).
+  std::vector<Tensor> cheap_lower, cheap_upper;
 };
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0,
@@ -222,6 +227,15 @@ struct SparseRows {
   std::vector<uint8_t> needed;
   BacksubResult fallback;
 };
+
+// The sparse path's cheap bounds: one Box pass from the input box, without a
+// tape; lower[i], upper[i] (N, n) at every ReLU layer i (undefined elsewhere).
+void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upper0, bool sound,
+                     std::vector<Tensor>& lower, std::vector<Tensor>& upper);
+// The pairs unstable under [lower, upper] (N, n) marked needed; those bounds as the fallback.
+SparseRows unstable_under(const Tensor& lower, const Tensor& upper);
+// Adds ReLU layer `layer`'s final bounds r.lower, r.upper and r.backsubstituted to relu_layer_stats().
+void record_relu_layer(size_t layer, const BacksubResult& r);
 
 // Bounds (or generator norms) of every neuron of the output of layers
 // [0, top), flattened: (N, n_top). Intermediate bounds of ReLU layer `top`

@@ -169,11 +169,12 @@ struct BoundOptions {
   // recorded for the slack terms. Training keeps the fast bounds (false).
   bool sound = false;
   // Backsubstitution relaxations with backsubstituted intermediate bounds
-  // (crown, crown0, deepz, hbox-fresh): classify each ReLU's neurons by cheap
-  // interval bounds first and backsubstitute only the rows of the ones that
-  // are unstable under them (relaxations/backsub.cpp says why the result is
-  // the dense one's, or tighter). false: every neuron (the dense path, for
-  // tests and comparison).
+  // (crown, crown0, deepz, hbox-fresh) and hbox's generator norms: classify
+  // each ReLU's neurons by cheap interval bounds first and backsubstitute
+  // only the rows of the ones that are unstable under them
+  // (relaxations/backsub.cpp says why the result is the dense one's, or
+  // tighter; hbox.cpp why hbox's is the dense one's). false: every neuron
+  // (the dense path, for tests and comparison).
   bool sparse_intermediate = true;
   // crown0 on the sparse path too (off by default): its own bounds are often
   // far looser than the cheap ones (y >= 0 on every ReLU), so the sparse path
@@ -203,7 +204,7 @@ struct Bounds {
 
 // Per ReLU layer, summed over the compute_bounds calls on this thread since
 // the last reset (backsubstituted intermediate bounds only: crown, crown0,
-// deepz, hbox-fresh): (sample, neuron) pairs, how many of them are unstable
+// deepz, hbox, hbox-fresh): (sample, neuron) pairs, how many of them are unstable
 // under the intermediate bounds used, and how many rows were backsubstituted
 // (the dense path: all of them; the sparse one: the unstable ones under the
 // cheap bounds, plus padding or other samples' rows where they are batched).

@@ -36,13 +36,36 @@ HboxState hbox_step(BacksubContext& ctx, size_t index, const HboxState& in) {
   const Layer& layer = ctx.net->layers()[index];
   const Shape shape = in.centre.shape(), flat{ctx.batch, layer.in_shape.numel()};
   const Tensor c = ops::reshape(in.centre, flat);
-  Tensor g_norm = backsub_all_neurons(ctx, index).g_norm;
   const Tensor box = in.box.defined() ? ops::reshape(in.box, flat) : Tensor::zeros(flat, c.device());
+  // Sparse path (hbox.cpp): only the neurons the Box pass leaves unstable get
+  // a generator norm; the others take 0, and their outcome below.
+  const bool sparse_path = !ctx.cheap_lower.empty();
+  SparseRows sparse;
+  if (sparse_path) {
+    sparse = unstable_under(ctx.cheap_lower[index], ctx.cheap_upper[index]);
+    sparse.fallback.g_norm = Tensor::zeros(flat, c.device());
+  }
+  const BacksubResult walked = backsub_all_neurons(ctx, index, sparse_path ? &sparse : nullptr);
+  Tensor g_norm = walked.g_norm;
   if (ctx.sound)  // the rounding of l, u = c -+ (g + b) and of u / 2, carried by g
     g_norm = ops::add(g_norm, roundoff(ops::add(ops::add(ops::abs(c), g_norm), box), 8.0f));
-  const HboxReluResult r = hbox_relu(c, g_norm, box);
+  HboxReluResult r = hbox_relu(c, g_norm, box);
+  if (sparse_path) {
+    // Neurons stable under the Box bounds: active ones pass c and b on (their
+    // row kept), dead ones give 0; their Box bounds stand as their bounds
+    // (only their case is read later, and, in sound mode, the upper bound).
+    std::vector<float> needed(sparse.needed.begin(), sparse.needed.end());
+    const Tensor unstable = Tensor::from_vector(needed, flat, c.device());
+    const Tensor active = ops::compare(sparse.fallback.lower, Tensor::zeros(Shape{1}, c.device()), kern::BinaryOp::ge);
+    r.centre = ops::select(unstable, r.centre, ops::mul(c, active));
+    r.box = ops::select(unstable, r.box, ops::mul(box, active));
+    r.lower = ops::select(unstable, r.lower, sparse.fallback.lower);
+    r.upper = ops::select(unstable, r.upper, sparse.fallback.upper);
+  }
   ctx.relu_lower[index] = r.lower;  // the keep masks of later backsubstitutions
   ctx.relu_upper[index] = r.upper;
+  BacksubResult stats{r.lower, r.upper, Tensor(), walked.backsubstituted};
+  record_relu_layer(index, stats);
   extend_magnitudes(ctx);
   return {ops::reshape(r.centre, shape), ops::reshape(r.box, shape)};
 }
