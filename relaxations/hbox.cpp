@@ -14,7 +14,7 @@
 // l >= 0 unchanged; u <= 0 all zero; unstable c = b = u/2 with the row dropped.
 // Output bounds are c -+ (||G||_1 + b), with C folded into the last linear
 // layer (elision) or applied to the logits' bounds by interval arithmetic.
-// Sparse path (BoundOptions::sparse_intermediate, the default): a neuron that
+// Sparse path (BoundOptions::sparse_intermediate, the default, on the CPU): a neuron that
 // the Box pass's bounds prove stable is stable under hBox too (hBox's
 // interval is inside Box's at every layer: the interval hull of W times a set
 // inside a box lies inside W's hull of that box), where hBox needs no
@@ -30,7 +30,10 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
   const std::vector<Layer>& layers = net.layers();
   BacksubContext ctx = make_backsub_context(net, lower0, upper0, ReluRule::hbox_symbolic,
                                             BacksubMode::generator_norm, options.memory_cap_bytes, options.sound);
-  if (options.sparse_intermediate) box_lower_upper(net, lower0, upper0, options.sound, ctx.cheap_lower, ctx.cheap_upper);
+  // On a GPU the dense path: picking rows reads the Box bounds on the host,
+  // which a training step there must not wait for (and its FLOPs are cheap).
+  if (options.sparse_intermediate && lower0.device() == Device::cpu)
+    box_lower_upper(net, lower0, upper0, options.sound, ctx.cheap_lower, ctx.cheap_upper);
   const int64_t batch = ctx.batch;
   const size_t end = box_end(net, spec, options);  // the last layer's input with elision
   HboxState h{ops::scale(ops::add(upper0, lower0), 0.5f), Tensor()};  // (ctx.centre0 may be the normalized box)

@@ -173,8 +173,8 @@ struct BoundOptions {
   // each ReLU's neurons by cheap interval bounds first and backsubstitute
   // only the rows of the ones that are unstable under them
   // (relaxations/backsub.cpp says why the result is the dense one's, or
-  // tighter; hbox.cpp why hbox's is the dense one's). false: every neuron
-  // (the dense path, for tests and comparison).
+  // tighter; hbox.cpp why hbox's is the dense one's; hbox takes it on the
+  // CPU only). false: every neuron (the dense path, for tests and comparison).
   bool sparse_intermediate = true;
   // crown0 on the sparse path too (off by default): its own bounds are often
   // far looser than the cheap ones (y >= 0 on every ReLU), so the sparse path

@@ -1198,9 +1198,9 @@ void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::opti
   line["global_step"] = global_step_;
   if (config_.cuda_graph && device_ == Device::cuda)
     line["cuda_graph"] = {{"captures", totals.graphs.captures}, {"replayed_steps", totals.graphs.replays}};
-  // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh): per ReLU layer (by
-  // layer index), the fraction of (sample, neuron) pairs unstable under the bounds used, and of
-  // rows backsubstituted (relaxations.h, ReluLayerStats).
+  // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh; hbox on the CPU): per
+  // ReLU layer (by layer index), the fraction of (sample, neuron) pairs unstable under the bounds
+  // used, and of rows backsubstituted (relaxations.h, ReluLayerStats).
   const std::vector<ReluLayerStats> relu_stats = relu_layer_stats();
   if (!relu_stats.empty()) {
     json unstable = json::object(), backsubstituted = json::object();

@@ -54,18 +54,25 @@ HboxState hbox_step(BacksubContext& ctx, size_t index, const HboxState& in) {
     // Neurons stable under the Box bounds: active ones pass c and b on (their
     // row kept), dead ones give 0; their Box bounds stand as their bounds
     // (only their case is read later, and, in sound mode, the upper bound).
+    // Sound mode reads the upper bound too (extend_magnitudes): an active
+    // one's covers c + b as hBox rounds it (r.upper, from the zero norm plus
+    // roundoff) as well as Box's bound.
     std::vector<float> needed(sparse.needed.begin(), sparse.needed.end());
     const Tensor unstable = Tensor::from_vector(needed, flat, c.device());
-    const Tensor active = ops::compare(sparse.fallback.lower, Tensor::zeros(Shape{1}, c.device()), kern::BinaryOp::ge);
-    r.centre = ops::select(unstable, r.centre, ops::mul(c, active));
-    r.box = ops::select(unstable, r.box, ops::mul(box, active));
+    const Tensor zero = Tensor::zeros(flat, c.device());
+    const Tensor active = ops::compare(sparse.fallback.lower, zero, kern::BinaryOp::ge);
+    r.centre = ops::select(unstable, r.centre, ops::select(active, c, zero));
+    r.box = ops::select(unstable, r.box, ops::select(active, box, zero));
     r.lower = ops::select(unstable, r.lower, sparse.fallback.lower);
-    r.upper = ops::select(unstable, r.upper, sparse.fallback.upper);
+    r.upper = ops::select(unstable, r.upper,
+                          ops::select(active, ops::maximum(sparse.fallback.upper, r.upper), sparse.fallback.upper));
   }
   ctx.relu_lower[index] = r.lower;  // the keep masks of later backsubstitutions
   ctx.relu_upper[index] = r.upper;
-  BacksubResult stats{r.lower, r.upper, Tensor(), walked.backsubstituted};
-  record_relu_layer(index, stats);
+  // The counts read the bounds on the host: the dense path on a GPU skips
+  // them, so that an hbox training step there makes no host round trip.
+  if (sparse_path || c.device() == Device::cpu)
+    record_relu_layer(index, BacksubResult{r.lower, r.upper, Tensor(), walked.backsubstituted});
   extend_magnitudes(ctx);
   return {ops::reshape(r.centre, shape), ops::reshape(r.box, shape)};
 }
