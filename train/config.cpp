@@ -674,10 +674,11 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "1 - R/2 (0: off; certification never shrinks)");
   app.add_option("--device", c.device, "cpu | cuda | auto (CUDA when a GPU is present)");
   add_on_off_flag(app, "cuda-graph", c.cuda_graph,
-                  "on a GPU, capture a training step as a CUDA graph once two steps in a row bake the same values "
+                  "on a GPU, capture a training step as a CUDA graph once four steps in a row bake the same values "
                   "into their kernels (batch size, eps, kappa, beta, lr, Adam's bias corrections: after the "
-                  "ramp-up) and replay it with one launch; methods that read the device mid-step (pgd, sabr, "
-                  "deepz and crown's sparse bounds) run without one (default: off)");
+                  "ramp-up) and replay it with one launch (pgd and sabr too: their attack then runs all its "
+                  "steps, without the early stop); methods that read the device mid-step (deepz and crown's "
+                  "sparse bounds) run without one (default: off)");
   app.add_option("--out", c.out, "output folder: checkpoint.ckpt, metrics.jsonl, config.json, network.json, network.onnx (default runs/<dataset>-<net>-<method>)");
   app.add_flag("--resume", c.resume,
                "continue the run in --out from its last checkpoint, with its own config.json for every flag not given "

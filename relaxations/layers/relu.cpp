@@ -53,10 +53,9 @@ HboxState hbox_step(BacksubContext& ctx, size_t index, const HboxState& in) {
   if (sparse_path) {
     // Neurons stable under the Box bounds: active ones pass c and b on (their
     // row kept), dead ones give 0; their Box bounds stand as their bounds
-    // (only their case is read later, and, in sound mode, the upper bound).
-    // Sound mode reads the upper bound too (extend_magnitudes): an active
-    // one's covers c + b as hBox rounds it (r.upper, from the zero norm plus
-    // roundoff) as well as Box's bound.
+    // (later walks read only their case). Sound mode's magnitudes read the
+    // upper bound too: an active one's also covers c + b as hBox rounds it
+    // (r.upper, from the zero norm plus roundoff).
     std::vector<float> needed(sparse.needed.begin(), sparse.needed.end());
     const Tensor unstable = Tensor::from_vector(needed, flat, c.device());
     const Tensor zero = Tensor::zeros(flat, c.device());
