@@ -1,7 +1,9 @@
 // The caching allocator behind every tensor (see allocator.h for the policy).
 #include "engine/allocator.h"
 
+#include <algorithm>
 #include <cstdlib>
+#include <map>
 #include <mutex>
 #include <new>
 #include <string>
@@ -65,21 +67,26 @@ class CachingAllocator {
   explicit CachingAllocator(Device device) : device_(device) {}
 
   void* allocate(size_t bytes) {
-    const size_t size = rounded_size(bytes);
+    const size_t wanted = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
     void* ptr = nullptr;
-    auto take = [&](std::vector<void*>& bin) {
+    size_t size = wanted;  // the block's own size, >= wanted when a larger cached block fits
+    if (active_pool_ != nullptr && !active_pool_->free_lists[wanted].empty()) {
+      std::vector<void*>& bin = active_pool_->free_lists[wanted];
       ptr = bin.back();
       bin.pop_back();
       stats_.bytes_cached -= size;
-    };
-    if (active_pool_ != nullptr && !active_pool_->free_lists[size].empty()) {
-      take(active_pool_->free_lists[size]);
     } else {
       // A capture takes a free block of the shared cache before a fresh one (a
       // retired pool's blocks are reused, so captures do not add up), and keeps it.
-      if (!free_lists_[size].empty()) take(free_lists_[size]);
-      else {
+      if (auto fit = best_fit(wanted); fit != free_lists_.end()) {
+        size = fit->first;
+        ptr = fit->second.back();
+        fit->second.pop_back();
+        if (fit->second.empty()) free_lists_.erase(fit);
+        stats_.bytes_cached -= size;
+      } else {
+        if (active_pool_ == nullptr && stats_.bytes_cached > cache_limit()) release_cached_blocks();
         ptr = raw_allocate(size);
         ++stats_.raw_allocations;
       }
@@ -89,9 +96,11 @@ class CachingAllocator {
         pool_of_.emplace(ptr, active_pool_);
       }
     }
+    block_size_[ptr] = size;
     stats_.bytes_in_use += size;
     if (stats_.bytes_in_use > stats_.peak_bytes_in_use)
       stats_.peak_bytes_in_use = stats_.bytes_in_use;
+    stats_.high_water_bytes_in_use = std::max(stats_.high_water_bytes_in_use, stats_.bytes_in_use);
     // A pool block stays addressable whole: a replay may write an earlier, larger tensor there.
     const bool pool_block = active_pool_ != nullptr || (!pool_of_.empty() && pool_of_.count(ptr) != 0);
     unpoison(device_, ptr, pool_block ? size : bytes);
@@ -100,8 +109,12 @@ class CachingAllocator {
   }
 
   void release(void* ptr, size_t bytes) {
-    const size_t size = rounded_size(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
+    const auto found = block_size_.find(ptr);
+    if (found == block_size_.end())
+      fail("allocator", "freeing a block of " + std::to_string(bytes) + " bytes that it did not hand out");
+    const size_t size = found->second;
+    block_size_.erase(found);
     stats_.bytes_in_use -= size;
     stats_.bytes_cached += size;
     // A graph's blocks stay addressable: its replays still use them.
@@ -155,15 +168,7 @@ class CachingAllocator {
 
   void empty_cache() {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (auto& [size, bin] : free_lists_) {
-      for (void* ptr : bin) {
-        unpoison(device_, ptr, size);
-        raw_free(ptr);
-        ++stats_.raw_frees;
-        stats_.bytes_cached -= size;  // graph pools keep theirs
-      }
-      bin.clear();
-    }
+    release_cached_blocks();
   }
 
   AllocatorStats stats() {
@@ -176,6 +181,27 @@ class CachingAllocator {
   }
 
  private:
+  // The smallest cached block of at least `wanted` bytes and at most twice
+  // that (a larger one would waste more than the request), or end().
+  std::map<size_t, std::vector<void*>>::iterator best_fit(size_t wanted) {
+    const auto fit = free_lists_.lower_bound(wanted);
+    return fit != free_lists_.end() && fit->first / 2 <= wanted ? fit : free_lists_.end();
+  }
+  // The cache may hold as much as the most live memory ever seen (at least
+  // kCacheFloor): a step whose sizes repeat always finds its blocks, and
+  // memory held stays within about twice the peak when they do not.
+  size_t cache_limit() const { return std::max(stats_.high_water_bytes_in_use, kCacheFloor); }
+  void release_cached_blocks() {  // graph pools keep theirs
+    for (auto& [size, bin] : free_lists_)
+      for (void* ptr : bin) {
+        unpoison(device_, ptr, size);
+        raw_free(ptr);
+        ++stats_.raw_frees;
+        stats_.bytes_cached -= size;
+      }
+    free_lists_.clear();
+  }
+
   void* raw_allocate(size_t size) {
     if (device_ == Device::cuda) return gpu::malloc_raw(size);
     void* ptr = std::aligned_alloc(kAlignment, size);
@@ -189,7 +215,9 @@ class CachingAllocator {
 
   Device device_;
   std::mutex mutex_;
-  std::unordered_map<size_t, std::vector<void*>> free_lists_;
+  static constexpr size_t kCacheFloor = size_t(256) << 20;
+  std::map<size_t, std::vector<void*>> free_lists_;  // cached blocks by size (best fit reads it in order)
+  std::unordered_map<void*, size_t> block_size_;      // every live block's size (a best fit may exceed the request)
   GraphMemoryPool::State* active_pool_ = nullptr;                 // capturing: allocations come from here
   std::unordered_map<void*, GraphMemoryPool::State*> pool_of_;  // the owner of each pool block
   AllocatorStats stats_;

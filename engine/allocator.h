@@ -4,6 +4,13 @@
 // cudaMalloc, no page faults on the CPU). CPU blocks are 64-byte aligned (one
 // AVX-512 vector, one cache line).
 //
+// A request takes the smallest cached block that holds it, if that block is at
+// most twice its size, so steps whose sizes change (the sparse bounds allocate
+// as many rows as there are unstable neurons) reuse blocks instead of caching
+// one per size. When no block fits and the cache holds more than the most
+// live memory ever seen (at least 256 MiB), the cache is returned to the system
+// before the raw allocation: memory held stays within about twice the peak.
+//
 // Under AddressSanitizer, cached blocks and the rounding slack at the end of
 // each live block are poisoned, so a kernel reading one element past its
 // tensor is still caught even though the block is larger.
@@ -22,6 +29,7 @@ struct AllocatorStats {
   size_t bytes_in_use = 0;       // held by live tensors (rounded sizes)
   size_t peak_bytes_in_use = 0;
   size_t bytes_cached = 0;       // free blocks kept for reuse
+  size_t high_water_bytes_in_use = 0;  // most ever in use (reset_peak_bytes leaves it): the cache's limit
 };
 
 void* device_allocate(Device device, size_t bytes);

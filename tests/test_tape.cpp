@@ -185,6 +185,35 @@ TEST_CASE("allocator: freed blocks are reused, so a repeated step makes no raw a
   }
 }
 
+TEST_CASE("allocator: steps whose sizes change reuse larger blocks, and the cache stays bounded") {
+  // The sparse bounds allocate as many rows as there are unstable neurons, so
+  // sizes change every step. An allocator that caches one block per exact
+  // size grew a FashionMNIST FC CROWN training run to 14 GB (killed by the
+  // OOM killer); here it would fail both checks.
+  constexpr size_t kMiB = size_t(1) << 20, kStep = size_t(64) << 10;  // 64 KiB: the rounding above 1 MiB
+  empty_cache(Device::cpu);
+  // Shrinking sizes: each fits in the block the previous one freed.
+  device_free(Device::cpu, device_allocate(Device::cpu, 8 * kMiB), 8 * kMiB);
+  const uint64_t raw_before = allocator_stats(Device::cpu).raw_allocations;
+  for (size_t bytes = 8 * kMiB - kStep; bytes > 4 * kMiB; bytes -= 4 * kStep)
+    device_free(Device::cpu, device_allocate(Device::cpu, bytes), bytes);
+  CHECK(allocator_stats(Device::cpu).raw_allocations == raw_before);
+
+  // Growing sizes: no cached block fits any of them. Go on until an exact-size
+  // cache would hold 64 MiB more than the limit, then check the cache is within it.
+  const size_t limit = std::max(allocator_stats(Device::cpu).high_water_bytes_in_use, size_t(256) * kMiB);
+  size_t exact_size_cache = 0, largest = 0;
+  for (size_t bytes = 4 * kMiB; exact_size_cache < limit + 64 * kMiB; bytes += kStep) {
+    device_free(Device::cpu, device_allocate(Device::cpu, bytes), bytes);
+    exact_size_cache += bytes;
+    largest = bytes;
+  }
+  const AllocatorStats after = allocator_stats(Device::cpu);
+  CHECK(after.bytes_cached <= limit + largest);
+  CHECK(after.raw_frees > 0);
+  empty_cache(Device::cpu);
+  CHECK(allocator_stats(Device::cpu).bytes_cached == 0);
+}
 
 TEST_CASE("graphs: a captured computation replays on new inputs, keeps its own blocks, and refuses host waits") {
   // sum(relu(x W)) for a (2, 4) x and a (4, 3) W, captured once (cuBLAS GEMM,
