@@ -9,6 +9,7 @@
 // the CPU; linked with real CUDA objects on a machine with a GPU it checks the
 // real device. Without any CUDA device the checks are skipped with a message.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
@@ -397,6 +398,34 @@ PARITY_CHECK(reduce_sum) {
                          {c.outer, c.reduce, c.inner}),
                    cuda.download(), cpu, integers ? kExact : sum_tolerance(c.reduce), magnitude);
     }
+  }
+}
+
+// A sum over a whole tensor is cut into fixed blocks summed in parallel
+// (kernels/cpu/reduce.cpp): the result must not depend on the thread count, and
+// must be the exact sum rounded once to float, give or take the double sums' error.
+TEST_CASE("reduce_sum: a whole-tensor sum is the same for 1, 2 and 3 threads and within rounding of the exact sum") {
+  TestRng rng(405);
+  for (const int64_t n : {int64_t(100003), int64_t(1) << 18}) {
+    std::vector<float> x = uniform_vector(rng, size_t(n), -1, 1);
+    for (size_t i = 0; i < x.size(); i += 997) x[i] *= 4096.0f;  // a few large terms
+    long double exact = 0, magnitude = 0;
+    for (float v : x) exact += v, magnitude += std::fabs(v);
+    const int threads_before = omp_get_max_threads();
+    std::vector<float> sums;
+    for (int threads : {1, 2, 3}) {
+      omp_set_num_threads(threads);
+      float y = std::numeric_limits<float>::quiet_NaN();
+      reduce_sum_cpu(x.data(), &y, 1, n, 1, 1.0f);
+      sums.push_back(y);
+    }
+    omp_set_num_threads(threads_before);
+    CAPTURE(n);
+    CHECK(sums[1] == sums[0]);
+    CHECK(sums[2] == sums[0]);
+    const double float_rounding = std::fabs(double(exact)) * std::numeric_limits<float>::epsilon() / 2;
+    const double double_error = double(magnitude) * double(n) * std::numeric_limits<double>::epsilon();
+    CHECK(std::fabs(double(sums[0]) - double(exact)) <= float_rounding + double_error);
   }
 }
 
