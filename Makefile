@@ -193,10 +193,11 @@ build/tsan/%.cu.o: %.cu build/tsan.flags
 	@mkdir -p $(@D)
 	$(CXX) $(TSAN_FLAGS) $(EMU_DEFS) -x c++ -c $< -o $@
 
-# MPI's headers for the two files that include them, in every build.
-$(call obj,rel,train/distributed.cpp train/distributed_nccl.cpp): REL_FLAGS += $(MPI_FLAGS)
-$(call obj,asan,train/distributed.cpp train/distributed_nccl.cpp): ASAN_FLAGS += $(MPI_FLAGS)
-$(call obj,tsan,train/distributed.cpp train/distributed_nccl.cpp): TSAN_FLAGS += $(MPI_FLAGS)
+# MPI's headers for the two files that include them, in every build ("private":
+# not passed down to their prerequisites, such as the build's flag stamp).
+$(call obj,rel,train/distributed.cpp train/distributed_nccl.cpp): private REL_FLAGS += $(MPI_FLAGS)
+$(call obj,asan,train/distributed.cpp train/distributed_nccl.cpp): private ASAN_FLAGS += $(MPI_FLAGS)
+$(call obj,tsan,train/distributed.cpp train/distributed_nccl.cpp): private TSAN_FLAGS += $(MPI_FLAGS)
 $(call obj,fuzz,train/distributed.cpp train/distributed_nccl.cpp): FUZZ_FLAGS += $(MPI_FLAGS)
 
 # ---------------------------------------------------------------- link rules

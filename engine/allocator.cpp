@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
+#include <tuple>
+#include <utility>
 #include <mutex>
 #include <new>
 #include <string>
@@ -51,10 +53,27 @@ void unpoison(Device device, void* ptr, size_t bytes) {
 #endif
 }
 
+// Free blocks by size, read in order by best_fit.
+using FreeLists = std::map<size_t, std::vector<void*>>;
+
+// The smallest block of `lists` of at least `wanted` bytes and at most twice
+// that (a larger one would waste more than the request), or end().
+FreeLists::iterator best_fit(FreeLists& lists, size_t wanted) {
+  const auto fit = lists.lower_bound(wanted);
+  return fit != lists.end() && fit->first / 2 <= wanted ? fit : lists.end();
+}
+// Takes the block `fit` points at out of `lists`; returns it and its size.
+std::pair<void*, size_t> take_block(FreeLists& lists, FreeLists::iterator fit) {
+  const std::pair<void*, size_t> block{fit->second.back(), fit->first};
+  fit->second.pop_back();
+  if (fit->second.empty()) lists.erase(fit);
+  return block;
+}
+
 }  // namespace
 
 struct GraphMemoryPool::State {
-  std::unordered_map<size_t, std::vector<void*>> free_lists;
+  FreeLists free_lists;
   std::vector<void*> blocks;                        // every block it owns
   std::vector<std::pair<void*, size_t>> held_back;  // outside blocks freed during its capture
   size_t bytes = 0;
@@ -71,22 +90,21 @@ class CachingAllocator {
     std::lock_guard<std::mutex> lock(mutex_);
     void* ptr = nullptr;
     size_t size = wanted;  // the block's own size, >= wanted when a larger cached block fits
-    if (active_pool_ != nullptr && !active_pool_->free_lists[wanted].empty()) {
-      std::vector<void*>& bin = active_pool_->free_lists[wanted];
-      ptr = bin.back();
-      bin.pop_back();
+    FreeLists::iterator pool_fit;
+    if (active_pool_ != nullptr &&
+        (pool_fit = best_fit(active_pool_->free_lists, wanted)) != active_pool_->free_lists.end()) {
+      std::tie(ptr, size) = take_block(active_pool_->free_lists, pool_fit);
       stats_.bytes_cached -= size;
     } else {
       // A capture takes a free block of the shared cache before a fresh one (a
       // retired pool's blocks are reused, so captures do not add up), and keeps it.
-      if (auto fit = best_fit(wanted); fit != free_lists_.end()) {
-        size = fit->first;
-        ptr = fit->second.back();
-        fit->second.pop_back();
-        if (fit->second.empty()) free_lists_.erase(fit);
+      if (auto fit = best_fit(free_lists_, wanted); fit != free_lists_.end()) {
+        std::tie(ptr, size) = take_block(free_lists_, fit);
         stats_.bytes_cached -= size;
+        shared_cached_bytes_ -= size;
       } else {
-        if (active_pool_ == nullptr && stats_.bytes_cached > cache_limit()) release_cached_blocks();
+        // Only the shared cache counts (graph pools keep their blocks).
+        if (active_pool_ == nullptr && shared_cached_bytes_ > cache_limit()) release_cached_blocks();
         ptr = raw_allocate(size);
         ++stats_.raw_allocations;
       }
@@ -132,6 +150,7 @@ class CachingAllocator {
     }
     poison(device_, ptr, size);
     free_lists_[size].push_back(ptr);
+    shared_cached_bytes_ += size;
   }
 
   size_t pool_bytes(const GraphMemoryPool::State* pool) {
@@ -156,10 +175,12 @@ class CachingAllocator {
       for (void* block : bin) {
         poison(device_, block, size);
         free_lists_[size].push_back(block);
+        shared_cached_bytes_ += size;
       }
     for (const auto& [block, size] : pool->held_back) {
       poison(device_, block, size);
       free_lists_[size].push_back(block);
+      shared_cached_bytes_ += size;
     }
     pool->free_lists.clear();
     pool->held_back.clear();
@@ -181,25 +202,22 @@ class CachingAllocator {
   }
 
  private:
-  // The smallest cached block of at least `wanted` bytes and at most twice
-  // that (a larger one would waste more than the request), or end().
-  std::map<size_t, std::vector<void*>>::iterator best_fit(size_t wanted) {
-    const auto fit = free_lists_.lower_bound(wanted);
-    return fit != free_lists_.end() && fit->first / 2 <= wanted ? fit : free_lists_.end();
-  }
   // The cache may hold as much as the most live memory ever seen (at least
   // kCacheFloor): a step whose sizes repeat always finds its blocks, and
   // memory held stays within about twice the peak when they do not.
   size_t cache_limit() const { return std::max(stats_.high_water_bytes_in_use, kCacheFloor); }
   void release_cached_blocks() {  // graph pools keep theirs
-    for (auto& [size, bin] : free_lists_)
+    // Out of the lists first: a raw_free that throws leaks the rest, never frees one twice.
+    FreeLists blocks;
+    blocks.swap(free_lists_);
+    for (auto& [size, bin] : blocks)
       for (void* ptr : bin) {
+        stats_.bytes_cached -= size;
+        shared_cached_bytes_ -= size;
         unpoison(device_, ptr, size);
         raw_free(ptr);
         ++stats_.raw_frees;
-        stats_.bytes_cached -= size;
       }
-    free_lists_.clear();
   }
 
   void* raw_allocate(size_t size) {
@@ -216,7 +234,8 @@ class CachingAllocator {
   Device device_;
   std::mutex mutex_;
   static constexpr size_t kCacheFloor = size_t(256) << 20;
-  std::map<size_t, std::vector<void*>> free_lists_;  // cached blocks by size (best fit reads it in order)
+  FreeLists free_lists_;            // the shared cache
+  size_t shared_cached_bytes_ = 0;  // its bytes (stats_.bytes_cached adds the graph pools' free blocks)
   std::unordered_map<void*, size_t> block_size_;      // every live block's size (a best fit may exceed the request)
   GraphMemoryPool::State* active_pool_ = nullptr;                 // capturing: allocations come from here
   std::unordered_map<void*, GraphMemoryPool::State*> pool_of_;  // the owner of each pool block

@@ -7,9 +7,10 @@
 // A request takes the smallest cached block that holds it, if that block is at
 // most twice its size, so steps whose sizes change (the sparse bounds allocate
 // as many rows as there are unstable neurons) reuse blocks instead of caching
-// one per size. When no block fits and the cache holds more than the most
-// live memory ever seen (at least 256 MiB), the cache is returned to the system
+// one per size. When no block fits and the shared cache holds more than the
+// most live memory ever seen (at least 256 MiB), it is returned to the system
 // before the raw allocation: memory held stays within about twice the peak.
+// Graph pools (below) keep their blocks and are not counted.
 //
 // Under AddressSanitizer, cached blocks and the rounding slack at the end of
 // each live block are poisoned, so a kernel reading one element past its
@@ -26,9 +27,9 @@ namespace cte {
 struct AllocatorStats {
   uint64_t raw_allocations = 0;  // calls to the system / cudaMalloc
   uint64_t raw_frees = 0;
-  size_t bytes_in_use = 0;       // held by live tensors (rounded sizes)
+  size_t bytes_in_use = 0;       // held by live tensors (their blocks' sizes: rounded, or a larger best fit)
   size_t peak_bytes_in_use = 0;
-  size_t bytes_cached = 0;       // free blocks kept for reuse
+  size_t bytes_cached = 0;       // free blocks kept for reuse (graph pools' included)
   size_t high_water_bytes_in_use = 0;  // most ever in use (reset_peak_bytes leaves it): the cache's limit
 };
 
@@ -55,7 +56,7 @@ class GraphMemoryPool {
   GraphMemoryPool& operator=(const GraphMemoryPool&) = delete;
   void begin();  // throws when another pool is active
   void end();
-  size_t bytes() const;  // device memory the pool has taken (rounded sizes)
+  size_t bytes() const;  // device memory the pool has taken (its blocks' sizes)
 
   struct State;
 

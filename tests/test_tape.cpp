@@ -189,30 +189,42 @@ TEST_CASE("allocator: steps whose sizes change reuse larger blocks, and the cach
   // The sparse bounds allocate as many rows as there are unstable neurons, so
   // sizes change every step. An allocator that caches one block per exact
   // size grew a FashionMNIST FC CROWN training run to 14 GB (killed by the
-  // OOM killer); here it would fail both checks.
+  // OOM killer); here it would fail both halves.
   constexpr size_t kMiB = size_t(1) << 20, kStep = size_t(64) << 10;  // 64 KiB: the rounding above 1 MiB
-  empty_cache(Device::cpu);
-  // Shrinking sizes: each fits in the block the previous one freed.
-  device_free(Device::cpu, device_allocate(Device::cpu, 8 * kMiB), 8 * kMiB);
-  const uint64_t raw_before = allocator_stats(Device::cpu).raw_allocations;
-  for (size_t bytes = 8 * kMiB - kStep; bytes > 4 * kMiB; bytes -= 4 * kStep)
-    device_free(Device::cpu, device_allocate(Device::cpu, bytes), bytes);
-  CHECK(allocator_stats(Device::cpu).raw_allocations == raw_before);
+  const Device cpu = Device::cpu;
+  empty_cache(cpu);
+  // Shrinking sizes: each fits in the 8 MiB block the previous one freed, and
+  // counts as that block while live. Below half of it, a request takes a new block.
+  const size_t in_use_before = allocator_stats(cpu).bytes_in_use;
+  device_free(cpu, device_allocate(cpu, 8 * kMiB), 8 * kMiB);
+  const uint64_t raw_before = allocator_stats(cpu).raw_allocations;
+  for (size_t bytes = 8 * kMiB - kStep; bytes >= 4 * kMiB; bytes -= 4 * kStep) {
+    void* block = device_allocate(cpu, bytes);
+    CHECK(allocator_stats(cpu).bytes_in_use == in_use_before + 8 * kMiB);
+    device_free(cpu, block, bytes);
+  }
+  CHECK(allocator_stats(cpu).raw_allocations == raw_before);
+  CHECK(allocator_stats(cpu).bytes_in_use == in_use_before);
+  device_free(cpu, device_allocate(cpu, 3 * kMiB), 3 * kMiB);
+  CHECK(allocator_stats(cpu).raw_allocations == raw_before + 1);
 
-  // Growing sizes: no cached block fits any of them. Go on until an exact-size
-  // cache would hold 64 MiB more than the limit, then check the cache is within it.
-  const size_t limit = std::max(allocator_stats(Device::cpu).high_water_bytes_in_use, size_t(256) * kMiB);
+  // Growing sizes from 9 MiB: no cached block fits any of them. Go on until an
+  // exact-size cache would hold 64 MiB more than the limit; the cache must have
+  // been returned to the system on the way and be within the limit at the end.
+  empty_cache(cpu);
+  const AllocatorStats before = allocator_stats(cpu);
+  const size_t limit = std::max(before.high_water_bytes_in_use, size_t(256) * kMiB);
   size_t exact_size_cache = 0, largest = 0;
-  for (size_t bytes = 4 * kMiB; exact_size_cache < limit + 64 * kMiB; bytes += kStep) {
-    device_free(Device::cpu, device_allocate(Device::cpu, bytes), bytes);
+  for (size_t bytes = 9 * kMiB; exact_size_cache < limit + 64 * kMiB; bytes += kStep) {
+    device_free(cpu, device_allocate(cpu, bytes), bytes);
     exact_size_cache += bytes;
     largest = bytes;
   }
-  const AllocatorStats after = allocator_stats(Device::cpu);
+  const AllocatorStats after = allocator_stats(cpu);
   CHECK(after.bytes_cached <= limit + largest);
-  CHECK(after.raw_frees > 0);
-  empty_cache(Device::cpu);
-  CHECK(allocator_stats(Device::cpu).bytes_cached == 0);
+  CHECK(after.raw_frees > before.raw_frees);
+  empty_cache(cpu);
+  CHECK(allocator_stats(cpu).bytes_cached == 0);
 }
 
 TEST_CASE("graphs: a captured computation replays on new inputs, keeps its own blocks, and refuses host waits") {

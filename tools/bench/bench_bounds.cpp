@@ -142,6 +142,9 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
   const Tensor label_tensor = Tensor::from_vector(label_values, Shape{batch}, device);
 
   Measurement m;
+  // No blocks of earlier configurations: a best fit to one of them (up to twice
+  // the request) would count in this one's peak.
+  empty_cache(device);
   reset_peak_bytes(device);
   const size_t base = allocator_stats(device).bytes_in_use;
   const double warmup = one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps);
