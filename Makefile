@@ -153,15 +153,13 @@ all: $(BINS) build/test/tests build/test/tests_tsan $(if $(filter 1,$(USE_CUDA))
 # ---------------------------------------------------------------- compile rules
 # Each build's objects depend on a stamp of its flags (build/<build>.flags,
 # rewritten only when they change), so editing a flag above rebuilds them.
-flag_stamp = mkdir -p build && echo '$(1)' | cmp -s - $(2) || echo '$(1)' > $(2)
-build/rel.flags: FORCE
-	@$(call flag_stamp,$(REL_FLAGS),$@)
-build/rel-nvcc.flags: FORCE
-	@$(call flag_stamp,$(NVCC_FLAGS),$@)
-build/asan.flags: FORCE
-	@$(call flag_stamp,$(ASAN_FLAGS),$@)
-build/tsan.flags: FORCE
-	@$(call flag_stamp,$(TSAN_FLAGS),$@)
+STAMPED_FLAGS_rel = $(REL_FLAGS)
+STAMPED_FLAGS_rel-nvcc = $(NVCC_FLAGS)
+STAMPED_FLAGS_asan = $(ASAN_FLAGS)
+STAMPED_FLAGS_tsan = $(TSAN_FLAGS)
+STAMPED_FLAGS_fuzz = $(FUZZ_CXX) $(FUZZ_FLAGS)
+build/%.flags: FORCE
+	@mkdir -p build && echo '$(STAMPED_FLAGS_$*)' | cmp -s - $@ || echo '$(STAMPED_FLAGS_$*)' > $@
 FORCE:
 .PHONY: FORCE
 
@@ -198,7 +196,7 @@ build/tsan/%.cu.o: %.cu build/tsan.flags
 $(call obj,rel,train/distributed.cpp train/distributed_nccl.cpp): private REL_FLAGS += $(MPI_FLAGS)
 $(call obj,asan,train/distributed.cpp train/distributed_nccl.cpp): private ASAN_FLAGS += $(MPI_FLAGS)
 $(call obj,tsan,train/distributed.cpp train/distributed_nccl.cpp): private TSAN_FLAGS += $(MPI_FLAGS)
-$(call obj,fuzz,train/distributed.cpp train/distributed_nccl.cpp): FUZZ_FLAGS += $(MPI_FLAGS)
+$(call obj,fuzz,train/distributed.cpp train/distributed_nccl.cpp): private FUZZ_FLAGS += $(MPI_FLAGS)
 
 # ---------------------------------------------------------------- link rules
 build/bin/%: build/rel/train/%_main.cpp.o $(REL_OBJS) $(REL_CU_OBJS)
@@ -266,10 +264,10 @@ FUZZ_FLAGS := $(BASE_FLAGS) -O1 -g -Wno-unknown-pragmas -Wno-unused-const-variab
               -fno-sanitize-recover=all -fno-omit-frame-pointer $(EMU_DEFS)
 FUZZ_BINS := $(patsubst tests/fuzz/%.cpp,build/fuzz/bin/%,$(FUZZ_SRCS))
 FUZZ_LIB_OBJS := $(call obj,fuzz,$(LIB_SRCS) $(CU_SRCS) $(EMU_SRCS))
-build/fuzz/%.cpp.o: %.cpp
+build/fuzz/%.cpp.o: %.cpp build/fuzz.flags
 	@mkdir -p $(@D)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -c $< -o $@
-build/fuzz/%.cu.o: %.cu
+build/fuzz/%.cu.o: %.cu build/fuzz.flags
 	@mkdir -p $(@D)
 	$(FUZZ_CXX) $(FUZZ_FLAGS) -x c++ -c $< -o $@
 build/fuzz/bin/%: build/fuzz/tests/fuzz/%.cpp.o $(FUZZ_LIB_OBJS)

@@ -4,12 +4,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <map>
-#include <tuple>
-#include <utility>
 #include <mutex>
 #include <new>
 #include <string>
+#include <tuple>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "kernels/gpu_runtime.h"

@@ -12,9 +12,9 @@
 // before the raw allocation: memory held stays within about twice the peak.
 // Graph pools (below) keep their blocks and are not counted.
 //
-// Under AddressSanitizer, cached blocks and the rounding slack at the end of
-// each live block are poisoned, so a kernel reading one element past its
-// tensor is still caught even though the block is larger.
+// Under AddressSanitizer, cached blocks and the slack at the end of each live
+// block (rounding, or a larger best fit) are poisoned, so a kernel reading one
+// element past its tensor is still caught even though the block is larger.
 #pragma once
 #include <cstddef>
 #include <cstdint>
