@@ -160,6 +160,8 @@ STAMPED_FLAGS_tsan = $(TSAN_FLAGS)
 STAMPED_FLAGS_fuzz = $(FUZZ_CXX) $(FUZZ_FLAGS)
 build/%.flags: FORCE
 	@mkdir -p build && echo '$(STAMPED_FLAGS_$*)' | cmp -s - $@ || echo '$(STAMPED_FLAGS_$*)' > $@
+# Kept: a stamp that make deleted as an intermediate would rebuild everything next time.
+.PRECIOUS: build/%.flags
 FORCE:
 .PHONY: FORCE
 
