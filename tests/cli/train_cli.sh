@@ -247,6 +247,17 @@ else
   bad "natural run: exit $rc: $out $(cat "$tmp/nat.err")"
 fi
 
+# --milestones '' is no milestones (the late-milestones note advises it for a constant rate); CLI11
+# alone read it as a milestone at epoch 0, which trained at a tenth of --lr from the first epoch.
+out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc --method natural --epochs 2 --train-subset 300 \
+      --test-subset 50 --pgd-steps 0 --threads 1 --milestones '' --out "$tmp/flat" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q '^\[epoch 1/2\] .* lr 0.0005 ' <<<"$out" && grep -q '^\[epoch 2/2\] .* lr 0.0005 ' <<<"$out" &&
+   grep -q '"milestones": *\[\]' "$tmp/flat/config.json"; then
+  ok "--milestones '': no milestones, lr 0.0005 in both epochs"
+else
+  bad "--milestones '': exit $rc: $out $(cat "$tmp/flat/config.json" 2>/dev/null)"
+fi
+
 echo "== CNN7 (BatchNorm) through a checkpoint"
 # The running averages travel in the checkpoint: certify eval on it must see the trainer's accuracy
 # (with BatchNorm's defaults, mean 0 and variance 1, it would not) and the same weights.

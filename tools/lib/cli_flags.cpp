@@ -3,6 +3,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <stdexcept>
@@ -20,13 +21,14 @@ std::string number(double v) {
 
 }  // namespace
 
-void reject_empty_numbers(CLI::App& app) {
+void reject_empty_numbers(CLI::App& app, const std::vector<std::string>& may_be_empty) {
   const CLI::Validator non_empty(
       [](std::string& value) { return value.empty() ? std::string("an empty value is not a number") : std::string(); },
       "", "NON-EMPTY");
   for (CLI::Option* option : app.get_options()) {
     // CLI11 names the value type of a numeric option FLOAT, INT or UINT (with
     // ":VALIDATOR" appended for checked ones).
+    if (std::find(may_be_empty.begin(), may_be_empty.end(), option->get_name()) != may_be_empty.end()) continue;
     const std::string type = option->get_type_name();
     for (const char* numeric : {"FLOAT", "INT", "UINT", "NUMBER"}) {
       const std::string name = numeric;
@@ -36,7 +38,12 @@ void reject_empty_numbers(CLI::App& app) {
       }
     }
   }
-  for (CLI::App* sub : app.get_subcommands({})) reject_empty_numbers(*sub);
+  for (CLI::App* sub : app.get_subcommands({})) reject_empty_numbers(*sub, may_be_empty);
+}
+
+bool empty_list_given(const CLI::App& app, const std::string& name) {
+  const CLI::Option* option = app.get_option_no_throw(name);
+  return option != nullptr && option->results() == std::vector<std::string>{""};
 }
 
 void check_pgd_flags(const std::string& tool, int steps, double step_size, int restarts) {

@@ -2,6 +2,7 @@
 // flag means and is checked the same everywhere.
 #pragma once
 #include <string>
+#include <vector>
 
 namespace CLI {
 class App;
@@ -15,8 +16,13 @@ namespace cte::tools {
 
 // Makes every numeric option of `app` (and of its subcommands) refuse an
 // empty value: CLI11 reads `--eps ""` as 0, which silently certifies nothing.
-// Call after the options are added, before parsing.
-void reject_empty_numbers(CLI::App& app);
+// Options named in `may_be_empty` (lists where '' means none, e.g. train's
+// --milestones) are left alone: their caller clears the list after parsing,
+// where empty_list_given says so. Call after the options are added, before parsing.
+void reject_empty_numbers(CLI::App& app, const std::vector<std::string>& may_be_empty = {});
+// True when the list option `name` of `app` was given as '' alone (CLI11 would
+// have stored one 0 in its list).
+bool empty_list_given(const CLI::App& app, const std::string& name);
 
 // PGD's flags: steps >= 0, a finite step size > 0, restarts >= 0. Throws
 // std::invalid_argument "[tool] --pgd-step-size nan must be > 0".
