@@ -705,14 +705,16 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "augmentation; 0: the pixels");
   app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");
   app.add_flag("--quiet", c.quiet, "no progress output, only the final summary");
-  tools::reject_empty_numbers(app, {"--milestones"});
+  tools::reject_empty_numbers(app, {"--milestones", "--train-pgd-decay-at"});
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
   }
-  // --milestones '' is no milestones (a constant rate, as the late-milestones note advises).
+  // '' is an empty list: no milestones (a constant rate, as the late-milestones
+  // note advises), no decay of the training attack's step (as its help says).
   if (tools::empty_list_given(app, "--milestones")) c.milestones.clear();
+  if (tools::empty_list_given(app, "--train-pgd-decay-at")) c.train_pgd_decay_at.clear();
   if (list_recipes) {
     std::cout << recipes_listing();
     return 0;

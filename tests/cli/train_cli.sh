@@ -257,6 +257,14 @@ if [ "$rc" -eq 0 ] && grep -q '^\[epoch 1/2\] .* lr 0.0005 ' <<<"$out" && grep -
 else
   bad "--milestones '': exit $rc: $out $(cat "$tmp/flat/config.json" 2>/dev/null)"
 fi
+# The same for the training attack's step decay (README: the paper's attack is --train-pgd-decay-at '').
+out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc --method pgd --epochs 1 --rampup 0 --train-subset 100 \
+      --test-subset 20 --pgd-steps 0 --train-pgd-steps 2 --threads 1 --train-pgd-decay-at '' --out "$tmp/nodecay" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && grep -q '"train-pgd-decay-at": *\[\]' "$tmp/nodecay/config.json"; then
+  ok "--train-pgd-decay-at '': an empty list in config.json"
+else
+  bad "--train-pgd-decay-at '': exit $rc: $out $(cat "$tmp/nodecay/config.json" 2>/dev/null)"
+fi
 
 echo "== CNN7 (BatchNorm) through a checkpoint"
 # The running averages travel in the checkpoint: certify eval on it must see the trainer's accuracy
