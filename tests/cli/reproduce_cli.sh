@@ -8,7 +8,8 @@
 #     --slurm writes array jobs with their dependencies;
 #  2. a tiny recipe on FashionMNIST (one Box cell, its cross-certification, the
 #     SGD toy) runs with -j 2: every cell writes its JSON with its command; a
-#     re-run runs nothing;
+#     re-run runs nothing; after a recipe change the changed cell and the cell
+#     on its net are stale and run again;
 #  3. a training cell killed mid-run resumes from its checkpoint on the next
 #     run and ends with the uninterrupted run's weights, bit for bit;
 #  4. the report: our numbers are the cells' (read back from their JSON here),
@@ -170,6 +171,36 @@ EOF
 if [ "$check" = fine ]; then ok "the cell's JSON: command, epochs, images, seconds, machine"; else bad "cell JSON: $check"; fi
 out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1)
 if grep -qF "3 cells selected, 3 already done, 0 to run" <<<"$out"; then ok "a re-run runs nothing"; else bad "re-run: $out"; fi
+
+# A recorded result whose recipe settings changed since is stale: listed with what changed, and run
+# again with every cell on its net, the old run folder kept aside (on copies of the runs and results).
+sed 's/5e-6, 5e-4, "milestones"/5e-6, 1e-3, "milestones"/' "$tmp/tiny.toml" > "$tmp/tiny_lr.toml"
+cp -r "$tmp/runs" "$tmp/runs_stale"; cp -r "$tmp/results" "$tmp/results_stale"
+stale() { tools/reproduce --runs "$tmp/runs_stale" --results "$tmp/results_stale" --recipe "$tmp/tiny_lr.toml" "$@"; }
+list=$(stale --list 2>&1)
+if grep -qE '^fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: lr 0.0005 -> 0.001\): runs again$' <<<"$list" \
+   && grep -qE '^x/fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: its net fmnist-conv-box-eps0.1@tiny is stale\)' <<<"$list" \
+   && grep -qE '^toy +done$' <<<"$list"; then
+  ok "--list: a changed lr makes the training cell and the cell on its net stale, not the SGD toy"
+else
+  bad "stale --list: $list"
+fi
+out=$(stale --only t --no-report 2>&1); rc=$?
+check=$($PY - "$tmp/results_stale/cells/fmnist-conv-box-eps0.1@tiny.json" "$tmp/runs_stale" <<'EOF'
+import json, pathlib, sys
+r = json.load(open(sys.argv[1]))
+assert r["flags"]["lr"] == 0.001, r["flags"]["lr"]
+kept = list(pathlib.Path(sys.argv[2]).glob("fmnist-conv-box-eps0.1@tiny.stale-*/checkpoint.ckpt"))
+assert len(kept) == 1, kept
+print("fine")
+EOF
+)
+if [ "$rc" -eq 0 ] && [ "$check" = fine ] && grep -qF "1 cells selected, 0 already done, 1 to run" <<<"$out"; then
+  ok "a stale cell runs again with the new lr; its old run folder is kept as .stale-<time>"
+else
+  bad "stale run: exit $rc: $out $check"
+fi
+rm -rf "$tmp/runs_stale" "$tmp/results_stale"
 
 # A net whose recorded result stands but whose checkpoint is a retraining stopped part-way (its
 # metrics end before the last epoch) is no net to certify: a cell on it resumes the training first.
