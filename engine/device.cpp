@@ -59,7 +59,7 @@ Device parse_device(const std::string& name) {
 std::string device_banner(Device device) {
   if (device == Device::cuda) return "backend: CUDA | " + gpu::describe_device();
   return "backend: CPU | " + cpu_model() + " | " + std::to_string(omp_get_max_threads()) +
-         " OpenMP threads | OpenBLAS sgemm";
+         " OpenMP threads | OpenBLAS sgemm (" + openblas_get_corename() + " kernels)";
 }
 
 }  // namespace cte

@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <string>
@@ -149,6 +150,10 @@ int main(int argc, char** argv) {
       std::printf("fp32 peak of this CPU (%s loop): %.1f GFLOP/s on 1 thread", one.isa, one.gflops);
       if (n > 1) std::printf(", %.1f on %d threads", all.gflops, n);
       std::printf(" (the yardstick of the percentages below)\n");
+      // The GEMM rates below are OpenBLAS's: AVX2 kernels reach at most half of an AVX-512 peak.
+      const char* coretype = std::getenv("OPENBLAS_CORETYPE");
+      std::printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE%s%s)\n", openblas_get_corename(),
+                  coretype ? "=" : " ", coretype ? coretype : "unset: OpenBLAS's own choice");
     }
     Rng rng(42);
     std::printf("GEMM at batch 100 (the layers of FC and CONV):\n");
