@@ -713,8 +713,13 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   }
   // '' is an empty list: no milestones (a constant rate, as the late-milestones
   // note advises), no decay of the training attack's step (as its help says).
-  if (tools::empty_list_given(app, "--milestones")) c.milestones.clear();
-  if (tools::empty_list_given(app, "--train-pgd-decay-at")) c.train_pgd_decay_at.clear();
+  try {
+    if (tools::empty_list_given(app, "--milestones")) c.milestones.clear();
+    if (tools::empty_list_given(app, "--train-pgd-decay-at")) c.train_pgd_decay_at.clear();
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "[train] " << e.what() << "\n";
+    return 2;
+  }
   if (list_recipes) {
     std::cout << recipes_listing();
     return 0;

@@ -172,33 +172,45 @@ if [ "$check" = fine ]; then ok "the cell's JSON: command, epochs, images, secon
 out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1)
 if grep -qF "3 cells selected, 3 already done, 0 to run" <<<"$out"; then ok "a re-run runs nothing"; else bad "re-run: $out"; fi
 
-# A recorded result whose recipe settings changed since is stale: listed with what changed, and run
-# again with every cell on its net, the old run folder kept aside (on copies of the runs and results).
+# A recorded result whose recipe settings changed since is stale: listed with what changed; a run
+# withdraws it and the result of every cell on its net, selected or not, keeping their run folders
+# aside, and trains the net again (on copies of the runs and results).
 sed 's/5e-6, 5e-4, "milestones"/5e-6, 1e-3, "milestones"/' "$tmp/tiny.toml" > "$tmp/tiny_lr.toml"
 cp -r "$tmp/runs" "$tmp/runs_stale"; cp -r "$tmp/results" "$tmp/results_stale"
 stale() { tools/reproduce --runs "$tmp/runs_stale" --results "$tmp/results_stale" --recipe "$tmp/tiny_lr.toml" "$@"; }
 list=$(stale --list 2>&1)
-if grep -qE '^fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: lr 0.0005 -> 0.001\): runs again$' <<<"$list" \
+if grep -qE '^fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: lr 0.0005 -> 0.001\)' <<<"$list" \
    && grep -qE '^x/fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: its net fmnist-conv-box-eps0.1@tiny is stale\)' <<<"$list" \
    && grep -qE '^toy +done$' <<<"$list"; then
   ok "--list: a changed lr makes the training cell and the cell on its net stale, not the SGD toy"
 else
   bad "stale --list: $list"
 fi
+dry=$(stale --only t --dry-run 2>&1)
+if grep -A1 -E '^fmnist-conv-box-eps0.1@tiny$' <<<"$dry" | grep -qF -- "--lr 0.001" \
+   && ! grep -qF -- "--resume" <<<"$dry" && [ -f "$tmp/results_stale/cells/x__fmnist-conv-box-eps0.1@tiny.json" ]; then
+  ok "--dry-run of a stale cell: trains afresh (no --resume), changes nothing"
+else
+  bad "stale --dry-run: $dry"
+fi
 out=$(stale --only t --no-report 2>&1); rc=$?
-check=$($PY - "$tmp/results_stale/cells/fmnist-conv-box-eps0.1@tiny.json" "$tmp/runs_stale" <<'EOF'
+check=$($PY - "$tmp/results_stale/cells" "$tmp/runs_stale" <<'EOF'
 import json, pathlib, sys
-r = json.load(open(sys.argv[1]))
+cells, runs = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+r = json.load(open(cells / "fmnist-conv-box-eps0.1@tiny.json"))
 assert r["flags"]["lr"] == 0.001, r["flags"]["lr"]
-kept = list(pathlib.Path(sys.argv[2]).glob("fmnist-conv-box-eps0.1@tiny.stale-*/checkpoint.ckpt"))
+kept = list(runs.glob("fmnist-conv-box-eps0.1@tiny.stale-*/checkpoint.ckpt"))
 assert len(kept) == 1, kept
+assert not (cells / "x__fmnist-conv-box-eps0.1@tiny.json").exists(), "the cell on the old net kept its result"
 print("fine")
 EOF
 )
-if [ "$rc" -eq 0 ] && [ "$check" = fine ] && grep -qF "1 cells selected, 0 already done, 1 to run" <<<"$out"; then
-  ok "a stale cell runs again with the new lr; its old run folder is kept as .stale-<time>"
+after=$(stale --list 2>&1)
+if [ "$rc" -eq 0 ] && [ "$check" = fine ] && grep -qF "1 cells selected, 0 already done, 1 to run" <<<"$out" \
+   && grep -qE '^x/fmnist-conv-box-eps0.1@tiny +pending$' <<<"$after" && grep -qE '^fmnist-conv-box-eps0.1@tiny +done$' <<<"$after"; then
+  ok "--only the stale net: it trains again at the new lr, the unselected cell on it is pending, old folders kept"
 else
-  bad "stale run: exit $rc: $out $check"
+  bad "stale run: exit $rc: $out $check $after"
 fi
 rm -rf "$tmp/runs_stale" "$tmp/results_stale"
 

@@ -257,6 +257,8 @@ if [ "$rc" -eq 0 ] && grep -q '^\[epoch 1/2\] .* lr 0.0005 ' <<<"$out" && grep -
 else
   bad "--milestones '': exit $rc: $out $(cat "$tmp/flat/config.json" 2>/dev/null)"
 fi
+expect_error "--milestones: an empty value among others; give '' alone for an empty list" --method box --epochs 3 \
+  --rampup 1 --milestones '' --milestones 2
 # The same for the training attack's step decay (README: the paper's attack is --train-pgd-decay-at '').
 out=$("$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc --method pgd --epochs 1 --rampup 0 --train-subset 100 \
       --test-subset 20 --pgd-steps 0 --train-pgd-steps 2 --threads 1 --train-pgd-decay-at '' --out "$tmp/nodecay" 2>&1); rc=$?

@@ -150,7 +150,8 @@ int main(int argc, char** argv) {
       std::printf("fp32 peak of this CPU (%s loop): %.1f GFLOP/s on 1 thread", one.isa, one.gflops);
       if (n > 1) std::printf(", %.1f on %d threads", all.gflops, n);
       std::printf(" (the yardstick of the percentages below)\n");
-      // The GEMM rates below are OpenBLAS's: AVX2 kernels reach at most half of an AVX-512 peak.
+      // The GEMM rates below are OpenBLAS's: on a CPU with full-width AVX-512 FMA units (this
+      // EPYC) its AVX2 kernels reach at most half of the AVX-512 peak measured above.
       const char* coretype = std::getenv("OPENBLAS_CORETYPE");
       std::printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE%s%s)\n", openblas_get_corename(),
                   coretype ? "=" : " ", coretype ? coretype : "unset: OpenBLAS's own choice");

@@ -43,7 +43,13 @@ void reject_empty_numbers(CLI::App& app, const std::vector<std::string>& may_be_
 
 bool empty_list_given(const CLI::App& app, const std::string& name) {
   const CLI::Option* option = app.get_option_no_throw(name);
-  return option != nullptr && option->results() == std::vector<std::string>{""};
+  if (option == nullptr) return false;
+  const std::vector<std::string>& given = option->results();
+  const bool has_empty = std::find(given.begin(), given.end(), std::string()) != given.end();
+  // CLI11 stores 0 for an empty entry beside others (--milestones '' --milestones 50: [0, 50]).
+  if (has_empty && given.size() > 1)
+    throw std::invalid_argument(name + ": an empty value among others; give '' alone for an empty list");
+  return has_empty;
 }
 
 void check_pgd_flags(const std::string& tool, int steps, double step_size, int restarts) {

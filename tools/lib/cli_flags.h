@@ -21,7 +21,8 @@ namespace cte::tools {
 // where empty_list_given says so. Call after the options are added, before parsing.
 void reject_empty_numbers(CLI::App& app, const std::vector<std::string>& may_be_empty = {});
 // True when the list option `name` of `app` was given as '' alone (CLI11 would
-// have stored one 0 in its list).
+// have stored one 0 in its list); throws std::invalid_argument when '' came
+// with other values (--milestones '' --milestones 50).
 bool empty_list_given(const CLI::App& app, const std::string& name);
 
 // PGD's flags: steps >= 0, a finite step size > 0, restarts >= 0. Throws
