@@ -590,6 +590,10 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "a published setting (SABR's, Shi et al.'s IBP, the paradox paper's CROWN-IBP) as flag values; "
                  "--config and flags on the command line override it; train --recipes lists them");
   app.add_flag("--recipes", list_recipes, "list the --recipe presets with their values and exit");
+  bool print_config = false;
+  app.add_flag("--print-config", print_config,
+               "print the settings this command would train with (config.json's form: defaults, --recipe, "
+               "--config, flags and a --resume run's own), checked, and exit without training");
   app.add_option("--dataset", c.dataset, "mnist | fashion-mnist | svhn | cifar10 | folder");
   app.add_option("--data-dir", c.data_dir,
                  "where the data set lives (default: $CTE_DATA_DIR/<dataset>, ./data/<dataset>, "
@@ -793,6 +797,16 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
         return 2;
       }
     }
+  }
+  if (print_config) {  // tools/reproduce records the defaults beside each result, to see them change
+    try {
+      validate_config(c);
+    } catch (const std::exception& e) {
+      std::cerr << e.what() << "\n";
+      return 2;
+    }
+    std::cout << config_to_json(c).dump(1) << "\n";
+    return 0;
   }
   return -1;
 }

@@ -179,8 +179,8 @@ sed 's/5e-6, 5e-4, "milestones"/5e-6, 1e-3, "milestones"/' "$tmp/tiny.toml" > "$
 cp -r "$tmp/runs" "$tmp/runs_stale"; cp -r "$tmp/results" "$tmp/results_stale"
 stale() { tools/reproduce --runs "$tmp/runs_stale" --results "$tmp/results_stale" --recipe "$tmp/tiny_lr.toml" "$@"; }
 list=$(stale --list 2>&1)
-if grep -qE '^fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: lr 0.0005 -> 0.001\)' <<<"$list" \
-   && grep -qE '^x/fmnist-conv-box-eps0.1@tiny +stale \(the recipe changed: its net fmnist-conv-box-eps0.1@tiny is stale\)' <<<"$list" \
+if grep -qE '^fmnist-conv-box-eps0.1@tiny +stale \(changed since it ran: lr 0.0005 -> 0.001\)' <<<"$list" \
+   && grep -qE '^x/fmnist-conv-box-eps0.1@tiny +stale \(changed since it ran: its net fmnist-conv-box-eps0.1@tiny is stale\)' <<<"$list" \
    && grep -qE '^toy +done$' <<<"$list"; then
   ok "--list: a changed lr makes the training cell and the cell on its net stale, not the SGD toy"
 else
@@ -211,6 +211,26 @@ if [ "$rc" -eq 0 ] && [ "$check" = fine ] && grep -qF "1 cells selected, 0 alrea
   ok "--only the stale net: it trains again at the new lr, the unselected cell on it is pending, old folders kept"
 else
   bad "stale run: exit $rc: $out $check $after"
+fi
+rm -rf "$tmp/runs_stale" "$tmp/results_stale"
+
+# A trainer default the cell leaves alone that changed since it ran makes it stale too (the training
+# attack's defaults once changed under a recorded PGD net); one the cell sets (lr) does not.
+cp -r "$tmp/runs" "$tmp/runs_stale"; cp -r "$tmp/results" "$tmp/results_stale"
+$PY - "$tmp/results_stale/cells/fmnist-conv-box-eps0.1@tiny.json" <<'EOF'
+import json, sys
+r = json.load(open(sys.argv[1]))
+d = r["trainer_defaults"]
+assert d["train-pgd-steps"] == 8 and "out" not in d, d  # recorded from train --print-config
+d["train-pgd-steps"], d["lr"] = 100, 0.5
+json.dump(r, open(sys.argv[1], "w"))
+EOF
+list=$(tools/reproduce --runs "$tmp/runs_stale" --results "$tmp/results_stale" --recipe "$tmp/tiny.toml" --list 2>&1)
+if grep -qE "^fmnist-conv-box-eps0.1@tiny +stale \(changed since it ran: the trainer's default train-pgd-steps 100 -> 8\)" <<<"$list" \
+   && ! grep -qF "default lr" <<<"$list"; then
+  ok "--list: a changed trainer default the cell leaves alone makes it stale; one it sets does not"
+else
+  bad "trainer default --list: $list"
 fi
 rm -rf "$tmp/runs_stale" "$tmp/results_stale"
 
