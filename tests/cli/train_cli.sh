@@ -99,6 +99,14 @@ if [ "$rc" -ne 0 ] && grep -qF "unknown command 'frob'" <<<"$out"; then ok "cert
 # Method-aware schedule flags (no data needed: the data set is missing on purpose).
 expect_error "[mnist] data set not found" --method natural --epochs 3 --dataset mnist --data-dir "$tmp/no-such-dir"
 expect_error "give --rampup 3 or less, or --epochs 50 or more" --method box --epochs 3
+# --print-config: the merged settings (a recipe, then a flag over it) as JSON, nothing trained or written.
+out=$("$TRAIN" --recipe paradox-crown-ibp-conv-0.1 --epochs 150 --print-config --out "$tmp/printed" 2>&1); rc=$?
+if [ "$rc" -eq 0 ] && [ ! -e "$tmp/printed" ] && python3 -c 'import json,sys; c = json.loads(sys.argv[1]);
+assert (c["method"], c["epochs"], c["eps-train"]) == ("crown-ibp", 150, 0.2), c' "$out" 2>/dev/null; then
+  ok "--print-config: the recipe's method and eps_train with --epochs 150 over it, no output folder"
+else
+  bad "--print-config: exit $rc: $out"
+fi
 out=$("$TRAIN" --method box --epochs 2 --rampup 1 --milestones 20,27 --dataset mnist --data-dir "$tmp/no-such-dir" \
       --out "$tmp/never" 2>&1)
 if grep -qF -- "--milestones 20,27 lie at or beyond --epochs 2" <<<"$out"; then ok "--milestones 20,27 with --epochs 2 gets a note"
