@@ -427,7 +427,8 @@ def tightness_section(doc, recipe, cells, results, figures, measured_only=False)
             acc = pct(trained["evaluation"]["accuracy"]) if trained else "-"
             doc.table(["relaxation", "CR-AUC (ours)", paper_header], rows,
                       f"Tightness, {exp}: {cells[c['needs'][0]]['id']} (accuracy {acc}%), CR-AUC over eps in "
-                      f"[0, {c['eps_max']:g}]" + (f", first {c['test_subset']} test images" if "test_subset" in c else ""))
+                      f"[0, {c['eps_max']:g}]" + (f", first {c['test_subset']} test images" if "test_subset" in c else "")
+                      + (f", {c['points']} radii (the paper: 100)" if c.get("points", 100) != 100 else ""))
             doc.bullets(["ours, loosest to tightest: " + " < ".join(f"{RELAXATION_TITLES.get(n, n)} {v:.3f}"
                                                                    for n, v in order)])
         else:
