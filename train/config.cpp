@@ -709,17 +709,23 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "augmentation; 0: the pixels");
   app.add_option("--threads", c.threads, "OpenMP and BLAS threads (0: the default)");
   app.add_flag("--quiet", c.quiet, "no progress output, only the final summary");
-  tools::reject_empty_numbers(app, {"--milestones", "--train-pgd-decay-at"});
+  // List flags where '' is an empty list: no milestones (a constant rate, as the
+  // late-milestones note advises), no decay of the training attack's step (as
+  // its help says). CLI11 alone would store one 0.
+  const std::vector<std::pair<std::string, std::function<void()>>> empty_lists = {
+      {"--milestones", [&c] { c.milestones.clear(); }},
+      {"--train-pgd-decay-at", [&c] { c.train_pgd_decay_at.clear(); }}};
+  std::vector<std::string> empty_list_names;
+  for (const auto& [name, clear] : empty_lists) empty_list_names.push_back(name);
+  tools::reject_empty_numbers(app, empty_list_names);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e) == 0 ? 0 : 2;  // --help: 0; usage errors: 2
   }
-  // '' is an empty list: no milestones (a constant rate, as the late-milestones
-  // note advises), no decay of the training attack's step (as its help says).
   try {
-    if (tools::empty_list_given(app, "--milestones")) c.milestones.clear();
-    if (tools::empty_list_given(app, "--train-pgd-decay-at")) c.train_pgd_decay_at.clear();
+    for (const auto& [name, clear] : empty_lists)
+      if (tools::empty_list_given(app, name)) clear();
   } catch (const std::invalid_argument& e) {
     std::cerr << "[train] " << e.what() << "\n";
     return 2;
