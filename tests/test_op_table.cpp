@@ -11,6 +11,7 @@
 
 #include "engine/dispatch.h"
 #include "engine/op_table.h"
+#include "engine/ops.h"
 #include "engine/tape.h"
 #include "kernels/kernels.h"
 #include "kernels/relax_kernels.h"
@@ -133,6 +134,37 @@ TEST_CASE("op table: the kernels each op launches, forward and backward, are the
     CHECK_MESSAGE(unlisted.empty(), "op " << name << " launches kernels the op table does not list: " << joined(unlisted));
     CHECK_MESSAGE(unused.empty(), "op " << name << " lists kernels its cases never launch: " << joined(unused));
   }
+}
+
+}  // namespace cte::test
+
+namespace cte::test {
+
+TEST_CASE("kernel profile: counts each stem's launches and their time, the costliest first, only while open") {
+  Rng rng(5);
+  const Tensor big_a = random_tensor(Shape{384, 384}, rng), big_b = random_tensor(Shape{384, 384}, rng);
+  const Tensor small = random_tensor(Shape{8}, rng);
+  NoGrad no_grad;
+  ops::add(small, small);  // before the profile opens: not counted
+  std::vector<KernelProfile::Entry> entries;
+  {
+    KernelProfile profile;
+    CHECK_THROWS_WITH_AS(KernelProfile(), doctest::Contains("already open"), std::runtime_error);
+    for (int i = 0; i < 2; ++i) ops::matmul(big_a, big_b);  // 2 x 113 MFLOP
+    for (int i = 0; i < 5; ++i) ops::add(small, small);     // 5 x 8 adds
+    entries = profile.entries();
+  }
+  REQUIRE(entries.size() == 2);
+  CHECK(entries[0].stem == "gemm");
+  CHECK(entries[0].calls == 2);
+  CHECK(entries[1].stem == "binary");
+  CHECK(entries[1].calls == 5);
+  CHECK(entries[0].seconds > entries[1].seconds);
+  CHECK(entries[1].seconds > 0.0);
+  KernelProfile reopened;  // the first one closed with its scope
+  ops::add(small, small);
+  REQUIRE(reopened.entries().size() == 1);
+  CHECK(reopened.entries()[0].calls == 1);
 }
 
 }  // namespace cte::test

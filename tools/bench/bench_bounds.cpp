@@ -27,6 +27,9 @@
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 //                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N] [--gap-to REL]
+//                     [--profile]
+// --profile adds, under each line, one more step with every kernel timed
+// (engine/dispatch.h's KernelProfile): where the step's time goes by kernel.
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
 #include <CLI/CLI.hpp>
 
@@ -43,6 +46,7 @@
 #include "datasets/dataset.h"
 #include "engine/allocator.h"
 #include "engine/device.h"
+#include "engine/dispatch.h"
 #include "engine/nn.h"
 #include "engine/ops.h"
 #include "engine/tape.h"
@@ -99,6 +103,8 @@ struct Measurement {
   size_t peak_bytes = 0;
   int runs = 0;
   Tensor upper;  // certify modes: the margins' upper bounds of the last run, (N, K-1)
+  double profiled_s = 0;                        // --profile: one more step, its kernels timed
+  std::vector<KernelProfile::Entry> kernels;  // that step's time per kernel stem, costliest first
 };
 
 // One step: bounds of the margins, the certified cross-entropy, backward.
@@ -130,7 +136,7 @@ double one_step(const Network& net, const Tensor& x, const std::vector<int>& lab
 }
 
 Measurement measure(const Network& net, int batch, Relaxation relaxation, const BoundOptions& options, Device device,
-                    int runs, Rng& rng, bool certify, float eps, const Dataset* data) {
+                    int runs, Rng& rng, bool certify, float eps, const Dataset* data, bool profile) {
   std::vector<int64_t> dims{batch};
   for (int64_t d : net.input_shape().dims()) dims.push_back(d);
   std::vector<float> xs(size_t(Shape(dims).numel()));
@@ -163,6 +169,11 @@ Measurement measure(const Network& net, int batch, Relaxation relaxation, const 
   m.median_s = times[times.size() / 2];
   m.min_s = times.front();
   m.runs = timed;
+  if (profile) {  // after the timed runs, so the timer's cost is in no median
+    KernelProfile kernels;
+    m.profiled_s = one_step(net, x, labels, label_tensor, relaxation, options, device, certify, eps);
+    m.kernels = kernels.entries();
+  }
   return m;
 }
 
@@ -176,6 +187,21 @@ double worst_relative_gap(const Tensor& upper, const Tensor& reference) {
   return worst;
 }
 
+// --profile's lines under a bench line: the kernels taking at least 1% of the
+// profiled step, and the time outside every kernel (tape, allocator, host code).
+void print_profile(const Measurement& m) {
+  double in_kernels = 0;
+  for (const KernelProfile::Entry& e : m.kernels) in_kernels += e.seconds;
+  const double step = std::max(m.profiled_s, 1e-12);
+  std::printf("    profiled step %.4f s; kernel (CTE_RUN stem)      calls   seconds  share\n", m.profiled_s);
+  for (const KernelProfile::Entry& e : m.kernels)
+    if (e.seconds >= 0.01 * step)
+      std::printf("    %-44s %6lld %9.4f %5.1f%%\n", e.stem.c_str(), static_cast<long long>(e.calls), e.seconds,
+                  100.0 * e.seconds / step);
+  std::printf("    %-44s %6s %9.4f %5.1f%%\n", "(outside kernels: tape, allocator, host)", "",
+              std::max(0.0, m.profiled_s - in_kernels), 100.0 * std::max(0.0, m.profiled_s - in_kernels) / step);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -186,7 +212,7 @@ int main(int argc, char** argv) {
   std::vector<int> alpha_steps{20, 100};
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
-  bool sparse_crown0 = false;
+  bool sparse_crown0 = false, profile = false;
   std::string patches = "by-cost";
   int batch_override = 0;
   std::string gap_to;
@@ -237,6 +263,10 @@ int main(int argc, char** argv) {
   app.add_option("--gap-to", gap_to,
                  "certify modes: also time this relaxation (e.g. triangle-lp) first on each net and batch, and print "
                  "each line's largest relative gap of the margins' upper bounds above it (1e-3: 0.1% looser)");
+  app.add_flag("--profile", profile,
+               "after each line's timed runs, one more step with every kernel timed (engine/dispatch.h's "
+               "KernelProfile): the kernels taking >= 1% of it and the time outside kernels (on a GPU each "
+               "kernel synchronizes, so the step is slower)");
   CLI11_PARSE(app, argc, argv);
   try {
     set_thread_count(threads, "[bench_bounds] --threads");
@@ -307,7 +337,7 @@ int main(int argc, char** argv) {
               o.sparse_intermediate = kind == "sparse";
               Rng same_data = data;  // both paths see the same inputs
               reset_relu_layer_stats();
-              const Measurement m = measure(b.net, batch, r, o, device, runs, same_data, certify, eps, b.data);
+              const Measurement m = measure(b.net, batch, r, o, device, runs, same_data, certify, eps, b.data, profile);
               std::string layers;
               for (const ReluLayerStats& s : relu_layer_stats()) {
                 char text[64];
@@ -322,6 +352,7 @@ int main(int argc, char** argv) {
               std::printf("%-8s %5d  %-18s %-6s %10.4f %10.4f %5d %12.1f %10s %s\n", b.name.c_str(), batch,
                           label.c_str(), kind.c_str(), m.median_s, m.min_s, m.runs,
                           double(m.peak_bytes) / (1024.0 * 1024.0), gap, layers.c_str());
+              if (profile) print_profile(m);
               std::fflush(stdout);
             }
           }
