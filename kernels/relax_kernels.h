@@ -50,23 +50,29 @@ struct BacksubShape {
   /*   bias_lower[s,k]   = sum_j a * (a >= 0 ? li : ui)   (lower bound of a.y)           */     \
   /*   bias_upper[s,k]   = sum_j a * (a >= 0 ? ui : li)   (upper bound of a.y; only for  */     \
   /*                       symmetric rules, where ls == us). Either bias may be nullptr. */     \
+  /* bias_below (or nullptr): the bias of the affine layer under the ReLU, folded into */     \
+  /* li and ui (fold_bias_below in kernels/common/relu_relaxation.h).                    */     \
   X(backsub_relu_forward, (ReluRule rule,                                                      \
                            const float* coeffs /*[shared ? 1 : batch, rows, n]*/,               \
                            const float* lower /*[batch, n]*/, const float* upper /*[batch, n]*/, \
+                           const float* bias_below /*[n] or nullptr*/,                          \
                            float* coeffs_out /*[batch, rows, n]*/,                              \
                            float* bias_lower /*[batch, rows] or nullptr*/,                      \
                            float* bias_upper /*[batch, rows] or nullptr*/, BacksubShape s))    \
   /* Its adjoint: d_coeffs (summed over samples when shared), d_lower and d_upper      */     \
   /* (each summed over the rows in a fixed order). A nullptr d_bias_* counts as zero.  */     \
+  /* With bias_below, d_bias_below (if not nullptr) gets each sample's gradient of it,  */     \
+  /* summed over the rows like d_lower; the caller sums the samples.                    */     \
   X(backsub_relu_backward, (ReluRule rule,                                                     \
                             const float* coeffs /*[shared ? 1 : batch, rows, n]*/,              \
                             const float* lower /*[batch, n]*/, const float* upper /*[batch, n]*/, \
+                            const float* bias_below /*[n] or nullptr*/,                         \
                             const float* d_coeffs_out /*[batch, rows, n]*/,                     \
                             const float* d_bias_lower /*[batch, rows] or nullptr*/,             \
                             const float* d_bias_upper /*[batch, rows] or nullptr*/,             \
                             float* d_coeffs /*[shared ? 1 : batch, rows, n]*/,                  \
                             float* d_lower /*[batch, n]*/, float* d_upper /*[batch, n]*/,       \
-                            BacksubShape s))                                                    \
+                            float* d_bias_below /*[batch, n] or nullptr*/, BacksubShape s))     \
   /* The input step of a backsubstitution over an input box with centre c, radius r: */     \
   /*   centre_term[s,k] = sum_j a[s,k,j] c[s,j],  spread[s,k] = sum_j |a[s,k,j]| r[s,j] */     \
   /* (lower bound = bias + centre_term - spread, upper = bias + centre_term + spread). */     \

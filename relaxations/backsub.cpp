@@ -7,7 +7,11 @@
 // linear  q += A b, A = A W (fused op backsub_linear);  conv  q += A b_full,
 // A = the transposed convolution of A (backsub_conv, never a dense matrix);
 // normalize  q += A (-mean * inv_std), A = A * inv_std;  flatten  nothing
-// (the layout is flat throughout); ReLU  the fused backsub_relu op. At the
+// (the layout is flat throughout); ReLU  the fused backsub_relu op, which
+// also takes the q += A b of an affine layer right under it by folding b into
+// its intercepts (the table's output_bias; that layer then adds none), since a
+// separate pass over A for A b, and two more in the backward, cost a CONV
+// net's CROWN or DeepZ step about a sixth of its time (not in sound mode). At the
 // input, lower = q + A c0 - |A| r0 (upper: + |A| r0), with c0 and r0 the
 // centre and radius of the input box (backsub_input). A leading normalize is
 // folded into that box (it maps a box onto a box exactly).

@@ -104,9 +104,9 @@ HboxReluResult hbox_relu(const Tensor& centre, const Tensor& g_norm, const Tenso
 }
 
 BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor& lower, const Tensor& upper,
-                               bool want_bias_lower, bool want_bias_upper) {
+                               bool want_bias_lower, bool want_bias_upper, const Tensor& bias_below) {
   const char* op = "backsub_relu";
-  const Device device = common_device(op, {&coeffs, &lower, &upper});
+  const Device device = common_device(op, {&coeffs, &lower, &upper, &bias_below});
   require_same_shape(op, "lower", lower, "upper", upper);
   if (lower.ndim() != 2)
     fail(op, "bounds are " + lower.shape().str() + ", expected (N, n)");
@@ -118,20 +118,24 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
   if (want_bias_upper && !kern::relu_rule_symmetric(rule))
     fail(op, "an upper-bound bias needs a rule with equal lower and upper slopes (deepz, hbox_fresh, "
              "hbox_symbolic); stack [C; -C] for the others");
+  if (bias_below.defined() && (bias_below.ndim() != 1 || bias_below.size(0) != n))
+    fail(op, "bias_below is " + bias_below.shape().str() + ", expected (" + std::to_string(n) + ")");
+  if (bias_below.defined() && !want_bias_lower && !want_bias_upper)
+    fail(op, "bias_below is folded into the intercept sums: ask for at least one of them");
   const int64_t rows = coeffs.size(shared ? 0 : 1);
   BacksubReluResult out;
   out.coeffs = Tensor::empty(Shape{batch, rows, n}, device);
   if (want_bias_lower) out.bias_lower = Tensor::empty(Shape{batch, rows}, device);
   if (want_bias_upper) out.bias_upper = Tensor::empty(Shape{batch, rows}, device);
-  CTE_RUN(device, backsub_relu_forward, rule, coeffs.data(), lower.data(), upper.data(), out.coeffs.data(),
-                want_bias_lower ? out.bias_lower.data() : nullptr,
+  CTE_RUN(device, backsub_relu_forward, rule, coeffs.data(), lower.data(), upper.data(), data_or_null(bias_below),
+                out.coeffs.data(), want_bias_lower ? out.bias_lower.data() : nullptr,
                 want_bias_upper ? out.bias_upper.data() : nullptr, kern::BacksubShape{batch, rows, n, shared});
-  if (should_record({&coeffs, &lower, &upper})) {
+  if (should_record({&coeffs, &lower, &upper, &bias_below})) {
     std::vector<Tensor*> outputs{&out.coeffs};
     if (want_bias_lower) outputs.push_back(&out.bias_lower);
     if (want_bias_upper) outputs.push_back(&out.bias_upper);
-    record_multi(op, {coeffs, lower, upper}, outputs,
-                 [rule, coeffs, lower, upper, want_bias_lower, want_bias_upper, batch, rows, n, shared,
+    record_multi(op, defined_only({coeffs, lower, upper, bias_below}), outputs,
+                 [rule, coeffs, lower, upper, bias_below, want_bias_lower, want_bias_upper, batch, rows, n, shared,
                   device](const std::vector<Tensor>& g) {
                    const Tensor d_out = or_zeros(g[0], Shape{batch, rows, n}, device);
                    size_t next = 1;
@@ -139,13 +143,21 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
                    const Tensor d_bias_upper = want_bias_upper ? g[next++] : Tensor();
                    Tensor d_coeffs = Tensor::empty(coeffs.shape(), device);
                    Tensor d_lower = Tensor::empty(lower.shape(), device), d_upper = Tensor::empty(upper.shape(), device);
+                   const bool bias_grad = bias_below.defined() && bias_below.requires_grad();
+                   Tensor d_bias_per_sample = bias_grad ? Tensor::empty(Shape{batch, n}, device) : Tensor();
                    CTE_RUN(device, backsub_relu_backward, rule, coeffs.data(), lower.data(), upper.data(),
-                                 d_out.data(), data_or_null(d_bias_lower), data_or_null(d_bias_upper),
-                                 d_coeffs.data(), d_lower.data(), d_upper.data(),
+                                 data_or_null(bias_below), d_out.data(), data_or_null(d_bias_lower),
+                                 data_or_null(d_bias_upper), d_coeffs.data(), d_lower.data(), d_upper.data(),
+                                 bias_grad ? d_bias_per_sample.data() : nullptr,
                                  kern::BacksubShape{batch, rows, n, shared});
                    accumulate_grad(coeffs, d_coeffs);
                    accumulate_grad(lower, d_lower);
                    accumulate_grad(upper, d_upper);
+                   if (bias_grad) {  // the samples' shares, summed in order
+                     Tensor d_bias = Tensor::empty(bias_below.shape(), device);
+                     CTE_RUN(device, reduce_sum, d_bias_per_sample.data(), d_bias.data(), 1, batch, n, 1.0f);
+                     accumulate_grad(bias_below, d_bias);
+                   }
                  });
   }
   return out;

@@ -26,7 +26,7 @@
 #define CTE_RELAXATION_OPS(X)                                                        \
   X(box_relu, "box_relu_forward box_relu_backward", true)                            \
   X(hbox_relu, "hbox_relu_forward hbox_relu_backward", true)                         \
-  X(backsub_relu, "backsub_relu_forward backsub_relu_backward", true)                \
+  X(backsub_relu, "backsub_relu_forward backsub_relu_backward reduce_sum", true)     \
   X(backsub_linear, "gemm", true)                                                    \
   X(backsub_conv, "conv2d_backward_data conv2d_forward conv2d_backward_filter gemm binary fill reduce_sum", true) \
   X(backsub_input, "backsub_input_forward backsub_input_backward", true)
@@ -58,12 +58,17 @@ HboxReluResult hbox_relu(const Tensor& centre, const Tensor& g_norm, const Tenso
 // coefficients (N, K, n) of the ReLU's input; bias_lower (N, K) collects the
 // intercepts of the lower bound of each row, bias_upper (N, K) those of the
 // upper bound (symmetric rules only; see kern::relu_rule_symmetric). Either
-// bias is skipped (left undefined) when not wanted.
+// bias is skipped (left undefined) when not wanted. bias_below (n), if
+// defined, is the bias of the affine layer right under the ReLU, per neuron:
+// it is folded into the intercepts (kern::fold_bias_below), so both biases
+// carry that layer's share coeffs_out . bias_below and the layer itself must
+// add none (the walk's LinearForm::bias_below_folded); differentiable in it.
 struct BacksubReluResult {
   Tensor coeffs, bias_lower, bias_upper;
 };
 BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor& lower,
-                               const Tensor& upper, bool want_bias_lower, bool want_bias_upper);
+                               const Tensor& upper, bool want_bias_lower, bool want_bias_upper,
+                               const Tensor& bias_below = Tensor());
 
 // One backsubstitution step through a linear layer x_out = W x_in + b:
 // coeffs (N, K, n_out), or (K, n_out) shared, become coeffs W (N, K, n_in)

@@ -346,6 +346,7 @@ void fused_vs_generic_backsub_relu() {
   const Tensor per_sample = Tensor::from_vector(away_from_zero(batch * rows * n, rng, -1, 1, 0.01f),
                                                 Shape{batch, rows, n}, Device::cpu);
   const Tensor shared = Tensor::from_vector(away_from_zero(rows * n, rng, -1, 1, 0.01f), Shape{rows, n}, Device::cpu);
+  const Tensor bias_below = random_tensor(Shape{n}, rng);
   for (Device device : devices()) {
     for (ReluRule rule : kRules) {
       for (const Tensor& coeffs : {per_sample, shared}) {
@@ -364,12 +365,34 @@ void fused_vs_generic_backsub_relu() {
           return generic_backsub_relu(rule, x[0], x[1], x[2], want_upper);
         }, 7);
         compare_runs(fused, generic, std::string("backsub_relu ") + rule_name(rule));
+        // The affine layer's bias b below folded in: the reference adds that
+        // layer's own term, coeffs_out . b, to each bias, as the unfolded walk does.
+        const std::vector<Tensor> with_bias{coeffs, lower, upper, bias_below};
+        const auto fused_folded = run_with_grads(with_bias, device, [rule, want_upper](const std::vector<Tensor>& x) {
+          const relax::BacksubReluResult r = relax::backsub_relu(rule, x[0], x[1], x[2], true, want_upper, x[3]);
+          std::vector<Tensor> out{r.coeffs, r.bias_lower};
+          if (want_upper) out.push_back(r.bias_upper);
+          return out;
+        }, 8);
+        const auto generic_folded = run_with_grads(with_bias, device, [rule, want_upper](const std::vector<Tensor>& x) {
+          std::vector<Tensor> out = generic_backsub_relu(rule, x[0], x[1], x[2], want_upper);
+          const Tensor layer_term = ops::sum_axis(ops::mul(out[0], x[3]), 2);  // (N, K, n) . (n)
+          for (size_t k = 1; k < out.size(); ++k) out[k] = ops::add(out[k], layer_term);
+          return out;
+        }, 8);
+        compare_runs(fused_folded, generic_folded, std::string("backsub_relu, bias below folded, ") + rule_name(rule));
       }
     }
   }
   // An upper-bound bias needs equal slopes: asking for it under CROWN is an error.
   CHECK_THROWS_WITH_AS(relax::backsub_relu(ReluRule::crown, per_sample, lower, upper, true, true),
                        doctest::Contains("[backsub_relu]"), std::runtime_error);
+  // A bias below of the wrong length, or with no intercept sum to fold it into.
+  CHECK_THROWS_WITH_AS(relax::backsub_relu(ReluRule::crown, per_sample, lower, upper, true, false,
+                                           random_tensor(Shape{n + 1}, rng)),
+                       doctest::Contains("bias_below is (20), expected (19)"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(relax::backsub_relu(ReluRule::crown, per_sample, lower, upper, false, false, bias_below),
+                       doctest::Contains("ask for at least one"), std::runtime_error);
 }
 
 void fused_vs_generic_backsub_linear() {
@@ -573,8 +596,9 @@ struct BacksubShape {
   int64_t batch, rows, n;
 };
 // Zero, one, odd, many blocks (batch * rows rows for the forward kernel, batch * n
-// neurons and batch * rows * n coefficients for the backward kernels).
-const BacksubShape kBacksubShapes[] = {{0, 3, 5}, {1, 1, 1}, {2, 3, 31}, {3, 5, 300}, {4, 70, 9}};
+// neurons and batch * rows * n coefficients for the backward kernels); the last
+// is above the CPU twins' threshold for threads.
+const BacksubShape kBacksubShapes[] = {{0, 3, 5}, {1, 1, 1}, {2, 3, 31}, {3, 5, 300}, {4, 70, 9}, {3, 40, 200}};
 
 // "[batch,rows,n]" (a stream, which also dodges a g++ 12 -Wrestrict false positive at -O3).
 std::string shape_label(const BacksubShape& s) {
@@ -594,36 +618,49 @@ void parity_backsub(bool backward) {
         const std::vector<float> a = random_values(coeff_batch * s.rows * s.n, rng);
         const std::vector<float> da = random_values(s.batch * s.rows * s.n, rng);
         const std::vector<float> dbl = random_values(s.batch * s.rows, rng), dbu = random_values(s.batch * s.rows, rng);
+        const std::vector<float> bias = random_values(s.n, rng);
         const bool symmetric = kern::relu_rule_symmetric(rule);
         Tensor a_d = on_device(a), l_d = on_device(l), u_d = on_device(u), da_d = on_device(da),
-               dbl_d = on_device(dbl), dbu_d = on_device(dbu);
-        const std::string what = std::string(rule_name(rule)) + (shared ? " shared " : " ") + shape_label(s);
-        if (!backward) {
-          std::vector<float> out = nans(s.batch * s.rows * s.n), bl = nans(s.batch * s.rows), bu = nans(s.batch * s.rows);
-          Tensor out_d = on_device(out), bl_d = on_device(bl), bu_d = on_device(bu);
-          kern::backsub_relu_forward_cpu(rule, a.data(), l.data(), u.data(), out.data(), bl.data(),
-                                         symmetric ? bu.data() : nullptr, kern::BacksubShape{s.batch, s.rows, s.n, shared});
-          kern::backsub_relu_forward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), out_d.data(), bl_d.data(),
-                                          symmetric ? bu_d.data() : nullptr, kern::BacksubShape{s.batch, s.rows, s.n, shared});
-          expect_parity("backsub forward coeffs " + what, out_d, out);
-          expect_parity("backsub forward bias_lower " + what, bl_d, bl);
-          if (symmetric) expect_parity("backsub forward bias_upper " + what, bu_d, bu);
-        } else {
+               dbl_d = on_device(dbl), dbu_d = on_device(dbu), bias_d = on_device(bias);
+        for (bool fold : {false, true}) {  // with and without the bias below folded in
+          const float* bb = fold ? bias.data() : nullptr;
+          const float* bb_d = fold ? bias_d.data() : nullptr;
+          const std::string what = std::string(rule_name(rule)) + (shared ? " shared " : " ") + shape_label(s) +
+                                   (fold ? " bias below" : "");
+          if (!backward) {
+            std::vector<float> out = nans(s.batch * s.rows * s.n), bl = nans(s.batch * s.rows), bu = nans(s.batch * s.rows);
+            Tensor out_d = on_device(out), bl_d = on_device(bl), bu_d = on_device(bu);
+            kern::backsub_relu_forward_cpu(rule, a.data(), l.data(), u.data(), bb, out.data(), bl.data(),
+                                           symmetric ? bu.data() : nullptr, kern::BacksubShape{s.batch, s.rows, s.n, shared});
+            kern::backsub_relu_forward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), bb_d, out_d.data(), bl_d.data(),
+                                            symmetric ? bu_d.data() : nullptr,
+                                            kern::BacksubShape{s.batch, s.rows, s.n, shared});
+            expect_parity("backsub forward coeffs " + what, out_d, out);
+            expect_parity("backsub forward bias_lower " + what, bl_d, bl);
+            if (symmetric) expect_parity("backsub forward bias_upper " + what, bu_d, bu);
+            continue;
+          }
           for (bool with_biases : {true, false}) {
-            std::vector<float> dcoef = nans(coeff_batch * s.rows * s.n), dl = nans(s.batch * s.n), du = nans(s.batch * s.n);
-            Tensor dcoef_d = on_device(dcoef), dl_d = on_device(dl), du_d = on_device(du);
-            kern::backsub_relu_backward_cpu(rule, a.data(), l.data(), u.data(), da.data(),
+            // Folded without its gradient asked for (d_bias_below nullptr) when the intercepts' gradients are off.
+            const bool bias_grad = fold && with_biases;
+            std::vector<float> dcoef = nans(coeff_batch * s.rows * s.n), dl = nans(s.batch * s.n), du = nans(s.batch * s.n),
+                               db = nans(s.batch * s.n);
+            Tensor dcoef_d = on_device(dcoef), dl_d = on_device(dl), du_d = on_device(du), db_d = on_device(db);
+            kern::backsub_relu_backward_cpu(rule, a.data(), l.data(), u.data(), bb, da.data(),
                                             with_biases ? dbl.data() : nullptr,
                                             with_biases && symmetric ? dbu.data() : nullptr, dcoef.data(), dl.data(),
-                                            du.data(), kern::BacksubShape{s.batch, s.rows, s.n, shared});
-            kern::backsub_relu_backward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), da_d.data(),
+                                            du.data(), bias_grad ? db.data() : nullptr,
+                                            kern::BacksubShape{s.batch, s.rows, s.n, shared});
+            kern::backsub_relu_backward_cuda(rule, a_d.data(), l_d.data(), u_d.data(), bb_d, da_d.data(),
                                              with_biases ? dbl_d.data() : nullptr,
                                              with_biases && symmetric ? dbu_d.data() : nullptr, dcoef_d.data(),
-                                             dl_d.data(), du_d.data(), kern::BacksubShape{s.batch, s.rows, s.n, shared});
+                                             dl_d.data(), du_d.data(), bias_grad ? db_d.data() : nullptr,
+                                             kern::BacksubShape{s.batch, s.rows, s.n, shared});
             const std::string w = what + (with_biases ? "" : " no bias grads");
             expect_parity("backsub backward d_coeffs " + w, dcoef_d, dcoef);
             expect_parity("backsub backward d_lower " + w, dl_d, dl);
             expect_parity("backsub backward d_upper " + w, du_d, du);
+            if (bias_grad) expect_parity("backsub backward d_bias_below " + w, db_d, db);
           }
         }
       }

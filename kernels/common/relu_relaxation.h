@@ -112,6 +112,18 @@ CTE_HD inline ReluLinearBoundsGrad relu_linear_bounds_grad(ReluRule rule, float 
   return g;
 }
 
+// The affine layer under a ReLU adds its bias b to the ReLU's input: x = z + b.
+// In z the bounds read  ls z + (li + ls b) <= y <= us z + (ui + us b),  so the
+// bias folds into the intercepts (backsub_relu's bias_below) and the layer
+// needs no pass of its own over the coefficients for A b. The derivatives in
+// l and u fold likewise (b is a constant there); the one in b is the slope.
+CTE_HD inline ReluLinearBounds fold_bias_below(ReluLinearBounds r, float b) {
+  return {r.lower_slope, r.lower_intercept + r.lower_slope * b, r.upper_slope, r.upper_intercept + r.upper_slope * b};
+}
+CTE_HD inline ReluLinearBoundsGrad fold_bias_below(ReluLinearBoundsGrad g, float b) {
+  return {fold_bias_below(g.d_l, b), fold_bias_below(g.d_u, b)};
+}
+
 // One element of a backsubstitution step through a ReLU (see
 // backsub_relu_forward in kernels/relax_kernels.h): coefficient a of the
 // neuron's output becomes a coefficient of its input, and the intercepts add
@@ -130,6 +142,7 @@ CTE_HD inline BacksubElement backsub_relu_element(const ReluLinearBounds b, floa
 
 struct BacksubElementGrad {
   float d_coeff, d_l, d_u;  // d_l, d_u: this element's share of the neuron's gradient
+  float d_bias_below;       // and of the folded bias's (fold_bias_below)
 };
 
 CTE_HD inline BacksubElementGrad backsub_relu_element_grad(const ReluLinearBounds b,
@@ -152,6 +165,8 @@ CTE_HD inline BacksubElementGrad backsub_relu_element_grad(const ReluLinearBound
   out.d_coeff = d_coeff_out * slope + d_bias_lower * icpt_lo + d_bias_upper * icpt_up;
   out.d_l = a * (d_coeff_out * dslope_dl + d_bias_lower * dlo_dl + d_bias_upper * dup_dl);
   out.d_u = a * (d_coeff_out * dslope_du + d_bias_lower * dlo_du + d_bias_upper * dup_du);
+  // The folded intercepts' slopes: the lower sum's is this side's, the upper sum's the other's.
+  out.d_bias_below = a * (d_bias_lower * slope + d_bias_upper * (positive ? b.upper_slope : b.lower_slope));
   return out;
 }
 

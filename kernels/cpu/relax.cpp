@@ -9,6 +9,7 @@
 // like the CUDA twin (sums over neurons are vectorized), and no two threads
 // write one element, so results do not depend on the thread count.
 #include <cstddef>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/relax_kernels.h"
@@ -46,32 +47,43 @@ struct BoundsGradTable {
   }
 };
 
-BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* upper, int64_t count, float* storage) {
+// The tables of `batch` samples of n neurons, with the bias below folded in
+// where given (fold_bias_below).
+BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* upper, const float* bias_below,
+                            int64_t batch, int64_t n, float* storage) {
+  const int64_t count = batch * n;
   float* ls = storage;
   float* li = ls + count;
   float* us = li + count;
   float* ui = us + count;
-#pragma omp parallel for schedule(static) if (count > kParallelThreshold)
-  for (int64_t i = 0; i < count; ++i) {
-    const ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
-    ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
-  }
+#pragma omp parallel for collapse(2) schedule(static) if (count > kParallelThreshold)
+  for (int64_t s = 0; s < batch; ++s)
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = s * n + j;
+      ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
+      if (bias_below) b = fold_bias_below(b, bias_below[j]);
+      ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
+    }
   return {ls, li, us, ui};
 }
 
-BoundsGradTable tabulate_bounds_grad(ReluRule rule, const float* lower, const float* upper, int64_t count,
-                                     float* storage) {
+BoundsGradTable tabulate_bounds_grad(ReluRule rule, const float* lower, const float* upper, const float* bias_below,
+                                     int64_t batch, int64_t n, float* storage) {
+  const int64_t count = batch * n;
   BoundsGradTable t;
   float* d[8];
   for (int k = 0; k < 8; ++k) t.d[k] = d[k] = storage + k * count;
-#pragma omp parallel for schedule(static) if (count > kParallelThreshold)
-  for (int64_t i = 0; i < count; ++i) {
-    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
-    d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
-    d[3][i] = g.d_l.upper_intercept;
-    d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
-    d[7][i] = g.d_u.upper_intercept;
-  }
+#pragma omp parallel for collapse(2) schedule(static) if (count > kParallelThreshold)
+  for (int64_t s = 0; s < batch; ++s)
+    for (int64_t j = 0; j < n; ++j) {
+      const int64_t i = s * n + j;
+      ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
+      if (bias_below) g = fold_bias_below(g, bias_below[j]);
+      d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
+      d[3][i] = g.d_l.upper_intercept;
+      d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
+      d[7][i] = g.d_u.upper_intercept;
+    }
   return t;
 }
 
@@ -123,13 +135,14 @@ void hbox_relu_backward_cpu(const float* centre, const float* g_norm, const floa
 }
 
 void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* lower,
-                              const float* upper, float* coeffs_out, float* bias_lower,
+                              const float* upper, const float* bias_below, float* coeffs_out, float* bias_lower,
                               float* bias_upper, BacksubShape shape) {
   const int64_t batch = shape.batch, rows = shape.rows, n = shape.n;
   const bool shared = shape.shared;
   if (batch == 0 || rows == 0) return;
   const int64_t count = batch * n;
-  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, count, scratch_floats(size_t(4 * count)));
+  const BoundsTable bounds =
+      tabulate_bounds(rule, lower, upper, bias_below, batch, n, scratch_floats(size_t(4 * count)));
   const int64_t total_rows = batch * rows;
 #pragma omp parallel for schedule(static) if (total_rows * n > kParallelThreshold)
   for (int64_t row = 0; row < total_rows; ++row) {
@@ -151,9 +164,10 @@ void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* l
 }
 
 void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* lower,
-                               const float* upper, const float* d_coeffs_out,
+                               const float* upper, const float* bias_below, const float* d_coeffs_out,
                                const float* d_bias_lower, const float* d_bias_upper,
-                               float* d_coeffs, float* d_lower, float* d_upper, BacksubShape shape) {
+                               float* d_coeffs, float* d_lower, float* d_upper, float* d_bias_below,
+                               BacksubShape shape) {
   const int64_t batch = shape.batch, rows = shape.rows, n = shape.n;
   const bool shared = shape.shared;
   if (batch == 0) {  // no sample reads the shared block: its gradient is zero
@@ -163,15 +177,20 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
   }
   const int64_t count = batch * n;
   float* storage = scratch_floats(size_t(12 * count));
-  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, count, storage);
-  const BoundsGradTable grads = tabulate_bounds_grad(rule, lower, upper, count, storage + 4 * count);
+  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, bias_below, batch, n, storage);
+  const BoundsGradTable grads = tabulate_bounds_grad(rule, lower, upper, bias_below, batch, n, storage + 4 * count);
   // Each thread owns whole samples: it writes their coefficient gradients (not
-  // shared) and sums their rows into d_lower, d_upper in order, in one pass.
-#pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
-  for (int64_t s = 0; s < batch; ++s) {
+  // shared) and sums their rows into d_lower, d_upper (and d_bias_below) in
+  // order, in one pass. The bias's sum is compiled in only where asked for:
+  // the loop is memory-bound, and a third running sum is a third stream.
+  auto sample_pass = [&](int64_t s, auto bias_grad) {
+    constexpr bool kBiasGrad = decltype(bias_grad)::value;
     float* dl = d_lower + s * n;
     float* du = d_upper + s * n;
+    float* db = kBiasGrad ? d_bias_below + s * n : nullptr;
     for (int64_t j = 0; j < n; ++j) dl[j] = du[j] = 0.0f;
+    if constexpr (kBiasGrad)
+      for (int64_t j = 0; j < n; ++j) db[j] = 0.0f;
     const BoundsGradTable::Row sample_grads = grads.row(s * n);
     const BoundsTable sample_bounds = bounds.row(s * n);
     for (int64_t k = 0; k < rows; ++k) {
@@ -188,17 +207,24 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
           d_a[j] = g.d_coeff;
           dl[j] += g.d_l;
           du[j] += g.d_u;
+          if constexpr (kBiasGrad) db[j] += g.d_bias_below;
         }
-      } else {
+      } else {  // the shared block's gradient is summed over the samples below
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
           const BacksubElementGrad g =
               backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
           dl[j] += g.d_l;
           du[j] += g.d_u;
+          if constexpr (kBiasGrad) db[j] += g.d_bias_below;
         }
       }
     }
+  };
+#pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
+  for (int64_t s = 0; s < batch; ++s) {
+    if (d_bias_below) sample_pass(s, std::true_type{});
+    else sample_pass(s, std::false_type{});
   }
   if (!shared || rows == 0) return;
   // Shared coefficients: each thread owns whole rows and sums the samples in order.

@@ -66,11 +66,22 @@ __global__ void hbox_relu_backward_kernel(const float* centre, const float* g_no
   }
 }
 
-// coeffs: [shared ? 1 : batch, rows, n]; lower, upper: [batch, n];
+// Neuron j's bounds and their derivatives, with the bias below folded in where given.
+__device__ ReluLinearBounds bounds_at(ReluRule rule, float l, float u, const float* bias_below, int64_t j) {
+  const ReluLinearBounds b = relu_linear_bounds(rule, l, u);
+  return bias_below ? fold_bias_below(b, bias_below[j]) : b;
+}
+__device__ ReluLinearBoundsGrad bounds_grad_at(ReluRule rule, float l, float u, const float* bias_below, int64_t j) {
+  const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, l, u);
+  return bias_below ? fold_bias_below(g, bias_below[j]) : g;
+}
+
+// coeffs: [shared ? 1 : batch, rows, n]; lower, upper: [batch, n]; bias_below: [n] or nullptr;
 // coeffs_out: [batch, rows, n]; bias_lower, bias_upper: [batch, rows] or nullptr.
 // One block per (s, k) row, grid-stride over rows; blockDim.x is a multiple of 32.
 __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, const float* lower,
-                                            const float* upper, float* coeffs_out, float* bias_lower,
+                                            const float* upper, const float* bias_below, float* coeffs_out,
+                                            float* bias_lower,
                                             float* bias_upper, int64_t batch, int64_t rows, int64_t n,
                                             bool shared) {
   CTE_DYNAMIC_SHARED(float, partials);
@@ -80,7 +91,7 @@ __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, 
     const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
     float sum_lower = 0.0f, sum_upper = 0.0f;
     for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-      const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
+      const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
       const BacksubElement e = backsub_relu_element(b, a[j]);
       coeffs_out[row * n + j] = e.coeff_out;
       sum_lower += e.bias_lower;
@@ -96,20 +107,20 @@ __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, 
   }
 }
 
-// One thread per neuron (s, j): d_lower[s, j] and d_upper[s, j] summed over rows in order.
-// Shapes as in backsub_relu_backward (kernels/relax_kernels.h).
+// One thread per neuron (s, j): d_lower[s, j], d_upper[s, j] (and d_bias_below[s, j])
+// summed over rows in order. Shapes as in backsub_relu_backward (kernels/relax_kernels.h).
 __global__ void backsub_relu_backward_bounds_kernel(ReluRule rule, const float* coeffs,
                                                     const float* lower, const float* upper,
-                                                    const float* d_coeffs_out,
+                                                    const float* bias_below, const float* d_coeffs_out,
                                                     const float* d_bias_lower,
                                                     const float* d_bias_upper, float* d_lower,
-                                                    float* d_upper, int64_t batch, int64_t rows,
-                                                    int64_t n, bool shared) {
+                                                    float* d_upper, float* d_bias_below, int64_t batch,
+                                                    int64_t rows, int64_t n, bool shared) {
   CTE_GRID_STRIDE_LOOP(i, batch * n) {
     const int64_t s = i / n, j = i % n;
-    const ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
-    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
-    float dl = 0.0f, du = 0.0f;
+    const ReluLinearBounds b = bounds_at(rule, lower[i], upper[i], bias_below, j);
+    const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[i], upper[i], bias_below, j);
+    float dl = 0.0f, du = 0.0f, db = 0.0f;
     for (int64_t k = 0; k < rows; ++k) {
       const int64_t row = s * rows + k;
       const float a = coeffs[((shared ? 0 : s) * rows + k) * n + j];
@@ -118,23 +129,25 @@ __global__ void backsub_relu_backward_bounds_kernel(ReluRule rule, const float* 
           d_bias_upper ? d_bias_upper[row] : 0.0f);
       dl += e.d_l;
       du += e.d_u;
+      db += e.d_bias_below;
     }
     d_lower[i] = dl;
     d_upper[i] = du;
+    if (d_bias_below) d_bias_below[i] = db;
   }
 }
 
 // d_coeffs[s, k, j] element-wise (not shared). Shapes as in backsub_relu_backward.
 __global__ void backsub_relu_backward_coeffs_kernel(ReluRule rule, const float* coeffs,
                                                     const float* lower, const float* upper,
-                                                    const float* d_coeffs_out,
+                                                    const float* bias_below, const float* d_coeffs_out,
                                                     const float* d_bias_lower,
                                                     const float* d_bias_upper, float* d_coeffs,
                                                     int64_t batch, int64_t rows, int64_t n) {
   CTE_GRID_STRIDE_LOOP(i, batch * rows * n) {
     const int64_t row = i / n, j = i % n, s = row / rows;
-    const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
-    const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[s * n + j], upper[s * n + j]);
+    const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
+    const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
     d_coeffs[i] = backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[i],
                                             d_bias_lower ? d_bias_lower[row] : 0.0f,
                                             d_bias_upper ? d_bias_upper[row] : 0.0f)
@@ -145,6 +158,7 @@ __global__ void backsub_relu_backward_coeffs_kernel(ReluRule rule, const float* 
 // d_coeffs[k, j] of a shared block ([1, rows, n]): one thread per (k, j) sums the samples in order.
 __global__ void backsub_relu_backward_shared_coeffs_kernel(ReluRule rule, const float* coeffs,
                                                            const float* lower, const float* upper,
+                                                           const float* bias_below,
                                                            const float* d_coeffs_out,
                                                            const float* d_bias_lower,
                                                            const float* d_bias_upper,
@@ -155,8 +169,8 @@ __global__ void backsub_relu_backward_shared_coeffs_kernel(ReluRule rule, const 
     float sum = 0.0f;
     for (int64_t s = 0; s < batch; ++s) {
       const int64_t row = s * rows + k;
-      const ReluLinearBounds b = relu_linear_bounds(rule, lower[s * n + j], upper[s * n + j]);
-      const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[s * n + j], upper[s * n + j]);
+      const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
+      const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
       sum += backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[row * n + j],
                                        d_bias_lower ? d_bias_lower[row] : 0.0f,
                                        d_bias_upper ? d_bias_upper[row] : 0.0f)
@@ -256,7 +270,7 @@ void hbox_relu_backward_cuda(const float* centre, const float* g_norm, const flo
 }
 
 void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* lower,
-                               const float* upper, float* coeffs_out, float* bias_lower,
+                               const float* upper, const float* bias_below, float* coeffs_out, float* bias_lower,
                                float* bias_upper, BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   const bool shared = s.shared;
@@ -266,25 +280,26 @@ void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* 
   const unsigned blocks = unsigned(total_rows < gpu::kMaxBlocks ? total_rows : gpu::kMaxBlocks);
   gpu::launch("backsub_relu_forward", dim3(blocks), dim3(threads),
               gpu::block_reduce_shared_bytes(int(threads)), backsub_relu_forward_kernel, rule,
-              coeffs, lower, upper, coeffs_out, bias_lower, bias_upper, batch, rows, n, shared);
+              coeffs, lower, upper, bias_below, coeffs_out, bias_lower, bias_upper, batch, rows, n, shared);
 }
 
 void backsub_relu_backward_cuda(ReluRule rule, const float* coeffs, const float* lower,
-                                const float* upper, const float* d_coeffs_out,
+                                const float* upper, const float* bias_below, const float* d_coeffs_out,
                                 const float* d_bias_lower, const float* d_bias_upper,
-                                float* d_coeffs, float* d_lower, float* d_upper, BacksubShape s) {
+                                float* d_coeffs, float* d_lower, float* d_upper, float* d_bias_below,
+                                BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   const bool shared = s.shared;
   gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
-                 rule, coeffs, lower, upper, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
-                 d_upper, batch, rows, n, shared);
+                 rule, coeffs, lower, upper, bias_below, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
+                 d_upper, d_bias_below, batch, rows, n, shared);
   if (shared)
     gpu::launch_1d("backsub_relu_backward_shared_coeffs", rows * n,
-                   backsub_relu_backward_shared_coeffs_kernel, rule, coeffs, lower, upper,
+                   backsub_relu_backward_shared_coeffs_kernel, rule, coeffs, lower, upper, bias_below,
                    d_coeffs_out, d_bias_lower, d_bias_upper, d_coeffs, batch, rows, n);
   else
     gpu::launch_1d("backsub_relu_backward_coeffs", batch * rows * n,
-                   backsub_relu_backward_coeffs_kernel, rule, coeffs, lower, upper, d_coeffs_out,
+                   backsub_relu_backward_coeffs_kernel, rule, coeffs, lower, upper, bias_below, d_coeffs_out,
                    d_bias_lower, d_bias_upper, d_coeffs, batch, rows, n);
 }
 

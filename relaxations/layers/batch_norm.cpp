@@ -69,6 +69,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_batch_norm{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
-                                        dot_terms,              abs_image, lp_rows, scale_shift};
+                                        dot_terms,              abs_image, lp_rows, scale_shift, nullptr};
 
 }  // namespace cte::relax

@@ -28,8 +28,11 @@ enum class LayerRole { reshape, affine, elementwise, activation };
 struct LinearForm {
   Tensor coeffs;                  // (K, n) shared, or (N, K, n)
   Tensor bias;                    // (K) or (N, K): the affine layers' share
-  Tensor relu_lower, relu_upper;  // (N, K): the activations' intercepts' share
+  Tensor relu_lower, relu_upper;  // (N, K): the activations' intercepts' share (and folded biases below them)
   Tensor slack;                   // (N, K), sound mode: sum over the steps so far of |A_k| s_k
+  // Set by a ReLU step that folded the bias of the affine layer right under it
+  // into its intercepts (backsub_relu's bias_below): that layer adds none.
+  bool bias_below_folded = false;
   bool shared() const { return coeffs.ndim() == 2; }
 };
 
@@ -87,6 +90,12 @@ struct BoundRules {
   // per neuron of its flattened input (the walker's norm_scale/norm_shift;
   // a leading one is folded into the input box, its radius times |scale|).
   NormalizeExpansion (*scale_shift)(const Layer& layer, Device device);
+
+  // ---- affine kinds only (else nullptr): the layer's bias per output neuron
+  // (n_out) from ctx.bias[index], differentiable in it; undefined without a
+  // bias. A ReLU right above folds it into its intercepts, which saves the
+  // layer's own pass over the coefficients for A b.
+  Tensor (*output_bias)(const BacksubContext& ctx, size_t index);
 };
 
 const BoundRules& bound_rules(LayerKind kind);

@@ -18,11 +18,21 @@ CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, 
 
 void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   const Layer& layer = ctx.net->layers()[index];
-  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm && !f.bias_below_folded;
   const BacksubAffineResult r = backsub_conv(f.coeffs, ctx.weight[index], ctx.bias[index], layer.stride,
                                              layer.padding, layer.in_shape, layer.out_shape, track_bias);
   f.coeffs = r.coeffs;
   f.bias = add_defined(f.bias, r.bias_term);
+  f.bias_below_folded = false;
+}
+
+// b[o] repeated over output channel o's positions: (O * H' * W').
+Tensor output_bias(const BacksubContext& ctx, size_t index) {
+  const Tensor& bias = ctx.bias[index];
+  if (!bias.defined()) return Tensor();
+  const Shape& out = ctx.net->layers()[index].out_shape;
+  const Tensor ones = Tensor::full(Shape{out[0], out[1] * out[2]}, 1.0f, bias.device());
+  return ops::reshape(ops::mul(ones, ops::reshape(bias, Shape{out[0], 1})), Shape{out.numel()});
 }
 
 int64_t dot_terms(const Layer& layer) {
@@ -67,6 +77,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_conv{LayerRole::affine, false,     box_step, backsub_step, hbox_box_step,
-                                  dot_terms,         abs_image, lp_rows, nullptr};
+                                  dot_terms,         abs_image, lp_rows, nullptr, output_bias};
 
 }  // namespace cte::relax

@@ -14,11 +14,14 @@ CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, 
 }
 
 void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
-  const bool track_bias = ctx.mode != BacksubMode::generator_norm;
+  const bool track_bias = ctx.mode != BacksubMode::generator_norm && !f.bias_below_folded;
   const BacksubAffineResult r = backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias);
   f.coeffs = r.coeffs;
   f.bias = add_defined(f.bias, r.bias_term);
+  f.bias_below_folded = false;
 }
+
+Tensor output_bias(const BacksubContext& ctx, size_t index) { return ctx.bias[index]; }
 
 int64_t dot_terms(const Layer& layer) { return layer.in_shape.numel(); }
 
@@ -45,6 +48,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_linear{LayerRole::affine, true,      box_step, backsub_step, hbox_box_step,
-                                    dot_terms,         abs_image, lp_rows, nullptr};
+                                    dot_terms,         abs_image, lp_rows, nullptr, output_bias};
 
 }  // namespace cte::relax

@@ -67,6 +67,6 @@ NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
 }
 
 const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
-                                       dot_terms,              abs_image, lp_rows, expand_normalize};
+                                       dot_terms,              abs_image, lp_rows, expand_normalize, nullptr};
 
 }  // namespace cte::relax

@@ -1,8 +1,9 @@
 // ReLU layer, bounded from its input's bounds [l, u] (the walkers compute
 // them first: role activation): Box the fused box_relu; backsubstitution the
 // fused backsub_relu with the relaxation's per-neuron rule (ctx.rule,
-// kernels/common/relu_relaxation.h); hBox the fused hbox_relu (unstable
-// neurons: centre = box = u/2, symbolic row dropped); sound mode no rounding
+// kernels/common/relu_relaxation.h), folding in the bias of an affine layer
+// right below (its table's output_bias; not in sound mode); hBox the fused
+// hbox_relu (unstable neurons: centre = box = u/2, symbolic row dropped); sound mode no rounding
 // of its own in a forward pass (the walkers add relu_slack for its lines).
 // Its LP rows (Triangle, Parallelogram) are the LP relaxation's own rule.
 #include "engine/ops.h"
@@ -16,13 +17,32 @@ CentreRadiusPair box_step(const Layer&, const Tensor& c, const Tensor& r, int64_
 void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   const bool track_bias = ctx.mode != BacksubMode::generator_norm;
   const bool want_upper = ctx.mode == BacksubMode::bounds_symmetric;
+  const bool lower_shift = index < ctx.lower_slope_shift.size() && ctx.lower_slope_shift[index].defined();
+  const bool upper_shift = index < ctx.upper_slope_shift.size() && ctx.upper_slope_shift[index].defined();
+  // The bias of the affine layer right below folds into this step's
+  // intercepts (not in sound mode, whose slack counts the layer's own rounding).
+  Tensor bias_below;
+  if (track_bias && !ctx.sound && index > ctx.input_level) {
+    const BoundRules& below = bound_rules(ctx.net->layers()[index - 1]);
+    if (below.output_bias) bias_below = below.output_bias(ctx, index - 1);
+  }
   BacksubReluResult r = backsub_relu(ctx.rule, f.coeffs, ctx.relu_lower[index], ctx.relu_upper[index], track_bias,
-                                     want_upper);
-  if (index < ctx.lower_slope_shift.size() && ctx.lower_slope_shift[index].defined())  // alpha-crown's slopes
-    r.coeffs = ops::add(r.coeffs, ops::mul(ops::relu(f.coeffs), ctx.lower_slope_shift[index]));
-  if (index < ctx.upper_slope_shift.size() && ctx.upper_slope_shift[index].defined()) {  // parallelogram's upper line
+                                     want_upper, bias_below);
+  f.bias_below_folded = bias_below.defined();
+  // The slope shifts' extra coefficients owe the folded bias their share too
+  // (zero for zero shifts: alpha-crown from CROWN's slopes stays CROWN exactly).
+  auto add_extra = [&](const Tensor& extra) {
+    r.coeffs = ops::add(r.coeffs, extra);
+    if (!bias_below.defined()) return;
+    const Tensor term = ops::sum_axis(ops::mul(extra, bias_below), 2);
+    r.bias_lower = add_defined(r.bias_lower, term);
+    if (r.bias_upper.defined()) r.bias_upper = ops::add(r.bias_upper, term);
+  };
+  if (lower_shift)  // alpha-crown's slopes
+    add_extra(ops::mul(ops::relu(f.coeffs), ctx.lower_slope_shift[index]));
+  if (upper_shift) {  // parallelogram's upper line
     const Tensor negative = ops::neg(ops::relu(ops::neg(f.coeffs)));
-    r.coeffs = ops::add(r.coeffs, ops::mul(negative, ctx.upper_slope_shift[index]));
+    add_extra(ops::mul(negative, ctx.upper_slope_shift[index]));
     r.bias_lower = add_defined(r.bias_lower, ops::sum_axis(ops::mul(negative, ctx.upper_intercept_shift[index]), 2));
   }
   f.coeffs = r.coeffs;
@@ -83,6 +103,6 @@ Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool) {
 }  // namespace
 
 const BoundRules kBoundRules_relu{LayerRole::activation, false,     box_step,  backsub_step, hbox_step,
-                                  no_dot_terms,          abs_image, no_lp_rows, nullptr};
+                                  no_dot_terms,          abs_image, no_lp_rows, nullptr, nullptr};
 
 }  // namespace cte::relax
