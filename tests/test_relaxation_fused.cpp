@@ -216,6 +216,23 @@ TEST_CASE("relax fused: the per-neuron rules' derivatives match finite differenc
   }
 }
 
+TEST_CASE("relax fused: a rule without a gradient in l and u is exactly the one the kernels skip that sum for") {
+  Rng rng(12);
+  std::vector<float> l, u;
+  random_bounds(200, rng, l, u, 0.1f);
+  for (ReluRule rule : kRules) {
+    CAPTURE(rule_name(rule));
+    bool any_nonzero = false;
+    for (size_t i = 0; i < l.size(); ++i) {
+      const kern::ReluLinearBoundsGrad g = kern::relu_linear_bounds_grad(rule, l[i], u[i]);
+      for (float d : {g.d_l.lower_slope, g.d_l.lower_intercept, g.d_l.upper_slope, g.d_l.upper_intercept,
+                      g.d_u.lower_slope, g.d_u.lower_intercept, g.d_u.upper_slope, g.d_u.upper_intercept})
+        any_nonzero = any_nonzero || d != 0.0f;
+    }
+    CHECK(kern::relu_rule_has_bound_gradient(rule) == any_nonzero);
+  }
+}
+
 TEST_CASE("relax fused: boundary cases of the per-neuron rules") {
   for (ReluRule rule : kRules) {
     CAPTURE(rule_name(rule));

@@ -44,6 +44,11 @@ CTE_HD inline bool relu_rule_symmetric(ReluRule rule) {
   return rule == ReluRule::deepz || rule == ReluRule::hbox_fresh || rule == ReluRule::hbox_symbolic;
 }
 
+// False for rules whose four coefficients never depend on l and u
+// (relu_linear_bounds_grad is zero for every case): the backward pass of a
+// step under them gives l and u no gradient, and kernels may skip that sum.
+CTE_HD inline bool relu_rule_has_bound_gradient(ReluRule rule) { return rule != ReluRule::hbox_symbolic; }
+
 struct ReluLinearBounds {
   float lower_slope, lower_intercept, upper_slope, upper_intercept;
 };

@@ -221,10 +221,17 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
       }
     }
   };
+  if (shared && !relu_rule_has_bound_gradient(rule) && !d_bias_below) {
+    // hBox's symbolic rows: d_lower = d_upper = 0 exactly, and the shared
+    // block's gradient comes from the pass below, so this pass over every
+    // sample's d_coeffs_out would only add zeros.
+    for (int64_t i = 0; i < count; ++i) d_lower[i] = d_upper[i] = 0.0f;
+  } else {
 #pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
-  for (int64_t s = 0; s < batch; ++s) {
-    if (d_bias_below) sample_pass(s, std::true_type{});
-    else sample_pass(s, std::false_type{});
+    for (int64_t s = 0; s < batch; ++s) {
+      if (d_bias_below) sample_pass(s, std::true_type{});
+      else sample_pass(s, std::false_type{});
+    }
   }
   if (!shared || rows == 0) return;
   // Shared coefficients: each thread owns whole rows and sums the samples in order.
