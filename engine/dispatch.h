@@ -40,7 +40,7 @@ class KernelLog {
 };
 
 // Wall time per kernel stem of CTE_RUN on this thread while the profile is
-// open (bench_bounds and bench_train --profile): where a step's time goes,
+// open (bench_bounds --profile): where a step's time goes,
 // by the op table's names. On a GPU each timed launch synchronizes the
 // device before and after, so a profiled step is slower than a real one; the
 // shares are what it is for. A kernel launched from inside another's timing
@@ -58,7 +58,6 @@ class KernelProfile {
   KernelProfile& operator=(const KernelProfile&) = delete;
   // Every stem timed so far, the costliest first.
   std::vector<Entry> entries() const;
-  void clear() { by_stem_.clear(); }
 
  private:
   friend class KernelTimer;

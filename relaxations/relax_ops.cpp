@@ -211,6 +211,11 @@ BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, c
   return out;
 }
 
+Tensor conv_bias_per_neuron(const Tensor& bias, const Shape& out_shape) {
+  const Tensor ones = Tensor::full(Shape{out_shape[0], out_shape[1] * out_shape[2]}, 1.0f, bias.device());
+  return ops::reshape(ops::mul(ones, ops::reshape(bias, Shape{out_shape[0], 1})), Shape{out_shape.numel()});
+}
+
 BacksubAffineResult backsub_conv(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, int stride,
                                  int padding, const Shape& in_shape, const Shape& out_shape, bool want_bias) {
   const char* op = "backsub_conv";
@@ -236,10 +241,7 @@ BacksubAffineResult backsub_conv(const Tensor& coeffs, const Tensor& weight, con
   Tensor bias_full;  // b[o] repeated over each output channel's positions: (O*H'*W'), off the tape
   if (use_bias) {
     NoGrad constant;
-    const int64_t plane = out_shape[1] * out_shape[2];
-    bias_full = ops::reshape(ops::mul(Tensor::full(Shape{g.c_out, plane}, 1.0f, device),
-                                      ops::reshape(bias.detach(), Shape{g.c_out, 1})),
-                             Shape{out_numel});
+    bias_full = conv_bias_per_neuron(bias.detach(), out_shape);
     out.bias_term = Tensor::empty(row_shape(coeffs), device);
     gemm_one(device, false, false, rows, 1, out_numel, coeffs.data(), bias_full.data(), 0.0f, out.bias_term.data());
   }

@@ -88,6 +88,9 @@ BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, c
 // bias_term = sum over (o, y, x) of coeffs * b[o].
 BacksubAffineResult backsub_conv(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, int stride,
                                  int padding, const Shape& in_shape, const Shape& out_shape, bool want_bias);
+// A conv's bias per output neuron: b[o] repeated over channel o's positions of
+// out_shape (O, H', W'), flat (O*H'*W'); differentiable in b.
+Tensor conv_bias_per_neuron(const Tensor& bias, const Shape& out_shape);
 
 // The input step for per-sample coefficients (N, K, n0) over an input box with
 // centre and radius (N, n0): centre_term = A c (N, K) and spread = |A| r (N, K).

@@ -47,6 +47,14 @@ struct BoundsGradTable {
   }
 };
 
+// per_neuron(i, j) for every neuron i = s n + j of `batch` samples of n.
+template <class PerNeuron>
+void for_each_neuron(int64_t batch, int64_t n, PerNeuron per_neuron) {
+#pragma omp parallel for collapse(2) schedule(static) if (batch * n > kParallelThreshold)
+  for (int64_t s = 0; s < batch; ++s)
+    for (int64_t j = 0; j < n; ++j) per_neuron(s * n + j, j);
+}
+
 // The tables of `batch` samples of n neurons, with the bias below folded in
 // where given (fold_bias_below).
 BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* upper, const float* bias_below,
@@ -56,14 +64,11 @@ BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* uppe
   float* li = ls + count;
   float* us = li + count;
   float* ui = us + count;
-#pragma omp parallel for collapse(2) schedule(static) if (count > kParallelThreshold)
-  for (int64_t s = 0; s < batch; ++s)
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t i = s * n + j;
-      ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
-      if (bias_below) b = fold_bias_below(b, bias_below[j]);
-      ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
-    }
+  for_each_neuron(batch, n, [&](int64_t i, int64_t j) {
+    ReluLinearBounds b = relu_linear_bounds(rule, lower[i], upper[i]);
+    if (bias_below) b = fold_bias_below(b, bias_below[j]);
+    ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
+  });
   return {ls, li, us, ui};
 }
 
@@ -73,17 +78,14 @@ BoundsGradTable tabulate_bounds_grad(ReluRule rule, const float* lower, const fl
   BoundsGradTable t;
   float* d[8];
   for (int k = 0; k < 8; ++k) t.d[k] = d[k] = storage + k * count;
-#pragma omp parallel for collapse(2) schedule(static) if (count > kParallelThreshold)
-  for (int64_t s = 0; s < batch; ++s)
-    for (int64_t j = 0; j < n; ++j) {
-      const int64_t i = s * n + j;
-      ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
-      if (bias_below) g = fold_bias_below(g, bias_below[j]);
-      d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
-      d[3][i] = g.d_l.upper_intercept;
-      d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
-      d[7][i] = g.d_u.upper_intercept;
-    }
+  for_each_neuron(batch, n, [&](int64_t i, int64_t j) {
+    ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
+    if (bias_below) g = fold_bias_below(g, bias_below[j]);
+    d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
+    d[3][i] = g.d_l.upper_intercept;
+    d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
+    d[7][i] = g.d_u.upper_intercept;
+  });
   return t;
 }
 

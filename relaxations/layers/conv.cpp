@@ -26,13 +26,9 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   f.bias_below_folded = false;
 }
 
-// b[o] repeated over output channel o's positions: (O * H' * W').
 Tensor output_bias(const BacksubContext& ctx, size_t index) {
   const Tensor& bias = ctx.bias[index];
-  if (!bias.defined()) return Tensor();
-  const Shape& out = ctx.net->layers()[index].out_shape;
-  const Tensor ones = Tensor::full(Shape{out[0], out[1] * out[2]}, 1.0f, bias.device());
-  return ops::reshape(ops::mul(ones, ops::reshape(bias, Shape{out[0], 1})), Shape{out.numel()});
+  return bias.defined() ? conv_bias_per_neuron(bias, ctx.net->layers()[index].out_shape) : Tensor();
 }
 
 int64_t dot_terms(const Layer& layer) {
