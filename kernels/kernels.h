@@ -162,4 +162,12 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
 CTE_KERNELS(CTE_DECLARE_KERNEL_TWINS)
 #undef CTE_DECLARE_KERNEL_TWINS
 
+// How the CPU convolutions run a batch of images (kernels/cpu/conv.cpp): by
+// image size (the default: many small images in vector lanes, large ones
+// through im2col + sgemm), or always one way. The calling thread's choice;
+// tests run both paths against the reference, benchmarks time them.
+enum class CpuConvPath { by_size, gemm, lanes };
+void set_cpu_conv_path(CpuConvPath path);
+bool cpu_conv_by_size_takes_lanes(const ConvGeometry& g);
+
 }  // namespace cte::kern

@@ -537,6 +537,10 @@ const ConvGeometry kConvGeometries[] = {
     // blocks of 21 and 16.
     conv_geometry(40, 3, 10, 10, 16, 4, 4, 2, 0),
     conv_geometry(37, 3, 10, 10, 6, 4, 4, 2, 1),
+    // Lane blocks of 16 small images: one full block and a last one of a
+    // single image, 27 column rows and 5 channels (neither a multiple of the
+    // 4 accumulators), stride 1 with padding.
+    conv_geometry(17, 3, 6, 5, 5, 3, 3, 1, 1),
 };
 
 struct ConvMagnitudes {
@@ -569,7 +573,7 @@ ConvMagnitudes conv_magnitudes(const std::vector<float>& x, const std::vector<fl
   return mag;
 }
 
-void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* which) {
+void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* which, const char* cpu_path) {
   const size_t x_size = size_t(int64_t(g.n) * g.c_in * g.h_in * g.w_in);
   const size_t w_size = size_t(int64_t(g.c_out) * g.c_in * g.kh * g.kw);
   const size_t y_size = size_t(int64_t(g.n) * g.c_out * g.h_out * g.w_out);
@@ -582,7 +586,7 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* 
   std::ostringstream what;
   what << " n=" << g.n << " c_in=" << g.c_in << " " << g.h_in << "x" << g.w_in
        << " c_out=" << g.c_out << " k=" << g.kh << "x" << g.kw << " stride=" << g.stride
-       << " pad=" << g.padding << (integers ? " (integers)" : "");
+       << " pad=" << g.padding << (integers ? " (integers)" : "") << " cpu path " << cpu_path;
   const std::string kind = which;
   if (kind == "forward") {
     std::vector<float> cpu = nan_vector(y_size);
@@ -608,11 +612,18 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* 
   }
 }
 
+// Every geometry through both CPU paths (im2col + sgemm, and the lanes of
+// many small images, which by size would take only the last few).
 void check_conv_all(const char* which, uint64_t seed) {
   TestRng rng(seed);
-  for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, which);
-  check_conv(kConvGeometries[0], true, rng, which);
-  check_conv(kConvGeometries[2], true, rng, which);
+  const std::pair<CpuConvPath, const char*> paths[] = {{CpuConvPath::gemm, "gemm"}, {CpuConvPath::lanes, "lanes"}};
+  for (const auto& [path, name] : paths) {
+    set_cpu_conv_path(path);
+    for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, which, name);
+    check_conv(kConvGeometries[0], true, rng, which, name);
+    check_conv(kConvGeometries[2], true, rng, which, name);
+  }
+  set_cpu_conv_path(CpuConvPath::by_size);
 }
 
 PARITY_CHECK(conv2d_forward) { check_conv_all("forward", 606); }

@@ -27,7 +27,7 @@
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 //                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N] [--gap-to REL]
-//                     [--profile]
+//                     [--conv-path by-size|gemm|lanes] [--profile]
 // --profile adds, under each line, one more step with every kernel timed
 // (engine/dispatch.h's KernelProfile): where the step's time goes by kernel.
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
@@ -51,6 +51,7 @@
 #include "engine/ops.h"
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
+#include "kernels/kernels.h"
 #include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
 #include "train/trainer.h"
@@ -213,7 +214,7 @@ int main(int argc, char** argv) {
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
   bool sparse_crown0 = false, profile = false;
-  std::string patches = "by-cost";
+  std::string patches = "by-cost", conv_path = "by-size";
   int batch_override = 0;
   std::string gap_to;
   int runs = 5, threads = 0;
@@ -250,6 +251,11 @@ int main(int argc, char** argv) {
                  "(the default), never (the dense rows), always (wherever it applies)")
       ->capture_default_str()
       ->check(CLI::IsMember({"by-cost", "never", "always"}));
+  app.add_option("--conv-path", conv_path,
+                 "how the CPU convolutions run (kernels/cpu/conv.cpp): by-size (the default: batches of small "
+                 "images in vector lanes, the rest through im2col + sgemm), gemm or lanes (always that one)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"by-size", "gemm", "lanes"}));
   app.add_flag("--sparse-crown0", sparse_crown0,
                "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
   app.add_option("--batch", batch_override,
@@ -279,6 +285,9 @@ int main(int argc, char** argv) {
     relax::set_patch_choice(patches == "never"    ? relax::PatchChoice::never
                             : patches == "always" ? relax::PatchChoice::always
                                                   : relax::PatchChoice::by_cost);
+    kern::set_cpu_conv_path(conv_path == "gemm"    ? kern::CpuConvPath::gemm
+                            : conv_path == "lanes" ? kern::CpuConvPath::lanes
+                                                   : kern::CpuConvPath::by_size);
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
@@ -310,10 +319,10 @@ int main(int argc, char** argv) {
     }
     if (batch_override > 0)
       for (BenchNet& b : nets) b.batches = {batch_override};
-    std::printf("bench_bounds on %s: %s, eps %g, patches %s\n", device_name(device),
+    std::printf("bench_bounds on %s: %s, eps %g, patches %s, CPU convolutions %s\n", device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
-                double(eps), patches.c_str());
+                double(eps), patches.c_str(), conv_path.c_str());
     std::printf("%-8s %5s  %-18s %-6s %10s %10s %5s %12s %10s  %s\n", "net", "batch", "relaxation", "interm",
                 "median s", "min s", "runs", "peak MiB", gap_to.empty() ? "" : "gap",
                 "unstable% [backsubstituted%] per ReLU layer");

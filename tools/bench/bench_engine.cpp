@@ -2,7 +2,9 @@
 //  - sgemm GFLOP/s through the engine's gemm kernel for the shapes of the
 //    paper's networks at batch 100, beside OpenBLAS's own cblas_sgemm rate on
 //    the same shapes (the engine should be within 2x of it);
-//  - the CONV first layer (conv 1->16, 4x4, stride 2, padding 1 on 28x28) forward;
+//  - the three convolution kernels on the CONV net's layers, CONV+'s patch
+//    windows and FC rows in backsubstitution, and a larger 3x3 layer: on the
+//    CPU once per path (im2col + sgemm, and lanes of small images);
 //  - images/s of one natural training step (forward, backward, Adam) of FC
 //    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10);
 //  - every rate also as a percent of this CPU's fp32 peak, measured first
@@ -11,6 +13,7 @@
 #include <CLI/CLI.hpp>
 #include <cblas.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -93,6 +96,41 @@ void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, Device devic
   std::printf("\n");
 }
 
+// The three convolution kernels on one geometry: GFLOP/s of each, on the CPU
+// once per path (im2col + sgemm, and lanes), marking the path by_size picks.
+void bench_conv(const char* label, const kern::ConvGeometry& g, Device device, double budget, Rng& rng) {
+  Tensor x = random(Shape{g.n, g.c_in, g.h_in, g.w_in}, rng, device), w = random(Shape{g.c_out, g.c_in, g.kh, g.kw}, rng, device);
+  Tensor dy = random(Shape{g.n, g.c_out, g.h_out, g.w_out}, rng, device);
+  Tensor y = Tensor::empty(dy.shape(), device), dx = Tensor::empty(x.shape(), device), dw = Tensor::empty(w.shape(), device);
+  const double flops = 2.0 * double(g.n) * g.c_out * g.h_out * g.w_out * g.c_in * g.kh * g.kw;
+  const bool cpu = device == Device::cpu;
+  auto rate = [&](const std::function<void()>& fn) { return flops / seconds_per_call(fn, budget / 3, device) * 1e-9; };
+  auto line = [&](const std::string& path) {
+    const double forward = rate([&] {
+      if (cpu) kern::conv2d_forward_cpu(x.data(), w.data(), y.data(), g);
+      else kern::conv2d_forward_cuda(x.data(), w.data(), y.data(), g);
+    });
+    const double data = rate([&] {
+      if (cpu) kern::conv2d_backward_data_cpu(dy.data(), w.data(), dx.data(), g);
+      else kern::conv2d_backward_data_cuda(dy.data(), w.data(), dx.data(), g);
+    });
+    const double filter = rate([&] {
+      if (cpu) kern::conv2d_backward_filter_cpu(x.data(), dy.data(), dw.data(), g);
+      else kern::conv2d_backward_filter_cuda(x.data(), dy.data(), dw.data(), g);
+    });
+    const std::string best = of_peak(std::max({forward, data, filter}), device);
+    std::printf("  %-34s %-6s %7.1f %7.1f %7.1f GFLOP/s%s\n", label, path.c_str(), forward, data, filter,
+                best.empty() ? "" : (" (the best of the three: " + best.substr(2)).c_str());
+  };
+  if (!cpu) return line("cuDNN");
+  const bool lanes_by_size = kern::cpu_conv_by_size_takes_lanes(g);
+  kern::set_cpu_conv_path(kern::CpuConvPath::gemm);
+  line(lanes_by_size ? "gemm" : "gemm*");
+  kern::set_cpu_conv_path(kern::CpuConvPath::lanes);
+  line(lanes_by_size ? "lanes*" : "lanes");
+  kern::set_cpu_conv_path(kern::CpuConvPath::by_size);
+}
+
 Network make_fc(Rng& rng) {
   std::vector<Layer> l{make_normalize({0.1307f}, {0.3081f}), make_flatten(), make_linear(784, 400, rng), make_relu(),
                        make_linear(400, 200, rng), make_relu(), make_linear(200, 100, rng), make_relu(),
@@ -161,18 +199,13 @@ int main(int argc, char** argv) {
     bench_gemm("linear 784->400  (100x784 x 784x400)", 100, 400, 784, device, budget, rng);
     bench_gemm("linear 3136->100 (100x3136 x 3136x100)", 100, 100, 3136, device, budget, rng);
     bench_gemm("linear 400->200", 100, 200, 400, device, budget, rng);
-    {
-      Tensor x = random(Shape{100, 1, 28, 28}, rng, device), w = random(Shape{16, 1, 4, 4}, rng, device);
-      const kern::ConvGeometry g = ops::conv_geometry(x.shape(), w.shape(), 2, 1, "bench");
-      Tensor y = Tensor::empty(Shape{100, 16, 14, 14}, device);
-      const double flops = 2.0 * 100 * 16 * 14 * 14 * 16;
-      const double t = seconds_per_call([&] {
-        if (device == Device::cpu) kern::conv2d_forward_cpu(x.data(), w.data(), y.data(), g);
-        else kern::conv2d_forward_cuda(x.data(), w.data(), y.data(), g);
-      }, budget, device);
-      std::printf("  %-34s %8.1f GFLOP/s%s  (%.3f ms)\n", "conv 1->16 4x4 s2 p1 on 28x28", flops / t * 1e-9,
-                  of_peak(flops / t * 1e-9, device).c_str(), t * 1e3);
-    }
+    std::printf("Convolutions (forward, data gradient, filter gradient)%s:\n",
+                device == Device::cpu ? ", each CPU path (kernels/cpu/conv.cpp; * marks the one by_size takes)" : "");
+    bench_conv("CONV layer 1, batch 100", {100, 1, 28, 28, 16, 4, 4, 2, 1, 14, 14}, device, budget, rng);
+    bench_conv("CONV layer 2, batch 100", {100, 16, 14, 14, 32, 4, 4, 2, 1, 7, 7}, device, budget, rng);
+    bench_conv("CONV+ patch windows 3x10x10", {20000, 3, 10, 10, 16, 4, 4, 2, 0, 4, 4}, device, budget, rng);
+    bench_conv("CONV+ rows through conv 2", {2000, 16, 15, 15, 32, 4, 4, 1, 0, 12, 12}, device, budget, rng);
+    bench_conv("3x32x32 -> 32, 3x3 p1, batch 64", {64, 3, 32, 32, 32, 3, 3, 1, 1, 32, 32}, device, budget, rng);
     std::printf("Natural training step (forward, backward, Adam), batch 100:\n");
     bench_training_step("FC  784-400-200-100-100-10", make_fc(rng), device, budget * 2, rng);
     bench_training_step("CONV conv16(4x4,s2,p1)-100-10", make_conv_net(rng), device, budget * 2, rng);
