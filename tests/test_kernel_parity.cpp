@@ -539,8 +539,10 @@ const ConvGeometry kConvGeometries[] = {
     conv_geometry(37, 3, 10, 10, 6, 4, 4, 2, 1),
     // Lane blocks of 16 small images: one full block and a last one of a
     // single image, 27 column rows and 5 channels (neither a multiple of the
-    // 4 accumulators), stride 1 with padding.
+    // register tiles), stride 1 with padding.
     conv_geometry(17, 3, 6, 5, 5, 3, 3, 1, 1),
+    conv_geometry(17, 2, 2, 3, 3, 3, 3, 1, 1),  // a kernel larger than the image
+    conv_geometry(17, 2, 3, 3, 4, 1, 1, 1, 1),  // border outputs that read only padding
 };
 
 struct ConvMagnitudes {
@@ -612,18 +614,56 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* 
   }
 }
 
+// The CPU path and thread count forced for a scope (restored even when a check throws).
+struct ForcedConvPath {
+  const int threads_before = omp_get_max_threads();
+  ForcedConvPath(CpuConvPath path, int threads) {
+    set_cpu_conv_path(path);
+    omp_set_num_threads(threads);
+  }
+  ~ForcedConvPath() {
+    set_cpu_conv_path(CpuConvPath::by_size);
+    omp_set_num_threads(threads_before);
+  }
+  ForcedConvPath(const ForcedConvPath&) = delete;
+  ForcedConvPath& operator=(const ForcedConvPath&) = delete;
+};
+
+// Leaves NaN in every row of the lane path's scratch blocks that the test
+// geometries use, their zero rows included: a kernel that reads a row it did
+// not write this call (a zero row left unset) then shows NaN.
+void poison_lane_scratch() {
+  const ConvGeometry big = conv_geometry(16, 32, 16, 16, 32, 1, 1, 1, 0);  // 8,192 features each way
+  const std::vector<float> x = nan_vector(size_t(16) * 32 * 256), w = nan_vector(32 * 32);
+  std::vector<float> y(x.size()), dw(w.size());
+  conv2d_forward_cpu(x.data(), w.data(), y.data(), big);
+  conv2d_backward_data_cpu(x.data(), w.data(), y.data(), big);
+  conv2d_backward_filter_cpu(x.data(), x.data(), dw.data(), big);
+}
+
 // Every geometry through both CPU paths (im2col + sgemm, and the lanes of
-// many small images, which by size would take only the last few).
+// many small images, which by size would take only those with n >= 16), the
+// lanes also on 3 threads (several threads split the blocks of the larger
+// batches) and after poison_lane_scratch.
 void check_conv_all(const char* which, uint64_t seed) {
   TestRng rng(seed);
-  const std::pair<CpuConvPath, const char*> paths[] = {{CpuConvPath::gemm, "gemm"}, {CpuConvPath::lanes, "lanes"}};
-  for (const auto& [path, name] : paths) {
-    set_cpu_conv_path(path);
-    for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, which, name);
-    check_conv(kConvGeometries[0], true, rng, which, name);
-    check_conv(kConvGeometries[2], true, rng, which, name);
+  struct Run {
+    CpuConvPath path;
+    int threads;
+    const char* name;
+  };
+  const int default_threads = omp_get_max_threads();
+  for (const Run& run : {Run{CpuConvPath::gemm, default_threads, "gemm"}, Run{CpuConvPath::lanes, default_threads, "lanes"},
+                         Run{CpuConvPath::lanes, 3, "lanes, 3 threads"}}) {
+    const ForcedConvPath forced(run.path, run.threads);
+    auto check = [&](const ConvGeometry& g, bool integers) {
+      if (run.path == CpuConvPath::lanes) poison_lane_scratch();
+      check_conv(g, integers, rng, which, run.name);
+    };
+    for (const ConvGeometry& g : kConvGeometries) check(g, false);
+    check(kConvGeometries[0], true);
+    check(kConvGeometries[2], true);
   }
-  set_cpu_conv_path(CpuConvPath::by_size);
 }
 
 PARITY_CHECK(conv2d_forward) { check_conv_all("forward", 606); }

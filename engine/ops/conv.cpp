@@ -1,5 +1,5 @@
-// Convolutions: conv2d and its adjoint conv2d_transpose, on im2col+GEMM /
-// cuDNN through the conv2d_* kernel twins (kernels/cpu/conv.cpp,
+// Convolutions: conv2d and its adjoint conv2d_transpose, on the CPU's
+// direct lanes or im2col+GEMM / cuDNN through the conv2d_* kernel twins (kernels/cpu/conv.cpp,
 // kernels/cuda/conv.cu), and the geometry check they share.
 #include "engine/dispatch.h"
 #include "engine/ops.h"

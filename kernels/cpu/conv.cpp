@@ -1,21 +1,23 @@
-// CPU twins of the convolution kernels, a block of images at a time: im2col of
-// the images into a [c_in*kh*kw, images*h_out*w_out] column block, then one
-// OpenBLAS sgemm, then col2im for the data gradient. A block of one image (large
-// images) uses the NCHW image itself as the GEMM operand (an image's [c, h*w]
-// block already is one); several small images are gathered side by side first.
-// Threads split the blocks; each keeps its column block in L1/L2, and sgemm
-// called inside the parallel region runs on the calling thread.
-// This matters most for backsubstitution, which runs the transposed
-// convolution over N*K coefficient "images" (thousands at a time).
-// Many small images (backsubstitution's patch windows) take a direct path
-// instead, kLanes images at a time in the lanes of one vector (see "lanes"
-// below); set_cpu_conv_path picks a path for tests and benchmarks.
+// CPU twins of the convolution kernels, two paths:
+//  - lanes (batches of at least 16 images of modest size: the training
+//    layers of CONV and CONV+, and backsubstitution, which runs the
+//    transposed convolution over N*K coefficient "images", hundreds of
+//    thousands at a time): 16 images in the lanes of one vector, each
+//    convolution a direct loop over the geometry's taps (see "lanes" below);
+//  - im2col + sgemm (larger images, and batches of fewer than 16), a block of
+//    images at a time: im2col of the images into a [c_in*kh*kw,
+//    images*h_out*w_out] column block, one OpenBLAS sgemm, col2im for the data
+//    gradient. A block of one image (large images) uses the NCHW image itself
+//    as the GEMM operand; several small images are gathered side by side first.
+// Threads split the blocks; sgemm called inside a parallel region runs on the
+// calling thread. set_cpu_conv_path forces a path for tests and benchmarks.
 // The CUDA twins (kernels/cuda/conv.cu) use cuDNN with the same NCHW semantics.
 #include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
 #include <cstring>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -102,13 +104,13 @@ std::vector<int32_t> column_sources(const ConvGeometry& g) {
   }
   return source;
 }
-// The table of the last geometry the calling thread used: a training step
-// calls the same few convolutions every step, so the table is built once, not
-// allocated per call (the callers read it inside their parallel regions).
 bool same_taps(const ConvGeometry& a, const ConvGeometry& b) {  // n and c_out do not change the tables
   return a.c_in == b.c_in && a.h_in == b.h_in && a.w_in == b.w_in && a.kh == b.kh && a.kw == b.kw &&
          a.stride == b.stride && a.padding == b.padding && a.h_out == b.h_out && a.w_out == b.w_out;
 }
+// The table of the last geometry the calling thread used: a training step
+// calls the same few convolutions every step, so the table is built once, not
+// allocated per call (the callers read it inside their parallel regions).
 const std::vector<int32_t>& cached_column_sources(const ConvGeometry& g) {
   thread_local ConvGeometry last{};
   thread_local std::vector<int32_t> table;
@@ -156,12 +158,12 @@ void im2col_block(const float* images, int64_t count, float* col, const std::vec
   }
 }
 
-// Images per GEMM. Backsubstitution pushes hundreds of thousands of tiny
-// "images" through a convolution (CONV+'s patches: 3x10x10 windows, 16 output
-// positions), where one sgemm per image is all call overhead (9 GFLOP/s on
-// this CPU); a block of images side by side gives each GEMM >= kMinColumns
-// columns, as long as the column block stays within kMaxBlockFloats (L2).
-// Large images keep one image per block, as before.
+// Images per GEMM. One sgemm per tiny image (CONV+'s patch windows: 3x10x10,
+// 16 output positions) is all call overhead (9 GFLOP/s on this CPU); a block
+// of images side by side gives each GEMM >= kMinColumns columns, as long as
+// the column block stays within kMaxBlockFloats (L2). Large images keep one
+// image per block. (Batches of many small images now take the lanes path;
+// this blocking serves the batches of fewer than 16 and a forced gemm path.)
 constexpr int64_t kMinColumns = 512;
 constexpr int64_t kMaxBlockFloats = int64_t(1) << 16;
 int64_t images_per_block(const ConvGeometry& g) {
@@ -201,8 +203,11 @@ bool worth_threads(const ConvGeometry& g) { return int64_t(g.n) * col_rows(g) * 
 
 // Scratch buffers reused across calls: a training step must not hit the
 // allocator for its temporaries (thread_local keeps concurrent callers apart).
+// The GEMM path uses kColumns, kPartials and kGemmOutput; the lanes path
+// kPartials and its own three.
+enum Scratch { kColumns, kPartials, kGemmOutput, kLanesIn, kLanesOut, kLanesFilter, kScratchCount };
 std::vector<float>& scratch(int which) {
-  thread_local std::vector<float> buffers[5];
+  thread_local std::vector<float> buffers[kScratchCount];
   return buffers[which];
 }
 float* scratch_of_size(int which, int64_t size) {
@@ -215,7 +220,7 @@ float* scratch_of_size(int which, int64_t size) {
 // Backsubstitution's patch windows are hundreds of thousands of images of a
 // few hundred floats (CONV+: 16x4x4 <-> 3x10x10). Blocked into one sgemm,
 // their inner dimension is still c_out = 16 and im2col/col2im move more bytes
-// than the GEMM multiplies (~15 GFLOP/s). Here kLanes images are transposed
+// than the GEMM multiplies (17-22 GFLOP/s). Here kLanes images are transposed
 // into the lanes of one vector, [feature][lane], and each convolution is a
 // direct loop over the geometry's taps: one vector multiply-add per (weight,
 // tap) for kLanes images at once, no column buffer, accumulators in
@@ -242,12 +247,11 @@ int64_t out_features(const ConvGeometry& g) { return int64_t(g.c_out) * out_plan
 
 thread_local CpuConvPath g_conv_path = CpuConvPath::by_size;
 // Lanes where a batch has at least one full block and a block (inputs,
-// outputs, the zero row, x kLanes) fits in 1 MiB of L2. Measured on the
-// 2-core AVX-512 EPYC against im2col + sgemm, 1 thread: from CONV+'s patch
-// windows (3x10x10 <-> 16x4x4: forward 1.5x, data gradient 1.7x) to its FC
-// rows through the second conv (16x15x15 <-> 32x12x12, 525 KiB: forward
-// 1.8x, data gradient 2x) and the CONV net's two layers at batch 100; a
-// 3x32x32 -> 32x32x32 layer (2.3 MiB) is 1.5-2x slower in lanes.
+// outputs and their zero rows, x kLanes; the filter gradient's per-lane dw
+// comes on top) fits in 1 MiB of L2. On the 2-core AVX-512 EPYC, 1 thread
+// (`bench_engine`'s convolution lines), lanes run CONV+'s patch windows and
+// FC rows and both CONV layers 1.1-2.5x faster than im2col + sgemm; a
+// 3x32x32 -> 32 3x3 layer (2.3 MiB) runs its data gradient 1.8x slower.
 constexpr int64_t kMaxLaneBlockFloats = int64_t(1) << 18;
 bool lanes_by_size(const ConvGeometry& g) {
   return g.n >= kLanes && (in_features(g) + out_features(g) + 1) * kLanes <= kMaxLaneBlockFloats;
@@ -276,19 +280,60 @@ const std::vector<int32_t>& cached_lane_taps(const ConvGeometry& g) {
   return taps;
 }
 
+// In-register transpose of a kLanes x kLanes tile: in stage b (1, 2, 4, 8)
+// rows i and i + b (i without bit b) trade the entries whose column has bit b
+// set in row i for those whose column has it clear in row i + b, which swaps
+// bit b of the row and column indices; after the four stages every bit is
+// swapped. 64 two-vector shuffles for 256 floats, where a scalar transpose
+// costs 256 strided stores (as much time as the arithmetic on CONV+'s windows).
+template <int B, size_t... J>
+void trade(Lanes& low, Lanes& high, std::index_sequence<J...>) {
+  const Lanes l = low, h = high;
+  low = __builtin_shufflevector(l, h, ((J & B) ? int(kLanes + J - B) : int(J))...);
+  high = __builtin_shufflevector(l, h, ((J & B) ? int(kLanes + J) : int(J + B))...);
+}
+template <int B>
+void transpose_stage(Lanes (&rows)[kLanes]) {
+  for (int i = 0; i < kLanes; ++i)
+    if ((i & B) == 0) trade<B>(rows[i], rows[i + B], std::make_index_sequence<kLanes>{});
+}
+void transpose_tile(Lanes (&rows)[kLanes]) {
+  transpose_stage<1>(rows);
+  transpose_stage<2>(rows);
+  transpose_stage<4>(rows);
+  transpose_stage<8>(rows);
+}
+
 // count (<= kLanes) images [count, features] -> block [features + 1, kLanes]:
 // block[f, l] = images[l, f]; the lanes past count and the last row zero.
+// Full blocks go kLanes features at a time through transpose_tile.
 void to_lanes(const float* images, int64_t count, int64_t features, float* block) {
   std::fill(count < kLanes ? block : block + features * kLanes, block + (features + 1) * kLanes, 0.0f);
+  int64_t f = 0;
+  if (count == kLanes)
+    for (; f + kLanes <= features; f += kLanes) {
+      Lanes tile[kLanes];
+      for (int l = 0; l < kLanes; ++l) tile[l] = load_lanes(images + l * features + f);
+      transpose_tile(tile);
+      for (int k = 0; k < kLanes; ++k) store_lanes(block + (f + k) * kLanes, tile[k]);
+    }
   for (int64_t l = 0; l < count; ++l) {
     const float* from = images + l * features;
-    for (int64_t f = 0; f < features; ++f) block[f * kLanes + l] = from[f];
+    for (int64_t g = f; g < features; ++g) block[g * kLanes + l] = from[g];
   }
 }
 void from_lanes(const float* block, int64_t count, int64_t features, float* images) {
+  int64_t f = 0;
+  if (count == kLanes)
+    for (; f + kLanes <= features; f += kLanes) {
+      Lanes tile[kLanes];
+      for (int k = 0; k < kLanes; ++k) tile[k] = load_lanes(block + (f + k) * kLanes);
+      transpose_tile(tile);
+      for (int l = 0; l < kLanes; ++l) store_lanes(images + l * features + f, tile[l]);
+    }
   for (int64_t l = 0; l < count; ++l) {
     float* to = images + l * features;
-    for (int64_t f = 0; f < features; ++f) to[f] = block[f * kLanes + l];
+    for (int64_t g = f; g < features; ++g) to[g] = block[g * kLanes + l];
   }
 }
 
@@ -298,9 +343,10 @@ int64_t lane_blocks(const ConvGeometry& g) { return (g.n + kLanes - 1) / kLanes;
 // na x nb range, TA x TB where it fits and thinner at the two edges. A 4 x 4
 // tile loads 4 + 4 vectors (or broadcast weights) for 16 multiply-adds: with
 // fresh operands for every multiply-add the loads, not the arithmetic, would
-// bound the loop. The data gradient's tiles are 8 x 1: each of its sums ends
-// in a load-add-store into the block, which wider tiles multiply (the shapes
-// were chosen by timing the CONV and CONV+ geometries on the AVX-512 EPYC).
+// bound the loop. The data gradient's tiles are 8 x 1 (each of its sums ends
+// in a load-add-store into the block, which wider tiles multiply), the filter
+// gradient's 2 x 8; the shapes were chosen by timing bench_engine's CONV and
+// CONV+ geometries on the AVX-512 EPYC.
 template <int TA, int TB, class Tile>
 void for_tiles(int64_t na, int64_t nb, Tile&& tile) {
   auto row_of_tiles = [&]<int A>(int64_t a) {
@@ -320,8 +366,8 @@ void lanes_forward(const float* x /*[n,c_in,h_in,w_in]*/, const float* w /*[c_ou
   const int64_t blocks = lane_blocks(g);
 #pragma omp parallel if (worth_threads(g))
   {
-    float* x_block = scratch_of_size(3, (fin + 1) * kLanes);
-    float* y_block = scratch_of_size(4, fout * kLanes);
+    float* x_block = scratch_of_size(kLanesIn, (fin + 1) * kLanes);
+    float* y_block = scratch_of_size(kLanesOut, fout * kLanes);
     // y_block[(o, s)] = sum over rows of w[o, row] * x_block[taps[s, row]]
     auto tile = [&]<int O, int S>(int64_t o, int64_t s) {
       Lanes acc[O][S] = {};
@@ -353,8 +399,8 @@ void lanes_backward_data(const float* dy /*[n,c_out,h_out,w_out]*/, const float*
   const int64_t blocks = lane_blocks(g);
 #pragma omp parallel if (worth_threads(g))
   {
-    float* dy_block = scratch_of_size(3, (fout + 1) * kLanes);
-    float* dx_block = scratch_of_size(4, (fin + 1) * kLanes);
+    float* dy_block = scratch_of_size(kLanesIn, (fout + 1) * kLanes);
+    float* dx_block = scratch_of_size(kLanesOut, (fin + 1) * kLanes);
     // dx_block[taps[s, row]] += sum over o of w[o, row] * dy_block[(o, s)]. Two
     // entries of a tile may read the same input (or the zero row, a sink the
     // result discards): each is added by its own load-add-store, in order.
@@ -390,16 +436,19 @@ void lanes_backward_filter(const float* x /*[n,c_in,h_in,w_in]*/, const float* d
   const int32_t* taps = cached_lane_taps(g).data();
   const int64_t rows = col_rows(g), spatial = out_plane(g), fin = in_features(g), fout = out_features(g);
   const int64_t size = int64_t(g.c_out) * rows, blocks = lane_blocks(g);
-  // Each thread sums its blocks into its own per-lane dw, then into partial[thread]
-  // lane by lane; the partials are added in thread order (deterministic for a
-  // given thread count), as in the GEMM path.
+  // Each thread sums its blocks into its own dw per lane, then its 16 lanes
+  // in order into partial[thread]; the partials are added in thread order
+  // (deterministic for a given thread count), as in the GEMM path. OpenMP may
+  // start fewer threads than asked (nested or dynamic teams): the slots of
+  // those that never run stay zero.
   const int threads = worth_threads(g) ? int(std::min<int64_t>(omp_get_max_threads(), blocks)) : 1;
-  float* partial = scratch_of_size(1, threads * size);
+  float* partial = scratch_of_size(kPartials, threads * size);
+  std::fill(partial, partial + threads * size, 0.0f);
 #pragma omp parallel num_threads(threads)
   {
-    float* x_block = scratch_of_size(3, (fin + 1) * kLanes);
-    float* dy_block = scratch_of_size(4, (fout + 1 + size) * kLanes);
-    float* dw_lanes = dy_block + (fout + 1) * kLanes;  // [c_out * rows, kLanes]
+    float* x_block = scratch_of_size(kLanesIn, (fin + 1) * kLanes);
+    float* dy_block = scratch_of_size(kLanesOut, (fout + 1) * kLanes);
+    float* dw_lanes = scratch_of_size(kLanesFilter, size * kLanes);  // [c_out * rows, kLanes]
     std::fill(dw_lanes, dw_lanes + size * kLanes, 0.0f);
     // dw_lanes[(o, row)] += sum over s of dy_block[(o, s)] * x_block[taps[s, row]]
     auto tile = [&]<int O, int R>(int64_t o, int64_t row) {
@@ -422,7 +471,7 @@ void lanes_backward_filter(const float* x /*[n,c_in,h_in,w_in]*/, const float* d
       const int64_t first = b * kLanes, count = std::min(kLanes, g.n - first);
       to_lanes(x + first * fin, count, fin, x_block);
       to_lanes(dy + first * fout, count, fout, dy_block);
-      for_tiles<4, 4>(g.c_out, rows, tile);
+      for_tiles<2, 8>(g.c_out, rows, tile);
     }
     float* mine = partial + int64_t(omp_get_thread_num()) * size;
     for (int64_t i = 0; i < size; ++i) {
@@ -455,8 +504,8 @@ void conv2d_forward_cpu(const float* x, const float* w, float* y, ConvGeometry g
   const std::vector<int32_t>& source = block_sources(g, per_block);
 #pragma omp parallel if (worth_threads(g))
   {
-    float* col = scratch_of_size(0, rows * per_block * spatial);
-    float* out = scratch_of_size(2, g.c_out * per_block * spatial);
+    float* col = scratch_of_size(kColumns, rows * per_block * spatial);
+    float* out = scratch_of_size(kGemmOutput, g.c_out * per_block * spatial);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t first = b * per_block, count = std::min<int64_t>(per_block, g.n - first), ld = count * spatial;
@@ -478,8 +527,8 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, float* dx, ConvGe
   const std::vector<int32_t>& source = block_sources(g, per_block);
 #pragma omp parallel if (worth_threads(g))
   {
-    float* col = scratch_of_size(0, rows * per_block * spatial);
-    float* grad = scratch_of_size(2, g.c_out * per_block * spatial);
+    float* col = scratch_of_size(kColumns, rows * per_block * spatial);
+    float* grad = scratch_of_size(kGemmOutput, g.c_out * per_block * spatial);
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
       const int64_t first = b * per_block, count = std::min<int64_t>(per_block, g.n - first), ld = count * spatial;
@@ -507,12 +556,12 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, float* dw, Conv
   // Each thread sums its blocks into its own dw; the partial sums are then
   // added in thread order (deterministic for a given thread count).
   const int threads = worth_threads(g) ? int(std::min<int64_t>(omp_get_max_threads(), blocks)) : 1;
-  float* partial = scratch_of_size(1, threads * size);
+  float* partial = scratch_of_size(kPartials, threads * size);
   std::fill(partial, partial + threads * size, 0.0f);
 #pragma omp parallel num_threads(threads)
   {
-    float* col = scratch_of_size(0, rows * per_block * spatial);
-    float* grad = scratch_of_size(2, g.c_out * per_block * spatial);
+    float* col = scratch_of_size(kColumns, rows * per_block * spatial);
+    float* grad = scratch_of_size(kGemmOutput, g.c_out * per_block * spatial);
     float* mine = partial + int64_t(omp_get_thread_num()) * size;
 #pragma omp for schedule(static)
     for (int64_t b = 0; b < blocks; ++b) {
