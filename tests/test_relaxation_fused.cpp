@@ -15,9 +15,11 @@
 //    elision on and off; chunked + checkpointed intermediate bounds give the
 //    same values and gradients as one pass.
 #include <doctest/doctest.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <map>
@@ -612,18 +614,33 @@ std::string shape_label(const BacksubShape& s) {
   return out.str();
 }
 
+// Random inputs of one ReLU backsubstitution step: bounds l, u (batch, n),
+// coefficients a (coeff_batch, rows, n), their incoming gradient da and the
+// intercepts' dbl, dbu, and a bias below (n).
+struct BacksubInputs {
+  int64_t coeff_batch;
+  std::vector<float> l, u, a, da, dbl, dbu, bias;
+};
+BacksubInputs random_backsub_inputs(const BacksubShape& s, bool shared, Rng& rng) {
+  BacksubInputs in;
+  in.coeff_batch = shared ? 1 : s.batch;
+  random_bounds(s.batch * s.n, rng, in.l, in.u, 0.0f);
+  in.a = random_values(in.coeff_batch * s.rows * s.n, rng);
+  in.da = random_values(s.batch * s.rows * s.n, rng);
+  in.dbl = random_values(s.batch * s.rows, rng);
+  in.dbu = random_values(s.batch * s.rows, rng);
+  in.bias = random_values(s.n, rng);
+  return in;
+}
+
 void parity_backsub(bool backward) {
   Rng rng(33);
   for (const BacksubShape& s : kBacksubShapes) {
     for (ReluRule rule : kRules) {
       for (bool shared : {false, true}) {
-        const int64_t coeff_batch = shared ? 1 : s.batch;
-        std::vector<float> l, u;
-        random_bounds(s.batch * s.n, rng, l, u, 0.0f);
-        const std::vector<float> a = random_values(coeff_batch * s.rows * s.n, rng);
-        const std::vector<float> da = random_values(s.batch * s.rows * s.n, rng);
-        const std::vector<float> dbl = random_values(s.batch * s.rows, rng), dbu = random_values(s.batch * s.rows, rng);
-        const std::vector<float> bias = random_values(s.n, rng);
+        const BacksubInputs in = random_backsub_inputs(s, shared, rng);
+        const int64_t coeff_batch = in.coeff_batch;
+        const std::vector<float>&l = in.l, &u = in.u, &a = in.a, &da = in.da, &dbl = in.dbl, &dbu = in.dbu, &bias = in.bias;
         const bool symmetric = kern::relu_rule_symmetric(rule);
         Tensor a_d = on_device(a), l_d = on_device(l), u_d = on_device(u), da_d = on_device(da),
                dbl_d = on_device(dbl), dbu_d = on_device(dbu), bias_d = on_device(bias);
@@ -667,6 +684,44 @@ void parity_backsub(bool backward) {
             expect_parity("backsub backward d_upper " + w, du_d, du);
             if (bias_grad) expect_parity("backsub backward d_bias_below " + w, db_d, db);
           }
+        }
+      }
+    }
+  }
+}
+
+// The CPU backward of a ReLU step on one thread (shared coefficients: one
+// fused pass over d_coeffs_out, row blocks of 128 KiB) and on several (two
+// passes, samples then rows, split between threads) must add every sum in
+// the same order: the same bits, for every rule, shared or not, with the bias
+// below and all gradients asked for. Sizes above the threads' threshold, and
+// n large enough that a row block holds 10 rows (rows 37: a short last block).
+TEST_CASE("relax fused: the CPU ReLU backsubstitution backward is the same bit for bit on 1 and 3 threads") {
+  Rng rng(35);
+  const int threads_before = omp_get_max_threads();
+  for (const BacksubShape& s : {BacksubShape{3, 40, 200}, BacksubShape{5, 37, 3136}}) {
+    for (ReluRule rule : kRules) {
+      for (bool shared : {false, true}) {
+        const BacksubInputs in = random_backsub_inputs(s, shared, rng);
+        const bool symmetric = kern::relu_rule_symmetric(rule);
+        std::vector<std::vector<float>> outputs[2];
+        for (int run = 0; run < 2; ++run) {
+          omp_set_num_threads(run == 0 ? 1 : 3);
+          std::vector<float> dcoef = nans(in.coeff_batch * s.rows * s.n), dl = nans(s.batch * s.n),
+                             du = nans(s.batch * s.n), db = nans(s.batch * s.n);
+          kern::backsub_relu_backward_cpu(rule, in.a.data(), in.l.data(), in.u.data(), in.bias.data(), in.da.data(),
+                                          in.dbl.data(), symmetric ? in.dbu.data() : nullptr, dcoef.data(), dl.data(),
+                                          du.data(), db.data(), kern::BacksubShape{s.batch, s.rows, s.n, shared});
+          outputs[run] = {dcoef, dl, du, db};
+        }
+        omp_set_num_threads(threads_before);
+        const char* names[] = {"d_coeffs", "d_lower", "d_upper", "d_bias_below"};
+        for (size_t k = 0; k < 4; ++k) {
+          CAPTURE(names[k]);
+          CAPTURE(rule_name(rule));
+          CAPTURE(shared);
+          CAPTURE(shape_label(s));
+          CHECK(std::memcmp(outputs[0][k].data(), outputs[1][k].data(), outputs[0][k].size() * sizeof(float)) == 0);
         }
       }
     }

@@ -8,6 +8,9 @@
 // read the same neuron's bounds. Sums over rows run in the order k = 0, 1, ...
 // like the CUDA twin (sums over neurons are vectorized), and no two threads
 // write one element, so results do not depend on the thread count.
+#include <omp.h>
+
+#include <algorithm>
 #include <cstddef>
 #include <type_traits>
 #include <vector>
@@ -18,6 +21,7 @@ namespace cte::kern {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 14;  // elements below which threads cost more than they save
+constexpr int64_t kSharedBlockFloats = int64_t(1) << 15;  // 128 KiB of shared rows (and as much of their sums) in L2
 
 // Per-thread scratch reused across calls (a training step must not allocate).
 float* scratch_floats(size_t count) {
@@ -181,37 +185,37 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
   float* storage = scratch_floats(size_t(12 * count));
   const BoundsTable bounds = tabulate_bounds(rule, lower, upper, bias_below, batch, n, storage);
   const BoundsGradTable grads = tabulate_bounds_grad(rule, lower, upper, bias_below, batch, n, storage + 4 * count);
-  // Each thread owns whole samples: it writes their coefficient gradients (not
-  // shared) and sums their rows into d_lower, d_upper (and d_bias_below) in
-  // order, in one pass. The bias's sum is compiled in only where asked for:
-  // the loop is memory-bound, and a third running sum is a third stream.
-  auto sample_pass = [&](int64_t s, auto bias_grad) {
-    constexpr bool kBiasGrad = decltype(bias_grad)::value;
+  // Rows [k_first, k_last) of sample s: their coefficient gradients (written
+  // when not shared; with kSharedSum added into the shared block's sums) and
+  // their terms of d_lower, d_upper (and d_bias_below), added in row order.
+  // The bias's sum is compiled in only where asked for, the shared block's
+  // only where this pass also computes it: the loop is memory-bound, and each
+  // running sum is another stream.
+  auto rows_pass = [&](int64_t s, int64_t k_first, int64_t k_last, auto bias_grad, auto shared_sum) {
+    constexpr bool kBiasGrad = decltype(bias_grad)::value, kSharedSum = decltype(shared_sum)::value;
     float* dl = d_lower + s * n;
     float* du = d_upper + s * n;
     float* db = kBiasGrad ? d_bias_below + s * n : nullptr;
-    for (int64_t j = 0; j < n; ++j) dl[j] = du[j] = 0.0f;
-    if constexpr (kBiasGrad)
-      for (int64_t j = 0; j < n; ++j) db[j] = 0.0f;
     const BoundsGradTable::Row sample_grads = grads.row(s * n);
     const BoundsTable sample_bounds = bounds.row(s * n);
-    for (int64_t k = 0; k < rows; ++k) {
+    for (int64_t k = k_first; k < k_last; ++k) {
       const int64_t row = s * rows + k;
       const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
       const float* d_out = d_coeffs_out + row * n;
       const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
-      if (!shared) {
-        float* d_a = d_coeffs + row * n;
+      float* d_a = d_coeffs + (shared ? k : row) * n;
+      if (!shared || kSharedSum) {
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
           const BacksubElementGrad g =
               backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
-          d_a[j] = g.d_coeff;
+          if (shared) d_a[j] += g.d_coeff;
+          else d_a[j] = g.d_coeff;
           dl[j] += g.d_l;
           du[j] += g.d_u;
           if constexpr (kBiasGrad) db[j] += g.d_bias_below;
         }
-      } else {  // the shared block's gradient is summed over the samples below
+      } else {  // the shared block's gradient is summed over the samples elsewhere
 #pragma omp simd
         for (int64_t j = 0; j < n; ++j) {
           const BacksubElementGrad g =
@@ -223,21 +227,42 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
       }
     }
   };
-  if (shared && !relu_rule_has_bound_gradient(rule) && !d_bias_below) {
-    // hBox's symbolic rows: d_lower = d_upper = 0 exactly, and the shared
-    // block's gradient comes from the pass below, so this pass over every
-    // sample's d_coeffs_out would only add zeros.
-    for (int64_t i = 0; i < count; ++i) d_lower[i] = d_upper[i] = 0.0f;
-  } else {
-#pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
-    for (int64_t s = 0; s < batch; ++s) {
-      if (d_bias_below) sample_pass(s, std::true_type{});
-      else sample_pass(s, std::false_type{});
-    }
+  auto with_bias_grad = [&](auto&& pass) {
+    if (d_bias_below) pass(std::true_type{});
+    else pass(std::false_type{});
+  };
+  const bool bound_grads = !shared || relu_rule_has_bound_gradient(rule) || d_bias_below;
+  std::fill(d_lower, d_lower + count, 0.0f);
+  std::fill(d_upper, d_upper + count, 0.0f);
+  if (d_bias_below) std::fill(d_bias_below, d_bias_below + count, 0.0f);
+  const bool threaded = omp_get_max_threads() > 1 && batch * rows * n > kParallelThreshold;
+  if (shared && bound_grads && !threaded) {
+    // One thread, shared coefficients: one pass over d_coeffs_out computes
+    // both the per-sample sums and the shared block's, a block of rows at a
+    // time (its sums and coefficients stay in L2 while the samples go by).
+    // Each sum is added in the order of the two-pass code below (rows
+    // ascending for d_lower, samples ascending for the shared block), so the
+    // result is the same bit for bit, and the same on any thread count.
+    std::fill(d_coeffs, d_coeffs + rows * n, 0.0f);
+    const int64_t block_rows = std::clamp<int64_t>(kSharedBlockFloats / std::max<int64_t>(n, 1), 1, std::max<int64_t>(rows, 1));
+    for (int64_t first = 0; first < rows; first += block_rows)
+      for (int64_t s = 0; s < batch; ++s)
+        with_bias_grad([&](auto bias) { rows_pass(s, first, std::min(rows, first + block_rows), bias, std::true_type{}); });
+    return;
+  }
+  // hBox's symbolic rows on shared coefficients have d_lower = d_upper = 0
+  // exactly, and the shared block's gradient comes from the pass below: a
+  // pass over every sample's d_coeffs_out would only add zeros.
+  if (bound_grads) {
+    // Each thread owns whole samples: their coefficient gradients (not shared)
+    // and their sums into d_lower, d_upper, d_bias_below.
+#pragma omp parallel for schedule(static) if (threaded)
+    for (int64_t s = 0; s < batch; ++s)
+      with_bias_grad([&](auto bias) { rows_pass(s, 0, rows, bias, std::false_type{}); });
   }
   if (!shared || rows == 0) return;
   // Shared coefficients: each thread owns whole rows and sums the samples in order.
-#pragma omp parallel for schedule(static) if (batch * rows * n > kParallelThreshold)
+#pragma omp parallel for schedule(static) if (threaded)
   for (int64_t k = 0; k < rows; ++k) {
     float* out = d_coeffs + k * n;
     const float* a = coeffs + k * n;
