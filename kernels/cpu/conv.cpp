@@ -220,7 +220,7 @@ float* scratch_of_size(int which, int64_t size) {
 // Backsubstitution's patch windows are hundreds of thousands of images of a
 // few hundred floats (CONV+: 16x4x4 <-> 3x10x10). Blocked into one sgemm,
 // their inner dimension is still c_out = 16 and im2col/col2im move more bytes
-// than the GEMM multiplies (17-22 GFLOP/s). Here kLanes images are transposed
+// than the GEMM multiplies (17-29 GFLOP/s). Here kLanes images are transposed
 // into the lanes of one vector, [feature][lane], and each convolution is a
 // direct loop over the geometry's taps: one vector multiply-add per (weight,
 // tap) for kLanes images at once, no column buffer, accumulators in
@@ -250,8 +250,8 @@ thread_local CpuConvPath g_conv_path = CpuConvPath::by_size;
 // outputs and their zero rows, x kLanes; the filter gradient's per-lane dw
 // comes on top) fits in 1 MiB of L2. On the 2-core AVX-512 EPYC, 1 thread
 // (`bench_engine`'s convolution lines), lanes run CONV+'s patch windows and
-// FC rows and both CONV layers 1.1-2.5x faster than im2col + sgemm; a
-// 3x32x32 -> 32 3x3 layer (2.3 MiB) runs its data gradient 1.8x slower.
+// FC rows and both CONV layers 1.3-3.1x faster than im2col + sgemm; a
+// 3x32x32 -> 32 3x3 layer (2.3 MiB) runs its data gradient 1.4x slower.
 constexpr int64_t kMaxLaneBlockFloats = int64_t(1) << 18;
 bool lanes_by_size(const ConvGeometry& g) {
   return g.n >= kLanes && (in_features(g) + out_features(g) + 1) * kLanes <= kMaxLaneBlockFloats;
