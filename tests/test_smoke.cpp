@@ -77,7 +77,7 @@ RunResult train_mlp(Device device, int steps) {
 }  // namespace
 
 TEST_CASE("smoke: an MLP learns a separable problem (>95%), and CUDA traces the CPU's loss curve") {
-  const RunResult cpu = train_mlp(Device::cpu, 200);
+  const RunResult cpu = train_mlp(Device::cpu, 60);
   MESSAGE("CPU: first loss " << cpu.losses.front() << ", last " << cpu.losses.back() << ", test accuracy "
                              << cpu.accuracy);
   CHECK(cpu.accuracy > 0.95);
@@ -86,7 +86,7 @@ TEST_CASE("smoke: an MLP learns a separable problem (>95%), and CUDA traces the 
     MESSAGE("no CUDA device: the CUDA half of the smoke test is skipped");
     return;
   }
-  const RunResult gpu = train_mlp(Device::cuda, 200);
+  const RunResult gpu = train_mlp(Device::cuda, 60);
   CHECK(gpu.accuracy > 0.95);
   for (size_t i = 0; i < cpu.losses.size(); ++i) {
     CAPTURE(i);

@@ -204,26 +204,24 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
       const float* d_out = d_coeffs_out + row * n;
       const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
       float* d_a = d_coeffs + (shared ? k : row) * n;
-      if (!shared || kSharedSum) {
+      // Element j's terms of the sample's sums; returns its coefficient gradient.
+      auto add_bound_terms = [&](int64_t j) {
+        const BacksubElementGrad g =
+            backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
+        dl[j] += g.d_l;
+        du[j] += g.d_u;
+        if constexpr (kBiasGrad) db[j] += g.d_bias_below;
+        return g.d_coeff;
+      };
+      if (!shared) {
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) {
-          const BacksubElementGrad g =
-              backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
-          if (shared) d_a[j] += g.d_coeff;
-          else d_a[j] = g.d_coeff;
-          dl[j] += g.d_l;
-          du[j] += g.d_u;
-          if constexpr (kBiasGrad) db[j] += g.d_bias_below;
-        }
+        for (int64_t j = 0; j < n; ++j) d_a[j] = add_bound_terms(j);
+      } else if (kSharedSum) {
+#pragma omp simd
+        for (int64_t j = 0; j < n; ++j) d_a[j] += add_bound_terms(j);
       } else {  // the shared block's gradient is summed over the samples elsewhere
 #pragma omp simd
-        for (int64_t j = 0; j < n; ++j) {
-          const BacksubElementGrad g =
-              backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
-          dl[j] += g.d_l;
-          du[j] += g.d_u;
-          if constexpr (kBiasGrad) db[j] += g.d_bias_below;
-        }
+        for (int64_t j = 0; j < n; ++j) add_bound_terms(j);
       }
     }
   };
