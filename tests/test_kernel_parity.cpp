@@ -575,45 +575,6 @@ ConvMagnitudes conv_magnitudes(const std::vector<float>& x, const std::vector<fl
   return mag;
 }
 
-void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const char* which, const char* cpu_path) {
-  const size_t x_size = size_t(int64_t(g.n) * g.c_in * g.h_in * g.w_in);
-  const size_t w_size = size_t(int64_t(g.c_out) * g.c_in * g.kh * g.kw);
-  const size_t y_size = size_t(int64_t(g.n) * g.c_out * g.h_out * g.w_out);
-  auto input = [&](size_t n) {
-    return integers ? integer_vector(rng, n, -3, 3) : uniform_vector(rng, n, -1, 1);
-  };
-  const std::vector<float> x = input(x_size), w = input(w_size), dy = input(y_size);
-  const ConvMagnitudes mag = conv_magnitudes(x, w, dy, g);
-  DeviceBuffer x_cuda(x), w_cuda(w), dy_cuda(dy);
-  std::ostringstream what;
-  what << " n=" << g.n << " c_in=" << g.c_in << " " << g.h_in << "x" << g.w_in
-       << " c_out=" << g.c_out << " k=" << g.kh << "x" << g.kw << " stride=" << g.stride
-       << " pad=" << g.padding << (integers ? " (integers)" : "") << " cpu path " << cpu_path;
-  const std::string kind = which;
-  if (kind == "forward") {
-    std::vector<float> cpu = nan_vector(y_size);
-    DeviceBuffer cuda(cpu);
-    conv2d_forward_cpu(x.data(), w.data(), cpu.data(), g);
-    conv2d_forward_cuda(x_cuda.get(), w_cuda.get(), cuda.get(), g);
-    expect_close("conv2d_forward" + what.str(), cuda.download(), cpu,
-                 integers ? kExact : sum_tolerance(int64_t(g.c_in) * g.kh * g.kw), mag.y);
-  } else if (kind == "backward_data") {
-    std::vector<float> cpu = nan_vector(x_size);
-    DeviceBuffer cuda(cpu);
-    conv2d_backward_data_cpu(dy.data(), w.data(), cpu.data(), g);
-    conv2d_backward_data_cuda(dy_cuda.get(), w_cuda.get(), cuda.get(), g);
-    expect_close("conv2d_backward_data" + what.str(), cuda.download(), cpu,
-                 integers ? kExact : sum_tolerance(int64_t(g.c_out) * g.kh * g.kw), mag.dx);
-  } else {
-    std::vector<float> cpu = nan_vector(w_size);
-    DeviceBuffer cuda(cpu);
-    conv2d_backward_filter_cpu(x.data(), dy.data(), cpu.data(), g);
-    conv2d_backward_filter_cuda(x_cuda.get(), dy_cuda.get(), cuda.get(), g);
-    expect_close("conv2d_backward_filter" + what.str(), cuda.download(), cpu,
-                 integers ? kExact : sum_tolerance(int64_t(g.n) * g.h_out * g.w_out), mag.dw);
-  }
-}
-
 // The CPU path and thread count forced for a scope (restored even when a check throws).
 struct ForcedConvPath {
   const int threads_before = omp_get_max_threads();
@@ -641,12 +602,38 @@ void poison_lane_scratch() {
   conv2d_backward_filter_cpu(x.data(), x.data(), dw.data(), big);
 }
 
-// Every geometry through both CPU paths (im2col + sgemm, and the lanes of
-// many small images, which by size would take only those with n >= 16), the
-// lanes also on 3 threads (several threads split the blocks of the larger
-// batches) and after poison_lane_scratch.
-void check_conv_all(const char* which, uint64_t seed) {
-  TestRng rng(seed);
+// One convolution kernel ("forward", "backward_data" or "backward_filter") on
+// one geometry: the emulated cuDNN result once, against both CPU paths (im2col
+// + sgemm, and the lanes of many small images, which by size would take only
+// those with n >= 16), the lanes also on 3 threads (several threads split the
+// blocks of the larger batches) and after poison_lane_scratch.
+void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const std::string& kind) {
+  const size_t x_size = size_t(int64_t(g.n) * g.c_in * g.h_in * g.w_in);
+  const size_t w_size = size_t(int64_t(g.c_out) * g.c_in * g.kh * g.kw);
+  const size_t y_size = size_t(int64_t(g.n) * g.c_out * g.h_out * g.w_out);
+  auto input = [&](size_t n) {
+    return integers ? integer_vector(rng, n, -3, 3) : uniform_vector(rng, n, -1, 1);
+  };
+  const std::vector<float> x = input(x_size), w = input(w_size), dy = input(y_size);
+  const ConvMagnitudes mag = conv_magnitudes(x, w, dy, g);
+  DeviceBuffer x_cuda(x), w_cuda(w), dy_cuda(dy);
+  std::ostringstream what;
+  what << " n=" << g.n << " c_in=" << g.c_in << " " << g.h_in << "x" << g.w_in
+       << " c_out=" << g.c_out << " k=" << g.kh << "x" << g.kw << " stride=" << g.stride
+       << " pad=" << g.padding << (integers ? " (integers)" : "") << " cpu path ";
+  // The kernel's output size, CPU and CUDA calls, tolerance and magnitudes.
+  const bool forward = kind == "forward", data = kind == "backward_data";
+  const size_t out_size = forward ? y_size : data ? x_size : w_size;
+  const Tolerance tolerance = integers  ? kExact
+                              : forward ? sum_tolerance(int64_t(g.c_in) * g.kh * g.kw)
+                              : data    ? sum_tolerance(int64_t(g.c_out) * g.kh * g.kw)
+                                        : sum_tolerance(int64_t(g.n) * g.h_out * g.w_out);
+  const std::vector<double>& magnitude = forward ? mag.y : data ? mag.dx : mag.dw;
+  DeviceBuffer cuda(nan_vector(out_size));
+  if (forward) conv2d_forward_cuda(x_cuda.get(), w_cuda.get(), cuda.get(), g);
+  else if (data) conv2d_backward_data_cuda(dy_cuda.get(), w_cuda.get(), cuda.get(), g);
+  else conv2d_backward_filter_cuda(x_cuda.get(), dy_cuda.get(), cuda.get(), g);
+  const std::vector<float> reference = cuda.download();
   struct Run {
     CpuConvPath path;
     int threads;
@@ -656,14 +643,20 @@ void check_conv_all(const char* which, uint64_t seed) {
   for (const Run& run : {Run{CpuConvPath::gemm, default_threads, "gemm"}, Run{CpuConvPath::lanes, default_threads, "lanes"},
                          Run{CpuConvPath::lanes, 3, "lanes, 3 threads"}}) {
     const ForcedConvPath forced(run.path, run.threads);
-    auto check = [&](const ConvGeometry& g, bool integers) {
-      if (run.path == CpuConvPath::lanes) poison_lane_scratch();
-      check_conv(g, integers, rng, which, run.name);
-    };
-    for (const ConvGeometry& g : kConvGeometries) check(g, false);
-    check(kConvGeometries[0], true);
-    check(kConvGeometries[2], true);
+    if (run.path == CpuConvPath::lanes) poison_lane_scratch();
+    std::vector<float> cpu = nan_vector(out_size);
+    if (forward) conv2d_forward_cpu(x.data(), w.data(), cpu.data(), g);
+    else if (data) conv2d_backward_data_cpu(dy.data(), w.data(), cpu.data(), g);
+    else conv2d_backward_filter_cpu(x.data(), dy.data(), cpu.data(), g);
+    expect_close("conv2d_" + kind + what.str() + run.name, reference, cpu, tolerance, magnitude);
   }
+}
+
+void check_conv_all(const char* which, uint64_t seed) {
+  TestRng rng(seed);
+  for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, which);
+  check_conv(kConvGeometries[0], true, rng, which);
+  check_conv(kConvGeometries[2], true, rng, which);
 }
 
 PARITY_CHECK(conv2d_forward) { check_conv_all("forward", 606); }
