@@ -359,11 +359,27 @@ void for_tiles(int64_t na, int64_t nb, Tile&& tile) {
   for (; a < na; ++a) row_of_tiles.template operator()<1>(a);
 }
 
+// What the three lane kernels share: the tap table, the sizes, and the walk
+// over blocks of kLanes images (each thread takes its share of the blocks).
+struct LaneWalk {
+  const int32_t* taps;  // [spatial, rows]
+  int64_t rows, spatial, fin, fout, blocks, n;
+  explicit LaneWalk(const ConvGeometry& g)
+      : taps(cached_lane_taps(g).data()), rows(col_rows(g)), spatial(out_plane(g)), fin(in_features(g)),
+        fout(out_features(g)), blocks(lane_blocks(g)), n(g.n) {}
+  // block(first, count) for images [first, first + count); inside a parallel region.
+  template <class Block>
+  void for_my_blocks(Block&& block) const {
+#pragma omp for schedule(static)
+    for (int64_t b = 0; b < blocks; ++b) block(b * kLanes, std::min(kLanes, n - b * kLanes));
+  }
+};
+
 void lanes_forward(const float* x /*[n,c_in,h_in,w_in]*/, const float* w /*[c_out,c_in,kh,kw]*/,
                    float* y /*[n,c_out,h_out,w_out]*/, const ConvGeometry& g) {
-  const int32_t* taps = cached_lane_taps(g).data();
-  const int64_t rows = col_rows(g), spatial = out_plane(g), fin = in_features(g), fout = out_features(g);
-  const int64_t blocks = lane_blocks(g);
+  const LaneWalk walk(g);
+  const int32_t* taps = walk.taps;
+  const int64_t rows = walk.rows, spatial = walk.spatial, fin = walk.fin, fout = walk.fout;
 #pragma omp parallel if (worth_threads(g))
   {
     float* x_block = scratch_of_size(kLanesIn, (fin + 1) * kLanes);
@@ -382,21 +398,19 @@ void lanes_forward(const float* x /*[n,c_in,h_in,w_in]*/, const float* w /*[c_ou
       for (int i = 0; i < O; ++i)
         for (int j = 0; j < S; ++j) store_lanes(y_block + ((o + i) * spatial + s + j) * kLanes, acc[i][j]);
     };
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t first = b * kLanes, count = std::min(kLanes, g.n - first);
+    walk.for_my_blocks([&](int64_t first, int64_t count) {
       to_lanes(x + first * fin, count, fin, x_block);
       for_tiles<4, 4>(g.c_out, spatial, tile);
       from_lanes(y_block, count, fout, y + first * fout);
-    }
+    });
   }
 }
 
 void lanes_backward_data(const float* dy /*[n,c_out,h_out,w_out]*/, const float* w /*[c_out,c_in,kh,kw]*/,
                          float* dx /*[n,c_in,h_in,w_in]*/, const ConvGeometry& g) {
-  const int32_t* taps = cached_lane_taps(g).data();
-  const int64_t rows = col_rows(g), spatial = out_plane(g), fin = in_features(g), fout = out_features(g);
-  const int64_t blocks = lane_blocks(g);
+  const LaneWalk walk(g);
+  const int32_t* taps = walk.taps;
+  const int64_t rows = walk.rows, spatial = walk.spatial, fin = walk.fin, fout = walk.fout;
 #pragma omp parallel if (worth_threads(g))
   {
     float* dy_block = scratch_of_size(kLanesIn, (fout + 1) * kLanes);
@@ -420,22 +434,21 @@ void lanes_backward_data(const float* dy /*[n,c_out,h_out,w_out]*/, const float*
           store_lanes(to, load_lanes(to) + acc[i][j]);
         }
     };
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t first = b * kLanes, count = std::min(kLanes, g.n - first);
+    walk.for_my_blocks([&](int64_t first, int64_t count) {
       to_lanes(dy + first * fout, count, fout, dy_block);
       std::fill(dx_block, dx_block + (fin + 1) * kLanes, 0.0f);
       for_tiles<8, 1>(rows, spatial, tile);
       from_lanes(dx_block, count, fin, dx + first * fin);
-    }
+    });
   }
 }
 
 void lanes_backward_filter(const float* x /*[n,c_in,h_in,w_in]*/, const float* dy /*[n,c_out,h_out,w_out]*/,
                            float* dw /*[c_out,c_in,kh,kw]*/, const ConvGeometry& g) {
-  const int32_t* taps = cached_lane_taps(g).data();
-  const int64_t rows = col_rows(g), spatial = out_plane(g), fin = in_features(g), fout = out_features(g);
-  const int64_t size = int64_t(g.c_out) * rows, blocks = lane_blocks(g);
+  const LaneWalk walk(g);
+  const int32_t* taps = walk.taps;
+  const int64_t rows = walk.rows, spatial = walk.spatial, fin = walk.fin, fout = walk.fout;
+  const int64_t size = int64_t(g.c_out) * rows, blocks = walk.blocks;
   // Each thread sums its blocks into its own dw per lane, then its 16 lanes
   // in order into partial[thread]; the partials are added in thread order
   // (deterministic for a given thread count), as in the GEMM path. OpenMP may
@@ -466,13 +479,11 @@ void lanes_backward_filter(const float* x /*[n,c_in,h_in,w_in]*/, const float* d
       for (int i = 0; i < O; ++i)
         for (int j = 0; j < R; ++j) store_lanes(dw_lanes + ((o + i) * rows + row + j) * kLanes, acc[i][j]);
     };
-#pragma omp for schedule(static)
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t first = b * kLanes, count = std::min(kLanes, g.n - first);
+    walk.for_my_blocks([&](int64_t first, int64_t count) {
       to_lanes(x + first * fin, count, fin, x_block);
       to_lanes(dy + first * fout, count, fout, dy_block);
       for_tiles<2, 8>(g.c_out, rows, tile);
-    }
+    });
     float* mine = partial + int64_t(omp_get_thread_num()) * size;
     for (int64_t i = 0; i < size; ++i) {
       float sum = 0.0f;
