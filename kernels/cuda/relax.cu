@@ -15,6 +15,7 @@
 #include "kernels/cuda/block_reduce.cuh"  // first: the emulator shim defines CTE_HD's qualifiers
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/common/relu_relaxation.h"
+#include "kernels/kernels.h"
 #include "kernels/relax_kernels.h"
 
 namespace cte::kern {
@@ -290,9 +291,17 @@ void backsub_relu_backward_cuda(ReluRule rule, const float* coeffs, const float*
                                 BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   const bool shared = s.shared;
-  gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
-                 rule, coeffs, lower, upper, bias_below, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
-                 d_upper, d_bias_below, batch, rows, n, shared);
+  // hBox's symbolic rows on shared coefficients have d_lower = d_upper = 0
+  // exactly (the CPU twin's rule): two fills instead of a pass that reads
+  // every sample's d_coeffs_out.
+  if (!shared || relu_rule_has_bound_gradient(rule) || d_bias_below) {
+    gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
+                   rule, coeffs, lower, upper, bias_below, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
+                   d_upper, d_bias_below, batch, rows, n, shared);
+  } else {
+    fill_cuda(d_lower, batch * n, 0.0f);
+    fill_cuda(d_upper, batch * n, 0.0f);
+  }
   if (shared)
     gpu::launch_1d("backsub_relu_backward_shared_coeffs", rows * n,
                    backsub_relu_backward_shared_coeffs_kernel, rule, coeffs, lower, upper, bias_below,
