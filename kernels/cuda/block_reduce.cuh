@@ -34,14 +34,22 @@ inline size_t block_reduce_shared_bytes(int threads) {
   return size_t(threads / kWarpSize) * sizeof(float);
 }
 
+// Every lane of a warp gets the warp's total: a shuffle butterfly, combining
+// in the same order in every lane. Every lane of the warp must call it.
+template <typename Op>
+__device__ float warp_reduce(float value, Op op) {
+  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
+    value = op(value, __shfl_xor_sync(kFullWarpMask, value, offset));
+  return value;
+}
+
 // Requires blockDim.x to be a multiple of 32 and every thread of the block to
 // call it (the full-mask shuffles and __syncthreads need the whole warp and
 // block); `shared` holds at least blockDim.x / 32 floats. Safe to call
 // repeatedly with the same `shared`.
 template <typename Op>
 __device__ float block_reduce(float value, float* shared, Op op) {
-  for (int offset = kWarpSize / 2; offset > 0; offset /= 2)
-    value = op(value, __shfl_xor_sync(kFullWarpMask, value, offset));
+  value = warp_reduce(value, op);
   const int lane = int(threadIdx.x) % kWarpSize;
   const int warp = int(threadIdx.x) / kWarpSize;
   const int warps = int(blockDim.x) / kWarpSize;
@@ -65,4 +73,25 @@ inline RowLaunch row_launch(int64_t rows, int64_t cols) {
           block_reduce_shared_bytes(threads)};
 }
 
+// Launch shape of kernels that give each row one warp (rows of a few hundred
+// items: a block per row would spend most of its threads' time in the
+// reduction's barriers): up to kBlock / 32 rows per block, grid-striding.
+inline dim3 warp_row_blocks(int64_t rows) {
+  const int64_t per_block = kBlock / kWarpSize;
+  const int64_t blocks = (rows + per_block - 1) / per_block;
+  return dim3(unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks)));
+}
+inline dim3 warp_row_threads(int64_t rows) {
+  const int64_t per_block = kBlock / kWarpSize;
+  return dim3(unsigned((rows < 1 ? 1 : (rows < per_block ? rows : per_block)) * kWarpSize));
+}
+
 }  // namespace cte::gpu
+
+// Row `row` of `rows` for this thread's warp (every lane of a warp walks the
+// same rows), grid-striding in whole warps; `lane` is the thread's place in it.
+#define CTE_WARP_ROW_LOOP(row, lane, rows)                                                           \
+  for (int64_t row = int64_t(blockIdx.x) * (blockDim.x / ::cte::gpu::kWarpSize) +                    \
+                     threadIdx.x / ::cte::gpu::kWarpSize,                                            \
+               lane = threadIdx.x % ::cte::gpu::kWarpSize;                                           \
+       row < (rows); row += int64_t(gridDim.x) * (blockDim.x / ::cte::gpu::kWarpSize))

@@ -79,19 +79,18 @@ __device__ ReluLinearBoundsGrad bounds_grad_at(ReluRule rule, float l, float u, 
 
 // coeffs: [shared ? 1 : batch, rows, n]; lower, upper: [batch, n]; bias_below: [n] or nullptr;
 // coeffs_out: [batch, rows, n]; bias_lower, bias_upper: [batch, rows] or nullptr.
-// One block per (s, k) row, grid-stride over rows; blockDim.x is a multiple of 32.
+// One warp per (s, k) row (CTE_WARP_ROW_LOOP), its lanes striding over the row.
 __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, const float* lower,
                                             const float* upper, const float* bias_below, float* coeffs_out,
                                             float* bias_lower,
                                             float* bias_upper, int64_t batch, int64_t rows, int64_t n,
                                             bool shared) {
-  CTE_DYNAMIC_SHARED(float, partials);
-  const bool want_bias = bias_lower != nullptr || bias_upper != nullptr;  // uniform over the block
-  for (int64_t row = blockIdx.x; row < batch * rows; row += gridDim.x) {
+  const bool want_bias = bias_lower != nullptr || bias_upper != nullptr;  // uniform over the grid
+  CTE_WARP_ROW_LOOP(row, lane, batch * rows) {
     const int64_t s = row / rows, k = row % rows;
     const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
     float sum_lower = 0.0f, sum_upper = 0.0f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    for (int64_t j = lane; j < n; j += gpu::kWarpSize) {
       const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
       const BacksubElement e = backsub_relu_element(b, a[j]);
       coeffs_out[row * n + j] = e.coeff_out;
@@ -99,9 +98,9 @@ __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, 
       sum_upper += e.bias_upper;
     }
     if (!want_bias) continue;
-    const float total_lower = gpu::block_reduce(sum_lower, partials, gpu::SumOp{});
-    const float total_upper = gpu::block_reduce(sum_upper, partials, gpu::SumOp{});
-    if (threadIdx.x == 0) {
+    const float total_lower = gpu::warp_reduce(sum_lower, gpu::SumOp{});
+    const float total_upper = gpu::warp_reduce(sum_upper, gpu::SumOp{});
+    if (lane == 0) {
       if (bias_lower) bias_lower[row] = total_lower;
       if (bias_upper) bias_upper[row] = total_upper;
     }
@@ -182,22 +181,21 @@ __global__ void backsub_relu_backward_shared_coeffs_kernel(ReluRule rule, const 
 }
 
 // coeffs: [batch, rows, n]; centre, radius: [batch, n]; centre_term, spread: [batch, rows].
-// One block per row, grid-stride over rows; blockDim.x is a multiple of 32.
+// One warp per row (CTE_WARP_ROW_LOOP), its lanes striding over the row.
 __global__ void backsub_input_forward_kernel(const float* coeffs, const float* centre, const float* radius,
                                              float* centre_term, float* spread, int64_t batch, int64_t rows,
                                              int64_t n) {
-  CTE_DYNAMIC_SHARED(float, partials);
-  for (int64_t row = blockIdx.x; row < batch * rows; row += gridDim.x) {
+  CTE_WARP_ROW_LOOP(row, lane, batch * rows) {
     const int64_t s = row / rows;
     float sum_centre = 0.0f, sum_spread = 0.0f;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
+    for (int64_t j = lane; j < n; j += gpu::kWarpSize) {
       const float a = coeffs[row * n + j];
       sum_centre += a * centre[s * n + j];
       sum_spread += fabsf(a) * radius[s * n + j];
     }
-    const float total_centre = gpu::block_reduce(sum_centre, partials, gpu::SumOp{});
-    const float total_spread = gpu::block_reduce(sum_spread, partials, gpu::SumOp{});
-    if (threadIdx.x == 0) {
+    const float total_centre = gpu::warp_reduce(sum_centre, gpu::SumOp{});
+    const float total_spread = gpu::warp_reduce(sum_spread, gpu::SumOp{});
+    if (lane == 0) {
       centre_term[row] = total_centre;
       spread[row] = total_spread;
     }
@@ -232,14 +230,6 @@ __global__ void backsub_input_backward_box_kernel(const float* coeffs, const flo
     if (d_centre) d_centre[i] = dcen;
     if (d_radius) d_radius[i] = drad;
   }
-}
-
-// Threads per block for a row of n neurons: a multiple of 32 (block_reduce needs whole warps).
-unsigned threads_for_row(int64_t n) {
-  int64_t threads = (n + gpu::kWarpSize - 1) / gpu::kWarpSize * gpu::kWarpSize;
-  if (threads < gpu::kWarpSize) threads = gpu::kWarpSize;
-  if (threads > gpu::kBlock) threads = gpu::kBlock;
-  return unsigned(threads);
 }
 
 }  // namespace
@@ -277,10 +267,8 @@ void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* 
   const bool shared = s.shared;
   const int64_t total_rows = batch * rows;
   if (total_rows <= 0) return;
-  const unsigned threads = threads_for_row(n);
-  const unsigned blocks = unsigned(total_rows < gpu::kMaxBlocks ? total_rows : gpu::kMaxBlocks);
-  gpu::launch("backsub_relu_forward", dim3(blocks), dim3(threads),
-              gpu::block_reduce_shared_bytes(int(threads)), backsub_relu_forward_kernel, rule,
+  gpu::launch("backsub_relu_forward", gpu::warp_row_blocks(total_rows), gpu::warp_row_threads(total_rows), 0,
+              backsub_relu_forward_kernel, rule,
               coeffs, lower, upper, bias_below, coeffs_out, bias_lower, bias_upper, batch, rows, n, shared);
 }
 
@@ -316,9 +304,7 @@ void backsub_input_forward_cuda(const float* coeffs, const float* centre, const 
                                 float* spread, int64_t batch, int64_t rows, int64_t n) {
   const int64_t total_rows = batch * rows;
   if (total_rows <= 0) return;
-  const unsigned threads = threads_for_row(n);
-  const unsigned blocks = unsigned(total_rows < gpu::kMaxBlocks ? total_rows : gpu::kMaxBlocks);
-  gpu::launch("backsub_input_forward", dim3(blocks), dim3(threads), gpu::block_reduce_shared_bytes(int(threads)),
+  gpu::launch("backsub_input_forward", gpu::warp_row_blocks(total_rows), gpu::warp_row_threads(total_rows), 0,
               backsub_input_forward_kernel, coeffs, centre, radius, centre_term, spread, batch, rows, n);
 }
 
