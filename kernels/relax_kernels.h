@@ -26,6 +26,14 @@ struct BacksubShape {
   bool shared;
 };
 
+// Whether the backward of a ReLU step must sum d_lower, d_upper (and
+// d_bias_below) over the rows: unless the coefficients are shared and the
+// rule gives l and u no gradient (hBox's symbolic rows), where both are
+// exactly zero and the CPU and CUDA kernels fill them instead.
+inline bool backsub_relu_backward_sums_bounds(ReluRule rule, bool shared, bool bias_grad) {
+  return !shared || relu_rule_has_bound_gradient(rule) || bias_grad;
+}
+
 // X(name, parameter list). Shapes are row-major, outermost first.
 #define CTE_RELAX_KERNELS(X)                                                                   \
   /* Box ReLU: l = c - r, u = c + r -> c' = (relu(u) + relu(l)) / 2, r' = (relu(u) - relu(l)) / 2 */ \

@@ -87,9 +87,8 @@ const Tensor& magnitude_at(const BacksubContext& ctx, size_t level) {
 Tensor step_slack(const BacksubContext& ctx, size_t index) {
   const Layer& layer = ctx.net->layers()[index];
   switch (bound_rules(layer).role) {
-    // hBox's symbolic rows cross a ReLU exactly: coefficients times 1 or 0, no intercepts.
     case LayerRole::activation:
-      return ctx.rule == ReluRule::hbox_symbolic ? Tensor() : relu_slack(ctx.relu_lower[index], ctx.relu_upper[index]);
+      return kern::relu_rule_exact(ctx.rule) ? Tensor() : relu_slack(ctx.relu_lower[index], ctx.relu_upper[index]);
     case LayerRole::reshape: return Tensor();
     case LayerRole::affine:
     case LayerRole::elementwise: break;

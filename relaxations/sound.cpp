@@ -25,9 +25,9 @@
 //    only on the layer and a bound M on the magnitude of its input:
 //      affine  3 gamma_{n+1} (|W| M + |b|)  (forward error e_k, the residual,
 //              a fold of C into W under last-layer elision)
-//      ReLU    gamma_n max(|l|, |u|); none for hBox's symbolic rows, which
-//              cross a ReLU exactly (coefficients times 1 or 0, no intercepts;
-//              its unstable neurons are in the box part, item 4)
+//      ReLU    gamma_n max(|l|, |u|); none under an exact rule
+//              (relu_rule_exact: hBox's symbolic rows, times 1 or 0 with no
+//              intercepts; its unstable neurons are in the box part, item 4)
 //      input   2 gamma_{n0} (|c0| + r0 + |normalize shift|)
 //    The walker (backsub.cpp) accumulates sum_k |A_k| s_k beside the bound.
 // 3. Intermediate bounds are widened the same way before any ReLU case is

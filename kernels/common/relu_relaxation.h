@@ -49,6 +49,11 @@ CTE_HD inline bool relu_rule_symmetric(ReluRule rule) {
 // step under them gives l and u no gradient, and kernels may skip that sum.
 CTE_HD inline bool relu_rule_has_bound_gradient(ReluRule rule) { return rule != ReluRule::hbox_symbolic; }
 
+// True for rules whose lines are exact in float32 in every case (slopes 0 or
+// 1, intercepts 0): a step under them rounds nothing, so sound mode adds no
+// slack for it (relaxations/sound.cpp).
+CTE_HD inline bool relu_rule_exact(ReluRule rule) { return rule == ReluRule::hbox_symbolic; }
+
 struct ReluLinearBounds {
   float lower_slope, lower_intercept, upper_slope, upper_intercept;
 };

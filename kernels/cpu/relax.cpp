@@ -229,7 +229,7 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
     if (d_bias_below) pass(std::true_type{});
     else pass(std::false_type{});
   };
-  const bool bound_grads = !shared || relu_rule_has_bound_gradient(rule) || d_bias_below;
+  const bool bound_grads = backsub_relu_backward_sums_bounds(rule, shared, d_bias_below != nullptr);
   std::fill(d_lower, d_lower + count, 0.0f);
   std::fill(d_upper, d_upper + count, 0.0f);
   if (d_bias_below) std::fill(d_bias_below, d_bias_below + count, 0.0f);

@@ -73,17 +73,16 @@ inline RowLaunch row_launch(int64_t rows, int64_t cols) {
           block_reduce_shared_bytes(threads)};
 }
 
-// Launch shape of kernels that give each row one warp (rows of a few hundred
-// items: a block per row would spend most of its threads' time in the
-// reduction's barriers): up to kBlock / 32 rows per block, grid-striding.
-inline dim3 warp_row_blocks(int64_t rows) {
+// Launch shape of kernels that give each row one warp (CTE_WARP_ROW_LOOP;
+// rows of a few hundred items, where a block per row would spend most of its
+// threads' time in the reduction's barriers): up to kBlock / 32 rows per
+// block, no shared memory, grid-striding.
+inline RowLaunch warp_row_launch(int64_t rows) {
   const int64_t per_block = kBlock / kWarpSize;
+  const int64_t warps = rows < 1 ? 1 : (rows < per_block ? rows : per_block);
   const int64_t blocks = (rows + per_block - 1) / per_block;
-  return dim3(unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks)));
-}
-inline dim3 warp_row_threads(int64_t rows) {
-  const int64_t per_block = kBlock / kWarpSize;
-  return dim3(unsigned((rows < 1 ? 1 : (rows < per_block ? rows : per_block)) * kWarpSize));
+  return {dim3(unsigned(blocks < 1 ? 1 : (blocks > kMaxBlocks ? kMaxBlocks : blocks))),
+          dim3(unsigned(warps * kWarpSize)), 0};
 }
 
 }  // namespace cte::gpu

@@ -15,7 +15,6 @@
 #include "kernels/cuda/block_reduce.cuh"  // first: the emulator shim defines CTE_HD's qualifiers
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/common/relu_relaxation.h"
-#include "kernels/kernels.h"
 #include "kernels/relax_kernels.h"
 
 namespace cte::kern {
@@ -267,8 +266,8 @@ void backsub_relu_forward_cuda(ReluRule rule, const float* coeffs, const float* 
   const bool shared = s.shared;
   const int64_t total_rows = batch * rows;
   if (total_rows <= 0) return;
-  gpu::launch("backsub_relu_forward", gpu::warp_row_blocks(total_rows), gpu::warp_row_threads(total_rows), 0,
-              backsub_relu_forward_kernel, rule,
+  const gpu::RowLaunch shape = gpu::warp_row_launch(total_rows);
+  gpu::launch("backsub_relu_forward", shape.grid, shape.block, shape.shared_bytes, backsub_relu_forward_kernel, rule,
               coeffs, lower, upper, bias_below, coeffs_out, bias_lower, bias_upper, batch, rows, n, shared);
 }
 
@@ -279,10 +278,8 @@ void backsub_relu_backward_cuda(ReluRule rule, const float* coeffs, const float*
                                 BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   const bool shared = s.shared;
-  // hBox's symbolic rows on shared coefficients have d_lower = d_upper = 0
-  // exactly (the CPU twin's rule): two fills instead of a pass that reads
-  // every sample's d_coeffs_out.
-  if (!shared || relu_rule_has_bound_gradient(rule) || d_bias_below) {
+  // Otherwise two fills instead of a pass that reads every sample's d_coeffs_out.
+  if (backsub_relu_backward_sums_bounds(rule, shared, d_bias_below != nullptr)) {
     gpu::launch_1d("backsub_relu_backward_bounds", batch * n, backsub_relu_backward_bounds_kernel,
                    rule, coeffs, lower, upper, bias_below, d_coeffs_out, d_bias_lower, d_bias_upper, d_lower,
                    d_upper, d_bias_below, batch, rows, n, shared);
@@ -304,8 +301,8 @@ void backsub_input_forward_cuda(const float* coeffs, const float* centre, const 
                                 float* spread, int64_t batch, int64_t rows, int64_t n) {
   const int64_t total_rows = batch * rows;
   if (total_rows <= 0) return;
-  gpu::launch("backsub_input_forward", gpu::warp_row_blocks(total_rows), gpu::warp_row_threads(total_rows), 0,
-              backsub_input_forward_kernel, coeffs, centre, radius, centre_term, spread, batch, rows, n);
+  const gpu::RowLaunch shape = gpu::warp_row_launch(total_rows);
+  gpu::launch("backsub_input_forward", shape.grid, shape.block, shape.shared_bytes, backsub_input_forward_kernel, coeffs, centre, radius, centre_term, spread, batch, rows, n);
 }
 
 void backsub_input_backward_cuda(const float* coeffs, const float* centre, const float* radius,
