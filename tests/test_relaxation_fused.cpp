@@ -346,7 +346,7 @@ void fused_vs_generic_hbox_relu() {
 
 void fused_vs_generic_backsub_relu() {
   Rng rng(23);
-  const int64_t batch = 3, rows = 4, n = 19;
+  const int64_t batch = 3, rows = 4, n = 41;  // n: the CPU backward's neuron blocks of 32, the last one short
   std::vector<float> l, u;
   random_bounds(batch * n, rng, l, u);
   const Tensor lower = Tensor::from_vector(l, Shape{batch, n}, Device::cpu);
@@ -398,7 +398,7 @@ void fused_vs_generic_backsub_relu() {
   // A bias below of the wrong length, or with no intercept sum to fold it into.
   CHECK_THROWS_WITH_AS(relax::backsub_relu(ReluRule::crown, per_sample, lower, upper, true, false,
                                            random_tensor(Shape{n + 1}, rng)),
-                       doctest::Contains("bias_below is (20), expected (19)"), std::runtime_error);
+                       doctest::Contains("bias_below is (42), expected (41)"), std::runtime_error);
   CHECK_THROWS_WITH_AS(relax::backsub_relu(ReluRule::crown, per_sample, lower, upper, false, false, bias_below),
                        doctest::Contains("ask for at least one"), std::runtime_error);
 }
@@ -699,12 +699,12 @@ void parity_backsub(bool backward) {
   }
 }
 
-// The CPU backward of a ReLU step on one thread (shared coefficients: one
-// fused pass over d_coeffs_out, row blocks of 128 KiB) and on several (two
-// passes, samples then rows, split between threads) must add every sum in
-// the same order: the same bits, for every rule, shared or not, with the bias
-// below and all gradients asked for. Sizes above the threads' threshold, and
-// n large enough that a row block holds 10 rows (rows 37: a short last block).
+// The CPU backward of a ReLU step splits its neuron blocks (of 32) between
+// threads, whole blocks for shared coefficients, (sample, block) pairs
+// otherwise, and must add every sum in the same order on any thread count:
+// the same bits, for every rule, shared or not, with the bias below and all
+// gradients asked for. Sizes above the threads' threshold, n with a short
+// last block (200 = 6 x 32 + 8) and the CONV net's 3,136.
 TEST_CASE("relax fused: the CPU ReLU backsubstitution backward is the same bit for bit on 1 and 3 threads") {
   Rng rng(35);
   const int threads_before = omp_get_max_threads();

@@ -150,34 +150,55 @@ CTE_HD inline BacksubElement backsub_relu_element(const ReluLinearBounds b, floa
           a * (positive ? b.upper_intercept : b.lower_intercept)};
 }
 
-struct BacksubElementGrad {
-  float d_coeff, d_l, d_u;  // d_l, d_u: this element's share of the neuron's gradient
-  float d_bias_below;       // and of the folded bias's (fold_bias_below)
+// The backward of that step. The coefficient's gradient is per element; a kernel that has no
+// d_bias_lower or d_bias_upper compiles its term out (kLowerBias, kUpperBias false: zero).
+template <bool kLowerBias = true, bool kUpperBias = true>
+CTE_HD inline float backsub_relu_element_d_coeff(const ReluLinearBounds b, float a, float d_coeff_out,
+                                                 float d_bias_lower, float d_bias_upper) {
+  const bool positive = a >= 0.0f;
+  float d = d_coeff_out * (positive ? b.lower_slope : b.upper_slope);
+  if constexpr (kLowerBias) d += d_bias_lower * (positive ? b.lower_intercept : b.upper_intercept);
+  if constexpr (kUpperBias) d += d_bias_upper * (positive ? b.upper_intercept : b.lower_intercept);
+  return d;
+}
+
+// The neuron's gradients (in l, u and the folded bias below) sum its rows' terms. Each term is
+// a times an incoming gradient times one of the line coefficients' derivatives, and which one
+// depends only on the sign of a. So a kernel sums a * d_coeff_out, a * d_bias_lower and
+// a * d_bias_upper over the neuron's rows, split by that sign (add_signed), and combines the six
+// sums with the derivatives once per neuron (backsub_relu_neuron_grad) instead of once per row:
+// the row loop reads no derivative table and keeps its sums in registers.
+struct BacksubSignSums {
+  float out_pos, out_neg;      // a * d_coeff_out over the rows with a >= 0, and a < 0
+  float lower_pos, lower_neg;  // a * d_bias_lower
+  float upper_pos, upper_neg;  // a * d_bias_upper
 };
 
-CTE_HD inline BacksubElementGrad backsub_relu_element_grad(const ReluLinearBounds b,
-                                                           const ReluLinearBoundsGrad g, float a,
-                                                           float d_coeff_out, float d_bias_lower,
-                                                           float d_bias_upper) {
+// pos or neg += a x, by the sign of a (a NaN goes to neg, as backsub_relu_element sends it up).
+CTE_HD inline void add_signed(float& pos, float& neg, float a, float x) {
   const bool positive = a >= 0.0f;
-  const float slope = positive ? b.lower_slope : b.upper_slope;
-  const float icpt_lo = positive ? b.lower_intercept : b.upper_intercept;
-  const float icpt_up = positive ? b.upper_intercept : b.lower_intercept;
-  const ReluLinearBounds dl = g.d_l;
-  const ReluLinearBounds du = g.d_u;
-  const float dslope_dl = positive ? dl.lower_slope : dl.upper_slope;
-  const float dslope_du = positive ? du.lower_slope : du.upper_slope;
-  const float dlo_dl = positive ? dl.lower_intercept : dl.upper_intercept;
-  const float dlo_du = positive ? du.lower_intercept : du.upper_intercept;
-  const float dup_dl = positive ? dl.upper_intercept : dl.lower_intercept;
-  const float dup_du = positive ? du.upper_intercept : du.lower_intercept;
-  BacksubElementGrad out;
-  out.d_coeff = d_coeff_out * slope + d_bias_lower * icpt_lo + d_bias_upper * icpt_up;
-  out.d_l = a * (d_coeff_out * dslope_dl + d_bias_lower * dlo_dl + d_bias_upper * dup_dl);
-  out.d_u = a * (d_coeff_out * dslope_du + d_bias_lower * dlo_du + d_bias_upper * dup_du);
-  // The folded intercepts' slopes: the lower sum's is this side's, the upper sum's the other's.
-  out.d_bias_below = a * (d_bias_lower * slope + d_bias_upper * (positive ? b.upper_slope : b.lower_slope));
-  return out;
+  const float t = a * x;
+  pos += positive ? t : 0.0f;
+  neg += positive ? 0.0f : t;
+}
+
+struct BacksubNeuronGrad {
+  float d_l, d_u, d_bias_below;
+};
+
+// A row with a >= 0 reads the lower line for the lower bias and the upper line for the upper
+// bias; a row with a < 0 the other way round (backsub_relu_element). The folded bias's
+// derivative is the slope of the line its intercept belongs to (fold_bias_below).
+CTE_HD inline float combine_sign_sums(const BacksubSignSums& s, const ReluLinearBounds d) {
+  return s.out_pos * d.lower_slope + s.out_neg * d.upper_slope + s.lower_pos * d.lower_intercept +
+         s.lower_neg * d.upper_intercept + s.upper_pos * d.upper_intercept + s.upper_neg * d.lower_intercept;
+}
+
+CTE_HD inline BacksubNeuronGrad backsub_relu_neuron_grad(const ReluLinearBounds b, const ReluLinearBoundsGrad g,
+                                                         const BacksubSignSums s) {
+  return {combine_sign_sums(s, g.d_l), combine_sign_sums(s, g.d_u),
+          s.lower_pos * b.lower_slope + s.lower_neg * b.upper_slope + s.upper_pos * b.upper_slope +
+              s.upper_neg * b.lower_slope};
 }
 
 // The derivative of |a| as ops::abs defines it: sign(a), 0 at 0 (NaN stays NaN).

@@ -2,12 +2,12 @@
 // Box and hBox ReLU steps, the backsubstitution step through a ReLU and the
 // input step, with their backward kernels, on OpenMP. The per-neuron formulas
 // come from kernels/common/relu_relaxation.h, shared with kernels/cuda/relax.cu.
-// The ReLU step first tabulates each neuron's linear bounds (and their
-// derivatives) once per (sample, neuron), one array per coefficient so the
-// loops over neurons vectorize, since all `rows` coefficient rows of a sample
-// read the same neuron's bounds. Sums over rows run in the order k = 0, 1, ...
-// like the CUDA twin (sums over neurons are vectorized), and no two threads
-// write one element, so results do not depend on the thread count.
+// The ReLU step first tabulates each neuron's linear bounds once per (sample,
+// neuron), one array per coefficient so the loops over neurons vectorize, since
+// all `rows` coefficient rows of a sample read the same neuron's bounds. Sums
+// over rows run in the order k = 0, 1, ... and sums over samples in the order
+// s = 0, 1, ... like the CUDA twin (sums over neurons are vectorized), and no
+// two threads write one element, so results do not depend on the thread count.
 #include <omp.h>
 
 #include <algorithm>
@@ -21,7 +21,12 @@ namespace cte::kern {
 namespace {
 
 constexpr int64_t kParallelThreshold = 1 << 14;  // elements below which threads cost more than they save
-constexpr int64_t kSharedBlockFloats = int64_t(1) << 15;  // 128 KiB of shared rows (and as much of their sums) in L2
+// The backward's neuron block: its bounds and running sums (up to 10 arrays)
+// stay in L1 or registers while the rows go by: two 512-bit registers per
+// array (blocks of 64 spilled and ran slower in a trial on AVX-512). Its rows
+// are n floats apart: d_coeffs_out is prefetched kPrefetchRows rows ahead.
+constexpr int64_t kNeuronBlock = 32;
+constexpr int64_t kPrefetchRows = 16;
 
 // Per-thread scratch reused across calls (a training step must not allocate).
 float* scratch_floats(size_t count) {
@@ -30,25 +35,12 @@ float* scratch_floats(size_t count) {
   return table.data();
 }
 
-// Each neuron's four coefficients (and, for the backward, their eight
-// partial derivatives), tabulated once per (sample, neuron) as separate
-// arrays so the loops over neurons vectorize.
+// Each neuron's four coefficients, tabulated once per (sample, neuron) as
+// separate arrays so the loops over neurons vectorize.
 struct BoundsTable {
   const float *ls, *li, *us, *ui;
   ReluLinearBounds at(int64_t i) const { return {ls[i], li[i], us[i], ui[i]}; }
   BoundsTable row(int64_t offset) const { return {ls + offset, li + offset, us + offset, ui + offset}; }
-};
-struct BoundsGradTable {
-  const float* d[8];  // d/dl of ls, li, us, ui, then d/du of the same
-  // The table of one sample, its pointers in locals the vectorizer can keep in registers.
-  struct Row {
-    const float *l0, *l1, *l2, *l3, *u0, *u1, *u2, *u3;
-    ReluLinearBoundsGrad at(int64_t j) const { return {{l0[j], l1[j], l2[j], l3[j]}, {u0[j], u1[j], u2[j], u3[j]}}; }
-  };
-  Row row(int64_t offset) const {
-    return {d[0] + offset, d[1] + offset, d[2] + offset, d[3] + offset,
-            d[4] + offset, d[5] + offset, d[6] + offset, d[7] + offset};
-  }
 };
 
 // per_neuron(i, j) for every neuron i = s n + j of `batch` samples of n.
@@ -74,23 +66,6 @@ BoundsTable tabulate_bounds(ReluRule rule, const float* lower, const float* uppe
     ls[i] = b.lower_slope, li[i] = b.lower_intercept, us[i] = b.upper_slope, ui[i] = b.upper_intercept;
   });
   return {ls, li, us, ui};
-}
-
-BoundsGradTable tabulate_bounds_grad(ReluRule rule, const float* lower, const float* upper, const float* bias_below,
-                                     int64_t batch, int64_t n, float* storage) {
-  const int64_t count = batch * n;
-  BoundsGradTable t;
-  float* d[8];
-  for (int k = 0; k < 8; ++k) t.d[k] = d[k] = storage + k * count;
-  for_each_neuron(batch, n, [&](int64_t i, int64_t j) {
-    ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
-    if (bias_below) g = fold_bias_below(g, bias_below[j]);
-    d[0][i] = g.d_l.lower_slope, d[1][i] = g.d_l.lower_intercept, d[2][i] = g.d_l.upper_slope,
-    d[3][i] = g.d_l.upper_intercept;
-    d[4][i] = g.d_u.lower_slope, d[5][i] = g.d_u.lower_intercept, d[6][i] = g.d_u.upper_slope,
-    d[7][i] = g.d_u.upper_intercept;
-  });
-  return t;
 }
 
 }  // namespace
@@ -169,6 +144,77 @@ void backsub_relu_forward_cpu(ReluRule rule, const float* coeffs, const float* l
   }
 }
 
+namespace {
+
+// The backward of a ReLU step for neurons [j0, j0 + kNeuronBlock) (fewer at the end) of samples
+// [s_first, s_last): each row's coefficient gradients (written, or added into the shared block's)
+// and, over the rows in order k = 0, 1, ..., the sign sums of those neurons (BacksubSignSums), then
+// their d_lower, d_upper and d_bias_below (backsub_relu_neuron_grad). Which incoming gradients
+// exist is compiled in: the loop is bound by how many arrays it touches per element.
+template <bool kShared, bool kLowerBias, bool kUpperBias, bool kBoundSums>
+void relu_backward_block(ReluRule rule, const float* coeffs, const float* lower, const float* upper,
+                         const float* bias_below, const float* d_coeffs_out, const float* d_bias_lower,
+                         const float* d_bias_upper, float* d_coeffs, float* d_lower, float* d_upper,
+                         float* d_bias_below, const BoundsTable& bounds, int64_t rows, int64_t n, int64_t j0,
+                         int64_t s_first, int64_t s_last) {
+  const int64_t width = std::min(kNeuronBlock, n - j0);
+  alignas(64) float ls[kNeuronBlock], li[kNeuronBlock], us[kNeuronBlock], ui[kNeuronBlock];
+  alignas(64) float out_pos[kNeuronBlock], out_neg[kNeuronBlock], lower_pos[kNeuronBlock], lower_neg[kNeuronBlock],
+      upper_pos[kNeuronBlock], upper_neg[kNeuronBlock];
+  for (int64_t s = s_first; s < s_last; ++s) {
+    for (int64_t j = 0; j < width; ++j) {
+      const int64_t i = s * n + j0 + j;
+      ls[j] = bounds.ls[i], li[j] = bounds.li[i], us[j] = bounds.us[i], ui[j] = bounds.ui[i];
+      out_pos[j] = out_neg[j] = lower_pos[j] = lower_neg[j] = upper_pos[j] = upper_neg[j] = 0.0f;
+    }
+    for (int64_t k = 0; k < rows; ++k) {
+      const int64_t row = s * rows + k;
+      const float* a = coeffs + ((kShared ? 0 : s) * rows + k) * n + j0;
+      const float* d_out = d_coeffs_out + row * n + j0;
+      float* d_a = d_coeffs + (kShared ? k : row) * n + j0;
+      const float dbl = kLowerBias ? d_bias_lower[row] : 0.0f, dbu = kUpperBias ? d_bias_upper[row] : 0.0f;
+      // A block's rows are n floats apart, a stride the hardware prefetchers miss.
+      if (k + kPrefetchRows < rows) {
+        __builtin_prefetch(d_out + kPrefetchRows * n);
+        __builtin_prefetch(d_out + kPrefetchRows * n + kNeuronBlock / 2);
+      }
+#pragma omp simd
+      for (int64_t j = 0; j < width; ++j) {
+        const float g = backsub_relu_element_d_coeff<kLowerBias, kUpperBias>({ls[j], li[j], us[j], ui[j]}, a[j],
+                                                                             d_out[j], dbl, dbu);
+        if constexpr (kShared) d_a[j] += g;
+        else d_a[j] = g;
+        if constexpr (kBoundSums) {
+          add_signed(out_pos[j], out_neg[j], a[j], d_out[j]);
+          if constexpr (kLowerBias) add_signed(lower_pos[j], lower_neg[j], a[j], dbl);
+          if constexpr (kUpperBias) add_signed(upper_pos[j], upper_neg[j], a[j], dbu);
+        }
+      }
+    }
+    if constexpr (kBoundSums) {
+      for (int64_t j = 0; j < width; ++j) {
+        const int64_t i = s * n + j0 + j;
+        ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, lower[i], upper[i]);
+        if (bias_below) g = fold_bias_below(g, bias_below[j0 + j]);
+        const BacksubNeuronGrad out = backsub_relu_neuron_grad(
+            {ls[j], li[j], us[j], ui[j]}, g,
+            {out_pos[j], out_neg[j], lower_pos[j], lower_neg[j], upper_pos[j], upper_neg[j]});
+        d_lower[i] = out.d_l;
+        d_upper[i] = out.d_u;
+        if (d_bias_below) d_bias_below[i] = out.d_bias_below;
+      }
+    }
+  }
+}
+
+}  // namespace
+
+// Work goes by blocks of kNeuronBlock neurons. Shared coefficients: a thread
+// owns whole blocks, walking every sample through them (their gradient sums
+// the samples in order); otherwise it owns (sample, block) pairs. The
+// coefficients, bounds and sums of a block stay in L1 or registers while
+// d_coeffs_out streams by once (README, "The ReLU step's backward": its
+// measurements against the per-row derivative tables this replaced).
 void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* lower,
                                const float* upper, const float* bias_below, const float* d_coeffs_out,
                                const float* d_bias_lower, const float* d_bias_upper,
@@ -176,106 +222,48 @@ void backsub_relu_backward_cpu(ReluRule rule, const float* coeffs, const float* 
                                BacksubShape shape) {
   const int64_t batch = shape.batch, rows = shape.rows, n = shape.n;
   const bool shared = shape.shared;
-  if (batch == 0) {  // no sample reads the shared block: its gradient is zero
-    if (shared)
-      for (int64_t i = 0; i < rows * n; ++i) d_coeffs[i] = 0.0f;
-    return;
-  }
+  if (shared) std::fill(d_coeffs, d_coeffs + rows * n, 0.0f);
   const int64_t count = batch * n;
-  float* storage = scratch_floats(size_t(12 * count));
-  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, bias_below, batch, n, storage);
-  const BoundsGradTable grads = tabulate_bounds_grad(rule, lower, upper, bias_below, batch, n, storage + 4 * count);
-  // Rows [k_first, k_last) of sample s: their coefficient gradients (written
-  // when not shared; with kSharedSum added into the shared block's sums) and
-  // their terms of d_lower, d_upper (and d_bias_below), added in row order.
-  // The bias's sum is compiled in only where asked for, the shared block's
-  // only where this pass also computes it: the loop is memory-bound, and each
-  // running sum is another stream.
-  auto rows_pass = [&](int64_t s, int64_t k_first, int64_t k_last, auto bias_grad, auto shared_sum) {
-    constexpr bool kBiasGrad = decltype(bias_grad)::value, kSharedSum = decltype(shared_sum)::value;
-    float* dl = d_lower + s * n;
-    float* du = d_upper + s * n;
-    float* db = kBiasGrad ? d_bias_below + s * n : nullptr;
-    const BoundsGradTable::Row sample_grads = grads.row(s * n);
-    const BoundsTable sample_bounds = bounds.row(s * n);
-    for (int64_t k = k_first; k < k_last; ++k) {
-      const int64_t row = s * rows + k;
-      const float* a = coeffs + ((shared ? 0 : s) * rows + k) * n;
-      const float* d_out = d_coeffs_out + row * n;
-      const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
-      float* d_a = d_coeffs + (shared ? k : row) * n;
-      // Element j's terms of the sample's sums; returns its coefficient gradient.
-      auto add_bound_terms = [&](int64_t j) {
-        const BacksubElementGrad g =
-            backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu);
-        dl[j] += g.d_l;
-        du[j] += g.d_u;
-        if constexpr (kBiasGrad) db[j] += g.d_bias_below;
-        return g.d_coeff;
-      };
-      if (!shared) {
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) d_a[j] = add_bound_terms(j);
-      } else if (kSharedSum) {
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) d_a[j] += add_bound_terms(j);
-      } else {  // the shared block's gradient is summed over the samples elsewhere
-#pragma omp simd
-        for (int64_t j = 0; j < n; ++j) add_bound_terms(j);
-      }
-    }
-  };
-  auto with_bias_grad = [&](auto&& pass) {
-    if (d_bias_below) pass(std::true_type{});
-    else pass(std::false_type{});
-  };
-  const bool bound_grads = backsub_relu_backward_sums_bounds(rule, shared, d_bias_below != nullptr);
-  std::fill(d_lower, d_lower + count, 0.0f);
-  std::fill(d_upper, d_upper + count, 0.0f);
-  if (d_bias_below) std::fill(d_bias_below, d_bias_below + count, 0.0f);
-  const bool threaded = omp_get_max_threads() > 1 && batch * rows * n > kParallelThreshold;
-  if (shared && bound_grads && !threaded) {
-    // One thread, shared coefficients: one pass over d_coeffs_out computes
-    // both the per-sample sums and the shared block's, a block of rows at a
-    // time (its sums and coefficients stay in L2 while the samples go by).
-    // Each sum is added in the order of the two-pass code below (rows
-    // ascending for d_lower, samples ascending for the shared block), so the
-    // result is the same bit for bit, and the same on any thread count.
-    std::fill(d_coeffs, d_coeffs + rows * n, 0.0f);
-    const int64_t block_rows = std::clamp<int64_t>(kSharedBlockFloats / std::max<int64_t>(n, 1), 1, std::max<int64_t>(rows, 1));
-    for (int64_t first = 0; first < rows; first += block_rows)
+  // hBox's symbolic rows on shared coefficients have d_lower = d_upper = 0 exactly.
+  const bool bound_sums = backsub_relu_backward_sums_bounds(rule, shared, d_bias_below != nullptr);
+  if (!bound_sums || rows == 0) {
+    std::fill(d_lower, d_lower + count, 0.0f);
+    std::fill(d_upper, d_upper + count, 0.0f);
+    if (d_bias_below) std::fill(d_bias_below, d_bias_below + count, 0.0f);
+  }
+  if (batch == 0 || rows == 0 || n == 0) return;
+  const BoundsTable bounds = tabulate_bounds(rule, lower, upper, bias_below, batch, n, scratch_floats(size_t(4 * count)));
+  const int64_t blocks = (n + kNeuronBlock - 1) / kNeuronBlock;
+  [[maybe_unused]] const bool threaded = batch * rows * n > kParallelThreshold;  // (unused without OpenMP)
+  auto run = [&](auto lower_bias, auto upper_bias, auto sums) {
+    constexpr bool kLower = decltype(lower_bias)::value, kUpper = decltype(upper_bias)::value,
+                   kSums = decltype(sums)::value;
+    if (shared) {
+#pragma omp parallel for schedule(static) if (threaded)
+      for (int64_t jb = 0; jb < blocks; ++jb)
+        relu_backward_block<true, kLower, kUpper, kSums>(rule, coeffs, lower, upper, bias_below, d_coeffs_out,
+                                                         d_bias_lower, d_bias_upper, d_coeffs, d_lower, d_upper,
+                                                         d_bias_below, bounds, rows, n, jb * kNeuronBlock, 0, batch);
+    } else {
+#pragma omp parallel for collapse(2) schedule(static) if (threaded)
       for (int64_t s = 0; s < batch; ++s)
-        with_bias_grad([&](auto bias) { rows_pass(s, first, std::min(rows, first + block_rows), bias, std::true_type{}); });
-    return;
-  }
-  // hBox's symbolic rows on shared coefficients have d_lower = d_upper = 0
-  // exactly, and the shared block's gradient comes from the pass below: a
-  // pass over every sample's d_coeffs_out would only add zeros.
-  if (bound_grads) {
-    // Each thread owns whole samples: their coefficient gradients (not shared)
-    // and their sums into d_lower, d_upper, d_bias_below.
-#pragma omp parallel for schedule(static) if (threaded)
-    for (int64_t s = 0; s < batch; ++s)
-      with_bias_grad([&](auto bias) { rows_pass(s, 0, rows, bias, std::false_type{}); });
-  }
-  if (!shared || rows == 0) return;
-  // Shared coefficients: each thread owns whole rows and sums the samples in order.
-#pragma omp parallel for schedule(static) if (threaded)
-  for (int64_t k = 0; k < rows; ++k) {
-    float* out = d_coeffs + k * n;
-    const float* a = coeffs + k * n;
-    for (int64_t j = 0; j < n; ++j) out[j] = 0.0f;
-    for (int64_t s = 0; s < batch; ++s) {
-      const int64_t row = s * rows + k;
-      const float* d_out = d_coeffs_out + row * n;
-      const float dbl = d_bias_lower ? d_bias_lower[row] : 0.0f, dbu = d_bias_upper ? d_bias_upper[row] : 0.0f;
-      const BoundsGradTable::Row sample_grads = grads.row(s * n);
-      const BoundsTable sample_bounds = bounds.row(s * n);
-#pragma omp simd
-      for (int64_t j = 0; j < n; ++j)
-        out[j] += backsub_relu_element_grad(sample_bounds.at(j), sample_grads.at(j), a[j], d_out[j], dbl, dbu).d_coeff;
+        for (int64_t jb = 0; jb < blocks; ++jb)
+          relu_backward_block<false, kLower, kUpper, kSums>(rule, coeffs, lower, upper, bias_below, d_coeffs_out,
+                                                            d_bias_lower, d_bias_upper, d_coeffs, d_lower, d_upper,
+                                                            d_bias_below, bounds, rows, n, jb * kNeuronBlock, s, s + 1);
     }
-  }
+  };
+  // The gradient arguments that exist, compiled in (with shared or not: 16 variants of one loop).
+  auto with_sums = [&](auto lower_bias, auto upper_bias) {
+    if (bound_sums) run(lower_bias, upper_bias, std::true_type{});
+    else run(lower_bias, upper_bias, std::false_type{});
+  };
+  auto with_upper = [&](auto lower_bias) {
+    if (d_bias_upper) with_sums(lower_bias, std::true_type{});
+    else with_sums(lower_bias, std::false_type{});
+  };
+  if (d_bias_lower) with_upper(std::true_type{});
+  else with_upper(std::false_type{});
 }
 
 void backsub_input_forward_cpu(const float* coeffs, const float* centre, const float* radius, float* centre_term,

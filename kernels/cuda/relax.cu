@@ -106,8 +106,8 @@ __global__ void backsub_relu_forward_kernel(ReluRule rule, const float* coeffs, 
   }
 }
 
-// One thread per neuron (s, j): d_lower[s, j], d_upper[s, j] (and d_bias_below[s, j])
-// summed over rows in order. Shapes as in backsub_relu_backward (kernels/relax_kernels.h).
+// One thread per neuron (s, j): its sign sums over the rows in order, then d_lower[s, j],
+// d_upper[s, j] (and d_bias_below[s, j]) from them (backsub_relu_neuron_grad). Shapes as in backsub_relu_backward (kernels/relax_kernels.h).
 __global__ void backsub_relu_backward_bounds_kernel(ReluRule rule, const float* coeffs,
                                                     const float* lower, const float* upper,
                                                     const float* bias_below, const float* d_coeffs_out,
@@ -119,20 +119,18 @@ __global__ void backsub_relu_backward_bounds_kernel(ReluRule rule, const float* 
     const int64_t s = i / n, j = i % n;
     const ReluLinearBounds b = bounds_at(rule, lower[i], upper[i], bias_below, j);
     const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[i], upper[i], bias_below, j);
-    float dl = 0.0f, du = 0.0f, db = 0.0f;
+    BacksubSignSums sums{0.0f, 0.0f, 0.0f, 0.0f, 0.0f, 0.0f};
     for (int64_t k = 0; k < rows; ++k) {
       const int64_t row = s * rows + k;
       const float a = coeffs[((shared ? 0 : s) * rows + k) * n + j];
-      const BacksubElementGrad e = backsub_relu_element_grad(
-          b, g, a, d_coeffs_out[row * n + j], d_bias_lower ? d_bias_lower[row] : 0.0f,
-          d_bias_upper ? d_bias_upper[row] : 0.0f);
-      dl += e.d_l;
-      du += e.d_u;
-      db += e.d_bias_below;
+      add_signed(sums.out_pos, sums.out_neg, a, d_coeffs_out[row * n + j]);
+      if (d_bias_lower) add_signed(sums.lower_pos, sums.lower_neg, a, d_bias_lower[row]);
+      if (d_bias_upper) add_signed(sums.upper_pos, sums.upper_neg, a, d_bias_upper[row]);
     }
-    d_lower[i] = dl;
-    d_upper[i] = du;
-    if (d_bias_below) d_bias_below[i] = db;
+    const BacksubNeuronGrad out = backsub_relu_neuron_grad(b, g, sums);
+    d_lower[i] = out.d_l;
+    d_upper[i] = out.d_u;
+    if (d_bias_below) d_bias_below[i] = out.d_bias_below;
   }
 }
 
@@ -146,11 +144,8 @@ __global__ void backsub_relu_backward_coeffs_kernel(ReluRule rule, const float* 
   CTE_GRID_STRIDE_LOOP(i, batch * rows * n) {
     const int64_t row = i / n, j = i % n, s = row / rows;
     const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
-    const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
-    d_coeffs[i] = backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[i],
-                                            d_bias_lower ? d_bias_lower[row] : 0.0f,
-                                            d_bias_upper ? d_bias_upper[row] : 0.0f)
-                      .d_coeff;
+    d_coeffs[i] = backsub_relu_element_d_coeff(b, coeffs[i], d_coeffs_out[i], d_bias_lower ? d_bias_lower[row] : 0.0f,
+                                               d_bias_upper ? d_bias_upper[row] : 0.0f);
   }
 }
 
@@ -169,11 +164,9 @@ __global__ void backsub_relu_backward_shared_coeffs_kernel(ReluRule rule, const 
     for (int64_t s = 0; s < batch; ++s) {
       const int64_t row = s * rows + k;
       const ReluLinearBounds b = bounds_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
-      const ReluLinearBoundsGrad g = bounds_grad_at(rule, lower[s * n + j], upper[s * n + j], bias_below, j);
-      sum += backsub_relu_element_grad(b, g, coeffs[i], d_coeffs_out[row * n + j],
-                                       d_bias_lower ? d_bias_lower[row] : 0.0f,
-                                       d_bias_upper ? d_bias_upper[row] : 0.0f)
-                 .d_coeff;
+      sum += backsub_relu_element_d_coeff(b, coeffs[i], d_coeffs_out[row * n + j],
+                                          d_bias_lower ? d_bias_lower[row] : 0.0f,
+                                          d_bias_upper ? d_bias_upper[row] : 0.0f);
     }
     d_coeffs[i] = sum;
   }
