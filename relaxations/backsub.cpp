@@ -83,6 +83,12 @@ const Tensor& magnitude_at(const BacksubContext& ctx, size_t level) {
   return ctx.magnitude[level];
 }
 
+// Sound mode: the roundings an affine step's slack covers. hBox's generator norms
+// (mode generator_norm) leave the float32 pass's own error to hBox's box part.
+AffineRoundings affine_roundings(const BacksubContext& ctx) {
+  return ctx.mode == BacksubMode::generator_norm ? AffineRoundings::without_forward_error : AffineRoundings::all;
+}
+
 // Sound mode: the slack of stepping down through layers[index], over its output (N, n_out).
 Tensor step_slack(const BacksubContext& ctx, size_t index) {
   const Layer& layer = ctx.net->layers()[index];
@@ -93,7 +99,7 @@ Tensor step_slack(const BacksubContext& ctx, size_t index) {
     case LayerRole::affine:
     case LayerRole::elementwise: break;
   }
-  return affine_slack(layer, magnitude_at(ctx, index), ctx.batch);
+  return affine_slack(layer, magnitude_at(ctx, index), ctx.batch, 0, affine_roundings(ctx));
 }
 
 // Sound mode: the slack of the input step (rounded box, A c0 and |A| r0), (N, n0).
@@ -211,8 +217,9 @@ std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t to
     if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
     level = top - 1;
     if (ctx.sound)  // the skipped step's slack: that of the top layer's own rows
-      f.slack = slack_columns(affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch), first, count,
-                              ctx.mode == BacksubMode::bounds_stacked);
+      f.slack = slack_columns(affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch, 0,
+                                           affine_roundings(ctx)),
+                              first, count, ctx.mode == BacksubMode::bounds_stacked);
   } else {
     f.coeffs = identity_rows(count, level_width(*ctx.net, top), first, ctx.centre0.device());
   }
@@ -637,7 +644,8 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
   if (elide && top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
     // Last-layer elision: W' = C W (N, K', n_in), b' = C b (N, K').
     if (ctx.sound)  // the last layer's slack, with C folded into it
-      f.slack = abs_coeffs_times(rows, affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch, rows.size(1)));
+      f.slack = abs_coeffs_times(rows, affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch,
+                                                    rows.size(1), affine_roundings(ctx)));
     const BacksubAffineResult r = backsub_linear(rows, ctx.weight[top - 1], ctx.bias[top - 1], track_bias);
     f.coeffs = r.coeffs;
     f.bias = r.bias_term;

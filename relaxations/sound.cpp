@@ -24,7 +24,8 @@
 //    each step adds |A_k| s_k to the error, where the slack vector s_k depends
 //    only on the layer and a bound M on the magnitude of its input:
 //      affine  3 gamma_{n+1} (|W| M + |b|)  (forward error e_k, the residual,
-//              a fold of C into W under last-layer elision)
+//              a fold of C into W under last-layer elision); 2 gamma for
+//              hBox's generator norms, whose e_k is in hBox's box part (item 4)
 //      ReLU    gamma_n max(|l|, |u|); none under an exact rule
 //              (relu_rule_exact: hBox's symbolic rows, times 1 or 0 with no
 //              intercepts; its unstable neurons are in the box part, item 4)
@@ -37,7 +38,10 @@
 // 4. Box and hBox are forward passes: their radius grows by the affine slack
 //    at each affine layer (which also covers the rounding of c' = W c + b and
 //    r' = |W| r) and by 8 u (|c| + r) at a ReLU; hBox's generator norms come
-//    from the walker of 2, widened the same way.
+//    from the walker of 2, widened the same way. An hBox neuron is c + G e + beta
+//    with |beta| <= b: the float32 pass's error e_k enters beta (the box radius),
+//    so the walker's affine steps cover only the rounding of the coefficients
+//    and of the fold (AffineRoundings::without_forward_error).
 // 5. The slack terms are themselves computed in float32 from nonnegative
 //    terms, with relative error below m u for m terms: widen() multiplies the
 //    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
@@ -96,10 +100,11 @@ Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batc
   return ops::scale(abs_layer_image(layer, magnitude, batch, true), 1.0f + 2.0f * gamma);
 }
 
-Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms) {
+Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms,
+                    AffineRoundings roundings) {
   if (!rounds(layer)) return Tensor();
   const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1 + extra_terms);
-  return ops::scale(abs_layer_image(layer, magnitude, batch, true), 3.0f * gamma);
+  return ops::scale(abs_layer_image(layer, magnitude, batch, true), float(static_cast<int>(roundings)) * gamma);
 }
 
 Tensor relu_slack(const Tensor& lower, const Tensor& upper) {
