@@ -30,8 +30,20 @@ n=$(wc -l <<<"$list")
 # 12 + 4 + 6 + 4 training cells (tables 11, 11 at 200 epochs, 10, 13's extra seeds), 12 of table 7,
 # 3 tightness nets + 4 curves (FC-SMALL's LPs on their own), 1 landscape net + 1 landscape, 2 SGD figures, figure 3; the SABR
 # comparison: 2 SABR cells (its Box and CROWN-IBP cells are table 11's) and 6 certifications; table 14's
-# 7 methods x 3 seeds and their 21 cross-certifications.
-if [ "$n" -eq 100 ]; then ok "--list: 100 cells"; else bad "--list: $n cells, expected 100: $list"; fi
+# 7 methods x 3 seeds and their 21 cross-certifications; table 11's 4 paper-schedule nets certified
+# with sound and with fast bounds (8).
+if [ "$n" -eq 108 ]; then ok "--list: 108 cells"; else bad "--list: $n cells, expected 108: $list"; fi
+dry=$(reproduce --only 'fast-bounds/fmnist-conv-box-eps0.1@paper' --only 'sound-bounds/fmnist-conv-box-eps0.1@paper' --dry-run 2>&1)
+# The same net, one command with --unsound-fast and one without; neither repeats the training cell's PGD attack.
+certifies=$(grep -E "certify eval --checkpoint [^ ]*/fmnist-conv-box-eps0.1@paper --relaxations box --eps 0.1 " <<<"$dry")
+cmds=$(grep -c . <<<"$certifies")
+fast=$(grep -c -- "--unsound-fast" <<<"$certifies")
+pgd=$(grep -cE -- "--pgd( |$)" <<<"$certifies")
+if [ "$fast" -eq 1 ] && [ "$pgd" -eq 0 ] && [ "$cmds" -eq 2 ]; then
+  ok "sound-bounds and fast-bounds: one sound and one --unsound-fast certify of the same net, no PGD"
+else
+  bad "sound/fast dry-run: $dry"
+fi
 dry=$(reproduce --only 'fmnist-pca16-fc-2x20-triangle-eps0.3@k3' --dry-run 2>&1)
 # Table 14 states its own settings (appendix K.3, no table-6 row): 10 + 50 + 50 epochs as given, batch 64,
 # the 16-D PCA of 1,024 training images; milestones 130, 190 of 200 -> 72 and 104 (round half to even) of 110.
