@@ -35,7 +35,7 @@ n=$(wc -l <<<"$list")
 if [ "$n" -eq 108 ]; then ok "--list: 108 cells"; else bad "--list: $n cells, expected 108: $list"; fi
 dry=$(reproduce --only 'fast-bounds/fmnist-conv-box-eps0.1@paper' --only 'sound-bounds/fmnist-conv-box-eps0.1@paper' --dry-run 2>&1)
 # The same net, one command with --unsound-fast and one without; neither repeats the training cell's PGD attack.
-certifies=$(grep -E "certify eval --checkpoint [^ ]*/fmnist-conv-box-eps0.1@paper --relaxations box --eps 0.1 " <<<"$dry")
+certifies=$(grep -E "certify eval --checkpoint [^ ]*/fmnist-conv-box-eps0.1@paper --relaxations box,hbox --eps 0.1 " <<<"$dry")
 cmds=$(grep -c . <<<"$certifies")
 fast=$(grep -c -- "--unsound-fast" <<<"$certifies")
 pgd=$(grep -cE -- "--pgd( |$)" <<<"$certifies")
