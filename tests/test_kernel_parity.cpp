@@ -607,10 +607,45 @@ void poison_lane_scratch() {
 // + sgemm, and the lanes of many small images, which by size would take only
 // those with n >= 16), the lanes also on 3 threads (several threads split the
 // blocks of the larger batches) and after poison_lane_scratch.
-void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const std::string& kind) {
-  const size_t x_size = size_t(int64_t(g.n) * g.c_in * g.h_in * g.w_in);
-  const size_t w_size = size_t(int64_t(g.c_out) * g.c_in * g.kh * g.kw);
-  const size_t y_size = size_t(int64_t(g.n) * g.c_out * g.h_out * g.w_out);
+// The three convolution kernels, each written once: which of x, w and dy it
+// reads, what it writes (its size and the double-precision magnitudes of its
+// sums) and how many terms each of its sums adds (the tolerance).
+using ConvCall = void (*)(const float* x, const float* w, const float* dy, float* out, const ConvGeometry& g);
+struct ConvKernelCase {
+  const char* name;
+  size_t (*out_size)(const ConvGeometry& g);
+  int64_t (*sum_terms)(const ConvGeometry& g);
+  std::vector<double> ConvMagnitudes::*magnitude;
+  ConvCall cpu, cuda;
+};
+int64_t conv_numel(int64_t a, int64_t b, int64_t c, int64_t d) { return a * b * c * d; }
+const ConvKernelCase kConvKernels[] = {
+    {"forward", [](const ConvGeometry& g) { return size_t(conv_numel(g.n, g.c_out, g.h_out, g.w_out)); },
+     [](const ConvGeometry& g) { return int64_t(g.c_in) * g.kh * g.kw; }, &ConvMagnitudes::y,
+     [](const float* x, const float* w, const float*, float* y, const ConvGeometry& g) { conv2d_forward_cpu(x, w, y, g); },
+     [](const float* x, const float* w, const float*, float* y, const ConvGeometry& g) { conv2d_forward_cuda(x, w, y, g); }},
+    {"backward_data", [](const ConvGeometry& g) { return size_t(conv_numel(g.n, g.c_in, g.h_in, g.w_in)); },
+     [](const ConvGeometry& g) { return int64_t(g.c_out) * g.kh * g.kw; }, &ConvMagnitudes::dx,
+     [](const float*, const float* w, const float* dy, float* dx, const ConvGeometry& g) {
+       conv2d_backward_data_cpu(dy, w, dx, g);
+     },
+     [](const float*, const float* w, const float* dy, float* dx, const ConvGeometry& g) {
+       conv2d_backward_data_cuda(dy, w, dx, g);
+     }},
+    {"backward_filter", [](const ConvGeometry& g) { return size_t(conv_numel(g.c_out, g.c_in, g.kh, g.kw)); },
+     [](const ConvGeometry& g) { return int64_t(g.n) * g.h_out * g.w_out; }, &ConvMagnitudes::dw,
+     [](const float* x, const float*, const float* dy, float* dw, const ConvGeometry& g) {
+       conv2d_backward_filter_cpu(x, dy, dw, g);
+     },
+     [](const float* x, const float*, const float* dy, float* dw, const ConvGeometry& g) {
+       conv2d_backward_filter_cuda(x, dy, dw, g);
+     }},
+};
+
+void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const ConvKernelCase& kernel) {
+  const size_t x_size = size_t(conv_numel(g.n, g.c_in, g.h_in, g.w_in));
+  const size_t w_size = size_t(conv_numel(g.c_out, g.c_in, g.kh, g.kw));
+  const size_t y_size = size_t(conv_numel(g.n, g.c_out, g.h_out, g.w_out));
   auto input = [&](size_t n) {
     return integers ? integer_vector(rng, n, -3, 3) : uniform_vector(rng, n, -1, 1);
   };
@@ -621,18 +656,10 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const std::s
   what << " n=" << g.n << " c_in=" << g.c_in << " " << g.h_in << "x" << g.w_in
        << " c_out=" << g.c_out << " k=" << g.kh << "x" << g.kw << " stride=" << g.stride
        << " pad=" << g.padding << (integers ? " (integers)" : "") << " cpu path ";
-  // The kernel's output size, CPU and CUDA calls, tolerance and magnitudes.
-  const bool forward = kind == "forward", data = kind == "backward_data";
-  const size_t out_size = forward ? y_size : data ? x_size : w_size;
-  const Tolerance tolerance = integers  ? kExact
-                              : forward ? sum_tolerance(int64_t(g.c_in) * g.kh * g.kw)
-                              : data    ? sum_tolerance(int64_t(g.c_out) * g.kh * g.kw)
-                                        : sum_tolerance(int64_t(g.n) * g.h_out * g.w_out);
-  const std::vector<double>& magnitude = forward ? mag.y : data ? mag.dx : mag.dw;
+  const size_t out_size = kernel.out_size(g);
+  const Tolerance tolerance = integers ? kExact : sum_tolerance(kernel.sum_terms(g));
   DeviceBuffer cuda(nan_vector(out_size));
-  if (forward) conv2d_forward_cuda(x_cuda.get(), w_cuda.get(), cuda.get(), g);
-  else if (data) conv2d_backward_data_cuda(dy_cuda.get(), w_cuda.get(), cuda.get(), g);
-  else conv2d_backward_filter_cuda(x_cuda.get(), dy_cuda.get(), cuda.get(), g);
+  kernel.cuda(x_cuda.get(), w_cuda.get(), dy_cuda.get(), cuda.get(), g);
   const std::vector<float> reference = cuda.download();
   struct Run {
     CpuConvPath path;
@@ -645,18 +672,20 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const std::s
     const ForcedConvPath forced(run.path, run.threads);
     if (run.path == CpuConvPath::lanes) poison_lane_scratch();
     std::vector<float> cpu = nan_vector(out_size);
-    if (forward) conv2d_forward_cpu(x.data(), w.data(), cpu.data(), g);
-    else if (data) conv2d_backward_data_cpu(dy.data(), w.data(), cpu.data(), g);
-    else conv2d_backward_filter_cpu(x.data(), dy.data(), cpu.data(), g);
-    expect_close("conv2d_" + kind + what.str() + run.name, reference, cpu, tolerance, magnitude);
+    kernel.cpu(x.data(), w.data(), dy.data(), cpu.data(), g);
+    expect_close(std::string("conv2d_") + kernel.name + what.str() + run.name, reference, cpu, tolerance,
+                 mag.*kernel.magnitude);
   }
 }
 
 void check_conv_all(const char* which, uint64_t seed) {
+  const auto kernel = std::find_if(std::begin(kConvKernels), std::end(kConvKernels),
+                                   [which](const ConvKernelCase& k) { return std::string(k.name) == which; });
+  REQUIRE(kernel != std::end(kConvKernels));
   TestRng rng(seed);
-  for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, which);
-  check_conv(kConvGeometries[0], true, rng, which);
-  check_conv(kConvGeometries[2], true, rng, which);
+  for (const ConvGeometry& g : kConvGeometries) check_conv(g, false, rng, *kernel);
+  check_conv(kConvGeometries[0], true, rng, *kernel);
+  check_conv(kConvGeometries[2], true, rng, *kernel);
 }
 
 PARITY_CHECK(conv2d_forward) { check_conv_all("forward", 606); }
