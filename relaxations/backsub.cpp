@@ -86,7 +86,7 @@ const Tensor& magnitude_at(const BacksubContext& ctx, size_t level) {
 // Sound mode: the roundings an affine step's slack covers. hBox's generator norms
 // (mode generator_norm) leave the float32 pass's own error to hBox's box part.
 AffineRoundings affine_roundings(const BacksubContext& ctx) {
-  return ctx.mode == BacksubMode::generator_norm ? AffineRoundings::without_forward_error : AffineRoundings::all;
+  return ctx.mode == BacksubMode::generator_norm ? AffineRoundings::generator_norm : AffineRoundings::backsubstitution;
 }
 
 // Sound mode: the slack of stepping down through layers[index], over its output (N, n_out).

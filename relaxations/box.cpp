@@ -60,7 +60,7 @@ CentreRadiusPair box_forward(const Network& net, const Tensor& centre0, const Te
     if (sound && rules.role != LayerRole::reshape) {
       const Shape flat{batch, layer.in_shape.numel()};
       const Tensor magnitude = ops::reshape(ops::add(ops::abs(c), r), flat);
-      slack = activation ? roundoff(magnitude, 8.0f) : affine_slack(layer, magnitude, batch);
+      slack = activation ? roundoff(magnitude, 8.0f) : affine_slack(layer, magnitude, batch, 0, AffineRoundings::box_step);
     }
     if (activation && relu_lower && relu_upper) {  // its input's bounds, for the relaxation that asked
       const Shape flat{batch, layer.in_shape.numel()};

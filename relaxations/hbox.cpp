@@ -44,7 +44,8 @@ Bounds hbox_bounds(const Network& net, const Tensor& lower0, const Tensor& upper
     // goes into the box radius; ctx.magnitude bounds its input (from hBox's
     // own widened ReLU bounds). The rounding of the input box itself is in
     // the generator norms (the walker's input slack).
-    const Tensor slack = options.sound ? affine_slack(layer, ctx.magnitude[i], batch) : Tensor();
+    const Tensor slack =
+        options.sound ? affine_slack(layer, ctx.magnitude[i], batch, 0, AffineRoundings::box_step) : Tensor();
     h = bound_rules(layer).hbox_step(ctx, i, h);
     if (slack.defined()) {
       const Tensor widening = ops::reshape(slack, h.centre.shape());

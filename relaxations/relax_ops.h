@@ -113,19 +113,22 @@ float rounding_gamma(int64_t terms);
 // (N, n_in); linear, conv, normalize and flatten. Returns (N, n_out).
 Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch);
 
-// Which roundings an affine layer's slack covers, gamma (|W| M + |b|) each: the float32
-// forward pass's own error e, a relaxation's rounding of W a + b (a backsubstitution's: the
-// residual of the coefficients' product) and a fold of C into W (last-layer elision). hBox's
-// generator norms leave e out: its box part carries e (relaxations/hbox.cpp), and counting it
-// in both made sound hBox certify fewer images than sound Box (appendix C: never, in exact
-// arithmetic): 49.64% vs 49.96% on the paper-schedule CROWN-IBP CONV net at eps 0.3, 49.84% now.
-enum class AffineRoundings : int { all = 3, without_forward_error = 2 };
+// How many roundings an affine layer's slack covers, gamma (|W| M + |b|) each
+// (relaxations/sound.cpp says why each suffices):
+//   backsubstitution  the float32 forward pass's own error e, the residual of the
+//                     coefficients' product and a fold of C into W (last-layer elision);
+//   box_step          e and a forward box step's rounding of c' = W c + b and r' = |W| r
+//                     together (|c| + r <= M): Box's layers and hBox's box part;
+//   generator_norm    hBox's generator norms: the residual and the fold; e is in hBox's box
+//                     part, and counting it in both made sound hBox certify fewer images than
+//                     sound Box (appendix C: never, in exact arithmetic).
+enum class AffineRoundings : int { backsubstitution = 3, box_step = 2, generator_norm = 2 };
 
 // The slack of one affine layer (linear, conv, normalize) for inputs |a| <= magnitude
 // (N, n_in): `roundings` x gamma (|W| M + |b|), with up to extra_terms rows folded into W.
 // Returns (N, n_out); undefined for flatten and relu.
 Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms = 0,
-                    AffineRoundings roundings = AffineRoundings::all);
+                    AffineRoundings roundings = AffineRoundings::backsubstitution);
 
 // The slack of one backsubstitution step through a ReLU whose input lies in
 // [lower, upper] (N, n): the rounded slopes and intercepts of its linear

@@ -26,6 +26,7 @@
 //      affine  3 gamma_{n+1} (|W| M + |b|)  (forward error e_k, the residual,
 //              a fold of C into W under last-layer elision); 2 gamma for
 //              hBox's generator norms, whose e_k is in hBox's box part (item 4)
+//              (AffineRoundings in relax_ops.h)
 //      ReLU    gamma_n max(|l|, |u|); none under an exact rule
 //              (relu_rule_exact: hBox's symbolic rows, times 1 or 0 with no
 //              intercepts; its unstable neurons are in the box part, item 4)
@@ -36,12 +37,18 @@
 //    every network of the family; the magnitudes M come from them: relu(upper)
 //    after a ReLU, magnitude_after through affine layers.
 // 4. Box and hBox are forward passes: their radius grows by the affine slack
-//    at each affine layer (which also covers the rounding of c' = W c + b and
-//    r' = |W| r) and by 8 u (|c| + r) at a ReLU; hBox's generator norms come
+//    at each affine layer and by 8 u (|c| + r) at a ReLU. Two gammas cover an
+//    affine box step: with |x - c| <= r and |c| + r <= M, the float32 pass's
+//    x' = W x + b + e_k lies within r' + s of c' = fl(W c + b), r' = fl(|W| r),
+//    for s = gamma (|W| M + |b|) (e_k, as |x| <= M) + gamma (|W| |c| + |b|)
+//    (c') + gamma |W| r (r'), at most 2 gamma (|W| M + |b|); rounding_gamma's
+//    16 spare terms absorb the rounding of s itself, of r' + s and of M (each
+//    a relative u). A last layer with C folded in keeps 3 (the fold). hBox's
+//    box part: the same, with M its magnitude bound; hBox's generator norms come
 //    from the walker of 2, widened the same way. An hBox neuron is c + G e + beta
 //    with |beta| <= b: the float32 pass's error e_k enters beta (the box radius),
 //    so the walker's affine steps cover only the rounding of the coefficients
-//    and of the fold (AffineRoundings::without_forward_error).
+//    and of the fold (AffineRoundings::generator_norm).
 // 5. The slack terms are themselves computed in float32 from nonnegative
 //    terms, with relative error below m u for m terms: widen() multiplies the
 //    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
