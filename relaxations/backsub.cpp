@@ -830,5 +830,6 @@ namespace cte {
 
 std::vector<ReluLayerStats> relu_layer_stats() { return relax::g_relu_layer_stats; }
 void reset_relu_layer_stats() { relax::g_relu_layer_stats.clear(); }
+void set_relu_layer_stats(const std::vector<ReluLayerStats>& stats) { relax::g_relu_layer_stats = stats; }
 
 }  // namespace cte

@@ -214,6 +214,7 @@ struct ReluLayerStats {
 };
 std::vector<ReluLayerStats> relu_layer_stats();
 void reset_relu_layer_stats();
+void set_relu_layer_stats(const std::vector<ReluLayerStats>& stats);  // a resumed epoch's counts so far
 
 // lower0, upper0: (N, input_shape...) with lower0 <= upper0 (the caller clips
 // to the data range). spec: (N, K, n_logits), or undefined for the logits'

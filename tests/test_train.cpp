@@ -593,15 +593,21 @@ TEST_CASE("train: evaluation PGD starts at a seeded uniform point of the ball cl
   CHECK(message_of([&] { validate_config(bad); }).find("--pgd-start 'x' is unknown") != std::string::npos);
 }
 
-TEST_CASE("train: resume continues a run to the same weights bit for bit") {
-  TempDir dir("resume");
-  // sabr exercises everything random: data order, PGD random starts, Box.
-  TrainConfig c = small_config(dir.str("straight"));
-  c.method = "sabr";
+// Two short epochs of 12 batches for the resume tests.
+TrainConfig resume_test_config(const std::string& out, const std::string& method) {
+  TrainConfig c = small_config(out);
+  c.method = method;
   c.train_pgd_steps = 2;
   c.epochs = 2;
   c.rampup = 1;
   c.pgd_steps = 5;
+  return c;
+}
+
+TEST_CASE("train: resume continues a run to the same weights bit for bit") {
+  TempDir dir("resume");
+  // sabr exercises everything random: data order, PGD random starts, Box.
+  const TrainConfig c = resume_test_config(dir.str("straight"), "sabr");
   std::ostringstream quiet;
   const TrainSummary straight = Trainer(c, synthetic_data(), &quiet).run();
 
@@ -652,6 +658,84 @@ TEST_CASE("train: resume continues a run to the same weights bit for bit") {
   CHECK(msg.find("[resume]") != std::string::npos);
   CHECK(msg.find("holds a network") != std::string::npos);
   CHECK(msg.find("--net fc builds") != std::string::npos);
+}
+
+// The epoch lines of a metrics.jsonl without their timings (which differ between runs).
+std::vector<nlohmann::json> epoch_lines_untimed(const std::string& path) {
+  std::vector<nlohmann::json> lines;
+  std::istringstream in(read_text(path));
+  for (std::string line; std::getline(in, line);) {
+    nlohmann::json j = nlohmann::json::parse(line);
+    if (j.contains("final")) continue;
+    j.erase("seconds");
+    j.erase("images_per_s");
+    lines.push_back(j);
+  }
+  return lines;
+}
+
+TEST_CASE("train: a run stopped mid-epoch resumes from that batch to the same weights and metrics bit for bit") {
+  // sabr draws every kind of randomness (data order, PGD random starts); crown records the
+  // per-layer unstable fractions, which the checkpoint must carry across the stop too.
+  for (const std::string method : {"sabr", "crown"}) {
+    CAPTURE(method);
+    TempDir dir("midepoch_" + method);
+    const TrainConfig c = resume_test_config(dir.str("straight"), method);
+    std::ostringstream quiet;
+    const TrainSummary straight = Trainer(c, synthetic_data(), &quiet).run();
+
+    // 12 batches an epoch: stop after 5 (mid epoch 1), resume and stop 12 steps later (mid
+    // epoch 2, across an epoch end), then resume to the end.
+    TrainConfig stopped = c;
+    stopped.out = dir.str("stopped");
+    stopped.stop_after_steps = 5;
+    std::ostringstream log1;
+    const TrainSummary first = Trainer(stopped, synthetic_data(), &log1).run();
+    CHECK(first.interrupted);
+    CHECK(log1.str().find("0 epochs and 5 batches of epoch 1") != std::string::npos);
+    nlohmann::json meta;
+    network_from_checkpoint(dir.str("stopped/checkpoint.ckpt"), &meta);
+    CHECK(meta.at("epoch").get<int>() == 0);
+    CHECK(meta.at("global_step").get<int64_t>() == 5);
+    CHECK(meta.at("partial_epoch").at("batch").get<int64_t>() == 5);
+
+    TrainConfig resumed = stopped;
+    resumed.resume = true;
+    resumed.stop_after_steps = 12;
+    {
+      std::ostringstream log2;
+      Trainer second(resumed, synthetic_data(), &log2);  // holds the folder's lock until the end of this block
+      CHECK(second.start_epoch() == 0);
+      CHECK(log2.str().find("continuing with epoch 1 of 2 at batch 6") != std::string::npos);
+      CHECK(second.run().interrupted);
+    }
+    network_from_checkpoint(dir.str("stopped/checkpoint.ckpt"), &meta);
+    CHECK(meta.at("epoch").get<int>() == 1);
+    CHECK(meta.at("global_step").get<int64_t>() == 17);
+    CHECK(meta.at("partial_epoch").at("batch").get<int64_t>() == 5);
+
+    resumed.stop_after_steps = 0;
+    const TrainSummary done = Trainer(resumed, synthetic_data(), &quiet).run();
+    CHECK_FALSE(done.interrupted);
+    CHECK(hex64(done.weights_hash) == hex64(straight.weights_hash));
+    CHECK(done.final_eval.to_json()["radii"] == straight.final_eval.to_json()["radii"]);
+    // The epoch lines (losses, accuracies, unstable fractions) as if never stopped.
+    CHECK(epoch_lines_untimed(dir.str("stopped/metrics.jsonl")) == epoch_lines_untimed(dir.str("straight/metrics.jsonl")));
+  }
+  // A stop at an epoch's last batch lets the epoch finish: its line and checkpoint, no partial one.
+  TempDir dir("midepoch_last");
+  TrainConfig c = small_config(dir.str("run"));
+  c.epochs = 2;
+  c.stop_after_steps = 12;
+  std::ostringstream quiet;
+  const TrainSummary s = Trainer(c, synthetic_data(), &quiet).run();
+  CHECK(s.interrupted);
+  CHECK(s.epochs_done == 1);
+  nlohmann::json meta;
+  network_from_checkpoint(dir.str("run/checkpoint.ckpt"), &meta);
+  CHECK(meta.at("epoch").get<int>() == 1);
+  CHECK_FALSE(meta.contains("partial_epoch"));
+  CHECK(epoch_lines_untimed(dir.str("run/metrics.jsonl")).size() == 1);
 }
 
 TEST_CASE("train: a non-finite loss stops training, naming epoch and step, keeping the last checkpoint") {

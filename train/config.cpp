@@ -183,6 +183,8 @@ const std::vector<Field>& fields() {
       CTE_FIELD_STR("out", out),
       CTE_FIELD_BOOL("resume", resume),
       CTE_FIELD_NUM("eval-every", eval_every),
+      CTE_FIELD_NUM("checkpoint-minutes", checkpoint_minutes),
+      CTE_FIELD_NUM("stop-after-steps", stop_after_steps),
       Field{"certify-with", [](const TrainConfig& c) { return json(c.certify_with); },
             [](const json& v, TrainConfig& c, const std::string& w) { c.certify_with = json_list(v, w); }},
       CTE_FIELD_BOOL("unsound-fast", unsound_fast),
@@ -408,6 +410,9 @@ void validate_config(const TrainConfig& c) {
   if (c.device != "cpu" && c.device != "cuda" && c.device != "gpu" && c.device != "auto")
     bad("--device '" + c.device + "' is unknown; expected cpu, cuda or auto");
   if (c.eval_every < 0) bad("--eval-every " + std::to_string(c.eval_every) + " must be >= 0");
+  if (!(c.checkpoint_minutes >= 0))
+    bad("--checkpoint-minutes " + format_number(c.checkpoint_minutes) + " must be >= 0 (0: at epoch ends only)");
+  if (c.stop_after_steps < 0) bad("--stop-after-steps " + std::to_string(c.stop_after_steps) + " must be >= 0");
   if (c.test_subset < 0) bad("--test-subset " + std::to_string(c.test_subset) + " must be >= 0 (0: all)");
   if (c.train_subset < 0) bad("--train-subset " + std::to_string(c.train_subset) + " must be >= 0 (0: all)");
   if (c.pca < 0) bad("--pca " + std::to_string(c.pca) + " must be >= 0 (0: the pixels themselves)");
@@ -443,7 +448,7 @@ std::vector<std::string> config_notes(const TrainConfig& c) {
 std::vector<std::string> check_resume_changes(const TrainConfig& config, const json& then, const std::string& source) {
   static const char* kFree[] = {"epochs",       "out",      "resume",    "eval-every",   "test-subset", "threads",
                                 "quiet",        "device",   "certify-with", "data-dir", "pgd-steps",   "pgd-restarts",
-                                "pgd-start"};
+                                "pgd-start",    "checkpoint-minutes", "stop-after-steps"};
   std::vector<std::string> notes;
   const json now = config_to_json(config);
   for (auto it = now.begin(); it != now.end(); ++it) {
@@ -691,6 +696,12 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                "with --resume: accept flags that change the experiment (--method, --eps-train, ...), which are "
                "refused otherwise");
   app.add_option("--eval-every", c.eval_every, "also evaluate every K epochs (0: only at the end)");
+  app.add_option("--checkpoint-minutes", c.checkpoint_minutes,
+                 "also write the checkpoint mid-epoch after this many minutes since the last one, and when stopped "
+                 "by SIGINT/SIGTERM, so --resume continues from that batch bit for bit (0: at epoch ends only)");
+  app.add_option("--stop-after-steps", c.stop_after_steps,
+                 "stop after this many optimiser steps of this process, as SIGTERM would: checkpoint and exit "
+                 "(0: run every epoch)");
   app.add_option("--certify-with", c.certify_with,
                  "relaxations to certify with, e.g. box,crown (default: the training relaxation; box for natural, pgd, "
                  "sabr, crown-ibp); add best for a column of the images that any of them certifies, and bab for branch and "
@@ -793,7 +804,9 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
       } given{&app, &config_file};
       auto keep = [](const std::string& key, void* ctx) {
         const Given& g = *static_cast<Given*>(ctx);
-        return key == "resume" || key == "out" || given_on_command_line(*g.app, key) || g.file->contains(key);
+        // --stop-after-steps limits one process: a resumed run does not inherit it.
+        return key == "resume" || key == "out" || key == "stop-after-steps" || given_on_command_line(*g.app, key) ||
+               g.file->contains(key);
       };
       try {
         apply_config_json(j, c, run_config.string(), keep, &given);

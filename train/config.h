@@ -75,6 +75,8 @@ struct TrainConfig {
   std::string out;                         // empty: runs/<dataset>-<net>-<method>
   bool resume = false;
   int eval_every = 0;                      // evaluate every K epochs (0: only at the end)
+  double checkpoint_minutes = 10;          // also checkpoint mid-epoch this often (0: at epoch ends only)
+  int64_t stop_after_steps = 0;            // stop after this many steps of this process, as a signal would (0: off)
   std::vector<std::string> certify_with;   // empty: the training relaxation (box for crown-ibp, natural, pgd, sabr)
   bool unsound_fast = false;               // certify with the fast bounds (float rounding not accounted for)
   int64_t test_subset = 0;                 // 0: the whole test split

@@ -888,6 +888,7 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
     adam_->load_state(state);
     start_epoch_ = meta.at("epoch").get<int>();
     global_step_ = meta.at("global_step").get<int64_t>();
+    if (meta.contains("partial_epoch")) resume_partial_ = meta["partial_epoch"];
     if (start_epoch_ > config_.epochs)
       throw std::runtime_error("[resume] " + ckpt + " has " + std::to_string(start_epoch_) +
                                " epochs done but --epochs is " + std::to_string(config_.epochs) + ": give --epochs " +
@@ -903,7 +904,10 @@ void Trainer::setup(std::optional<DatasetSplits> data) {
       *log_ << "[resume] " << ckpt << ": all " << start_epoch_ << " epochs done; running the final evaluation\n";
     } else {
       *log_ << "[resume] " << ckpt << ": " << start_epoch_ << " epoch" << (start_epoch_ == 1 ? "" : "s")
-            << " done, continuing with epoch " << start_epoch_ + 1 << " of " << config_.epochs << "\n";
+            << " done, continuing with epoch " << start_epoch_ + 1 << " of " << config_.epochs
+            << (resume_partial_.is_null() ? std::string()
+                                          : " at batch " + std::to_string(resume_partial_.at("batch").get<int64_t>() + 1))
+            << "\n";
     }
   } else if (!config_.resume && fs::exists(ckpt)) {
     *log_ << "[train] note: " << out_dir_ << " holds a checkpoint of an earlier run; this run overwrites it "
@@ -965,7 +969,7 @@ void Trainer::write_metrics_line(const json& line) {
   if (!out) throw std::runtime_error("[train] cannot append to " + out_dir_ + "/metrics.jsonl");
 }
 
-void Trainer::save_epoch_checkpoint(int epochs_done) {
+void Trainer::save_epoch_checkpoint(int epochs_done, const json& partial) {
   if (!comm_.is_root()) return;
   Checkpoint ck;
   const std::vector<std::string> names = net_.parameter_names();
@@ -986,6 +990,7 @@ void Trainer::save_epoch_checkpoint(int epochs_done) {
   meta["architecture"] = network_architecture(net_);
   meta["config"] = config_to_json(config_);
   meta["weights_hash"] = hex64(parameter_hash(net_));
+  if (!partial.is_null()) meta["partial_epoch"] = partial;
   if (pca_) {
     ck.tensors.emplace_back(kPcaMeanTensor, Tensor::from_vector(pca_->mean, Shape{pca_->input_size}, Device::cpu));
     ck.tensors.emplace_back(kPcaComponentsTensor,
@@ -1022,6 +1027,8 @@ struct Trainer::EpochTotals {
   ScheduleValues sched;  // the schedule at the epoch's last batch
   double seconds = 0;    // training time, evaluation excluded
   bool stopped = false;  // a stop signal arrived: the epoch is incomplete and not counted
+  bool stop_after_epoch = false;  // it arrived at the epoch's last batch: stop once the epoch is recorded
+  int64_t batches_saved = 0;      // stopped mid-epoch: the batches its checkpoint holds (0: none written)
   TrainStep::GraphCounts graphs;  // --cuda-graph: this epoch's captures and replayed steps
   double mean_loss() const { return seen ? loss_sum / double(seen) : 0.0; }
   double accuracy() const { return seen ? double(correct) / double(seen) : 0.0; }
@@ -1055,9 +1062,10 @@ TrainSummary Trainer::run() {
   dist::check_parameters_agree(comm_, net_, "at the start");
   for (int epoch = start_epoch_; epoch < config_.epochs; ++epoch) {
     const EpochTotals totals = train_epoch(epoch, loader, step, bar);
-    if (totals.stopped) return stopped_summary(epoch, bar);
+    if (totals.stopped) return stopped_summary(epoch, bar, totals.batches_saved);
     const std::optional<EvalReport> eval = evaluate_during_training(epoch, bar);
     finish_epoch(epoch, totals, eval, bar);
+    if (totals.stop_after_epoch && epoch + 1 < config_.epochs) return stopped_summary(epoch + 1, bar);
   }
   summary.epochs_done = std::max(start_epoch_, config_.epochs);
   if (config_.cuda_graph && !config_.quiet && device_ == Device::cuda) {
@@ -1090,6 +1098,16 @@ struct DeviceEpochSums {
     first_skipped = ops::minimum(first_skipped, ops::select(st.skipped, Tensor::scalar(float(step_in_epoch), device),
                                                             Tensor::scalar(kNoStep, device)));
   }
+  // For a mid-epoch checkpoint: the float values, exact through JSON's doubles.
+  json to_json() const {
+    return {loss_sum.item(), correct.item(), skipped.item(), first_skipped.item()};
+  }
+  void restore(const json& values, Device device) {
+    loss_sum = Tensor::full(Shape{}, values.at(0).get<float>(), device);
+    correct = Tensor::full(Shape{}, values.at(1).get<float>(), device);
+    skipped = Tensor::full(Shape{}, values.at(2).get<float>(), device);
+    first_skipped = Tensor::full(Shape{}, values.at(3).get<float>(), device);
+  }
 };
 }  // namespace
 
@@ -1101,6 +1119,33 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   EpochTotals totals;
   const TrainStep::GraphCounts graphs_before = step.graph_counts();
   DeviceEpochSums sums(device_);
+  // A mid-epoch checkpoint (--checkpoint-minutes, or a stop): its batch and the sums so far.
+  int64_t first_batch = 0;
+  double seconds_before = 0;  // the epoch's training time before the resume
+  if (!resume_partial_.is_null()) {
+    const json p = std::exchange(resume_partial_, json());
+    first_batch = p.at("batch").get<int64_t>();
+    if (first_batch <= 0 || first_batch >= batches)
+      throw std::runtime_error("[resume] the checkpoint stopped at batch " + std::to_string(first_batch) +
+                               " of an epoch of " + std::to_string(batches) + " batches: --batch-size changed?");
+    loader.seek_batch(size_t(first_batch));
+    sums.restore(p.at("sums"), device_);
+    totals.seen = p.at("seen").get<int64_t>();
+    seconds_before = p.at("seconds").get<double>();
+    std::vector<ReluLayerStats> stats;
+    for (const json& s : p.at("relu_stats"))
+      stats.push_back({s.at(0).get<size_t>(), s.at(1).get<uint64_t>(), s.at(2).get<uint64_t>(), s.at(3).get<uint64_t>()});
+    set_relu_layer_stats(stats);
+  }
+  auto last_save = Clock::now();
+  // The checkpoint of `epoch` epochs and `done` batches of the next, with the epoch's sums so far.
+  auto save_partial = [&](int64_t done) {
+    json relu = json::array();
+    for (const ReluLayerStats& s : relu_layer_stats()) relu.push_back({s.layer, s.pairs, s.unstable, s.backsubstituted});
+    save_epoch_checkpoint(epoch, {{"batch", done}, {"sums", sums.to_json()}, {"seen", totals.seen},
+                                  {"seconds", seconds_before + seconds_since(epoch_start)}, {"relu_stats", relu}});
+    last_save = Clock::now();
+  };
   // The first non-finite step stops the run, naming it; the epoch's checkpoint is not written.
   const int64_t epoch_first_step = global_step_;
   // loss: the step's, when it was read (on the GPU the end-of-epoch check knows only which step).
@@ -1122,7 +1167,7 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   const bool read_every_step = device_ == Device::cpu;
   std::vector<float> images;
   std::vector<int> labels;
-  for (int64_t b = 0; loader.next(images, labels); ++b) {
+  for (int64_t b = first_batch; loader.next(images, labels); ++b) {
     dist::keep_shard(comm_, images, labels);  // under MPI: this rank's part of the global batch
     totals.sched = schedule_at(config_, epoch, b, batches);
     const Tensor x = image_staging_.upload(images, batch_shape(net_, int64_t(labels.size())), device_);
@@ -1135,7 +1180,7 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
       const float loss = st.loss.item();
       if (read_every_step && st.skipped.item() != 0.0f) fail_not_finite(loss, b, 1);
       if (show) {
-        const double rate = double(totals.seen) / std::max(1e-9, seconds_since(epoch_start));
+        const double rate = double(totals.seen) / std::max(1e-9, seconds_before + seconds_since(epoch_start));
         char suffix[160];
         if (uses_eps_schedule(config_.method))
           std::snprintf(suffix, sizeof suffix, "loss %.4f eps %.4f kappa %.3f %.0f img/s", loss, totals.sched.eps,
@@ -1146,30 +1191,57 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
                    batches, suffix);
       }
     }
-    if ((totals.stopped = dist::any_rank(comm_, g_stop_signal.load() != 0))) break;  // all ranks stop together
+    ++steps_this_process_;
+    const bool asked_to_stop =
+        g_stop_signal.load() != 0 || (config_.stop_after_steps > 0 && steps_this_process_ >= config_.stop_after_steps);
+    if (dist::any_rank(comm_, asked_to_stop)) {  // all ranks stop together
+      // Nothing done is lost: mid-epoch, a checkpoint of the batches so far; at the
+      // epoch's last batch, the epoch finishes (metrics line, checkpoint) first.
+      if (b + 1 == batches) {
+        totals.stop_after_epoch = true;
+        continue;
+      }
+      if (config_.checkpoint_minutes > 0) {
+        save_partial(b + 1);
+        totals.batches_saved = b + 1;
+      }
+      totals.stopped = true;
+      break;
+    }
+    if (config_.checkpoint_minutes > 0 && b + 1 < batches &&
+        std::chrono::duration<double>(Clock::now() - last_save).count() >= 60.0 * config_.checkpoint_minutes)
+      save_partial(b + 1);
   }
   // The epoch's one read of the device sums.
   totals.loss_sum = double(sums.loss_sum.item());
   totals.correct = int64_t(sums.correct.item());
   totals.skipped_steps = int64_t(sums.skipped.item());
   if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
-  totals.seconds = seconds_since(epoch_start);
+  totals.seconds = seconds_before + seconds_since(epoch_start);
   totals.graphs = step.graph_counts();
   totals.graphs.captures -= graphs_before.captures;
   totals.graphs.replays -= graphs_before.replays;
   return totals;
 }
 
-TrainSummary Trainer::stopped_summary(int epoch, ProgressBar& bar) const {
+TrainSummary Trainer::stopped_summary(int epoch, ProgressBar& bar, int64_t batches_into_epoch) const {
   bar.clear();
   TrainSummary summary;
   summary.out_dir = out_dir_;
   summary.interrupted = true;
   summary.signal = g_stop_signal.load() != 0 ? g_stop_signal.load() : SIGTERM;
   summary.epochs_done = epoch;
-  *log_ << "[train] interrupted (signal " << summary.signal << ") during epoch " << epoch + 1 << "; "
-        << (epoch > 0 ? "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_)
-                      : std::string("no epoch was completed, so there is no checkpoint yet"))
+  const std::string why = g_stop_signal.load() != 0 ? "signal " + std::to_string(summary.signal)
+                                                     : "--stop-after-steps " + std::to_string(config_.stop_after_steps);
+  std::string saved;
+  if (batches_into_epoch > 0)
+    saved = "the checkpoint of " + std::to_string(epoch) + " epochs and " + std::to_string(batches_into_epoch) +
+            " batches of epoch " + std::to_string(epoch + 1) + " is in " + checkpoint_path(out_dir_);
+  else if (epoch > 0)
+    saved = "the checkpoint of epoch " + std::to_string(epoch) + " is in " + checkpoint_path(out_dir_);
+  else
+    saved = "no epoch was completed, so there is no checkpoint yet (--checkpoint-minutes 0)";
+  *log_ << "[train] interrupted (" << why << ") during epoch " << epoch + 1 << "; " << saved
         << "; continue with the same command and --resume" << std::endl;
   return summary;
 }

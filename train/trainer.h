@@ -315,14 +315,18 @@ class Trainer {
   // The steps of run(), in order (trainer.cpp).
   struct EpochTotals;
   EpochTotals train_epoch(int epoch, BatchLoader& loader, TrainStep& step, ProgressBar& bar);
-  TrainSummary stopped_summary(int epoch, ProgressBar& bar) const;  // after SIGINT/SIGTERM
+  // After SIGINT/SIGTERM or --stop-after-steps, with `epoch` epochs and `batches_into_epoch`
+  // batches of the next in the checkpoint.
+  TrainSummary stopped_summary(int epoch, ProgressBar& bar, int64_t batches_into_epoch = 0) const;
   std::optional<EvalReport> evaluate_during_training(int epoch, ProgressBar& bar);  // every --eval-every epochs
   void finish_epoch(int epoch, const EpochTotals& totals, const std::optional<EvalReport>& eval, ProgressBar& bar);
   void final_evaluation(TrainSummary& summary, ProgressBar& bar);  // also writes network.json/.onnx
   void print_result(const TrainSummary& summary) const;
 
   void setup(std::optional<DatasetSplits> data);
-  void save_epoch_checkpoint(int epochs_done);
+  // The checkpoint after `epochs_done` epochs, and with `partial` (a JSON object: the
+  // batch reached and the epoch's sums so far) in the middle of the next one.
+  void save_epoch_checkpoint(int epochs_done, const nlohmann::json& partial = nullptr);
   void write_metrics_line(const nlohmann::json& line);
   EvalOptions eval_options() const;
 
@@ -340,6 +344,8 @@ class Trainer {
   int start_epoch_ = 0;
   bool already_finished_ = false;
   int64_t global_step_ = 0;
+  int64_t steps_this_process_ = 0;    // for --stop-after-steps
+  nlohmann::json resume_partial_;     // a mid-epoch checkpoint's "partial_epoch" until its epoch resumes
   std::unique_ptr<DirectoryLock> lock_;  // out_dir_ is ours while training
   dist::Communicator& comm_ = dist::world();  // MPI: rank 0 writes the files and the log
 };
