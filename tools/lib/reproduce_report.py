@@ -29,8 +29,8 @@ def load_results(paths, cells):
     return out
 
 
-def pct(x):
-    return "-" if x is None else f"{100.0 * x:.1f}"
+def pct(x, digits=1):
+    return "-" if x is None else f"{100.0 * x:.{digits}f}"
 
 
 def num(x, digits=1):
@@ -298,7 +298,7 @@ def bounds_mode_section(doc, recipe, cells, results):
     doc.para(f"{sound_e['about']}, and {fast_e['about'][0].lower()}{fast_e['about'][1:]}: the fast bounds are what "
              "certified-training code usually reports (the paper's numbers included); every other certified "
              "accuracy in this report is sound. An image certified only by the fast bounds has a margin within the "
-             "worst-case float32 error of 0. Cells measured before commit " + SOUND_BOX_FIX + " (most training "
+             "worst-case float32 error of 0. Cells measured before commit " + SOUND_SLACK_FIXES[-1] + " (most training "
              "cells' final certification among them) used a looser sound Box and hBox (3 gammas per affine box step "
              "instead of 2): their sound numbers sit up to a few tenths of a point below what today's binary gives "
              "on the same net, as the commit column of each cell's JSON tells.")
@@ -315,8 +315,7 @@ def bounds_mode_section(doc, recipe, cells, results):
             s_cert, f_cert = at(sound, "certified"), at(fast, "certified")
             diff = "-" if s_cert is None or f_cert is None else f"{100.0 * (f_cert - s_cert):+.2f}"
             rows.append([f"{t.get('paper_method', t['flags']['method'])} ({t['schedule']})", f"{c['eps']:g}",
-                         RELAXATION_TITLES.get(r, r), num(s_cert and 100.0 * s_cert, 2),
-                         num(f_cert and 100.0 * f_cert, 2), diff,
+                         RELAXATION_TITLES.get(r, r), pct(s_cert, 2), pct(f_cert, 2), diff,
                          margin(at(sound, "smallest_certified_margin")), margin(at(fast, "smallest_certified_margin"))])
     doc.table(["trained with", "eps", "certified with", "certified, sound", "certified, fast", "fast - sound (points)",
                "smallest certified margin, sound", "smallest certified margin, fast"], rows,
@@ -328,8 +327,7 @@ def bounds_mode_section(doc, recipe, cells, results):
 # a ReLU exactly), 0ed3c08 (its generator-norm walker no longer counts the float32 pass's own
 # error, which its box part holds) and 52b7937 (2 gammas per affine box step instead of 3, for
 # Box too). Cells measured before the last one understate today's sound Box and hBox.
-HBOX_SLACK_FIXES = ("94d8993", "0ed3c08", "52b7937")
-SOUND_BOX_FIX = "52b7937"
+SOUND_SLACK_FIXES = ("94d8993", "0ed3c08", "52b7937")
 
 
 def measured_before(commit, fix):
@@ -352,15 +350,15 @@ def hbox_below_box_note(doc, cells, results, ours):
         if at.get("hbox") is None or at.get("box") is None or at["hbox"] >= at["box"]:
             continue
         t = cells[c["needs"][0]]
-        before = measured_before(results[cid].get("commit"), HBOX_SLACK_FIXES[-1])
-        when = {True: f"measured before commit {HBOX_SLACK_FIXES[-1]}: today's sound hBox is tighter",
+        before = measured_before(results[cid].get("commit"), SOUND_SLACK_FIXES[-1])
+        when = {True: f"measured before commit {SOUND_SLACK_FIXES[-1]}: today's sound hBox is tighter",
                 False: "measured with today's sound hBox", None: "commit not comparable here"}[before]
         items.append(f"{t.get('paper_method', t['flags']['method'])} ({t['schedule']}), eps {c['eps']:g}: hBox "
                      f"{100 * at['hbox']:.2f} < Box {100 * at['box']:.2f} ({when})")
     if items:
         doc.para("hBox's interval lies inside Box's at every layer (appendix C): with exact arithmetic it certifies "
                  "every image Box does. Below Box, the difference is sound mode's float32 slack, which hBox pays on "
-                 "its box part and on its generator norms. Commits " + ", ".join(HBOX_SLACK_FIXES) + " removed "
+                 "its box part and on its generator norms. Commits " + ", ".join(SOUND_SLACK_FIXES) + " removed "
                  "slack that sound hBox paid twice or needlessly (a ReLU slack on its symbolic rows, which cross a "
                  "ReLU exactly; the float32 pass's own error, which its box part already holds; a third gamma per "
                  "affine box step, for Box too), so rows measured before them understate today's sound hBox and "
