@@ -7,6 +7,7 @@
 #include <fstream>
 #include <stdexcept>
 
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/gpu_runtime.h"
 
 namespace cte {
@@ -59,7 +60,7 @@ Device parse_device(const std::string& name) {
 std::string device_banner(Device device) {
   if (device == Device::cuda) return "backend: CUDA | " + gpu::describe_device();
   return "backend: CPU | " + cpu_model() + " | " + std::to_string(omp_get_max_threads()) +
-         " OpenMP threads | OpenBLAS sgemm (" + openblas_get_corename() + " kernels)";
+         " OpenMP threads | " + kern::gemm_cpu_description();
 }
 
 }  // namespace cte

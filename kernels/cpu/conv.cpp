@@ -6,13 +6,12 @@
 //    convolution a direct loop over the geometry's taps (see "lanes" below);
 //  - im2col + sgemm (larger images, and batches of fewer than 16), a block of
 //    images at a time: im2col of the images into a [c_in*kh*kw,
-//    images*h_out*w_out] column block, one OpenBLAS sgemm, col2im for the data
+//    images*h_out*w_out] column block, one gemm_cpu, col2im for the data
 //    gradient. A block of one image (large images) uses the NCHW image itself
 //    as the GEMM operand; several small images are gathered side by side first.
 // Threads split the blocks; sgemm called inside a parallel region runs on the
 // calling thread. set_cpu_conv_path forces a path for tests and benchmarks.
 // The CUDA twins (kernels/cuda/conv.cu) use cuDNN with the same NCHW semantics.
-#include <cblas.h>
 #include <omp.h>
 
 #include <algorithm>
@@ -523,8 +522,8 @@ void conv2d_forward_cpu(const float* x, const float* w, float* y, ConvGeometry g
       im2col_block(x + first * g.c_in * in_plane(g), count, col, source, g);
       float* y_block = y + first * g.c_out * spatial;
       // [c_out, ld] = w[c_out, rows] * col[rows, ld]; one image: straight into y
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, g.c_out, int(ld), int(rows), 1.0f, w, int(rows), col,
-                  int(ld), 0.0f, count == 1 ? y_block : out, int(ld));
+      gemm_cpu({false, false, g.c_out, ld, rows, rows, ld, ld, 0, 0, 0, 1}, 1.0f, w, col, 0.0f,
+               count == 1 ? y_block : out);
       if (count > 1) scatter_block(out, count, g.c_out, spatial, y_block);
     }
   }
@@ -546,8 +545,8 @@ void conv2d_backward_data_cpu(const float* dy, const float* w, float* dx, ConvGe
       const float* dy_block = dy + first * g.c_out * spatial;
       if (count > 1) gather_block(dy_block, count, g.c_out, spatial, grad);
       // col[rows, ld] = w^T[rows, c_out] * dy[c_out, ld]
-      cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, int(rows), int(ld), g.c_out, 1.0f, w, int(rows),
-                  count == 1 ? dy_block : grad, int(ld), 0.0f, col, int(ld));
+      gemm_cpu({true, false, rows, ld, g.c_out, rows, ld, ld, 0, 0, 0, 1}, 1.0f, w, count == 1 ? dy_block : grad,
+               0.0f, col);
       for (int64_t j = 0; j < count; ++j) {
         float* image = dx + (first + j) * g.c_in * in_plane(g);
         if (!source.empty()) col2im_scatter(col + j * spatial, ld, image, g.c_in * in_plane(g), source, spatial);
@@ -581,8 +580,8 @@ void conv2d_backward_filter_cpu(const float* x, const float* dy, float* dw, Conv
       const float* dy_block = dy + first * g.c_out * spatial;
       if (count > 1) gather_block(dy_block, count, g.c_out, spatial, grad);
       // mine[c_out, rows] += dy[c_out, ld] * col^T[ld, rows]
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, g.c_out, int(rows), int(ld), 1.0f,
-                  count == 1 ? dy_block : grad, int(ld), col, int(ld), 1.0f, mine, int(rows));
+      gemm_cpu({false, true, g.c_out, rows, ld, ld, ld, rows, 0, 0, 0, 1}, 1.0f, count == 1 ? dy_block : grad, col,
+               1.0f, mine);
     }
   }
   for (int t = 0; t < threads; ++t) {

@@ -1,7 +1,8 @@
 // Engine benchmarks (make bench): the production kernels themselves, timed.
-//  - sgemm GFLOP/s through the engine's gemm kernel for the shapes of the
-//    paper's networks at batch 100, beside OpenBLAS's own cblas_sgemm rate on
-//    the same shapes (the engine should be within 2x of it);
+//  - GFLOP/s of the engine's gemm kernel (our blocked AVX-512 GEMM where the
+//    CPU has AVX-512, else OpenBLAS) for the shapes of the paper's networks at
+//    batch 100 and FC CROWN's largest product, beside OpenBLAS's own
+//    cblas_sgemm rate on the same shapes;
 //  - the three convolution kernels on the CONV net's layers, CONV+'s patch
 //    windows and FC rows in backsubstitution, and a larger 3x3 layer: on the
 //    CPU once per path (im2col + sgemm, and lanes of small images);
@@ -26,6 +27,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/tape.h"
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/gpu_runtime.h"
 #include "kernels/kernels.h"
 #include "tools/bench/fp32_peak.h"
@@ -75,21 +77,25 @@ Tensor random(const Shape& s, Rng& rng, Device d, float lo = -1.0f, float hi = 1
   return Tensor::from_vector(v, s, d);
 }
 
-void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, Device device, double budget, Rng& rng) {
-  // Row-major (m,k) x (k,n)^T as a linear layer computes it.
-  Tensor a = random(Shape{m, k}, rng, device), b = random(Shape{n, k}, rng, device);
+// C[m,n] = A[m,k] op(B): op(B) = B^T for B stored [n,k] (a linear layer's
+// weights), B itself for B stored [k,n] (a backsubstitution's coefficients
+// times the next layer's weights).
+void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, bool trans_b, Device device, double budget,
+                Rng& rng) {
+  Tensor a = random(Shape{m, k}, rng, device), b = random(trans_b ? Shape{n, k} : Shape{k, n}, rng, device);
   Tensor c = Tensor::empty(Shape{m, n}, device);
   const double flops = 2.0 * double(m) * double(n) * double(k);
+  const int64_t ldb = trans_b ? k : n;
   const double t = seconds_per_call([&] {
-    const kern::GemmShape shape{false, true, m, n, k, k, k, n, 0, 0, 0, 1};
+    const kern::GemmShape shape{false, trans_b, m, n, k, k, ldb, n, 0, 0, 0, 1};
     if (device == Device::cpu) kern::gemm_cpu(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
     else kern::gemm_cuda(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
   }, budget, device);
-  std::printf("  %-34s %8.1f GFLOP/s%s", label, flops / t * 1e-9, of_peak(flops / t * 1e-9, device).c_str());
+  std::printf("  %-44s %8.1f GFLOP/s%s", label, flops / t * 1e-9, of_peak(flops / t * 1e-9, device).c_str());
   if (device == Device::cpu) {
     const double t_ref = seconds_per_call([&] {
-      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, int(m), int(n), int(k), 1.0f, a.data(), int(k), b.data(),
-                  int(k), 0.0f, c.data(), int(n));
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n), int(k), 1.0f,
+                  a.data(), int(k), b.data(), int(ldb), 0.0f, c.data(), int(n));
     }, budget, device);
     std::printf("   (OpenBLAS cblas_sgemm directly: %.1f GFLOP/s, ratio %.2f)", flops / t_ref * 1e-9, t_ref / t);
   }
@@ -188,17 +194,20 @@ int main(int argc, char** argv) {
       std::printf("fp32 peak of this CPU (%s loop): %.1f GFLOP/s on 1 thread", one.isa, one.gflops);
       if (n > 1) std::printf(", %.1f on %d threads", all.gflops, n);
       std::printf(" (the yardstick of the percentages below)\n");
-      // The GEMM rates below are OpenBLAS's: on a CPU with full-width AVX-512 FMA units (this
-      // EPYC) its AVX2 kernels reach at most half of the AVX-512 peak measured above.
+      // OpenBLAS's rates below: on a CPU with full-width AVX-512 FMA units (this EPYC) its
+      // AVX2 (Haswell) kernels reach at most half of the AVX-512 peak measured above.
       const char* coretype = std::getenv("OPENBLAS_CORETYPE");
-      std::printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE%s%s)\n", openblas_get_corename(),
-                  coretype ? "=" : " ", coretype ? coretype : "unset: OpenBLAS's own choice");
+      std::printf("OpenBLAS kernels: %s (OPENBLAS_CORETYPE%s%s); the engine's GEMM: %s\n",
+                  openblas_get_corename(), coretype ? "=" : " ", coretype ? coretype : "unset: OpenBLAS's own choice",
+                  kern::gemm_cpu_description().c_str());
     }
     Rng rng(42);
-    std::printf("GEMM at batch 100 (the layers of FC and CONV):\n");
-    bench_gemm("linear 784->400  (100x784 x 784x400)", 100, 400, 784, device, budget, rng);
-    bench_gemm("linear 3136->100 (100x3136 x 3136x100)", 100, 100, 3136, device, budget, rng);
-    bench_gemm("linear 400->200", 100, 200, 400, device, budget, rng);
+    std::printf("GEMM at batch 100 (the layers of FC and CONV, and FC CROWN's backsubstitution):\n");
+    bench_gemm("linear 784->400  (100x784 x 784x400)", 100, 400, 784, true, device, budget, rng);
+    bench_gemm("linear 3136->100 (100x3136 x 3136x100)", 100, 100, 3136, true, device, budget, rng);
+    bench_gemm("linear 400->200", 100, 200, 400, true, device, budget, rng);
+    // FC CROWN's largest product: layer 2's 200 rows of each of 100 images through W1.
+    bench_gemm("CROWN FC rows x W1 (20000x400 x 400x784)", 20000, 784, 400, false, device, budget, rng);
     std::printf("Convolutions (forward, data gradient, filter gradient)%s:\n",
                 device == Device::cpu ? ", each CPU path (kernels/cpu/conv.cpp; * marks the one by_size takes)" : "");
     bench_conv("CONV layer 1, batch 100", {100, 1, 28, 28, 16, 4, 4, 2, 1, 14, 14}, device, budget, rng);

@@ -1,0 +1,180 @@
+// The CPU GEMM's own blocked AVX-512 kernel (kernels/cpu/gemm.cpp) against a
+// plain float64 product, over shapes that cross every blocking edge: micro-tile
+// rows (12) and columns (32), the k slice (256), the row block (96) and the
+// column block (2048), with both transposes, alpha and beta, padded rows,
+// batches with gaps and a shared B. C starts as NaN wherever it is not an input,
+// so a tile written out of place, a padding column touched or a beta-0 C read
+// all fail. A second case checks that the result is the same bit for bit on 1, 2
+// and 3 threads, through each of the kernel's ways of sharing work. On a CPU
+// without AVX-512 both are skipped with a message (gemm_cpu then is OpenBLAS,
+// which the kernel parity suite covers).
+#include <doctest/doctest.h>
+#include <omp.h>
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "kernels/cpu/gemm_cpu.h"
+
+namespace {
+
+using namespace cte::kern;
+
+struct Product {
+  bool trans_a, trans_b;
+  int64_t m, n, k, batch;
+  float alpha, beta;
+  int64_t pad;          // extra floats at the end of every stored row
+  bool shared_b;        // stride_b = 0: every product of the batch reads one B
+};
+
+struct Operands {
+  GemmShape shape;
+  std::vector<float> a, b, c;
+};
+
+float uniform(std::mt19937& rng) { return float(double(rng()) / 4294967296.0 * 2.0 - 1.0); }
+
+Operands make_operands(const Product& p, std::mt19937& rng) {
+  const int64_t a_rows = p.trans_a ? p.k : p.m, a_cols = p.trans_a ? p.m : p.k;
+  const int64_t b_rows = p.trans_b ? p.n : p.k, b_cols = p.trans_b ? p.k : p.n;
+  const int64_t lda = a_cols + p.pad, ldb = b_cols + p.pad, ldc = p.n + p.pad;
+  // Gaps between the matrices of a batch, so a wrong stride reads or writes the wrong place.
+  const int64_t stride_a = a_rows * lda + 5, stride_b = p.shared_b ? 0 : b_rows * ldb + 3, stride_c = p.m * ldc + 2;
+  Operands o;
+  o.shape = {p.trans_a, p.trans_b, p.m, p.n, p.k, lda, ldb, ldc, stride_a, stride_b, stride_c, p.batch};
+  o.a.resize(size_t(p.batch * stride_a));
+  o.b.resize(size_t((p.shared_b ? 1 : p.batch) * (b_rows * ldb + 3)));
+  o.c.assign(size_t(p.batch * stride_c), std::numeric_limits<float>::quiet_NaN());
+  for (float& x : o.a) x = uniform(rng);
+  for (float& x : o.b) x = uniform(rng);
+  if (p.beta != 0.0f)
+    for (int64_t q = 0; q < p.batch; ++q)
+      for (int64_t i = 0; i < p.m; ++i)
+        for (int64_t j = 0; j < p.n; ++j) o.c[size_t(q * stride_c + i * ldc + j)] = uniform(rng);
+  return o;
+}
+
+std::string describe(const Product& p) {
+  std::ostringstream s;
+  s << (p.trans_a ? "T" : "N") << (p.trans_b ? "T" : "N") << " m=" << p.m << " n=" << p.n << " k=" << p.k
+    << " batch=" << p.batch << " alpha=" << p.alpha << " beta=" << p.beta << " pad=" << p.pad
+    << (p.shared_b ? " shared B" : "");
+  return s.str();
+}
+
+// Every C element against sum_q alpha a b + beta c in float64, within
+// gamma_(k+2) times the sum of the magnitudes (the bound of any summation
+// order with fused or separate multiply-adds); every other element of C still NaN.
+void check_against_float64(const Product& p, const Operands& in, const std::vector<float>& out) {
+  const GemmShape& s = in.shape;
+  const double u = 1.0 / double(1 << 24), gamma = double(p.k + 2) * u / (1.0 - double(p.k + 2) * u);
+  int64_t wrong = 0, untouched_broken = 0;
+  std::string first;
+  std::vector<bool> is_output(out.size(), false);
+  for (int64_t q = 0; q < p.batch; ++q)
+    for (int64_t i = 0; i < p.m; ++i)
+      for (int64_t j = 0; j < p.n; ++j) {
+        const size_t at = size_t(q * s.stride_c + i * s.ldc + j);
+        is_output[at] = true;
+        double sum = p.beta != 0.0f ? double(p.beta) * in.c[at] : 0.0;
+        double magnitude = std::fabs(sum);
+        for (int64_t r = 0; r < p.k; ++r) {
+          const double av = in.a[size_t(q * s.stride_a + (p.trans_a ? r * s.lda + i : i * s.lda + r))];
+          const double bv = in.b[size_t(q * s.stride_b + (p.trans_b ? j * s.ldb + r : r * s.ldb + j))];
+          sum += double(p.alpha) * av * bv;
+          magnitude += std::fabs(double(p.alpha) * av * bv);
+        }
+        const double error = std::fabs(double(out[at]) - sum);
+        if (!(error <= gamma * magnitude)) {
+          if (wrong++ == 0) {
+            std::ostringstream m;
+            m << "C[" << q << "][" << i << "][" << j << "] = " << out[at] << ", float64 " << sum << ", error "
+              << error << " > " << gamma * magnitude;
+            first = m.str();
+          }
+        }
+      }
+  for (size_t at = 0; at < out.size(); ++at)
+    if (!is_output[at] && !std::isnan(out[at])) ++untouched_broken;
+  INFO(describe(p), ": ", first);
+  CHECK(wrong == 0);
+  CHECK(untouched_broken == 0);
+}
+
+std::vector<float> run_blocked(const Operands& in) {
+  std::vector<float> c = in.c;
+  gemm_blocked_cpu(in.shape, 1.0f, in.a.data(), in.b.data(), 0.0f, c.data());
+  return c;
+}
+
+}  // namespace
+
+TEST_CASE("gemm: the blocked AVX-512 kernel agrees with a float64 product across every blocking edge") {
+  if (!gemm_blocked_available()) {
+    MESSAGE("skipped: no AVX-512 on this CPU (or CTE_GEMM_OPENBLAS is set); gemm_cpu is OpenBLAS here");
+    return;
+  }
+  struct Dims {
+    int64_t m, n, k;
+  };
+  // 12 x 32 tiles, 256-deep k slices, 96-row blocks, 2048-column blocks: each
+  // size sits on, just past or well past one of them.
+  const Dims dims[] = {{1, 1, 1},     {11, 31, 7},    {12, 32, 256},  {13, 33, 257},
+                       {97, 65, 300}, {200, 100, 520}, {25, 2100, 40}};
+  std::mt19937 rng(909);
+  const int threads_before = omp_get_max_threads();
+  for (int threads : {1, 3}) {
+    omp_set_num_threads(threads);
+    for (bool trans_a : {false, true})
+      for (bool trans_b : {false, true})
+        for (const Dims& d : dims)
+          for (int variant = 0; variant < 3; ++variant) {
+            // variant 0: plain; 1: alpha, beta, padded rows, a batch with gaps; 2: beta 1, shared B
+            const Product p{trans_a, trans_b, d.m, d.n, d.k, variant == 0 ? 1 : 2,
+                            variant == 1 ? 1.5f : 1.0f,
+                            variant == 0 ? 0.0f : variant == 1 ? -0.75f : 1.0f,
+                            variant == 1 ? 3 : 0, variant == 2};
+            const Operands in = make_operands(p, rng);
+            std::vector<float> out = in.c;
+            gemm_blocked_cpu(in.shape, p.alpha, in.a.data(), in.b.data(), p.beta, out.data());
+            INFO("threads=", threads);
+            check_against_float64(p, in, out);
+          }
+  }
+  omp_set_num_threads(threads_before);
+}
+
+TEST_CASE("gemm: the blocked kernel gives the same bits on 1, 2 and 3 threads") {
+  if (!gemm_blocked_available()) {
+    MESSAGE("skipped: no AVX-512 on this CPU (or CTE_GEMM_OPENBLAS is set)");
+    return;
+  }
+  // Each way of sharing the work: one product split by column panels (40 rows:
+  // one row block), by row blocks (500 rows, few columns), and a batch handed
+  // out whole products per thread.
+  const Product products[] = {{false, false, 40, 300, 600, 1, 1.0f, 0.0f, 0, false},
+                              {true, true, 500, 70, 300, 1, 1.0f, 0.0f, 0, false},
+                              {false, true, 30, 100, 280, 7, 1.0f, 0.0f, 0, false}};
+  std::mt19937 rng(4242);
+  const int threads_before = omp_get_max_threads();
+  for (const Product& p : products) {
+    const Operands in = make_operands(p, rng);
+    omp_set_num_threads(1);
+    const std::vector<float> one = run_blocked(in);
+    check_against_float64(p, in, one);
+    for (int threads : {2, 3}) {
+      omp_set_num_threads(threads);
+      const std::vector<float> many = run_blocked(in);
+      INFO(describe(p), " threads=", threads);
+      CHECK(std::memcmp(one.data(), many.data(), sizeof(float) * one.size()) == 0);
+    }
+  }
+  omp_set_num_threads(threads_before);
+}
