@@ -5,6 +5,8 @@
 #include "relaxations/relaxations.h"
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
 #include <iterator>
 #include <limits>
 #include <string>
@@ -27,10 +29,18 @@ bool all_finite(const Tensor& t) {
   if (t.numel() == 0) return true;
   NoGrad no_grad;
   if (t.device() == Device::cpu) {
+    // An exponent of all ones is inf or NaN. An OR over the whole tensor, with
+    // no early exit, vectorises (a float test with a branch did not: a check of
+    // the FC net's weights took a fifth of a Box step in bench_bounds).
     const float* p = t.data();
-    for (int64_t i = 0; i < t.numel(); ++i)
-      if (!std::isfinite(p[i])) return false;
-    return true;
+    const int64_t n = t.numel();
+    uint32_t non_finite = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      uint32_t bits;
+      std::memcpy(&bits, p + i, sizeof bits);
+      non_finite |= uint32_t((bits & 0x7f800000u) == 0x7f800000u);
+    }
+    return non_finite == 0;
   }
   return std::isfinite(ops::sum(ops::scale(t, 0.0f)).item());
 }
