@@ -5,9 +5,10 @@
 // batches with gaps and a shared B. C starts as NaN wherever it is not an input,
 // so a tile written out of place, a padding column touched or a beta-0 C read
 // all fail. A second case checks that the result is the same bit for bit on 1, 2
-// and 3 threads, through each of the kernel's ways of sharing work. On a CPU
-// without AVX-512 both are skipped with a message (gemm_cpu then is OpenBLAS,
-// which the kernel parity suite covers).
+// and 3 threads, through each of the kernel's ways of sharing work; a third,
+// that skipping a panel's all-zero k (dead neurons' coefficients) changes no
+// bit. On a CPU without AVX-512 they are skipped with a message (gemm_cpu then
+// is OpenBLAS, which the kernel parity suite covers).
 #include <doctest/doctest.h>
 #include <omp.h>
 
@@ -177,4 +178,61 @@ TEST_CASE("gemm: the blocked kernel gives the same bits on 1, 2 and 3 threads") 
     }
   }
   omp_set_num_threads(threads_before);
+}
+
+TEST_CASE("gemm: the blocked kernel's skipped all-zero k give the bits of the product without them") {
+  if (!gemm_blocked_available()) {
+    MESSAGE("skipped: no AVX-512 on this CPU (or CTE_GEMM_OPENBLAS is set)");
+    return;
+  }
+  // A backsubstitution's shape: 6 images x 40 rows, each image with its own
+  // dead neurons (all-zero columns of its rows), some of them -0. Against
+  // float64; and, where the same columns are zero in every row, bit for bit
+  // against the product with those columns of A and rows of B removed, which
+  // is what skipping them must amount to. A NaN in a zero column still counts.
+  const int64_t images = 6, rows = 40, m = images * rows, n = 100, k = 250;  // one k slice: one order
+  std::mt19937 rng(77);
+  for (bool trans_a : {false, true}) {
+    for (bool same_for_all : {false, true}) {
+      const Product p{trans_a, false, m, n, k, 1, 1.0f, 0.0f, 0, false};
+      Operands in = make_operands(p, rng);
+      std::vector<bool> dead(size_t(images * k), false);
+      for (int64_t image = 0; image < images; ++image)
+        for (int64_t q = 0; q < k; ++q)
+          dead[size_t(image * k + q)] = same_for_all ? q % 3 != 1 : rng() % 2 == 0;
+      auto at = [&](int64_t i, int64_t q) { return size_t(trans_a ? q * in.shape.lda + i : i * in.shape.lda + q); };
+      for (int64_t i = 0; i < m; ++i)
+        for (int64_t q = 0; q < k; ++q)
+          if (dead[size_t((same_for_all ? 0 : i / rows) * k + q)]) in.a[at(i, q)] = q % 5 == 0 ? -0.0f : 0.0f;
+      std::vector<float> out = in.c;
+      gemm_blocked_cpu(in.shape, 1.0f, in.a.data(), in.b.data(), 0.0f, out.data());
+      INFO("trans_a=", trans_a, " same_for_all=", same_for_all);
+      check_against_float64(p, in, out);
+      if (same_for_all) {
+        std::vector<int64_t> live;
+        for (int64_t q = 0; q < k; ++q)
+          if (!dead[size_t(q)]) live.push_back(q);
+        const int64_t kept = int64_t(live.size());
+        std::vector<float> a_kept(size_t(m * kept)), b_kept(size_t(kept * n)), c_kept(size_t(m * n));
+        for (int64_t i = 0; i < m; ++i)
+          for (int64_t t = 0; t < kept; ++t) a_kept[size_t(i * kept + t)] = in.a[at(i, live[size_t(t)])];
+        for (int64_t t = 0; t < kept; ++t)
+          for (int64_t j = 0; j < n; ++j) b_kept[size_t(t * n + j)] = in.b[size_t(live[size_t(t)] * in.shape.ldb + j)];
+        const GemmShape kept_shape{false, false, m, n, kept, kept, n, n, 0, 0, 0, 1};
+        gemm_blocked_cpu(kept_shape, 1.0f, a_kept.data(), b_kept.data(), 0.0f, c_kept.data());
+        int64_t differ = 0;
+        for (int64_t i = 0; i < m; ++i)
+          differ += std::memcmp(&c_kept[size_t(i * n)], &out[size_t(i * in.shape.ldc)], sizeof(float) * n) != 0;
+        CHECK(differ == 0);
+      }
+      // One NaN in a column that is otherwise zero for its image: that
+      // column is live, and the NaN reaches every element of its row.
+      in.a[at(rows + 3, 10)] = std::numeric_limits<float>::quiet_NaN();
+      std::vector<float> with_nan = in.c;
+      gemm_blocked_cpu(in.shape, 1.0f, in.a.data(), in.b.data(), 0.0f, with_nan.data());
+      int64_t nan_in_row = 0;
+      for (int64_t j = 0; j < n; ++j) nan_in_row += std::isnan(with_nan[size_t((rows + 3) * in.shape.ldc + j)]);
+      CHECK(nan_in_row == n);
+    }
+  }
 }

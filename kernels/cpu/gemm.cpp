@@ -25,6 +25,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -64,10 +65,23 @@ constexpr int64_t kMc = 96;    // rows per packed A block: kMc x kKc floats = 96
 constexpr int64_t kNc = 2048;  // columns per packed B block: kKc x kNc floats = 2 MiB
 static_assert(kMc % kMr == 0 && kNc % kNr == 0, "gemm: a packed block holds whole micro-panels");
 
+// The k of a packed A panel whose kMr values are not all zero, and how many.
+// A backsubstitution's coefficients after a ReLU step are zero in every column
+// of a dead neuron (and, for hBox, of an unstable one) for all rows of an
+// image, and an image's rows are contiguous: a panel skips those k outright.
+// Skipping adds nothing but exact zeros' products, so the sums are the same
+// bits as without skipping, where B is finite (0 x inf would be NaN; as in the
+// reference BLAS, which skips zero multipliers too, such a NaN is not kept).
+struct ALivePanels {
+  int32_t k[kMc / kMr][kKc];
+  int64_t count[kMc / kMr];
+};
+
 // Packing buffers, one pair per thread, 64-byte aligned, grown on demand.
 struct PackBuffers {
   float* a = nullptr;  // [kMc / kMr][kKc][kMr]
   float* b = nullptr;  // [kNc / kNr][kKc][kNr]
+  ALivePanels live;    // which k of each packed A panel are not all zero
   ~PackBuffers() {
     std::free(a);
     std::free(b);
@@ -143,8 +157,10 @@ void pack_b(const float* b, int64_t ldb, bool trans_b, int64_t p0, int64_t kc, i
 
 // op(A)[i0 : i0 + mc, p0 : p0 + kc] -> panels of kMr rows; panel r holds, for
 // each p, the kMr values of rows i0 + r kMr + [0, kMr), zero beyond m.
+// Then each panel's all-zero k are dropped: its live k move to the front, in
+// order, and `live` lists them (count == kc: none dropped).
 void pack_a(const float* a, int64_t lda, bool trans_a, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            float* packed /* [panels][kc][kMr] */) {
+            float* packed /* [panels][kc][kMr] */, ALivePanels& live) {
   for (int64_t r = 0; r * kMr < mc; ++r) {
     float* dst = packed + r * kc * kMr;
     const int64_t i = i0 + r * kMr, height = std::min(kMr, mc - r * kMr);
@@ -158,20 +174,34 @@ void pack_a(const float* a, int64_t lda, bool trans_a, int64_t i0, int64_t mc, i
       for (int64_t p = 0; p < kc; ++p)
         for (int64_t ii = 0; ii < kMr; ++ii) dst[p * kMr + ii] = ii < height ? src[ii * lda + p] : 0.0f;
     }
+    int64_t count = 0;
+    for (int64_t p = 0; p < kc; ++p) {
+      bool zero = true;
+      for (int64_t ii = 0; ii < kMr; ++ii) zero &= dst[p * kMr + ii] == 0.0f;  // -0 too; NaN is live
+      if (zero) continue;
+      if (count != p) std::memcpy(dst + count * kMr, dst + p * kMr, sizeof(float) * kMr);
+      live.k[r][count++] = int32_t(p);
+    }
+    live.count[r] = count;
   }
 }
 
 // C[0 : rows, 0 : cols] = alpha * (packed A panel x packed B panel) + beta * C,
 // rows <= kMr, cols <= kNr; C is read only where beta != 0 (it may hold NaN).
-__attribute__((target("avx512f"))) void micro_kernel(int64_t kc, const float* a_panel /* [kc][kMr] */,
+// The A panel holds `count` k; kSkips: they are the k listed in live_k (the
+// panel dropped its all-zero k), else 0 .. count - 1.
+template <bool kSkips>
+__attribute__((target("avx512f"))) void micro_kernel(int64_t count, const float* a_panel /* [count][kMr] */,
+                                                     const int32_t* live_k /* [count] */,
                                                      const float* b_panel /* [kc][kNr] */, float* c, int64_t ldc,
                                                      int64_t rows, int64_t cols, float alpha, float beta) {
   __m512 acc[kMr][2];
   for (int64_t i = 0; i < kMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
 #pragma GCC unroll 4
-  for (int64_t p = 0; p < kc; ++p) {
-    const __m512 b0 = _mm512_load_ps(b_panel + p * kNr), b1 = _mm512_load_ps(b_panel + p * kNr + 16);
-    const float* ap = a_panel + p * kMr;
+  for (int64_t t = 0; t < count; ++t) {
+    const float* bp = b_panel + (kSkips ? int64_t(live_k[t]) : t) * kNr;
+    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    const float* ap = a_panel + t * kMr;
 #pragma GCC unroll 12
     for (int64_t i = 0; i < kMr; ++i) {
       const __m512 ai = _mm512_set1_ps(ap[i]);
@@ -208,6 +238,7 @@ void gemm_blocked(const GemmShape& s, float alpha, const float* a, const float* 
   {
     const int threads = omp_get_num_threads(), me = omp_get_thread_num();
     float* packed_a = thread_buffers().a;
+    ALivePanels& live = thread_buffers().live;
     for (int64_t j0 = 0; j0 < n; j0 += kNc) {
       const int64_t nc = std::min(kNc, n - j0), b_panels = (nc + kNr - 1) / kNr;
       for (int64_t p0 = 0; p0 < k; p0 += kKc) {
@@ -225,14 +256,21 @@ void gemm_blocked(const GemmShape& s, float alpha, const float* a, const float* 
         const bool split_rows = row_blocks >= 4 * threads || b_panels < 2 * threads;
         for (int64_t block = split_rows ? me : 0; block < row_blocks; block += split_rows ? threads : 1) {
           const int64_t i0 = block * kMc, mc = std::min(kMc, m - i0), a_panels = (mc + kMr - 1) / kMr;
-          pack_a(a, s.lda, s.trans_a, i0, mc, p0, kc, packed_a);
+          pack_a(a, s.lda, s.trans_a, i0, mc, p0, kc, packed_a, live);
           const int64_t q_begin = split_rows ? 0 : b_panels * me / threads;
           const int64_t q_end = split_rows ? b_panels : b_panels * (me + 1) / threads;
           for (int64_t q = q_begin; q < q_end; ++q)
-            for (int64_t r = 0; r < a_panels; ++r)
-              micro_kernel(kc, packed_a + r * kc * kMr, packed_b + q * kc * kNr,
-                           c + (i0 + r * kMr) * s.ldc + j0 + q * kNr, s.ldc, std::min(kMr, mc - r * kMr),
-                           std::min(kNr, nc - q * kNr), alpha, slice_beta);
+            for (int64_t r = 0; r < a_panels; ++r) {
+              const float* a_panel = packed_a + r * kc * kMr;
+              const float* b_panel = packed_b + q * kc * kNr;
+              float* c_tile = c + (i0 + r * kMr) * s.ldc + j0 + q * kNr;
+              const int64_t rows = std::min(kMr, mc - r * kMr), cols = std::min(kNr, nc - q * kNr);
+              if (live.count[r] == kc)
+                micro_kernel<false>(kc, a_panel, nullptr, b_panel, c_tile, s.ldc, rows, cols, alpha, slice_beta);
+              else
+                micro_kernel<true>(live.count[r], a_panel, live.k[r], b_panel, c_tile, s.ldc, rows, cols, alpha,
+                                   slice_beta);
+            }
         }
       }
     }
