@@ -89,6 +89,19 @@ AffineRoundings affine_roundings(const BacksubContext& ctx) {
   return ctx.mode == BacksubMode::generator_norm ? AffineRoundings::generator_norm : AffineRoundings::backsubstitution;
 }
 
+// Sound mode: the slack of the walk's affine step through layers[index] (N, n_out),
+// with up to extra_terms rows of C folded into it. A generator-norm walk (hBox)
+// bounds its residuals over the symbolic parts alone, which carry no bias.
+Tensor walk_affine_slack(const BacksubContext& ctx, size_t index, int64_t extra_terms = 0) {
+  const bool generator = ctx.mode == BacksubMode::generator_norm;
+  const Tensor& magnitude = generator ? ctx.symbolic_magnitude[index] : magnitude_at(ctx, index);
+  if (!magnitude.defined())
+    fail("bounds", "sound mode: no symbolic magnitude bound at level " + std::to_string(index) +
+                       " (its ReLU is not bounded yet)");
+  return affine_slack(ctx.net->layers()[index], magnitude, ctx.batch, extra_terms, affine_roundings(ctx),
+                      /*with_bias=*/!generator);
+}
+
 // Sound mode: the slack of stepping down through layers[index], over its output (N, n_out).
 Tensor step_slack(const BacksubContext& ctx, size_t index) {
   const Layer& layer = ctx.net->layers()[index];
@@ -99,7 +112,7 @@ Tensor step_slack(const BacksubContext& ctx, size_t index) {
     case LayerRole::affine:
     case LayerRole::elementwise: break;
   }
-  return affine_slack(layer, magnitude_at(ctx, index), ctx.batch, 0, affine_roundings(ctx));
+  return walk_affine_slack(ctx, index);
 }
 
 // Sound mode: the slack of the input step (rounded box, A c0 and |A| r0), (N, n0).
@@ -217,9 +230,8 @@ std::vector<Tensor> chunk_bounds_transposed(const BacksubContext& ctx, size_t to
     if (track_bias && ctx.bias[top - 1].defined()) f.bias = ops::slice_batch(ctx.bias[top - 1], first, first + count);
     level = top - 1;
     if (ctx.sound)  // the skipped step's slack: that of the top layer's own rows
-      f.slack = slack_columns(affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch, 0,
-                                           affine_roundings(ctx)),
-                              first, count, ctx.mode == BacksubMode::bounds_stacked);
+      f.slack = slack_columns(walk_affine_slack(ctx, top - 1), first, count,
+                              ctx.mode == BacksubMode::bounds_stacked);
   } else {
     f.coeffs = identity_rows(count, level_width(*ctx.net, top), first, ctx.centre0.device());
   }
@@ -489,13 +501,44 @@ BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, co
   if (sound) {
     ctx.magnitude.resize(count + 1);
     ctx.magnitude[0] = ops::reshape(ops::maximum(ops::abs(lower0), ops::abs(upper0)), flat);  // exact
+    if (mode == BacksubMode::generator_norm) ctx.symbolic_magnitude.resize(count + 1);
     extend_magnitudes(ctx);
   }
   return ctx;
 }
 
+namespace {
+
+// Sound mode, generator_norm walks: BacksubContext::symbolic_magnitude upwards
+// from the input radius, as far as the known ReLU bounds allow.
+void extend_symbolic_magnitudes(BacksubContext& ctx) {
+  std::vector<Tensor>& symbolic = ctx.symbolic_magnitude;
+  if (symbolic.empty()) return;
+  const std::vector<Layer>& layers = ctx.net->layers();
+  // The exact radius is within the float one's rounding (16 ulps to spare).
+  if (!symbolic[ctx.input_level].defined())
+    symbolic[ctx.input_level] = ops::add(ctx.radius0, roundoff(ctx.radius0, 16.0f));
+  for (size_t level = ctx.input_level + 1; level <= layers.size(); ++level) {
+    if (symbolic[level].defined()) continue;
+    const Layer& below = layers[level - 1];
+    if (bound_rules(below).role == LayerRole::activation) {
+      const Tensor& lower = ctx.relu_lower[level - 1];
+      if (!lower.defined()) return;  // known once that ReLU is bounded
+      // hbox_symbolic keeps a neuron's symbolic part where l >= 0 (relu_case:
+      // identity) and drops it (times 0) elsewhere, NaN included.
+      const Tensor kept = ops::compare(lower, Tensor::zeros(lower.shape(), lower.device()), kern::BinaryOp::ge);
+      symbolic[level] = ops::mul(kept, symbolic[level - 1]);
+    } else {
+      symbolic[level] = magnitude_after(below, symbolic[level - 1], ctx.batch, /*with_bias=*/false);
+    }
+  }
+}
+
+}  // namespace
+
 void extend_magnitudes(BacksubContext& ctx) {
   if (!ctx.sound) return;
+  extend_symbolic_magnitudes(ctx);
   const std::vector<Layer>& layers = ctx.net->layers();
   std::vector<Tensor>& magnitude = ctx.magnitude;
   if (!magnitude[ctx.input_level].defined()) {
@@ -644,8 +687,7 @@ BacksubResult backsub_spec(BacksubContext& ctx, const Tensor& spec, bool elide, 
   if (elide && top >= 1 && bound_rules(layers[top - 1]).dense_rows) {
     // Last-layer elision: W' = C W (N, K', n_in), b' = C b (N, K').
     if (ctx.sound)  // the last layer's slack, with C folded into it
-      f.slack = abs_coeffs_times(rows, affine_slack(layers[top - 1], magnitude_at(ctx, top - 1), ctx.batch,
-                                                    rows.size(1), affine_roundings(ctx)));
+      f.slack = abs_coeffs_times(rows, walk_affine_slack(ctx, top - 1, rows.size(1)));
     const BacksubAffineResult r = backsub_linear(rows, ctx.weight[top - 1], ctx.bias[top - 1], track_bias);
     f.coeffs = r.coeffs;
     f.bias = r.bias_term;

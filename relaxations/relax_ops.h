@@ -110,8 +110,9 @@ BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, con
 float rounding_gamma(int64_t terms);
 
 // A bound on |a'| for a' = layer(a) or its float32 evaluation, given |a| <= magnitude
-// (N, n_in); linear, conv, normalize and flatten. Returns (N, n_out).
-Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch);
+// (N, n_in); linear, conv, normalize and flatten. Returns (N, n_out). Without
+// the bias: a bound on |W a| (hBox's symbolic parts, which carry no bias).
+Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch, bool with_bias = true);
 
 // How many roundings an affine layer's slack covers, gamma (|W| M + |b|) each
 // (relaxations/sound.cpp says why each suffices):
@@ -125,10 +126,11 @@ Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batc
 enum class AffineRoundings : int { backsubstitution = 3, box_step = 2, generator_norm = 2 };
 
 // The slack of one affine layer (linear, conv, normalize) for inputs |a| <= magnitude
-// (N, n_in): `roundings` x gamma (|W| M + |b|), with up to extra_terms rows folded into W.
+// (N, n_in): `roundings` x gamma (|W| M + |b|), with up to extra_terms rows folded into W;
+// without |b| where the walk carries no bias (hBox's generator norms).
 // Returns (N, n_out); undefined for flatten and relu.
 Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms = 0,
-                    AffineRoundings roundings = AffineRoundings::backsubstitution);
+                    AffineRoundings roundings = AffineRoundings::backsubstitution, bool with_bias = true);
 
 // The slack of one backsubstitution step through a ReLU whose input lies in
 // [lower, upper] (N, n): the rounded slopes and intercepts of its linear
@@ -206,6 +208,14 @@ struct BacksubContext {
   // extend_magnitudes as intermediate bounds become known).
   bool sound = false;
   std::vector<Tensor> magnitude;  // per level 0..layers.size()
+  // Sound mode, generator_norm walks (hBox): symbolic_magnitude[level] (N, n)
+  // bounds the symbolic part G e of each neuron at the level, the vector the
+  // walk's coefficients multiply: r0 at the input, |W| times the level below
+  // through affine layers (the symbolic part has no bias), and through a ReLU
+  // the level below where the neuron is kept (l >= 0), 0 where it is dropped.
+  // The affine steps' residuals are bounded over it instead of the whole
+  // activation's magnitude (relaxations/sound.cpp, item 4).
+  std::vector<Tensor> symbolic_magnitude;
   // alpha-crown (alpha_crown.cpp), per ReLU layer or empty: (N, K, n) added to
   // the lower slope of CROWN's step for row k of a per-sample backsubstitution
   // (alpha - CROWN's slope on unstable ReLUs, 0 elsewhere). Only backsub_spec's

@@ -48,7 +48,14 @@
 //    from the walker of 2, widened the same way. An hBox neuron is c + G e + beta
 //    with |beta| <= b: the float32 pass's error e_k enters beta (the box radius),
 //    so the walker's affine steps cover only the rounding of the coefficients
-//    and of the fold (AffineRoundings::generator_norm).
+//    and of the fold (AffineRoundings::generator_norm). And those are over the
+//    symbolic part s = G e alone: the walk computes |A_0| r0 for the exact
+//    A_top s_top, and A_k s_k = A_k W_k s_{k-1} = A_{k-1} s_{k-1} + (A_k W_k -
+//    A_{k-1}) s_{k-1} (no bias: s has none), so each residual is within gamma
+//    |A_k| |W_k| |s_{k-1}|, and |s| <= S with S = r0 at the input, |W| S
+//    through an affine layer (rounded up) and, through a ReLU, S where the
+//    neuron is kept and 0 where it is dropped (BacksubContext::symbolic_magnitude).
+//    S leaves out every centre and bias, and the dropped neurons entirely.
 // 5. The slack terms are themselves computed in float32 from nonnegative
 //    terms, with relative error below m u for m terms: widen() multiplies the
 //    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
@@ -99,19 +106,20 @@ float rounding_gamma(int64_t terms) {
   return std::nextafter(float(gamma * 1.001), 1.0f);
 }
 
-Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch) {
+Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batch, bool with_bias) {
   if (!rounds(layer)) return ops::reshape(magnitude, flat_of(batch, layer.out_shape));
   // |W| M + |b| bounds the exact image; the float32 pass adds up to gamma of
   // it, and computing it here in float32 loses up to gamma more.
   const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1);
-  return ops::scale(abs_layer_image(layer, magnitude, batch, true), 1.0f + 2.0f * gamma);
+  return ops::scale(abs_layer_image(layer, magnitude, batch, with_bias), 1.0f + 2.0f * gamma);
 }
 
 Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms,
-                    AffineRoundings roundings) {
+                    AffineRoundings roundings, bool with_bias) {
   if (!rounds(layer)) return Tensor();
   const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1 + extra_terms);
-  return ops::scale(abs_layer_image(layer, magnitude, batch, true), float(static_cast<int>(roundings)) * gamma);
+  return ops::scale(abs_layer_image(layer, magnitude, batch, with_bias),
+                    float(static_cast<int>(roundings)) * gamma);
 }
 
 Tensor relu_slack(const Tensor& lower, const Tensor& upper) {

@@ -10,9 +10,10 @@
 //
 // The blocked GEMM is the classic Goto/BLIS scheme, small enough to read:
 //   for each kKc-deep slice of k:        pack op(B)[slice, :] into kNr-wide panels
-//     for each kMc-high block of rows:   pack op(A)[block, slice] into kMr-high panels
-//       for each (kMr x kNr) tile:       the micro-kernel: kc rank-1 updates held
-//                                        in 24 zmm registers, then one store
+//     for each kMc-high block of rows:   pack op(A)[block, slice] into kMr-high panels,
+//                                        dropping each panel's all-zero k (ALivePanels)
+//       for each (kMr x kNr) tile:       the micro-kernel: one rank-1 update per live k,
+//                                        held in 24 zmm registers, then one store
 // Packing makes both operands contiguous in the order the micro-kernel reads them
 // (and absorbs the transposes and the zero padding of ragged edges). A B panel
 // (kKc x kNr floats, 32 KiB) stays in L1 while the A panels of a block stream
