@@ -56,6 +56,8 @@
 //    through an affine layer (rounded up) and, through a ReLU, S where the
 //    neuron is kept and 0 where it is dropped (BacksubContext::symbolic_magnitude).
 //    S leaves out every centre and bias, and the dropped neurons entirely.
+//    Its input step has no A c0 either: 2 gamma r0 covers the rounding of r0
+//    and of |A| r0.
 // 5. The slack terms are themselves computed in float32 from nonnegative
 //    terms, with relative error below m u for m terms: widen() multiplies the
 //    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
