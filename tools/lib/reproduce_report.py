@@ -301,7 +301,7 @@ def bounds_mode_section(doc, recipe, cells, results):
              "worst-case float32 error of 0. Cells measured before commit " + SOUND_BOX_FIX + " (most training "
              "cells' final certification among them) used a looser sound Box and hBox (3 gammas per affine box step "
              "instead of 2), and before commit " + SOUND_SLACK_FIXES[-1] + " a looser sound hBox (its generator "
-             "norms' roundings bounded over whole activations, not their symbolic parts): their sound numbers sit "
+             "norms' roundings bounded over whole activations and input centres, not their symbolic parts): their sound numbers sit "
              "up to a few tenths of a point below what today's binary gives on the same net, as the commit column "
              "of each cell's JSON tells.")
     rows = []
@@ -328,9 +328,11 @@ def bounds_mode_section(doc, recipe, cells, results):
 # The commits that tightened sound hBox: 94d8993 (no ReLU slack on its symbolic rows, which cross
 # a ReLU exactly), 0ed3c08 (its generator-norm walker no longer counts the float32 pass's own
 # error, which its box part holds), 52b7937 (2 gammas per affine box step instead of 3, for Box
-# too: SOUND_BOX_FIX) and c785e2f (the walker's residuals over the symbolic parts G e alone, not
-# the whole activations). Cells measured before the last one understate today's sound hBox.
-SOUND_SLACK_FIXES = ("94d8993", "0ed3c08", "52b7937", "c785e2f")
+# too: SOUND_BOX_FIX), c785e2f (the walker's residuals over the symbolic parts G e alone, not
+# the whole activations) and HBOX_INPUT_FIX (its input step's slack over r0, without |c0|).
+# Cells measured before the last one understate today's sound hBox.
+HBOX_INPUT_FIX = "851d220"
+SOUND_SLACK_FIXES = ("94d8993", "0ed3c08", "52b7937", "c785e2f", HBOX_INPUT_FIX)
 SOUND_BOX_FIX = SOUND_SLACK_FIXES[2]
 
 
@@ -365,8 +367,8 @@ def hbox_below_box_note(doc, cells, results, ours):
                  "its box part and on its generator norms. Commits " + ", ".join(SOUND_SLACK_FIXES) + " removed "
                  "slack that sound hBox paid twice or needlessly (a ReLU slack on its symbolic rows, which cross a "
                  "ReLU exactly; the float32 pass's own error, which its box part already holds; a third gamma per "
-                 "affine box step, for Box too; the generator norms' roundings bounded over whole activations "
-                 "instead of their symbolic parts), so rows measured before them understate today's sound hBox and "
+                 "affine box step, for Box too; the generator norms' roundings bounded over whole activations and "
+                 "input centres instead of their symbolic parts), so rows measured before them understate today's sound hBox and "
                  "Box. The next section compares Box and hBox, sound and fast, on the paper-schedule nets with one "
                  "binary. Rows where hBox certifies less than Box:")
         doc.bullets(items)
