@@ -116,10 +116,12 @@ Tensor step_slack(const BacksubContext& ctx, size_t index) {
 }
 
 // Sound mode: the slack of the input step (rounded box, A c0 and |A| r0), (N, n0).
-// A generator-norm walk (hBox) has no A c0: only r0's rounding and |A| r0's.
+// A generator-norm walk (hBox) has no A c0: r0's rounding, |A| r0's and the
+// centre's (sound.cpp, item 4).
 Tensor input_slack(const BacksubContext& ctx) {
   if (ctx.mode == BacksubMode::generator_norm)
-    return ops::scale(ctx.radius0, 2.0f * rounding_gamma(ctx.centre0.size(1)));
+    return ops::add(ops::scale(ctx.radius0, 2.0f * rounding_gamma(ctx.centre0.size(1))),
+                    roundoff(ops::abs(ctx.centre0), 4.0f));
   Tensor m = ops::add(ops::abs(ctx.centre0), ctx.radius0);
   if (ctx.input_level == 1) m = ops::add(m, ops::abs(ctx.norm_shift[0]));
   return ops::scale(m, 2.0f * rounding_gamma(ctx.centre0.size(1)));

@@ -123,7 +123,11 @@ Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batc
 //   generator_norm    hBox's generator norms: the residual and the fold; e is in hBox's box
 //                     part, and counting it in both made sound hBox certify fewer images than
 //                     sound Box (appendix C: never, in exact arithmetic).
-enum class AffineRoundings : int { backsubstitution = 3, box_step = 2, generator_norm = 2 };
+// The two walks' kinds (backsubstitution, generator_norm) also count the layer's
+// backsub_terms in their gamma (sound.cpp, item 6); box_step counts dot_terms only.
+enum class AffineRoundings : int { backsubstitution, box_step, generator_norm };
+constexpr int kAffineRoundingCount[] = {3, 2, 2};  // by AffineRoundings
+constexpr int rounding_count(AffineRoundings kind) { return kAffineRoundingCount[static_cast<int>(kind)]; }
 
 // The slack of one affine layer (linear, conv, normalize) for inputs |a| <= magnitude
 // (N, n_in): `roundings` x gamma (|W| M + |b|), with up to extra_terms rows folded into W;

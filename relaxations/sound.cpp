@@ -56,12 +56,20 @@
 //    through an affine layer (rounded up) and, through a ReLU, S where the
 //    neuron is kept and 0 where it is dropped (BacksubContext::symbolic_magnitude).
 //    S leaves out every centre and bias, and the dropped neurons entirely.
-//    Its input step has no A c0 either: 2 gamma r0 covers the rounding of r0
-//    and of |A| r0.
+//    Its input step has no A c0: 2 gamma r0 covers the rounding of r0 and of
+//    |A| r0, and 4 u |c0| that of the centre c0 = (l0 + u0) / 2, by which the
+//    box c0 -+ r0 may miss the input box. Under last-layer elision the walk's
+//    first step also covers the last layer's forward error on the symbolic
+//    part (gamma |C W| S, which the box part's output bound, over |c| + b,
+//    leaves out): its 2 gammas are of n + K terms, the fold's and that error's.
 // 5. The slack terms are themselves computed in float32 from nonnegative
 //    terms, with relative error below m u for m terms: widen() multiplies the
 //    slack by 1.03 (enough for sums of up to 5e5 terms) and adds the rounding
 //    of the final subtraction (4 u |bound|) and 1e-30 for underflow.
+// 6. Every walk step's gamma counts the longer of the layer's forward dot
+//    product (dot_terms) and the backsubstitution's product through it
+//    (backsub_terms: a conv from 1 channel to 64 sums 64 x taps terms per
+//    coefficient where its forward output sums 9).
 // Not covered: flush-to-zero/denormals-are-zero modes (never enabled: no
 // fast-math anywhere) and cuDNN algorithms other than the fixed ones.
 //
@@ -119,9 +127,15 @@ Tensor magnitude_after(const Layer& layer, const Tensor& magnitude, int64_t batc
 Tensor affine_slack(const Layer& layer, const Tensor& magnitude, int64_t batch, int64_t extra_terms,
                     AffineRoundings roundings, bool with_bias) {
   if (!rounds(layer)) return Tensor();
-  const float gamma = rounding_gamma(bound_rules(layer).dot_terms(layer) + 1 + extra_terms);
+  // A walk's step (every rounding kind but box_step's) also covers its residual,
+  // a dot product of backsub_terms terms, which may be the longer one.
+  const BoundRules& rules = bound_rules(layer);
+  const int64_t terms = roundings == AffineRoundings::box_step
+                            ? rules.dot_terms(layer)
+                            : std::max(rules.dot_terms(layer), rules.backsub_terms(layer));
+  const float gamma = rounding_gamma(terms + 1 + extra_terms);
   return ops::scale(abs_layer_image(layer, magnitude, batch, with_bias),
-                    float(static_cast<int>(roundings)) * gamma);
+                    float(rounding_count(roundings)) * gamma);
 }
 
 Tensor relu_slack(const Tensor& lower, const Tensor& upper) {

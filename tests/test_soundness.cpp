@@ -16,11 +16,15 @@
 //     CUDA agree.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <sstream>
+#include <vector>
 
 #include "engine/ops.h"
 #include "engine/tape.h"
+#include "relaxations/layers/bound_rules.h"
+#include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
 #include "tests/reference_bounds.h"
 #include "tests/test_util.h"
@@ -303,6 +307,70 @@ TEST_CASE("soundness: certified_margins is -max upper bound per sample, NaN stay
   CHECK(m[0] == 0.5f);
   CHECK(m[1] == -0.25f);
   CHECK(std::isnan(m[2]));
+}
+
+}  // namespace cte::test
+
+namespace cte::test {
+
+// The most terms any one dot product sums when a backsubstitution steps
+// through a conv (the data gradient's, as cuDNN's backward-data computes it in
+// one accumulation): for each input pixel, the (output channel, output
+// position, tap) triples that read it, counted one by one.
+int64_t brute_force_backsub_terms(int64_t c_out, int64_t kernel, int64_t stride, int64_t padding, int64_t h_in,
+                                  int64_t h_out) {
+  int64_t most = 0;
+  for (int64_t y = 0; y < h_in; ++y)
+    for (int64_t x = 0; x < h_in; ++x) {
+      int64_t terms = 0;
+      for (int64_t oy = 0; oy < h_out; ++oy)
+        for (int64_t ox = 0; ox < h_out; ++ox)
+          for (int64_t ky = 0; ky < kernel; ++ky)
+            for (int64_t kx = 0; kx < kernel; ++kx)
+              terms += oy * stride - padding + ky == y && ox * stride - padding + kx == x;
+      most = std::max(most, terms * c_out);
+    }
+  return most;
+}
+
+TEST_CASE("soundness: a walk step's gamma counts the longest dot product through the layer, forward or back") {
+  // A conv from few channels to many sums more terms per backsubstituted
+  // coefficient (c_out x taps reaching a pixel) than per forward output
+  // (c_in x taps): the walk's slack must be gamma of the longer one.
+  struct Geometry {
+    int64_t c_in, c_out;
+    int kernel, stride, padding;
+    int64_t h_in;
+  };
+  Rng rng(31);
+  for (const Geometry& g : {Geometry{1, 64, 3, 1, 1, 8}, Geometry{1, 16, 4, 2, 1, 28}, Geometry{3, 8, 5, 3, 2, 11},
+                            Geometry{16, 4, 4, 1, 0, 7}}) {
+    const Network net(Shape{g.c_in, g.h_in, g.h_in}, {make_conv(g.c_in, g.c_out, g.kernel, g.stride, g.padding, rng)});
+    const Layer& layer = net.layers()[0];
+    const int64_t h_out = layer.out_shape[1];
+    const int64_t backward = brute_force_backsub_terms(g.c_out, g.kernel, g.stride, g.padding, g.h_in, h_out);
+    const int64_t forward = g.c_in * g.kernel * g.kernel;
+    const relax::BoundRules& rules = relax::bound_rules(layer);
+    INFO("conv ", g.c_in, "->", g.c_out, " ", g.kernel, "x", g.kernel, " s", g.stride, " p", g.padding);
+    CHECK(rules.dot_terms(layer) >= forward);
+    CHECK(rules.backsub_terms(layer) >= backward);
+    // The slack itself: every walk's rounding kind charges gamma of the longer count.
+    const int64_t n_in = layer.in_shape.numel();
+    const Tensor magnitude = Tensor::from_vector(std::vector<float>(size_t(n_in), 1.0f), Shape{1, n_in}, Device::cpu);
+    const std::vector<float> image = relax::abs_layer_image(layer, magnitude, 1, false).to_vector();
+    const double gamma = relax::rounding_gamma(std::max(forward, backward) + 1);
+    for (const relax::AffineRoundings kind :
+         {relax::AffineRoundings::backsubstitution, relax::AffineRoundings::generator_norm}) {
+      const std::vector<float> slack = relax::affine_slack(layer, magnitude, 1, 0, kind, false).to_vector();
+      int64_t short_of = 0;
+      for (size_t i = 0; i < slack.size(); ++i)
+        short_of += double(slack[i]) < double(relax::rounding_count(kind)) * gamma * double(image[i]) * (1 - 1e-6);
+      CHECK(short_of == 0);
+    }
+  }
+  // A linear layer's backsubstituted coefficient sums over its outputs.
+  const Network wide(Shape{3}, {make_linear(3, 50, rng)});
+  CHECK(relax::bound_rules(wide.layers()[0]).backsub_terms(wide.layers()[0]) >= 50);
 }
 
 }  // namespace cte::test

@@ -70,9 +70,11 @@ static_assert(kMc % kMr == 0 && kNc % kNr == 0, "gemm: a packed block holds whol
 // A backsubstitution's coefficients after a ReLU step are zero in every column
 // of a dead neuron (and, for hBox, of an unstable one) for all rows of an
 // image, and an image's rows are contiguous: a panel skips those k outright.
-// Skipping adds nothing but exact zeros' products, so the sums are the same
-// bits as without skipping, where B is finite (0 x inf would be NaN; as in the
-// reference BLAS, which skips zero multipliers too, such a NaN is not kept).
+// Skipping leaves out only exact zeros' products, so the sums are the values
+// of the full ones where B is finite (a -0 may stay where the full sum's
+// zeros would have made it +0; 0 x inf would be NaN, which the reference BLAS,
+// skipping zero multipliers too, does not keep either; OpenBLAS, which takes
+// small products here, does).
 struct ALivePanels {
   int32_t k[kMc / kMr][kKc];
   int64_t count[kMc / kMr];
@@ -313,9 +315,16 @@ void gemm_blocked_cpu(GemmShape s, float alpha, const float* a, const float* b, 
   const double flops = 2.0 * double(s.m) * double(s.n) * double(s.k);
   const bool by_batch = threads > 1 && s.batch >= 2 * threads;
   const bool inner_parallel = threads > 1 && !by_batch && flops > 4e6;
-#pragma omp parallel for schedule(static) if (by_batch)
-  for (int64_t i = 0; i < s.batch; ++i)
-    gemm_blocked(s, alpha, a + i * s.stride_a, b + i * s.stride_b, beta, c + i * s.stride_c, inner_parallel);
+  // Two loops, not one with an if clause: an inactive outer region would make
+  // each product's own region a nested one, for which libgomp starts threads anew.
+  if (by_batch) {
+#pragma omp parallel for schedule(static)
+    for (int64_t i = 0; i < s.batch; ++i)
+      gemm_blocked(s, alpha, a + i * s.stride_a, b + i * s.stride_b, beta, c + i * s.stride_c, false);
+  } else {
+    for (int64_t i = 0; i < s.batch; ++i)
+      gemm_blocked(s, alpha, a + i * s.stride_a, b + i * s.stride_b, beta, c + i * s.stride_c, inner_parallel);
+  }
 #else
   (void)s, (void)alpha, (void)a, (void)b, (void)beta, (void)c;
   std::abort();  // callers check gemm_blocked_available()

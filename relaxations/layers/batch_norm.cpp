@@ -48,6 +48,9 @@ NormalizeExpansion scale_shift(const Layer& layer, Device device) {
 // (x - mean) inv_std gamma + beta: a few roundings per output, no sum.
 int64_t dot_terms(const Layer&) { return 4; }
 
+// A backsubstitution scales each coefficient: one rounding, no sum.
+int64_t one_backsub_term(const Layer&) { return 1; }
+
 Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
   const NormalizeExpansion e = scale_shift(layer, v.device());
   const Tensor scaled = ops::mul(ops::reshape(v, Shape{batch, layer.in_shape.numel()}), ops::abs(e.scale));
@@ -69,6 +72,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_batch_norm{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
-                                        dot_terms,              abs_image, lp_rows, scale_shift, nullptr};
+                                        dot_terms,              one_backsub_term, abs_image, lp_rows, scale_shift, nullptr};
 
 }  // namespace cte::relax

@@ -79,6 +79,13 @@ struct BoundRules {
   // of one output's dot product (0: no rounding), and |layer| v (+ |bias|)
   // over flat (N, n_in) -> (N, n_out).
   int64_t (*dot_terms)(const Layer& layer);
+  // The number of terms of one coefficient's dot product when a
+  // backsubstitution steps down through the layer, A W: the output width for
+  // linear, c_out x ceil(kh / s) x ceil(kw / s) for conv (cuDNN's backward-data
+  // sums them in one accumulation); 1 for elementwise layers, 0 for the rest.
+  // A walk's residual is within gamma of it, which can exceed dot_terms (a
+  // conv from few channels to many).
+  int64_t (*backsub_terms)(const Layer& layer);
   Tensor (*abs_image)(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias);
 
   // ---- the LPs (Triangle, Parallelogram): the layer as an affine map, one

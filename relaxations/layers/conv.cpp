@@ -36,6 +36,12 @@ int64_t dot_terms(const Layer& layer) {
   return w[1] * w[2] * w[3];
 }
 
+int64_t backsub_terms(const Layer& layer) {
+  const Shape w = layer.weight.shape();
+  const int64_t s = layer.stride;
+  return w[0] * ((w[2] + s - 1) / s) * ((w[3] + s - 1) / s);
+}
+
 Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
   const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
   const Shape& in = layer.in_shape;
@@ -73,6 +79,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_conv{LayerRole::affine, false,     box_step, backsub_step, hbox_box_step,
-                                  dot_terms,         abs_image, lp_rows, nullptr, output_bias};
+                                  dot_terms,         backsub_terms, abs_image, lp_rows, nullptr, output_bias};
 
 }  // namespace cte::relax

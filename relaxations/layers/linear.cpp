@@ -24,6 +24,7 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
 Tensor output_bias(const BacksubContext& ctx, size_t index) { return ctx.bias[index]; }
 
 int64_t dot_terms(const Layer& layer) { return layer.in_shape.numel(); }
+int64_t backsub_terms(const Layer& layer) { return layer.out_shape.numel(); }
 
 Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
   const Tensor bias = with_bias && layer.bias.defined() ? ops::abs(layer.bias) : Tensor();
@@ -48,6 +49,6 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_linear{LayerRole::affine, true,      box_step, backsub_step, hbox_box_step,
-                                    dot_terms,         abs_image, lp_rows, nullptr, output_bias};
+                                    dot_terms,         backsub_terms, abs_image, lp_rows, nullptr, output_bias};
 
 }  // namespace cte::relax

@@ -25,6 +25,9 @@ CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, 
 
 int64_t dot_terms(const Layer&) { return 1; }
 
+// A backsubstitution scales each coefficient: one rounding, no sum.
+int64_t one_backsub_term(const Layer&) { return 1; }
+
 Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool with_bias) {
   const NormalizeExpansion e = expand_normalize(layer, v.device());
   const Tensor scaled = ops::mul(ops::reshape(v, Shape{batch, layer.in_shape.numel()}), e.scale);
@@ -67,6 +70,6 @@ NormalizeExpansion expand_normalize(const Layer& layer, Device device) {
 }
 
 const BoundRules kBoundRules_normalize{LayerRole::elementwise, false,     box_step, elementwise_backsub_step, hbox_box_step,
-                                       dot_terms,              abs_image, lp_rows, expand_normalize, nullptr};
+                                       dot_terms,              one_backsub_term, abs_image, lp_rows, expand_normalize, nullptr};
 
 }  // namespace cte::relax

@@ -103,6 +103,6 @@ Tensor abs_image(const Layer& layer, const Tensor& v, int64_t batch, bool) {
 }  // namespace
 
 const BoundRules kBoundRules_relu{LayerRole::activation, false,     box_step,  backsub_step, hbox_step,
-                                  no_dot_terms,          abs_image, no_lp_rows, nullptr, nullptr};
+                                  no_dot_terms,          no_dot_terms, abs_image, no_lp_rows, nullptr, nullptr};
 
 }  // namespace cte::relax
