@@ -373,4 +373,54 @@ TEST_CASE("soundness: a walk step's gamma counts the longest dot product through
   CHECK(relax::bound_rules(wide.layers()[0]).backsub_terms(wide.layers()[0]) >= 50);
 }
 
+TEST_CASE("soundness: hBox's walk bounds its residuals over the symbolic parts, 0 where a ReLU drops them") {
+  // x in [0.4, 0.6]^2 -> linear(2 -> 3) -> relu -> linear(3 -> 2). Hidden neuron 0
+  // is active (kept), 1 dead and 2 unstable (both dropped). The symbolic part's
+  // bound S (BacksubContext::symbolic_magnitude) is, by hand in float64: r0 at
+  // the input, |W1| r0 after the first layer (no bias: the symbolic part has
+  // none, and b1 is large here), |W1| r0 where kept and 0 where dropped after the
+  // ReLU, then |W2| of that. S must cover it and exceed it by roundings only.
+  Rng rng(5);
+  Network net(Shape{2}, {make_linear(2, 3, rng), make_relu(), make_linear(3, 2, rng)});
+  const std::vector<double> w1 = {1.0, 0.5, -1.0, -0.5, 0.3, -0.4}, b1 = {2.0, -2.0, 0.05};
+  const std::vector<double> w2 = {0.7, -1.2, 0.4, -0.3, 0.9, 2.0}, b2 = {10.0, -10.0};
+  auto floats = [](const std::vector<double>& v) { return std::vector<float>(v.begin(), v.end()); };
+  net.layers()[0].weight = Tensor::from_vector(floats(w1), Shape{3, 2}, Device::cpu);
+  net.layers()[0].bias = Tensor::from_vector(floats(b1), Shape{3}, Device::cpu);
+  net.layers()[2].weight = Tensor::from_vector(floats(w2), Shape{2, 3}, Device::cpu);
+  net.layers()[2].bias = Tensor::from_vector(floats(b2), Shape{2}, Device::cpu);
+  NoGrad no_grad;
+  const Tensor lower0 = Tensor::from_vector({0.4f, 0.4f}, Shape{1, 2}, Device::cpu);
+  const Tensor upper0 = Tensor::from_vector({0.6f, 0.6f}, Shape{1, 2}, Device::cpu);
+  relax::BacksubContext ctx =
+      relax::make_backsub_context(net, lower0, upper0, kern::ReluRule::hbox_symbolic,
+                                  relax::BacksubMode::generator_norm, size_t(1) << 24, /*sound=*/true);
+  relax::HboxState h{ops::scale(ops::add(upper0, lower0), 0.5f), Tensor()};
+  for (size_t i = 0; i < 2; ++i) h = relax::bound_rules(net.layers()[i]).hbox_step(ctx, i, h);
+  REQUIRE(ctx.symbolic_magnitude.size() == 4);
+  const std::vector<float> l1 = ctx.relu_lower[1].to_vector(), u1 = ctx.relu_upper[1].to_vector();
+  REQUIRE(l1[0] > 0.0f);  // the case each hidden neuron was built for
+  REQUIRE(u1[1] < 0.0f);
+  REQUIRE((l1[2] < 0.0f && u1[2] > 0.0f));
+  const double r0 = double(0.6f - 0.4f) / 2.0;
+  std::vector<std::vector<double>> want(4);
+  want[0] = {r0, r0};
+  for (int j = 0; j < 3; ++j) want[1].push_back(std::fabs(w1[size_t(2 * j)]) * r0 + std::fabs(w1[size_t(2 * j + 1)]) * r0);
+  want[2] = {want[1][0], 0.0, 0.0};
+  for (int k = 0; k < 2; ++k) {
+    double sum = 0.0;
+    for (int j = 0; j < 3; ++j) sum += std::fabs(w2[size_t(3 * k + j)]) * want[2][size_t(j)];
+    want[3].push_back(sum);
+  }
+  for (size_t level = 0; level < 4; ++level) {
+    const std::vector<float> got = ctx.symbolic_magnitude[level].to_vector();
+    REQUIRE(got.size() == want[level].size());
+    for (size_t j = 0; j < got.size(); ++j) {
+      INFO("level ", level, " neuron ", j, ": S ", got[j], ", by hand ", want[level][j]);
+      CHECK(double(got[j]) >= want[level][j]);
+      CHECK(double(got[j]) <= want[level][j] * (1.0 + 1e-5));
+    }
+  }
+}
+
 }  // namespace cte::test
