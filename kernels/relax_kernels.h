@@ -97,7 +97,32 @@ inline bool backsub_relu_backward_sums_bounds(ReluRule rule, bool shared, bool b
                              float* d_coeffs /*[batch, rows, n]*/,                              \
                              float* d_centre /*[batch, n] or nullptr*/,                         \
                              float* d_radius /*[batch, n] or nullptr*/, int64_t batch,          \
-                             int64_t rows, int64_t n))
+                             int64_t rows, int64_t n))                                  \
+  /* live[i] = 1 where a step through neuron i reads its coefficients' gradient       */     \
+  /* (backsub_relu_reads_coeff_grad in kernels/common/relu_relaxation.h), else 0.     */     \
+  X(backsub_relu_live, (ReluRule rule, const float* lower /*[n]*/, const float* upper /*[n]*/, \
+                        float* live /*[n]*/, int64_t n))                                      \
+  /* An affine step A' = A W (backsub_linear) under a ReLU step that produced A and   */     \
+  /* reads only its live columns (s.n = n_out, not shared): the sums run over live j,   */     \
+  /* where A is 0 elsewhere anyway (a zero slope times a finite coefficient):          */     \
+  /*   coeffs_out[s,k,t] = sum_{j: live[s,j] != 0} coeffs[s,k,j] weight[j,t]            */     \
+  X(backsub_linear_live_forward, (const float* coeffs /*[batch, rows, n_out]*/,                \
+                                  const float* weight /*[n_out, n_in]*/,                       \
+                                  const float* live /*[batch, n_out]*/,                        \
+                                  float* coeffs_out /*[batch, rows, n_in]*/, int64_t n_in,      \
+                                  BacksubShape s))                                             \
+  /*   d_coeffs[s,k,j] = live[s,j] != 0 ? sum_t d_coeffs_out[s,k,t] weight[j,t] : 0     */     \
+  X(backsub_linear_live_grad, (const float* d_coeffs_out /*[batch, rows, n_in]*/,              \
+                               const float* weight /*[n_out, n_in]*/,                          \
+                               const float* live /*[batch, n_out]*/,                           \
+                               float* d_coeffs /*[batch, rows, n_out]*/, int64_t n_in,          \
+                               BacksubShape s))                                                \
+  /*   d_weight[j,t] = sum_{s: live[s,j] != 0} sum_k coeffs[s,k,j] d_coeffs_out[s,k,t]   */     \
+  X(backsub_linear_live_weight_grad, (const float* coeffs /*[batch, rows, n_out]*/,            \
+                                      const float* d_coeffs_out /*[batch, rows, n_in]*/,       \
+                                      const float* live /*[batch, n_out]*/,                    \
+                                      float* d_weight /*[n_out, n_in]*/, int64_t n_in,          \
+                                      BacksubShape s))
 
 #define CTE_DECLARE_RELAX_KERNEL_TWINS(name, params) \
   void name##_cpu params;                            \

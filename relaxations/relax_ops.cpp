@@ -163,20 +163,47 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
   return out;
 }
 
-BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, bool want_bias) {
+Tensor backsub_relu_live(ReluRule rule, const Tensor& lower, const Tensor& upper) {
+  const char* op = "backsub_relu_live";
+  const Device device = common_device(op, {&lower, &upper});
+  require_same_shape(op, "lower", lower, "upper", upper);
+  Tensor live = Tensor::empty(lower.shape(), device);
+  CTE_RUN(device, backsub_relu_live, rule, lower.data(), upper.data(), live.data(), lower.numel());
+  return live;
+}
+
+namespace {
+thread_local bool live_columns_on = true;
+}  // namespace
+
+void set_backsub_live_columns(bool on) { live_columns_on = on; }
+bool backsub_live_columns() { return live_columns_on; }
+
+BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, bool want_bias,
+                                   const Tensor& live) {
   const char* op = "backsub_linear";
-  const Device device = common_device(op, {&coeffs, &weight, &bias});
+  const Device device = common_device(op, {&coeffs, &weight, &bias, &live});
   if ((coeffs.ndim() != 2 && coeffs.ndim() != 3) || weight.ndim() != 2 || coeffs.size(-1) != weight.size(0))
     fail(op, "coefficients " + coeffs.shape().str() + " do not fit weight " + weight.shape().str() +
                  " (expects (K, out) or (N, K, out) and (out, in))");
   if (bias.defined() && (bias.ndim() != 1 || bias.size(0) != weight.size(0)))
     fail(op, "bias is " + bias.shape().str() + ", expected (" + std::to_string(weight.size(0)) + ")");
+  if (live.defined() && (coeffs.ndim() != 3 || live.shape() != Shape{coeffs.size(0), coeffs.size(2)}))
+    fail(op, "live columns " + live.shape().str() + " do not fit coefficients " + coeffs.shape().str() +
+                 " (expects per-sample (N, K, out) and live (N, out))");
   const int64_t n_out = weight.size(0), n_in = weight.size(1);
   const int64_t rows = n_out == 0 ? 0 : coeffs.numel() / n_out;  // K, or N*K
   const bool use_bias = want_bias && bias.defined();
   BacksubAffineResult out;
   out.coeffs = Tensor::empty(coeff_shape(coeffs, n_in), device);
-  gemm_one(device, false, false, rows, n_in, n_out, coeffs.data(), weight.data(), 0.0f, out.coeffs.data());
+  // Under a ReLU step that reads only its live columns (kern::BacksubShape's n = n_out).
+  const kern::BacksubShape live_shape{live.defined() ? coeffs.size(0) : 0, live.defined() ? coeffs.size(1) : 0, n_out,
+                                      false};
+  if (live.defined())
+    CTE_RUN(device, backsub_linear_live_forward, coeffs.data(), weight.data(), live.data(), out.coeffs.data(), n_in,
+            live_shape);
+  else
+    gemm_one(device, false, false, rows, n_in, n_out, coeffs.data(), weight.data(), 0.0f, out.coeffs.data());
   if (use_bias) {
     out.bias_term = Tensor::empty(row_shape(coeffs), device);
     gemm_one(device, false, false, rows, 1, n_out, coeffs.data(), bias.data(), 0.0f, out.bias_term.data());
@@ -186,19 +213,27 @@ BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, c
     if (use_bias) outputs.push_back(&out.bias_term);
     const Shape out_shape = out.coeffs.shape();
     record_multi(op, defined_only({coeffs, weight, bias}), outputs,
-                 [coeffs, weight, bias, use_bias, rows, n_in, n_out, out_shape, device](const std::vector<Tensor>& g) {
+                 [coeffs, weight, bias, live, live_shape, use_bias, rows, n_in, n_out, out_shape, device](const std::vector<Tensor>& g) {
                    const Tensor d_out = or_zeros(g[0], out_shape, device);
                    const Tensor d_bias_term = use_bias ? g[1] : Tensor();
                    if (coeffs.requires_grad()) {  // dA = dA' W^T + dq b^T
                      Tensor d_coeffs = Tensor::empty(coeffs.shape(), device);
-                     gemm_one(device, false, true, rows, n_out, n_in, d_out.data(), weight.data(), 0.0f, d_coeffs.data());
+                     if (live.defined())
+                       CTE_RUN(device, backsub_linear_live_grad, d_out.data(), weight.data(), live.data(), d_coeffs.data(),
+                               n_in, live_shape);
+                     else
+                       gemm_one(device, false, true, rows, n_out, n_in, d_out.data(), weight.data(), 0.0f, d_coeffs.data());
                      if (d_bias_term.defined())
                        gemm_one(device, false, false, rows, n_out, 1, d_bias_term.data(), bias.data(), 1.0f, d_coeffs.data());
                      accumulate_grad(coeffs, d_coeffs);
                    }
                    if (weight.requires_grad()) {  // dW = A^T dA'
                      Tensor d_weight = Tensor::empty(weight.shape(), device);
-                     gemm_one(device, true, false, n_out, n_in, rows, coeffs.data(), d_out.data(), 0.0f, d_weight.data());
+                     if (live.defined())
+                       CTE_RUN(device, backsub_linear_live_weight_grad, coeffs.data(), d_out.data(), live.data(),
+                               d_weight.data(), n_in, live_shape);
+                     else
+                       gemm_one(device, true, false, n_out, n_in, rows, coeffs.data(), d_out.data(), 0.0f, d_weight.data());
                      accumulate_grad(weight, d_weight);
                    }
                    if (bias.defined() && bias.requires_grad() && d_bias_term.defined()) {  // db = A^T dq

@@ -27,7 +27,8 @@
   X(box_relu, "box_relu_forward box_relu_backward", true)                            \
   X(hbox_relu, "hbox_relu_forward hbox_relu_backward", true)                         \
   X(backsub_relu, "backsub_relu_forward backsub_relu_backward reduce_sum", true)     \
-  X(backsub_linear, "gemm", true)                                                    \
+  X(backsub_relu_live, "backsub_relu_live", false)                                   \
+  X(backsub_linear, "gemm backsub_linear_live_forward backsub_linear_live_grad backsub_linear_live_weight_grad", true) \
   X(backsub_conv, "conv2d_backward_data conv2d_forward conv2d_backward_filter gemm binary fill reduce_sum", true) \
   X(backsub_input, "backsub_input_forward backsub_input_backward", true)
 
@@ -70,16 +71,35 @@ BacksubReluResult backsub_relu(ReluRule rule, const Tensor& coeffs, const Tensor
                                const Tensor& upper, bool want_bias_lower, bool want_bias_upper,
                                const Tensor& bias_below = Tensor());
 
+// Which coefficient columns a ReLU step with input bounds [lower, upper] (N, n)
+// reads the gradient of: 1 or 0 per (sample, neuron)
+// (kern::backsub_relu_reads_coeff_grad), no gradient. backsub_linear takes it.
+Tensor backsub_relu_live(ReluRule rule, const Tensor& lower, const Tensor& upper);
+
+// Whether the walk hands backsub_linear the live columns of the ReLU step above
+// it (relaxations/layers/relu.cpp): on by default; tests and bench_bounds turn
+// it off to compare (the calling thread's setting).
+void set_backsub_live_columns(bool on);
+bool backsub_live_columns();
+
 // One backsubstitution step through a linear layer x_out = W x_in + b:
 // coeffs (N, K, n_out), or (K, n_out) shared, become coeffs W (N, K, n_in)
 // (or (K, n_in)), and bias_term = coeffs b ((N, K) or (K)) is the bias's share
 // of the bound (left undefined without a bias or when not wanted). Fused so
 // that backward writes the coefficients' gradient once: dA = dA' W^T + dq b^T
 // in one buffer, dW = A^T dA', db = A^T dq, all GEMMs.
+// live (N, n_out), optional with per-sample coeffs: the ReLU step that produced
+// coeffs reads their gradient only where live is nonzero (backsub_relu_live),
+// so A W and A^T dA' sum over live columns alone (coeffs are 0 elsewhere, up to
+// a NaN a zero slope made of an infinite coefficient) and dA' W^T is computed
+// there alone and is 0 elsewhere (dq b^T is still added everywhere). On
+// trained nets at large eps most neurons are dead (3% live in an hBox FC net's
+// first layer at eps 0.3), and these products were most of an FC net's CROWN step.
 struct BacksubAffineResult {
   Tensor coeffs, bias_term;
 };
-BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, bool want_bias);
+BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, const Tensor& bias, bool want_bias,
+                                   const Tensor& live = Tensor());
 
 // The same through a convolution (weight (O, C, kh, kw), bias (O)) from
 // per-sample shape in_shape (C, H, W) to out_shape (O, H', W'): coeffs over

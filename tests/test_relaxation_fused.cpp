@@ -424,6 +424,65 @@ void fused_vs_generic_backsub_linear() {
       }, 8);
       compare_runs(fused, generic, "backsub_linear");
     }
+  // With live columns (per-sample coefficients only): A W and A^T dA' over the
+  // live columns, dA' W^T there and 0 elsewhere, plus dq b^T everywhere. As
+  // generic ops: the coefficients masked before the product, the bias term
+  // from the unmasked ones. Coefficients are nonzero in dead columns here, so
+  // a kernel that ignored the mask would fail. A sparse mask takes the CPU's
+  // gathered products, a dense one its masked large product.
+  for (double live_share : {0.3, 0.9, 0.0})
+    for (Device device : devices()) {
+      CAPTURE(device_name(device));
+      CAPTURE(live_share);
+      std::vector<float> mask(size_t(batch * n_out));
+      for (float& m : mask) m = rng.uniform(0.0f, 1.0f) < live_share ? 1.0f : 0.0f;
+      const Tensor live = Tensor::from_vector(mask, Shape{batch, n_out}, device);
+      const std::vector<Tensor> inputs{per_sample, weight, bias};
+      const auto fused = run_with_grads(inputs, device, [&](const std::vector<Tensor>& x) {
+        const relax::BacksubAffineResult r = relax::backsub_linear(x[0], x[1], x[2], true, live);
+        return std::vector<Tensor>{r.coeffs, r.bias_term};
+      }, 9);
+      const auto generic = run_with_grads(inputs, device, [&](const std::vector<Tensor>& x) {
+        const Tensor masked = ops::mul(x[0], ops::reshape(live, Shape{batch, 1, n_out}));
+        const Tensor q = ops::matmul(x[0], ops::reshape(x[2], Shape{n_out, 1}));
+        return std::vector<Tensor>{ops::matmul(masked, x[1]), ops::reshape(q, Shape{batch, rows})};
+      }, 9);
+      compare_runs(fused, generic, "backsub_linear with live columns");
+    }
+  const Tensor wrong_live = Tensor::zeros(Shape{batch, n_out + 1}, Device::cpu);
+  CHECK_THROWS_WITH_AS(relax::backsub_linear(per_sample, weight, bias, true, wrong_live),
+                       doctest::Contains("live columns (2,8) do not fit coefficients (2,3,7)"), std::runtime_error);
+  CHECK_THROWS_WITH_AS(relax::backsub_linear(shared, weight, bias, true, Tensor::zeros(Shape{batch, n_out}, Device::cpu)),
+                       doctest::Contains("expects per-sample"), std::runtime_error);
+}
+
+// backsub_relu_live against the rules' cases as the paper states them: a dead
+// ReLU passes nothing under every rule, an active one passes its coefficient
+// (slope 1; CROWN-0's upper slope 1), an unstable one passes it under the
+// rules with a slope lambda or 0/1 (DeepZ, CROWN and its variants) and not
+// under hBox's (slopes 0, a fresh variable or a dropped row). A NaN bound is
+// unstable: live where the slopes follow l and u (the NaN reaches the
+// products), not under hBox's rules (whose intercepts carry it).
+void fused_backsub_relu_live() {
+  const std::vector<float> l = {-2.0f, -1.0f, 0.0f, 0.5f, -1.0f, -3.0f, kNaN, -1.0f, 0.0f};
+  const std::vector<float> u = {-1.0f, 0.0f, 0.0f, 2.0f, 1.0f, 0.5f, 1.0f, kNaN, 1e-30f};
+  enum Case { dead, active, unstable, nan };
+  const Case cases[] = {dead, dead, active, active, unstable, unstable, nan, nan, active};
+  for (Device device : devices())
+    for (ReluRule rule : kRules) {
+      CAPTURE(device_name(device));
+      CAPTURE(rule_name(rule));
+      const Tensor lo = Tensor::from_vector(l, Shape{3, 3}, device), hi = Tensor::from_vector(u, Shape{3, 3}, device);
+      const std::vector<float> got = relax::backsub_relu_live(rule, lo, hi).to_vector();
+      const bool hbox_rule = rule == ReluRule::hbox_fresh || rule == ReluRule::hbox_symbolic;
+      for (size_t i = 0; i < l.size(); ++i) {
+        CAPTURE(i);
+        const float want = cases[i] == dead ? 0.0f : (cases[i] == unstable || cases[i] == nan) && hbox_rule ? 0.0f : 1.0f;
+        CHECK(got[i] == want);
+      }
+    }
+  CHECK_THROWS_WITH_AS(relax::backsub_relu_live(ReluRule::crown, Tensor::zeros(Shape{2, 3}, Device::cpu), Tensor::zeros(Shape{3, 2}, Device::cpu)),
+                       doctest::Contains("backsub_relu_live"), std::runtime_error);
 }
 
 void fused_vs_generic_backsub_conv() {
@@ -486,6 +545,7 @@ void fused_vs_generic_backsub_input() {
 
 const bool kFusedRegistered = [] {
   fused_checks()["backsub_linear"] = fused_vs_generic_backsub_linear;
+  fused_checks()["backsub_relu_live"] = fused_backsub_relu_live;
   fused_checks()["backsub_conv"] = fused_vs_generic_backsub_conv;
   fused_checks()["backsub_input"] = fused_vs_generic_backsub_input;
   fused_checks()["box_relu"] = fused_vs_generic_box_relu;
@@ -775,7 +835,121 @@ void parity_backsub_input(bool backward) {
   }
 }
 
+// The live-column products of backsub_linear (relax_kernels.h): the CPU twin
+// against a float64 evaluation of each formula, the CUDA twin against the
+// CPU's. Masks with few live columns (the CPU's gathered products, samples
+// with none), most live (its masked large product) and all live.
+struct LiveLinearCase {
+  int64_t batch, rows, n, n_in;
+  double live_share;
+};
+const LiveLinearCase kLiveLinearCases[] = {{0, 3, 5, 4, 0.5}, {1, 1, 1, 1, 1.0}, {3, 5, 31, 7, 0.1},
+                                           {4, 9, 40, 33, 0.3}, {2, 7, 37, 70, 0.9}, {3, 4, 16, 300, 1.0},
+                                           {5, 3, 20, 6, 0.0}};
+
+void check_live_linear(int which) {  // 0 forward, 1 coefficient gradient, 2 weight gradient
+  Rng rng(36 + uint64_t(which));
+  for (const LiveLinearCase& c : kLiveLinearCases) {
+    const std::string what = std::string(which == 0 ? "forward" : which == 1 ? "grad" : "weight_grad") + " [" +
+                             std::to_string(c.batch) + "," + std::to_string(c.rows) + "," + std::to_string(c.n) +
+                             "] n_in " + std::to_string(c.n_in) + " live share " + std::to_string(c.live_share);
+    CAPTURE(what);
+    const std::vector<float> a = random_values(c.batch * c.rows * c.n, rng);         // coefficients, nonzero when dead too
+    const std::vector<float> d = random_values(c.batch * c.rows * c.n_in, rng);      // d_coeffs_out
+    const std::vector<float> w = random_values(c.n * c.n_in, rng);
+    std::vector<float> live(size_t(c.batch * c.n));
+    for (float& x : live) x = rng.uniform(0.0f, 1.0f) < c.live_share ? 1.0f : 0.0f;
+    const int64_t out_count = which == 0 ? c.batch * c.rows * c.n_in : which == 1 ? c.batch * c.rows * c.n : c.n * c.n_in;
+    std::vector<double> want(size_t(out_count), 0.0);
+    for (int64_t s = 0; s < c.batch; ++s)
+      for (int64_t k = 0; k < c.rows; ++k)
+        for (int64_t j = 0; j < c.n; ++j) {
+          if (live[size_t(s * c.n + j)] == 0.0f) continue;
+          const double coeff = a[size_t((s * c.rows + k) * c.n + j)];
+          for (int64_t t = 0; t < c.n_in; ++t) {
+            const double wt = w[size_t(j * c.n_in + t)], dt = d[size_t((s * c.rows + k) * c.n_in + t)];
+            if (which == 0) want[size_t((s * c.rows + k) * c.n_in + t)] += coeff * wt;
+            if (which == 1) want[size_t((s * c.rows + k) * c.n + j)] += dt * wt;
+            if (which == 2) want[size_t(j * c.n_in + t)] += coeff * dt;
+          }
+        }
+    const kern::BacksubShape shape{c.batch, c.rows, c.n, false};
+    std::vector<float> out = nans(out_count);
+    Tensor a_d = on_device(a), d_d = on_device(d), w_d = on_device(w), live_d = on_device(live), out_d = on_device(out);
+    if (which == 0) {
+      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), out.data(), c.n_in, shape);
+      kern::backsub_linear_live_forward_cuda(a_d.data(), w_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
+    } else if (which == 1) {
+      kern::backsub_linear_live_grad_cpu(d.data(), w.data(), live.data(), out.data(), c.n_in, shape);
+      kern::backsub_linear_live_grad_cuda(d_d.data(), w_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
+    } else {
+      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), out.data(), c.n_in, shape);
+      kern::backsub_linear_live_weight_grad_cuda(a_d.data(), d_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
+    }
+    const int64_t terms = which == 0 ? c.n : which == 1 ? c.n_in : c.batch * c.rows;
+    for (int64_t i = 0; i < out_count; ++i) {
+      CAPTURE(i);
+      // |sum| <= terms, each term below 1 in magnitude: float32's error is at most ~terms^2 u.
+      CHECK(std::fabs(double(out[size_t(i)]) - want[size_t(i)]) <= 1e-6 * double(terms + 1) * double(terms + 1));
+    }
+    expect_parity("backsub_linear_live " + what, out_d, out);
+  }
+}
+
+// The CPU live-column products' gathered path (few live columns) gives the
+// same bits on 1 and 3 threads, weight gradients summed over samples in more
+// than one group of shares (n_in large) too. (Most columns live: one gemm_cpu,
+// whose OpenBLAS path for small shapes makes no such promise.)
+TEST_CASE("relax fused: the CPU live-column products are the same bit for bit on 1 and 3 threads") {
+  Rng rng(37);
+  const int threads_before = omp_get_max_threads();
+  for (const LiveLinearCase& c : {LiveLinearCase{7, 30, 64, 200, 0.1}, LiveLinearCase{5, 20, 48, 96, 0.5},
+                                  LiveLinearCase{40, 8, 300, 20000, 0.05}}) {
+    const std::vector<float> a = random_values(c.batch * c.rows * c.n, rng);
+    const std::vector<float> d = random_values(c.batch * c.rows * c.n_in, rng);
+    const std::vector<float> w = random_values(c.n * c.n_in, rng);
+    std::vector<float> live(size_t(c.batch * c.n));
+    for (float& x : live) x = rng.uniform(0.0f, 1.0f) < c.live_share ? 1.0f : 0.0f;
+    const kern::BacksubShape shape{c.batch, c.rows, c.n, false};
+    std::vector<std::vector<float>> outputs[2];
+    for (int run = 0; run < 2; ++run) {
+      omp_set_num_threads(run == 0 ? 1 : 3);
+      std::vector<float> fwd(size_t(c.batch * c.rows * c.n_in)), grad(size_t(c.batch * c.rows * c.n)),
+          wgrad(size_t(c.n * c.n_in));
+      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), fwd.data(), c.n_in, shape);
+      kern::backsub_linear_live_grad_cpu(d.data(), w.data(), live.data(), grad.data(), c.n_in, shape);
+      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), wgrad.data(), c.n_in, shape);
+      outputs[run] = {fwd, grad, wgrad};
+    }
+    omp_set_num_threads(threads_before);
+    for (size_t k = 0; k < 3; ++k) {
+      CAPTURE(k);
+      CAPTURE(c.live_share);
+      CHECK(std::memcmp(outputs[0][k].data(), outputs[1][k].data(), outputs[0][k].size() * sizeof(float)) == 0);
+    }
+  }
+}
+
+void parity_backsub_relu_live() {
+  Rng rng(38);
+  for (ReluRule rule : kRules)
+    for (int64_t n : kSizes) {
+      std::vector<float> l, u;
+      random_bounds(n, rng, l, u, 0.0f);
+      if (n > 1) l[1] = kNaN;
+      std::vector<float> live = nans(n);
+      Tensor l_d = on_device(l), u_d = on_device(u), live_d = on_device(live);
+      kern::backsub_relu_live_cpu(rule, l.data(), u.data(), live.data(), n);
+      kern::backsub_relu_live_cuda(rule, l_d.data(), u_d.data(), live_d.data(), n);
+      expect_parity(std::string("backsub_relu_live ") + rule_name(rule) + " n=" + std::to_string(n), live_d, live);
+    }
+}
+
 const bool kParityRegistered = [] {
+  parity_checks()["backsub_relu_live"] = parity_backsub_relu_live;
+  parity_checks()["backsub_linear_live_forward"] = [] { check_live_linear(0); };
+  parity_checks()["backsub_linear_live_grad"] = [] { check_live_linear(1); };
+  parity_checks()["backsub_linear_live_weight_grad"] = [] { check_live_linear(2); };
   parity_checks()["backsub_input_forward"] = [] { parity_backsub_input(false); };
   parity_checks()["backsub_input_backward"] = [] { parity_backsub_input(true); };
   parity_checks()["box_relu_forward"] = [] { parity_box(false); };

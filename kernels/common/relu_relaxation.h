@@ -201,6 +201,22 @@ CTE_HD inline BacksubNeuronGrad backsub_relu_neuron_grad(const ReluLinearBounds 
               s.upper_neg * b.lower_slope};
 }
 
+// Whether a step through this neuron reads its incoming coefficients' gradient
+// (d_coeff_out) at all. When both slopes are 0 and depend on neither l nor u
+// (a dead ReLU under every rule; an unstable one under hbox_fresh and
+// hbox_symbolic), the step's output coefficient is 0 and d_coeff_out enters
+// the backward only times a zero slope or slope derivative
+// (backsub_relu_element_d_coeff, combine_sign_sums): the affine step above may
+// leave it uncomputed (backsub_linear's live columns). A NaN bound is
+// unstable: live under the rules whose slopes follow l and u (NaN slopes), so
+// the NaN still reaches the products; hBox's rules carry it in an intercept.
+CTE_HD inline bool backsub_relu_reads_coeff_grad(ReluRule rule, float l, float u) {
+  const ReluLinearBounds b = relu_linear_bounds(rule, l, u);
+  const ReluLinearBoundsGrad g = relu_linear_bounds_grad(rule, l, u);
+  return !(b.lower_slope == 0.0f && b.upper_slope == 0.0f && g.d_l.lower_slope == 0.0f &&
+           g.d_l.upper_slope == 0.0f && g.d_u.lower_slope == 0.0f && g.d_u.upper_slope == 0.0f);
+}
+
 // The derivative of |a| as ops::abs defines it: sign(a), 0 at 0 (NaN stays NaN).
 CTE_HD inline float abs_derivative(float a) {
   if (a > 0.0f) return 1.0f;

@@ -321,4 +321,200 @@ void backsub_input_backward_cpu(const float* coeffs, const float* centre, const 
   }
 }
 
+void backsub_relu_live_cpu(ReluRule rule, const float* lower, const float* upper, float* live, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > kParallelThreshold)
+  for (int64_t i = 0; i < n; ++i) live[i] = backsub_relu_reads_coeff_grad(rule, lower[i], upper[i]) ? 1.0f : 0.0f;
+}
+
+// The live-column steps of backsub_linear. Where most columns are live the one
+// large product wins; below this share of live (sample, neuron) pairs each
+// sample's live columns go through products of their own (on trained nets at
+// large eps a few percent are live). The choice depends on the data only.
+// Each sample's products run single-threaded inside the parallel region, so
+// the gathered path's bits do not depend on the thread count (the large
+// product's are gemm_cpu's).
+constexpr double kGatherBelowLiveShare = 0.75;
+
+namespace {
+
+bool gather_live_columns(const float* live, int64_t count) {
+  int64_t live_count = 0;
+  for (int64_t i = 0; i < count; ++i) live_count += live[i] != 0.0f;
+  return double(live_count) <= kGatherBelowLiveShare * double(count);
+}
+
+// The live columns j of one sample's live [n].
+void live_columns_of(const float* sample_live, int64_t n, std::vector<int64_t>& columns) {
+  columns.clear();
+  for (int64_t j = 0; j < n; ++j)
+    if (sample_live[j] != 0.0f) columns.push_back(j);
+}
+
+// coeffs [batch, rows, n] with the columns that are not live set to 0, into out.
+void mask_dead_columns(const float* coeffs, const float* live, float* out, BacksubShape s) {
+#pragma omp parallel for schedule(static) if (s.batch * s.rows * s.n > kParallelThreshold)
+  for (int64_t row = 0; row < s.batch * s.rows; ++row) {
+    const float* sample_live = live + (row / s.rows) * s.n;
+    for (int64_t j = 0; j < s.n; ++j) out[row * s.n + j] = sample_live[j] != 0.0f ? coeffs[row * s.n + j] : 0.0f;
+  }
+}
+
+// Rows `columns` of a matrix with `width` columns, stacked into out [columns, width].
+void gather_rows(const float* matrix, int64_t width, const std::vector<int64_t>& columns, float* out) {
+  for (size_t c = 0; c < columns.size(); ++c)
+    std::copy(matrix + columns[c] * width, matrix + (columns[c] + 1) * width, out + int64_t(c) * width);
+}
+
+// Columns `columns` of a matrix [rows, width], packed into out [rows, columns].
+void gather_columns(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>& columns,
+                    float* out) {
+  const int64_t m = int64_t(columns.size());
+  for (int64_t k = 0; k < rows; ++k)
+    for (int64_t c = 0; c < m; ++c) out[k * m + c] = matrix[k * width + columns[size_t(c)]];
+}
+
+GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  return {trans_a, trans_b, m, n, k, trans_a ? m : k, trans_b ? k : n, n, 0, 0, 0, 1};
+}
+
+// per_sample(sample, columns, scratch) for samples [first, last) in parallel, with the
+// sample's live columns; two per-thread buffers to reuse. Always a parallel region, so the
+// GEMMs inside run single-threaded whatever the thread count.
+template <class PerSample>
+void for_each_live_sample(const float* live, int64_t n, int64_t first, int64_t last, PerSample per_sample) {
+#pragma omp parallel
+  {
+    std::vector<int64_t> columns;
+    std::vector<float> scratch[2];
+#pragma omp for schedule(dynamic, 1)
+    for (int64_t sample = first; sample < last; ++sample) {
+      live_columns_of(live + sample * n, n, columns);
+      per_sample(sample, columns, scratch);
+    }
+  }
+}
+
+}  // namespace
+
+void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, const float* live, float* coeffs_out,
+                                     int64_t n_in, BacksubShape s) {
+  const int64_t batch = s.batch, rows = s.rows, n = s.n;
+  if (batch == 0 || rows == 0 || n_in == 0) return;
+  if (!gather_live_columns(live, batch * n)) {
+    float* masked = scratch_floats(size_t(batch * rows * n));
+    mask_dead_columns(coeffs, live, masked, s);
+    gemm_cpu(plain_gemm(false, false, batch * rows, n_in, n), 1.0f, masked, weight, 0.0f, coeffs_out);
+    return;
+  }
+  // Per sample: its live columns of A (rows x m) times W's live rows (m x n_in).
+  for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
+                                              std::vector<float>* scratch) {
+    const int64_t m = int64_t(columns.size());
+    float* out = coeffs_out + sample * rows * n_in;
+    if (m == 0) {
+      std::fill(out, out + rows * n_in, 0.0f);
+      return;
+    }
+    std::vector<float>&a_live = scratch[0], &w_live = scratch[1];
+    a_live.resize(size_t(rows * m));
+    w_live.resize(size_t(m * n_in));
+    gather_columns(coeffs + sample * rows * n, rows, n, columns, a_live.data());
+    gather_rows(weight, n_in, columns, w_live.data());
+    gemm_cpu(plain_gemm(false, false, rows, n_in, m), 1.0f, a_live.data(), w_live.data(), 0.0f, out);
+  });
+}
+
+void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight, const float* live,
+                                  float* d_coeffs, int64_t n_in, BacksubShape s) {
+  const int64_t batch = s.batch, rows = s.rows, n = s.n;
+  if (batch == 0 || rows == 0 || n == 0) return;
+  if (!gather_live_columns(live, batch * n)) {
+    // d_coeffs = d_coeffs_out W^T, then the columns nobody reads set to 0.
+    gemm_cpu(plain_gemm(false, true, batch * rows, n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
+    mask_dead_columns(d_coeffs, live, d_coeffs, s);
+    return;
+  }
+  // Per sample: d_coeffs_out[s] (rows x n_in) times W's live rows transposed (n_in x m),
+  // scattered into the live columns.
+  for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
+                                              std::vector<float>* scratch) {
+    const int64_t m = int64_t(columns.size());
+    float* out = d_coeffs + sample * rows * n;
+    std::fill(out, out + rows * n, 0.0f);
+    if (m == 0) return;
+    std::vector<float>&w_live = scratch[0], &product = scratch[1];
+    w_live.resize(size_t(m * n_in));
+    product.resize(size_t(rows * m));
+    gather_rows(weight, n_in, columns, w_live.data());
+    gemm_cpu(plain_gemm(false, true, rows, m, n_in), 1.0f, d_coeffs_out + sample * rows * n_in, w_live.data(), 0.0f,
+             product.data());
+    for (int64_t k = 0; k < rows; ++k)
+      for (int64_t c = 0; c < m; ++c) out[k * n + columns[size_t(c)]] = product[size_t(k * m + c)];
+  });
+}
+
+void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coeffs_out, const float* live,
+                                         float* d_weight, int64_t n_in, BacksubShape s) {
+  const int64_t batch = s.batch, rows = s.rows, n = s.n;
+  if (n == 0 || n_in == 0) return;
+  if (batch == 0 || rows == 0) {
+    std::fill(d_weight, d_weight + n * n_in, 0.0f);
+    return;
+  }
+  if (!gather_live_columns(live, batch * n)) {
+    float* masked = scratch_floats(size_t(batch * rows * n));
+    mask_dead_columns(coeffs, live, masked, s);
+    gemm_cpu(plain_gemm(true, false, n, n_in, batch * rows), 1.0f, masked, d_coeffs_out, 0.0f, d_weight);
+    return;
+  }
+  std::fill(d_weight, d_weight + n * n_in, 0.0f);
+  // Groups of samples: each sample's share (m x n_in, its live columns of A transposed
+  // times d_coeffs_out[s]) in parallel, then added into W's live rows in sample order by
+  // threads owning column ranges. Groups hold about 4 Mi floats of shares (at least one
+  // sample), so the grouping, and with it every sum's order, depends on the data only.
+  constexpr int64_t kGroupFloats = int64_t(1) << 22;
+  std::vector<std::vector<int64_t>> columns(static_cast<size_t>(batch));
+  for (int64_t sample = 0; sample < batch; ++sample) live_columns_of(live + sample * n, n, columns[size_t(sample)]);
+  std::vector<float> shares;
+  std::vector<int64_t> offsets;
+  for (int64_t first = 0; first < batch;) {
+    int64_t last = first, floats = 0;
+    offsets.clear();
+    while (last < batch && (last == first || floats + int64_t(columns[size_t(last)].size()) * n_in <= kGroupFloats)) {
+      offsets.push_back(floats);
+      floats += int64_t(columns[size_t(last)].size()) * n_in;
+      ++last;
+    }
+    shares.resize(size_t(floats));
+#pragma omp parallel
+    {
+      std::vector<float> a_live;
+#pragma omp for schedule(dynamic, 1)
+      for (int64_t sample = first; sample < last; ++sample) {
+        const std::vector<int64_t>& cols = columns[size_t(sample)];
+        const int64_t m = int64_t(cols.size());
+        if (m == 0) continue;
+        a_live.resize(size_t(rows * m));
+        gather_columns(coeffs + sample * rows * n, rows, n, cols, a_live.data());
+        gemm_cpu(plain_gemm(true, false, m, n_in, rows), 1.0f, a_live.data(), d_coeffs_out + sample * rows * n_in,
+                 0.0f, shares.data() + offsets[size_t(sample - first)]);
+      }
+      // Each thread adds the group's shares into its own range of W's columns.
+      const int threads = omp_get_num_threads(), thread = omp_get_thread_num();
+      const int64_t begin = n_in * thread / threads, end = n_in * (thread + 1) / threads;
+      for (int64_t sample = first; sample < last; ++sample) {
+        const std::vector<int64_t>& cols = columns[size_t(sample)];
+        const float* share = shares.data() + offsets[size_t(sample - first)];
+        for (size_t c = 0; c < cols.size(); ++c) {
+          float* row = d_weight + cols[c] * n_in;
+          const float* add = share + int64_t(c) * n_in;
+#pragma omp simd
+          for (int64_t t = begin; t < end; ++t) row[t] += add[t];
+        }
+      }
+    }
+    first = last;
+  }
+}
+
 }  // namespace cte::kern

@@ -14,6 +14,7 @@
 //    one thread per (k, j) summing the samples in order).
 #include "kernels/cuda/block_reduce.cuh"  // first: the emulator shim defines CTE_HD's qualifiers
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/handles.cuh"
 #include "kernels/common/relu_relaxation.h"
 #include "kernels/relax_kernels.h"
 
@@ -224,6 +225,21 @@ __global__ void backsub_input_backward_box_kernel(const float* coeffs, const flo
   }
 }
 
+// lower, upper, live: [n]
+__global__ void backsub_relu_live_kernel(ReluRule rule, const float* lower, const float* upper, float* live,
+                                         int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, n) { live[i] = backsub_relu_reads_coeff_grad(rule, lower[i], upper[i]) ? 1.0f : 0.0f; }
+}
+
+// out [batch, rows, n] = coeffs [batch, rows, n] where live [batch, n] is nonzero, else 0 (in place allowed).
+__global__ void mask_dead_columns_kernel(const float* coeffs, const float* live, float* out, int64_t batch,
+                                         int64_t rows, int64_t n) {
+  CTE_GRID_STRIDE_LOOP(i, batch * rows * n) {
+    const int64_t sample = i / (rows * n), j = i % n;
+    out[i] = live[sample * n + j] != 0.0f ? coeffs[i] : 0.0f;
+  }
+}
+
 }  // namespace
 
 void box_relu_forward_cuda(const float* centre, const float* radius, float* centre_out,
@@ -306,6 +322,49 @@ void backsub_input_backward_cuda(const float* coeffs, const float* centre, const
   if (d_centre || d_radius)
     gpu::launch_1d("backsub_input_backward_box", batch * n, backsub_input_backward_box_kernel, coeffs,
                    d_centre_term, d_spread, d_centre, d_radius, batch, rows, n);
+}
+
+void backsub_relu_live_cuda(ReluRule rule, const float* lower, const float* upper, float* live, int64_t n) {
+  gpu::launch_1d("backsub_relu_live", n, backsub_relu_live_kernel, rule, lower, upper, live, n);
+}
+
+// On the GPU the live-column steps are the one dense product (cuBLAS) with the
+// dead columns masked: gathering each sample's columns would cost more launches
+// than the FLOPs it saves.
+namespace {
+
+void mask_dead_columns(const float* coeffs, const float* live, float* out, BacksubShape s) {
+  gpu::launch_1d("backsub_linear_live_mask", s.batch * s.rows * s.n, mask_dead_columns_kernel, coeffs, live, out,
+                 s.batch, s.rows, s.n);
+}
+
+GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  return {trans_a, trans_b, m, n, k, trans_a ? m : k, trans_b ? k : n, n, 0, 0, 0, 1};
+}
+
+}  // namespace
+
+void backsub_linear_live_forward_cuda(const float* coeffs, const float* weight, const float* live,
+                                      float* coeffs_out, int64_t n_in, BacksubShape s) {
+  if (s.batch == 0 || s.rows == 0 || n_in == 0) return;
+  float* masked = static_cast<float*>(gpu::workspace(size_t(s.batch * s.rows * s.n) * sizeof(float)));
+  if (s.n > 0) mask_dead_columns(coeffs, live, masked, s);
+  gemm_cuda(plain_gemm(false, false, s.batch * s.rows, n_in, s.n), 1.0f, masked, weight, 0.0f, coeffs_out);
+}
+
+void backsub_linear_live_grad_cuda(const float* d_coeffs_out, const float* weight, const float* live,
+                                   float* d_coeffs, int64_t n_in, BacksubShape s) {
+  if (s.batch == 0 || s.rows == 0 || s.n == 0) return;
+  gemm_cuda(plain_gemm(false, true, s.batch * s.rows, s.n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
+  mask_dead_columns(d_coeffs, live, d_coeffs, s);
+}
+
+void backsub_linear_live_weight_grad_cuda(const float* coeffs, const float* d_coeffs_out, const float* live,
+                                          float* d_weight, int64_t n_in, BacksubShape s) {
+  if (s.n == 0 || n_in == 0) return;
+  float* masked = static_cast<float*>(gpu::workspace(size_t(s.batch * s.rows * s.n) * sizeof(float)));
+  if (s.batch > 0 && s.rows > 0) mask_dead_columns(coeffs, live, masked, s);
+  gemm_cuda(plain_gemm(true, false, s.n, n_in, s.batch * s.rows), 1.0f, masked, d_coeffs_out, 0.0f, d_weight);
 }
 
 }  // namespace cte::kern

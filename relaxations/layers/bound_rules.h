@@ -33,7 +33,12 @@ struct LinearForm {
   // Set by a ReLU step that folded the bias of the affine layer right under it
   // into its intercepts (backsub_relu's bias_below): that layer adds none.
   bool bias_below_folded = false;
+  // Set by a ReLU step: the columns of its output coefficients whose gradient it
+  // reads (backsub_relu_live), valid while coeffs is still that very tensor.
+  Tensor live_columns, live_columns_of;
   bool shared() const { return coeffs.ndim() == 2; }
+  // live_columns where coeffs is still the ReLU step's output, else undefined.
+  Tensor live_columns_for_coeffs() const { return live_columns_of.same_as(coeffs) ? live_columns : Tensor(); }
 };
 
 // a + b with undefined meaning zero.

@@ -15,7 +15,8 @@ CentreRadiusPair box_step(const Layer& layer, const Tensor& c, const Tensor& r, 
 
 void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   const bool track_bias = ctx.mode != BacksubMode::generator_norm && !f.bias_below_folded;
-  const BacksubAffineResult r = backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias);
+  const BacksubAffineResult r =
+      backsub_linear(f.coeffs, ctx.weight[index], ctx.bias[index], track_bias, f.live_columns_for_coeffs());
   f.coeffs = r.coeffs;
   f.bias = add_defined(f.bias, r.bias_term);
   f.bias_below_folded = false;
