@@ -7,7 +7,8 @@
 //    windows and FC rows in backsubstitution, and a larger 3x3 layer: on the
 //    CPU once per path (im2col + sgemm, and lanes of small images);
 //  - images/s of one natural training step (forward, backward, Adam) of FC
-//    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10);
+//    (784-400-200-100-100-10) and CONV (conv 16 4x4 s2 p1, FC 100, FC 10), and
+//    of one Box step (interval bounds, certified loss, backward, Adam);
 //  - every rate also as a percent of this CPU's fp32 peak, measured first
 //    with an FMA loop (tools/bench/fp32_peak.h) on the same thread count.
 // Usage: bench_engine [--device cpu|cuda|auto] [--seconds S] [--threads N]
@@ -30,6 +31,7 @@
 #include "kernels/cpu/gemm_cpu.h"
 #include "kernels/gpu_runtime.h"
 #include "kernels/kernels.h"
+#include "relaxations/relaxations.h"
 #include "tools/bench/fp32_peak.h"
 
 using namespace cte;
@@ -150,22 +152,34 @@ Network make_conv_net(Rng& rng) {
   return Network(Shape{1, 28, 28}, std::move(l));
 }
 
-void bench_training_step(const char* label, Network net, Device device, double budget, Rng& rng) {
+// A natural step (box false) or a Box step at eps 0.1 (box true: the interval bounds of the
+// margins, the certified cross-entropy of their worst-case logits, backward, Adam).
+void bench_training_step(const char* label, Network net, bool box, Device device, double budget, Rng& rng) {
   net.to(device);
   net.set_requires_grad(true);
   Adam adam(net.parameters(), 5e-4f);
   const int64_t batch = 100;
+  const int classes = 10;
   Tensor x = random(Shape{batch, 1, 28, 28}, rng, device, 0.0f, 1.0f);
+  std::vector<int> label_ids(batch);
   std::vector<float> labels(batch);
-  for (int64_t i = 0; i < batch; ++i) labels[size_t(i)] = float(i % 10);
+  for (int64_t i = 0; i < batch; ++i) label_ids[size_t(i)] = int(i % classes), labels[size_t(i)] = float(i % classes);
   Tensor y = Tensor::from_vector(labels, Shape{batch}, device);
+  const auto [lower0, upper0] = input_box(x, 0.1f);
+  const Tensor spec = margin_spec(label_ids, classes, device);
+  BoundOptions options;
+  options.check_finite_weights = false;  // as in training
   const double t = seconds_per_call([&] {
     adam.zero_grad();
-    backward(ops::mean(ops::softmax_cross_entropy(net.forward(x), y)));
+    const Tensor logits =
+        box ? worst_case_logits(compute_bounds(net, lower0, upper0, spec, Relaxation::box, options), label_ids, classes)
+            : net.forward(x);
+    backward(ops::mean(ops::softmax_cross_entropy(logits, y)));
     adam.step();
   }, budget, device);
-  // A training step: forward (2 FLOPs per multiply-add), and backward to the inputs and the weights (4).
-  const double gflops = 6.0 * forward_macs(net) * double(batch) / t * 1e-9;
+  // A training step: forward (2 FLOPs per multiply-add), and backward to the inputs and the
+  // weights (4). Box runs every product twice, for the centres (W c) and the radii (|W| r).
+  const double gflops = (box ? 12.0 : 6.0) * forward_macs(net) * double(batch) / t * 1e-9;
   std::printf("  %-34s %8.0f images/s  (%.2f ms per step of %lld; %.1f GFLOP/s%s)\n", label, double(batch) / t,
               t * 1e3, (long long)batch, gflops, of_peak(gflops, device).c_str());
 }
@@ -216,8 +230,12 @@ int main(int argc, char** argv) {
     bench_conv("CONV+ rows through conv 2", {2000, 16, 15, 15, 32, 4, 4, 1, 0, 12, 12}, device, budget, rng);
     bench_conv("3x32x32 -> 32, 3x3 p1, batch 64", {64, 3, 32, 32, 32, 3, 3, 1, 1, 32, 32}, device, budget, rng);
     std::printf("Natural training step (forward, backward, Adam), batch 100:\n");
-    bench_training_step("FC  784-400-200-100-100-10", make_fc(rng), device, budget * 2, rng);
-    bench_training_step("CONV conv16(4x4,s2,p1)-100-10", make_conv_net(rng), device, budget * 2, rng);
+    bench_training_step("FC  784-400-200-100-100-10", make_fc(rng), false, device, budget * 2, rng);
+    bench_training_step("CONV conv16(4x4,s2,p1)-100-10", make_conv_net(rng), false, device, budget * 2, rng);
+    std::printf("Box training step (interval bounds of the margins at eps 0.1, certified loss, backward, Adam), "
+                "batch 100:\n");
+    bench_training_step("FC  784-400-200-100-100-10", make_fc(rng), true, device, budget * 2, rng);
+    bench_training_step("CONV conv16(4x4,s2,p1)-100-10", make_conv_net(rng), true, device, budget * 2, rng);
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_engine: %s\n", e.what());
     return 1;
