@@ -106,10 +106,13 @@ inline bool backsub_relu_backward_sums_bounds(ReluRule rule, bool shared, bool b
   /* reads only its live columns (s.n = n_out, not shared): the sums run over live j,   */     \
   /* where A is 0 elsewhere anyway (a zero slope times a finite coefficient):          */     \
   /*   coeffs_out[s,k,t] = sum_{j: live[s,j] != 0} coeffs[s,k,j] weight[j,t]            */     \
+  /* scratch: room for the masked coefficients where a twin masks them (the caller's,  */     \
+  /* so the memory is the tensor allocator's); its contents are undefined after.       */     \
   X(backsub_linear_live_forward, (const float* coeffs /*[batch, rows, n_out]*/,                \
                                   const float* weight /*[n_out, n_in]*/,                       \
                                   const float* live /*[batch, n_out]*/,                        \
-                                  float* coeffs_out /*[batch, rows, n_in]*/, int64_t n_in,      \
+                                  float* coeffs_out /*[batch, rows, n_in]*/,                    \
+                                  float* scratch /*[batch, rows, n_out]*/, int64_t n_in,        \
                                   BacksubShape s))                                             \
   /*   d_coeffs[s,k,j] = live[s,j] != 0 ? sum_t d_coeffs_out[s,k,t] weight[j,t] : 0     */     \
   X(backsub_linear_live_grad, (const float* d_coeffs_out /*[batch, rows, n_in]*/,              \
@@ -121,7 +124,8 @@ inline bool backsub_relu_backward_sums_bounds(ReluRule rule, bool shared, bool b
   X(backsub_linear_live_weight_grad, (const float* coeffs /*[batch, rows, n_out]*/,            \
                                       const float* d_coeffs_out /*[batch, rows, n_in]*/,       \
                                       const float* live /*[batch, n_out]*/,                    \
-                                      float* d_weight /*[n_out, n_in]*/, int64_t n_in,          \
+                                      float* d_weight /*[n_out, n_in]*/,                        \
+                                      float* scratch /*[batch, rows, n_out]*/, int64_t n_in,    \
                                       BacksubShape s))
 
 #define CTE_DECLARE_RELAX_KERNEL_TWINS(name, params) \

@@ -199,10 +199,11 @@ BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, c
   // Under a ReLU step that reads only its live columns (kern::BacksubShape's n = n_out).
   const kern::BacksubShape live_shape{live.defined() ? coeffs.size(0) : 0, live.defined() ? coeffs.size(1) : 0, n_out,
                                       false};
-  if (live.defined())
-    CTE_RUN(device, backsub_linear_live_forward, coeffs.data(), weight.data(), live.data(), out.coeffs.data(), n_in,
-            live_shape);
-  else
+  if (live.defined()) {
+    Tensor scratch = Tensor::empty(coeffs.shape(), device);  // for a twin that masks the coefficients
+    CTE_RUN(device, backsub_linear_live_forward, coeffs.data(), weight.data(), live.data(), out.coeffs.data(),
+            scratch.data(), n_in, live_shape);
+  } else
     gemm_one(device, false, false, rows, n_in, n_out, coeffs.data(), weight.data(), 0.0f, out.coeffs.data());
   if (use_bias) {
     out.bias_term = Tensor::empty(row_shape(coeffs), device);
@@ -229,10 +230,11 @@ BacksubAffineResult backsub_linear(const Tensor& coeffs, const Tensor& weight, c
                    }
                    if (weight.requires_grad()) {  // dW = A^T dA'
                      Tensor d_weight = Tensor::empty(weight.shape(), device);
-                     if (live.defined())
+                     if (live.defined()) {
+                       Tensor scratch = Tensor::empty(coeffs.shape(), device);
                        CTE_RUN(device, backsub_linear_live_weight_grad, coeffs.data(), d_out.data(), live.data(),
-                               d_weight.data(), n_in, live_shape);
-                     else
+                               d_weight.data(), scratch.data(), n_in, live_shape);
+                     } else
                        gemm_one(device, true, false, n_out, n_in, rows, coeffs.data(), d_out.data(), 0.0f, d_weight.data());
                      accumulate_grad(weight, d_weight);
                    }

@@ -95,6 +95,9 @@ bool backsub_live_columns();
 // there alone and is 0 elsewhere (dq b^T is still added everywhere). On
 // trained nets at large eps most neurons are dead (3% live in an hBox FC net's
 // first layer at eps 0.3), and these products were most of an FC net's CROWN step.
+// Only non-finite values see the difference: an inf or NaN in a dead column of
+// coeffs or of dA' W^T (or in W's rows of dead neurons) no longer reaches the
+// results through a product with 0.
 struct BacksubAffineResult {
   Tensor coeffs, bias_term;
 };

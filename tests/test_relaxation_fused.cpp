@@ -88,6 +88,17 @@ void random_bounds(int64_t n, Rng& rng, std::vector<float>& l, std::vector<float
   }
 }
 
+// A mask with exactly round(share * count) live entries, spread by the generator.
+std::vector<float> live_mask(int64_t count, double share, Rng& rng) {
+  std::vector<float> live(size_t(count), 0.0f);
+  const int64_t wanted = int64_t(std::lround(share * double(count)));
+  for (int64_t placed = 0; placed < wanted;) {
+    float& slot = live[size_t(int64_t(rng.uniform(0.0f, 1.0f) * float(count)) % count)];
+    if (slot == 0.0f) slot = 1.0f, ++placed;
+  }
+  return live;
+}
+
 // ---------------------------------------------------------------- fused vs generic registry
 
 // Fused-vs-generic checks by op name; the walk of CTE_RELAXATION_OPS runs them.
@@ -434,9 +445,7 @@ void fused_vs_generic_backsub_linear() {
     for (Device device : devices()) {
       CAPTURE(device_name(device));
       CAPTURE(live_share);
-      std::vector<float> mask(size_t(batch * n_out));
-      for (float& m : mask) m = rng.uniform(0.0f, 1.0f) < live_share ? 1.0f : 0.0f;
-      const Tensor live = Tensor::from_vector(mask, Shape{batch, n_out}, device);
+      const Tensor live = Tensor::from_vector(live_mask(batch * n_out, live_share, rng), Shape{batch, n_out}, device);
       const std::vector<Tensor> inputs{per_sample, weight, bias};
       const auto fused = run_with_grads(inputs, device, [&](const std::vector<Tensor>& x) {
         const relax::BacksubAffineResult r = relax::backsub_linear(x[0], x[1], x[2], true, live);
@@ -464,15 +473,17 @@ void fused_vs_generic_backsub_linear() {
 // unstable: live where the slopes follow l and u (the NaN reaches the
 // products), not under hBox's rules (whose intercepts carry it).
 void fused_backsub_relu_live() {
-  const std::vector<float> l = {-2.0f, -1.0f, 0.0f, 0.5f, -1.0f, -3.0f, kNaN, -1.0f, 0.0f};
-  const std::vector<float> u = {-1.0f, 0.0f, 0.0f, 2.0f, 1.0f, 0.5f, 1.0f, kNaN, 1e-30f};
+  // The last column: lambda = u / (u - l) = 1e-47 rounds to 0, so under CROWN both slopes
+  // are 0, but lambda's derivative in u (-l / (u - l)^2 = 1e-10) is not: still live.
+  const std::vector<float> l = {-2.0f, -1.0f, 0.0f, 0.5f, -1.0f, -3.0f, kNaN, -1.0f, 0.0f, -1e10f};
+  const std::vector<float> u = {-1.0f, 0.0f, 0.0f, 2.0f, 1.0f, 0.5f, 1.0f, kNaN, 1e-30f, 1e-37f};
   enum Case { dead, active, unstable, nan };
-  const Case cases[] = {dead, dead, active, active, unstable, unstable, nan, nan, active};
+  const Case cases[] = {dead, dead, active, active, unstable, unstable, nan, nan, active, unstable};
   for (Device device : devices())
     for (ReluRule rule : kRules) {
       CAPTURE(device_name(device));
       CAPTURE(rule_name(rule));
-      const Tensor lo = Tensor::from_vector(l, Shape{3, 3}, device), hi = Tensor::from_vector(u, Shape{3, 3}, device);
+      const Tensor lo = Tensor::from_vector(l, Shape{2, 5}, device), hi = Tensor::from_vector(u, Shape{2, 5}, device);
       const std::vector<float> got = relax::backsub_relu_live(rule, lo, hi).to_vector();
       const bool hbox_rule = rule == ReluRule::hbox_fresh || rule == ReluRule::hbox_symbolic;
       for (size_t i = 0; i < l.size(); ++i) {
@@ -843,9 +854,11 @@ struct LiveLinearCase {
   int64_t batch, rows, n, n_in;
   double live_share;
 };
-const LiveLinearCase kLiveLinearCases[] = {{0, 3, 5, 4, 0.5}, {1, 1, 1, 1, 1.0}, {3, 5, 31, 7, 0.1},
-                                           {4, 9, 40, 33, 0.3}, {2, 7, 37, 70, 0.9}, {3, 4, 16, 300, 1.0},
-                                           {5, 3, 20, 6, 0.0}};
+const LiveLinearCase kLiveLinearCases[] = {{0, 3, 5, 4, 0.5},  {1, 1, 1, 1, 1.0},    {3, 5, 31, 7, 0.1},
+                                           {4, 9, 40, 33, 0.3}, {2, 7, 37, 70, 0.9},  {3, 4, 16, 300, 1.0},
+                                           {5, 3, 20, 6, 0.0},  {2, 0, 5, 3, 0.5},    {2, 3, 0, 4, 0.5},
+                                           {2, 3, 5, 0, 0.5}};
+
 
 void check_live_linear(int which) {  // 0 forward, 1 coefficient gradient, 2 weight gradient
   Rng rng(36 + uint64_t(which));
@@ -857,8 +870,7 @@ void check_live_linear(int which) {  // 0 forward, 1 coefficient gradient, 2 wei
     const std::vector<float> a = random_values(c.batch * c.rows * c.n, rng);         // coefficients, nonzero when dead too
     const std::vector<float> d = random_values(c.batch * c.rows * c.n_in, rng);      // d_coeffs_out
     const std::vector<float> w = random_values(c.n * c.n_in, rng);
-    std::vector<float> live(size_t(c.batch * c.n));
-    for (float& x : live) x = rng.uniform(0.0f, 1.0f) < c.live_share ? 1.0f : 0.0f;
+    const std::vector<float> live = live_mask(c.batch * c.n, c.live_share, rng);
     const int64_t out_count = which == 0 ? c.batch * c.rows * c.n_in : which == 1 ? c.batch * c.rows * c.n : c.n * c.n_in;
     std::vector<double> want(size_t(out_count), 0.0);
     for (int64_t s = 0; s < c.batch; ++s)
@@ -874,17 +886,21 @@ void check_live_linear(int which) {  // 0 forward, 1 coefficient gradient, 2 wei
           }
         }
     const kern::BacksubShape shape{c.batch, c.rows, c.n, false};
-    std::vector<float> out = nans(out_count);
-    Tensor a_d = on_device(a), d_d = on_device(d), w_d = on_device(w), live_d = on_device(live), out_d = on_device(out);
+    std::vector<float> out = nans(out_count), scratch = nans(c.batch * c.rows * c.n);
+    Tensor a_d = on_device(a), d_d = on_device(d), w_d = on_device(w), live_d = on_device(live), out_d = on_device(out),
+           scratch_d = on_device(scratch);
     if (which == 0) {
-      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), out.data(), c.n_in, shape);
-      kern::backsub_linear_live_forward_cuda(a_d.data(), w_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
+      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), out.data(), scratch.data(), c.n_in, shape);
+      kern::backsub_linear_live_forward_cuda(a_d.data(), w_d.data(), live_d.data(), out_d.data(), scratch_d.data(),
+                                             c.n_in, shape);
     } else if (which == 1) {
       kern::backsub_linear_live_grad_cpu(d.data(), w.data(), live.data(), out.data(), c.n_in, shape);
       kern::backsub_linear_live_grad_cuda(d_d.data(), w_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
     } else {
-      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), out.data(), c.n_in, shape);
-      kern::backsub_linear_live_weight_grad_cuda(a_d.data(), d_d.data(), live_d.data(), out_d.data(), c.n_in, shape);
+      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), out.data(), scratch.data(), c.n_in,
+                                                shape);
+      kern::backsub_linear_live_weight_grad_cuda(a_d.data(), d_d.data(), live_d.data(), out_d.data(), scratch_d.data(),
+                                                 c.n_in, shape);
     }
     const int64_t terms = which == 0 ? c.n : which == 1 ? c.n_in : c.batch * c.rows;
     for (int64_t i = 0; i < out_count; ++i) {
@@ -908,17 +924,18 @@ TEST_CASE("relax fused: the CPU live-column products are the same bit for bit on
     const std::vector<float> a = random_values(c.batch * c.rows * c.n, rng);
     const std::vector<float> d = random_values(c.batch * c.rows * c.n_in, rng);
     const std::vector<float> w = random_values(c.n * c.n_in, rng);
-    std::vector<float> live(size_t(c.batch * c.n));
-    for (float& x : live) x = rng.uniform(0.0f, 1.0f) < c.live_share ? 1.0f : 0.0f;
+    const std::vector<float> live = live_mask(c.batch * c.n, c.live_share, rng);
     const kern::BacksubShape shape{c.batch, c.rows, c.n, false};
+    std::vector<float> scratch(size_t(c.batch * c.rows * c.n));
     std::vector<std::vector<float>> outputs[2];
     for (int run = 0; run < 2; ++run) {
       omp_set_num_threads(run == 0 ? 1 : 3);
       std::vector<float> fwd(size_t(c.batch * c.rows * c.n_in)), grad(size_t(c.batch * c.rows * c.n)),
           wgrad(size_t(c.n * c.n_in));
-      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), fwd.data(), c.n_in, shape);
+      kern::backsub_linear_live_forward_cpu(a.data(), w.data(), live.data(), fwd.data(), scratch.data(), c.n_in, shape);
       kern::backsub_linear_live_grad_cpu(d.data(), w.data(), live.data(), grad.data(), c.n_in, shape);
-      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), wgrad.data(), c.n_in, shape);
+      kern::backsub_linear_live_weight_grad_cpu(a.data(), d.data(), live.data(), wgrad.data(), scratch.data(), c.n_in,
+                                                shape);
       outputs[run] = {fwd, grad, wgrad};
     }
     omp_set_num_threads(threads_before);

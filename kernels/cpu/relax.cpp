@@ -397,13 +397,12 @@ void for_each_live_sample(const float* live, int64_t n, int64_t first, int64_t l
 }  // namespace
 
 void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, const float* live, float* coeffs_out,
-                                     int64_t n_in, BacksubShape s) {
+                                     float* scratch, int64_t n_in, BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   if (batch == 0 || rows == 0 || n_in == 0) return;
   if (!gather_live_columns(live, batch * n)) {
-    float* masked = scratch_floats(size_t(batch * rows * n));
-    mask_dead_columns(coeffs, live, masked, s);
-    gemm_cpu(plain_gemm(false, false, batch * rows, n_in, n), 1.0f, masked, weight, 0.0f, coeffs_out);
+    mask_dead_columns(coeffs, live, scratch, s);
+    gemm_cpu(plain_gemm(false, false, batch * rows, n_in, n), 1.0f, scratch, weight, 0.0f, coeffs_out);
     return;
   }
   // Per sample: its live columns of A (rows x m) times W's live rows (m x n_in).
@@ -454,7 +453,7 @@ void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight
 }
 
 void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coeffs_out, const float* live,
-                                         float* d_weight, int64_t n_in, BacksubShape s) {
+                                         float* d_weight, float* scratch, int64_t n_in, BacksubShape s) {
   const int64_t batch = s.batch, rows = s.rows, n = s.n;
   if (n == 0 || n_in == 0) return;
   if (batch == 0 || rows == 0) {
@@ -462,9 +461,8 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
     return;
   }
   if (!gather_live_columns(live, batch * n)) {
-    float* masked = scratch_floats(size_t(batch * rows * n));
-    mask_dead_columns(coeffs, live, masked, s);
-    gemm_cpu(plain_gemm(true, false, n, n_in, batch * rows), 1.0f, masked, d_coeffs_out, 0.0f, d_weight);
+    mask_dead_columns(coeffs, live, scratch, s);
+    gemm_cpu(plain_gemm(true, false, n, n_in, batch * rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
     return;
   }
   std::fill(d_weight, d_weight + n * n_in, 0.0f);

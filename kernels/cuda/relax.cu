@@ -14,7 +14,6 @@
 //    one thread per (k, j) summing the samples in order).
 #include "kernels/cuda/block_reduce.cuh"  // first: the emulator shim defines CTE_HD's qualifiers
 #include "kernels/cuda/cuda_common.cuh"
-#include "kernels/cuda/handles.cuh"
 #include "kernels/common/relu_relaxation.h"
 #include "kernels/relax_kernels.h"
 
@@ -345,11 +344,10 @@ GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
 }  // namespace
 
 void backsub_linear_live_forward_cuda(const float* coeffs, const float* weight, const float* live,
-                                      float* coeffs_out, int64_t n_in, BacksubShape s) {
+                                      float* coeffs_out, float* scratch, int64_t n_in, BacksubShape s) {
   if (s.batch == 0 || s.rows == 0 || n_in == 0) return;
-  float* masked = static_cast<float*>(gpu::workspace(size_t(s.batch * s.rows * s.n) * sizeof(float)));
-  if (s.n > 0) mask_dead_columns(coeffs, live, masked, s);
-  gemm_cuda(plain_gemm(false, false, s.batch * s.rows, n_in, s.n), 1.0f, masked, weight, 0.0f, coeffs_out);
+  if (s.n > 0) mask_dead_columns(coeffs, live, scratch, s);
+  gemm_cuda(plain_gemm(false, false, s.batch * s.rows, n_in, s.n), 1.0f, scratch, weight, 0.0f, coeffs_out);
 }
 
 void backsub_linear_live_grad_cuda(const float* d_coeffs_out, const float* weight, const float* live,
@@ -360,11 +358,10 @@ void backsub_linear_live_grad_cuda(const float* d_coeffs_out, const float* weigh
 }
 
 void backsub_linear_live_weight_grad_cuda(const float* coeffs, const float* d_coeffs_out, const float* live,
-                                          float* d_weight, int64_t n_in, BacksubShape s) {
+                                          float* d_weight, float* scratch, int64_t n_in, BacksubShape s) {
   if (s.n == 0 || n_in == 0) return;
-  float* masked = static_cast<float*>(gpu::workspace(size_t(s.batch * s.rows * s.n) * sizeof(float)));
-  if (s.batch > 0 && s.rows > 0) mask_dead_columns(coeffs, live, masked, s);
-  gemm_cuda(plain_gemm(true, false, s.n, n_in, s.batch * s.rows), 1.0f, masked, d_coeffs_out, 0.0f, d_weight);
+  if (s.batch > 0 && s.rows > 0) mask_dead_columns(coeffs, live, scratch, s);
+  gemm_cuda(plain_gemm(true, false, s.n, n_in, s.batch * s.rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
 }
 
 }  // namespace cte::kern

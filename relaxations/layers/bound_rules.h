@@ -33,8 +33,10 @@ struct LinearForm {
   // Set by a ReLU step that folded the bias of the affine layer right under it
   // into its intercepts (backsub_relu's bias_below): that layer adds none.
   bool bias_below_folded = false;
-  // Set by a ReLU step: the columns of its output coefficients whose gradient it
-  // reads (backsub_relu_live), valid while coeffs is still that very tensor.
+  // Set by a ReLU step right above a layer that takes them (BoundRules::
+  // takes_live_columns): the columns of its output coefficients whose gradient
+  // it reads (backsub_relu_live), valid while coeffs is still that very tensor;
+  // that layer's step clears them.
   Tensor live_columns, live_columns_of;
   bool shared() const { return coeffs.ndim() == 2; }
   // live_columns where coeffs is still the ReLU step's output, else undefined.
@@ -108,6 +110,10 @@ struct BoundRules {
   // bias. A ReLU right above folds it into its intercepts, which saves the
   // layer's own pass over the coefficients for A b.
   Tensor (*output_bias)(const BacksubContext& ctx, size_t index);
+
+  // ---- whether the layer's backsub_step reads LinearForm::live_columns (linear
+  // only): a ReLU step right above computes them only then.
+  bool takes_live_columns = false;
 };
 
 const BoundRules& bound_rules(LayerKind kind);

@@ -20,6 +20,7 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
   f.coeffs = r.coeffs;
   f.bias = add_defined(f.bias, r.bias_term);
   f.bias_below_folded = false;
+  f.live_columns = f.live_columns_of = Tensor();  // a NoGrad walk need not keep the ReLU's output alive
 }
 
 Tensor output_bias(const BacksubContext& ctx, size_t index) { return ctx.bias[index]; }
@@ -50,6 +51,7 @@ LpAffineMap lp_rows(const Layer& layer) {
 }  // namespace
 
 const BoundRules kBoundRules_linear{LayerRole::affine, true,      box_step, backsub_step, hbox_box_step,
-                                    dot_terms,         backsub_terms, abs_image, lp_rows, nullptr, output_bias};
+                                    dot_terms,         backsub_terms, abs_image, lp_rows, nullptr, output_bias,
+                                    /*takes_live_columns=*/true};
 
 }  // namespace cte::relax

@@ -46,9 +46,10 @@ void backsub_step(const BacksubContext& ctx, size_t index, LinearForm& f) {
     r.bias_lower = add_defined(r.bias_lower, ops::sum_axis(ops::mul(negative, ctx.upper_intercept_shift[index]), 2));
   }
   f.coeffs = r.coeffs;
-  // The affine step below computes its coefficients' gradient only where this
-  // step reads it (not where the slope shifts add coefficients of their own).
-  const bool live = backsub_live_columns() && !lower_shift && !upper_shift && !f.shared();
+  // The linear step right below computes its coefficients' gradient only where
+  // this step reads it (not where the slope shifts add coefficients of their own).
+  const bool live = backsub_live_columns() && !lower_shift && !upper_shift && !f.shared() && index > 0 &&
+                    bound_rules(ctx.net->layers()[index - 1]).takes_live_columns;
   f.live_columns = live ? backsub_relu_live(ctx.rule, ctx.relu_lower[index], ctx.relu_upper[index]) : Tensor();
   f.live_columns_of = live ? f.coeffs : Tensor();
   f.relu_lower = add_defined(f.relu_lower, r.bias_lower);

@@ -58,6 +58,16 @@ double forward_macs(const Network& net) {
   return macs;
 }
 
+// The multiply-adds of the first affine layer (linear or conv): its input
+// gradient is never computed, since the input does not require one.
+double first_affine_macs(const Network& net) {
+  for (const Layer& l : net.layers()) {
+    if (l.kind == LayerKind::linear) return double(l.weight.numel());
+    if (l.kind == LayerKind::conv) return double(l.weight.numel()) * double(l.out_shape[1] * l.out_shape[2]);
+  }
+  return 0.0;
+}
+
 double seconds_per_call(const std::function<void()>& fn, double budget, Device device) {
   fn();  // warm-up: caches, allocator, OpenBLAS threads
   if (device == Device::cuda) gpu::synchronize();
@@ -178,8 +188,10 @@ void bench_training_step(const char* label, Network net, bool box, Device device
     adam.step();
   }, budget, device);
   // A training step: forward (2 FLOPs per multiply-add), and backward to the inputs and the
-  // weights (4). Box runs every product twice, for the centres (W c) and the radii (|W| r).
-  const double gflops = (box ? 12.0 : 6.0) * forward_macs(net) * double(batch) / t * 1e-9;
+  // weights (4), less the first layer's input gradient (2). Box runs every product twice, for
+  // the centres (W c) and the radii (|W| r).
+  const double step_flops = 6.0 * forward_macs(net) - 2.0 * first_affine_macs(net);
+  const double gflops = (box ? 2.0 : 1.0) * step_flops * double(batch) / t * 1e-9;
   std::printf("  %-34s %8.0f images/s  (%.2f ms per step of %lld; %.1f GFLOP/s%s)\n", label, double(batch) / t,
               t * 1e3, (long long)batch, gflops, of_peak(gflops, device).c_str());
 }
