@@ -378,14 +378,15 @@ GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
 }
 
 // per_sample(sample, columns, scratch) for samples [first, last) in parallel, with the
-// sample's live columns; two per-thread buffers to reuse. Always a parallel region, so the
+// sample's live columns; two per-thread buffers to reuse, kept across calls (thread_local,
+// as scratch_floats: a training step must not allocate). Always a parallel region, so the
 // GEMMs inside run single-threaded whatever the thread count.
 template <class PerSample>
 void for_each_live_sample(const float* live, int64_t n, int64_t first, int64_t last, PerSample per_sample) {
 #pragma omp parallel
   {
-    std::vector<int64_t> columns;
-    std::vector<float> scratch[2];
+    thread_local std::vector<int64_t> columns;
+    thread_local std::vector<float> scratch[2];
 #pragma omp for schedule(dynamic, 1)
     for (int64_t sample = first; sample < last; ++sample) {
       live_columns_of(live + sample * n, n, columns);
@@ -471,10 +472,16 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
   // threads owning column ranges. Groups hold about 4 Mi floats of shares (at least one
   // sample), so the grouping, and with it every sum's order, depends on the data only.
   constexpr int64_t kGroupFloats = int64_t(1) << 22;
-  std::vector<std::vector<int64_t>> columns(static_cast<size_t>(batch));
+  // The calling thread's buffers, kept across calls; the parallel region below reads them
+  // through these references (a thread_local name there would be each worker's own).
+  thread_local std::vector<std::vector<int64_t>> columns_kept;
+  thread_local std::vector<float> shares_kept;
+  thread_local std::vector<int64_t> offsets_kept;
+  std::vector<std::vector<int64_t>>& columns = columns_kept;
+  std::vector<float>& shares = shares_kept;
+  std::vector<int64_t>& offsets = offsets_kept;
+  if (columns.size() < size_t(batch)) columns.resize(size_t(batch));
   for (int64_t sample = 0; sample < batch; ++sample) live_columns_of(live + sample * n, n, columns[size_t(sample)]);
-  std::vector<float> shares;
-  std::vector<int64_t> offsets;
   for (int64_t first = 0; first < batch;) {
     int64_t last = first, floats = 0;
     offsets.clear();
@@ -483,10 +490,10 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
       floats += int64_t(columns[size_t(last)].size()) * n_in;
       ++last;
     }
-    shares.resize(size_t(floats));
+    if (shares.size() < size_t(floats)) shares.resize(size_t(floats));
 #pragma omp parallel
     {
-      std::vector<float> a_live;
+      thread_local std::vector<float> a_live;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t sample = first; sample < last; ++sample) {
         const std::vector<int64_t>& cols = columns[size_t(sample)];
