@@ -125,10 +125,11 @@ TEST_CASE("gemm: the blocked AVX-512 kernel agrees with a float64 product across
   struct Dims {
     int64_t m, n, k;
   };
-  // 12 x 32 tiles, 256-deep k slices, 96-row blocks, 2048-column blocks: each
-  // size sits on, just past or well past one of them.
-  const Dims dims[] = {{1, 1, 1},     {11, 31, 7},    {12, 32, 256},  {13, 33, 257},
-                       {97, 65, 300}, {200, 100, 520}, {25, 2100, 40}};
+  // 12 x 32 tiles (12 x 16 for a last panel of at most 16 columns), 16-deep
+  // in-register transposes, 256-deep k slices, 96-row blocks, 2048-column
+  // blocks: each size sits on, just past or well past one of them.
+  const Dims dims[] = {{1, 1, 1},      {11, 31, 7},     {12, 32, 256},  {13, 33, 257}, {30, 16, 64},
+                       {12, 48, 33},   {97, 65, 300},   {200, 100, 520}, {25, 2100, 40}};
   std::mt19937 rng(909);
   const int threads_before = omp_get_max_threads();
   for (int threads : {1, 3}) {

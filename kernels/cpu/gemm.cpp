@@ -13,9 +13,11 @@
 //     for each kMc-high block of rows:   pack op(A)[block, slice] into kMr-high panels,
 //                                        dropping each panel's all-zero k (ALivePanels)
 //       for each (kMr x kNr) tile:       the micro-kernel: one rank-1 update per live k,
-//                                        held in 24 zmm registers, then one store
+//                                        held in 24 zmm registers (12 for a last panel
+//                                        of at most 16 columns), then one store
 // Packing makes both operands contiguous in the order the micro-kernel reads them
-// (and absorbs the transposes and the zero padding of ragged edges). A B panel
+// (and absorbs the transposes and the zero padding of ragged edges); a row-major
+// A and a transposed B are packed through 16 x 16 in-register transposes. A B panel
 // (kKc x kNr floats, 32 KiB) stays in L1 while the A panels of a block stream
 // from L2. Each C element sums its k products in one fixed order (slice by
 // slice, k ascending) whatever the thread count, so results are reproducible
@@ -102,13 +104,14 @@ PackBuffers& thread_buffers() {
   return buffers;
 }
 
-// dst[p][r] = src[r][p] for p, r < 16, with rows r >= rows read as zero: the
-// four-stage in-register transpose (pairs, quads, 128-bit lanes, 256-bit halves).
-// The shuffles are the zero-masked forms with every lane kept: GCC 12's plain
-// forms start from _mm512_undefined_ps, which -Werror=uninitialized rejects.
+// dst[p][r] = src[r][p] for p < 16 and r < dst_columns (<= 16), with rows
+// r >= rows read as zero: the four-stage in-register transpose (pairs, quads,
+// 128-bit lanes, 256-bit halves). The shuffles are the zero-masked forms with
+// every lane kept: GCC 12's plain forms start from _mm512_undefined_ps, which
+// -Werror=uninitialized rejects.
 __attribute__((target("avx512f"))) void transpose_16x16(const float* src, int64_t ld_src, int64_t rows,
-                                                        float* dst, int64_t ld_dst) {
-  const __mmask16 kAll = 0xffff;
+                                                        float* dst, int64_t ld_dst, int dst_columns = 16) {
+  const __mmask16 kAll = 0xffff, kStore = __mmask16((1u << dst_columns) - 1u);
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld_src) : _mm512_setzero_ps();
   for (int i = 0; i < 16; i += 2) {  // t[i]: r[i][q], r[i+1][q] interleaved for q = 0, 1 of each quad
@@ -127,8 +130,8 @@ __attribute__((target("avx512f"))) void transpose_16x16(const float* src, int64_
       t[h + q + 4] = _mm512_maskz_shuffle_f32x4(kAll, r[h + q], r[h + q + 4], 0xDD);
     }
   for (int p = 0; p < 8; ++p) {  // the two row halves side by side: columns p and p + 8
-    _mm512_storeu_ps(dst + p * ld_dst, _mm512_maskz_shuffle_f32x4(kAll, t[p], t[p + 8], 0x88));
-    _mm512_storeu_ps(dst + (p + 8) * ld_dst, _mm512_maskz_shuffle_f32x4(kAll, t[p], t[p + 8], 0xDD));
+    _mm512_mask_storeu_ps(dst + p * ld_dst, kStore, _mm512_maskz_shuffle_f32x4(kAll, t[p], t[p + 8], 0x88));
+    _mm512_mask_storeu_ps(dst + (p + 8) * ld_dst, kStore, _mm512_maskz_shuffle_f32x4(kAll, t[p], t[p + 8], 0xDD));
   }
 }
 
@@ -162,27 +165,31 @@ void pack_b(const float* b, int64_t ldb, bool trans_b, int64_t p0, int64_t kc, i
 // each p, the kMr values of rows i0 + r kMr + [0, kMr), zero beyond m.
 // Then each panel's all-zero k are dropped: its live k move to the front, in
 // order, and `live` lists them (count == kc: none dropped).
-void pack_a(const float* a, int64_t lda, bool trans_a, int64_t i0, int64_t mc, int64_t p0, int64_t kc,
-            float* packed /* [panels][kc][kMr] */, ALivePanels& live) {
+__attribute__((target("avx512f"))) void pack_a(const float* a, int64_t lda, bool trans_a, int64_t i0, int64_t mc,
+                                               int64_t p0, int64_t kc, float* packed /* [panels][kc][kMr] */,
+                                               ALivePanels& live) {
+  static_assert(kMr <= 16, "pack_a: a panel's k-th values fit one zmm");
+  const __mmask16 kPanel = __mmask16((1u << kMr) - 1u);
   for (int64_t r = 0; r * kMr < mc; ++r) {
     float* dst = packed + r * kc * kMr;
     const int64_t i = i0 + r * kMr, height = std::min(kMr, mc - r * kMr);
+    const __mmask16 rows_mask = __mmask16((1u << height) - 1u);
     if (trans_a) {  // op(A)[i][p] = A[p][i]: the kMr values of one p are contiguous in A
-      for (int64_t p = 0; p < kc; ++p) {
-        const float* src = a + (p0 + p) * lda + i;
-        for (int64_t ii = 0; ii < kMr; ++ii) dst[p * kMr + ii] = ii < height ? src[ii] : 0.0f;
-      }
-    } else {  // read the panel's kMr rows of A side by side, write contiguously
-      const float* src = a + i * lda + p0;
       for (int64_t p = 0; p < kc; ++p)
+        _mm512_mask_storeu_ps(dst + p * kMr, kPanel, _mm512_maskz_loadu_ps(rows_mask, a + (p0 + p) * lda + i));
+    } else {  // the panel's rows of A, 16 k at a time, transposed in registers
+      const float* src = a + i * lda + p0;
+      int64_t p = 0;
+      for (; p + 16 <= kc; p += 16) transpose_16x16(src + p, lda, height, dst + p * kMr, kMr, int(kMr));
+      for (; p < kc; ++p)
         for (int64_t ii = 0; ii < kMr; ++ii) dst[p * kMr + ii] = ii < height ? src[ii * lda + p] : 0.0f;
     }
     int64_t count = 0;
     for (int64_t p = 0; p < kc; ++p) {
-      bool zero = true;
-      for (int64_t ii = 0; ii < kMr; ++ii) zero &= dst[p * kMr + ii] == 0.0f;  // -0 too; NaN is live
-      if (zero) continue;
-      if (count != p) std::memcpy(dst + count * kMr, dst + p * kMr, sizeof(float) * kMr);
+      // All kMr values 0 (-0 too; NaN compares unequal, so it stays live).
+      const __m512 values = _mm512_maskz_loadu_ps(kPanel, dst + p * kMr);
+      if (_mm512_mask_cmp_ps_mask(kPanel, values, _mm512_setzero_ps(), _CMP_EQ_OQ) == kPanel) continue;
+      if (count != p) _mm512_mask_storeu_ps(dst + count * kMr, kPanel, values);
       live.k[r][count++] = int32_t(p);
     }
     live.count[r] = count;
@@ -190,35 +197,38 @@ void pack_a(const float* a, int64_t lda, bool trans_a, int64_t i0, int64_t mc, i
 }
 
 // C[0 : rows, 0 : cols] = alpha * (packed A panel x packed B panel) + beta * C,
-// rows <= kMr, cols <= kNr; C is read only where beta != 0 (it may hold NaN).
+// rows <= kMr, cols <= 16 kVectors; C is read only where beta != 0 (it may
+// hold NaN). kVectors: the zmm columns computed, 2 (a whole kNr panel) or 1 (a
+// ragged last panel of at most 16 columns, which then costs half the FMAs).
 // The A panel holds `count` k; kSkips: they are the k listed in live_k (the
 // panel dropped its all-zero k), else 0 .. count - 1.
-template <bool kSkips>
+template <bool kSkips, int kVectors>
 __attribute__((target("avx512f"))) void micro_kernel(int64_t count, const float* a_panel /* [count][kMr] */,
                                                      const int32_t* live_k /* [count] */,
                                                      const float* b_panel /* [kc][kNr] */, float* c, int64_t ldc,
                                                      int64_t rows, int64_t cols, float alpha, float beta) {
-  __m512 acc[kMr][2];
-  for (int64_t i = 0; i < kMr; ++i) acc[i][0] = acc[i][1] = _mm512_setzero_ps();
+  static_assert(kVectors == 1 || kVectors == 2, "micro_kernel: a panel is two zmm wide");
+  __m512 acc[kMr][kVectors];
+  for (int64_t i = 0; i < kMr; ++i)
+    for (int h = 0; h < kVectors; ++h) acc[i][h] = _mm512_setzero_ps();
 #pragma GCC unroll 4
   for (int64_t t = 0; t < count; ++t) {
     const float* bp = b_panel + (kSkips ? int64_t(live_k[t]) : t) * kNr;
-    const __m512 b0 = _mm512_load_ps(bp), b1 = _mm512_load_ps(bp + 16);
+    __m512 bv[kVectors];
+    for (int h = 0; h < kVectors; ++h) bv[h] = _mm512_load_ps(bp + 16 * h);
     const float* ap = a_panel + t * kMr;
 #pragma GCC unroll 12
     for (int64_t i = 0; i < kMr; ++i) {
       const __m512 ai = _mm512_set1_ps(ap[i]);
-      acc[i][0] = _mm512_fmadd_ps(ai, b0, acc[i][0]);
-      acc[i][1] = _mm512_fmadd_ps(ai, b1, acc[i][1]);
+      for (int h = 0; h < kVectors; ++h) acc[i][h] = _mm512_fmadd_ps(ai, bv[h], acc[i][h]);
     }
   }
-  const __mmask16 mask0 = cols >= 16 ? __mmask16(0xffff) : __mmask16((1u << cols) - 1u);
-  const __mmask16 mask1 = cols >= 32 ? __mmask16(0xffff) : cols <= 16 ? __mmask16(0) : __mmask16((1u << (cols - 16)) - 1u);
   const __m512 valpha = _mm512_set1_ps(alpha), vbeta = _mm512_set1_ps(beta);
   for (int64_t i = 0; i < rows; ++i) {
     float* ci = c + i * ldc;
-    for (int h = 0; h < 2; ++h) {
-      const __mmask16 mask = h == 0 ? mask0 : mask1;
+    for (int h = 0; h < kVectors; ++h) {
+      const int64_t live_cols = std::clamp<int64_t>(cols - 16 * h, 0, 16);
+      const __mmask16 mask = live_cols == 16 ? __mmask16(0xffff) : __mmask16((1u << live_cols) - 1u);
       __m512 r = alpha == 1.0f ? acc[i][h] : _mm512_mul_ps(valpha, acc[i][h]);
       if (beta != 0.0f) {
         const __m512 old = _mm512_maskz_loadu_ps(mask, ci + 16 * h);
@@ -227,6 +237,16 @@ __attribute__((target("avx512f"))) void micro_kernel(int64_t count, const float*
       _mm512_mask_storeu_ps(ci + 16 * h, mask, r);
     }
   }
+}
+
+// One tile: the micro-kernel instance for its A panel's zero skips and its width.
+void tile(int64_t count, int64_t kc, const float* a_panel, const int32_t* live_k, const float* b_panel, float* c,
+          int64_t ldc, int64_t rows, int64_t cols, float alpha, float beta) {
+  const bool skips = count != kc, narrow = cols <= 16;
+  if (!skips && !narrow) micro_kernel<false, 2>(count, a_panel, live_k, b_panel, c, ldc, rows, cols, alpha, beta);
+  else if (!skips) micro_kernel<false, 1>(count, a_panel, live_k, b_panel, c, ldc, rows, cols, alpha, beta);
+  else if (!narrow) micro_kernel<true, 2>(count, a_panel, live_k, b_panel, c, ldc, rows, cols, alpha, beta);
+  else micro_kernel<true, 1>(count, a_panel, live_k, b_panel, c, ldc, rows, cols, alpha, beta);
 }
 
 // One C = alpha op(A) op(B) + beta C. `parallel`: the OpenMP team shares the
@@ -268,11 +288,7 @@ void gemm_blocked(const GemmShape& s, float alpha, const float* a, const float* 
               const float* b_panel = packed_b + q * kc * kNr;
               float* c_tile = c + (i0 + r * kMr) * s.ldc + j0 + q * kNr;
               const int64_t rows = std::min(kMr, mc - r * kMr), cols = std::min(kNr, nc - q * kNr);
-              if (live.count[r] == kc)
-                micro_kernel<false>(kc, a_panel, nullptr, b_panel, c_tile, s.ldc, rows, cols, alpha, slice_beta);
-              else
-                micro_kernel<true>(live.count[r], a_panel, live.k[r], b_panel, c_tile, s.ldc, rows, cols, alpha,
-                                   slice_beta);
+              tile(live.count[r], kc, a_panel, live.k[r], b_panel, c_tile, s.ldc, rows, cols, alpha, slice_beta);
             }
         }
       }
@@ -299,10 +315,11 @@ bool gemm_blocked_available() {
 }
 
 bool gemm_cpu_takes_blocked(const GemmShape& s) {
-  // Thresholds from timings on the 2-core AMD EPYC (tools/bench/bench_engine's
-  // GEMM lines): with fewer than 64 columns a 32-wide tile runs half empty and
-  // packing A dominates; with fewer than 10 rows or a k below 32, packing does.
-  return gemm_blocked_available() && s.m >= 10 && s.n >= 64 && s.k >= 32;
+  // Thresholds from timings on the 2-core AMD EPYC (1 thread, this kernel vs
+  // OpenBLAS's Haswell kernels): under 32 columns (100 x 16 x 784: 67 vs 85
+  // GFLOP/s) packing A dominates a narrow tile; at 32 they are even, at 48 this
+  // one wins (115 vs 96); with fewer than 10 rows or a k below 32, packing dominates.
+  return gemm_blocked_available() && s.m >= 10 && s.n >= 32 && s.k >= 32;
 }
 
 void gemm_blocked_cpu(GemmShape s, float alpha, const float* a, const float* b, float beta, float* c) {
