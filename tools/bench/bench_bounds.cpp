@@ -54,6 +54,7 @@
 #include "kernels/kernels.h"
 #include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
+#include "tools/bench/profile_print.h"
 #include "train/trainer.h"
 
 namespace {
@@ -186,21 +187,6 @@ double worst_relative_gap(const Tensor& upper, const Tensor& reference) {
   for (size_t k = 0; k < u.size(); ++k)
     worst = std::max(worst, (double(u[k]) - double(r[k])) / std::max(std::fabs(double(r[k])), 1e-6));
   return worst;
-}
-
-// --profile's lines under a bench line: the kernels taking at least 1% of the
-// profiled step, and the time outside every kernel (tape, allocator, host code).
-void print_profile(const Measurement& m) {
-  double in_kernels = 0;
-  for (const KernelProfile::Entry& e : m.kernels) in_kernels += e.seconds;
-  const double step = std::max(m.profiled_s, 1e-12);
-  std::printf("    profiled step %.4f s; kernel (CTE_RUN stem)      calls   seconds  share\n", m.profiled_s);
-  for (const KernelProfile::Entry& e : m.kernels)
-    if (e.seconds >= 0.01 * step)
-      std::printf("    %-44s %6lld %9.4f %5.1f%%\n", e.stem.c_str(), static_cast<long long>(e.calls), e.seconds,
-                  100.0 * e.seconds / step);
-  std::printf("    %-44s %6s %9.4f %5.1f%%\n", "(outside kernels: tape, allocator, host)", "",
-              std::max(0.0, m.profiled_s - in_kernels), 100.0 * std::max(0.0, m.profiled_s - in_kernels) / step);
 }
 
 }  // namespace
@@ -368,7 +354,7 @@ int main(int argc, char** argv) {
               std::printf("%-8s %5d  %-18s %-6s %10.4f %10.4f %5d %12.1f %10s %s\n", b.name.c_str(), batch,
                           label.c_str(), kind.c_str(), m.median_s, m.min_s, m.runs,
                           double(m.peak_bytes) / (1024.0 * 1024.0), gap, layers.c_str());
-              if (profile) print_profile(m);
+              if (profile) bench::print_kernel_profile(m.kernels, m.profiled_s);
               std::fflush(stdout);
             }
           }

@@ -6,11 +6,13 @@
 // beta 0.5: crown-ibp computes both of its bounds), the worst case per step.
 // Each (network, method) runs for --seconds after its warm-up (at least one
 // timed step). Besides wall-clock images/s it prints images per CPU-second
-// (process CPU time), which a busy shared machine distorts less.
+// (process CPU time), which a busy shared machine distorts less. --profile
+// adds, under each line, where the time of more steps (a quarter of --seconds,
+// at least 3) goes by kernel (engine/dispatch.h's KernelProfile).
 //
 // Usage: bench_train [--nets fc,conv] [--methods box,crown,...] [--batch 100]
 //                    [--seconds 3] [--train-pgd-steps 10] [--threads N]
-//                    [--device cpu|cuda|auto] [--json FILE]
+//                    [--device cpu|cuda|auto] [--json FILE] [--profile]
 #include <CLI/CLI.hpp>
 
 #include <time.h>
@@ -26,10 +28,12 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/device.h"
+#include "engine/dispatch.h"
 #include "engine/optim.h"
 #include "engine/random.h"
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
+#include "tools/bench/profile_print.h"
 #include "train/config.h"
 #include "train/networks.h"
 #include "train/trainer.h"
@@ -57,7 +61,7 @@ int main(int argc, char** argv) {
   int batch = 100, train_pgd_steps = 10, threads = 0;
   double seconds = 3.0;
   std::string device_name = "auto", json_path;
-  bool cuda_graph = false;
+  bool cuda_graph = false, profile = false;
   app.add_option("--nets", nets, "networks to time")->delimiter(',');
   app.add_option("--methods", methods, "training methods to time")->delimiter(',');
   app.add_option("--batch", batch, "batch size");
@@ -66,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   app.add_option("--device", device_name, "cpu | cuda | auto");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
+  app.add_flag("--profile", profile,
+               "after each line, time more steps kernel by kernel and print the kernels taking at least 1% of "
+               "them (on a GPU each timed launch synchronizes: read the shares, not the total)");
   app.add_flag("--cuda-graph", cuda_graph,
                "train's --cuda-graph: replay the step as a CUDA graph (Adam's step count starts at 20,000, where its "
                "bias corrections are exactly 1 in float, as after epoch 29 at batch 100)");
@@ -162,6 +169,18 @@ int main(int argc, char** argv) {
                       method.c_str(), static_cast<long long>(graphs.captures),
                       static_cast<long long>(graphs.replays),
                       graphs.refused.empty() ? "" : (" (refused: " + graphs.refused + ")").c_str());
+        if (profile) {  // after the timed steps, so the timer's cost is in none of them
+          KernelProfile kernels;
+          int64_t profiled_steps = 0;
+          const auto profile_start = Clock::now();
+          double profiled_s = 0;
+          do {
+            step.run(x, labels, sched, uint64_t(1000000 + profiled_steps)).read();
+            ++profiled_steps;
+            profiled_s = std::chrono::duration<double>(Clock::now() - profile_start).count();
+          } while (profiled_steps < 3 || profiled_s < seconds / 4);
+          bench::print_kernel_profile(kernels.entries(), profiled_s, profiled_steps);
+        }
         std::fflush(stdout);
         results.push_back({{"net", net_name}, {"method", method}, {"images_per_s", ips}, {"images_per_cpu_s", ips_cpu}, {"batch", batch},
                            {"steps", steps}, {"seconds", elapsed},
