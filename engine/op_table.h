@@ -24,6 +24,7 @@
   X(add_scalar, "unary", true)                                              \
   X(neg, "unary", true)                                                     \
   X(abs, "unary binary", true)                                              \
+  X(sum_abs, "reduce_sum_abs binary", true)                                 \
   X(relu, "unary binary", true)                                             \
   X(clamp, "unary binary", true)                                            \
   X(exp, "unary binary", true)                                              \

@@ -29,6 +29,7 @@ Tensor scale(const Tensor& x, float factor);
 Tensor add_scalar(const Tensor& x, float value);
 Tensor neg(const Tensor& x);
 Tensor abs(const Tensor& x);    // gradient sign(x) (0 at 0)
+Tensor sum_abs(const Tensor& x);  // sum |x|, a scalar, in one pass; gradient sign(x)
 Tensor relu(const Tensor& x);   // gradient 1 where x > 0
 Tensor clamp(const Tensor& x, float lo, float hi);  // gradient 1 where lo <= x <= hi
 Tensor exp(const Tensor& x);

@@ -28,6 +28,9 @@ enum class UnaryOp : int {
 enum class BinaryOp : int {
   add, sub, mul, div, min, max,
   gt, ge, lt, le, eq,  // comparison masks: 1.0f where true, 0.0f otherwise
+  // a times the derivative of relu / abs at b: the backward of relu and abs in
+  // one pass, with the bits of mul(a, positive(b)) and mul(a, sign(b))
+  mul_positive, mul_sign,
 };
 
 // Numpy-style broadcasting of two operands, padded on the left to 4 dims.
@@ -78,6 +81,8 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
              float* out /*[n] = mask != 0 ? a : b*/, int64_t n))                      \
   X(reduce_sum, (const float* x /*[outer,reduce,inner]*/, float* y /*[outer,inner]*/,   \
                  int64_t outer, int64_t reduce, int64_t inner, float scale))           \
+  X(reduce_sum_abs, (const float* x /*[n]*/, float* y /*[] = scale * sum |x|*/,         \
+                     int64_t n, float scale))                                           \
   /* Row-major C = alpha * op(A) * op(B) + beta * C for each of `batch` matrices;   */ \
   /* op(A) is [m,k], op(B) is [k,n]; beta == 0 ignores C's old contents (NaN too). */  \
   X(gemm, (GemmShape s, float alpha, const float* a, const float* b, float beta,       \

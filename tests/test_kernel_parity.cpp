@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <exception>
 #include <initializer_list>
 #include <iterator>
@@ -292,8 +293,10 @@ PARITY_CHECK(binary) {
   const Case grid_wrap{{{1, 1, 1025, 1024}}, {{1, 1, 1025, 1}}};
   const BinaryOp ops[] = {BinaryOp::add, BinaryOp::sub, BinaryOp::mul, BinaryOp::div,
                           BinaryOp::min, BinaryOp::max, BinaryOp::gt,  BinaryOp::ge,
-                          BinaryOp::lt,  BinaryOp::le,  BinaryOp::eq};
-  const char* names[] = {"add", "sub", "mul", "div", "min", "max", "gt", "ge", "lt", "le", "eq"};
+                          BinaryOp::lt,  BinaryOp::le,  BinaryOp::eq,  BinaryOp::mul_positive,
+                          BinaryOp::mul_sign};
+  const char* names[] = {"add", "sub", "mul", "div", "min", "max", "gt", "ge", "lt", "le", "eq", "mul_positive",
+                         "mul_sign"};
   TestRng rng(202);
   for (size_t o = 0; o < std::size(ops); ++o) {
     std::vector<Case> op_cases = cases;
@@ -397,6 +400,67 @@ PARITY_CHECK(reduce_sum) {
       expect_close(label(integers ? "reduce_sum (integers)" : "reduce_sum",
                          {c.outer, c.reduce, c.inner}),
                    cuda.download(), cpu, integers ? kExact : sum_tolerance(c.reduce), magnitude);
+    }
+  }
+}
+
+// sum |x| over a whole tensor: CPU and CUDA against a float64 sum of the
+// magnitudes (the reference), within the summation tolerance; small integers
+// bit for bit; a NaN anywhere is NaN, an infinity of either sign +inf.
+PARITY_CHECK(reduce_sum_abs) {
+  TestRng rng(406);
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const int64_t n : {int64_t(0), int64_t(1), int64_t(31), int64_t(257), int64_t(70001)}) {
+    for (bool integers : {false, true}) {
+      const std::vector<float> x = integers ? integer_vector(rng, size_t(n), -8, 8) : uniform_vector(rng, size_t(n), -1, 1);
+      double exact = 0;
+      for (float v : x) exact += std::fabs(double(v)) * 0.5;
+      DeviceBuffer x_cuda(x);
+      std::vector<float> cpu = nan_vector(1);
+      DeviceBuffer cuda(cpu);
+      reduce_sum_abs_cpu(x.data(), cpu.data(), n, 0.5f);
+      reduce_sum_abs_cuda(x_cuda.get(), cuda.get(), n, 0.5f);
+      const std::string what = label(integers ? "reduce_sum_abs (integers)" : "reduce_sum_abs", {n});
+      expect_close(what + " vs float64", cpu, {float(exact)}, integers ? kExact : sum_tolerance(n), {exact});
+      expect_close(what, cuda.download(), cpu, integers ? kExact : sum_tolerance(n), {exact});
+    }
+  }
+  for (const float special : {kNaN, inf, -inf}) {
+    std::vector<float> x = uniform_vector(rng, 1000, -1, 1);
+    x[517] = special;
+    DeviceBuffer x_cuda(x);
+    std::vector<float> cpu = nan_vector(1);
+    DeviceBuffer cuda(cpu);
+    reduce_sum_abs_cpu(x.data(), cpu.data(), 1000, 1.0f);
+    reduce_sum_abs_cuda(x_cuda.get(), cuda.get(), 1000, 1.0f);
+    const std::vector<float> expected = {std::isnan(special) ? kNaN : inf};
+    expect_close(std::string("reduce_sum_abs with ") + std::to_string(special), cpu, expected, kExact, {}, true);
+    expect_close(std::string("reduce_sum_abs with ") + std::to_string(special), cuda.download(), cpu, kExact, {}, true);
+  }
+}
+
+// The fused backward ops against the two-op forms they replace (relu's
+// mul(g, positive(x)), abs's mul(g, sign(x))), bit for bit, on special values
+// in both operands: NaN, infinities, signed zeros.
+TEST_CASE("binary mul_positive and mul_sign give the bits of mul with positive and with sign") {
+  const float inf = std::numeric_limits<float>::infinity();
+  const std::vector<float> values = {kNaN, inf, -inf, 0.0f, -0.0f, 1.5f, -2.25f, 1e-40f, -3e38f};
+  std::vector<float> a, b;
+  for (float u : values)
+    for (float v : values) a.push_back(u), b.push_back(v);
+  const int64_t n = int64_t(a.size());
+  const Broadcast4 shape = make_broadcast({{1, 1, 1, n}}, {{1, 1, 1, n}});
+  const std::pair<BinaryOp, UnaryOp> fused[] = {{BinaryOp::mul_positive, UnaryOp::positive},
+                                                {BinaryOp::mul_sign, UnaryOp::sign}};
+  for (const auto& [op, derivative] : fused) {
+    std::vector<float> mask(a.size()), expected(a.size()), got(a.size());
+    unary_cpu(derivative, b.data(), mask.data(), n, 0.0f, 0.0f);
+    binary_cpu(BinaryOp::mul, a.data(), mask.data(), expected.data(), shape);
+    binary_cpu(op, a.data(), b.data(), got.data(), shape);
+    for (size_t i = 0; i < a.size(); ++i) {
+      CAPTURE(a[i]);
+      CAPTURE(b[i]);
+      CHECK(std::memcmp(&got[i], &expected[i], sizeof(float)) == 0);
     }
   }
 }
@@ -1093,6 +1157,46 @@ PARITY_CHECK(adam_step) {
       expect_close(what + " m", m_cuda.download(), m, kDefault);
       expect_close(what + " v", v_cuda.download(), v, kDefault);
     }
+  }
+}
+
+// Three Adam steps from random states, each against the textbook formula in
+// float64 (m/bc1 over sqrt(v/bc2) + eps) applied to the step's float inputs:
+// m and v within two roundings of their terms' magnitudes, the parameter
+// within a few ulps of the update plus its own rounding. The float kernel
+// folds the step's scalars (lr/bc1, 1/sqrt(bc2)), which moves only last bits;
+// a dropped bias correction or a wrong beta moves them by orders more.
+TEST_CASE("adam_step: three steps against a float64 Adam") {
+  TestRng rng(911);
+  // The float constants the kernel gets, exactly, in float64.
+  const double lr = double(1e-3f), beta1 = double(0.9f), beta2 = double(0.999f), eps = double(1e-8f);
+  const double u = std::numeric_limits<float>::epsilon() / 2;
+  const int64_t n = 1000;
+  std::vector<float> param = uniform_vector(rng, size_t(n), -1, 1);
+  std::vector<float> m = uniform_vector(rng, size_t(n), -0.1f, 0.1f);
+  std::vector<float> v = uniform_vector(rng, size_t(n), 0, 0.01f);
+  for (int step = 1; step <= 3; ++step) {
+    const std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
+    const std::vector<float> param_before = param, m_before = m, v_before = v;
+    const float bc1 = float(1.0 - std::pow(beta1, step)), bc2 = float(1.0 - std::pow(beta2, step));
+    adam_step_cpu(param.data(), grad.data(), m.data(), v.data(), n, float(lr), float(beta1), float(beta2),
+                  float(eps), bc1, bc2, nullptr);
+    size_t wrong = 0;
+    for (size_t i = 0; i < size_t(n); ++i) {
+      const double g = grad[i];
+      const double m_ref = beta1 * m_before[i] + (1 - beta1) * g;
+      const double v_ref = beta2 * v_before[i] + (1 - beta2) * g * g;
+      const double m_terms = std::fabs(beta1 * m_before[i]) + std::fabs((1 - beta1) * g);
+      const double v_terms = beta2 * v_before[i] + (1 - beta2) * g * g;
+      const double update = lr * (double(m[i]) / bc1) / (std::sqrt(double(v[i]) / bc2) + eps);
+      const double p_ref = double(param_before[i]) - update;
+      const bool ok = std::fabs(m[i] - m_ref) <= 4 * u * m_terms && std::fabs(v[i] - v_ref) <= 4 * u * v_terms &&
+                      std::fabs(param[i] - p_ref) <= 8 * u * std::fabs(update) + 2 * u * std::fabs(p_ref);
+      if (!ok && wrong++ == 0)
+        MESSAGE("element ", i, ": m ", m[i], " vs ", m_ref, ", v ", v[i], " vs ", v_ref, ", p ", param[i], " vs ", p_ref);
+    }
+    CAPTURE(step);
+    CHECK(wrong == 0);
   }
 }
 

@@ -73,6 +73,7 @@ std::vector<OpCase> op_cases() {
   add_case("add_scalar", "+0.75", {R({3, 4})}, [](V x) { return ops::add_scalar(x[0], 0.75f); });
   add_case("neg", "(6)", {R({6})}, [](V x) { return ops::neg(x[0]); });
   add_case("abs", "away from 0", {values_avoiding({4, 5}, rng, -1, 1, {0.0f}, 0.05f)}, [](V x) { return ops::abs(x[0]); });
+  add_case("sum_abs", "away from 0", {values_avoiding({4, 5}, rng, -1, 1, {0.0f}, 0.05f)}, [](V x) { return ops::sum_abs(x[0]); });
   add_case("relu", "away from 0", {values_avoiding({2, 3, 2, 2}, rng, -1, 1, {0.0f}, 0.05f)}, [](V x) { return ops::relu(x[0]); });
   add_case("clamp", "[-0.5, 0.5]", {values_avoiding({4, 5}, rng, -1, 1, {-0.5f, 0.5f}, 0.05f)},
            [](V x) { return ops::clamp(x[0], -0.5f, 0.5f); });

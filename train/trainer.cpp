@@ -319,7 +319,7 @@ StepStats TrainStep::run_eager(const Tensor& x, const Tensor& y, const std::vect
     Tensor total = stats.loss;
     for (const Tensor& p : optimizer_.parameters()) {
       const Tensor g = p.grad();
-      if (g.defined()) total = ops::add(total, ops::sum(ops::abs(g)));
+      if (g.defined()) total = ops::add(total, ops::sum_abs(g));
     }
     const Tensor probe = ops::scale(total, 0.0f);
     stats.skipped = ops::add_scalar(ops::neg(ops::compare(probe, probe, kern::BinaryOp::eq)), 1.0f);
@@ -428,8 +428,8 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
   // A shard's mean weighted by its share: the ranks' sum is the global batch's mean.
   if (global_count != int64_t(labels.size())) loss = ops::scale(loss, float(double(labels.size()) / double(global_count)));
   if (c.l1 > 0 && !l1_terms_.empty() && comm_.is_root()) {
-    Tensor l1 = ops::sum(ops::abs(l1_terms_[0]));
-    for (size_t i = 1; i < l1_terms_.size(); ++i) l1 = ops::add(l1, ops::sum(ops::abs(l1_terms_[i])));
+    Tensor l1 = ops::sum_abs(l1_terms_[0]);
+    for (size_t i = 1; i < l1_terms_.size(); ++i) l1 = ops::add(l1, ops::sum_abs(l1_terms_[i]));
     loss = ops::add(loss, ops::scale(l1, float(c.l1)));
   }
   if (c.l2 > 0 && !weights_.empty()) {  // the authors' L2: lambda * sum W^2 (no 1/2), weights only

@@ -191,14 +191,26 @@ Tensor neg(const Tensor& x) {
 Tensor abs(const Tensor& x) {
   Tensor y = unary_forward(UnaryOp::abs, x);
   if (should_record({&x}))
-    record("abs", {x}, y, [x](const Tensor& g) { accumulate_grad(x, mul(g, unary_forward(UnaryOp::sign, x))); });
+    record("abs", {x}, y, [x](const Tensor& g) { accumulate_grad(x, binary_forward("abs", BinaryOp::mul_sign, g, x)); });
+  return y;
+}
+
+// sum(abs(x)) in one pass and no temporary: the L1 penalty and the training
+// step's finiteness probe over every gradient run it on each parameter.
+Tensor sum_abs(const Tensor& x) {
+  Tensor y = Tensor::empty(Shape{}, x.device());
+  CTE_RUN(x.device(), reduce_sum_abs, x.data(), y.data(), x.numel(), 1.0f);
+  if (should_record({&x}))
+    record("sum_abs", {x}, y, [x](const Tensor& g) {  // g (a scalar) times sign(x), broadcast in one pass
+      accumulate_grad(x, binary_forward("sum_abs", BinaryOp::mul_sign, g, x));
+    });
   return y;
 }
 
 Tensor relu(const Tensor& x) {
   Tensor y = unary_forward(UnaryOp::relu, x);
   if (should_record({&x}))
-    record("relu", {x}, y, [x](const Tensor& g) { accumulate_grad(x, mul(g, unary_forward(UnaryOp::positive, x))); });
+    record("relu", {x}, y, [x](const Tensor& g) { accumulate_grad(x, binary_forward("relu", BinaryOp::mul_positive, g, x)); });
   return y;
 }
 

@@ -60,6 +60,8 @@ CTE_HD inline float apply_binary(BinaryOp op, float a, float b) {
     case BinaryOp::lt: return a < b ? 1.0f : 0.0f;
     case BinaryOp::le: return a <= b ? 1.0f : 0.0f;
     case BinaryOp::eq: return a == b ? 1.0f : 0.0f;
+    case BinaryOp::mul_positive: return a * apply_unary(UnaryOp::positive, b, 0.0f, 0.0f);
+    case BinaryOp::mul_sign: return a * apply_unary(UnaryOp::sign, b, 0.0f, 0.0f);
   }
   return a;  // unreachable for valid ops
 }

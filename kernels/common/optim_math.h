@@ -9,17 +9,27 @@
 
 namespace cte::kern {
 
-// Adam (Kingma & Ba), with the bias corrections 1 - beta^t passed in:
+// Adam (Kingma & Ba), with the bias corrections bc = 1 - beta^t passed in:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
-//   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps).
-CTE_HD inline void adam_update(float& param, float grad, float& m, float& v, float lr,
-                               float beta1, float beta2, float eps, float bias_correction1,
-                               float bias_correction2) {
+//   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps),
+// computed as PyTorch's Adam does, with the per-step scalars folded once per
+// call (AdamScalars): p -= (lr / bc1) * m / (sqrt(v) * (1 / sqrt(bc2)) + eps).
+// One division and one square root per element instead of three and one: the
+// divisions made Adam a tenth of an FC training step on the CPU.
+struct AdamScalars {
+  float step_size;     // lr / bc1
+  float inv_sqrt_bc2;  // 1 / sqrt(bc2)
+};
+
+CTE_HD inline AdamScalars adam_scalars(float lr, float bias_correction1, float bias_correction2) {
+  return {lr / bias_correction1, 1.0f / sqrtf(bias_correction2)};
+}
+
+CTE_HD inline void adam_update(float& param, float grad, float& m, float& v, float beta1, float beta2,
+                               float eps, AdamScalars s) {
   m = beta1 * m + (1.0f - beta1) * grad;
   v = beta2 * v + (1.0f - beta2) * (grad * grad);
-  const float m_hat = m / bias_correction1;
-  const float v_hat = v / bias_correction2;
-  param -= lr * m_hat / (sqrtf(v_hat) + eps);
+  param -= s.step_size * m / (sqrtf(v) * s.inv_sqrt_bc2 + eps);
 }
 
 // SGD with momentum as PyTorch (dampening 0, no Nesterov):

@@ -151,6 +151,8 @@ void binary_cpu(BinaryOp op, const float* a, const float* b, float* out, Broadca
     CTE_BINARY_CASE(lt)
     CTE_BINARY_CASE(le)
     CTE_BINARY_CASE(eq)
+    CTE_BINARY_CASE(mul_positive)
+    CTE_BINARY_CASE(mul_sign)
 #undef CTE_BINARY_CASE
   }
 }

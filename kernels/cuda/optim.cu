@@ -10,13 +10,9 @@ namespace {
 
 // param, grad, m, v: [n]; param, m and v are updated in place unless skip[0] != 0.
 __global__ void adam_step_kernel(float* param, const float* grad, float* m, float* v, int64_t n,
-                                 float lr, float beta1, float beta2, float eps,
-                                 float bias_correction1, float bias_correction2, const float* skip) {
+                                 float beta1, float beta2, float eps, AdamScalars s, const float* skip) {
   if (skip != nullptr && *skip != 0.0f) return;  // one flag for the whole grid: no divergence
-  CTE_GRID_STRIDE_LOOP(i, n) {
-    adam_update(param[i], grad[i], m[i], v[i], lr, beta1, beta2, eps, bias_correction1,
-                bias_correction2);
-  }
+  CTE_GRID_STRIDE_LOOP(i, n) { adam_update(param[i], grad[i], m[i], v[i], beta1, beta2, eps, s); }
 }
 
 // param, grad, buf: [n]; param and buf are updated in place unless skip[0] != 0.
@@ -31,8 +27,8 @@ __global__ void sgd_step_kernel(float* param, const float* grad, float* buf, int
 void adam_step_cuda(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
                     float beta1, float beta2, float eps, float bias_correction1,
                     float bias_correction2, const float* skip) {
-  gpu::launch_1d("adam_step", n, adam_step_kernel, param, grad, m, v, n, lr, beta1, beta2, eps,
-                 bias_correction1, bias_correction2, skip);
+  gpu::launch_1d("adam_step", n, adam_step_kernel, param, grad, m, v, n, beta1, beta2, eps,
+                 adam_scalars(lr, bias_correction1, bias_correction2), skip);
 }
 
 void sgd_step_cuda(float* param, const float* grad, float* buf, int64_t n, float lr,
