@@ -62,6 +62,12 @@ struct GemmShape {
   int64_t batch;
 };
 
+// One product of contiguous row-major operands: C (m, n) = op(A) (m, k) op(B) (k, n),
+// A stored (m, k) or, transposed, (k, m); B stored (k, n) or (n, k).
+constexpr GemmShape dense_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
+  return {trans_a, trans_b, m, n, k, trans_a ? m : k, trans_b ? k : n, n, 0, 0, 0, 1};
+}
+
 // The one output-size rule of a convolution along one axis (the network, the
 // op front-end and the CUDA twin's check all call it). Negative when the
 // kernel is larger than the padded input.

@@ -35,8 +35,7 @@ Tensor or_zeros(const Tensor& t, const Shape& shape, Device device) {
 // Row-major C (m, n) = op(A) op(B) + beta C for one matrix pair on `device`.
 void gemm_one(Device device, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, const float* a,
               const float* b, float beta, float* c) {
-  const int64_t lda = trans_a ? m : k, ldb = trans_b ? k : n;
-  CTE_RUN(device, gemm, kern::GemmShape{trans_a, trans_b, m, n, k, lda, ldb, n, 0, 0, 0, 1}, 1.0f, a, b, beta, c);
+  CTE_RUN(device, gemm, kern::dense_gemm(trans_a, trans_b, m, n, k), 1.0f, a, b, beta, c);
 }
 
 // Shape of coefficients over n neurons: (K, n) when shared, else (N, K, n).

@@ -19,8 +19,7 @@ void run_gemm(Device device, bool ta, bool tb, const MatmulDims& d, const float*
   const int64_t lda = ta ? d.m : d.k, ldb = tb ? d.k : d.n;
   if (d.shared_b && !ta) {
     // One GEMM: stack the batches of A as rows.
-    CTE_RUN(device, gemm, kern::GemmShape{false, tb, d.batch * d.m, d.n, d.k, lda, ldb, d.n, 0, 0, 0, 1}, 1.0f, a, b,
-            beta, c);
+    CTE_RUN(device, gemm, kern::dense_gemm(false, tb, d.batch * d.m, d.n, d.k), 1.0f, a, b, beta, c);
     return;
   }
   const kern::GemmShape shape{ta, tb, d.m, d.n, d.k, lda, ldb, d.n, d.m * d.k, d.shared_b ? 0 : d.k * d.n, d.m * d.n,

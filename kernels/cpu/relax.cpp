@@ -373,10 +373,6 @@ void gather_columns(const float* matrix, int64_t rows, int64_t width, const std:
     for (int64_t c = 0; c < m; ++c) out[k * m + c] = matrix[k * width + columns[size_t(c)]];
 }
 
-GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
-  return {trans_a, trans_b, m, n, k, trans_a ? m : k, trans_b ? k : n, n, 0, 0, 0, 1};
-}
-
 // per_sample(sample, columns, scratch) for samples [first, last) in parallel, with the
 // sample's live columns; two per-thread buffers to reuse, kept across calls (thread_local,
 // as scratch_floats: a training step must not allocate). Always a parallel region, so the
@@ -403,7 +399,7 @@ void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, c
   if (batch == 0 || rows == 0 || n_in == 0) return;
   if (!gather_live_columns(live, batch * n)) {
     mask_dead_columns(coeffs, live, scratch, s);
-    gemm_cpu(plain_gemm(false, false, batch * rows, n_in, n), 1.0f, scratch, weight, 0.0f, coeffs_out);
+    gemm_cpu(dense_gemm(false, false, batch * rows, n_in, n), 1.0f, scratch, weight, 0.0f, coeffs_out);
     return;
   }
   // Per sample: its live columns of A (rows x m) times W's live rows (m x n_in).
@@ -420,7 +416,7 @@ void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, c
     w_live.resize(size_t(m * n_in));
     gather_columns(coeffs + sample * rows * n, rows, n, columns, a_live.data());
     gather_rows(weight, n_in, columns, w_live.data());
-    gemm_cpu(plain_gemm(false, false, rows, n_in, m), 1.0f, a_live.data(), w_live.data(), 0.0f, out);
+    gemm_cpu(dense_gemm(false, false, rows, n_in, m), 1.0f, a_live.data(), w_live.data(), 0.0f, out);
   });
 }
 
@@ -430,7 +426,7 @@ void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight
   if (batch == 0 || rows == 0 || n == 0) return;
   if (!gather_live_columns(live, batch * n)) {
     // d_coeffs = d_coeffs_out W^T, then the columns nobody reads set to 0.
-    gemm_cpu(plain_gemm(false, true, batch * rows, n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
+    gemm_cpu(dense_gemm(false, true, batch * rows, n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
     mask_dead_columns(d_coeffs, live, d_coeffs, s);
     return;
   }
@@ -446,7 +442,7 @@ void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight
     w_live.resize(size_t(m * n_in));
     product.resize(size_t(rows * m));
     gather_rows(weight, n_in, columns, w_live.data());
-    gemm_cpu(plain_gemm(false, true, rows, m, n_in), 1.0f, d_coeffs_out + sample * rows * n_in, w_live.data(), 0.0f,
+    gemm_cpu(dense_gemm(false, true, rows, m, n_in), 1.0f, d_coeffs_out + sample * rows * n_in, w_live.data(), 0.0f,
              product.data());
     for (int64_t k = 0; k < rows; ++k)
       for (int64_t c = 0; c < m; ++c) out[k * n + columns[size_t(c)]] = product[size_t(k * m + c)];
@@ -463,7 +459,7 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
   }
   if (!gather_live_columns(live, batch * n)) {
     mask_dead_columns(coeffs, live, scratch, s);
-    gemm_cpu(plain_gemm(true, false, n, n_in, batch * rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
+    gemm_cpu(dense_gemm(true, false, n, n_in, batch * rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
     return;
   }
   std::fill(d_weight, d_weight + n * n_in, 0.0f);
@@ -501,7 +497,7 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
         if (m == 0) continue;
         a_live.resize(size_t(rows * m));
         gather_columns(coeffs + sample * rows * n, rows, n, cols, a_live.data());
-        gemm_cpu(plain_gemm(true, false, m, n_in, rows), 1.0f, a_live.data(), d_coeffs_out + sample * rows * n_in,
+        gemm_cpu(dense_gemm(true, false, m, n_in, rows), 1.0f, a_live.data(), d_coeffs_out + sample * rows * n_in,
                  0.0f, shares.data() + offsets[size_t(sample - first)]);
       }
       // Each thread adds the group's shares into its own range of W's columns.

@@ -337,23 +337,19 @@ void mask_dead_columns(const float* coeffs, const float* live, float* out, Backs
                  s.batch, s.rows, s.n);
 }
 
-GemmShape plain_gemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k) {
-  return {trans_a, trans_b, m, n, k, trans_a ? m : k, trans_b ? k : n, n, 0, 0, 0, 1};
-}
-
 }  // namespace
 
 void backsub_linear_live_forward_cuda(const float* coeffs, const float* weight, const float* live,
                                       float* coeffs_out, float* scratch, int64_t n_in, BacksubShape s) {
   if (s.batch == 0 || s.rows == 0 || n_in == 0) return;
   if (s.n > 0) mask_dead_columns(coeffs, live, scratch, s);
-  gemm_cuda(plain_gemm(false, false, s.batch * s.rows, n_in, s.n), 1.0f, scratch, weight, 0.0f, coeffs_out);
+  gemm_cuda(dense_gemm(false, false, s.batch * s.rows, n_in, s.n), 1.0f, scratch, weight, 0.0f, coeffs_out);
 }
 
 void backsub_linear_live_grad_cuda(const float* d_coeffs_out, const float* weight, const float* live,
                                    float* d_coeffs, int64_t n_in, BacksubShape s) {
   if (s.batch == 0 || s.rows == 0 || s.n == 0) return;
-  gemm_cuda(plain_gemm(false, true, s.batch * s.rows, s.n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
+  gemm_cuda(dense_gemm(false, true, s.batch * s.rows, s.n, n_in), 1.0f, d_coeffs_out, weight, 0.0f, d_coeffs);
   mask_dead_columns(d_coeffs, live, d_coeffs, s);
 }
 
@@ -361,7 +357,7 @@ void backsub_linear_live_weight_grad_cuda(const float* coeffs, const float* d_co
                                           float* d_weight, float* scratch, int64_t n_in, BacksubShape s) {
   if (s.n == 0 || n_in == 0) return;
   if (s.batch > 0 && s.rows > 0) mask_dead_columns(coeffs, live, scratch, s);
-  gemm_cuda(plain_gemm(true, false, s.n, n_in, s.batch * s.rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
+  gemm_cuda(dense_gemm(true, false, s.n, n_in, s.batch * s.rows), 1.0f, scratch, d_coeffs_out, 0.0f, d_weight);
 }
 
 }  // namespace cte::kern

@@ -99,7 +99,7 @@ void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, bool trans_b
   const double flops = 2.0 * double(m) * double(n) * double(k);
   const int64_t ldb = trans_b ? k : n;
   const double t = seconds_per_call([&] {
-    const kern::GemmShape shape{false, trans_b, m, n, k, k, ldb, n, 0, 0, 0, 1};
+    const kern::GemmShape shape = kern::dense_gemm(false, trans_b, m, n, k);
     if (device == Device::cpu) kern::gemm_cpu(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
     else kern::gemm_cuda(shape, 1.0f, a.data(), b.data(), 0.0f, c.data());
   }, budget, device);
