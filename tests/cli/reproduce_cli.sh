@@ -181,6 +181,15 @@ print("fine")
 EOF
 )
 if [ "$check" = fine ]; then ok "the cell's JSON: command, epochs, images, seconds, machine"; else bad "cell JSON: $check"; fi
+check=$($PY - "$cell" "$tmp/results/cells/x__fmnist-conv-box-eps0.1@tiny.json" <<'EOF'
+import json, sys
+net, on_net = json.load(open(sys.argv[1])), json.load(open(sys.argv[2]))
+assert net["weights_hash"], net.get("weights_hash")
+assert on_net["needs_weights_hash"] == {"fmnist-conv-box-eps0.1@tiny": net["weights_hash"]}, on_net.get("needs_weights_hash")
+print("fine")
+EOF
+)
+if [ "$check" = fine ]; then ok "a cell on a trained net records which training it ran on (its weights hash)"; else bad "needs_weights_hash: $check"; fi
 out=$(reproduce --recipe "$tmp/tiny.toml" -j 2 2>&1)
 if grep -qF "3 cells selected, 3 already done, 0 to run" <<<"$out"; then ok "a re-run runs nothing"; else bad "re-run: $out"; fi
 

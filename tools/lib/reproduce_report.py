@@ -516,14 +516,23 @@ def tightness_section(doc, recipe, cells, results, figures, measured_only=False)
                 rows.append([RELAXATION_TITLES.get(name, name), f"{auc.get(name, float('nan')):.3f}",
                              f"{p[name]:.2f}" if name in p else "-"])
             order = sorted(auc.items(), key=lambda t: t[1])
-            trained = results.get(c["needs"][0])
-            acc = pct(trained["evaluation"]["accuracy"]) if trained else "-"
+            # The accuracy of the net this cell certified, on its own test images: the training
+            # cell's JSON describes the latest training of that net, which may be a later one.
+            acc = f"{pct(r['cr_auc']['accuracy'])}% on these images" if "accuracy" in r["cr_auc"] else "-"
             doc.table(["relaxation", "CR-AUC (ours)", paper_header], rows,
-                      f"Tightness, {exp}: {cells[c['needs'][0]]['id']} (accuracy {acc}%), CR-AUC over eps in "
+                      f"Tightness, {exp}: {cells[c['needs'][0]]['id']} (accuracy {acc}), CR-AUC over eps in "
                       f"[0, {c['eps_max']:g}]" + (f", first {c['test_subset']} test images" if "test_subset" in c else "")
                       + (f", {c['points']} radii (the paper: 100)" if c.get("points", 100) != 100 else ""))
-            doc.bullets(["ours, loosest to tightest: " + " < ".join(f"{RELAXATION_TITLES.get(n, n)} {v:.3f}"
-                                                                   for n, v in order)])
+            notes = ["ours, loosest to tightest: " + " < ".join(f"{RELAXATION_TITLES.get(n, n)} {v:.3f}"
+                                                                for n, v in order)]
+            trained = results.get(c["needs"][0])
+            recorded = r.get("needs_weights_hash", {}).get(c["needs"][0])
+            if trained and (recorded != trained.get("weights_hash") if recorded else
+                            trained.get("finished", "") > r.get("finished", "")):
+                notes.append(f"computed on an earlier training of {c['needs'][0]} than the one its JSON now records "
+                             f"(the recipe ran again, with another binary, finishing {trained.get('finished', '?')[:10]}): "
+                             f"the same recipe, not the same weights")
+            doc.bullets(notes)
         else:
             doc.para(f"(Tightness {exp}: not run yet)")
         stem = cid.replace("/", "__").replace("@", "_at_")
