@@ -425,18 +425,22 @@ PARITY_CHECK(reduce_sum_abs) {
       expect_close(what, cuda.download(), cpu, integers ? kExact : sum_tolerance(n), {exact});
     }
   }
-  for (const float special : {kNaN, inf, -inf}) {
-    std::vector<float> x = uniform_vector(rng, 1000, -1, 1);
-    x[517] = special;
-    DeviceBuffer x_cuda(x);
-    std::vector<float> cpu = nan_vector(1);
-    DeviceBuffer cuda(cpu);
-    reduce_sum_abs_cpu(x.data(), cpu.data(), 1000, 1.0f);
-    reduce_sum_abs_cuda(x_cuda.get(), cuda.get(), 1000, 1.0f);
-    const std::vector<float> expected = {std::isnan(special) ? kNaN : inf};
-    expect_close(std::string("reduce_sum_abs with ") + std::to_string(special), cpu, expected, kExact, {}, true);
-    expect_close(std::string("reduce_sum_abs with ") + std::to_string(special), cuda.download(), cpu, kExact, {}, true);
-  }
+  // One special value, early in a short sum or in a late block of a long one (the CPU's
+  // parallel blocks, the CUDA block's later strides).
+  for (const int64_t n : {int64_t(1000), int64_t(70001)})
+    for (const float special : {kNaN, inf, -inf}) {
+      std::vector<float> x = uniform_vector(rng, size_t(n), -1, 1);
+      x[size_t(n == 1000 ? 517 : 69000)] = special;
+      DeviceBuffer x_cuda(x);
+      std::vector<float> cpu = nan_vector(1);
+      DeviceBuffer cuda(cpu);
+      reduce_sum_abs_cpu(x.data(), cpu.data(), n, 1.0f);
+      reduce_sum_abs_cuda(x_cuda.get(), cuda.get(), n, 1.0f);
+      const std::vector<float> expected = {std::isnan(special) ? kNaN : inf};
+      const std::string what = label("reduce_sum_abs", {n}) + " with " + std::to_string(special);
+      expect_close(what + " vs expected", cpu, expected, kExact, {}, true);
+      expect_close(what, cuda.download(), cpu, kExact, {}, true);
+    }
 }
 
 // The fused backward ops against the two-op forms they replace (relu's
@@ -1175,8 +1179,11 @@ TEST_CASE("adam_step: three steps against a float64 Adam") {
   std::vector<float> param = uniform_vector(rng, size_t(n), -1, 1);
   std::vector<float> m = uniform_vector(rng, size_t(n), -0.1f, 0.1f);
   std::vector<float> v = uniform_vector(rng, size_t(n), 0, 0.01f);
+  // Five elements in the m / eps regime (v and g 0): there eps alone is the denominator.
+  for (size_t i = 0; i < 5; ++i) v[i] = 0.0f;
   for (int step = 1; step <= 3; ++step) {
-    const std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
+    std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
+    for (size_t i = 0; i < 5; ++i) grad[i] = 0.0f;
     const std::vector<float> param_before = param, m_before = m, v_before = v;
     const float bc1 = float(1.0 - std::pow(beta1, step)), bc2 = float(1.0 - std::pow(beta2, step));
     adam_step_cpu(param.data(), grad.data(), m.data(), v.data(), n, float(lr), float(beta1), float(beta2),
@@ -1191,7 +1198,7 @@ TEST_CASE("adam_step: three steps against a float64 Adam") {
       const double update = lr * (double(m[i]) / bc1) / (std::sqrt(double(v[i]) / bc2) + eps);
       const double p_ref = double(param_before[i]) - update;
       const bool ok = std::fabs(m[i] - m_ref) <= 4 * u * m_terms && std::fabs(v[i] - v_ref) <= 4 * u * v_terms &&
-                      std::fabs(param[i] - p_ref) <= 8 * u * std::fabs(update) + 2 * u * std::fabs(p_ref);
+                      std::fabs(param[i] - p_ref) <= 10 * u * std::fabs(update) + 2 * u * std::fabs(p_ref);
       if (!ok && wrong++ == 0)
         MESSAGE("element ", i, ": m ", m[i], " vs ", m_ref, ", v ", v[i], " vs ", v_ref, ", p ", param[i], " vs ", p_ref);
     }

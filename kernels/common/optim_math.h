@@ -12,10 +12,11 @@ namespace cte::kern {
 // Adam (Kingma & Ba), with the bias corrections bc = 1 - beta^t passed in:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps),
-// computed as PyTorch's Adam does, with the per-step scalars folded once per
-// call (AdamScalars): p -= (lr / bc1) * m / (sqrt(v) * (1 / sqrt(bc2)) + eps).
-// One division and one square root per element instead of three and one: the
-// divisions made Adam a tenth of an FC training step on the CPU.
+// arranged as PyTorch's Adam (step size lr / bc1, sqrt(v) scaled by sqrt(bc2)),
+// with the division by sqrt(bc2) replaced by a multiply by its reciprocal, both
+// folded once per call (AdamScalars): p -= (lr / bc1) * m / (sqrt(v) * (1 / sqrt(bc2)) + eps).
+// One division and one square root per element instead of three and one; the
+// last bits differ from PyTorch's and from the textbook order (one more rounding).
 struct AdamScalars {
   float step_size;     // lr / bc1
   float inv_sqrt_bc2;  // 1 / sqrt(bc2)

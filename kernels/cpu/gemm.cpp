@@ -27,6 +27,7 @@
 #include <omp.h>
 
 #include <algorithm>
+#include <cassert>
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
@@ -76,7 +77,8 @@ static_assert(kMc % kMr == 0 && kNc % kNr == 0, "gemm: a packed block holds whol
 // of the full ones where B is finite (a -0 may stay where the full sum's
 // zeros would have made it +0; 0 x inf would be NaN, which the reference BLAS,
 // skipping zero multipliers too, does not keep either; OpenBLAS, which takes
-// small products here, does).
+// small products here, does). Since 2026-12-07 products of 32 to 63 columns
+// come here instead of OpenBLAS: their last bits differ from earlier runs'.
 struct ALivePanels {
   int32_t k[kMc / kMr][kKc];
   int64_t count[kMc / kMr];
@@ -111,6 +113,7 @@ PackBuffers& thread_buffers() {
 // -Werror=uninitialized rejects.
 __attribute__((target("avx512f"))) void transpose_16x16(const float* src, int64_t ld_src, int64_t rows,
                                                         float* dst, int64_t ld_dst, int dst_columns = 16) {
+  assert(dst_columns >= 1 && dst_columns <= 16);
   const __mmask16 kAll = 0xffff, kStore = __mmask16((1u << dst_columns) - 1u);
   __m512 r[16], t[16];
   for (int i = 0; i < 16; ++i) r[i] = i < rows ? _mm512_loadu_ps(src + i * ld_src) : _mm512_setzero_ps();

@@ -1,8 +1,12 @@
 // CUDA twins of reduce_sum: y[o, i] = scale * sum_r x[o, r, i] over x viewed as
-// [outer, reduce, inner], and of reduce_sum_abs: y = scale * sum |x|. Few outputs with long sums get one block per output
-// (a block reduction); many outputs get one thread per output, whose loads are
-// coalesced along `inner`. Either way the summation order depends only on the
-// shape, so results are deterministic.
+// [outer, reduce, inner], and of reduce_sum_abs: y = scale * sum |x|. Few
+// outputs with long sums get one block per output (a block reduction); many
+// outputs get one thread per output, whose loads are coalesced along `inner`.
+// Either way the summation order depends only on the shape, so results are
+// deterministic. reduce_sum_abs is always one block (the block kernel with
+// one output), for any n: a single SM for a whole parameter's gradient, which
+// the training step's probe and L1 term can afford; for n < 32 its order
+// differs from reduce_sum's thread-per-output one (the last bits may too).
 #include "kernels/cuda/block_reduce.cuh"
 #include "kernels/cuda/cuda_common.cuh"
 #include "kernels/kernels.h"

@@ -4,6 +4,7 @@
 // covered; the seconds printed are per step.
 #pragma once
 #include <algorithm>
+#include <cstdint>
 #include <cstdio>
 #include <vector>
 
