@@ -8,7 +8,8 @@
 // and 3 threads, through each of the kernel's ways of sharing work; a third,
 // that skipping a panel's all-zero k (dead neurons' coefficients) changes no
 // bit. On a CPU without AVX-512 they are skipped with a message (gemm_cpu then
-// is OpenBLAS, which the kernel parity suite covers).
+// is OpenBLAS, which the kernel parity suite covers). The last case checks the
+// products over selected rows of B (gemm_selected_rows.cpp) on any CPU.
 #include <doctest/doctest.h>
 #include <omp.h>
 
@@ -236,4 +237,64 @@ TEST_CASE("gemm: the blocked kernel's skipped all-zero k give the bits of the pr
       CHECK(nan_in_row == n);
     }
   }
+}
+
+// gemm_selected_rows(_t) (kernels/cpu/gemm_selected_rows.cpp), the products of
+// the backsubstitution's live columns: against float64 within gamma_(k+2) of
+// the magnitudes, and the vectorized kernels against their portable twins bit
+// for bit (the file states one summation order for both). Shapes cross the
+// tiles' edges (6 rows; 4 x 16 columns of the row kernel; 4 selected rows of
+// the dot kernel; 16-wide k vectors); B's rows are picked out of order with a
+// repeat, or in order (null list); rows are padded; C outside the product
+// stays NaN.
+TEST_CASE("gemm: the selected-rows products agree with float64 and, bit for bit, with their portable twins") {
+  struct Dims {
+    int64_t m, n, k;
+  };
+  const Dims dims[] = {{1, 1, 1}, {5, 15, 3}, {6, 16, 16}, {7, 17, 17}, {13, 70, 40}, {12, 64, 33}, {9, 130, 100},
+                       {3, 5, 0}};
+  std::mt19937 rng(5150);
+  for (bool transposed : {false, true})
+    for (bool listed : {true, false})
+      for (const Dims& d : dims) {
+        const int64_t selected = transposed ? d.n : d.k, width = transposed ? d.k : d.n;
+        const int64_t b_height = selected + 7, lda = d.k + 3, ldb = width + 5, ldc = d.n + 2;
+        std::vector<int64_t> rows(static_cast<size_t>(selected));
+        for (int64_t p = 0; p < selected; ++p) rows[size_t(p)] = listed ? (p * 5 + 3) % b_height : p;
+        if (listed && selected > 2) rows[size_t(selected - 1)] = rows[0];  // a row picked twice
+        std::vector<float> a(size_t(d.m * lda)), b(size_t(b_height * ldb));
+        for (float& x : a) x = uniform(rng);
+        for (float& x : b) x = uniform(rng);
+        const SelectedRowsShape s{d.m, d.n, d.k, lda, ldb, ldc, listed ? rows.data() : nullptr};
+        std::vector<float> fast(size_t(d.m * ldc), std::numeric_limits<float>::quiet_NaN()), portable = fast;
+        if (transposed) {
+          gemm_selected_rows_t_cpu(s, a.data(), b.data(), fast.data());
+          gemm_selected_rows_t_portable(s, a.data(), b.data(), portable.data());
+        } else {
+          gemm_selected_rows_cpu(s, a.data(), b.data(), fast.data());
+          gemm_selected_rows_portable(s, a.data(), b.data(), portable.data());
+        }
+        INFO((transposed ? "gemm_selected_rows_t" : "gemm_selected_rows"), " m=", d.m, " n=", d.n, " k=", d.k,
+             (listed ? " listed rows" : " rows in order"));
+        CHECK(std::memcmp(fast.data(), portable.data(), sizeof(float) * fast.size()) == 0);
+        const double u = 1.0 / double(1 << 24), gamma = double(d.k + 2) * u / (1.0 - double(d.k + 2) * u);
+        int64_t wrong = 0, outside_written = 0;
+        for (int64_t i = 0; i < d.m; ++i)
+          for (int64_t j = 0; j < ldc; ++j) {
+            const float got = fast[size_t(i * ldc + j)];
+            if (j >= d.n) {
+              outside_written += !std::isnan(got);
+              continue;
+            }
+            double sum = 0.0, magnitude = 0.0;
+            for (int64_t p = 0; p < d.k; ++p) {
+              const double bv = transposed ? b[size_t(rows[size_t(j)] * ldb + p)] : b[size_t(rows[size_t(p)] * ldb + j)];
+              sum += double(a[size_t(i * lda + p)]) * bv;
+              magnitude += std::fabs(double(a[size_t(i * lda + p)]) * bv);
+            }
+            wrong += !(std::fabs(double(got) - sum) <= gamma * magnitude);
+          }
+        CHECK(wrong == 0);
+        CHECK(outside_written == 0);
+      }
 }

@@ -1,6 +1,7 @@
 // The CPU GEMM's two paths (kernels/cpu/gemm.cpp), exposed for the banner, the
 // tests and the benchmarks. gemm_cpu (kernels/kernels.h) picks one per call.
 #pragma once
+#include <cstdint>
 #include <string>
 
 #include "kernels/kernels.h"
@@ -21,6 +22,21 @@ bool gemm_cpu_takes_blocked(const GemmShape& s);
 // hold): C[i] = alpha op(A[i]) op(B[i]) + beta C[i], as gemm_cpu. Results do not
 // depend on the OpenMP thread count.
 void gemm_blocked_cpu(GemmShape s, float alpha, const float* a, const float* b, float beta, float* c);
+
+// Products with a list of B's rows, read where they lie (kernels/cpu/gemm_selected_rows.cpp):
+// B's row p of the product is b + b_rows[p] * ldb (b + p * ldb where b_rows is null).
+struct SelectedRowsShape {
+  int64_t m, n, k;
+  int64_t lda, ldb, ldc;
+  const int64_t* b_rows;  // [k] for gemm_selected_rows, [n] for gemm_selected_rows_t; or null
+};
+// C [m, n] = A [m, k] times the k selected rows of B (n floats each).
+void gemm_selected_rows_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c);
+// C [m, n] = A [m, k] times the n selected rows of B (k floats each), transposed.
+void gemm_selected_rows_t_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c);
+// Their portable twins: the same sums in the same order, so the same bits, on any CPU.
+void gemm_selected_rows_portable(const SelectedRowsShape& s, const float* a, const float* b, float* c);
+void gemm_selected_rows_t_portable(const SelectedRowsShape& s, const float* a, const float* b, float* c);
 
 // For the banner: which GEMM runs, e.g. "own AVX-512 GEMM, OpenBLAS sgemm
 // (Haswell kernels) for small shapes".

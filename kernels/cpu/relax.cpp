@@ -15,6 +15,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/gemm_cpu.h"
 #include "kernels/relax_kernels.h"
 
 namespace cte::kern {
@@ -328,8 +329,9 @@ void backsub_relu_live_cpu(ReluRule rule, const float* lower, const float* upper
 
 // The live-column steps of backsub_linear. Where most columns are live the one
 // large product wins; below this share of live (sample, neuron) pairs each
-// sample's live columns go through products of their own (on trained nets at
-// large eps a few percent are live). The choice depends on the data only.
+// sample's live columns go through products of their own, which read W's live
+// rows in place (gemm_selected_rows; on trained nets at large eps a few percent
+// are live). The choice depends on the data only.
 // Each sample's products run single-threaded inside the parallel region, so
 // the gathered path's bits do not depend on the thread count (the large
 // product's are gemm_cpu's).
@@ -359,12 +361,6 @@ void mask_dead_columns(const float* coeffs, const float* live, float* out, Backs
   }
 }
 
-// Rows `columns` of a matrix with `width` columns, stacked into out [columns, width].
-void gather_rows(const float* matrix, int64_t width, const std::vector<int64_t>& columns, float* out) {
-  for (size_t c = 0; c < columns.size(); ++c)
-    std::copy(matrix + columns[c] * width, matrix + (columns[c] + 1) * width, out + int64_t(c) * width);
-}
-
 // Columns `columns` of a matrix [rows, width], packed into out [rows, columns].
 void gather_columns(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>& columns,
                     float* out) {
@@ -373,8 +369,35 @@ void gather_columns(const float* matrix, int64_t rows, int64_t width, const std:
     for (int64_t c = 0; c < m; ++c) out[k * m + c] = matrix[k * width + columns[size_t(c)]];
 }
 
+// The same columns transposed: out [columns, rows].
+void gather_columns_transposed(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>& columns,
+                               float* out) {
+  for (size_t c = 0; c < columns.size(); ++c)
+    for (int64_t k = 0; k < rows; ++k) out[int64_t(c) * rows + k] = matrix[k * width + columns[c]];
+}
+
+// How many leading rows of a sample's [rows, width] matrix hold a non-zero: a
+// per-sample row plan (relaxations/backsub.cpp's plan_rows) pads every sample's
+// list of neurons with zero rows up to the longest one, and a product skips
+// them. Leaving exact zeros' products out changes no finite sum (the product of
+// a skipped row is +0, as the fill; a -0 sum may stay -0), as in gemm.cpp's
+// zero-k skip. `columns`: only these columns are read (all where null).
+int64_t rows_in_use(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>* columns = nullptr) {
+  for (int64_t r = rows; r-- > 0;) {
+    const float* row = matrix + r * width;
+    if (columns) {
+      for (int64_t c : *columns)
+        if (row[c] != 0.0f) return r + 1;
+    } else {
+      for (int64_t c = 0; c < width; ++c)
+        if (row[c] != 0.0f) return r + 1;
+    }
+  }
+  return 0;
+}
+
 // per_sample(sample, columns, scratch) for samples [first, last) in parallel, with the
-// sample's live columns; two per-thread buffers to reuse, kept across calls (thread_local,
+// sample's live columns and a per-thread buffer to reuse, kept across calls (thread_local,
 // as scratch_floats: a training step must not allocate). Always a parallel region, so the
 // GEMMs inside run single-threaded whatever the thread count.
 template <class PerSample>
@@ -382,7 +405,7 @@ void for_each_live_sample(const float* live, int64_t n, int64_t first, int64_t l
 #pragma omp parallel
   {
     thread_local std::vector<int64_t> columns;
-    thread_local std::vector<float> scratch[2];
+    thread_local std::vector<float> scratch;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t sample = first; sample < last; ++sample) {
       live_columns_of(live + sample * n, n, columns);
@@ -402,21 +425,19 @@ void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, c
     gemm_cpu(dense_gemm(false, false, batch * rows, n_in, n), 1.0f, scratch, weight, 0.0f, coeffs_out);
     return;
   }
-  // Per sample: its live columns of A (rows x m) times W's live rows (m x n_in).
+  // Per sample: its live columns of A (used rows x m) times W's live rows (m x n_in).
   for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
-                                              std::vector<float>* scratch) {
+                                              std::vector<float>& scratch) {
     const int64_t m = int64_t(columns.size());
+    const float* a = coeffs + sample * rows * n;
     float* out = coeffs_out + sample * rows * n_in;
-    if (m == 0) {
-      std::fill(out, out + rows * n_in, 0.0f);
-      return;
-    }
-    std::vector<float>&a_live = scratch[0], &w_live = scratch[1];
-    a_live.resize(size_t(rows * m));
-    w_live.resize(size_t(m * n_in));
-    gather_columns(coeffs + sample * rows * n, rows, n, columns, a_live.data());
-    gather_rows(weight, n_in, columns, w_live.data());
-    gemm_cpu(dense_gemm(false, false, rows, n_in, m), 1.0f, a_live.data(), w_live.data(), 0.0f, out);
+    const int64_t used = m == 0 ? 0 : rows_in_use(a, rows, n, &columns);
+    std::fill(out + used * n_in, out + rows * n_in, 0.0f);
+    if (used == 0) return;
+    std::vector<float>& a_live = scratch;
+    a_live.resize(size_t(used * m));
+    gather_columns(a, used, n, columns, a_live.data());
+    gemm_selected_rows_cpu({used, n_in, m, m, n_in, n_in, columns.data()}, a_live.data(), weight, out);
   });
 }
 
@@ -433,18 +454,17 @@ void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight
   // Per sample: d_coeffs_out[s] (rows x n_in) times W's live rows transposed (n_in x m),
   // scattered into the live columns.
   for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
-                                              std::vector<float>* scratch) {
+                                              std::vector<float>& scratch) {
     const int64_t m = int64_t(columns.size());
+    const float* d_out = d_coeffs_out + sample * rows * n_in;
     float* out = d_coeffs + sample * rows * n;
     std::fill(out, out + rows * n, 0.0f);
-    if (m == 0) return;
-    std::vector<float>&w_live = scratch[0], &product = scratch[1];
-    w_live.resize(size_t(m * n_in));
-    product.resize(size_t(rows * m));
-    gather_rows(weight, n_in, columns, w_live.data());
-    gemm_cpu(dense_gemm(false, true, rows, m, n_in), 1.0f, d_coeffs_out + sample * rows * n_in, w_live.data(), 0.0f,
-             product.data());
-    for (int64_t k = 0; k < rows; ++k)
+    const int64_t used = m == 0 ? 0 : rows_in_use(d_out, rows, n_in);
+    if (used == 0) return;
+    std::vector<float>& product = scratch;
+    product.resize(size_t(used * m));
+    gemm_selected_rows_t_cpu({used, m, n_in, n_in, n_in, m, columns.data()}, d_out, weight, product.data());
+    for (int64_t k = 0; k < used; ++k)
       for (int64_t c = 0; c < m; ++c) out[k * n + columns[size_t(c)]] = product[size_t(k * m + c)];
   });
 }
@@ -495,10 +515,12 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
         const std::vector<int64_t>& cols = columns[size_t(sample)];
         const int64_t m = int64_t(cols.size());
         if (m == 0) continue;
-        a_live.resize(size_t(rows * m));
-        gather_columns(coeffs + sample * rows * n, rows, n, cols, a_live.data());
-        gemm_cpu(dense_gemm(true, false, m, n_in, rows), 1.0f, a_live.data(), d_coeffs_out + sample * rows * n_in,
-                 0.0f, shares.data() + offsets[size_t(sample - first)]);
+        const float* a = coeffs + sample * rows * n;
+        const int64_t used = rows_in_use(a, rows, n, &cols);  // 0: the share is m x n_in zeros
+        a_live.resize(size_t(m * used));
+        gather_columns_transposed(a, used, n, cols, a_live.data());
+        gemm_selected_rows_cpu({m, n_in, used, used, n_in, n_in, nullptr}, a_live.data(),
+                               d_coeffs_out + sample * rows * n_in, shares.data() + offsets[size_t(sample - first)]);
       }
       // Each thread adds the group's shares into its own range of W's columns.
       const int threads = omp_get_num_threads(), thread = omp_get_thread_num();

@@ -27,7 +27,8 @@
 //                     [--mode train|certify-fast|certify-sound] [--intermediate sparse|dense|both]
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 //                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N] [--gap-to REL]
-//                     [--conv-path by-size|gemm|lanes] [--live-columns on|off] [--profile]
+//                     [--conv-path by-size|gemm|lanes] [--live-columns on|off]
+//                     [--row-plan by-cost|shared|per-sample] [--profile]
 // --profile adds, under each line, one more step with every kernel timed
 // (engine/dispatch.h's KernelProfile): where the step's time goes by kernel.
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
@@ -200,7 +201,7 @@ int main(int argc, char** argv) {
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
   bool sparse_crown0 = false, profile = false;
-  std::string patches = "by-cost", conv_path = "by-size", live_columns = "on";
+  std::string patches = "by-cost", conv_path = "by-size", live_columns = "on", row_plan = "by-cost";
   int batch_override = 0;
   std::string gap_to;
   int runs = 5, threads = 0;
@@ -247,6 +248,12 @@ int main(int argc, char** argv) {
                  "that step reads only (relax_ops.h, backsub_linear's live); off: the dense products, to compare")
       ->capture_default_str()
       ->check(CLI::IsMember({"on", "off"}));
+  app.add_option("--row-plan", row_plan,
+                 "sparse intermediate bounds: how the neurons to backsubstitute become rows (relaxations/backsub.cpp's "
+                 "plan_rows): by-cost (the default), shared (the union over the batch, for every sample) or "
+                 "per-sample (each sample's own list)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"by-cost", "shared", "per-sample"}));
   app.add_flag("--sparse-crown0", sparse_crown0,
                "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
   app.add_option("--batch", batch_override,
@@ -280,6 +287,9 @@ int main(int argc, char** argv) {
                             : conv_path == "lanes" ? kern::CpuConvPath::lanes
                                                    : kern::CpuConvPath::by_size);
     relax::set_backsub_live_columns(live_columns == "on");
+    relax::set_row_plan_choice(row_plan == "shared"       ? relax::RowPlanChoice::shared
+                               : row_plan == "per-sample" ? relax::RowPlanChoice::per_sample
+                                                          : relax::RowPlanChoice::by_cost);
     options.memory_cap_bytes = size_t(cap_mb * 1024.0 * 1024.0);
     options.need_lower = false;  // as in training: the certified loss reads only the upper bounds
     options.sound = mode == "certify-sound";
@@ -311,11 +321,11 @@ int main(int argc, char** argv) {
     }
     if (batch_override > 0)
       for (BenchNet& b : nets) b.batches = {batch_override};
-    std::printf("bench_bounds on %s: %s, eps %g, patches %s, CPU convolutions %s, live columns %s\n",
+    std::printf("bench_bounds on %s: %s, eps %g, patches %s, CPU convolutions %s, live columns %s, row plan %s\n",
                 device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
-                double(eps), patches.c_str(), conv_path.c_str(), live_columns.c_str());
+                double(eps), patches.c_str(), conv_path.c_str(), live_columns.c_str(), row_plan.c_str());
     std::printf("%-8s %5s  %-18s %-6s %10s %10s %5s %12s %10s  %s\n", "net", "batch", "relaxation", "interm",
                 "median s", "min s", "runs", "peak MiB", gap_to.empty() ? "" : "gap",
                 "unstable% [backsubstituted%] per ReLU layer");

@@ -3,6 +3,8 @@
 //    CPU has AVX-512, else OpenBLAS) for the shapes of the paper's networks at
 //    batch 100 and FC CROWN's largest product, beside OpenBLAS's own
 //    cblas_sgemm rate on the same shapes;
+//  - on the CPU, one image's live-column products of backsubstitution (W's
+//    live rows read in place) beside gathering them for gemm_cpu;
 //  - the three convolution kernels on the CONV net's layers, CONV+'s patch
 //    windows and FC rows in backsubstitution, and a larger 3x3 layer: on the
 //    CPU once per path (im2col + sgemm, and lanes of small images);
@@ -14,6 +16,7 @@
 // Usage: bench_engine [--device cpu|cuda|auto] [--seconds S] [--threads N]
 #include <CLI/CLI.hpp>
 #include <cblas.h>
+#include <omp.h>
 
 #include <algorithm>
 #include <chrono>
@@ -38,13 +41,15 @@ using namespace cte;
 
 namespace {
 
-double g_peak_gflops = 0;  // the fp32 peak on the benchmark's thread count (CPU only)
+double g_peak_gflops = 0;      // the fp32 peak on the benchmark's thread count (CPU only)
+double g_peak_one_gflops = 0;  // and on one thread
 
 // " (P% of peak)" for a CPU rate, nothing on the GPU.
-std::string of_peak(double gflops, Device device) {
-  if (device != Device::cpu || g_peak_gflops <= 0) return "";
+std::string of_peak(double gflops, Device device, bool one_thread = false) {
+  const double peak = one_thread ? g_peak_one_gflops : g_peak_gflops;
+  if (device != Device::cpu || peak <= 0) return "";
   char text[48];
-  std::snprintf(text, sizeof text, " (%4.1f%% of peak)", 100.0 * gflops / g_peak_gflops);
+  std::snprintf(text, sizeof text, " (%4.1f%% of peak)", 100.0 * gflops / peak);
   return text;
 }
 
@@ -112,6 +117,48 @@ void bench_gemm(const char* label, int64_t m, int64_t n, int64_t k, bool trans_b
     std::printf("   (OpenBLAS cblas_sgemm directly: %.1f GFLOP/s, ratio %.2f)", flops / t_ref * 1e-9, t_ref / t);
   }
   std::printf("\n");
+}
+
+// One image's live-column products in backsubstitution (kernels/cpu/relax.cpp's
+// gathered path): `rows` coefficient rows over `live` of the layer's `n` neurons,
+// times those neurons' rows of W [n, n_in], read in place (gemm_selected_rows),
+// beside what the path did before: copy the live rows of W out, then gemm_cpu.
+// Then the coefficient gradient's product (rows x n_in times those rows transposed).
+// On one thread, as there (each image's products run inside a parallel loop over
+// images); percentages of the one-thread peak.
+void bench_selected_rows(const char* label, int64_t rows, int64_t live, int64_t n, int64_t n_in, double budget,
+                         Rng& rng) {
+  const int threads_before = omp_get_max_threads();
+  omp_set_num_threads(1);
+  Tensor w = random(Shape{n, n_in}, rng, Device::cpu), a = random(Shape{rows, live}, rng, Device::cpu);
+  Tensor d = random(Shape{rows, n_in}, rng, Device::cpu), w_live = Tensor::empty(Shape{live, n_in}, Device::cpu);
+  Tensor c = Tensor::empty(Shape{rows, n_in}, Device::cpu), p = Tensor::empty(Shape{rows, live}, Device::cpu);
+  std::vector<int64_t> columns;
+  for (int64_t j = 0; j < live; ++j) columns.push_back(j * n / live);  // spread over the layer
+  const double flops = 2.0 * double(rows) * double(live) * double(n_in);
+  auto gather = [&] {
+    for (int64_t j = 0; j < live; ++j)
+      std::memcpy(w_live.data() + j * n_in, w.data() + columns[size_t(j)] * n_in, sizeof(float) * size_t(n_in));
+  };
+  const double t_rows = seconds_per_call([&] {
+    kern::gemm_selected_rows_cpu({rows, n_in, live, live, n_in, n_in, columns.data()}, a.data(), w.data(), c.data());
+  }, budget, Device::cpu);
+  const double t_rows_gemm = seconds_per_call([&] {
+    gather();
+    kern::gemm_cpu(kern::dense_gemm(false, false, rows, n_in, live), 1.0f, a.data(), w_live.data(), 0.0f, c.data());
+  }, budget, Device::cpu);
+  const double t_dots = seconds_per_call([&] {
+    kern::gemm_selected_rows_t_cpu({rows, live, n_in, n_in, n_in, live, columns.data()}, d.data(), w.data(), p.data());
+  }, budget, Device::cpu);
+  const double t_dots_gemm = seconds_per_call([&] {
+    gather();
+    kern::gemm_cpu(kern::dense_gemm(false, true, rows, live, n_in), 1.0f, d.data(), w_live.data(), 0.0f, p.data());
+  }, budget, Device::cpu);
+  std::printf("  %-44s A W %6.1f GFLOP/s%s (gather + gemm_cpu %6.1f);  dA W^T %6.1f%s (%6.1f)\n", label,
+              flops / t_rows * 1e-9, of_peak(flops / t_rows * 1e-9, Device::cpu, true).c_str(),
+              flops / t_rows_gemm * 1e-9, flops / t_dots * 1e-9, of_peak(flops / t_dots * 1e-9, Device::cpu, true).c_str(),
+              flops / t_dots_gemm * 1e-9);
+  omp_set_num_threads(threads_before);
 }
 
 // The three convolution kernels on one geometry: GFLOP/s of each, on the CPU
@@ -217,6 +264,7 @@ int main(int argc, char** argv) {
       const bench::Fp32Peak one = bench::measure_fp32_peak(1);
       const bench::Fp32Peak all = n > 1 ? bench::measure_fp32_peak(n) : one;
       g_peak_gflops = all.gflops;
+      g_peak_one_gflops = one.gflops;
       std::printf("fp32 peak of this CPU (%s loop): %.1f GFLOP/s on 1 thread", one.isa, one.gflops);
       if (n > 1) std::printf(", %.1f on %d threads", all.gflops, n);
       std::printf(" (the yardstick of the percentages below)\n");
@@ -234,6 +282,13 @@ int main(int argc, char** argv) {
     bench_gemm("linear 400->200", 100, 200, 400, true, device, budget, rng);
     // FC CROWN's largest product: layer 2's 200 rows of each of 100 images through W1.
     bench_gemm("CROWN FC rows x W1 (20000x400 x 400x784)", 20000, 784, 400, false, device, budget, rng);
+    if (device == Device::cpu) {
+      std::printf("Live-column products of one image on 1 thread (kernels/cpu/gemm_selected_rows.cpp; the DeepZ-trained "
+                  "FC's shapes at eps 0.3):\n");
+      bench_selected_rows("9 spec rows x 188 of 400 live x W1 (784)", 9, 188, 400, 784, budget, rng);
+      bench_selected_rows("96 rows x 188 of 400 live x W1 (784)", 96, 188, 400, 784, budget, rng);
+      bench_selected_rows("74 rows x 63 of 100 live x W3 (200)", 74, 63, 100, 200, budget, rng);
+    }
     std::printf("Convolutions (forward, data gradient, filter gradient)%s:\n",
                 device == Device::cpu ? ", each CPU path (kernels/cpu/conv.cpp; * marks the one by_size takes)" : "");
     bench_conv("CONV layer 1, batch 100", {100, 1, 28, 28, 16, 4, 4, 2, 1, 14, 14}, device, budget, rng);
