@@ -753,6 +753,79 @@ SparseRows unstable_rows(const BacksubContext& ctx, size_t relu, size_t previous
   return unstable_under(lower, upper);
 }
 
+// Early stops (BoundOptions::sparse_early_stops). On a certifiably trained
+// net the interval bounds leave many neurons unstable that the
+// backsubstitution proves stable: on the DeepZ-trained FC at eps 0.3, 61% of
+// the last hidden layer's neurons per image against 4%. Backsubstituting a
+// neuron only down to the output of a ReLU below and bounding the form over
+// that ReLU's output box [relu(l), relu(u)] costs a fraction of the full walk
+// (the widest products sit at the bottom) and is sound wherever the full
+// walk's bounds are: an affine form over a box containing every value that
+// level takes. On that net the first stop leaves 20% unstable, the second 5%.
+// So each still-unstable neuron goes down to the second ReLU output below its
+// layer (at the first, the bound is the interval step's), those proven stable drop out, the rest start again to the next stop,
+// and what is left after the lowest stop takes the full walk (the caller's).
+// A neuron proven stable here is relaxed by constants as under the interval
+// bounds (see above); its fallback bounds are the tighter ones. No tape: no
+// gradient flows into a stable neuron's bounds. Fast mode only: the sound
+// mode's slack would have to be carried to each stop, and hbox's generator
+// norms bound no affine form.
+void refine_by_early_stops(const BacksubContext& ctx, size_t relu, SparseRows& rows) {
+  if (ctx.sound || ctx.mode == BacksubMode::generator_norm) return;
+  NoGrad no_grad;
+  const std::vector<Layer>& layers = ctx.net->layers();
+  const int64_t batch = ctx.batch, n = level_width(*ctx.net, relu);
+  const Device device = ctx.centre0.device();
+  std::vector<float> lower = rows.fallback.lower.to_vector(), upper = rows.fallback.upper.to_vector();
+  bool refined = false;
+  // Stops: the output levels of the ReLUs below `relu`, top down (level i + 1 of ReLU layer i),
+  // but the first: bounding over the box right under this layer is the interval step that
+  // unstable_rows already took.
+  std::vector<size_t> stops;
+  for (size_t i = relu; i-- > ctx.input_level;)
+    if (bound_rules(layers[i]).role == LayerRole::activation) stops.push_back(i + 1);
+  if (!stops.empty()) stops.erase(stops.begin());
+  for (const size_t stop : stops) {
+    NeuronRows pending;
+    std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
+    for (int64_t s = 0; s < batch; ++s) {
+      for (int64_t j = 0; j < n; ++j)
+        if (rows.needed[size_t(s * n + j)]) lists[size_t(s)].push_back(j);
+      pending.count = std::max<int64_t>(pending.count, int64_t(lists[size_t(s)].size()));
+    }
+    if (pending.count == 0) break;
+    pending.per_sample.assign(size_t(batch * pending.count), -1);
+    for (int64_t s = 0; s < batch; ++s)
+      std::copy(lists[size_t(s)].begin(), lists[size_t(s)].end(), pending.per_sample.begin() + s * pending.count);
+    const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
+    LinearForm f;
+    f.coeffs = selection_rows(pending, n, batch, stacked, device);
+    for (size_t i = relu; i-- > stop;) step_down(ctx, i, f);
+    // f is a function of level `stop`: bound it over ReLU layer stop - 1's output box.
+    BacksubContext at_stop = ctx;
+    const Tensor low = ops::relu(ctx.relu_lower[stop - 1]), high = ops::relu(ctx.relu_upper[stop - 1]);
+    at_stop.centre0 = ops::scale(ops::add(high, low), 0.5f);
+    at_stop.radius0 = ops::scale(ops::sub(high, low), 0.5f);
+    const BacksubResult r = finish_at_input(at_stop, f);
+    // (N, K) lower and upper of the listed rows ((N, 2K) lower of [S; -S] when stacked).
+    const std::vector<float> first = r.lower.to_vector(), second = stacked ? first : r.upper.to_vector();
+    const int64_t k = pending.count, width = stacked ? 2 * k : k;
+    for (int64_t s = 0; s < batch; ++s)
+      for (int64_t row = 0; row < int64_t(lists[size_t(s)].size()); ++row) {
+        const size_t at = size_t(s * n + lists[size_t(s)][size_t(row)]);
+        const float l = first[size_t(s * width + row)];
+        const float u = stacked ? -second[size_t(s * width + k + row)] : second[size_t(s * width + row)];
+        lower[at] = std::max(lower[at], l);
+        upper[at] = std::min(upper[at], u);
+        rows.needed[at] = kern::relu_case(lower[at], upper[at]) == kern::ReluCase::unstable;
+      }
+    refined = true;
+  }
+  if (!refined) return;
+  rows.fallback.lower = Tensor::from_vector(lower, rows.fallback.lower.shape(), device);
+  rows.fallback.upper = Tensor::from_vector(upper, rows.fallback.upper.shape(), device);
+}
+
 // The bounds of C z once the intermediate bounds are in ctx. With elision
 // (or no spec) backsubstitution starts from C; without it the logits are
 // bounded first and C is applied to their box by interval arithmetic (Box's
@@ -844,7 +917,10 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     for (size_t i = 0; i < layers.size(); ++i) {
       if (bound_rules(layers[i]).role != LayerRole::activation) continue;
       SparseRows sparse;
-      if (sparse_path) sparse = unstable_rows(ctx, i, previous_relu, box_lower[i], box_upper[i]);
+      if (sparse_path) {
+        sparse = unstable_rows(ctx, i, previous_relu, box_lower[i], box_upper[i]);
+        if (options.sparse_early_stops) refine_by_early_stops(ctx, i, sparse);
+      }
       const BacksubResult r = backsub_all_neurons(ctx, i, sparse_path ? &sparse : nullptr);
       ctx.relu_lower[i] = r.lower;
       ctx.relu_upper[i] = r.upper;

@@ -149,6 +149,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("alpha-patience", alpha.patience),
       CTE_FIELD_NUM("batch-size", batch_size),
       CTE_FIELD_BOOL("elide", elide),
+      CTE_FIELD_BOOL("early-stops", early_stops),
       CTE_FIELD_BOOL("augment", augment),
       CTE_FIELD_NUM("seed", seed),
       CTE_FIELD_NUM("pgd-steps", pgd_steps),
@@ -650,6 +651,12 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   app.add_option("--batch-size", c.batch_size, "training batch size (under mpirun: the global batch, split across the ranks)");
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");
+  add_on_off_flag(app, "early-stops", c.early_stops,
+                  "crown, crown0 (sparse), deepz in training: before the full backsubstitution, walk the neurons the "
+                  "interval bounds leave unstable down to the ReLU outputs below them and keep only those still "
+                  "unstable there (faster on certifiably trained deep nets; a neuron proven stable this way that "
+                  "the full walk would leave unstable is relaxed exactly, so the bounds differ from the paper's "
+                  "relaxation; default: off)");
   add_on_off_flag(app, "augment", c.augment,
                   "the data set's default training augmentation (default: on; CIFAR-10: random crop + flip, SVHN: "
                   "random crop; none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");

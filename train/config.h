@@ -50,6 +50,7 @@ struct TrainConfig {
   AlphaCrownOptions alpha;                 // alpha-crown's slope optimisation (training and certification)
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
+  bool early_stops = false;                // BoundOptions::sparse_early_stops in training
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
   uint64_t seed = 0;
   // PGD (evaluation; training with --method pgd/sabr uses the --train-pgd-* settings)

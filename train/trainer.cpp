@@ -383,6 +383,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
       BoundOptions bo;
       bo.check_finite_weights = false;  // a NaN weight gives a NaN loss, flagged on the device
       bo.elide_last_layer = c.elide;
+      bo.sparse_early_stops = c.early_stops;
       bo.crown_tie_slope = c.crown_tie;
       bo.alpha = c.alpha;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)

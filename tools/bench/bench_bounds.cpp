@@ -28,7 +28,7 @@
 //                     [--eps E] [--checkpoint FILE [--dataset NAME]] [--sparse-crown0]
 //                     [--alpha-steps 20,100] [--patches by-cost|never|always] [--batch N] [--gap-to REL]
 //                     [--conv-path by-size|gemm|lanes] [--live-columns on|off]
-//                     [--row-plan by-cost|shared|per-sample] [--profile]
+//                     [--row-plan by-cost|shared|per-sample] [--early-stops on|off] [--profile]
 // --profile adds, under each line, one more step with every kernel timed
 // (engine/dispatch.h's KernelProfile): where the step's time goes by kernel.
 // Network names are train's (lowercase; FC, CONV, CONV+ are accepted too).
@@ -201,7 +201,7 @@ int main(int argc, char** argv) {
   std::string mode = "train", intermediate = "sparse", checkpoint, dataset = "fashion-mnist";
   float eps = 0.1f;
   bool sparse_crown0 = false, profile = false;
-  std::string patches = "by-cost", conv_path = "by-size", live_columns = "on", row_plan = "by-cost";
+  std::string patches = "by-cost", conv_path = "by-size", live_columns = "on", row_plan = "by-cost", early_stops = "on";
   int batch_override = 0;
   std::string gap_to;
   int runs = 5, threads = 0;
@@ -254,6 +254,12 @@ int main(int argc, char** argv) {
                  "per-sample (each sample's own list)")
       ->capture_default_str()
       ->check(CLI::IsMember({"by-cost", "shared", "per-sample"}));
+  app.add_option("--early-stops", early_stops,
+                 "sparse intermediate bounds: on (the default) refines the interval classification by backsubstituting "
+                 "the unstable neurons down to the ReLU outputs below them first (BoundOptions::sparse_early_stops); "
+                 "off: the interval classification alone")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"on", "off"}));
   app.add_flag("--sparse-crown0", sparse_crown0,
                "crown0 on the sparse path too (BoundOptions::sparse_crown0: tighter than the paper's CROWN-0)");
   app.add_option("--batch", batch_override,
@@ -280,6 +286,7 @@ int main(int argc, char** argv) {
     for (const std::string& name : split_list(relaxations_arg)) relaxations.push_back(parse_relaxation(name));
     BoundOptions options;
     options.sparse_crown0 = sparse_crown0;
+    options.sparse_early_stops = early_stops == "on";
     relax::set_patch_choice(patches == "never"    ? relax::PatchChoice::never
                             : patches == "always" ? relax::PatchChoice::always
                                                   : relax::PatchChoice::by_cost);
@@ -321,11 +328,12 @@ int main(int argc, char** argv) {
     }
     if (batch_override > 0)
       for (BenchNet& b : nets) b.batches = {batch_override};
-    std::printf("bench_bounds on %s: %s, eps %g, patches %s, CPU convolutions %s, live columns %s, row plan %s\n",
+    std::printf("bench_bounds on %s: %s, eps %g, patches %s, CPU convolutions %s, live columns %s, row plan %s, early stops %s\n",
                 device_name(device),
                 certify ? (options.sound ? "certification with sound bounds (NoGrad)" : "certification with fast bounds (NoGrad)")
                         : "bound (margin spec) + certified cross-entropy + backward",
-                double(eps), patches.c_str(), conv_path.c_str(), live_columns.c_str(), row_plan.c_str());
+                double(eps), patches.c_str(), conv_path.c_str(), live_columns.c_str(), row_plan.c_str(),
+                early_stops.c_str());
     std::printf("%-8s %5s  %-18s %-6s %10s %10s %5s %12s %10s  %s\n", "net", "batch", "relaxation", "interm",
                 "median s", "min s", "runs", "peak MiB", gap_to.empty() ? "" : "gap",
                 "unstable% [backsubstituted%] per ReLU layer");
