@@ -766,7 +766,11 @@ SparseRows unstable_rows(const BacksubContext& ctx, size_t relu, size_t previous
 // layer (at the first, the bound is the interval step's), those proven stable drop out, the rest start again to the next stop,
 // and what is left after the lowest stop takes the full walk (the caller's).
 // A neuron proven stable here is relaxed by constants as under the interval
-// bounds (see above); its fallback bounds are the tighter ones. No tape: no
+// bounds (see above); its fallback bounds are the tighter ones. A neuron still
+// unstable takes the full walk's bounds, not intersected with the stops', so
+// that where the classifications agree the result is the dense path's. The
+// rows walked to the stops are not counted in relu_layer_stats'
+// `backsubstituted` (the full walks only). No tape: no
 // gradient flows into a stable neuron's bounds. Fast mode only: the sound
 // mode's slack would have to be carried to each stop, and hbox's generator
 // norms bound no affine form.
@@ -785,40 +789,53 @@ void refine_by_early_stops(const BacksubContext& ctx, size_t relu, SparseRows& r
   for (size_t i = relu; i-- > ctx.input_level;)
     if (bound_rules(layers[i]).role == LayerRole::activation) stops.push_back(i + 1);
   if (!stops.empty()) stops.erase(stops.begin());
+  const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
   for (const size_t stop : stops) {
-    NeuronRows pending;
     std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
+    int64_t longest = 0;
     for (int64_t s = 0; s < batch; ++s) {
       for (int64_t j = 0; j < n; ++j)
         if (rows.needed[size_t(s * n + j)]) lists[size_t(s)].push_back(j);
-      pending.count = std::max<int64_t>(pending.count, int64_t(lists[size_t(s)].size()));
+      longest = std::max<int64_t>(longest, int64_t(lists[size_t(s)].size()));
     }
-    if (pending.count == 0) break;
-    pending.per_sample.assign(size_t(batch * pending.count), -1);
-    for (int64_t s = 0; s < batch; ++s)
-      std::copy(lists[size_t(s)].begin(), lists[size_t(s)].end(), pending.per_sample.begin() + s * pending.count);
-    const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
-    LinearForm f;
-    f.coeffs = selection_rows(pending, n, batch, stacked, device);
-    for (size_t i = relu; i-- > stop;) step_down(ctx, i, f);
-    // f is a function of level `stop`: bound it over ReLU layer stop - 1's output box.
-    BacksubContext at_stop = ctx;
-    const Tensor low = ops::relu(ctx.relu_lower[stop - 1]), high = ops::relu(ctx.relu_upper[stop - 1]);
-    at_stop.centre0 = ops::scale(ops::add(high, low), 0.5f);
-    at_stop.radius0 = ops::scale(ops::sub(high, low), 0.5f);
-    const BacksubResult r = finish_at_input(at_stop, f);
-    // (N, K) lower and upper of the listed rows ((N, 2K) lower of [S; -S] when stacked).
-    const std::vector<float> first = r.lower.to_vector(), second = stacked ? first : r.upper.to_vector();
-    const int64_t k = pending.count, width = stacked ? 2 * k : k;
-    for (int64_t s = 0; s < batch; ++s)
-      for (int64_t row = 0; row < int64_t(lists[size_t(s)].size()); ++row) {
-        const size_t at = size_t(s * n + lists[size_t(s)][size_t(row)]);
-        const float l = first[size_t(s * width + row)];
-        const float u = stacked ? -second[size_t(s * width + k + row)] : second[size_t(s * width + row)];
-        lower[at] = std::max(lower[at], l);
-        upper[at] = std::min(upper[at], u);
-        rows.needed[at] = kern::relu_case(lower[at], upper[at]) == kern::ReluCase::unstable;
-      }
+    if (longest == 0) break;
+    // Chunks of each sample's list within the memory cap, as backsub_all_neurons sizes its own:
+    // per row, the per-sample coefficients at every level from `relu` down to `stop`.
+    int64_t widths = 0;
+    for (size_t level = stop; level <= relu; ++level) widths += level_width(*ctx.net, level);
+    const size_t bytes_per_row =
+        std::max<size_t>(1, size_t(widths * batch * (stacked ? 2 : 1)) * sizeof(float) * kWorkspaceFactor);
+    const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_row), 1, longest);
+    for (int64_t first_row = 0; first_row < longest; first_row += chunk) {
+      NeuronRows pending;
+      pending.count = std::min(chunk, longest - first_row);
+      pending.per_sample.assign(size_t(batch * pending.count), -1);  // -1: a zero row (padding)
+      for (int64_t s = 0; s < batch; ++s)
+        for (int64_t row = 0; row < pending.count; ++row)
+          if (first_row + row < int64_t(lists[size_t(s)].size()))
+            pending.per_sample[size_t(s * pending.count + row)] = lists[size_t(s)][size_t(first_row + row)];
+      LinearForm f;
+      f.coeffs = selection_rows(pending, n, batch, stacked, device);
+      for (size_t i = relu; i-- > stop;) step_down(ctx, i, f);
+      // f is a function of level `stop`: bound it over ReLU layer stop - 1's output box.
+      BacksubContext at_stop = ctx;
+      const Tensor low = ops::relu(ctx.relu_lower[stop - 1]), high = ops::relu(ctx.relu_upper[stop - 1]);
+      at_stop.centre0 = ops::scale(ops::add(high, low), 0.5f);
+      at_stop.radius0 = ops::scale(ops::sub(high, low), 0.5f);
+      const BacksubResult r = finish_at_input(at_stop, f);
+      // (N, K) lower and upper of the listed rows ((N, 2K) lower of [S; -S] when stacked).
+      const std::vector<float> first = r.lower.to_vector(), second = stacked ? first : r.upper.to_vector();
+      const int64_t k = pending.count, width = stacked ? 2 * k : k;
+      for (int64_t s = 0; s < batch; ++s)
+        for (int64_t row = 0; row < k && first_row + row < int64_t(lists[size_t(s)].size()); ++row) {
+          const size_t at = size_t(s * n + lists[size_t(s)][size_t(first_row + row)]);
+          const float l = first[size_t(s * width + row)];
+          const float u = stacked ? -second[size_t(s * width + k + row)] : second[size_t(s * width + row)];
+          lower[at] = std::max(lower[at], l);
+          upper[at] = std::min(upper[at], u);
+          rows.needed[at] = kern::relu_case(lower[at], upper[at]) == kern::ReluCase::unstable;
+        }
+    }
     refined = true;
   }
   if (!refined) return;

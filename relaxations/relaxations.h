@@ -183,9 +183,10 @@ struct BoundOptions {
   bool sparse_crown0 = false;
   // The sparse path's classification, refined (fast mode, not hbox's generator
   // norms): the neurons still unstable under the interval bounds are
-  // backsubstituted only down to the output of the first ReLU below them and
-  // bounded over its box; those that this proves stable drop out, and the rest
-  // go one ReLU further, and so on (relaxations/backsub.cpp, early stops).
+  // backsubstituted only down to the output of the second ReLU below them
+  // (bounding over the first one's is the interval step) and bounded over its
+  // box; those that this proves stable drop out, and the rest go one ReLU
+  // further, and so on (relaxations/backsub.cpp, early stops).
   // Off by default: a neuron proven stable this way that the full walk leaves
   // unstable is relaxed exactly, so the bounds are no longer the paper's
   // relaxation's (on a DeepZ-trained FC, 0.5 points of certified accuracy

@@ -12,8 +12,8 @@
 //    in general: later adaptive slopes can move), and sound on sampled points.
 // The early stops (BoundOptions::sparse_early_stops: the interval
 // classification refined by walks down to the ReLU outputs below) are held to
-// the same properties, take rows only away, and do take some on the deep
-// Box-trained net.
+// the same properties, take rows only away, and do take some on the random
+// FC nets (their third ReLU layer has a stop).
 // Whether the classifications agree is read from relu_layer_stats: the
 // sparse path's stable set contains the dense one's layer by layer as long as
 // they agreed below, so equal unstable counts at every layer mean agreement.
@@ -116,7 +116,7 @@ void check_sound_by_sampling(const Network& net, const std::vector<float>& lower
 }
 
 // Rows of the last ReLU layer that early stops took off the interval classification's, over all calls.
-uint64_t early_stop_rows_saved = 0;
+int64_t early_stop_rows_saved = 0;
 
 // Returns how many (relaxation, sound, early stops or not) cases had the dense path's classification.
 // Early stops (BoundOptions::sparse_early_stops) are held to the same properties as the interval
@@ -136,16 +136,19 @@ int compare_paths(const Network& net, int64_t batch, float eps, Rng& rng, const 
       const Outcome dense = bound(net, lower0, upper0, spec, r, false, sound);
       const Outcome interval = bound(net, lower0, upper0, spec, r, true, sound);
       const Outcome stopped = bound(net, lower0, upper0, spec, r, true, sound, true);
-      // Early stops only ever take rows away from the interval classification
-      // (none in sound mode or for hbox's generator norms, which skip them;
-      // hbox-fresh bounds affine forms and takes them).
+      // Early stops take rows away from the interval classification (none in
+      // sound mode or for hbox's generator norms, which skip them; hbox-fresh
+      // bounds affine forms and takes them). Guaranteed at the first layer
+      // they refine; above it a neuron relaxed exactly below may move the
+      // interval bounds either way, so there it is a property of these nets.
       for (size_t i = 0; i < stopped.stats.size(); ++i) {
         CHECK(stopped.stats[i].backsubstituted <= interval.stats[i].backsubstituted);
         if (sound || r == Relaxation::hbox)
           CHECK(stopped.stats[i].backsubstituted == interval.stats[i].backsubstituted);
       }
-      early_stop_rows_saved += interval.stats.empty() ? 0 : interval.stats.back().backsubstituted -
-                                                                stopped.stats.back().backsubstituted;
+      if (!interval.stats.empty())  // signed: a stopped run with more rows fails the check above, not a wrap
+        early_stop_rows_saved += int64_t(interval.stats.back().backsubstituted) -
+                                 int64_t(stopped.stats.back().backsubstituted);
       for (const Outcome* sparse_outcome : {&interval, &stopped}) {
       const Outcome& sparse = *sparse_outcome;
       const std::string what = label + " " + relaxation_name(r) + (sound ? " (sound)" : "") +

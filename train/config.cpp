@@ -652,11 +652,11 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");
   add_on_off_flag(app, "early-stops", c.early_stops,
-                  "crown, crown0 (sparse), deepz in training: before the full backsubstitution, walk the neurons the "
-                  "interval bounds leave unstable down to the ReLU outputs below them and keep only those still "
-                  "unstable there (faster on certifiably trained deep nets; a neuron proven stable this way that "
-                  "the full walk would leave unstable is relaxed exactly, so the bounds differ from the paper's "
-                  "relaxation; default: off)");
+                  "deepz, crown, crown0-unstable and hbox-fresh training (fast bounds; not hbox, crown0 or "
+                  "evaluation): before the full backsubstitution, walk the neurons the interval bounds leave unstable "
+                  "down to the ReLU outputs below them and keep only those still unstable there (faster on "
+                  "certifiably trained deep nets; a neuron proven stable this way that the full walk would leave "
+                  "unstable is relaxed exactly, so the bounds differ from the paper's relaxation; default: off)");
   add_on_off_flag(app, "augment", c.augment,
                   "the data set's default training augmentation (default: on; CIFAR-10: random crop + flip, SVHN: "
                   "random crop; none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");

@@ -34,7 +34,11 @@ struct SelectedRowsShape {
 void gemm_selected_rows_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c);
 // C [m, n] = A [m, k] times the n selected rows of B (k floats each), transposed.
 void gemm_selected_rows_t_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c);
-// Their portable twins: the same sums in the same order, so the same bits, on any CPU.
+// Whether they run the AVX-512 kernels (else, or with CTE_GEMM_OPENBLAS set: the rows gathered
+// for gemm_cpu).
+bool gemm_selected_rows_vectorized();
+// The AVX-512 kernels' portable twins: the same sums in the same order, so the same bits, on any
+// CPU (the tests' reference; too slow to serve).
 void gemm_selected_rows_portable(const SelectedRowsShape& s, const float* a, const float* b, float* c);
 void gemm_selected_rows_t_portable(const SelectedRowsShape& s, const float* a, const float* b, float* c);
 

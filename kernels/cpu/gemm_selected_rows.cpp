@@ -10,7 +10,8 @@
 // per-image parallel loop). Each output element sums its products in one fixed
 // order, written out in the portable twin at the bottom, which the AVX-512
 // kernels reproduce bit for bit (tests/test_gemm.cpp checks both against
-// float64 and against each other):
+// float64 and against each other; a CPU without AVX-512 gathers the rows for
+// gemm_cpu instead):
 //   gemm_selected_rows:   c = fma(a[p], b[p], c) for p = 0, 1, ..., k-1, from c = 0.
 //   gemm_selected_rows_t: sixteen lanes, lane l summing p = l, l+16, ... by fma
 //                         from 0 (past k, fma(0, 0, .)); then lanes l and l+8
@@ -19,7 +20,9 @@
 #include <array>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <utility>
+#include <vector>
 
 #include "kernels/cpu/gemm_cpu.h"
 
@@ -150,8 +153,11 @@ constexpr std::array<std::array<Tile, kMaxColumns>, sizeof...(R)> dots_tile_tabl
 constexpr auto kRowsTiles = rows_tile_table(std::make_integer_sequence<int, kMaxRows>());
 constexpr auto kDotsTiles = dots_tile_table(std::make_integer_sequence<int, kMaxRows>());
 
+// As gemm.cpp's blocked kernel: AVX-512 present and CTE_GEMM_OPENBLAS unset
+// (that variable sends every product to OpenBLAS, these through the gathered rows).
 bool cpu_has_avx512() {
-  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq");
+  static const bool has = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512dq") &&
+                          std::getenv("CTE_GEMM_OPENBLAS") == nullptr;
   return has;
 }
 
@@ -205,18 +211,48 @@ void gemm_selected_rows_t_portable(const SelectedRowsShape& s, const float* a, c
     }
 }
 
+namespace {
+
+// Without AVX-512: the selected rows copied into a per-thread buffer, then
+// gemm_cpu (OpenBLAS there), far faster than the portable twins' scalar loops
+// (which stay the tests' reference). Other last bits than the twins'.
+void gemm_selected_rows_gathered(const SelectedRowsShape& s, const float* a, const float* b, float* c,
+                                 bool transposed) {
+  thread_local std::vector<float> rows;
+  const int64_t count = transposed ? s.n : s.k, width = transposed ? s.k : s.n;
+  rows.resize(size_t(count * width));
+  for (int64_t p = 0; p < count; ++p) std::copy_n(selected_row(s, b, p), width, rows.begin() + p * width);
+  GemmShape g = dense_gemm(false, transposed, s.m, s.n, s.k);
+  g.lda = s.lda;
+  g.ldb = width;
+  g.ldc = s.ldc;
+  gemm_cpu(g, 1.0f, a, rows.data(), 0.0f, c);
+}
+
+}  // namespace
+
+bool gemm_selected_rows_vectorized() {
+#ifdef CTE_SELECTED_AVX512
+  return cpu_has_avx512();
+#else
+  return false;
+#endif
+}
+
 void gemm_selected_rows_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c) {
+  if (s.m == 0 || s.n == 0) return;
 #ifdef CTE_SELECTED_AVX512
   if (cpu_has_avx512()) return gemm_selected_rows_avx512(s, a, b, c);
 #endif
-  gemm_selected_rows_portable(s, a, b, c);
+  gemm_selected_rows_gathered(s, a, b, c, false);
 }
 
 void gemm_selected_rows_t_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c) {
+  if (s.m == 0 || s.n == 0) return;
 #ifdef CTE_SELECTED_AVX512
   if (cpu_has_avx512()) return gemm_selected_rows_t_avx512(s, a, b, c);
 #endif
-  gemm_selected_rows_t_portable(s, a, b, c);
+  gemm_selected_rows_gathered(s, a, b, c, true);
 }
 
 }  // namespace cte::kern
