@@ -342,40 +342,42 @@ struct RowPlan {
 
 thread_local RowPlanChoice g_row_plan_choice = RowPlanChoice::by_cost;
 
+// Each sample's needed neurons (flags (N, n)) as its own list, padded with -1
+// to the longest: the per-sample plan.
+RowPlan per_sample_plan(const std::vector<uint8_t>& needed, int64_t n, int64_t batch) {
+  std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
+  RowPlan plan;
+  plan.per_sample = true;
+  for (int64_t s = 0; s < batch; ++s) {
+    for (int64_t j = 0; j < n; ++j)
+      if (needed[size_t(s * n + j)]) lists[size_t(s)].push_back(j);
+    plan.count = std::max<int64_t>(plan.count, int64_t(lists[size_t(s)].size()));
+  }
+  plan.all.per_sample.assign(size_t(batch * plan.count), -1);
+  for (int64_t s = 0; s < batch; ++s)
+    std::copy(lists[size_t(s)].begin(), lists[size_t(s)].end(), plan.all.per_sample.begin() + s * plan.count);
+  return plan;
+}
+
 RowPlan plan_rows(const Network& net, size_t top, const std::vector<uint8_t>& needed, int64_t batch) {
   const int64_t n = level_width(net, top);
   if (int64_t(needed.size()) != batch * n)
     fail("bounds", "sparse rows: " + std::to_string(needed.size()) + " flags for " + std::to_string(batch) + " x " +
                        std::to_string(n) + " neurons");
-  std::vector<uint8_t> in_union(size_t(n), 0);
-  std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
-  int64_t longest = 0;
-  for (int64_t s = 0; s < batch; ++s) {
-    for (int64_t j = 0; j < n; ++j)
-      if (needed[size_t(s * n + j)]) {
-        lists[size_t(s)].push_back(j);
-        in_union[size_t(j)] = 1;
-      }
-    longest = std::max<int64_t>(longest, int64_t(lists[size_t(s)].size()));
-  }
-  RowPlan plan;
+  RowPlan per_sample = per_sample_plan(needed, n, batch), shared;
   for (int64_t j = 0; j < n; ++j)
-    if (in_union[size_t(j)]) plan.all.shared.push_back(j);
-  const int64_t union_count = int64_t(plan.all.shared.size());
-  const int64_t per_sample_width = per_sample_widths(net, top);
-  plan.per_sample = g_row_plan_choice == RowPlanChoice::by_cost
-                        ? longest * (per_sample_width + shared_widths(net, top)) < union_count * per_sample_width
-                        : g_row_plan_choice == RowPlanChoice::per_sample;
-  if (plan.per_sample) {
-    plan.all.shared.clear();
-    plan.all.per_sample.assign(size_t(batch * longest), -1);
     for (int64_t s = 0; s < batch; ++s)
-      std::copy(lists[size_t(s)].begin(), lists[size_t(s)].end(), plan.all.per_sample.begin() + s * longest);
-    plan.count = longest;
-  } else {
-    plan.count = union_count;
-  }
-  return plan;
+      if (needed[size_t(s * n + j)]) {
+        shared.all.shared.push_back(j);
+        break;
+      }
+  shared.count = int64_t(shared.all.shared.size());
+  const int64_t per_sample_width = per_sample_widths(net, top);
+  const bool take_per_sample =
+      g_row_plan_choice == RowPlanChoice::by_cost
+          ? per_sample.count * (per_sample_width + shared_widths(net, top)) < shared.count * per_sample_width
+          : g_row_plan_choice == RowPlanChoice::per_sample;
+  return take_per_sample ? per_sample : shared;
 }
 
 // Rows [first, first + count) of a plan (of every sample's list when per sample).
@@ -791,13 +793,8 @@ void refine_by_early_stops(const BacksubContext& ctx, size_t relu, SparseRows& r
   if (!stops.empty()) stops.erase(stops.begin());
   const bool stacked = ctx.mode == BacksubMode::bounds_stacked;
   for (const size_t stop : stops) {
-    std::vector<std::vector<int64_t>> lists(static_cast<size_t>(batch));
-    int64_t longest = 0;
-    for (int64_t s = 0; s < batch; ++s) {
-      for (int64_t j = 0; j < n; ++j)
-        if (rows.needed[size_t(s * n + j)]) lists[size_t(s)].push_back(j);
-      longest = std::max<int64_t>(longest, int64_t(lists[size_t(s)].size()));
-    }
+    const RowPlan plan = per_sample_plan(rows.needed, n, batch);
+    const int64_t longest = plan.count;
     if (longest == 0) break;
     // Chunks of each sample's list within the memory cap, as backsub_all_neurons sizes its own:
     // per row, the per-sample coefficients at every level from `relu` down to `stop`.
@@ -806,29 +803,25 @@ void refine_by_early_stops(const BacksubContext& ctx, size_t relu, SparseRows& r
     const size_t bytes_per_row =
         std::max<size_t>(1, size_t(widths * batch * (stacked ? 2 : 1)) * sizeof(float) * kWorkspaceFactor);
     const int64_t chunk = std::clamp<int64_t>(int64_t(ctx.memory_cap_bytes / bytes_per_row), 1, longest);
+    // The forms walked to level `stop` are bounded over ReLU layer stop - 1's output box.
+    BacksubContext at_stop = ctx;
+    const Tensor low = ops::relu(ctx.relu_lower[stop - 1]), high = ops::relu(ctx.relu_upper[stop - 1]);
+    at_stop.centre0 = ops::scale(ops::add(high, low), 0.5f);
+    at_stop.radius0 = ops::scale(ops::sub(high, low), 0.5f);
     for (int64_t first_row = 0; first_row < longest; first_row += chunk) {
-      NeuronRows pending;
-      pending.count = std::min(chunk, longest - first_row);
-      pending.per_sample.assign(size_t(batch * pending.count), -1);  // -1: a zero row (padding)
-      for (int64_t s = 0; s < batch; ++s)
-        for (int64_t row = 0; row < pending.count; ++row)
-          if (first_row + row < int64_t(lists[size_t(s)].size()))
-            pending.per_sample[size_t(s * pending.count + row)] = lists[size_t(s)][size_t(first_row + row)];
+      const NeuronRows pending = chunk_of(plan, first_row, std::min(chunk, longest - first_row), batch);
       LinearForm f;
       f.coeffs = selection_rows(pending, n, batch, stacked, device);
       for (size_t i = relu; i-- > stop;) step_down(ctx, i, f);
-      // f is a function of level `stop`: bound it over ReLU layer stop - 1's output box.
-      BacksubContext at_stop = ctx;
-      const Tensor low = ops::relu(ctx.relu_lower[stop - 1]), high = ops::relu(ctx.relu_upper[stop - 1]);
-      at_stop.centre0 = ops::scale(ops::add(high, low), 0.5f);
-      at_stop.radius0 = ops::scale(ops::sub(high, low), 0.5f);
       const BacksubResult r = finish_at_input(at_stop, f);
       // (N, K) lower and upper of the listed rows ((N, 2K) lower of [S; -S] when stacked).
       const std::vector<float> first = r.lower.to_vector(), second = stacked ? first : r.upper.to_vector();
       const int64_t k = pending.count, width = stacked ? 2 * k : k;
       for (int64_t s = 0; s < batch; ++s)
-        for (int64_t row = 0; row < k && first_row + row < int64_t(lists[size_t(s)].size()); ++row) {
-          const size_t at = size_t(s * n + lists[size_t(s)][size_t(first_row + row)]);
+        for (int64_t row = 0; row < k; ++row) {
+          const int64_t j = pending.per_sample[size_t(s * k + row)];
+          if (j < 0) continue;  // padding
+          const size_t at = size_t(s * n + j);
           const float l = first[size_t(s * width + row)];
           const float u = stacked ? -second[size_t(s * width + k + row)] : second[size_t(s * width + row)];
           lower[at] = std::max(lower[at], l);

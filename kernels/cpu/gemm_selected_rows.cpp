@@ -239,20 +239,25 @@ bool gemm_selected_rows_vectorized() {
 #endif
 }
 
-void gemm_selected_rows_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c) {
+namespace {
+
+void dispatch(const SelectedRowsShape& s, const float* a, const float* b, float* c, bool transposed) {
   if (s.m == 0 || s.n == 0) return;
 #ifdef CTE_SELECTED_AVX512
-  if (cpu_has_avx512()) return gemm_selected_rows_avx512(s, a, b, c);
+  if (cpu_has_avx512())
+    return transposed ? gemm_selected_rows_t_avx512(s, a, b, c) : gemm_selected_rows_avx512(s, a, b, c);
 #endif
-  gemm_selected_rows_gathered(s, a, b, c, false);
+  gemm_selected_rows_gathered(s, a, b, c, transposed);
+}
+
+}  // namespace
+
+void gemm_selected_rows_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c) {
+  dispatch(s, a, b, c, false);
 }
 
 void gemm_selected_rows_t_cpu(const SelectedRowsShape& s, const float* a, const float* b, float* c) {
-  if (s.m == 0 || s.n == 0) return;
-#ifdef CTE_SELECTED_AVX512
-  if (cpu_has_avx512()) return gemm_selected_rows_t_avx512(s, a, b, c);
-#endif
-  gemm_selected_rows_gathered(s, a, b, c, true);
+  dispatch(s, a, b, c, true);
 }
 
 }  // namespace cte::kern

@@ -140,24 +140,24 @@ void bench_selected_rows(const char* label, int64_t rows, int64_t live, int64_t 
     for (int64_t j = 0; j < live; ++j)
       std::memcpy(w_live.data() + j * n_in, w.data() + columns[size_t(j)] * n_in, sizeof(float) * size_t(n_in));
   };
-  const double t_rows = seconds_per_call([&] {
+  auto rate = [&](const std::function<void()>& fn) { return flops / seconds_per_call(fn, budget, Device::cpu) * 1e-9; };
+  const double rows_rate = rate([&] {
     kern::gemm_selected_rows_cpu({rows, n_in, live, live, n_in, n_in, columns.data()}, a.data(), w.data(), c.data());
-  }, budget, Device::cpu);
-  const double t_rows_gemm = seconds_per_call([&] {
+  });
+  const double rows_gemm_rate = rate([&] {
     gather();
     kern::gemm_cpu(kern::dense_gemm(false, false, rows, n_in, live), 1.0f, a.data(), w_live.data(), 0.0f, c.data());
-  }, budget, Device::cpu);
-  const double t_dots = seconds_per_call([&] {
+  });
+  const double dots_rate = rate([&] {
     kern::gemm_selected_rows_t_cpu({rows, live, n_in, n_in, n_in, live, columns.data()}, d.data(), w.data(), p.data());
-  }, budget, Device::cpu);
-  const double t_dots_gemm = seconds_per_call([&] {
+  });
+  const double dots_gemm_rate = rate([&] {
     gather();
     kern::gemm_cpu(kern::dense_gemm(false, true, rows, live, n_in), 1.0f, d.data(), w_live.data(), 0.0f, p.data());
-  }, budget, Device::cpu);
-  std::printf("  %-44s A W %6.1f GFLOP/s%s (gather + gemm_cpu %6.1f);  dA W^T %6.1f%s (%6.1f)\n", label,
-              flops / t_rows * 1e-9, of_peak(flops / t_rows * 1e-9, Device::cpu, true).c_str(),
-              flops / t_rows_gemm * 1e-9, flops / t_dots * 1e-9, of_peak(flops / t_dots * 1e-9, Device::cpu, true).c_str(),
-              flops / t_dots_gemm * 1e-9);
+  });
+  std::printf("  %-44s A W %6.1f GFLOP/s%s (gather + gemm_cpu %6.1f);  dA W^T %6.1f%s (%6.1f)\n", label, rows_rate,
+              of_peak(rows_rate, Device::cpu, true).c_str(), rows_gemm_rate, dots_rate,
+              of_peak(dots_rate, Device::cpu, true).c_str(), dots_gemm_rate);
   omp_set_num_threads(threads_before);
 }
 
