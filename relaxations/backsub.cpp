@@ -333,11 +333,14 @@ int64_t shared_widths(const Network& net, size_t top) {
 // the union over the batch, shared by every sample (the first steps stay
 // shared, as in the dense path), or each sample's own list padded with -1 to
 // the longest (per-sample from the top, so the shared steps cost N times
-// more): whichever moves fewer coefficients.
+// more): whichever moves fewer coefficients. The CPU's live-column products
+// (kernels/cpu/relax.cpp) skip a sample's padding rows, so there a per-sample
+// plan costs its mean list, not the longest; the GPU's dense products do not.
 struct RowPlan {
   NeuronRows all;
   bool per_sample = false;
   int64_t count = 0;  // rows (per sample when per_sample)
+  int64_t needed = 0;  // (sample, neuron) pairs listed, padding not counted (per_sample only)
 };
 
 thread_local RowPlanChoice g_row_plan_choice = RowPlanChoice::by_cost;
@@ -352,6 +355,7 @@ RowPlan per_sample_plan(const std::vector<uint8_t>& needed, int64_t n, int64_t b
     for (int64_t j = 0; j < n; ++j)
       if (needed[size_t(s * n + j)]) lists[size_t(s)].push_back(j);
     plan.count = std::max<int64_t>(plan.count, int64_t(lists[size_t(s)].size()));
+    plan.needed += int64_t(lists[size_t(s)].size());
   }
   plan.all.per_sample.assign(size_t(batch * plan.count), -1);
   for (int64_t s = 0; s < batch; ++s)
@@ -359,7 +363,7 @@ RowPlan per_sample_plan(const std::vector<uint8_t>& needed, int64_t n, int64_t b
   return plan;
 }
 
-RowPlan plan_rows(const Network& net, size_t top, const std::vector<uint8_t>& needed, int64_t batch) {
+RowPlan plan_rows(const Network& net, size_t top, const std::vector<uint8_t>& needed, int64_t batch, Device device) {
   const int64_t n = level_width(net, top);
   if (int64_t(needed.size()) != batch * n)
     fail("bounds", "sparse rows: " + std::to_string(needed.size()) + " flags for " + std::to_string(batch) + " x " +
@@ -373,9 +377,12 @@ RowPlan plan_rows(const Network& net, size_t top, const std::vector<uint8_t>& ne
       }
   shared.count = int64_t(shared.all.shared.size());
   const int64_t per_sample_width = per_sample_widths(net, top);
+  // Rows a per-sample plan computes per sample: the longest list, or on the CPU (padding
+  // skipped) the mean one, compared as totals over the batch.
+  const int64_t per_sample_rows = device == Device::cpu ? per_sample.needed : per_sample.count * batch;
   const bool take_per_sample =
       g_row_plan_choice == RowPlanChoice::by_cost
-          ? per_sample.count * (per_sample_width + shared_widths(net, top)) < shared.count * per_sample_width
+          ? per_sample_rows * (per_sample_width + shared_widths(net, top)) < shared.count * batch * per_sample_width
           : g_row_plan_choice == RowPlanChoice::per_sample;
   return take_per_sample ? per_sample : shared;
 }
@@ -578,7 +585,7 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
     result.lower = result.upper = result.g_norm = Tensor::zeros(Shape{batch, 0}, device);
     return result;
   }
-  RowPlan plan = sparse ? plan_rows(net, top, sparse->needed, batch) : RowPlan{{}, false, neurons};
+  RowPlan plan = sparse ? plan_rows(net, top, sparse->needed, batch, device) : RowPlan{{}, false, neurons};
   if (sparse && !plan.per_sample && plan.count == neurons) {  // every neuron needed: the dense path as it is
     sparse = nullptr;
     plan = RowPlan{{}, false, neurons};

@@ -361,39 +361,68 @@ void mask_dead_columns(const float* coeffs, const float* live, float* out, Backs
   }
 }
 
-// Columns `columns` of a matrix [rows, width], packed into out [rows, columns].
-void gather_columns(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>& columns,
-                    float* out) {
+// Columns `columns` of the rows `rows` of a matrix [*, width], packed into out [rows, columns].
+void gather_columns(const float* matrix, const std::vector<int64_t>& rows, int64_t width,
+                    const std::vector<int64_t>& columns, float* out) {
   const int64_t m = int64_t(columns.size());
-  for (int64_t k = 0; k < rows; ++k)
-    for (int64_t c = 0; c < m; ++c) out[k * m + c] = matrix[k * width + columns[size_t(c)]];
+  for (size_t k = 0; k < rows.size(); ++k) {
+    const float* row = matrix + rows[k] * width;
+    for (int64_t c = 0; c < m; ++c) out[int64_t(k) * m + c] = row[columns[size_t(c)]];
+  }
 }
 
-// The same columns transposed: out [columns, rows].
-void gather_columns_transposed(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>& columns,
-                               float* out) {
+// The same transposed: out [columns, rows].
+void gather_columns_transposed(const float* matrix, const std::vector<int64_t>& rows, int64_t width,
+                               const std::vector<int64_t>& columns, float* out) {
+  const int64_t used = int64_t(rows.size());
   for (size_t c = 0; c < columns.size(); ++c)
-    for (int64_t k = 0; k < rows; ++k) out[int64_t(c) * rows + k] = matrix[k * width + columns[c]];
+    for (int64_t k = 0; k < used; ++k) out[int64_t(c) * used + k] = matrix[rows[size_t(k)] * width + columns[c]];
 }
 
-// How many leading rows of a sample's [rows, width] matrix hold a non-zero: a
-// per-sample row plan (relaxations/backsub.cpp's plan_rows) pads every sample's
-// list of neurons with zero rows up to the longest one, and a product skips
-// them. Leaving exact zeros' products out changes no finite sum (the product of
-// a skipped row is +0, as the fill; a -0 sum may stay -0), as in gemm.cpp's
-// zero-k skip. `columns`: only these columns are read (all where null).
-int64_t rows_in_use(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>* columns = nullptr) {
-  for (int64_t r = rows; r-- > 0;) {
+// The rows of a sample's [rows, width] matrix that hold a non-zero, in order,
+// into `used`. A per-sample row plan (relaxations/backsub.cpp's plan_rows) pads
+// every sample's list of neurons with zero rows up to the longest one: at the
+// end, or for CROWN's stacked rows [C; -C] at the end of each half. The
+// products skip them. Leaving exact zeros' products out changes no finite sum
+// (the product of a skipped row is +0, as the fill; a -0 sum may stay -0), as
+// in gemm.cpp's zero-k skip. `columns`: only these columns are read (all where null).
+void rows_in_use(const float* matrix, int64_t rows, int64_t width, const std::vector<int64_t>* columns,
+                 std::vector<int64_t>& used) {
+  used.clear();
+  for (int64_t r = 0; r < rows; ++r) {
     const float* row = matrix + r * width;
+    bool nonzero = false;
     if (columns) {
       for (int64_t c : *columns)
-        if (row[c] != 0.0f) return r + 1;
+        if (row[c] != 0.0f) {
+          nonzero = true;
+          break;
+        }
     } else {
-      for (int64_t c = 0; c < width; ++c)
-        if (row[c] != 0.0f) return r + 1;
+      for (int64_t c = 0; c < width && !nonzero; ++c) nonzero = row[c] != 0.0f;
     }
+    if (nonzero) used.push_back(r);
   }
-  return 0;
+}
+
+// run(first_row, count, offset) for each maximal run of consecutive rows in
+// `used` (offset: where the run starts in `used`): the products take whole runs.
+template <class Run>
+void for_each_run(const std::vector<int64_t>& used, Run run) {
+  for (size_t begin = 0, end = 0; begin < used.size(); begin = end) {
+    for (end = begin + 1; end < used.size() && used[end] == used[end - 1] + 1;) ++end;
+    run(used[begin], int64_t(end - begin), int64_t(begin));
+  }
+}
+
+// The rows of out [rows, width] that `used` does not list, set to 0.
+void zero_rows_not_in(float* out, int64_t rows, int64_t width, const std::vector<int64_t>& used) {
+  int64_t next = 0;
+  for (int64_t r : used) {
+    std::fill(out + next * width, out + r * width, 0.0f);
+    next = r + 1;
+  }
+  std::fill(out + next * width, out + rows * width, 0.0f);
 }
 
 // per_sample(sample, columns, scratch) for samples [first, last) in parallel, with the
@@ -428,16 +457,21 @@ void backsub_linear_live_forward_cpu(const float* coeffs, const float* weight, c
   // Per sample: its live columns of A (used rows x m) times W's live rows (m x n_in).
   for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
                                               std::vector<float>& scratch) {
+    thread_local std::vector<int64_t> used;
     const int64_t m = int64_t(columns.size());
     const float* a = coeffs + sample * rows * n;
     float* out = coeffs_out + sample * rows * n_in;
-    const int64_t used = m == 0 ? 0 : rows_in_use(a, rows, n, &columns);
-    std::fill(out + used * n_in, out + rows * n_in, 0.0f);
-    if (used == 0) return;
+    used.clear();
+    if (m > 0) rows_in_use(a, rows, n, &columns, used);
+    zero_rows_not_in(out, rows, n_in, used);
+    if (used.empty()) return;
     std::vector<float>& a_live = scratch;
-    a_live.resize(size_t(used * m));
+    a_live.resize(used.size() * size_t(m));
     gather_columns(a, used, n, columns, a_live.data());
-    gemm_selected_rows_cpu({used, n_in, m, m, n_in, n_in, columns.data()}, a_live.data(), weight, out);
+    for_each_run(used, [&](int64_t first, int64_t count, int64_t offset) {
+      gemm_selected_rows_cpu({count, n_in, m, m, n_in, n_in, columns.data()}, a_live.data() + offset * m, weight,
+                             out + first * n_in);
+    });
   });
 }
 
@@ -455,17 +489,22 @@ void backsub_linear_live_grad_cpu(const float* d_coeffs_out, const float* weight
   // scattered into the live columns.
   for_each_live_sample(live, n, 0, batch, [&](int64_t sample, const std::vector<int64_t>& columns,
                                               std::vector<float>& scratch) {
+    thread_local std::vector<int64_t> used;
     const int64_t m = int64_t(columns.size());
     const float* d_out = d_coeffs_out + sample * rows * n_in;
     float* out = d_coeffs + sample * rows * n;
     std::fill(out, out + rows * n, 0.0f);
-    const int64_t used = m == 0 ? 0 : rows_in_use(d_out, rows, n_in);
-    if (used == 0) return;
+    used.clear();
+    if (m > 0) rows_in_use(d_out, rows, n_in, nullptr, used);
+    if (used.empty()) return;
     std::vector<float>& product = scratch;
-    product.resize(size_t(used * m));
-    gemm_selected_rows_t_cpu({used, m, n_in, n_in, n_in, m, columns.data()}, d_out, weight, product.data());
-    for (int64_t k = 0; k < used; ++k)
-      for (int64_t c = 0; c < m; ++c) out[k * n + columns[size_t(c)]] = product[size_t(k * m + c)];
+    product.resize(used.size() * size_t(m));
+    for_each_run(used, [&](int64_t first, int64_t count, int64_t offset) {
+      gemm_selected_rows_t_cpu({count, m, n_in, n_in, n_in, m, columns.data()}, d_out + first * n_in, weight,
+                               product.data() + offset * m);
+    });
+    for (size_t k = 0; k < used.size(); ++k)
+      for (int64_t c = 0; c < m; ++c) out[used[k] * n + columns[size_t(c)]] = product[k * size_t(m) + size_t(c)];
   });
 }
 
@@ -510,16 +549,19 @@ void backsub_linear_live_weight_grad_cpu(const float* coeffs, const float* d_coe
 #pragma omp parallel
     {
       thread_local std::vector<float> a_live;
+      thread_local std::vector<int64_t> used;
 #pragma omp for schedule(dynamic, 1)
       for (int64_t sample = first; sample < last; ++sample) {
         const std::vector<int64_t>& cols = columns[size_t(sample)];
         const int64_t m = int64_t(cols.size());
         if (m == 0) continue;
         const float* a = coeffs + sample * rows * n;
-        const int64_t used = rows_in_use(a, rows, n, &cols);  // 0: the share is m x n_in zeros
-        a_live.resize(size_t(m * used));
+        rows_in_use(a, rows, n, &cols, used);  // none: the share is m x n_in zeros
+        const int64_t k = int64_t(used.size());
+        a_live.resize(size_t(m * k));
         gather_columns_transposed(a, used, n, cols, a_live.data());
-        gemm_selected_rows_cpu({m, n_in, used, used, n_in, n_in, nullptr}, a_live.data(),
+        // The used rows of d_coeffs_out[s] read in place, as the selected rows of B.
+        gemm_selected_rows_cpu({m, n_in, k, k, n_in, n_in, used.data()}, a_live.data(),
                                d_coeffs_out + sample * rows * n_in, shares.data() + offsets[size_t(sample - first)]);
       }
       // Each thread adds the group's shares into its own range of W's columns.
