@@ -901,6 +901,30 @@ SparseRows unstable_under(const Tensor& lower, const Tensor& upper) {
   return rows;
 }
 
+void backsub_intermediate_bounds(BacksubContext& ctx, const Tensor& lower0, const Tensor& upper0,
+                                 const BoundOptions& options) {
+  const Network& net = *ctx.net;
+  const std::vector<Layer>& layers = net.layers();
+  const bool sparse_path = options.sparse_intermediate && (ctx.rule != ReluRule::crown0 || options.sparse_crown0);
+  std::vector<Tensor> box_lower, box_upper;  // the sparse path's cheap bounds: one Box pass
+  if (sparse_path) box_lower_upper(net, lower0, upper0, options.sound, box_lower, box_upper);
+  size_t previous_relu = layers.size();  // none yet
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (bound_rules(layers[i]).role != LayerRole::activation) continue;
+    SparseRows sparse;
+    if (sparse_path) {
+      sparse = unstable_rows(ctx, i, previous_relu, box_lower[i], box_upper[i]);
+      if (options.sparse_early_stops) refine_by_early_stops(ctx, i, sparse);
+    }
+    const BacksubResult r = backsub_all_neurons(ctx, i, sparse_path ? &sparse : nullptr);
+    ctx.relu_lower[i] = r.lower;
+    ctx.relu_upper[i] = r.upper;
+    record_relu_layer(i, r);
+    extend_magnitudes(ctx);
+    previous_relu = i;
+  }
+}
+
 Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& upper0, const Tensor& spec,
                       Relaxation relaxation, const BoundOptions& options) {
   const RelaxationInfo& info = relaxation_info(relaxation);
@@ -927,24 +951,7 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
     box_output = box_forward(net, box0.centre, box0.radius, end, &ctx.relu_lower, &ctx.relu_upper, options.sound);
     extend_magnitudes(ctx);
   } else {
-    const bool sparse_path = options.sparse_intermediate && (rule != ReluRule::crown0 || options.sparse_crown0);
-    std::vector<Tensor> box_lower, box_upper;  // the sparse path's cheap bounds: one Box pass
-    if (sparse_path) box_lower_upper(net, lower0, upper0, options.sound, box_lower, box_upper);
-    size_t previous_relu = layers.size();  // none yet
-    for (size_t i = 0; i < layers.size(); ++i) {
-      if (bound_rules(layers[i]).role != LayerRole::activation) continue;
-      SparseRows sparse;
-      if (sparse_path) {
-        sparse = unstable_rows(ctx, i, previous_relu, box_lower[i], box_upper[i]);
-        if (options.sparse_early_stops) refine_by_early_stops(ctx, i, sparse);
-      }
-      const BacksubResult r = backsub_all_neurons(ctx, i, sparse_path ? &sparse : nullptr);
-      ctx.relu_lower[i] = r.lower;
-      ctx.relu_upper[i] = r.upper;
-      record_relu_layer(i, r);
-      extend_magnitudes(ctx);
-      previous_relu = i;
-    }
+    backsub_intermediate_bounds(ctx, lower0, upper0, options);
   }
   const BacksubResult r = output_bounds(ctx, spec, options);
   if (!box_intermediate || beta >= 1.0f) return Bounds{r.lower, r.upper};

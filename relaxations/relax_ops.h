@@ -293,6 +293,14 @@ SparseRows unstable_under(const Tensor& lower, const Tensor& upper);
 // Adds ReLU layer `layer`'s final bounds r.lower, r.upper and r.backsubstituted to relu_layer_stats().
 void record_relu_layer(size_t layer, const BacksubResult& r);
 
+// Every ReLU layer's input bounds by backsubstitution under ctx.rule, bottom up,
+// into ctx.relu_lower / relu_upper (what backsub_bounds does before the output
+// walk): dense, or with options.sparse_intermediate only the pairs unstable under
+// cheap interval bounds (refined by options.sparse_early_stops), the rest keeping
+// those bounds. Each layer is added to relu_layer_stats().
+void backsub_intermediate_bounds(BacksubContext& ctx, const Tensor& lower0, const Tensor& upper0,
+                                 const BoundOptions& options);
+
 // Bounds (or generator norms) of every neuron of the output of layers
 // [0, top), flattened: (N, n_top). Intermediate bounds of ReLU layer `top`
 // come from here. With no ReLU under `top` and one affine layer, a forward

@@ -14,6 +14,10 @@
 // classification refined by walks down to the ReLU outputs below) are held to
 // the same properties, take rows only away, and do take some on the random
 // FC nets (their third ReLU layer has a stop).
+// Every ReLU layer's input bounds are also checked directly on sampled inputs
+// (dense, sparse, early stops; fast and sound): a stable pair's kept bounds
+// can be wrong without changing the output (a dead neuron's upper bound set
+// too low), which the output tests cannot see.
 // Whether the classifications agree is read from relu_layer_stats: the
 // sparse path's stable set contains the dense one's layer by layer as long as
 // they agreed below, so equal unstable counts at every layer mean agreement.
@@ -29,6 +33,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/tape.h"
+#include "relaxations/layers/bound_rules.h"
 #include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
 #include "tests/test_util.h"
@@ -256,6 +261,94 @@ TEST_CASE("sparse intermediate bounds: a Box-trained net, most neurons stable, f
     CHECK(pairs == 5 * 16 * batch);
     CHECK(backsubstituted * 2 < pairs);
   }
+}
+
+// Every ReLU layer's input bounds left in the context by backsub_intermediate_bounds, checked
+// directly on sampled inputs (the box's corners and random points, each ReLU input computed by
+// running the net's prefix up to that layer): the backsubstituted pairs' bounds, and the bounds
+// the sparse path keeps for the pairs it proves stable without a walk (interval bounds, and
+// with early stops the walks to the ReLU outputs below). The output-bound tests above see
+// those only through what they change in the output.
+int check_intermediate_by_sampling(const Network& net, int64_t batch, float eps, Rng& rng, const std::string& label) {
+  const std::vector<Layer>& layers = net.layers();
+  const int64_t n0 = net.input_shape().numel();
+  const std::vector<float> centre = random_values(batch * n0, rng, 0.0f, 1.0f);
+  std::vector<float> lo(centre.size()), hi(centre.size());
+  for (size_t k = 0; k < centre.size(); ++k) lo[k] = centre[k] - eps, hi[k] = centre[k] + eps;
+  const Shape input_shape = with_batch(net.input_shape(), batch);
+  const Tensor lower0 = Tensor::from_vector(lo, input_shape, Device::cpu);
+  const Tensor upper0 = Tensor::from_vector(hi, input_shape, Device::cpu);
+  // The sampled inputs, and each ReLU layer's inputs at them (flattened per sample).
+  std::vector<std::vector<float>> samples;
+  for (int trial = 0; trial < 40; ++trial) {
+    std::vector<float> x(lo.size());
+    for (size_t k = 0; k < x.size(); ++k) x[k] = trial == 0 ? lo[k] : trial == 1 ? hi[k] : rng.uniform(lo[k], hi[k]);
+    samples.push_back(std::move(x));
+  }
+  std::vector<std::vector<std::vector<float>>> relu_inputs(layers.size());  // [layer][trial]
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (relax::bound_rules(layers[i]).role != relax::LayerRole::activation) continue;
+    const Network prefix(net.input_shape(), std::vector<Layer>(layers.begin(), layers.begin() + int64_t(i)));
+    for (const std::vector<float>& x : samples)
+      relu_inputs[i].push_back(prefix.forward(Tensor::from_vector(x, input_shape, Device::cpu)).to_vector());
+  }
+  int changed_by_stops = 0;  // pairs whose bounds the early stops changed (fast mode only: see backsub.cpp)
+  for (Relaxation r : {Relaxation::crown, Relaxation::crown0, Relaxation::deepz})
+    for (bool sound : {false, true}) {
+      std::vector<std::vector<float>> sparse_bounds(layers.size());  // [layer]: l then u of the sparse path
+      for (int path = 0; path < 3; ++path) {  // dense; sparse; sparse with early stops
+        BoundOptions options;
+        options.sound = sound;
+        options.sparse_intermediate = path > 0;
+        options.sparse_early_stops = path == 2;
+        options.sparse_crown0 = true;
+        const std::string what = label + " " + relaxation_name(r) + (sound ? " (sound)" : "") +
+                                 (path == 0 ? " dense" : path == 1 ? " sparse" : " early stops");
+        const kern::ReluRule rule = relaxation_info(r).relu_rule;
+        NoGrad no_grad;
+        relax::BacksubContext ctx = relax::make_backsub_context(
+            net, lower0, upper0, rule,
+            kern::relu_rule_symmetric(rule) ? relax::BacksubMode::bounds_symmetric : relax::BacksubMode::bounds_stacked,
+            options.memory_cap_bytes, sound);
+        relax::backsub_intermediate_bounds(ctx, lower0, upper0, options);
+        int violations = 0;
+        for (size_t i = 0; i < layers.size(); ++i) {
+          if (relu_inputs[i].empty()) continue;
+          const std::vector<float> l = ctx.relu_lower[i].to_vector(), u = ctx.relu_upper[i].to_vector();
+          for (const std::vector<float>& z : relu_inputs[i]) {
+            REQUIRE(z.size() == l.size());
+            for (size_t k = 0; k < z.size(); ++k) {
+              const double slack = 1e-5 * (1.0 + std::fabs(double(z[k])));  // the float forward's own rounding
+              violations += double(z[k]) < double(l[k]) - slack || double(z[k]) > double(u[k]) + slack;
+            }
+          }
+          std::vector<float>& sparse = sparse_bounds[i];
+          if (path == 1) {
+            sparse = l;
+            sparse.insert(sparse.end(), u.begin(), u.end());
+          } else if (path == 2) {
+            for (size_t k = 0; k < l.size(); ++k) changed_by_stops += l[k] != sparse[k] || u[k] != sparse[l.size() + k];
+          }
+        }
+        CHECK_MESSAGE(violations == 0, what << ": " << violations << " sampled ReLU inputs outside their bounds");
+      }
+    }
+  return changed_by_stops;
+}
+
+TEST_CASE("intermediate bounds: every sampled ReLU input inside them, dense, sparse and with early stops") {
+  Rng rng(77);
+  int changed_by_stops = 0;
+  for (int trial = 0; trial < 2; ++trial)
+    changed_by_stops += check_intermediate_by_sampling(dense_net({5, 16, 16, 12, 4}, rng), 4, 0.05f, rng,
+                                                       "fc trial " + std::to_string(trial));
+  changed_by_stops += check_intermediate_by_sampling(conv_net(rng), 3, 0.05f, rng, "conv");
+  Network trained = dense_net({6, 16, 16, 16, 16, 16, 2}, rng);
+  box_train(trained, rng, 40, 0.02f);
+  changed_by_stops += check_intermediate_by_sampling(trained, 16, 0.05f, rng, "box-trained");
+  // The stops' own bounds were among those checked: they changed some pairs' bounds.
+  MESSAGE("pairs whose bounds the early stops changed: " << changed_by_stops);
+  CHECK(changed_by_stops > 0);
 }
 
 // backsub_linear's live columns (relax_ops.h): under a ReLU step an affine
