@@ -657,15 +657,12 @@ BacksubResult backsub_all_neurons(BacksubContext& ctx, size_t top, const SparseR
     return ops::transpose(all);  // (n, N) -> (N, n)
   };
   if (sparse) {
-    // The pairs the row plan backsubstitutes (the patches path computes them
-    // all, and keeps the same ones) take the computed values, the others the
-    // fallback's.
-    std::vector<float> computed(size_t(batch * neurons), 0.0f);
-    for (int64_t s = 0; s < batch; ++s)
-      for (int64_t row = 0; row < plan.count; ++row) {
-        const int64_t j = plan.per_sample ? plan.all.per_sample[size_t(s * plan.count + row)] : plan.all.shared[size_t(row)];
-        if (j >= 0) computed[size_t(s * neurons + j)] = 1.0f;
-      }
+    // The needed pairs take the computed values, the others the fallback's,
+    // whichever rows the plan computed (a shared plan computes every sample's
+    // row of a neuron some sample needs; the patches path, every neuron): a
+    // sample's bounds do not depend on the plan, nor on the other samples of
+    // its batch, nor on the device (whose plans differ: see plan_rows).
+    const std::vector<float> computed(sparse->needed.begin(), sparse->needed.end());
     const Tensor mask = Tensor::from_vector(computed, Shape{batch, neurons}, device);
     auto assemble_sparse = [&](size_t k, const Tensor& fallback) {
       return pieces.empty() ? fallback : ops::select(mask, assemble(k), fallback);

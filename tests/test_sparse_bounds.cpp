@@ -263,6 +263,44 @@ TEST_CASE("sparse intermediate bounds: a Box-trained net, most neurons stable, f
   }
 }
 
+// The row plan is a performance choice (plan_rows: by cost, which differs between the CPU and
+// a GPU), and the batch is whatever the loader drew: neither may change a sample's bounds.
+TEST_CASE("sparse intermediate bounds: a sample's bounds depend neither on the row plan nor on its batch") {
+  Rng rng(19);
+  const int64_t batch = 6;
+  std::vector<Network> nets;
+  nets.push_back(dense_net({5, 16, 16, 12, 4}, rng));
+  nets.push_back(conv_net(rng));
+  for (const Network& net : nets) {
+    const int64_t n0 = net.input_shape().numel();
+    const Tensor x = Tensor::from_vector(random_values(batch * n0, rng, 0.0f, 1.0f), with_batch(net.input_shape(), batch),
+                                         Device::cpu);
+    const auto [lower0, upper0] = input_box(x, 0.05f);
+    const Tensor first_lower = ops::slice_batch(lower0, 0, 1), first_upper = ops::slice_batch(upper0, 0, 1);
+    for (Relaxation r : {Relaxation::crown, Relaxation::deepz, Relaxation::crown0}) {
+      CAPTURE(std::string(relaxation_name(r)));
+      BoundOptions options;
+      options.sparse_crown0 = true;
+      std::vector<std::vector<float>> lower, upper;  // shared plan, per-sample plan, the first sample alone
+      for (int run = 0; run < 3; ++run) {
+        relax::set_row_plan_choice(run == 1 ? relax::RowPlanChoice::per_sample : relax::RowPlanChoice::shared);
+        const Bounds b = run < 2 ? compute_bounds(net, lower0, upper0, Tensor(), r, options)
+                                 : compute_bounds(net, first_lower, first_upper, Tensor(), r, options);
+        lower.push_back(b.lower.to_vector());
+        upper.push_back(b.upper.to_vector());
+      }
+      relax::set_row_plan_choice(relax::RowPlanChoice::by_cost);
+      check_close(lower[1], lower[0], "per-sample plan against shared, lower");
+      check_close(upper[1], upper[0], "per-sample plan against shared, upper");
+      const size_t logits = lower[2].size();
+      check_close(lower[2], std::vector<float>(lower[0].begin(), lower[0].begin() + int64_t(logits)),
+                  "the first sample alone against in its batch, lower");
+      check_close(upper[2], std::vector<float>(upper[0].begin(), upper[0].begin() + int64_t(logits)),
+                  "the first sample alone against in its batch, upper");
+    }
+  }
+}
+
 // Every ReLU layer's input bounds left in the context by backsub_intermediate_bounds, checked
 // directly on sampled inputs (the box's corners and random points, each ReLU input computed by
 // running the net's prefix up to that layer): the backsubstituted pairs' bounds, and the bounds
