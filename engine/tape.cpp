@@ -49,10 +49,10 @@ bool should_record(const std::vector<Tensor>& inputs) {
 }
 
 void record(const char* op, std::vector<Tensor> inputs, Tensor& output,
-            std::function<void(const Tensor&)> backward_fn) {
+            std::function<void(Tensor)> backward_fn) {
   mark_output(output);
   g_tape.nodes.push_back(TapeNode{op, std::move(inputs), {output},
-                                  [fn = std::move(backward_fn)](const std::vector<Tensor>& g) { fn(g[0]); }});
+                                  [fn = std::move(backward_fn)](std::vector<Tensor>& g) { fn(std::move(g[0])); }});
 }
 
 void record_multi(const char* op, std::vector<Tensor> inputs, const std::vector<Tensor*>& outputs,

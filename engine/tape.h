@@ -37,16 +37,18 @@ struct TapeNode {
   std::vector<Tensor> outputs;
   // Receives d loss / d output k for every output k (undefined for an output
   // that does not reach the loss; at least one is defined); calls
-  // accumulate_grad(inputs[i], ...) for each input.
-  std::function<void(const std::vector<Tensor>& grad_outputs)> backward;
+  // accumulate_grad(inputs[i], ...) for each input. The gradients are the
+  // node's to take: a reshape hands its buffer on without a copy.
+  std::function<void(std::vector<Tensor>& grad_outputs)> backward;
 };
 
 // True when ops should record: recording is enabled and some input requires a gradient.
 bool should_record(std::initializer_list<const Tensor*> inputs);
 bool should_record(const std::vector<Tensor>& inputs);
-// Marks `output` as produced by a new node and appends the node.
+// Marks `output` as produced by a new node and appends the node. backward
+// owns grad_output (a lambda taking it by value may pass its buffer on).
 void record(const char* op, std::vector<Tensor> inputs, Tensor& output,
-            std::function<void(const Tensor& grad_output)> backward);
+            std::function<void(Tensor grad_output)> backward);
 // The same for an op with several outputs (all defined, produced together).
 void record_multi(const char* op, std::vector<Tensor> inputs, const std::vector<Tensor*>& outputs,
                   std::function<void(const std::vector<Tensor>& grad_outputs)> backward);

@@ -49,6 +49,9 @@ std::vector<OpCase> op_cases() {
   using V = const std::vector<Tensor>&;
   add_case("add", "broadcast (2,3,4)+(3,1)", {R({2, 3, 4}), R({3, 1})}, [](V x) { return ops::add(x[0], x[1]); });
   add_case("add", "same shape", {R({5, 7}), R({5, 7})}, [](V x) { return ops::add(x[0], x[1]); });
+  // A bias over (N, C, H, W): its gradient sums H and W in one pass, then N (sum_to_shape's runs).
+  add_case("add", "broadcast (2,3,4,5)+(3,1,1)", {R({2, 3, 4, 5}), R({3, 1, 1})},
+           [](V x) { return ops::add(x[0], x[1]); });
   add_case("sub", "broadcast (2,3)-(2,1)", {R({2, 3}), R({2, 1})}, [](V x) { return ops::sub(x[0], x[1]); });
   add_case("mul", "broadcast (2,3,4)*(4)", {R({2, 3, 4}), R({4})}, [](V x) { return ops::mul(x[0], x[1]); });
   add_case("div", "same shape", {R({3, 4}), R({3, 4}, 0.5f, 2.0f)}, [](V x) { return ops::div(x[0], x[1]); });

@@ -6,13 +6,26 @@
 
 namespace cte::ops {
 
+namespace {
+
+// The backward of a reshape: g's buffer under x's shape. g is dropped first, so
+// when the tape held the only other reference accumulate_grad adopts the
+// buffer instead of copying it (1.6% of the natural CONV step was that copy).
+Tensor take_as_shape(Tensor g, const Shape& shape) {
+  Tensor view = alias_with_shape(g, shape);
+  g = Tensor();
+  return view;
+}
+
+}  // namespace
+
 Tensor reshape(const Tensor& x, const Shape& shape) {
   if (shape.numel() != x.numel())
     fail("reshape", "cannot reshape " + x.shape().str() + " (" + std::to_string(x.numel()) +
                         " elements) to " + shape.str());
   Tensor y = alias_with_shape(x, shape);
   if (should_record({&x}))
-    record("reshape", {x}, y, [x](const Tensor& g) { accumulate_grad(x, alias_with_shape(g, x.shape())); });
+    record("reshape", {x}, y, [x](Tensor g) { accumulate_grad(x, take_as_shape(std::move(g), x.shape())); });
   return y;
 }
 
@@ -22,7 +35,7 @@ Tensor flatten(const Tensor& x) {
   for (int d = 1; d < x.ndim(); ++d) rest *= x.shape()[d];
   Tensor y = alias_with_shape(x, Shape{x.shape()[0], rest});
   if (should_record({&x}))
-    record("flatten", {x}, y, [x](const Tensor& g) { accumulate_grad(x, alias_with_shape(g, x.shape())); });
+    record("flatten", {x}, y, [x](Tensor g) { accumulate_grad(x, take_as_shape(std::move(g), x.shape())); });
   return y;
 }
 
