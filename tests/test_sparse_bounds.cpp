@@ -98,7 +98,6 @@ void check_close(const std::vector<float>& got, const std::vector<float>& want, 
 void check_sound_by_sampling(const Network& net, const std::vector<float>& lower0, const std::vector<float>& upper0,
                              const std::vector<float>& spec, int64_t batch, int64_t rows, const Outcome& o,
                              Rng& rng, const std::string& what) {
-  const int64_t n0 = int64_t(lower0.size()) / batch;
   std::vector<float> x(lower0.size());
   int violations = 0;
   for (int trial = 0; trial < 50; ++trial) {
@@ -116,8 +115,22 @@ void check_sound_by_sampling(const Network& net, const std::vector<float>& lower
         violations += value < o.lower[at] - slack || value > o.upper[at] + slack;
       }
   }
-  (void)n0;
   CHECK_MESSAGE(violations == 0, what << ": " << violations << " sampled values outside the bounds");
+}
+
+// Boxes of half-width eps around random centres in [0, 1] (unclipped), as values and as
+// (N, input...) tensors.
+struct RandomBox {
+  std::vector<float> lo, hi;
+  Tensor lower0, upper0;
+};
+RandomBox random_box(const Network& net, int64_t batch, float eps, Rng& rng) {
+  const std::vector<float> centre = random_values(batch * net.input_shape().numel(), rng, 0.0f, 1.0f);
+  RandomBox box{centre, centre, {}, {}};
+  for (size_t k = 0; k < centre.size(); ++k) box.lo[k] -= eps, box.hi[k] += eps;
+  box.lower0 = Tensor::from_vector(box.lo, with_batch(net.input_shape(), batch), Device::cpu);
+  box.upper0 = Tensor::from_vector(box.hi, with_batch(net.input_shape(), batch), Device::cpu);
+  return box;
 }
 
 // Rows of the last ReLU layer that early stops took off the interval classification's, over all calls.
@@ -127,12 +140,8 @@ int64_t early_stop_rows_saved = 0;
 // Early stops (BoundOptions::sparse_early_stops) are held to the same properties as the interval
 // classification alone.
 int compare_paths(const Network& net, int64_t batch, float eps, Rng& rng, const std::string& label) {
-  const int64_t n0 = net.input_shape().numel();
   const int64_t logits = net.layers().back().out_shape.numel();
-  std::vector<float> centre = random_values(batch * n0, rng, 0.0f, 1.0f), lo(centre.size()), hi(centre.size());
-  for (size_t k = 0; k < centre.size(); ++k) lo[k] = centre[k] - eps, hi[k] = centre[k] + eps;
-  const Tensor lower0 = Tensor::from_vector(lo, with_batch(net.input_shape(), batch), Device::cpu);
-  const Tensor upper0 = Tensor::from_vector(hi, with_batch(net.input_shape(), batch), Device::cpu);
+  const auto [lo, hi, lower0, upper0] = random_box(net, batch, eps, rng);
   const std::vector<float> spec_values = random_values(batch * 3 * logits, rng);
   const Tensor spec = Tensor::from_vector(spec_values, Shape{batch, 3, logits}, Device::cpu);
   int agreeing = 0;
@@ -309,13 +318,8 @@ TEST_CASE("sparse intermediate bounds: a sample's bounds depend neither on the r
 // those only through what they change in the output.
 int check_intermediate_by_sampling(const Network& net, int64_t batch, float eps, Rng& rng, const std::string& label) {
   const std::vector<Layer>& layers = net.layers();
-  const int64_t n0 = net.input_shape().numel();
-  const std::vector<float> centre = random_values(batch * n0, rng, 0.0f, 1.0f);
-  std::vector<float> lo(centre.size()), hi(centre.size());
-  for (size_t k = 0; k < centre.size(); ++k) lo[k] = centre[k] - eps, hi[k] = centre[k] + eps;
   const Shape input_shape = with_batch(net.input_shape(), batch);
-  const Tensor lower0 = Tensor::from_vector(lo, input_shape, Device::cpu);
-  const Tensor upper0 = Tensor::from_vector(hi, input_shape, Device::cpu);
+  const auto [lo, hi, lower0, upper0] = random_box(net, batch, eps, rng);
   // The sampled inputs, and each ReLU layer's inputs at them (flattened per sample).
   std::vector<std::vector<float>> samples;
   for (int trial = 0; trial < 40; ++trial) {
