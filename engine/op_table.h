@@ -41,7 +41,7 @@
   X(concat_batch, "", true)                                                 \
   X(matmul, "gemm", true)                                        \
   X(linear, "gemm reduce_sum binary", true)                                 \
-  X(conv2d, "conv2d_forward conv2d_backward_data conv2d_backward_filter reduce_sum binary", true) \
+  X(conv2d, "conv2d_forward conv2d_backward_data conv2d_backward_filter reduce_sum", true) \
   X(conv2d_transpose, "conv2d_backward_data conv2d_forward conv2d_backward_filter", true) \
   X(batch_norm, "batch_norm_apply batch_norm_backward", true)               \
   X(batch_norm_train, "batch_norm_stats batch_norm_apply batch_norm_backward", true) \

@@ -93,8 +93,10 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
   /* op(A) is [m,k], op(B) is [k,n]; beta == 0 ignores C's old contents (NaN too). */  \
   X(gemm, (GemmShape s, float alpha, const float* a, const float* b, float beta,       \
            float* c))                                                                   \
+  /* y = conv(x, w) + bias[c] on channel c (bias may be null: no bias) */              \
   X(conv2d_forward, (const float* x /*[n,c_in,h_in,w_in]*/,                             \
                      const float* w /*[c_out,c_in,kh,kw]*/,                             \
+                     const float* bias /*[c_out] or null*/,                             \
                      float* y /*[n,c_out,h_out,w_out]*/, ConvGeometry g))               \
   X(conv2d_backward_data, (const float* dy /*[n,c_out,h_out,w_out]*/,                   \
                            const float* w /*[c_out,c_in,kh,kw]*/,                       \

@@ -291,7 +291,7 @@ BacksubAffineResult backsub_conv(const Tensor& coeffs, const Tensor& weight, con
                    const Tensor d_bias_term = bias_full.defined() ? grads[1] : Tensor();
                    if (coeffs.requires_grad()) {  // dA = conv(dA') + dq b_full^T
                      Tensor d_coeffs = Tensor::empty(coeffs.shape(), device);
-                     CTE_RUN(device, conv2d_forward, d_out.data(), weight.data(), d_coeffs.data(), g);
+                     CTE_RUN(device, conv2d_forward, d_out.data(), weight.data(), nullptr, d_coeffs.data(), g);
                      if (d_bias_term.defined())
                        gemm_one(device, false, false, rows, out_numel, 1, d_bias_term.data(), bias_full.data(), 1.0f,
                                 d_coeffs.data());

@@ -665,7 +665,7 @@ void poison_lane_scratch() {
   const ConvGeometry big = conv_geometry(16, 32, 16, 16, 32, 1, 1, 1, 0);  // 8,192 features each way
   const std::vector<float> x = nan_vector(size_t(16) * 32 * 256), w = nan_vector(32 * 32);
   std::vector<float> y(x.size()), dw(w.size());
-  conv2d_forward_cpu(x.data(), w.data(), y.data(), big);
+  conv2d_forward_cpu(x.data(), w.data(), nullptr, y.data(), big);
   conv2d_backward_data_cpu(x.data(), w.data(), y.data(), big);
   conv2d_backward_filter_cpu(x.data(), x.data(), dw.data(), big);
 }
@@ -675,37 +675,53 @@ void poison_lane_scratch() {
 // + sgemm, and the lanes of many small images, which by size would take only
 // those with n >= 16), the lanes also on 3 threads (several threads split the
 // blocks of the larger batches) and after poison_lane_scratch.
-// The three convolution kernels, each written once: which of x, w and dy it
-// reads, what it writes (its size and the double-precision magnitudes of its
-// sums) and how many terms each of its sums adds (the tolerance).
-using ConvCall = void (*)(const float* x, const float* w, const float* dy, float* out, const ConvGeometry& g);
+// The convolution kernels, each written once: which of x, w, the bias and dy
+// it reads, what it writes (its size and the double-precision magnitudes of
+// its sums) and how many terms each of its sums adds (the tolerance). The
+// forward runs twice: without a bias and with one (biased).
+using ConvCall = void (*)(const float* x, const float* w, const float* bias, const float* dy, float* out,
+                          const ConvGeometry& g);
 struct ConvKernelCase {
   const char* name;
   size_t (*out_size)(const ConvGeometry& g);
   int64_t (*sum_terms)(const ConvGeometry& g);
   std::vector<double> ConvMagnitudes::*magnitude;
+  bool biased;
   ConvCall cpu, cuda;
 };
 int64_t conv_numel(int64_t a, int64_t b, int64_t c, int64_t d) { return a * b * c * d; }
+size_t forward_size(const ConvGeometry& g) { return size_t(conv_numel(g.n, g.c_out, g.h_out, g.w_out)); }
 const ConvKernelCase kConvKernels[] = {
-    {"forward", [](const ConvGeometry& g) { return size_t(conv_numel(g.n, g.c_out, g.h_out, g.w_out)); },
-     [](const ConvGeometry& g) { return int64_t(g.c_in) * g.kh * g.kw; }, &ConvMagnitudes::y,
-     [](const float* x, const float* w, const float*, float* y, const ConvGeometry& g) { conv2d_forward_cpu(x, w, y, g); },
-     [](const float* x, const float* w, const float*, float* y, const ConvGeometry& g) { conv2d_forward_cuda(x, w, y, g); }},
+    {"forward", forward_size, [](const ConvGeometry& g) { return int64_t(g.c_in) * g.kh * g.kw; }, &ConvMagnitudes::y,
+     false,
+     [](const float* x, const float* w, const float*, const float*, float* y, const ConvGeometry& g) {
+       conv2d_forward_cpu(x, w, nullptr, y, g);
+     },
+     [](const float* x, const float* w, const float*, const float*, float* y, const ConvGeometry& g) {
+       conv2d_forward_cuda(x, w, nullptr, y, g);
+     }},
+    {"forward_bias", forward_size, [](const ConvGeometry& g) { return int64_t(g.c_in) * g.kh * g.kw + 1; },
+     &ConvMagnitudes::y, true,
+     [](const float* x, const float* w, const float* bias, const float*, float* y, const ConvGeometry& g) {
+       conv2d_forward_cpu(x, w, bias, y, g);
+     },
+     [](const float* x, const float* w, const float* bias, const float*, float* y, const ConvGeometry& g) {
+       conv2d_forward_cuda(x, w, bias, y, g);
+     }},
     {"backward_data", [](const ConvGeometry& g) { return size_t(conv_numel(g.n, g.c_in, g.h_in, g.w_in)); },
-     [](const ConvGeometry& g) { return int64_t(g.c_out) * g.kh * g.kw; }, &ConvMagnitudes::dx,
-     [](const float*, const float* w, const float* dy, float* dx, const ConvGeometry& g) {
+     [](const ConvGeometry& g) { return int64_t(g.c_out) * g.kh * g.kw; }, &ConvMagnitudes::dx, false,
+     [](const float*, const float* w, const float*, const float* dy, float* dx, const ConvGeometry& g) {
        conv2d_backward_data_cpu(dy, w, dx, g);
      },
-     [](const float*, const float* w, const float* dy, float* dx, const ConvGeometry& g) {
+     [](const float*, const float* w, const float*, const float* dy, float* dx, const ConvGeometry& g) {
        conv2d_backward_data_cuda(dy, w, dx, g);
      }},
     {"backward_filter", [](const ConvGeometry& g) { return size_t(conv_numel(g.c_out, g.c_in, g.kh, g.kw)); },
-     [](const ConvGeometry& g) { return int64_t(g.n) * g.h_out * g.w_out; }, &ConvMagnitudes::dw,
-     [](const float* x, const float*, const float* dy, float* dw, const ConvGeometry& g) {
+     [](const ConvGeometry& g) { return int64_t(g.n) * g.h_out * g.w_out; }, &ConvMagnitudes::dw, false,
+     [](const float* x, const float*, const float*, const float* dy, float* dw, const ConvGeometry& g) {
        conv2d_backward_filter_cpu(x, dy, dw, g);
      },
-     [](const float* x, const float*, const float* dy, float* dw, const ConvGeometry& g) {
+     [](const float* x, const float*, const float*, const float* dy, float* dw, const ConvGeometry& g) {
        conv2d_backward_filter_cuda(x, dy, dw, g);
      }},
 };
@@ -717,18 +733,32 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const ConvKe
   auto input = [&](size_t n) {
     return integers ? integer_vector(rng, n, -3, 3) : uniform_vector(rng, n, -1, 1);
   };
-  const std::vector<float> x = input(x_size), w = input(w_size), dy = input(y_size);
+  const std::vector<float> x = input(x_size), w = input(w_size), dy = input(y_size), bias = input(size_t(g.c_out));
   const ConvMagnitudes mag = conv_magnitudes(x, w, dy, g);
-  DeviceBuffer x_cuda(x), w_cuda(w), dy_cuda(dy);
+  DeviceBuffer x_cuda(x), w_cuda(w), dy_cuda(dy), bias_cuda(bias);
   std::ostringstream what;
   what << " n=" << g.n << " c_in=" << g.c_in << " " << g.h_in << "x" << g.w_in
        << " c_out=" << g.c_out << " k=" << g.kh << "x" << g.kw << " stride=" << g.stride
        << " pad=" << g.padding << (integers ? " (integers)" : "") << " cpu path ";
   const size_t out_size = kernel.out_size(g);
   const Tolerance tolerance = integers ? kExact : sum_tolerance(kernel.sum_terms(g));
+  std::vector<double> magnitude = mag.*kernel.magnitude;
+  const int64_t spatial = int64_t(g.h_out) * g.w_out;
+  if (kernel.biased)
+    for (size_t i = 0; i < out_size; ++i) magnitude[i] += std::fabs(double(bias[size_t(int64_t(i) / spatial % g.c_out)]));
   DeviceBuffer cuda(nan_vector(out_size));
-  kernel.cuda(x_cuda.get(), w_cuda.get(), dy_cuda.get(), cuda.get(), g);
+  kernel.cuda(x_cuda.get(), w_cuda.get(), kernel.biased ? bias_cuda.get() : nullptr, dy_cuda.get(), cuda.get(), g);
   const std::vector<float> reference = cuda.download();
+  if (kernel.biased) {
+    // The biased CUDA twin against its unbiased sums plus each output's
+    // channel bias, added here: the CPU twins are then held to that too.
+    DeviceBuffer plain(nan_vector(out_size));
+    conv2d_forward_cuda(x_cuda.get(), w_cuda.get(), nullptr, plain.get(), g);
+    std::vector<float> expected = plain.download();
+    for (size_t i = 0; i < out_size; ++i) expected[i] += bias[size_t(int64_t(i) / spatial % g.c_out)];
+    expect_close(std::string("conv2d_forward_bias (cuda) vs unbiased + bias") + what.str(), expected, reference,
+                 tolerance, magnitude);
+  }
   struct Run {
     CpuConvPath path;
     int threads;
@@ -740,9 +770,8 @@ void check_conv(const ConvGeometry& g, bool integers, TestRng& rng, const ConvKe
     const ForcedConvPath forced(run.path, run.threads);
     if (run.path == CpuConvPath::lanes) poison_lane_scratch();
     std::vector<float> cpu = nan_vector(out_size);
-    kernel.cpu(x.data(), w.data(), dy.data(), cpu.data(), g);
-    expect_close(std::string("conv2d_") + kernel.name + what.str() + run.name, reference, cpu, tolerance,
-                 mag.*kernel.magnitude);
+    kernel.cpu(x.data(), w.data(), kernel.biased ? bias.data() : nullptr, dy.data(), cpu.data(), g);
+    expect_close(std::string("conv2d_") + kernel.name + what.str() + run.name, reference, cpu, tolerance, magnitude);
   }
 }
 
@@ -756,7 +785,10 @@ void check_conv_all(const char* which, uint64_t seed) {
   check_conv(kConvGeometries[2], true, rng, *kernel);
 }
 
-PARITY_CHECK(conv2d_forward) { check_conv_all("forward", 606); }
+PARITY_CHECK(conv2d_forward) {
+  check_conv_all("forward", 606);
+  check_conv_all("forward_bias", 609);
+}
 PARITY_CHECK(conv2d_backward_data) { check_conv_all("backward_data", 607); }
 PARITY_CHECK(conv2d_backward_filter) { check_conv_all("backward_filter", 608); }
 

@@ -35,9 +35,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int str
   if (bias.defined() && (bias.ndim() != 1 || bias.shape()[0] != g.c_out))
     fail("conv2d", "bias is " + bias.shape().str() + ", expected (" + std::to_string(g.c_out) + ")");
   Tensor y = Tensor::empty(Shape{g.n, g.c_out, g.h_out, g.w_out}, device);
-  CTE_RUN(device, conv2d_forward, x.data(), weight.data(), y.data(), g);
-  if (should_record({&x, &weight}))
-    record("conv2d", {x, weight}, y, [x, weight, g](const Tensor& dy) {
+  // The bias goes into the kernel (the CPU's sums start from it), not into a pass of its own.
+  CTE_RUN(device, conv2d_forward, x.data(), weight.data(), bias.defined() ? bias.data() : nullptr, y.data(), g);
+  if (should_record({&x, &weight, &bias}))
+    record("conv2d", {x, weight, bias}, y, [x, weight, bias, g](const Tensor& dy) {
       if (x.requires_grad()) {
         Tensor dx = Tensor::empty(x.shape(), x.device());
         CTE_RUN(x.device(), conv2d_backward_data, dy.data(), weight.data(), dx.data(), g);
@@ -48,9 +49,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, int str
         CTE_RUN(x.device(), conv2d_backward_filter, x.data(), dy.data(), dw.data(), g);
         accumulate_grad(weight, dw);
       }
+      if (bias.defined() && bias.requires_grad())  // (N, C, H, W) -> (C, 1, 1): H and W in one pass, then N
+        accumulate_grad(bias, alias_with_shape(sum_to_shape(dy, Shape{g.c_out, 1, 1}), bias.shape()));
     });
-  if (!bias.defined()) return y;
-  return add(y, reshape(bias, Shape{g.c_out, 1, 1}));
+  return y;
 }
 
 Tensor conv2d_transpose(const Tensor& dy, const Tensor& weight, int stride, int padding,
@@ -73,7 +75,7 @@ Tensor conv2d_transpose(const Tensor& dy, const Tensor& weight, int stride, int 
       // convolution (for dy) and the filter gradient with grad as the input.
       if (dy.requires_grad()) {
         Tensor d_dy = Tensor::empty(dy.shape(), dy.device());
-        CTE_RUN(dy.device(), conv2d_forward, grad.data(), weight.data(), d_dy.data(), g);
+        CTE_RUN(dy.device(), conv2d_forward, grad.data(), weight.data(), nullptr, d_dy.data(), g);
         accumulate_grad(dy, d_dy);
       }
       if (weight.requires_grad()) {

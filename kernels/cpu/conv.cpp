@@ -173,6 +173,12 @@ int64_t images_per_block(const ConvGeometry& g) {
 }
 int64_t block_count(const ConvGeometry& g, int64_t per_block) { return (g.n + per_block - 1) / per_block; }
 
+// Each of the count images' [c_out, spatial] planes of y set to its channel's bias.
+void fill_bias(const float* bias /*[c_out]*/, int64_t count, int64_t c_out, int64_t spatial, float* y) {
+  for (int64_t j = 0; j < count; ++j)
+    for (int64_t o = 0; o < c_out; ++o) std::fill_n(y + (j * c_out + o) * spatial, spatial, bias[o]);
+}
+
 // Between NCHW and a block's [c, images*spatial] matrix (image j at columns j*spatial...).
 // The pieces are short (a few dozen floats), so the copies are plain loops:
 // a memmove call per piece costs more than the piece.
@@ -375,7 +381,8 @@ struct LaneWalk {
 };
 
 void lanes_forward(const float* x /*[n,c_in,h_in,w_in]*/, const float* w /*[c_out,c_in,kh,kw]*/,
-                   float* y /*[n,c_out,h_out,w_out]*/, const ConvGeometry& g) {
+                   const float* bias /*[c_out] or null*/, float* y /*[n,c_out,h_out,w_out]*/,
+                   const ConvGeometry& g) {
   const LaneWalk walk(g);
   const int32_t* taps = walk.taps;
   const int64_t rows = walk.rows, spatial = walk.spatial, fin = walk.fin, fout = walk.fout;
@@ -383,9 +390,12 @@ void lanes_forward(const float* x /*[n,c_in,h_in,w_in]*/, const float* w /*[c_ou
   {
     float* x_block = scratch_of_size(kLanesIn, (fin + 1) * kLanes);
     float* y_block = scratch_of_size(kLanesOut, fout * kLanes);
-    // y_block[(o, s)] = sum over rows of w[o, row] * x_block[taps[s, row]]
+    // y_block[(o, s)] = bias[o] + sum over rows of w[o, row] * x_block[taps[s, row]]
+    // (the bias starts the sums: no pass of its own over y)
     auto tile = [&]<int O, int S>(int64_t o, int64_t s) {
-      Lanes acc[O][S] = {};
+      Lanes acc[O][S];
+      for (int i = 0; i < O; ++i)
+        for (int j = 0; j < S; ++j) acc[i][j] = Lanes{} + (bias ? bias[o + i] : 0.0f);
       for (int64_t row = 0; row < rows; ++row) {
         Lanes in[S];
         for (int j = 0; j < S; ++j) in[j] = load_lanes(x_block + int64_t(taps[(s + j) * rows + row]) * kLanes);
@@ -502,14 +512,15 @@ void lanes_backward_filter(const float* x /*[n,c_in,h_in,w_in]*/, const float* d
 void set_cpu_conv_path(CpuConvPath path) { g_conv_path = path; }
 bool cpu_conv_by_size_takes_lanes(const ConvGeometry& g) { return lanes_by_size(g); }
 
-void conv2d_forward_cpu(const float* x, const float* w, float* y, ConvGeometry g) {
+void conv2d_forward_cpu(const float* x, const float* w, const float* bias, float* y, ConvGeometry g) {
   if (g.n == 0 || g.c_out == 0) return;
   const int64_t rows = col_rows(g), spatial = out_plane(g);
   if (rows == 0) {  // no input channels: BLAS may leave y untouched when K = 0
-    std::fill(y, y + int64_t(g.n) * g.c_out * spatial, 0.0f);
+    if (bias) fill_bias(bias, g.n, g.c_out, spatial, y);
+    else std::fill(y, y + int64_t(g.n) * g.c_out * spatial, 0.0f);
     return;
   }
-  if (use_lanes(g)) return lanes_forward(x, w, y, g);
+  if (use_lanes(g)) return lanes_forward(x, w, bias, y, g);
   const int64_t per_block = images_per_block(g), blocks = block_count(g, per_block);
   const std::vector<int32_t>& source = block_sources(g, per_block);
 #pragma omp parallel if (worth_threads(g))
@@ -521,9 +532,11 @@ void conv2d_forward_cpu(const float* x, const float* w, float* y, ConvGeometry g
       const int64_t first = b * per_block, count = std::min<int64_t>(per_block, g.n - first), ld = count * spatial;
       im2col_block(x + first * g.c_in * in_plane(g), count, col, source, g);
       float* y_block = y + first * g.c_out * spatial;
-      // [c_out, ld] = w[c_out, rows] * col[rows, ld]; one image: straight into y
-      gemm_cpu({false, false, g.c_out, ld, rows, rows, ld, ld, 0, 0, 0, 1}, 1.0f, w, col, 0.0f,
-               count == 1 ? y_block : out);
+      // [c_out, ld] = bias + w[c_out, rows] * col[rows, ld]; one image: straight into y
+      float* target = count == 1 ? y_block : out;
+      if (bias) fill_bias(bias, 1, g.c_out, ld, target);
+      gemm_cpu({false, false, g.c_out, ld, rows, rows, ld, ld, 0, 0, 0, 1}, 1.0f, w, col, bias ? 1.0f : 0.0f,
+               target);
       if (count > 1) scatter_block(out, count, g.c_out, spatial, y_block);
     }
   }

@@ -96,12 +96,24 @@ int64_t w_numel(const ConvGeometry& g) { return int64_t(g.c_out) * g.c_in * g.kh
 
 const float kOne = 1.0f, kZero = 0.0f;  // beta = 0: cuDNN overwrites the output without reading it
 
+// y[i] = bias[channel of i]: the start that cuDNN's forward (beta = 1) adds the sums to.
+// bias: [c_out], y: [n, c_out, spatial], total = n * c_out * spatial.
+__global__ void fill_bias_kernel(const float* bias, float* y, int64_t c_out, int64_t spatial, int64_t total) {
+  CTE_GRID_STRIDE_LOOP(i, total) { y[i] = bias[(i / spatial) % c_out]; }
+}
+
 }  // namespace
 
-void conv2d_forward_cuda(const float* x, const float* w, float* y, ConvGeometry g) {
+void conv2d_forward_cuda(const float* x, const float* w, const float* bias, float* y, ConvGeometry g) {
   check_geometry(g);
   if (y_numel(g) == 0) return;
-  if (x_numel(g) == 0 || w_numel(g) == 0) return fill_cuda(y, y_numel(g), 0.0f);  // empty sums
+  if (bias)
+    gpu::launch_1d("conv2d_fill_bias", y_numel(g), fill_bias_kernel, bias, y, int64_t(g.c_out),
+                   int64_t(g.h_out) * g.w_out, y_numel(g));
+  if (x_numel(g) == 0 || w_numel(g) == 0) {  // empty sums
+    if (!bias) fill_cuda(y, y_numel(g), 0.0f);
+    return;
+  }
   ConvPlan& plan = plan_for(g);
   cudnnHandle_t handle = gpu::cudnn_handle();
   if (!plan.forward_algo) {
@@ -119,7 +131,7 @@ void conv2d_forward_cuda(const float* x, const float* w, float* y, ConvGeometry 
   void* scratch = gpu::workspace(plan.forward_workspace);
   CTE_CUDA_CHECK(cudnnConvolutionForward(handle, &kOne, plan.x, x, plan.w, w, plan.conv,
                                          *plan.forward_algo, scratch, plan.forward_workspace,
-                                         &kZero, plan.y, y));
+                                         bias ? &kOne : &kZero, plan.y, y));
 }
 
 void conv2d_backward_data_cuda(const float* dy, const float* w, float* dx, ConvGeometry g) {

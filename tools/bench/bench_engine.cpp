@@ -165,15 +165,15 @@ void bench_selected_rows(const char* label, int64_t rows, int64_t live, int64_t 
 // once per path (im2col + sgemm, and lanes), marking the path by_size picks.
 void bench_conv(const char* label, const kern::ConvGeometry& g, Device device, double budget, Rng& rng) {
   Tensor x = random(Shape{g.n, g.c_in, g.h_in, g.w_in}, rng, device), w = random(Shape{g.c_out, g.c_in, g.kh, g.kw}, rng, device);
-  Tensor dy = random(Shape{g.n, g.c_out, g.h_out, g.w_out}, rng, device);
+  Tensor dy = random(Shape{g.n, g.c_out, g.h_out, g.w_out}, rng, device), bias = random(Shape{g.c_out}, rng, device);
   Tensor y = Tensor::empty(dy.shape(), device), dx = Tensor::empty(x.shape(), device), dw = Tensor::empty(w.shape(), device);
   const double flops = 2.0 * double(g.n) * g.c_out * g.h_out * g.w_out * g.c_in * g.kh * g.kw;
   const bool cpu = device == Device::cpu;
   auto rate = [&](const std::function<void()>& fn) { return flops / seconds_per_call(fn, budget / 3, device) * 1e-9; };
   auto line = [&](const std::string& path) {
     const double forward = rate([&] {
-      if (cpu) kern::conv2d_forward_cpu(x.data(), w.data(), y.data(), g);
-      else kern::conv2d_forward_cuda(x.data(), w.data(), y.data(), g);
+      if (cpu) kern::conv2d_forward_cpu(x.data(), w.data(), bias.data(), y.data(), g);
+      else kern::conv2d_forward_cuda(x.data(), w.data(), bias.data(), y.data(), g);
     });
     const double data = rate([&] {
       if (cpu) kern::conv2d_backward_data_cpu(dy.data(), w.data(), dx.data(), g);
