@@ -648,6 +648,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                  "the authors' code; the paper: 5e-5, 5e-3 for table 3's experiment E)");
   tools::add_crown_tie_flag(app, c.crown_tie, "default: 0; training and certification");
   tools::add_alpha_crown_flags(app, c.alpha);
+  tools::add_bound_memory_cap_flag(app, c.bound_memory_cap_bytes);
   app.add_option("--batch-size", c.batch_size, "training batch size (under mpirun: the global batch, split across the ranks)");
   add_on_off_flag(app, "elide", c.elide,
                   "last-layer elision: fold the margin specification into the last linear layer (default: on)");

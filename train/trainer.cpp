@@ -386,6 +386,7 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
       bo.sparse_early_stops = c.early_stops;
       bo.crown_tie_slope = c.crown_tie;
       bo.alpha = c.alpha;
+      bo.memory_cap_bytes = c.bound_memory_cap_bytes;
       bo.need_lower = false;  // the worst-case logits read only upper(z_y' - z_y)
       bo.box_shrink = float(c.box_shrink);
       Bounds bounds;
@@ -587,6 +588,7 @@ EvalReport evaluate(const Network& net, const Dataset& test_full, const EvalOpti
   bo.elide_last_layer = o.elide;
   bo.crown_tie_slope = o.crown_tie_slope;
   bo.alpha = o.alpha;
+  bo.memory_cap_bytes = o.bound_memory_cap_bytes;
   bo.need_lower = false;  // certified() reads only the upper bounds of the margins
   std::vector<float> images;
   std::vector<int> labels;
@@ -955,6 +957,7 @@ EvalOptions Trainer::eval_options() const {
   o.elide = config_.elide;
   o.crown_tie_slope = config_.crown_tie;
   o.alpha = config_.alpha;
+  o.bound_memory_cap_bytes = config_.bound_memory_cap_bytes;
   o.sound = !config_.unsound_fast;
   o.batch_size = config_.batch_size;
   o.subset = 0;  // test_set_ is already the subset

@@ -18,7 +18,9 @@
 #     CSV, the jumps at w = 0 and w = 1, the figure, and --crown-tie 1;
 #  4. --relaxations (one line each; --relaxation still works), --threads,
 #     and --no-clip accepting inputs outside [0, 1] (x = (2, -1), eps 0 on
-#     the appendix network: x1 = (1, 3), x2 = (1, 3), x3 = (4, -2)).
+#     the appendix network: x1 = (1, 3), x2 = (1, 3), x3 = (4, -2));
+#     --bound-memory-cap: a cap of one neuron's workspace gives the default
+#     cap's bounds on a two-hidden-layer net, and 0 is refused.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
 CERTIFY=build/bin/certify
@@ -125,6 +127,28 @@ expect_bounds '{"relaxation": "box", "sound": false, "crown_tie": 0, "lower": [[
 expect_error "x[0][0] = 2 is outside [0, 1] (--no-clip accepts it)" \
   --net "$tmp/appendix_a.json" --x "$tmp/outside_point.json" --eps 0 --relaxations box
 expect_error "--threads -1 must be >= 0" "${common[@]}" --relaxations box --threads -1
+
+echo "== --bound-memory-cap: chunks of intermediate bounds change the work, not the bounds"
+# Two hidden layers, so layer 2's bounds are backsubstituted: 100 bytes holds
+# one neuron's workspace, every neuron its own chunk.
+cat > "$tmp/two_hidden.json" <<'EOF'
+{"input_shape": [3],
+ "layers": [{"type": "linear", "W": [[0.5, -1, 0.25], [1, 0.5, -0.5], [-0.75, 0.25, 1], [0.3, 0.9, -0.6]],
+             "b": [0.1, -0.2, 0.05, 0]},
+            {"type": "relu"},
+            {"type": "linear", "W": [[1, -0.5, 0.25, 0.5], [-0.25, 1, 0.5, -1], [0.6, 0.2, -0.9, 0.4], [0.1, -0.3, 0.7, 1]],
+             "b": [0, 0.1, -0.1, 0.2]},
+            {"type": "relu"},
+            {"type": "linear", "W": [[1, -1, 0.5, 0.25], [-0.5, 0.75, 1, -0.25]], "b": [0, 0]}]}
+EOF
+echo '{"x": [[0.4, 0.6, 0.5], [0.1, 0.9, 0.3]]}' > "$tmp/two_points.json"
+hidden=(--net "$tmp/two_hidden.json" --x "$tmp/two_points.json" --eps 0.2 --relaxations deepz,crown,hbox,crown-ibp)
+default_cap=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "${hidden[@]}" 2>/dev/null)
+tiny_cap=$(OMP_NUM_THREADS=1 "$CERTIFY" bounds "${hidden[@]}" --bound-memory-cap 0.0001 2>/dev/null)
+if [ -n "$default_cap" ] && [ "$(wc -l <<<"$default_cap")" -eq 4 ] && [ "$default_cap" = "$tiny_cap" ]; then
+  ok "certify bounds --bound-memory-cap 0.0001 (one neuron a chunk) = the default 1024 MiB, 4 relaxations"
+else bad "certify bounds --bound-memory-cap: default '$default_cap' vs tiny '$tiny_cap'"; fi
+expect_error "--bound-memory-cap" "${hidden[@]}" --bound-memory-cap 0
 
 echo "== bad input"
 expect_error "--eps: must be a finite number >= 0, got -0.1" --net "$tmp/appendix_a.json" --x "$tmp/origin.json" --eps -0.1 --relaxation box

@@ -125,6 +125,7 @@ int certify_bounds_command(int argc, char** argv) {
   bool no_clip = false, no_elide = false, unsound_fast = false;
   int crown_tie = 0;
   AlphaCrownOptions alpha;
+  size_t memory_cap_bytes = BoundOptions{}.memory_cap_bytes;
   app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--net", net_path, "network JSON (engine/netjson.h format) or ONNX (.onnx, engine/onnx_io.h)")->required();
   app.add_option("--x", x_path,
@@ -147,6 +148,7 @@ int certify_bounds_command(int argc, char** argv) {
                "bound the logits first and apply the spec afterwards, instead of folding it into the last layer");
   tools::add_crown_tie_flag(app, crown_tie, "default: 0; printed as \"crown_tie\" on every line");
   tools::add_alpha_crown_flags(app, alpha);
+  tools::add_bound_memory_cap_flag(app, memory_cap_bytes);
   app.add_flag("--unsound-fast", unsound_fast,
                "the fast bounds of training instead of the sound ones (which hold for the real network and the "
                "float32 forward pass, every rounding accounted for: relaxations/sound.cpp)");
@@ -234,6 +236,7 @@ int certify_bounds_command(int argc, char** argv) {
     options.sound = !unsound_fast;
     options.crown_tie_slope = crown_tie;
     options.alpha = alpha;
+    options.memory_cap_bytes = memory_cap_bytes;
     for (Relaxation relaxation : relaxations) {
       Bounds bounds;
       try {

@@ -121,6 +121,8 @@ int certify_curve_command(int argc, char** argv) {
       ->capture_default_str();
   add_elide_flags(app, elide);
   add_unsound_flag(app, unsound_fast);
+  size_t bound_memory_cap_bytes = EvalOptions{}.bound_memory_cap_bytes;
+  tools::add_bound_memory_cap_flag(app, bound_memory_cap_bytes);
   tools::reject_empty_numbers(app);
   try {
     app.parse(argc, argv);
@@ -144,6 +146,7 @@ int certify_curve_command(int argc, char** argv) {
   o.pgd = false;
   o.elide = elide.resolve(run.trained.elide);
   o.sound = !unsound_fast;
+  o.bound_memory_cap_bytes = bound_memory_cap_bytes;
   o.batch_size = batch_size;
   o.subset = test_subset;
   o.on_batch = [](int64_t done, int64_t total) {

@@ -67,6 +67,7 @@ int certify_eval_command(int argc, char** argv) {
   AlphaCrownOptions alpha;
   add_alpha_crown_flags(app, alpha);
   EvalOptions o;
+  add_bound_memory_cap_flag(app, o.bound_memory_cap_bytes);
   add_bab_flags(app, o.bab_options);
   add_unsound_flag(app, unsound_fast);
   app.add_option("--device", device_name, "cpu | cuda | auto")->capture_default_str();

@@ -56,6 +56,8 @@ int certify_table_command(int argc, char** argv) {
   add_crown_tie_flag(app, crown_tie, "default: as each run trained; a column of the table");
   AlphaCrownOptions alpha;
   add_alpha_crown_flags(app, alpha);
+  size_t bound_memory_cap_bytes = EvalOptions{}.bound_memory_cap_bytes;
+  add_bound_memory_cap_flag(app, bound_memory_cap_bytes);
   verify::VerifyOptions bab_options = bab_column_defaults();
   add_bab_flags(app, bab_options);
   add_unsound_flag(app, unsound_fast);
@@ -101,6 +103,7 @@ int certify_table_command(int argc, char** argv) {
     o.elide = run.trained.elide;
     o.crown_tie_slope = crown_tie >= 0 ? crown_tie : run.trained.crown_tie;
     o.alpha = alpha;
+    o.bound_memory_cap_bytes = bound_memory_cap_bytes;
     o.sound = !unsound_fast;
     o.batch_size = batch_size;
     o.subset = test_subset;

@@ -99,6 +99,17 @@ void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha) {
       ->check(CLI::PositiveNumber);
 }
 
+void add_bound_memory_cap_flag(CLI::App& app, size_t& bytes) {
+  app.add_option_function<double>(
+         "--bound-memory-cap", [&bytes](double mib) { bytes = std::max<size_t>(1, size_t(mib * double(1 << 20))); },
+         "MiB of workspace per bound computation for DeepZ, CROWN, CROWN-0 and hBox: "
+         "intermediate bounds are computed in chunks of neurons that fit it (the same bounds, more chunks when "
+         "smaller); in training, chunks stay on the tape while the cap lasts and the rest are recomputed in the "
+         "backward pass, so a larger cap trades memory for time (default " +
+             std::to_string(bytes >> 20) + ")")
+      ->check(CLI::PositiveNumber);
+}
+
 void add_pgd_start_flag(CLI::App& app, std::string& start) {
   app.add_option("--pgd-start", start,
                  "where evaluation PGD starts: random (a uniform point of the ball clipped to [0, 1], as the "

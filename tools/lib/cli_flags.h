@@ -42,6 +42,10 @@ void add_crown_tie_flag(CLI::App& app, int& slope, const std::string& default_te
 // (AlphaCrownOptions in relaxations/relaxations.h), checked by CLI11.
 void add_alpha_crown_flags(CLI::App& app, AlphaCrownOptions& alpha);
 
+// --bound-memory-cap MiB: BoundOptions::memory_cap_bytes, the backsubstitution
+// relaxations' workspace per bound computation (and, in training, the tape's).
+void add_bound_memory_cap_flag(CLI::App& app, size_t& bytes);
+
 // --pgd-start random|zero: where evaluation PGD starts its first attempt
 // (the restarts always start at random points of the ball).
 void add_pgd_start_flag(CLI::App& app, std::string& start);
