@@ -465,6 +465,7 @@ BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
 BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
 void set_row_plan_choice(RowPlanChoice choice) { g_row_plan_choice = choice; }
 void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
+void set_backsub_chunk_stats(const BacksubChunkStats& stats) { g_chunk_stats = stats; }
 
 BacksubContext make_backsub_context(const Network& net, const Tensor& lower0, const Tensor& upper0, ReluRule rule,
                                     BacksubMode mode, size_t memory_cap_bytes, bool sound) {

@@ -320,6 +320,7 @@ struct BacksubChunkStats {
 };
 BacksubChunkStats backsub_chunk_stats();
 void reset_backsub_chunk_stats();
+void set_backsub_chunk_stats(const BacksubChunkStats& stats);  // a resumed epoch's counts so far
 
 // How the sparse path batches its rows on this thread: by its cost estimate
 // (the default), or always one of the two plans (tests cover both with it).

@@ -30,6 +30,7 @@
 #include "engine/random.h"
 #include "engine/tape.h"
 #include "kernels/gpu_runtime.h"
+#include "relaxations/relax_ops.h"
 #include "tools/lib/cli_flags.h"
 #include "train/bound_reg.h"
 #include "train/networks.h"
@@ -1034,6 +1035,9 @@ struct Trainer::EpochTotals {
   bool stop_after_epoch = false;  // it arrived at the epoch's last batch: stop once the epoch is recorded
   int64_t batches_saved = 0;      // stopped mid-epoch: the batches its checkpoint holds (0: none written)
   TrainStep::GraphCounts graphs;  // --cuda-graph: this epoch's captures and replayed steps
+  // Backsubstitution chunks of the training steps, and those recomputed in the backward pass
+  // (beyond --bound-memory-cap's tape budget).
+  uint64_t bound_chunks = 0, bound_chunks_recomputed = 0;
   double mean_loss() const { return seen ? loss_sum / double(seen) : 0.0; }
   double accuracy() const { return seen ? double(correct) / double(seen) : 0.0; }
   double images_per_s() const { return double(seen) / std::max(1e-9, seconds); }
@@ -1120,6 +1124,7 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   loader.start_epoch(epoch);
   const auto epoch_start = Clock::now();
   reset_relu_layer_stats();
+  relax::reset_backsub_chunk_stats();
   EpochTotals totals;
   const TrainStep::GraphCounts graphs_before = step.graph_counts();
   DeviceEpochSums sums(device_);
@@ -1140,14 +1145,24 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
     for (const json& s : p.at("relu_stats"))
       stats.push_back({s.at(0).get<size_t>(), s.at(1).get<uint64_t>(), s.at(2).get<uint64_t>(), s.at(3).get<uint64_t>()});
     set_relu_layer_stats(stats);
+    relax::BacksubChunkStats chunks;
+    const json saved_chunks = p.value("bound_chunks", json::array({0, 0}));
+    chunks.chunks = saved_chunks.at(0).get<uint64_t>();
+    chunks.checkpointed_chunks = saved_chunks.at(1).get<uint64_t>();
+    relax::set_backsub_chunk_stats(chunks);
   }
   auto last_save = Clock::now();
   // The checkpoint of `epoch` epochs and `done` batches of the next, with the epoch's sums so far.
   auto save_partial = [&](int64_t done) {
     json relu = json::array();
     for (const ReluLayerStats& s : relu_layer_stats()) relu.push_back({s.layer, s.pairs, s.unstable, s.backsubstituted});
-    save_epoch_checkpoint(epoch, {{"batch", done}, {"sums", sums.to_json()}, {"seen", totals.seen},
-                                  {"seconds", seconds_before + seconds_since(epoch_start)}, {"relu_stats", relu}});
+    const relax::BacksubChunkStats chunks = relax::backsub_chunk_stats();
+    save_epoch_checkpoint(epoch, {{"batch", done},
+                                  {"sums", sums.to_json()},
+                                  {"seen", totals.seen},
+                                  {"seconds", seconds_before + seconds_since(epoch_start)},
+                                  {"relu_stats", relu},
+                                  {"bound_chunks", {chunks.chunks, chunks.checkpointed_chunks}}});
     last_save = Clock::now();
   };
   // The first non-finite step stops the run, naming it; the epoch's checkpoint is not written.
@@ -1222,6 +1237,8 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   totals.skipped_steps = int64_t(sums.skipped.item());
   if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
   totals.seconds = seconds_before + seconds_since(epoch_start);
+  totals.bound_chunks = relax::backsub_chunk_stats().chunks;  // before any evaluation adds its own
+  totals.bound_chunks_recomputed = relax::backsub_chunk_stats().checkpointed_chunks;
   totals.graphs = step.graph_counts();
   totals.graphs.captures -= graphs_before.captures;
   totals.graphs.replays -= graphs_before.replays;
@@ -1287,6 +1304,18 @@ void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::opti
     }
     line["unstable_fraction"] = unstable;
     line["backsubstituted_fraction"] = backsubstituted;
+  }
+  if (totals.bound_chunks > 0) {
+    line["bound_chunks"] = {{"chunks", totals.bound_chunks}, {"recomputed", totals.bound_chunks_recomputed}};
+    if (totals.bound_chunks_recomputed > 0 && !told_of_recomputation_ && !config_.quiet && comm_.is_root()) {
+      told_of_recomputation_ = true;
+      bar.clear();
+      *log_ << "[train] " << totals.bound_chunks_recomputed << " of " << totals.bound_chunks
+            << " backsubstitution chunks this epoch were recomputed in the backward pass: they did not fit "
+               "--bound-memory-cap "
+            << format_number(double(config_.bound_memory_cap_bytes) / double(1 << 20))
+            << " MiB; a larger cap keeps them (more memory, less time)" << std::endl;
+    }
   }
   if (eval) line["eval"] = eval->to_json();
   bar.clear();

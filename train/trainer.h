@@ -333,6 +333,7 @@ class Trainer {
 
   TrainConfig config_;
   std::ostream* log_;
+  bool told_of_recomputation_ = false;  // the --bound-memory-cap hint, once per run
   Device device_ = Device::cpu;
   UploadStaging image_staging_;  // the batches' asynchronous upload to device_
   DatasetSplits data_;

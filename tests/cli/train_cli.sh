@@ -21,7 +21,9 @@
 #     says when a run is finished; banners on stderr (certify eval --json is
 #     clean JSON on stdout); run folders as --checkpoint; export-inputs;
 #     gnuplot scripts that run from their own folder; an aligned table;
-#  7. --pca: a run on PCA coordinates and certify eval on its checkpoint agree.
+#  7. --pca: a run on PCA coordinates and certify eval on its checkpoint agree;
+#  8. --bound-memory-cap: the chunks a CROWN step keeps or recomputes, in
+#     metrics.jsonl's bound_chunks, and the one-time hint.
 # Parts 2-5 are skipped (exit 0) when FashionMNIST is not installed.
 set -uo pipefail
 cd "$(dirname "$0")/../.."
@@ -323,6 +325,31 @@ then
   ok "--pca 4: certify eval on the checkpoint reproduces the trainer's accuracy, certified counts and margins ($(grep -o '"accuracy":[0-9.]*' <<<"$ev" | head -1))"
 else
   bad "--pca run: exit $rc: $out | eval: $ev | final: $final"
+fi
+
+echo "== --bound-memory-cap: the chunks a training step recomputes"
+# CROWN on PCA coordinates (4 -> 20 -> 20 -> 10): the second layer's bounds are backsubstituted
+# in chunks of neurons. The default cap (1024 MiB) keeps every chunk on the tape; 100 bytes, one
+# neuron a chunk, leaves each one to be recomputed in the backward pass, and the run says so once.
+cap_run() {
+  "$TRAIN" --dataset fashion-mnist --data-dir "$fm" --net fc-2x20 --method crown --pca 4 --train-subset 100 \
+    --test-subset 20 --epochs 1 --rampup 1 --eps-train 0.05 --eps-test 0.05 --batch-size 50 --pgd-steps 0 \
+    --threads 1 "$@" 2>&1
+}
+wide=$(cap_run --out "$tmp/cap_wide"); rc_wide=$?
+narrow=$(cap_run --out "$tmp/cap_narrow" --bound-memory-cap 0.0001); rc_narrow=$?
+if [ "$rc_wide" -eq 0 ] && [ "$rc_narrow" -eq 0 ] && ! grep -q "recomputed in the backward pass" <<<"$wide" &&
+   [ "$(grep -c "recomputed in the backward pass: they did not fit --bound-memory-cap" <<<"$narrow")" -eq 1 ] &&
+   /usr/bin/python3 - "$tmp/cap_wide/metrics.jsonl" "$tmp/cap_narrow/metrics.jsonl" <<'EOF'
+import json, sys
+wide, narrow = (json.loads(open(f).readline())["bound_chunks"] for f in sys.argv[1:])
+assert wide["chunks"] >= 1 and wide["recomputed"] == 0, wide
+assert narrow["chunks"] > wide["chunks"] and narrow["recomputed"] == narrow["chunks"], (wide, narrow)
+EOF
+then
+  ok "--bound-memory-cap: the default keeps every chunk, one neuron's worth recomputes them all and says so"
+else
+  bad "--bound-memory-cap: exit $rc_wide / $rc_narrow: $wide | $narrow"
 fi
 
 echo "== certify eval"
