@@ -1310,11 +1310,13 @@ void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::opti
     if (totals.bound_chunks_recomputed > 0 && !told_of_recomputation_ && !config_.quiet && comm_.is_root()) {
       told_of_recomputation_ = true;
       bar.clear();
+      const size_t cap = config_.bound_memory_cap_bytes;
+      const std::string cap_text = cap >= size_t(1 << 20) ? format_number(double(cap) / double(1 << 20)) + " MiB"
+                                                          : std::to_string(cap) + " bytes";
       *log_ << "[train] " << totals.bound_chunks_recomputed << " of " << totals.bound_chunks
             << " backsubstitution chunks this epoch were recomputed in the backward pass: they did not fit "
-               "--bound-memory-cap "
-            << format_number(double(config_.bound_memory_cap_bytes) / double(1 << 20))
-            << " MiB; a larger cap keeps them (more memory, less time)" << std::endl;
+               "--bound-memory-cap ("
+            << cap_text << "); a larger cap keeps them (more memory, less time)" << std::endl;
     }
   }
   if (eval) line["eval"] = eval->to_json();

@@ -339,7 +339,7 @@ cap_run() {
 wide=$(cap_run --out "$tmp/cap_wide"); rc_wide=$?
 narrow=$(cap_run --out "$tmp/cap_narrow" --bound-memory-cap 0.0001); rc_narrow=$?
 if [ "$rc_wide" -eq 0 ] && [ "$rc_narrow" -eq 0 ] && ! grep -q "recomputed in the backward pass" <<<"$wide" &&
-   [ "$(grep -c "recomputed in the backward pass: they did not fit --bound-memory-cap" <<<"$narrow")" -eq 1 ] &&
+   [ "$(grep -c "recomputed in the backward pass: they did not fit --bound-memory-cap (104 bytes)" <<<"$narrow")" -eq 1 ] &&
    /usr/bin/python3 - "$tmp/cap_wide/metrics.jsonl" "$tmp/cap_narrow/metrics.jsonl" <<'EOF'
 import json, sys
 wide, narrow = (json.loads(open(f).readline())["bound_chunks"] for f in sys.argv[1:])
