@@ -48,7 +48,7 @@ struct TrainConfig {
   double l2 = 0.0;                         // lambda * sum W^2 over weights (biases excluded, as the authors' code)
   int crown_tie = 0;                       // CROWN's lower slope when -l = u: 0 (the paper) or 1 (the authors' code)
   AlphaCrownOptions alpha;                 // alpha-crown's slope optimisation (training and certification)
-  size_t bound_memory_cap_bytes = size_t(1) << 30;  // BoundOptions::memory_cap_bytes (time and memory, not results)
+  size_t bound_memory_cap_bytes = BoundOptions{}.memory_cap_bytes;  // time and memory, not results
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
   bool early_stops = false;                // BoundOptions::sparse_early_stops in training

@@ -1237,8 +1237,9 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   totals.skipped_steps = int64_t(sums.skipped.item());
   if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
   totals.seconds = seconds_before + seconds_since(epoch_start);
-  totals.bound_chunks = relax::backsub_chunk_stats().chunks;  // before any evaluation adds its own
-  totals.bound_chunks_recomputed = relax::backsub_chunk_stats().checkpointed_chunks;
+  const relax::BacksubChunkStats chunk_stats = relax::backsub_chunk_stats();  // before any evaluation adds its own
+  totals.bound_chunks = chunk_stats.chunks;
+  totals.bound_chunks_recomputed = chunk_stats.checkpointed_chunks;
   totals.graphs = step.graph_counts();
   totals.graphs.captures -= graphs_before.captures;
   totals.graphs.replays -= graphs_before.replays;

@@ -200,7 +200,7 @@ struct EvalOptions {
   bool elide = true;
   int crown_tie_slope = 0;  // BoundOptions::crown_tie_slope
   AlphaCrownOptions alpha;  // BoundOptions::alpha (alpha-crown's optimisation)
-  size_t bound_memory_cap_bytes = size_t(1) << 30;  // BoundOptions::memory_cap_bytes
+  size_t bound_memory_cap_bytes = BoundOptions{}.memory_cap_bytes;
   int batch_size = 100;
   int64_t subset = 0;  // first N test images (0: all)
   // Sound bounds (relaxations/sound.cpp) and an outward-rounded input box:
