@@ -211,7 +211,8 @@ def ordering_check(doc, recipe, cells, results, net, eps, schedules, paper):
             continue
         text = f"ours (schedule {s}): " + " > ".join(f"{m} {v:.1f}" for m, v in sorted(ours, key=lambda t: -t[1]))
         if len(ours) < len(relaxation_rows):
-            text += f" ({len(relaxation_rows) - len(ours)} of {len(relaxation_rows)} rows not run yet)"
+            missing = [m for m in relaxation_rows if m not in dict(ours)]
+            text += f" (not run yet on this schedule: {', '.join(missing)})"
         lines.append(text)
         if s == "paper" and seeds:
             close = []
