@@ -1,6 +1,7 @@
 // Adam and SGD over fused kernels, and the learning-rate schedules.
 #include "engine/optim.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "engine/dispatch.h"
@@ -9,6 +10,22 @@ namespace cte {
 
 void Optimizer::zero_grad() {
   for (Tensor& p : params_) p.zero_grad();
+}
+
+void Optimizer::set_l1_penalty(const std::vector<Tensor>& penalised, float lambda) {
+  std::fill(l1_.begin(), l1_.end(), 0.0f);
+  for (const Tensor& t : penalised) {
+    const auto it = std::find_if(params_.begin(), params_.end(), [&](const Tensor& p) { return p.data() == t.data(); });
+    if (it == params_.end())
+      fail("optimizer", "an L1-penalised tensor of shape " + t.shape().str() + " is not one of its parameters");
+    l1_[size_t(it - params_.begin())] = lambda;
+  }
+}
+
+Tensor Optimizer::step_gradient(size_t i) const {
+  const Tensor g = params_[i].grad();
+  if (g.defined() || l1_[i] == 0.0f) return g;
+  return Tensor::zeros(params_[i].shape(), params_[i].device());
 }
 
 Adam::Adam(std::vector<Tensor> params, float lr, float beta1, float beta2, float eps)
@@ -46,10 +63,10 @@ void Adam::step(const Tensor& skip) {
   const float bc2 = bias_correction(beta2_, step_);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
-    const Tensor g = p.grad();
+    const Tensor g = step_gradient(i);
     if (!g.defined()) continue;  // a parameter the loss did not reach
     CTE_RUN(p.device(), adam_step, p.data(), g.data(), m_[i].data(), v_[i].data(), p.numel(), lr_,
-            beta1_, beta2_, eps_, bc1, bc2, skip_if_nonzero);
+            beta1_, beta2_, eps_, bc1, bc2, l1_[i], skip_if_nonzero);
   }
 }
 
@@ -97,9 +114,10 @@ void Sgd::step(const Tensor& skip) {
   const float* skip_if_nonzero = skip_flag("sgd", skip, params_);
   for (size_t i = 0; i < params_.size(); ++i) {
     Tensor& p = params_[i];
-    const Tensor g = p.grad();
+    const Tensor g = step_gradient(i);
     if (!g.defined()) continue;
-    CTE_RUN(p.device(), sgd_step, p.data(), g.data(), buffers_[i].data(), p.numel(), lr_, momentum_, skip_if_nonzero);
+    CTE_RUN(p.device(), sgd_step, p.data(), g.data(), buffers_[i].data(), p.numel(), lr_, momentum_, l1_[i],
+            skip_if_nonzero);
   }
 }
 

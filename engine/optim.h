@@ -21,6 +21,11 @@ class Optimizer {
   void set_learning_rate(float lr) { lr_ = lr; }
   float learning_rate() const { return lr_; }
   const std::vector<Tensor>& parameters() const { return params_; }
+  // An L1 penalty lambda * sum |p| on each of `penalised` (some of the
+  // parameters; the others get none), folded into the step's kernel: it adds
+  // lambda * sign(p) to the gradient there instead of two passes per weight on
+  // the tape. The penalty's value is the caller's to report.
+  void set_l1_penalty(const std::vector<Tensor>& penalised, float lambda);
   // State for checkpoints (moments, step count) as named tensors.
   virtual std::vector<std::pair<std::string, Tensor>> state() const = 0;
   // CUDA graphs: the host values the next step() passes to its kernels (a
@@ -33,9 +38,14 @@ class Optimizer {
   virtual void load_state(const std::vector<std::pair<std::string, Tensor>>& state) = 0;
 
  protected:
-  Optimizer(std::vector<Tensor> params, float lr) : params_(std::move(params)), lr_(lr) {}
+  Optimizer(std::vector<Tensor> params, float lr)
+      : params_(std::move(params)), lr_(lr), l1_(params_.size(), 0.0f) {}
+  // The gradient the step applies to parameter i: its own; zeros where the loss
+  // did not reach it but an L1 penalty does; undefined (no step) otherwise.
+  Tensor step_gradient(size_t i) const;
   std::vector<Tensor> params_;
   float lr_;
+  std::vector<float> l1_;  // per parameter: its L1 penalty's lambda, 0 for none
 };
 
 class Adam : public Optimizer {

@@ -157,6 +157,8 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
                           const float* dvar /*[channels] or null*/, float* dx /*[n,channels,plane]*/, \
                           float* dgamma /*[channels]*/, float* dbeta /*[channels]*/, int64_t n,   \
                           int64_t channels, int64_t plane, float eps, int batch_stats))          \
+  /* g is grad + l1 * sign(p): an L1 penalty l1 * sum |p| folded into the step (0:   */ \
+  /* none), instead of two more passes over every weight on the tape.                 */ \
   /* In place: m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;                           */ \
   /* p -= lr * (m / bias_correction1) / (sqrt(v / bias_correction2) + eps).           */ \
   /* skip: a device flag read by the kernel; nonzero leaves p, m and v as they are    */ \
@@ -164,10 +166,11 @@ constexpr int conv_output_extent(int in, int kernel, int stride, int padding) {
   X(adam_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* m /*[n]*/,      \
                 float* v /*[n]*/, int64_t n, float lr, float beta1, float beta2,         \
                 float eps, float bias_correction1, float bias_correction2,              \
-                const float* skip /*[1] or null*/))                                     \
-  /* In place: buf = momentum * buf + g; p -= lr * buf (PyTorch's SGD); skip as above. */ \
+                float l1, const float* skip /*[1] or null*/))                           \
+  /* In place: buf = momentum * buf + g; p -= lr * buf (PyTorch's SGD); g, skip as above. */ \
   X(sgd_step, (float* param /*[n]*/, const float* grad /*[n]*/, float* buf /*[n]*/,     \
-               int64_t n, float lr, float momentum, const float* skip /*[1] or null*/))
+               int64_t n, float lr, float momentum, float l1,                           \
+               const float* skip /*[1] or null*/))
 
 #define CTE_DECLARE_KERNEL_TWINS(name, params) \
   void name##_cpu params;                      \

@@ -37,6 +37,7 @@
 
 #include "engine/ops.h"
 #include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
 #include "relaxations/layers/bound_rules.h"
 
 namespace cte::relax {
@@ -462,6 +463,19 @@ BacksubResult single_affine_bounds(const BacksubContext& ctx, size_t top) {
 
 }  // namespace
 
+BacksubChunkStats BacksubChunkStats::combined(const BacksubChunkStats& other, int sign) const {
+  static_assert(sizeof(BacksubChunkStats) == 5 * sizeof(uint64_t), "a new count must be combined here too");
+  // Unsigned wrap-around makes the difference of two counts exact as long as it is >= 0 (a delta).
+  auto mix = [sign](uint64_t a, uint64_t b) { return sign > 0 ? a + b : a - b; };
+  BacksubChunkStats r;
+  r.chunks = mix(chunks, other.chunks);
+  r.checkpointed_chunks = mix(checkpointed_chunks, other.checkpointed_chunks);
+  r.sparse_shared_chunks = mix(sparse_shared_chunks, other.sparse_shared_chunks);
+  r.sparse_per_sample_chunks = mix(sparse_per_sample_chunks, other.sparse_per_sample_chunks);
+  r.patch_chunks = mix(patch_chunks, other.patch_chunks);
+  return r;
+}
+
 BacksubChunkStats backsub_chunk_stats() { return g_chunk_stats; }
 void set_row_plan_choice(RowPlanChoice choice) { g_row_plan_choice = choice; }
 void reset_backsub_chunk_stats() { g_chunk_stats = BacksubChunkStats{}; }
@@ -874,19 +888,109 @@ void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upp
   box_forward(net, box0.centre, box0.radius, end, &lower, &upper, sound);
 }
 
-static thread_local std::vector<ReluLayerStats> g_relu_layer_stats;
+namespace {
+
+// One ReLU layer's statistics on this thread. Bounds on the CPU are counted on
+// the host (a read is free there). Bounds on a GPU are counted on the device,
+// into two float scalars the step updates in place, so that a training step
+// never waits for the device and a CUDA graph's replay adds its own counts;
+// they are read only by relu_layer_stats(). The count stays exact:
+//  - the count c of one call is exact: every partial sum of its 0/1 mask is an
+//    integer below 2^23 (larger calls are counted on the host instead);
+//  - c goes into `low`, and low's part above 2^19 moves into `high`:
+//    (low + 2^43) - 2^43 is low rounded to a multiple of 2^19 or 2^20, exactly,
+//    so low stays below 2^20 in magnitude and high, a sum of such multiples, is
+//    exact up to 2^43 pairs.
+struct ReluLayerCounts {
+  ReluLayerStats host;            // pairs, backsubstituted, and the unstable pairs of CPU bounds
+  Tensor device_low, device_high;  // the unstable pairs of GPU bounds (scalars; undefined: none yet)
+};
+thread_local std::vector<ReluLayerCounts> g_relu_layer_counts;
+
+constexpr int64_t kDeviceCountLimit = int64_t(1) << 23;
+thread_local bool g_count_on_device = true;  // tests: off counts GPU bounds on the host, for comparison
+constexpr float kCarryShift = 8796093022208.0f;  // 2^43
+
+ReluLayerCounts& layer_counts(size_t layer) {
+  for (ReluLayerCounts& c : g_relu_layer_counts)
+    if (c.host.layer == layer) return c;
+  g_relu_layer_counts.push_back(ReluLayerCounts{ReluLayerStats{layer, 0, 0, 0}, Tensor(), Tensor()});
+  return g_relu_layer_counts.back();
+}
+
+void count_unstable_on_device(ReluLayerCounts& counts, const Tensor& lower, const Tensor& upper) {
+  NoGrad no_grad;
+  const Device device = lower.device();
+  if (!counts.device_low.defined()) {
+    // A graph would keep a capture's own blocks only as long as it lives: the
+    // accumulators are made by the eager steps before any capture.
+    if (gpu::capturing())
+      fail("relu statistics", "layer " + std::to_string(counts.host.layer) +
+                                  "'s device counters would be made during a CUDA graph capture");
+    counts.device_low = Tensor::zeros(Shape{}, device);
+    counts.device_high = Tensor::zeros(Shape{}, device);
+  }
+  // Stable: l >= 0 (identity) or u <= 0 (dead), as kern::relu_case; NaN counts as unstable there too.
+  const Tensor zero = Tensor::zeros(Shape{}, device);
+  const Tensor stable = ops::sum(ops::maximum(ops::compare(lower, zero, kern::BinaryOp::ge),
+                                              ops::compare(upper, zero, kern::BinaryOp::le)));
+  const Tensor low = ops::add(counts.device_low, ops::add_scalar(ops::neg(stable), float(lower.numel())));
+  const Tensor carried = ops::add_scalar(ops::add_scalar(low, kCarryShift), -kCarryShift);
+  counts.device_low.copy_from(ops::sub(low, carried));
+  counts.device_high.copy_from(ops::add(counts.device_high, carried));
+}
+
+}  // namespace
 
 void record_relu_layer(size_t layer, const BacksubResult& r) {
-  const std::vector<float> l = r.lower.to_vector(), u = r.upper.to_vector();
-  auto it = std::find_if(g_relu_layer_stats.begin(), g_relu_layer_stats.end(),
-                         [layer](const ReluLayerStats& s) { return s.layer == layer; });
-  if (it == g_relu_layer_stats.end()) {
-    g_relu_layer_stats.push_back(ReluLayerStats{layer, 0, 0, 0});
-    it = g_relu_layer_stats.end() - 1;
+  ReluLayerCounts& counts = layer_counts(layer);
+  counts.host.pairs += uint64_t(r.lower.numel());
+  counts.host.backsubstituted += r.backsubstituted;  // 0 where a forward pass gave the bounds (one affine layer)
+  if (r.lower.device() == Device::cuda && r.lower.numel() < kDeviceCountLimit && g_count_on_device) {
+    count_unstable_on_device(counts, r.lower, r.upper);
+    return;
   }
-  it->pairs += l.size();
-  for (size_t k = 0; k < l.size(); ++k) it->unstable += kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
-  it->backsubstituted += r.backsubstituted;  // 0 where a forward pass gave the bounds (one affine layer)
+  const std::vector<float> l = r.lower.to_vector(), u = r.upper.to_vector();
+  for (size_t k = 0; k < l.size(); ++k)
+    counts.host.unstable += kern::relu_case(l[k], u[k]) == kern::ReluCase::unstable;
+}
+
+void set_relu_counts_on_device(bool on) { g_count_on_device = on; }
+
+void restore_host_bound_stats(const HostBoundStats& saved) {
+  for (ReluLayerCounts& c : g_relu_layer_counts) c.host = ReluLayerStats{c.host.layer, 0, 0, 0};
+  for (const ReluLayerStats& s : saved.relu) layer_counts(s.layer).host = s;
+  g_chunk_stats = saved.chunks;
+}
+
+HostBoundStats host_bound_stats() {
+  HostBoundStats s;
+  for (const ReluLayerCounts& c : g_relu_layer_counts) s.relu.push_back(c.host);
+  s.chunks = g_chunk_stats;
+  return s;
+}
+
+HostBoundStats host_bound_stats_since(const HostBoundStats& before) {
+  HostBoundStats delta = host_bound_stats();
+  for (ReluLayerStats& d : delta.relu)
+    for (const ReluLayerStats& b : before.relu)
+      if (b.layer == d.layer) {
+        d.pairs -= b.pairs;
+        d.unstable -= b.unstable;
+        d.backsubstituted -= b.backsubstituted;
+      }
+  delta.chunks = delta.chunks.combined(before.chunks, -1);
+  return delta;
+}
+
+void add_host_bound_stats(const HostBoundStats& delta) {
+  for (const ReluLayerStats& d : delta.relu) {
+    ReluLayerStats& h = layer_counts(d.layer).host;
+    h.pairs += d.pairs;
+    h.unstable += d.unstable;
+    h.backsubstituted += d.backsubstituted;
+  }
+  g_chunk_stats = g_chunk_stats.combined(delta.chunks, +1);
 }
 
 SparseRows unstable_under(const Tensor& lower, const Tensor& upper) {
@@ -973,8 +1077,32 @@ Bounds backsub_bounds(const Network& net, const Tensor& lower0, const Tensor& up
 
 namespace cte {
 
-std::vector<ReluLayerStats> relu_layer_stats() { return relax::g_relu_layer_stats; }
-void reset_relu_layer_stats() { relax::g_relu_layer_stats.clear(); }
-void set_relu_layer_stats(const std::vector<ReluLayerStats>& stats) { relax::g_relu_layer_stats = stats; }
+std::vector<ReluLayerStats> relu_layer_stats() {
+  std::vector<ReluLayerStats> out;
+  for (const relax::ReluLayerCounts& c : relax::g_relu_layer_counts) {
+    ReluLayerStats s = c.host;
+    if (c.device_low.defined())  // the one read of the device counters: both are integers, their sum exact in double
+      s.unstable += uint64_t(double(c.device_low.item()) + double(c.device_high.item()));
+    if (s.pairs > 0) out.push_back(s);
+  }
+  return out;
+}
+
+void reset_relu_layer_stats() {
+  // Zeroed in place: a captured CUDA graph keeps adding to the same device counters.
+  for (relax::ReluLayerCounts& c : relax::g_relu_layer_counts) {
+    c.host = ReluLayerStats{c.host.layer, 0, 0, 0};
+    if (c.device_low.defined()) {
+      const Tensor zero = Tensor::zeros(Shape{}, c.device_low.device());
+      c.device_low.copy_from(zero);
+      c.device_high.copy_from(zero);
+    }
+  }
+}
+
+void set_relu_layer_stats(const std::vector<ReluLayerStats>& stats) {
+  reset_relu_layer_stats();
+  for (const ReluLayerStats& s : stats) relax::layer_counts(s.layer).host = s;
+}
 
 }  // namespace cte

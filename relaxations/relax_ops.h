@@ -291,6 +291,7 @@ void box_lower_upper(const Network& net, const Tensor& lower0, const Tensor& upp
 // The pairs unstable under [lower, upper] (N, n) marked needed; those bounds as the fallback.
 SparseRows unstable_under(const Tensor& lower, const Tensor& upper);
 // Adds ReLU layer `layer`'s final bounds r.lower, r.upper and r.backsubstituted to relu_layer_stats().
+// GPU bounds are counted on the device, without a host round trip (backsub.cpp, ReluLayerCounts).
 void record_relu_layer(size_t layer, const BacksubResult& r);
 
 // Every ReLU layer's input bounds by backsubstitution under ctx.rule, bottom up,
@@ -317,10 +318,28 @@ struct BacksubChunkStats {
   uint64_t chunks = 0, checkpointed_chunks = 0;
   uint64_t sparse_shared_chunks = 0, sparse_per_sample_chunks = 0;  // the sparse path's, by row plan
   uint64_t patch_chunks = 0;                                           // the patches path's
+  // Field by field (host_bound_stats' deltas).
+  BacksubChunkStats combined(const BacksubChunkStats& other, int sign) const;
 };
 BacksubChunkStats backsub_chunk_stats();
 void reset_backsub_chunk_stats();
 void set_backsub_chunk_stats(const BacksubChunkStats& stats);  // a resumed epoch's counts so far
+
+// This thread's bound statistics that the host keeps (relu_layer_stats' pairs
+// and backsubstituted, and the unstable pairs of CPU bounds; the chunk
+// counts). A CUDA graph runs the host code once, at capture: the trainer takes
+// what a capture added and adds it again at each replay, whose kernels add the
+// device-side unstable counts themselves. None of these reads the device.
+struct HostBoundStats {
+  std::vector<ReluLayerStats> relu;
+  BacksubChunkStats chunks;
+};
+HostBoundStats host_bound_stats();
+HostBoundStats host_bound_stats_since(const HostBoundStats& before);
+void add_host_bound_stats(const HostBoundStats& delta);
+void restore_host_bound_stats(const HostBoundStats& saved);  // as they were (a capture that failed)
+// Tests: false counts the unstable pairs of GPU bounds on the host too (default true).
+void set_relu_counts_on_device(bool on);
 
 // How the sparse path batches its rows on this thread: by its cost estimate
 // (the default), or always one of the two plans (tests cover both with it).

@@ -219,6 +219,7 @@ struct Bounds {
 // under the intermediate bounds used, and how many rows were backsubstituted
 // (the dense path: all of them; the sparse one: the unstable ones under the
 // cheap bounds, plus padding or other samples' rows where they are batched).
+// GPU bounds are counted on the device and read here, by relu_layer_stats().
 struct ReluLayerStats {
   size_t layer = 0;
   uint64_t pairs = 0, unstable = 0, backsubstituted = 0;

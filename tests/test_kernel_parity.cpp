@@ -1171,6 +1171,7 @@ PARITY_CHECK(adam_step) {
   const float lr = 1e-3f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
   for (int64_t n : sizes_with_grid_wrap()) {
     std::vector<float> param = uniform_vector(rng, size_t(n), -1, 1);
+    for (size_t i = 0; i < size_t(n); i += 7) param[i] = 0.0f;  // sign 0: no L1 term
     std::vector<float> m = uniform_vector(rng, size_t(n), -0.1f, 0.1f);
     std::vector<float> v = uniform_vector(rng, size_t(n), 0, 0.01f);
     DeviceBuffer param_cuda(param), m_cuda(m), v_cuda(v);
@@ -1182,11 +1183,12 @@ PARITY_CHECK(adam_step) {
       DeviceBuffer skip_cuda(skip);
       const float bc1 = 1.0f - std::pow(beta1, float(step));
       const float bc2 = 1.0f - std::pow(beta2, float(step));
+      const float l1 = step == 3 ? 0.0f : 0.25f;  // the folded L1 penalty, then none
       const std::vector<float> param_before = param;
       adam_step_cpu(param.data(), grad.data(), m.data(), v.data(), n, lr, beta1, beta2, eps, bc1,
-                    bc2, skip.data());
+                    bc2, l1, skip.data());
       adam_step_cuda(param_cuda.get(), grad_cuda.get(), m_cuda.get(), v_cuda.get(), n, lr, beta1,
-                     beta2, eps, bc1, bc2, skip_cuda.get());
+                     beta2, eps, bc1, bc2, l1, skip_cuda.get());
       if (step == 2) expect_close(label("adam_step skipped", {n}), param, param_before, kExact);
       const std::string what = label("adam_step", {n}) + " step " + std::to_string(step);
       expect_close(what + " param", param_cuda.download(), param, kDefault);
@@ -1202,7 +1204,10 @@ PARITY_CHECK(adam_step) {
 // within a few ulps of the update plus its own rounding. The float kernel
 // folds the step's scalars (lr/bc1, 1/sqrt(bc2)), which moves only last bits;
 // a dropped bias correction or a wrong beta moves them by orders more.
-TEST_CASE("adam_step: three steps against a float64 Adam") {
+// Steps 2 and 3 fold in an L1 penalty: the gradient is grad + l1 sign(p), with
+// p = 0 on five elements (sign 0) and a penalty as large as the gradients, so a
+// dropped, doubled or sign-flipped term moves m by far more than its rounding.
+TEST_CASE("adam_step: three steps against a float64 Adam, L1 folded in on two") {
   TestRng rng(911);
   // The float constants the kernel gets, exactly, in float64.
   const double lr = double(1e-3f), beta1 = double(0.9f), beta2 = double(0.999f), eps = double(1e-8f);
@@ -1216,13 +1221,16 @@ TEST_CASE("adam_step: three steps against a float64 Adam") {
   for (int step = 1; step <= 3; ++step) {
     std::vector<float> grad = uniform_vector(rng, size_t(n), -1, 1);
     for (size_t i = 0; i < 5; ++i) grad[i] = 0.0f;
+    for (size_t i = 5; i < 10; ++i) param[i] = 0.0f;
+    const double l1 = step == 1 ? 0.0 : 0.5;
     const std::vector<float> param_before = param, m_before = m, v_before = v;
     const float bc1 = float(1.0 - std::pow(beta1, step)), bc2 = float(1.0 - std::pow(beta2, step));
     adam_step_cpu(param.data(), grad.data(), m.data(), v.data(), n, float(lr), float(beta1), float(beta2),
-                  float(eps), bc1, bc2, nullptr);
+                  float(eps), bc1, bc2, float(l1), nullptr);
     size_t wrong = 0;
     for (size_t i = 0; i < size_t(n); ++i) {
-      const double g = grad[i];
+      const double sign = param_before[i] > 0 ? 1.0 : param_before[i] < 0 ? -1.0 : 0.0;
+      const double g = double(grad[i]) + l1 * sign;
       const double m_ref = beta1 * m_before[i] + (1 - beta1) * g;
       const double v_ref = beta2 * v_before[i] + (1 - beta2) * g * g;
       const double m_terms = std::fabs(beta1 * m_before[i]) + std::fabs((1 - beta1) * g);
@@ -1244,6 +1252,7 @@ PARITY_CHECK(sgd_step) {
   const float lr = 0.01f, momentum = 0.9f;
   for (int64_t n : sizes_with_grid_wrap()) {
     std::vector<float> param = uniform_vector(rng, size_t(n), -1, 1);
+    for (size_t i = 0; i < size_t(n); i += 7) param[i] = 0.0f;  // sign 0: no L1 term
     std::vector<float> buf = uniform_vector(rng, size_t(n), -0.5f, 0.5f);
     DeviceBuffer param_cuda(param), buf_cuda(buf);
     for (int step = 1; step <= 3; ++step) {
@@ -1251,9 +1260,10 @@ PARITY_CHECK(sgd_step) {
       DeviceBuffer grad_cuda(grad);
       const std::vector<float> skip = {step == 2 ? 1.0f : 0.0f};  // step 2 skipped
       DeviceBuffer skip_cuda(skip);
+      const float l1 = step == 1 ? 0.0f : 0.25f;
       const std::vector<float> param_before = param;
-      sgd_step_cpu(param.data(), grad.data(), buf.data(), n, lr, momentum, step == 3 ? nullptr : skip.data());
-      sgd_step_cuda(param_cuda.get(), grad_cuda.get(), buf_cuda.get(), n, lr, momentum,
+      sgd_step_cpu(param.data(), grad.data(), buf.data(), n, lr, momentum, l1, step == 3 ? nullptr : skip.data());
+      sgd_step_cuda(param_cuda.get(), grad_cuda.get(), buf_cuda.get(), n, lr, momentum, l1,
                     step == 3 ? nullptr : skip_cuda.get());
       if (step == 2) expect_close(label("sgd_step skipped", {n}), param, param_before, kExact);
       const std::string what = label("sgd_step", {n}) + " step " + std::to_string(step);

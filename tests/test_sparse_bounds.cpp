@@ -33,6 +33,7 @@
 #include "engine/ops.h"
 #include "engine/optim.h"
 #include "engine/tape.h"
+#include "kernels/gpu_runtime.h"
 #include "relaxations/layers/bound_rules.h"
 #include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
@@ -400,6 +401,126 @@ TEST_CASE("intermediate bounds: every sampled ReLU input inside them, dense, spa
 // products) and on random nets (most columns live: the masked dense ones),
 // for every relaxation that walks through ReLUs. The kernel profile shows the
 // live products really ran.
+// The rule counted, written out here: unstable unless l >= 0 (identity) or u <= 0 (dead), so NaN is unstable.
+uint64_t unstable_by_hand(const std::vector<float>& l, const std::vector<float>& u) {
+  uint64_t n = 0;
+  for (size_t k = 0; k < l.size(); ++k) n += !(l[k] >= 0.0f) && !(u[k] <= 0.0f);
+  return n;
+}
+
+TEST_CASE("relu statistics: GPU bounds counted on the device, without a round trip, as by hand and exact past 2^24") {
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device (real or emulated): skipped");
+    return;
+  }
+  const size_t layer = 7;
+  auto unstable_of_layer = [&] {
+    for (const ReluLayerStats& s : relu_layer_stats())
+      if (s.layer == layer) return s;
+    return ReluLayerStats{};
+  };
+  // Every case: identity, dead, unstable, the ties l = u = 0 and -0, NaN in either bound.
+  Rng rng(71);
+  std::vector<float> l = random_values(997, rng, -1.0f, 1.0f), u(l.size());
+  for (size_t k = 0; k < l.size(); ++k) u[k] = l[k] + rng.uniform(0.0f, 1.0f);
+  l[0] = 0.0f, u[0] = 0.0f;
+  l[1] = -0.0f, u[1] = 0.0f;
+  l[2] = -1.0f, u[2] = 0.0f;
+  l[3] = NAN, u[3] = 1.0f;
+  l[4] = -1.0f, u[4] = NAN;
+  l[5] = NAN, u[5] = -1.0f;
+  const uint64_t want = unstable_by_hand(l, u);
+  REQUIRE(want > 100);
+  REQUIRE(want < l.size() - 100);
+  for (Device device : devices()) {
+    CAPTURE(device_name(device));
+    reset_relu_layer_stats();
+    relax::BacksubResult r;
+    r.lower = Tensor::from_vector(l, Shape{1, int64_t(l.size())}, device);
+    r.upper = Tensor::from_vector(u, Shape{1, int64_t(u.size())}, device);
+    r.backsubstituted = 5;
+    const gpu::HostSyncCounters before = gpu::host_sync_counters();
+    relax::record_relu_layer(layer, r);
+    relax::record_relu_layer(layer, r);
+    const gpu::HostSyncCounters after = gpu::host_sync_counters();
+    if (device == Device::cuda) {
+      CHECK(after.device_to_host - before.device_to_host == 0);
+      CHECK(after.synchronizes - before.synchronizes == 0);
+    }
+    const ReluLayerStats s = unstable_of_layer();
+    CHECK(s.pairs == 2 * l.size());
+    CHECK(s.unstable == 2 * want);
+    CHECK(s.backsubstituted == 10);
+  }
+  // Past 2^24, where a float running sum would be off: 9 calls of 2^21 pairs, 3 of them stable.
+  const int64_t n = int64_t(1) << 21;
+  std::vector<float> big_lower(size_t(n), -1.0f), big_upper(size_t(n), 1.0f);
+  big_lower[10] = big_lower[1000] = big_lower[n - 1] = 0.5f;
+  relax::BacksubResult big;
+  big.lower = Tensor::from_vector(big_lower, Shape{4, n / 4}, Device::cuda);
+  big.upper = Tensor::from_vector(big_upper, Shape{4, n / 4}, Device::cuda);
+  reset_relu_layer_stats();
+  const uint64_t per_call = uint64_t(n) - 3, calls = 9;
+  float float_sum = 0.0f;
+  for (uint64_t c = 0; c < calls; ++c) {
+    relax::record_relu_layer(layer, big);
+    float_sum += float(per_call);
+  }
+  CHECK(uint64_t(float_sum) != calls * per_call);  // the test would not catch a plain float sum otherwise
+  CHECK(unstable_of_layer().unstable == calls * per_call);
+  CHECK(unstable_of_layer().pairs == calls * uint64_t(n));
+  // A reset zeroes the device counters in place; a resumed epoch's counts come back as they were saved.
+  reset_relu_layer_stats();
+  CHECK(relu_layer_stats().empty());
+  relax::record_relu_layer(layer, big);
+  CHECK(unstable_of_layer().unstable == per_call);
+  set_relu_layer_stats({ReluLayerStats{layer, 100, 40, 60}});
+  const ReluLayerStats restored = unstable_of_layer();
+  CHECK(restored.pairs == 100);
+  CHECK(restored.unstable == 40);
+  CHECK(restored.backsubstituted == 60);
+  reset_relu_layer_stats();
+}
+
+TEST_CASE("relu statistics: on real GPU bounds the device's count is the host's, for every relaxation") {
+  if (!cuda_available()) {
+    MESSAGE("no CUDA device (real or emulated): skipped");
+    return;
+  }
+  Rng rng(73);
+  Network net = conv_net(rng);
+  net.to(Device::cuda);
+  const LabelledBox box = random_labelled_box(net, 3, 0.05f, rng, Device::cuda);
+  const Tensor lower0 = ops::reshape(box.lower, with_batch(net.input_shape(), 3));
+  const Tensor upper0 = ops::reshape(box.upper, with_batch(net.input_shape(), 3));
+  for (Relaxation r : kSparseRelaxations) {
+    CAPTURE(std::string(relaxation_name(r)));
+    for (bool sparse : {false, true}) {
+      CAPTURE(sparse);
+      std::vector<std::vector<ReluLayerStats>> counted;
+      for (bool on_device : {true, false}) {
+        relax::set_relu_counts_on_device(on_device);
+        BoundOptions options;
+        options.sparse_intermediate = sparse;
+        reset_relu_layer_stats();
+        compute_bounds(net, lower0, upper0, box.spec, r, options);
+        counted.push_back(relu_layer_stats());
+      }
+      relax::set_relu_counts_on_device(true);
+      REQUIRE(counted[0].size() == counted[1].size());
+      uint64_t unstable = 0;
+      for (size_t i = 0; i < counted[0].size(); ++i) {
+        CHECK(counted[0][i].layer == counted[1][i].layer);
+        CHECK(counted[0][i].pairs == counted[1][i].pairs);
+        CHECK(counted[0][i].unstable == counted[1][i].unstable);
+        unstable += counted[1][i].unstable;
+      }
+      if (!counted[0].empty()) CHECK(unstable > 0);  // the comparison counted something
+    }
+  }
+  reset_relu_layer_stats();
+}
+
 TEST_CASE("live columns: the dense products' bounds and gradients") {
   Rng rng(12);
   Network trained = dense_net({6, 24, 24, 24, 3}, rng);

@@ -442,9 +442,10 @@ TEST_CASE("train: every method takes a finite training step") {
 }
 
 // One plain SGD step of `c` on fc-small over the first 20 synthetic training
-// images; the parameters after it (and before it, into `before`).
+// images; the parameters after it (and before it, into `before`; the loss
+// it reports, into `reported_loss`).
 std::vector<std::vector<float>> one_sgd_step(const TrainConfig& c, const DatasetSplits& data, double lr,
-                                             std::vector<std::vector<float>>* before) {
+                                             std::vector<std::vector<float>>* before, float* reported_loss = nullptr) {
   std::vector<float> xs(data.train.images.begin(), data.train.images.begin() + 20 * 16);
   for (float& v : xs) v /= 255.0f;
   const std::vector<int> labels(data.train.labels.begin(), data.train.labels.begin() + 20);
@@ -457,7 +458,8 @@ std::vector<std::vector<float>> one_sgd_step(const TrainConfig& c, const Dataset
   ScheduleValues s;
   s.kappa = 1.0f;
   s.lr = float(lr);
-  step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
+  const StepStats stats = step.run(Tensor::from_vector(xs, Shape{20, 1, 4, 4}, Device::cpu), labels, s, 1);
+  if (reported_loss) *reported_loss = stats.read().loss;
   std::vector<std::vector<float>> after;
   for (const Tensor& p : net.parameters()) after.push_back(p.to_vector());
   return after;
@@ -505,6 +507,43 @@ TEST_CASE("train: --l2 adds lambda * sum W^2 over the weights (not the biases): 
   CHECK(back.l2 == 5e-3);
   c.l2 = -1;
   CHECK(message_of([&] { validate_config(c); }).find("--l2 -1 must be >= 0") != std::string::npos);
+}
+
+TEST_CASE("train: --l1 moves each weight by -lr lambda sign(W0) and adds lambda sum |W0| to the loss") {
+  // The optimiser's kernel adds L1's gradient lambda sign(W) (not the tape):
+  // one plain SGD step with lr moves each weight by -lr lambda sign(W0) more
+  // than the same step without it, each bias by nothing, and the reported
+  // loss is larger by lambda sum |W0| over the weights, all computed here in
+  // double from the initial parameters. A term dropped, doubled, applied to
+  // the biases or with its sign flipped is off by lr lambda = 5e-3 per weight.
+  const DatasetSplits data = synthetic_data();
+  const double lambda = 0.05, lr = 0.1;
+  auto one_step = [&](double l1, std::vector<std::vector<float>>* before, float* loss) {
+    TrainConfig c = small_config("unused");
+    c.method = "natural";
+    c.l1 = l1;
+    validate_config(c);
+    return one_sgd_step(c, data, lr, before, loss);
+  };
+  std::vector<std::vector<float>> initial;
+  float loss_with = 0, loss_without = 0;
+  const auto with = one_step(lambda, &initial, &loss_with);
+  const auto without = one_step(0.0, nullptr, &loss_without);
+  double sum_abs_weights = 0;
+  int weights = 0;
+  for (size_t k = 0; k < initial.size(); ++k) {
+    const bool weight = k % 2 == 0;  // parameters(): weight, bias per linear layer
+    weights += weight;
+    for (size_t i = 0; i < initial[k].size(); ++i) {
+      const double w0 = initial[k][i];
+      if (weight) sum_abs_weights += std::fabs(w0);
+      const double want = weight ? -lr * lambda * double((w0 > 0) - (w0 < 0)) : 0.0;
+      CHECK(double(with[k][i]) - double(without[k][i]) == doctest::Approx(want).epsilon(1e-3).scale(1e-6));
+    }
+  }
+  CHECK(weights == 3);
+  REQUIRE(sum_abs_weights > 1.0);
+  CHECK(double(loss_with) - double(loss_without) == doctest::Approx(lambda * sum_abs_weights).epsilon(1e-4));
 }
 
 TEST_CASE("train: --l1-bias puts the biases under the L1 sum too: one SGD step by hand") {
@@ -736,6 +775,30 @@ TEST_CASE("train: a run stopped mid-epoch resumes from that batch to the same we
   CHECK(meta.at("epoch").get<int>() == 1);
   CHECK_FALSE(meta.contains("partial_epoch"));
   CHECK(epoch_lines_untimed(dir.str("run/metrics.jsonl")).size() == 1);
+}
+
+TEST_CASE("train: an epoch's ReLU fractions are its training steps' alone, not --eval-every's bounds too") {
+  // The evaluation after epoch 1 certifies with CROWN at eps_test 0.3 (ten
+  // times eps_train, so far more ReLUs unstable): had its bounds leaked into
+  // epoch 1's statistics, its unstable fractions would differ from a run
+  // without that evaluation, whose training steps are identical.
+  std::vector<nlohmann::json> fractions;
+  for (int eval_every : {1, 0}) {
+    CAPTURE(eval_every);
+    TempDir dir("relu_fractions_" + std::to_string(eval_every));
+    TrainConfig c = resume_test_config(dir.str("run"), "crown");
+    c.eps_test = 0.3;
+    c.eval_every = eval_every;
+    std::ostringstream quiet;
+    Trainer(c, synthetic_data(), &quiet).run();
+    const std::vector<nlohmann::json> lines = epoch_lines_untimed(dir.str("run/metrics.jsonl"));
+    REQUIRE(lines.size() == 2);
+    REQUIRE(lines[0].contains("unstable_fraction"));
+    fractions.push_back(lines[0].at("unstable_fraction"));
+    CHECK(lines[0].contains("eval") == (eval_every == 1));
+  }
+  MESSAGE("epoch 1 unstable fractions: " << fractions[0].dump());
+  CHECK(fractions[0] == fractions[1]);
 }
 
 TEST_CASE("train: a non-finite loss stops training, naming epoch and step, keeping the last checkpoint") {
@@ -1019,13 +1082,17 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
   // fc-small starts with a Normalize layer, whose expansion the backsubstitution
   // relaxations (hbox, crown-ibp) build on the device too.
   // pgd and sabr: the training attack decides on the device too (train/pgd.cpp), its early stop
-  // read asynchronously.
-  for (const std::string method : {"natural", "box", "hbox", "crown-ibp", "pgd", "sabr"}) {
+  // read asynchronously. deepz and crown: dense intermediate bounds on a GPU (--sparse-bounds
+  // auto), their ReLU statistics counted on the device (on fc-2x20: the emulator runs a block of
+  // rows in lockstep). l1 on: the optimiser's kernels add its gradient.
+  for (const std::string method : {"natural", "box", "hbox", "crown-ibp", "pgd", "sabr", "deepz", "crown"}) {
     CAPTURE(method);
+    const bool backsub = method == "deepz" || method == "crown";
     TrainConfig c = small_config("unused");
     c.method = method;
-    c.l1 = 0;
-    Network net = build_network("fc-small", Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
+    c.l1 = 1e-4;
+    Network net = build_network(backsub ? "fc-2x20" : "fc-small", Shape{1, 4, 4}, 3,
+                                dataset_normalization("folder", &data.train), 4);
     net.to(Device::cuda);
     net.set_requires_grad(true);
     Adam adam(net.parameters(), 1e-3f);
@@ -1039,10 +1106,15 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
     Tensor x = staging.upload(xs, shape, Device::cuda);
     for (int i = 0; i < 2; ++i) step.run(x, labels, s, uint64_t(i));  // warm: allocator caches
     std::vector<float> z;
+    double l1_term = 0;  // the L1 penalty the step's reported loss includes: l1 * sum |W| over the weights
     {
       NoGrad no_grad;
       z = net.forward(x).to_vector();  // the next step's clean logits (12, 3)
+      for (const Tensor& p : net.parameters())
+        if (p.ndim() == 2)
+          for (float w : p.to_vector()) l1_term += c.l1 * std::fabs(double(w));
     }
+    reset_relu_layer_stats();
     const gpu::HostSyncCounters before = gpu::host_sync_counters();
     const StepStats st = step.run(x, labels, s, 2);
     const gpu::HostSyncCounters after_step = gpu::host_sync_counters();
@@ -1054,6 +1126,22 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
     // Staging and readback buffers are kept across steps (cudaFreeHost would wait for the device).
     CHECK(after_step.pinned_allocations - before.pinned_allocations == 0);
     CHECK(after.pinned_frees - before.pinned_frees == 0);
+    // The step's ReLU statistics, read now: fc-2x20's two ReLU layers of 20 neurons, 12 samples.
+    // (hbox: fc-small's layers, counted the same way.)
+    const std::vector<ReluLayerStats> relu = relu_layer_stats();
+    if (backsub) {
+      REQUIRE(relu.size() == 2);
+      for (const ReluLayerStats& layer : relu) {
+        CHECK(layer.pairs == 12 * 20);
+        CHECK(layer.backsubstituted == (layer.layer == relu[0].layer ? 0 : 12 * 20));  // the first: a forward pass
+        CHECK(layer.unstable <= layer.pairs);
+      }
+    } else if (method == "hbox") {
+      CHECK_FALSE(relu.empty());
+      for (const ReluLayerStats& layer : relu) CHECK(layer.unstable <= layer.pairs);
+    } else {
+      CHECK(relu.empty());
+    }
 
     int64_t correct = 0;
     double cross_entropy = 0;
@@ -1071,7 +1159,8 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
     CHECK(h.finite);
     CHECK(h.correct == correct);
     CHECK(st.count == 12);
-    if (method == "natural") CHECK(h.loss == doctest::Approx(cross_entropy).epsilon(1e-5));
+    REQUIRE(l1_term > 1e-4);
+    if (method == "natural") CHECK(h.loss == doctest::Approx(cross_entropy + l1_term).epsilon(1e-5));
     if (method != "natural") CHECK(h.loss > float(0.5 * cross_entropy));  // plus half the worst case's, > the clean CE
 
     // A NaN pixel: the loss is NaN, the flag set, and the optimiser's kernels skip
@@ -1091,6 +1180,7 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
 }
 
 TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, and refuses steps with round trips") {
+  // (Also: the bound statistics of a replayed step count as an eager step's.)
   // The same eleven steps (three different batches, eps changed for steps 5-9
   // and back at step 10) eagerly and with --cuda-graph on the emulated GPU:
   // the losses of every step and the final weights must be identical. A replay
@@ -1112,13 +1202,18 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
     uint64_t weights = 0;
     std::vector<float> losses;
     TrainStep::GraphCounts graphs;
+    std::vector<ReluLayerStats> relu;  // the steps' bound statistics: a replay adds its own too
+    uint64_t bound_chunks = 0;
   };
-  auto train = [&](const std::string& net_name, const std::string& method, bool graph, int steps) {
+  auto train = [&](const std::string& net_name, const std::string& method, bool graph, int steps, bool early_stops) {
     TrainConfig c = small_config("unused");
     c.method = method;
     c.l1 = 1e-4;
     c.cuda_graph = graph;
     c.pgd_steps = 3;
+    c.early_stops = early_stops;
+    reset_relu_layer_stats();
+    relax::reset_backsub_chunk_stats();
     Network net = build_network(net_name, Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
     net.to(Device::cuda);
     net.set_requires_grad(true);
@@ -1143,35 +1238,49 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
     }
     out.weights = parameter_hash(net);
     out.graphs = step.graph_counts();
+    out.relu = relu_layer_stats();
+    out.bound_chunks = relax::backsub_chunk_stats().chunks;
     return out;
   };
-  // crown is refused at step 3, its first capture: four steps show it, on
-  // fc-2x20's 20-neuron rows (the emulator runs a block of fc-small's 100-neuron
-  // intermediate-bound rows in lockstep, 1200 of them per layer: 15 s a step).
+  // crown, deepz and hbox (dense intermediate bounds on a GPU, counted on the device) run five
+  // steps, one captured and one replayed, on fc-2x20's 20-neuron rows (the emulator runs a block
+  // of fc-small's 100-neuron intermediate-bound rows in lockstep, 1200 of them per layer: 15 s a
+  // step). With --early-stops crown takes the sparse path, which reads the bounds on the host
+  // mid-step: its capture is refused (and leaves no statistics behind: they equal eager's).
   struct Case {
     std::string net, method;
-    int steps;
+    int steps, captures, replays;
+    bool early_stops = false;
   };
-  const Case cases[] = {{"fc-small", "natural", 11}, {"fc-small", "box", 11}, {"fc-small", "crown-ibp", 11},
-                        {"fc-small", "pgd", 11},     {"fc-small", "sabr", 11}, {"fc-2x20", "crown", 4},
-                        {"conv", "crown-ibp", 11}};
-  for (const auto& [net_name, method, steps] : cases) {
-    CAPTURE(net_name);
-    CAPTURE(method);
-    const Outcome eager = train(net_name, method, false, steps);
-    const Outcome graph = train(net_name, method, true, steps);
+  const Case cases[] = {{"fc-small", "natural", 11, 2, 3},   {"fc-small", "box", 11, 2, 3},
+                        {"fc-small", "crown-ibp", 11, 2, 3}, {"fc-small", "pgd", 11, 2, 3},
+                        {"fc-small", "sabr", 11, 2, 3},      {"fc-2x20", "crown", 5, 1, 1},
+                        {"fc-2x20", "deepz", 5, 1, 1},       {"fc-2x20", "hbox", 5, 1, 1},
+                        {"fc-2x20", "crown", 5, 0, 0, true}, {"conv", "crown-ibp", 11, 2, 3}};
+  for (const Case& k : cases) {
+    CAPTURE(k.net);
+    CAPTURE(k.method);
+    CAPTURE(k.early_stops);
+    const Outcome eager = train(k.net, k.method, false, k.steps, k.early_stops);
+    const Outcome graph = train(k.net, k.method, true, k.steps, k.early_stops);
     CHECK(graph.losses == eager.losses);
     CHECK(graph.weights == eager.weights);
     CHECK(eager.graphs.captures == 0);
-    if (method == "crown") {
-      // crown's sparse intermediate bounds read the device mid-step.
-      CHECK(graph.graphs.captures == 0);
-      CHECK(graph.graphs.replays == 0);
-      CHECK_FALSE(graph.graphs.refused.empty());
-    } else {
-      CHECK(graph.graphs.refused == "");
-      CHECK(graph.graphs.captures == 2);
-      CHECK(graph.graphs.replays == 3);
+    CHECK(graph.graphs.captures == k.captures);
+    CHECK(graph.graphs.replays == k.replays);
+    CHECK(graph.graphs.refused.empty() == (k.captures > 0));
+    REQUIRE(graph.relu.size() == eager.relu.size());
+    for (size_t i = 0; i < eager.relu.size(); ++i) {
+      CAPTURE(eager.relu[i].layer);
+      CHECK(graph.relu[i].layer == eager.relu[i].layer);
+      CHECK(graph.relu[i].pairs == eager.relu[i].pairs);
+      CHECK(graph.relu[i].unstable == eager.relu[i].unstable);
+      CHECK(graph.relu[i].backsubstituted == eager.relu[i].backsubstituted);
+    }
+    CHECK(graph.bound_chunks == eager.bound_chunks);
+    if (k.method == "crown" || k.method == "deepz" || k.method == "hbox") {
+      REQUIRE(eager.relu.size() == 2);
+      CHECK(eager.relu[1].pairs == uint64_t(12 * 20 * k.steps));  // every step counted, replays too
     }
   }
 }

@@ -150,6 +150,7 @@ const std::vector<Field>& fields() {
       CTE_FIELD_NUM("batch-size", batch_size),
       CTE_FIELD_BOOL("elide", elide),
       CTE_FIELD_BOOL("early-stops", early_stops),
+      CTE_FIELD_STR("sparse-bounds", sparse_bounds),
       CTE_FIELD_BOOL("augment", augment),
       CTE_FIELD_NUM("seed", seed),
       CTE_FIELD_NUM("pgd-steps", pgd_steps),
@@ -383,6 +384,10 @@ void validate_config(const TrainConfig& c) {
   if (c.alpha.patience < 0) bad("--alpha-patience " + std::to_string(c.alpha.patience) + " must be >= 0");
   if (c.pgd_start != "random" && c.pgd_start != "zero")
     bad("--pgd-start '" + c.pgd_start + "' is unknown; expected random or zero");
+  if (c.sparse_bounds != "auto" && c.sparse_bounds != "on" && c.sparse_bounds != "off")
+    bad("--sparse-bounds '" + c.sparse_bounds + "' is unknown; expected auto, on or off");
+  if (c.sparse_bounds == "off" && c.early_stops)
+    bad("--early-stops refines the sparse intermediate bounds; it needs --sparse-bounds auto or on, not off");
   if (c.batch_size < 1) bad("--batch-size " + std::to_string(c.batch_size) + " must be at least 1");
   tools::check_pgd_flags("train", c.pgd_steps, c.pgd_step_size, c.pgd_restarts);
   if (c.train_pgd_steps < 0) bad("--train-pgd-steps " + std::to_string(c.train_pgd_steps) + " must be >= 0");
@@ -658,6 +663,13 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                   "down to the ReLU outputs below them and keep only those still unstable there (faster on "
                   "certifiably trained deep nets; a neuron proven stable this way that the full walk would leave "
                   "unstable is relaxed exactly, so the bounds differ from the paper's relaxation; default: off)");
+  app.add_option("--sparse-bounds", c.sparse_bounds,
+                 "intermediate bounds of deepz, crown, crown0-unstable and hbox-fresh training: on = backsubstitute "
+                 "only the neurons the interval bounds leave unstable (the rest keep those bounds, which can relax "
+                 "a neuron exactly where the full walk would not: never looser), off = every neuron (dense), auto "
+                 "(default) = on on the CPU, off on a GPU unless --early-stops (the sparse path reads the bounds on "
+                 "the host mid-step, so a GPU step could neither run ahead of the host nor become a CUDA graph); "
+                 "CPU and GPU runs may therefore train on slightly different bounds");
   add_on_off_flag(app, "augment", c.augment,
                   "the data set's default training augmentation (default: on; CIFAR-10: random crop + flip, SVHN: "
                   "random crop; none for MNIST/FashionMNIST); the paper trains SVHN with --no-augment");

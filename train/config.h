@@ -52,6 +52,9 @@ struct TrainConfig {
   int batch_size = 100;
   bool elide = true;                       // last-layer elision
   bool early_stops = false;                // BoundOptions::sparse_early_stops in training
+  // BoundOptions::sparse_intermediate in training: auto (on the CPU; on a GPU only with --early-stops,
+  // since the sparse path reads the bounds on the host mid-step) | on | off
+  std::string sparse_bounds = "auto";
   bool augment = true;                     // the data set's default augmentation (CIFAR-10: crop + flip, SVHN: crop)
   uint64_t seed = 0;
   // PGD (evaluation; training with --method pgd/sabr uses the --train-pgd-* settings)

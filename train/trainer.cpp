@@ -152,6 +152,16 @@ TrainStep::TrainStep(Network& net, Optimizer& optimizer, const TrainConfig& conf
   l1_terms_ = weights_;
   if (config_.l1_bias)
     for (const Tensor& bias : penalised(Penalty::bias)) l1_terms_.push_back(bias);
+  // L1's gradient lambda * sign(W) is added by the optimiser's kernel, after the
+  // ranks' gradients are summed (so once), not through two passes per weight on the tape.
+  optimizer_.set_l1_penalty(config_.l1 > 0 ? l1_terms_ : std::vector<Tensor>{}, float(config_.l1));
+}
+
+Tensor TrainStep::l1_penalty() const {
+  NoGrad no_grad;
+  Tensor l1 = ops::sum_abs(l1_terms_[0]);
+  for (size_t i = 1; i < l1_terms_.size(); ++i) l1 = ops::add(l1, ops::sum_abs(l1_terms_[i]));
+  return ops::scale(l1, float(config_.l1));
 }
 
 PgdOptions training_pgd_options(const TrainConfig& c, float eps) {
@@ -217,6 +227,7 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     if (g.draws.defined()) g.draws.copy_from(attack_start_draws(x.shape(), s, step_seed));
     optimizer_.set_step_count(optimizer_.step_count() + 1);
     gpu::graph_launch(g.exec.graph);
+    relax::add_host_bound_stats(g.bound_stats);  // the kernels add the device-side counts themselves
     ++graph_counts_.replays;
     return g.stats;
   }
@@ -239,6 +250,7 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     g->draws = Tensor::empty(x.shape(), Device::cuda);
     g->draws.copy_from(draws);
   }
+  const relax::HostBoundStats bound_stats_before = relax::host_bound_stats();
   g->pool.begin();
   try {
     capturing_ = g.get();
@@ -246,13 +258,16 @@ std::optional<StepStats> TrainStep::run_as_graph(const Tensor& x, const Tensor& 
     g->stats = run_eager(g->x, g->y, labels, s, step_seed);
     g->exec.graph = gpu::capture_end();
     capturing_ = nullptr;
+    g->bound_stats = relax::host_bound_stats_since(bound_stats_before);
   } catch (const std::exception& e) {
     // Nothing was run: this step runs eagerly, on a fresh tape and with the
-    // optimiser's step count as before, and these values are not tried again.
+    // optimiser's step count and bound statistics as before, and these values
+    // are not tried again.
     capturing_ = nullptr;
     gpu::capture_abandon();
     tape_reset();
     optimizer_.set_step_count(optimizer_steps);
+    relax::restore_host_bound_stats(bound_stats_before);
     g->pool.end();
     g.reset();
     if (graph_counts_.refused.empty())
@@ -311,6 +326,8 @@ StepStats TrainStep::run_eager(const Tensor& x, const Tensor& y, const std::vect
     stats.count = int64_t(totals[2]);
   }
   comm_.sum_gradients(optimizer_.parameters());
+  // The reported loss includes the L1 penalty the optimiser's step applies, once (every rank holds the sum).
+  if (config_.l1 > 0 && !l1_terms_.empty()) stats.loss = ops::add(stats.loss.detach(), l1_penalty());
   {
     // One flag on the device for the loss and all gradients: loss + sum |g| is
     // finite iff all of them are (or huge enough to overflow, which is no
@@ -385,6 +402,8 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
       bo.check_finite_weights = false;  // a NaN weight gives a NaN loss, flagged on the device
       bo.elide_last_layer = c.elide;
       bo.sparse_early_stops = c.early_stops;
+      bo.sparse_intermediate =
+          c.sparse_bounds == "on" || (c.sparse_bounds == "auto" && (x.device() == Device::cpu || c.early_stops));
       bo.crown_tie_slope = c.crown_tie;
       bo.alpha = c.alpha;
       bo.memory_cap_bytes = c.bound_memory_cap_bytes;
@@ -430,12 +449,9 @@ StepStats TrainStep::forward_backward(const Tensor& x, const Tensor& y, const st
   }
   // A shard's mean weighted by its share: the ranks' sum is the global batch's mean.
   if (global_count != int64_t(labels.size())) loss = ops::scale(loss, float(double(labels.size()) / double(global_count)));
-  if (c.l1 > 0 && !l1_terms_.empty() && comm_.is_root()) {
-    Tensor l1 = ops::sum_abs(l1_terms_[0]);
-    for (size_t i = 1; i < l1_terms_.size(); ++i) l1 = ops::add(l1, ops::sum_abs(l1_terms_[i]));
-    loss = ops::add(loss, ops::scale(l1, float(c.l1)));
-  }
-  if (c.l2 > 0 && !weights_.empty()) {  // the authors' L2: lambda * sum W^2 (no 1/2), weights only
+  // L2 is the whole batch's, once: rank 0 alone adds it before the ranks' gradients are summed.
+  // (L1's gradient is the optimiser's, its value run_eager's: see the constructor.)
+  if (c.l2 > 0 && !weights_.empty() && comm_.is_root()) {  // the authors' L2: lambda * sum W^2 (no 1/2), weights only
     Tensor l2 = ops::sum(ops::mul(weights_[0], weights_[0]));
     for (size_t i = 1; i < weights_.size(); ++i) l2 = ops::add(l2, ops::sum(ops::mul(weights_[i], weights_[i])));
     loss = ops::add(loss, ops::scale(l2, float(c.l2)));
@@ -1038,6 +1054,8 @@ struct Trainer::EpochTotals {
   // Backsubstitution chunks of the training steps, and those recomputed in the backward pass
   // (beyond --bound-memory-cap's tape budget).
   uint64_t bound_chunks = 0, bound_chunks_recomputed = 0;
+  // The training steps' ReLU statistics, taken before --eval-every's evaluation adds its bounds' own.
+  std::vector<ReluLayerStats> relu_stats;
   double mean_loss() const { return seen ? loss_sum / double(seen) : 0.0; }
   double accuracy() const { return seen ? double(correct) / double(seen) : 0.0; }
   double images_per_s() const { return double(seen) / std::max(1e-9, seconds); }
@@ -1237,7 +1255,9 @@ Trainer::EpochTotals Trainer::train_epoch(int epoch, BatchLoader& loader, TrainS
   totals.skipped_steps = int64_t(sums.skipped.item());
   if (totals.skipped_steps > 0) fail_not_finite(std::nullopt, int64_t(sums.first_skipped.item()), totals.skipped_steps);
   totals.seconds = seconds_before + seconds_since(epoch_start);
-  const relax::BacksubChunkStats chunk_stats = relax::backsub_chunk_stats();  // before any evaluation adds its own
+  // Both before any evaluation adds its own.
+  totals.relu_stats = relu_layer_stats();
+  const relax::BacksubChunkStats chunk_stats = relax::backsub_chunk_stats();
   totals.bound_chunks = chunk_stats.chunks;
   totals.bound_chunks_recomputed = chunk_stats.checkpointed_chunks;
   totals.graphs = step.graph_counts();
@@ -1292,13 +1312,12 @@ void Trainer::finish_epoch(int epoch, const EpochTotals& totals, const std::opti
   line["global_step"] = global_step_;
   if (config_.cuda_graph && device_ == Device::cuda)
     line["cuda_graph"] = {{"captures", totals.graphs.captures}, {"replayed_steps", totals.graphs.replays}};
-  // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox-fresh; hbox on the CPU): per
+  // Backsubstituted intermediate bounds (crown, crown0, deepz, hbox, hbox-fresh): per
   // ReLU layer (by layer index), the fraction of (sample, neuron) pairs unstable under the bounds
   // used, and of rows backsubstituted (relaxations.h, ReluLayerStats).
-  const std::vector<ReluLayerStats> relu_stats = relu_layer_stats();
-  if (!relu_stats.empty()) {
+  if (!totals.relu_stats.empty()) {
     json unstable = json::object(), backsubstituted = json::object();
-    for (const ReluLayerStats& s : relu_stats) {
+    for (const ReluLayerStats& s : totals.relu_stats) {
       const double pairs = double(std::max<uint64_t>(s.pairs, 1));
       unstable[std::to_string(s.layer)] = double(s.unstable) / pairs;
       backsubstituted[std::to_string(s.layer)] = double(s.backsubstituted) / pairs;

@@ -37,6 +37,7 @@
 #include "engine/nn.h"
 #include "engine/optim.h"
 #include "engine/staging.h"
+#include "relaxations/relax_ops.h"
 #include "relaxations/relaxations.h"
 #include "train/config.h"
 #include "train/distributed.h"
@@ -69,14 +70,16 @@ struct StepStats {
 
 // One training step of any method on one batch: clean forward, the robust
 // term (relaxation bounds, PGD or SABR) when kappa < 1, the loss
-// kappa CE(z) + (1 - kappa) CE(worst-case z) + lambda sum |W|, backward and
-// the optimiser step (skipped when the loss or a gradient is not finite). The
-// trainer and bench_train run exactly this.
+// kappa CE(z) + (1 - kappa) CE(worst-case z) + l1 sum |W| + l2 sum W^2,
+// backward and the optimiser step (skipped when the loss or a gradient is not
+// finite). The L1 term's gradient is added by the optimiser's kernel, not the
+// tape. The trainer and bench_train run exactly this.
 //
 // Under MPI (comm of more than one rank) x and labels are this rank's shard
-// of the global batch: its loss is weighted by shard / global size and the L1
-// term is rank 0's alone, so the gradients summed over ranks are those of
-// the global batch; the returned stats are the global batch's. PGD and SABR
+// of the global batch: its loss is weighted by shard / global size and the L2
+// term is rank 0's alone, and L1 is added after the gradient sum, so the
+// gradients summed over ranks are those of the global batch; the returned
+// stats are the global batch's. PGD and SABR
 // draw their random starts per rank (the step seed mixed with the rank), so
 // for those methods N ranks follow a different random stream than one.
 class TrainStep {
@@ -100,8 +103,9 @@ class TrainStep {
   // eagerly) are a graph input like the batch, and the captured attack runs
   // all its steps instead of reading its early-stop flag (x is frozen once
   // every sample is broken, so the result is the same). A step with another
-  // host round trip (deepz and crown's sparse bounds) fails its capture, runs
-  // eagerly, and those values are not tried again.
+  // host round trip (deepz and crown's sparse bounds: --sparse-bounds on or
+  // --early-stops) fails its capture, runs eagerly, and those values are not
+  // tried again.
   StepStats run(const Tensor& x, const std::vector<int>& labels, const ScheduleValues& schedule, uint64_t step_seed);
 
   struct GraphCounts {
@@ -122,6 +126,10 @@ class TrainStep {
                              const ScheduleValues& schedule, uint64_t step_seed, int64_t global_count,
                              dist::RunningAverageSync& running_averages);
 
+  // config.l1 * sum |p| over l1_terms_ (no gradient): the reported loss's share of the L1
+  // penalty whose gradient the optimiser's step adds.
+  Tensor l1_penalty() const;
+
   // Whether this step runs the training attack, and its seed.
   bool attack_runs(const ScheduleValues& s) const;
   uint64_t attack_seed(uint64_t step_seed) const;
@@ -137,6 +145,7 @@ class TrainStep {
     Tensor x, y;             // its input buffers
     Tensor draws;            // the attack's random-start draws, like x (undefined: none)
     StepStats stats;         // its outputs
+    relax::HostBoundStats bound_stats;  // what its host code added to the bound statistics, added again per replay
     struct Exec {
       void* graph = nullptr;
       ~Exec();

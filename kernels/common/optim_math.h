@@ -9,6 +9,16 @@
 
 namespace cte::kern {
 
+// The gradient of loss + l1 * sum |p|: the L1 penalty folded into the step,
+// the sum the tape's sum_abs backward would accumulate (sign(0) = 0). The sign
+// is written without branches so the CPU loop stays vectorised (a branchy one
+// made Adam 1.5x slower); it gives 0 for a NaN parameter, whose NaN loss skips
+// the step anyway. l1 = 0 adds exactly 0.
+CTE_HD inline float with_l1(float grad, float param, float l1) {
+  const float sign = (param > 0.0f ? 1.0f : 0.0f) - (param < 0.0f ? 1.0f : 0.0f);
+  return grad + l1 * sign;
+}
+
 // Adam (Kingma & Ba), with the bias corrections bc = 1 - beta^t passed in:
 //   m = b1 m + (1-b1) g;  v = b2 v + (1-b2) g^2;
 //   p -= lr * (m / bc1) / (sqrt(v / bc2) + eps),

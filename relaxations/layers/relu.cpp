@@ -94,10 +94,8 @@ HboxState hbox_step(BacksubContext& ctx, size_t index, const HboxState& in) {
   }
   ctx.relu_lower[index] = r.lower;  // the keep masks of later backsubstitutions
   ctx.relu_upper[index] = r.upper;
-  // The counts read the bounds on the host: the dense path on a GPU skips
-  // them, so that an hbox training step there makes no host round trip.
-  if (sparse_path || c.device() == Device::cpu)
-    record_relu_layer(index, BacksubResult{r.lower, r.upper, Tensor(), walked.backsubstituted});
+  // GPU bounds are counted on the device: an hbox training step there makes no host round trip.
+  record_relu_layer(index, BacksubResult{r.lower, r.upper, Tensor(), walked.backsubstituted});
   extend_magnitudes(ctx);
   return {ops::reshape(r.centre, shape), ops::reshape(r.box, shape)};
 }

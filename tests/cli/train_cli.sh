@@ -60,6 +60,9 @@ expect_error "--eps-train -0.1 must be a number >= 0" --eps-train -0.1
 expect_error "--eps-test nan must be a number >= 0" --eps-test nan
 expect_error "is longer than --epochs 10" --epochs 10 --warmup 5 --rampup 6
 expect_error "--batch-size 0 must be at least 1" --batch-size 0
+expect_error "--sparse-bounds 'some' is unknown; expected auto, on or off" --sparse-bounds some
+expect_error "--early-stops refines the sparse intermediate bounds; it needs --sparse-bounds auto or on" \
+  --method crown --early-stops --sparse-bounds off
 expect_error "--net conv convolves images" --pca 16
 expect_error "--pca -1 must be >= 0" --pca -1 --net fc
 expect_error "[mnist] data set not found" --dataset mnist --data-dir "$tmp/no-such-dir"

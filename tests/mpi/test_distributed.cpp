@@ -51,7 +51,8 @@ TrainConfig step_config(const std::string& method) {
   TrainConfig c;
   c.method = method;
   c.net = "fc-small";
-  c.l1 = 1e-3;  // rank 0 alone adds it: counted once in the sum
+  c.l1 = 1e-3;  // rank 0 alone adds the penalties: counted once in the sum
+  c.l2 = 1e-2;
   c.pgd_steps = 2;
   return c;
 }
@@ -90,7 +91,7 @@ std::vector<float> gradient_of_step(dist::Communicator& comm, const std::string&
 // another order than one process sums the whole batch (and each shard's mean
 // is rescaled), so they agree to float rounding, a few ulp: 1e-5 (1e-4 when
 // the CUDA kernels also differ from the CPU's). A normalisation slip (the
-// shard's mean unweighted, the L1 term on every rank) is off by a factor,
+// shard's mean unweighted, the L1 or L2 term on every rank) is off by a factor,
 // far outside it.
 void check_shards_sum_to_whole(const std::string& method, Device device, int64_t count, uint64_t seed,
                                double tolerance) {

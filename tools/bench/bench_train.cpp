@@ -12,7 +12,8 @@
 //
 // Usage: bench_train [--nets fc,conv] [--methods box,crown,...] [--batch 100]
 //                    [--seconds 3] [--train-pgd-steps 10] [--threads N]
-//                    [--device cpu|cuda|auto] [--json FILE] [--profile]
+//                    [--device cpu|cuda|auto] [--sparse-bounds auto|on|off]
+//                    [--json FILE] [--profile]
 #include <CLI/CLI.hpp>
 
 #include <time.h>
@@ -60,7 +61,7 @@ int main(int argc, char** argv) {
   std::vector<std::string> methods = train_methods();
   int batch = 100, train_pgd_steps = 10, threads = 0;
   double seconds = 3.0;
-  std::string device_name = "auto", json_path;
+  std::string device_name = "auto", json_path, sparse_bounds = "auto";
   bool cuda_graph = false, profile = false;
   app.add_option("--nets", nets, "networks to time")->delimiter(',');
   app.add_option("--methods", methods, "training methods to time")->delimiter(',');
@@ -69,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--train-pgd-steps", train_pgd_steps, "PGD steps inside a pgd/sabr training step");
   app.add_option("--threads", threads, "OpenMP and BLAS threads (0: the default)");
   app.add_option("--device", device_name, "cpu | cuda | auto");
+  app.add_option("--sparse-bounds", sparse_bounds,
+                 "train's --sparse-bounds: intermediate bounds of the unstable neurons only (on), of every neuron "
+                 "(off), or auto (on on the CPU, off on a GPU)");
   app.add_option("--json", json_path, "also write the results as JSON to this file");
   CLI::Option* profile_flag = app.add_flag(
       "--profile", profile,
@@ -88,6 +92,7 @@ int main(int argc, char** argv) {
   config.batch_size = batch;
   config.train_pgd_steps = train_pgd_steps;
   config.cuda_graph = cuda_graph;
+  config.sparse_bounds = sparse_bounds;
   Device device;
   try {
     device = prepare_runtime(config);
@@ -97,8 +102,8 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "%s\n", device_banner(device).c_str());
   std::printf("bench_train: one full training step (forward, bounds, loss, backward, Adam), batch %d, synthetic "
-              "1x28x28 data, eps 0.1, kappa 0.5, beta 0.5, PGD/SABR with %d steps\n",
-              batch, train_pgd_steps);
+              "1x28x28 data, eps 0.1, kappa 0.5, beta 0.5, PGD/SABR with %d steps, sparse bounds %s\n",
+              batch, train_pgd_steps, sparse_bounds.c_str());
 
   Rng rng(1);
   std::vector<float> images(size_t(batch) * 784);

@@ -37,6 +37,12 @@ for batch in 100 1000; do
     --batch "$batch" --seconds "$seconds" --json "$out/bench_train_graph_b$batch.json" 2>&1 |
     tee -a "$out/bench_train_graph.log" || status=1
 done
+log "bench_train --device cuda, deepz and crown: sparse intermediate bounds, dense, and dense as CUDA graphs"
+for mode in "--sparse-bounds on" "--sparse-bounds off" "--sparse-bounds off --cuda-graph"; do
+  # shellcheck disable=SC2086  # mode holds several flags
+  timeout 120 build/bin/bench_train --device cuda $mode --nets fc,conv --methods deepz,crown \
+    --batch 100 --seconds "$seconds" 2>&1 | tee -a "$out/bench_train_backsub.log" || status=1
+done
 log "bench_bounds --device cuda"
 timeout 150 build/bin/bench_bounds --device cuda --nets fc,conv --runs 3 2>&1 | tee "$out/bench_bounds.log" || status=1
 log "done (status $status); files in $out"
