@@ -52,9 +52,11 @@ int64_t level_width(const Network& net, size_t level) {
 }
 
 Tensor identity_rows(int64_t rows, int64_t n, int64_t first, Device device) {
-  std::vector<float> values(size_t(rows * n), 0.0f);
-  for (int64_t k = 0; k < rows; ++k) values[size_t(k * n + first + k)] = 1.0f;
-  return Tensor::from_vector(values, Shape{rows, n}, device);
+  const std::string key = "identity rows " + std::to_string(first) + "+" + std::to_string(rows) + " of " +
+                          std::to_string(n);
+  return constant_tensor(key, Shape{rows, n}, [&](std::vector<float>& values) {
+    for (int64_t k = 0; k < rows; ++k) values[size_t(k * n + first + k)] = 1.0f;
+  }, device);
 }
 
 // [T; -T] along the rows: T (K, n) or (K) shared, stacked along axis 0.
@@ -63,12 +65,15 @@ Tensor stack_negated_shared(const Tensor& t) { return ops::concat_batch({t, ops:
 // [C; -C] along axis 1 of a per-sample spec (N, K, L): (N, 2K, L).
 Tensor stack_negated_spec(const Tensor& spec) {
   const int64_t rows = spec.size(1);
-  std::vector<float> signs(size_t(rows * 2 * rows), 0.0f);  // [I, -I]: (K, 2K)
-  for (int64_t k = 0; k < rows; ++k) {
-    signs[size_t(k * 2 * rows + k)] = 1.0f;
-    signs[size_t(k * 2 * rows + rows + k)] = -1.0f;
-  }
-  const Tensor stacker = Tensor::from_vector(signs, Shape{rows, 2 * rows}, spec.device());
+  const Tensor stacker = constant_tensor(  // [I, -I]: (K, 2K)
+      "stacker " + std::to_string(rows), Shape{rows, 2 * rows},
+      [&](std::vector<float>& signs) {
+        for (int64_t k = 0; k < rows; ++k) {
+          signs[size_t(k * 2 * rows + k)] = 1.0f;
+          signs[size_t(k * 2 * rows + rows + k)] = -1.0f;
+        }
+      },
+      spec.device());
   return ops::transpose(ops::matmul(ops::transpose(spec), stacker));  // (N, L, K)(K, 2K) -> (N, 2K, L)
 }
 

@@ -73,17 +73,20 @@ Window window_below(const Window& w, const Layer& conv) {
 }
 
 // The gather of one level's windows: a conv with the identity kernel
-// (kh * kw, 1, kh, kw), built once per level and device (one host->device
-// copy) and applied to the bounds, the padding mask, the centre and radius.
+// (kh * kw, 1, kh, kw), built once per level (on a GPU kept across calls:
+// constant_tensor) and applied to the bounds, the padding mask, the centre and radius.
 struct Unfold {
   Window w;
   int64_t positions;
   Tensor kernel;  // (kh * kw, 1, kh, kw)
   Unfold(const Window& window, int64_t top_positions, Device device) : w(window), positions(top_positions) {
     const int64_t taps = w.kh * w.kw;
-    std::vector<float> eye(size_t(taps * taps), 0.0f);
-    for (int64_t t = 0; t < taps; ++t) eye[size_t(t * taps + t)] = 1.0f;
-    kernel = Tensor::from_vector(eye, Shape{taps, 1, w.kh, w.kw}, device);
+    kernel = constant_tensor(
+        "identity kernel " + std::to_string(w.kh) + "x" + std::to_string(w.kw), Shape{taps, 1, w.kh, w.kw},
+        [&](std::vector<float>& eye) {
+          for (int64_t t = 0; t < taps; ++t) eye[size_t(t * taps + t)] = 1.0f;
+        },
+        device);
   }
 
   // x (N, C, H, W) gathered over every top position's window: (N * P, C * kh * kw),

@@ -343,4 +343,33 @@ BacksubInputResult backsub_input(const Tensor& coeffs, const Tensor& centre, con
   return out;
 }
 
+namespace {
+struct DeviceConstants {
+  std::vector<std::pair<std::string, Tensor>> kept;  // few: a net's conv levels and chunk sizes
+  DeviceConstantStats stats;
+};
+thread_local DeviceConstants g_device_constants;
+}  // namespace
+
+Tensor constant_tensor(const std::string& key, const Shape& shape,
+                       const std::function<void(std::vector<float>&)>& fill, Device device) {
+  DeviceConstants& cache = g_device_constants;
+  if (device == Device::cuda)
+    for (const auto& [name, t] : cache.kept)
+      if (name == key) return t;
+  std::vector<float> values(size_t(shape.numel()), 0.0f);
+  fill(values);
+  const Tensor t = Tensor::from_vector(values, shape, device);
+  const size_t bytes = values.size() * sizeof(float);
+  if (device == Device::cuda && cache.stats.bytes + bytes <= kDeviceConstantBudget) {
+    cache.kept.emplace_back(key, t);
+    cache.stats.bytes += bytes;
+    ++cache.stats.count;
+    ++cache.stats.uploads;
+  }
+  return t;
+}
+
+DeviceConstantStats device_constant_stats() { return g_device_constants.stats; }
+
 }  // namespace cte::relax

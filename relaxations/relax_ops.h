@@ -15,6 +15,8 @@
 // rows). They are internal to relaxations/; the public API is relaxations.h.
 #pragma once
 #include <cstdint>
+#include <functional>
+#include <string>
 #include <vector>
 
 #include "engine/nn.h"
@@ -340,6 +342,24 @@ void add_host_bound_stats(const HostBoundStats& delta);
 void restore_host_bound_stats(const HostBoundStats& saved);  // as they were (a capture that failed)
 // Tests: false counts the unstable pairs of GPU bounds on the host too (default true).
 void set_relu_counts_on_device(bool on);
+
+// A constant the bounds build from host values on every call (identity rows,
+// the [I, -I] stacker of a per-sample spec, the patches' identity kernel).
+// `key` names the values (shape included); fill(values) writes them. On a GPU
+// the first call of a thread uploads it and later calls reuse that copy, so a
+// training step makes no host round trip for it and can be captured as a CUDA
+// graph (up to kDeviceConstantBudget bytes per thread; past it, a constant is
+// uploaded per call as before). On the CPU it is built per call. Callers must
+// not write to it.
+constexpr size_t kDeviceConstantBudget = size_t(256) << 20;
+Tensor constant_tensor(const std::string& key, const Shape& shape,
+                       const std::function<void(std::vector<float>&)>& fill, Device device);
+// Tests: the constants this thread keeps on a GPU, and how many uploads made them.
+struct DeviceConstantStats {
+  size_t count = 0, bytes = 0;
+  uint64_t uploads = 0;
+};
+DeviceConstantStats device_constant_stats();
 
 // How the sparse path batches its rows on this thread: by its cost estimate
 // (the default), or always one of the two plans (tests cover both with it).

@@ -1066,6 +1066,18 @@ TEST_CASE("train: training steps and evaluation on the CUDA backend match the CP
   }
 }
 
+// A network by name (built in, on 1x4x4 images), or "two-conv": two convolutions
+// (1x4x4 -> 2x4x4 -> 3x2x2) and a linear layer, whose second ReLU's bounds walk back
+// through a convolution (CONV's single one needs no constant: its first ReLU is bounded
+// by a forward pass).
+Network net_for_cuda_tests(const std::string& name, const DatasetSplits& data, uint64_t seed) {
+  if (name != "two-conv")
+    return build_network(name, Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), seed);
+  Rng rng(seed);
+  return Network(Shape{1, 4, 4}, {make_conv(1, 2, 3, 1, 1, rng), make_relu(), make_conv(2, 3, 3, 2, 1, rng),
+                                  make_relu(), make_flatten(), make_linear(12, 3, rng)});
+}
+
 TEST_CASE("train: a CUDA training step makes no host round trip, and its device-side stats are the step's") {
   // Issue 19: labels staged asynchronously, the margin specification and the
   // hit count built on the device, the finite check a device flag the
@@ -1085,14 +1097,21 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
   // read asynchronously. deepz and crown: dense intermediate bounds on a GPU (--sparse-bounds
   // auto), their ReLU statistics counted on the device (on fc-2x20: the emulator runs a block of
   // rows in lockstep). l1 on: the optimiser's kernels add its gradient.
-  for (const std::string method : {"natural", "box", "hbox", "crown-ibp", "pgd", "sabr", "deepz", "crown"}) {
+  // crown on two convolutions: the identity rows of the second (or the patches' identity kernel)
+  // are uploaded by the first steps and kept on the device (relax::constant_tensor).
+  const std::pair<const char*, const char*> cases[] = {
+      {"fc-small", "natural"}, {"fc-small", "box"}, {"fc-small", "hbox"}, {"fc-small", "crown-ibp"},
+      {"fc-small", "pgd"},     {"fc-small", "sabr"}, {"fc-2x20", "deepz"}, {"fc-2x20", "crown"},
+      {"two-conv", "crown"}};
+  for (const auto& [net_name, method_name] : cases) {
+    const std::string method = method_name;
+    CAPTURE(net_name);
     CAPTURE(method);
-    const bool backsub = method == "deepz" || method == "crown";
+    const bool backsub = std::string(net_name) == "fc-2x20";
     TrainConfig c = small_config("unused");
     c.method = method;
     c.l1 = 1e-4;
-    Network net = build_network(backsub ? "fc-2x20" : "fc-small", Shape{1, 4, 4}, 3,
-                                dataset_normalization("folder", &data.train), 4);
+    Network net = net_for_cuda_tests(net_name, data, 4);
     net.to(Device::cuda);
     net.set_requires_grad(true);
     Adam adam(net.parameters(), 1e-3f);
@@ -1104,7 +1123,8 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
     s.lr = 1e-3f;
     UploadStaging staging;
     Tensor x = staging.upload(xs, shape, Device::cuda);
-    for (int i = 0; i < 2; ++i) step.run(x, labels, s, uint64_t(i));  // warm: allocator caches
+    for (int i = 0; i < 2; ++i) step.run(x, labels, s, uint64_t(i));  // warm: allocator caches, constants
+    const relax::DeviceConstantStats constants = relax::device_constant_stats();
     std::vector<float> z;
     double l1_term = 0;  // the L1 penalty the step's reported loss includes: l1 * sum |W| over the weights
     {
@@ -1136,12 +1156,14 @@ TEST_CASE("train: a CUDA training step makes no host round trip, and its device-
         CHECK(layer.backsubstituted == (layer.layer == relu[0].layer ? 0 : 12 * 20));  // the first: a forward pass
         CHECK(layer.unstable <= layer.pairs);
       }
-    } else if (method == "hbox") {
+    } else if (method == "hbox" || method == "crown") {
       CHECK_FALSE(relu.empty());
       for (const ReluLayerStats& layer : relu) CHECK(layer.unstable <= layer.pairs);
     } else {
       CHECK(relu.empty());
     }
+    if (std::string(net_name) == "two-conv") CHECK(constants.count > 0);  // the second convolution needed some
+    CHECK(relax::device_constant_stats().uploads == constants.uploads);  // and uploaded none again
 
     int64_t correct = 0;
     double cross_entropy = 0;
@@ -1214,7 +1236,7 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
     c.early_stops = early_stops;
     reset_relu_layer_stats();
     relax::reset_backsub_chunk_stats();
-    Network net = build_network(net_name, Shape{1, 4, 4}, 3, dataset_normalization("folder", &data.train), 4);
+    Network net = net_for_cuda_tests(net_name, data, 4);
     net.to(Device::cuda);
     net.set_requires_grad(true);
     Adam adam(net.parameters(), 1e-3f);
@@ -1247,6 +1269,7 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
   // of fc-small's 100-neuron intermediate-bound rows in lockstep, 1200 of them per layer: 15 s a
   // step). With --early-stops crown takes the sparse path, which reads the bounds on the host
   // mid-step: its capture is refused (and leaves no statistics behind: they equal eager's).
+  // crown on two-conv walks its second convolution backwards from constants kept on the device.
   struct Case {
     std::string net, method;
     int steps, captures, replays;
@@ -1256,7 +1279,8 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
                         {"fc-small", "crown-ibp", 11, 2, 3}, {"fc-small", "pgd", 11, 2, 3},
                         {"fc-small", "sabr", 11, 2, 3},      {"fc-2x20", "crown", 5, 1, 1},
                         {"fc-2x20", "deepz", 5, 1, 1},       {"fc-2x20", "hbox", 5, 1, 1},
-                        {"fc-2x20", "crown", 5, 0, 0, true}, {"conv", "crown-ibp", 11, 2, 3}};
+                        {"fc-2x20", "crown", 5, 0, 0, true}, {"conv", "crown-ibp", 11, 2, 3},
+                        {"two-conv", "crown", 5, 1, 1}};
   for (const Case& k : cases) {
     CAPTURE(k.net);
     CAPTURE(k.method);
@@ -1278,7 +1302,7 @@ TEST_CASE("train: --cuda-graph replays steps bit for bit on each batch's data, a
       CHECK(graph.relu[i].backsubstituted == eager.relu[i].backsubstituted);
     }
     CHECK(graph.bound_chunks == eager.bound_chunks);
-    if (k.method == "crown" || k.method == "deepz" || k.method == "hbox") {
+    if (k.net == "fc-2x20") {
       REQUIRE(eager.relu.size() == 2);
       CHECK(eager.relu[1].pairs == uint64_t(12 * 20 * k.steps));  // every step counted, replays too
     }

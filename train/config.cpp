@@ -664,7 +664,7 @@ int parse_train_args(int argc, char** argv, TrainConfig& c) {
                   "certifiably trained deep nets; a neuron proven stable this way that the full walk would leave "
                   "unstable is relaxed exactly, so the bounds differ from the paper's relaxation; default: off)");
   app.add_option("--sparse-bounds", c.sparse_bounds,
-                 "intermediate bounds of deepz, crown, crown0-unstable and hbox-fresh training: on = backsubstitute "
+                 "intermediate bounds of deepz, crown, crown0-unstable, hbox and hbox-fresh training: on = backsubstitute "
                  "only the neurons the interval bounds leave unstable (the rest keep those bounds, which can relax "
                  "a neuron exactly where the full walk would not: never looser), off = every neuron (dense), auto "
                  "(default) = on on the CPU, off on a GPU unless --early-stops (the sparse path reads the bounds on "
