@@ -6,12 +6,14 @@
 // every output's gradient.
 #include "relaxations/relax_ops.h"
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <string>
 
 #include "engine/dispatch.h"
 #include "engine/ops.h"
+#include "kernels/gpu_runtime.h"
 #include "engine/tape.h"
 #include "kernels/relax_kernels.h"
 
@@ -347,6 +349,7 @@ namespace {
 struct DeviceConstants {
   std::vector<std::pair<std::string, Tensor>> kept;  // few: a net's conv levels and chunk sizes
   DeviceConstantStats stats;
+  bool told_of_budget = false;
 };
 thread_local DeviceConstants g_device_constants;
 }  // namespace
@@ -357,19 +360,31 @@ Tensor constant_tensor(const std::string& key, const Shape& shape,
   if (device == Device::cuda)
     for (const auto& [name, t] : cache.kept)
       if (name == key) return t;
+  // A capture cannot upload (and a graph's pool would outlive no constant): the eager steps
+  // before a capture make them, and one not made by then refuses the capture, saying why.
+  if (device == Device::cuda && gpu::capturing())
+    fail("bounds", "the constant '" + key + "' would be uploaded during a CUDA graph capture");
   std::vector<float> values(size_t(shape.numel()), 0.0f);
   fill(values);
   const Tensor t = Tensor::from_vector(values, shape, device);
   const size_t bytes = values.size() * sizeof(float);
-  if (device == Device::cuda && cache.stats.bytes + bytes <= kDeviceConstantBudget) {
+  if (device != Device::cuda) return t;
+  ++cache.stats.uploads;
+  if (cache.stats.bytes + bytes <= kDeviceConstantBudget) {
     cache.kept.emplace_back(key, t);
     cache.stats.bytes += bytes;
     ++cache.stats.count;
-    ++cache.stats.uploads;
+  } else if (!cache.told_of_budget) {
+    cache.told_of_budget = true;
+    std::fprintf(stderr,
+                 "[bounds] the constants kept on the GPU reached %zu MiB on this thread; '%s' and later ones are "
+                 "uploaded on every call (a host round trip per step, and no CUDA graph)\n",
+                 kDeviceConstantBudget >> 20, key.c_str());
   }
   return t;
 }
 
 DeviceConstantStats device_constant_stats() { return g_device_constants.stats; }
+void clear_device_constants() { g_device_constants = DeviceConstants{}; }
 
 }  // namespace cte::relax

@@ -354,12 +354,13 @@ void set_relu_counts_on_device(bool on);
 constexpr size_t kDeviceConstantBudget = size_t(256) << 20;
 Tensor constant_tensor(const std::string& key, const Shape& shape,
                        const std::function<void(std::vector<float>&)>& fill, Device device);
-// Tests: the constants this thread keeps on a GPU, and how many uploads made them.
+// Tests: the constants this thread keeps on a GPU, and how many uploads there were (kept or not).
 struct DeviceConstantStats {
   size_t count = 0, bytes = 0;
   uint64_t uploads = 0;
 };
 DeviceConstantStats device_constant_stats();
+void clear_device_constants();  // tests: forget them (no captured graph may still use them)
 
 // How the sparse path batches its rows on this thread: by its cost estimate
 // (the default), or always one of the two plans (tests cover both with it).

@@ -51,8 +51,8 @@ TrainConfig step_config(const std::string& method) {
   TrainConfig c;
   c.method = method;
   c.net = "fc-small";
-  c.l1 = 1e-3;  // rank 0 alone adds the penalties: counted once in the sum
-  c.l2 = 1e-2;
+  c.l1 = 1e-3;  // each rank's optimiser adds it after the gradient sum: once
+  c.l2 = 1e-2;  // rank 0 alone adds it before the sum: once
   c.pgd_steps = 2;
   return c;
 }
