@@ -909,6 +909,7 @@ namespace {
 struct ReluLayerCounts {
   ReluLayerStats host;            // pairs, backsubstituted, and the unstable pairs of CPU bounds
   Tensor device_low, device_high;  // the unstable pairs of GPU bounds (scalars; undefined: none yet)
+  Tensor device_zero;             // the comparisons' 0, made with them rather than once per call
 };
 thread_local std::vector<ReluLayerCounts> g_relu_layer_counts;
 
@@ -919,7 +920,7 @@ constexpr float kCarryShift = 8796093022208.0f;  // 2^43
 ReluLayerCounts& layer_counts(size_t layer) {
   for (ReluLayerCounts& c : g_relu_layer_counts)
     if (c.host.layer == layer) return c;
-  g_relu_layer_counts.push_back(ReluLayerCounts{ReluLayerStats{layer, 0, 0, 0}, Tensor(), Tensor()});
+  g_relu_layer_counts.push_back(ReluLayerCounts{ReluLayerStats{layer, 0, 0, 0}, Tensor(), Tensor(), Tensor()});
   return g_relu_layer_counts.back();
 }
 
@@ -934,12 +935,14 @@ void count_unstable_on_device(ReluLayerCounts& counts, const Tensor& lower, cons
                                   "'s device counters would be made during a CUDA graph capture");
     counts.device_low = Tensor::zeros(Shape{}, device);
     counts.device_high = Tensor::zeros(Shape{}, device);
+    counts.device_zero = Tensor::zeros(Shape{}, device);
   }
   // Stable: l >= 0 (identity) or u <= 0 (dead), as kern::relu_case; NaN counts as unstable there too.
-  const Tensor zero = Tensor::zeros(Shape{}, device);
+  const Tensor& zero = counts.device_zero;
   const Tensor stable = ops::sum(ops::maximum(ops::compare(lower, zero, kern::BinaryOp::ge),
                                               ops::compare(upper, zero, kern::BinaryOp::le)));
-  const Tensor low = ops::add(counts.device_low, ops::add_scalar(ops::neg(stable), float(lower.numel())));
+  // low + (pairs - stable): integers below 2^24 throughout, so exact.
+  const Tensor low = ops::add_scalar(ops::sub(counts.device_low, stable), float(lower.numel()));
   const Tensor carried = ops::add_scalar(ops::add_scalar(low, kCarryShift), -kCarryShift);
   counts.device_low.copy_from(ops::sub(low, carried));
   counts.device_high.copy_from(ops::add(counts.device_high, carried));
@@ -1098,9 +1101,8 @@ void reset_relu_layer_stats() {
   for (relax::ReluLayerCounts& c : relax::g_relu_layer_counts) {
     c.host = ReluLayerStats{c.host.layer, 0, 0, 0};
     if (c.device_low.defined()) {
-      const Tensor zero = Tensor::zeros(Shape{}, c.device_low.device());
-      c.device_low.copy_from(zero);
-      c.device_high.copy_from(zero);
+      c.device_low.copy_from(c.device_zero);
+      c.device_high.copy_from(c.device_zero);
     }
   }
 }

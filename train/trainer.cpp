@@ -327,7 +327,7 @@ StepStats TrainStep::run_eager(const Tensor& x, const Tensor& y, const std::vect
   }
   comm_.sum_gradients(optimizer_.parameters());
   // The reported loss includes the L1 penalty the optimiser's step applies, once (every rank holds the sum).
-  if (config_.l1 > 0 && !l1_terms_.empty()) stats.loss = ops::add(stats.loss.detach(), l1_penalty());
+  if (config_.l1 > 0 && !l1_terms_.empty()) stats.loss = ops::add(stats.loss, l1_penalty());
   {
     // One flag on the device for the loss and all gradients: loss + sum |g| is
     // finite iff all of them are (or huge enough to overflow, which is no
